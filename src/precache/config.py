@@ -1,0 +1,143 @@
+"""Settings for every precache component, read from environment variables or given in code.
+
+The seed deployment used flat names (``ML_ENABLED``, ``MODEL_STORAGE_PATH`` ...); they are honoured as
+they are, so an existing ``.env`` keeps working. A bad value fails at start-up with a message naming the
+variable and the expected form, instead of surfacing later as an obscure runtime error.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """A setting has a value precache cannot use; the message names the variable and the expected form."""
+
+
+class TrainingSchedule(StrEnum):
+    ONCE = "once"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class PredictiveSettings(BaseModel):
+    """How aggressively the warmer preloads predicted pages."""
+
+    warming_threshold: Probability = 0.7
+    max_preload_items: int = Field(50, ge=0)
+    preload_budget_bytes: int = Field(100 * 1024 * 1024, ge=0)
+    adaptive_ttl: bool = True
+
+
+class AlertSettings(BaseModel):
+    """Thresholds past which monitoring raises an alert (and calls the webhook, if one is set)."""
+
+    accuracy_threshold: Probability = 0.75
+    latency_threshold_ms: float = Field(10.0, gt=0)
+    hit_rate_threshold: Probability = 0.95
+    memory_threshold_mb: float = Field(90.0, gt=0)
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """All of precache's settings. Environment variables win over defaults; code may pass values directly."""
+
+    model_config = SettingsConfigDict(
+        env_nested_delimiter="__",
+        populate_by_name=True,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    ml_enabled: bool = Field(True, validation_alias=_env("ML_ENABLED", "ml_enabled"))
+    ml_edge_inference_url: str | None = Field(
+        None, validation_alias=_env("ML_EDGE_INFERENCE_URL", "ml_edge_inference_url")
+    )
+    ml_training_api_key: str | None = Field(
+        None, validation_alias=_env("ML_TRAINING_API_KEY", "ml_training_api_key")
+    )
+    ml_auto_training_enabled: bool = Field(
+        False, validation_alias=_env("ML_AUTO_TRAINING_ENABLED", "ml_auto_training_enabled")
+    )
+    ml_training_schedule: TrainingSchedule = Field(
+        TrainingSchedule.WEEKLY, validation_alias=_env("ML_TRAINING_SCHEDULE", "ml_training_schedule")
+    )
+    model_storage_path: Path = Field(
+        Path("models"), validation_alias=_env("MODEL_STORAGE_PATH", "model_storage_path")
+    )
+    model_backup_path: Path = Field(
+        Path("models/backup"), validation_alias=_env("MODEL_BACKUP_PATH", "model_backup_path")
+    )
+    ml_metrics_enabled: bool = Field(True, validation_alias=_env("ML_METRICS_ENABLED", "ml_metrics_enabled"))
+    ml_alert_webhook: str | None = Field(None, validation_alias=_env("ML_ALERT_WEBHOOK", "ml_alert_webhook"))
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL", "redis_url"))
+    api_token: str | None = Field(None, validation_alias=_env("PRECACHE_API_TOKEN", "api_token"))
+
+    session_gap_seconds: float = Field(
+        1800.0, gt=0, validation_alias=_env("PRECACHE_SESSION_GAP_SECONDS", "session_gap_seconds")
+    )
+    predictive: PredictiveSettings = Field(
+        default_factory=PredictiveSettings, validation_alias=_env("PRECACHE_PREDICTIVE", "predictive")
+    )
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings, validation_alias=_env("PRECACHE_ALERTS", "alerts")
+    )
+
+    @field_validator("ml_edge_inference_url", "ml_alert_webhook")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return value
+
+
+_VARIABLE_FOR_FIELD = {
+    name: (field.validation_alias.choices[0] if isinstance(field.validation_alias, AliasChoices) else name)
+    for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and ``overrides``), turning validation errors into ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [str(part) for part in err["loc"]]
+            head = loc[0] if loc else "?"
+            variable = _VARIABLE_FOR_FIELD.get(head, head)
+            if len(loc) > 1:
+                variable = f"{variable} ({'.'.join(loc[1:])})"
+            shown = err.get("input")
+            problems.append(f"{variable}={shown!r}: {err['msg']}")
+        raise ConfigError("invalid precache setting: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
