@@ -1,6 +1,6 @@
 # Two commands on a fresh Debian machine with Python 3.11:  make demo  and  make test.
 # The venv is built once; the stamp makes a second run skip installation.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.precache-installed
@@ -9,7 +9,7 @@ SYSTEM := redis-server:redis-server redis-cli:redis-tools
 .PHONY: demo test lint typecheck pytest bench system venv clean
 
 $(STAMP): pyproject.toml constraints.txt
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "precache needs $(PYTHON) (Python 3.11+) on PATH" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "precache needs Python 3.11+ (python3.11 or python3 on PATH)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned (a CPU build lies on disk); unpinned, pip would fetch a CUDA build.
@@ -22,7 +22,7 @@ venv: $(STAMP)
 system:
 	@bash scripts/ensure-system.sh $(SYSTEM)
 
-demo: venv system
+demo: venv
 	$(BIN)/precache demo $(ARGS)
 
 lint: venv

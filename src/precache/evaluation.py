@@ -49,9 +49,9 @@ def time_split(
     if not 0 < test_fraction < 1 or not 0 <= validation_fraction < 1:
         raise ValueError("test_fraction must be in (0, 1) and validation_fraction in [0, 1)")
     ordered = sorted(sessions, key=lambda s: s.start)
-    n_test = int(round(len(ordered) * test_fraction))
+    n_test = round(len(ordered) * test_fraction)
     train_all = ordered[: len(ordered) - n_test]
-    n_val = int(round(len(train_all) * validation_fraction))
+    n_val = round(len(train_all) * validation_fraction)
     return Split(
         train=train_all[: len(train_all) - n_val],
         validation=train_all[len(train_all) - n_val :],
