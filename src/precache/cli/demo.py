@@ -1,13 +1,91 @@
-"""``precache demo``: generate a workload, train, replay, print the before/after table."""
+"""``precache demo``: generate (or read) a workload, train, replay, print the before/after table.
+
+On a fresh machine it needs nothing but the package: the synthetic site workload stands in for a real
+log. ``--trace FILE`` replays a real access log instead. The HTML report lands in ``--out``.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import typer
 
 from precache.cli.app import app
 
 
+def _table(rows: list[dict[str, Any]], title: str) -> Any:
+    from rich.table import Table
+
+    from precache.sim.report import fmt
+
+    columns = [("mode", "config", "s"), ("hit_rate", "hit", "%"), ("byte_hit_rate", "byte hit", "%"),
+               ("cold_starts_per_min", "cold/min", ".1f"), ("avg_load_ms", "avg ms", ".1f"),
+               ("p95_load_ms", "p95 ms", ".1f"), ("online_hr5", "HR@5", "%"),
+               ("preload_efficiency", "preload eff", "%"), ("predictive_hit_rate", "pred. hits", "%"),
+               ("extra_origin_requests", "extra req", "d")]
+    table = Table(title=title)
+    for _, header, _ in columns:
+        table.add_column(header, justify="left" if header == "config" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(fmt(row.get(key), kind) for key, _, kind in columns))
+    return table
+
+
 @app.command()
-def demo() -> None:
-    """Run the end-to-end demo (placeholder until the replay work lands)."""
-    typer.echo("precache demo: the replay benchmark is coming; see README.")
+def demo(
+    trace: Path | None = typer.Option(None, "--trace", help="replay this access log instead of the synthetic site"),
+    requests: int = typer.Option(100_000, "--requests", min=1_000, help="requests to generate or read"),
+    out: Path = typer.Option(Path("precache-report"), "--out", help="where index.html is written"),
+    threshold: float = typer.Option(0.7, "--threshold", min=0.0, max=1.0, help="warming threshold"),
+    seed: int = typer.Option(0, "--seed"),
+    sweep: bool = typer.Option(True, "--sweep/--no-sweep", help="also sweep the warming threshold"),
+    learned_policy: bool = typer.Option(True, "--learned-policy/--no-learned-policy"),
+) -> None:
+    """Generate a workload, train the models, replay it with and without ML, write the report."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from precache.sim.experiment import ExperimentConfig, run_experiment
+    from precache.sim.report import write_report
+
+    console = Console()
+    updates: list[tuple[float, str]] = []
+    if trace is not None:
+        from precache.traces.reader import read_requests
+
+        reader = read_requests(trace)
+        reqs = []
+        for r in reader:
+            reqs.append(r)
+            if len(reqs) >= requests:
+                break
+        name = trace.name
+    else:
+        from precache.traces.synthetic import SyntheticWorkload
+
+        with console.status(f"generating a synthetic site workload of {requests:,} requests"):
+            workload = SyntheticWorkload(requests, seed=seed)
+            reqs = list(workload.requests())
+            end = reqs[-1].time if reqs else 0.0
+            updates = [u for u in workload.updates() if u[0] <= end]
+        name = f"synthetic-{requests}"
+    console.print(f"[bold]{name}[/]: {len(reqs):,} requests")
+    config = ExperimentConfig(threshold=threshold, seed=seed, sweep=ExperimentConfig().sweep if sweep else (),
+                              learned_policy=learned_policy)
+    with Progress(TextColumn("{task.description:<22}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def tick(stage: str, done: int, total: int) -> None:
+            task = tasks.get(stage)
+            if task is None:
+                task = tasks[stage] = progress.add_task(stage, total=max(total, 1))
+            progress.update(task, completed=done, total=max(total, 1))
+
+        exp = run_experiment(reqs, name, config, updates=updates, progress=tick)
+    console.print(_table(exp.table(), f"precache before / after — {name} (threshold {threshold})"))
+    if exp.meta.get("learned_policy_error"):
+        console.print(f"[yellow]learned policy unavailable[/]: {exp.meta['learned_policy_error']}")
+    path = write_report([exp], out)
+    console.print(f"report: {path}")

@@ -1,0 +1,51 @@
+"""Policies the replay compares: plain LRU, the cache's S3-FIFO heuristic, and the learned optimizer.
+
+The learned policy is trained here on the *training part* of the trace only (the optimizer area's
+dataset builder and trainer), then built fresh per replay on the replay's virtual clock.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from precache.cache.clock import Clock
+from precache.cache.policy import EvictionPolicy, LRUPolicy, S3FIFOPolicy
+from precache.traces.model import Request
+
+PolicyFactory = Callable[[Clock], EvictionPolicy]
+
+
+def lru(clock: Clock) -> EvictionPolicy:
+    return LRUPolicy()
+
+
+def s3fifo(clock: Clock) -> EvictionPolicy:
+    return S3FIFOPolicy()
+
+
+def train_learned_policy(
+    train_requests: Sequence[Request],
+    updates: Sequence[tuple[float, str]] = (),
+    directory: str | Path | None = None,
+    max_rows: int = 60_000,
+) -> tuple[PolicyFactory, dict[str, object]]:
+    """Train the optimizer on ``train_requests``; returns a factory and the training metrics."""
+    from precache.models.optimizer.labels import build_dataset, trace_from_requests
+    from precache.models.optimizer.model import OptimizerModel
+    from precache.models.optimizer.policy import LearnedPolicy
+    from precache.models.optimizer.train import TrainConfig, train
+
+    trace = trace_from_requests(train_requests, list(updates) or None)
+    n = len(trace)
+    split = int(n * 0.2)
+    dataset = build_dataset(trace, split, n)
+    out = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="precache-opt-"))
+    result = train(dataset, out, TrainConfig(max_rows=max_rows, n_estimators=60))
+    model = OptimizerModel.load(out)
+
+    def factory(clock: Clock) -> EvictionPolicy:
+        return LearnedPolicy(model, clock)
+
+    return factory, {"directory": str(out), "seconds": result.seconds, **result.metrics}

@@ -1,0 +1,285 @@
+"""The discrete-event replay: trace requests through the REAL ``PredictiveCache`` on a virtual clock.
+
+Event loop (one asyncio loop, no real sleeping):
+1. origin fetches due before the next instant complete in time order: the clock is set to each
+   completion time, its future resolved, and the loop drained so the cache stores the value at that time;
+2. the user requests of the instant run (``cache.get`` stepped eagerly: a hit never becomes a task);
+3. the warmer takes one step (one ``predict_batch`` for every session that moved in this instant) and its
+   prefetches start at the same virtual time.
+A request's load time is virtual: tier latency for a hit, completion time minus arrival for a request that
+waited on the origin (its own fetch, or the remainder of a preload it joined).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from precache.cache.clock import Clock, ManualClock
+from precache.cache.l2 import MemoryL2
+from precache.cache.layered import PredictiveCache
+from precache.cache.memory import MemoryTier
+from precache.cache.policy import EvictionPolicy, LRUPolicy, S3FIFOPolicy
+from precache.sim.eager import start_eager
+from precache.sim.metrics import ReplayResult
+from precache.sim.origin import LatencyModel, SimOrigin
+from precache.sim.workload import PreparedTrace
+from precache.warming.assets import AssetModel
+from precache.warming.resolver import Loader, MappingResolver
+from precache.warming.warmer import Predictor, Warmer, WarmerConfig
+
+# outcome codes stored per request
+HIT_L1, HIT_L2, STALE, JOINED, ORIGIN, ERROR = 0, 1, 2, 3, 4, 5
+
+PolicyFactory = Callable[[Clock], EvictionPolicy]
+
+
+@dataclass(slots=True)
+class Mode:
+    """One configuration to compare. ``warming``: "none" | "predictor" | "oracle"."""
+
+    name: str
+    cache: bool = True
+    policy: PolicyFactory = lambda clock: S3FIFOPolicy()
+    ttl: float | None = 3600.0
+    warming: str = "none"
+    threshold: float | None = None
+    label: str = ""
+
+
+@dataclass(slots=True)
+class ReplayConfig:
+    l1_bytes: int = 8 * 1024 * 1024
+    l2_bytes: int | None = None
+    """In-process L2 (MemoryL2 is unbounded; ``None`` = no L2)."""
+    latency: LatencyModel = field(default_factory=LatencyModel)
+    warmer: WarmerConfig = field(default_factory=WarmerConfig)
+    seed: int = 0
+    progress: Callable[[int, int], None] | None = None
+    progress_every: int = 20_000
+
+
+def lru_policy(clock: Clock) -> EvictionPolicy:
+    return LRUPolicy()
+
+
+class _Drain:
+    """Run ready callbacks until the loop is idle (everything left waits on a virtual completion)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.ready: Any = getattr(self.loop, "_ready", None)
+
+    async def __call__(self) -> None:
+        ready = self.ready
+        if ready is None:
+            for _ in range(8):
+                await asyncio.sleep(0)
+            return
+        for _ in range(10_000):
+            await asyncio.sleep(0)
+            if not ready:
+                return
+
+
+async def _replay(
+    trace: PreparedTrace,
+    mode: Mode,
+    config: ReplayConfig,
+    predictor: Predictor | None,
+    assets: AssetModel | None,
+) -> ReplayResult:
+    ev = trace.events
+    n = len(ev)
+    model = config.latency
+    result = ReplayResult(mode=mode.name, label=mode.label or mode.name, trace=trace.name,
+                          measured=trace.measured, duration=trace.duration)
+    started = time.perf_counter()
+    if not mode.cache:  # every request goes to the origin
+        origin_free = SimOrigin(model, seed=config.seed)
+        for i in range(trace.warmup, n):
+            result.record(ev.times[i], ORIGIN, origin_free.latency(ev.sizes[i]), ev.sizes[i])
+        result.origin_user_requests = trace.measured
+        result.origin_user_bytes = sum(ev.sizes[trace.warmup :])
+        result.wall_seconds = time.perf_counter() - started
+        return result
+
+    clock = ManualClock(ev.times[0])
+    l1 = MemoryTier(max_bytes=config.l1_bytes, max_items=10_000_000, policy=mode.policy(clock), clock=clock)
+    l2 = MemoryL2(clock) if config.l2_bytes else None
+    cache = PredictiveCache(l1=l1, l2=l2, clock=clock, default_ttl=mode.ttl, xfetch_beta=0.0,
+                            invalidation=False)
+    user_origin = SimOrigin(model, seed=config.seed)
+    origin = user_origin
+    sizes = trace.sizes
+    warmer: Warmer | None = None
+    next_key: list[str | None] = []
+    if mode.warming != "none":
+
+        def make_loader(page: str) -> Loader | None:
+            size = sizes.get(page)
+            if size is None:
+                return None
+
+            async def load() -> bytes:
+                return await origin.fetch(clock.now(), size, preload=True)
+
+            return load
+
+        wcfg = WarmerConfig(**{f: getattr(config.warmer, f) for f in WarmerConfig.__slots__})
+        if mode.threshold is not None:
+            wcfg.threshold = mode.threshold
+        if mode.warming == "oracle":
+            wcfg.preload_assets = False
+        warmer = Warmer(cache, MappingResolver(make_loader), clock,
+                        predictor=predictor if mode.warming == "predictor" else None,
+                        config=wcfg, assets=assets if mode.warming == "predictor" else None,
+                        keep_predictions=True)
+        if mode.warming == "oracle":
+            following: dict[str, str] = {}
+            next_key = [None] * n
+            for i in range(n - 1, -1, -1):
+                sid = ev.sessions[i]
+                next_key[i] = following.get(sid)
+                following[sid] = ev.keys[i]
+
+    drain = _Drain()
+    pending_waits: list[tuple[int, float, list[bool], asyncio.Task[Any]]] = []
+    updates = trace.updates
+    u = 0
+    warmup = trace.warmup
+    l1_lat, l2_lat = model.l1_latency, model.l2_latency
+    stats = cache.stats
+    hr_hits = hr_total = 0
+    times, keys, ev_sizes, sessions, pages = ev.times, ev.keys, ev.sizes, ev.sessions, ev.pages
+    contains = cache.contains
+    get = cache.get
+    progress = config.progress
+    i = 0
+
+    def finish_waits() -> None:
+        now = clock.now()
+        keep = []
+        for idx, t0, flag, task in pending_waits:
+            if not task.done():
+                keep.append((idx, t0, flag, task))
+                continue
+            failed = task.cancelled() or task.exception() is not None
+            if failed:
+                outcome, lat = ERROR, now - t0
+            elif flag[0]:
+                outcome, lat = ORIGIN, now - t0
+            elif now == t0:  # finished within its own instant without the origin: an L2 hit
+                outcome, lat = HIT_L2, l2_lat
+            else:  # waited for a load someone else started (a preload, or another user's miss)
+                outcome, lat = JOINED, now - t0
+            if idx >= warmup:
+                result.record(times[idx], outcome, lat, ev_sizes[idx])
+            if warmer is not None:
+                if outcome == ORIGIN:
+                    warmer.record_miss(keys[idx])
+                elif outcome == HIT_L2:
+                    warmer.record_hit(keys[idx])
+        pending_waits[:] = keep
+
+    async def complete_until(limit: float) -> None:
+        while origin.pending and origin.next_time() <= limit:
+            clock.set(max(clock.now(), origin.next_time()))
+            origin.complete_next()
+            await drain()
+            if pending_waits:
+                finish_waits()
+
+    while i < n:
+        t = times[i]
+        await complete_until(t)
+        if t > clock.now():
+            clock.set(t)
+        while u < len(updates) and updates[u][0] <= t:
+            await cache.delete(updates[u][1])
+            u += 1
+        j = i
+        while j < n and times[j] == t:
+            key = keys[j]
+            size = ev_sizes[j]
+            sid = sessions[j]
+            if warmer is not None and pages[j]:
+                if j >= warmup and mode.warming == "predictor":
+                    predicted = warmer.latest.get(sid)
+                    if predicted is not None:
+                        hr_total += 1
+                        if any(p == key for p, _ in predicted[:5]):
+                            hr_hits += 1
+                warmer.observe(sid, key)
+            flag = [False]
+
+            def user_loader(size: int = size, flag: list[bool] = flag) -> Any:
+                flag[0] = True
+                return origin.fetch(clock.now(), size, preload=False)
+
+            in_l1 = contains(key)
+            joined = warmer is not None and not in_l1 and warmer.is_inflight(key)
+            if joined and warmer is not None:
+                warmer.record_miss(key)
+            before_stale = stats.stale_hits
+            done, value = start_eager(get(key, session_id=sid, loader=user_loader))
+            if done:
+                if in_l1:
+                    outcome, lat = HIT_L1, l1_lat
+                elif stats.stale_hits != before_stale:
+                    outcome, lat = STALE, l1_lat
+                else:
+                    outcome, lat = HIT_L2, l2_lat
+                if j >= warmup:
+                    result.record(t, outcome, lat, size)
+                if warmer is not None:
+                    warmer.record_hit(key)
+            else:
+                assert isinstance(value, asyncio.Task)
+                pending_waits.append((j, t, flag, value))
+            if mode.warming == "oracle" and warmer is not None:
+                nxt = next_key[j]
+                if nxt is not None:
+                    warmer.offer(sid, [(nxt, 1.0)])
+            j += 1
+        if warmer is not None and warmer.has_work():
+            await warmer.step()
+        if pending_waits or (warmer is not None and warmer.inflight):
+            await drain()
+            if pending_waits:
+                finish_waits()
+        if progress is not None and j // config.progress_every != i // config.progress_every:
+            progress(j, n)
+        i = j
+    await complete_until(float("inf"))
+    await drain()
+    finish_waits()
+    result.origin_user_requests = user_origin.user.requests
+    result.origin_user_bytes = user_origin.user.bytes
+    result.origin_preload_requests = origin.preload.requests
+    result.origin_preload_bytes = origin.preload.bytes
+    if warmer is not None:
+        result.warmer = warmer.stats.as_dict()
+        result.preload_efficiency = warmer.stats.efficiency
+        result.predictive_hits = warmer.stats.predictive_hits
+    if hr_total:
+        result.online_hr5 = hr_hits / hr_total
+        result.online_transitions = hr_total
+    result.cache_stats = dict(cache.stats.as_dict())
+    result.wall_seconds = time.perf_counter() - started
+    await cache.close()
+    return result
+
+
+def replay(
+    trace: PreparedTrace,
+    mode: Mode,
+    config: ReplayConfig | None = None,
+    predictor: Predictor | None = None,
+    assets: AssetModel | None = None,
+) -> ReplayResult:
+    """Replay ``trace`` under ``mode`` on a fresh event loop; see the module docstring."""
+    return asyncio.run(_replay(trace, mode, config or ReplayConfig(), predictor, assets))

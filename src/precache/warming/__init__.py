@@ -1,0 +1,21 @@
+"""Predictive warming: preload what sessions will ask for next, within budgets (see ``warmer``)."""
+
+from precache.warming.assets import AssetModel
+from precache.warming.limits import Backoff, TokenBucket
+from precache.warming.resolver import HttpOriginResolver, Loader, MappingResolver, OriginError, Resolver
+from precache.warming.warmer import WarmableCache, Warmer, WarmerConfig, WarmerStats
+
+__all__ = [
+    "AssetModel",
+    "Backoff",
+    "HttpOriginResolver",
+    "Loader",
+    "MappingResolver",
+    "OriginError",
+    "Resolver",
+    "TokenBucket",
+    "WarmableCache",
+    "Warmer",
+    "WarmerConfig",
+    "WarmerStats",
+]

@@ -1,0 +1,469 @@
+"""The warmer: preload the pages a session will probably ask for next, within budgets.
+
+Why it looks like this:
+- It never sits on the request path. ``observe`` only appends to a bounded queue (dropping and counting
+  when full); predictions and preloads happen in ``step``, run by a background task (``start``) or by the
+  replay at the end of each virtual instant, so the predictor sees one batch per instant.
+- It preloads through ``cache.prefetch``, which shares the cache's single-flight map: a user request for a
+  key being preloaded joins that load and waits only for the remainder.
+- Everything it may cost is bounded: a probability threshold, a cap on preloaded-but-unused items
+  (globally and per session), a byte budget for those items, an origin concurrency cap, a rate limit,
+  and an exponential back-off when the origin errors or slows down.
+- It keeps the two numbers that say whether warming pays: preload efficiency (preloads a user then used /
+  preloads completed) and predictive hits (user hits served by a preloaded entry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter, OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from precache.warming.assets import AssetModel
+from precache.warming.limits import Backoff, Clock, TokenBucket
+from precache.warming.resolver import Loader, Resolver
+
+Prediction = list[tuple[str, float]]
+
+
+class WarmableCache(Protocol):
+    """The two cache methods the warmer needs (``precache.cache.PredictiveCache`` has them)."""
+
+    def contains(self, key: str) -> bool: ...
+
+    async def prefetch(self, key: str, loader: Loader, ttl: float | None = None, tags: Sequence[str] = ()) -> bool: ...
+
+
+class Predictor(Protocol):
+    def predict(self, history: Sequence[str], k: int) -> Prediction: ...
+
+
+@dataclass(slots=True)
+class WarmerConfig:
+    """Budgets and limits. Defaults follow ``precache.config.PredictiveSettings``."""
+
+    threshold: float = 0.7
+    max_items: int = 50
+    max_items_per_session: int = 50
+    budget_bytes: int = 100 * 1024 * 1024
+    max_concurrency: int = 16
+    rate_per_second: float = 200.0
+    burst: float | None = None
+    top_k: int = 5
+    max_history: int = 20
+    max_sessions: int = 200_000
+    queue_size: int = 10_000
+    unused_horizon: float = 900.0
+    """A preload not used within this many seconds is written off as wasted and stops counting."""
+    slow_after: float = 2.0
+    """A preload slower than this (seconds) counts as origin distress and triggers back-off."""
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    preload_assets: bool = True
+    current_page_assets: bool = True
+    """Also preload the likely assets of the page just viewed (the browser asks for them next)."""
+
+    @classmethod
+    def from_settings(cls, settings: Any | None = None, **overrides: Any) -> WarmerConfig:
+        """Take threshold and budgets from ``precache.config.Settings.predictive``."""
+        if settings is None:
+            from precache.config import get_settings
+
+            settings = get_settings()
+        p = settings.predictive
+        base: dict[str, Any] = {
+            "threshold": p.warming_threshold,
+            "max_items": p.max_preload_items,
+            "max_items_per_session": p.max_preload_items,
+            "budget_bytes": p.preload_budget_bytes,
+        }
+        base.update(overrides)
+        return cls(**base)
+
+
+@dataclass(slots=True)
+class WarmerStats:
+    """Counters; ``efficiency`` = used / completed preloads."""
+
+    observed: int = 0
+    dropped_queue: int = 0
+    batches: int = 0
+    predictions: int = 0
+    predictor_errors: int = 0
+    candidates: int = 0
+    started: int = 0
+    completed: int = 0
+    not_admitted: int = 0
+    failed: int = 0
+    slow: int = 0
+    bytes_loaded: int = 0
+    used: int = 0
+    joined: int = 0
+    predictive_hits: int = 0
+    wasted_evicted: int = 0
+    wasted_expired: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def efficiency(self) -> float:
+        return self.used / self.completed if self.completed else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["skipped"] = dict(self.skipped)
+        data["efficiency"] = self.efficiency
+        return data
+
+
+@dataclass(slots=True)
+class _Unused:
+    session: str
+    size: int
+    loaded_at: float
+
+
+def _size_of(value: object) -> int:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.encode())
+    return 0
+
+
+class Warmer:
+    """Predictive preloading for one cache. See the module docstring for the rules it follows."""
+
+    def __init__(
+        self,
+        cache: WarmableCache,
+        resolver: Resolver,
+        clock: Clock,
+        predictor: Predictor | None = None,
+        config: WarmerConfig | None = None,
+        assets: AssetModel | None = None,
+        keep_predictions: bool = False,
+    ) -> None:
+        self.cache = cache
+        self.resolver = resolver
+        self.clock = clock
+        self.predictor = predictor
+        self.config = config or WarmerConfig()
+        self.assets = assets
+        self.stats = WarmerStats()
+        self.keep_predictions = keep_predictions
+        self.latest: dict[str, Prediction] = {}
+        cfg = self.config
+        self._bucket = TokenBucket(clock, cfg.rate_per_second, cfg.burst)
+        self.backoff = Backoff(clock, cfg.backoff_initial, cfg.backoff_max)
+        self._history: OrderedDict[str, deque[str]] = OrderedDict()
+        self._pending: dict[str, None] = {}
+        self._offers: list[tuple[str, Prediction, str | None]] = []
+        self._inflight: dict[str, str] = {}
+        self._joined: set[str] = set()
+        self._unused: dict[str, _Unused] = {}
+        self._unused_bytes = 0
+        self._per_session: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._avg_size = 16 * 1024.0
+
+    # -- the request side: cheap, never blocks ----------------------------------------------------
+    def observe(self, session_id: str, page: str) -> None:
+        """A session viewed ``page``: remember it and queue a prediction (dropped if the queue is full)."""
+        self.stats.observed += 1
+        history = self._history.get(session_id)
+        if history is None:
+            history = deque(maxlen=self.config.max_history)
+            self._history[session_id] = history
+            if len(self._history) > self.config.max_sessions:
+                self._history.popitem(last=False)
+        history.append(page)
+        if session_id not in self._pending and len(self._pending) >= self.config.queue_size:
+            self.stats.dropped_queue += 1
+            return
+        self._pending[session_id] = None
+        if self._wake is not None:
+            self._wake.set()
+
+    def end_session(self, session_id: str) -> None:
+        self._history.pop(session_id, None)
+        self.latest.pop(session_id, None)
+
+    def offer(self, session_id: str, predictions: Prediction, current_page: str | None = None) -> None:
+        """Queue ready-made predictions (an external model, or the replay's oracle)."""
+        self._offers.append((session_id, predictions, current_page))
+        if self._wake is not None:
+            self._wake.set()
+
+    def record_hit(self, key: str) -> None:
+        """A user request was served from the cache; first use of a preloaded entry is a predictive hit."""
+        entry = self._unused.pop(key, None)
+        if entry is not None:
+            self._forget(entry)
+            self.stats.used += 1
+            self.stats.predictive_hits += 1
+
+    def record_miss(self, key: str) -> None:
+        """A user request was not served from the cache: it joined a preload in flight (used), or the
+        preloaded entry was evicted/expired before anyone asked (wasted)."""
+        if key in self._inflight:
+            if key not in self._joined:
+                self._joined.add(key)
+            return
+        entry = self._unused.pop(key, None)
+        if entry is not None:
+            self._forget(entry)
+            self.stats.wasted_evicted += 1
+
+    def handle_event(self, event: Any) -> None:
+        """Adapter for ``cache.subscribe``: route an ``AccessEvent`` to record_hit / record_miss."""
+        tier = getattr(event, "tier", None)
+        if tier in ("l1", "l2", "stale"):
+            self.record_hit(event.key)
+        elif tier == "origin":
+            self.record_miss(event.key)
+
+    # -- the background side ----------------------------------------------------------------------
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def is_inflight(self, key: str) -> bool:
+        return key in self._inflight
+
+    @property
+    def unused_bytes(self) -> int:
+        return self._unused_bytes
+
+    def has_work(self) -> bool:
+        return bool(self._pending or self._offers)
+
+    async def step(self) -> int:
+        """Predict for every session queued since the last step (one batch) and start preloads.
+        Returns how many preloads were started."""
+        items: list[tuple[str, Prediction, str | None]] = self._offers
+        self._offers = []
+        if self._pending:
+            sessions = list(self._pending)
+            self._pending.clear()
+            items.extend(self._predict(sessions))
+        if not items:
+            return 0
+        self._expire()
+        if self.backoff.paused:
+            self.stats.skipped["backoff"] += len(items)
+            return 0
+        return self._schedule(items)
+
+    def _predict(self, sessions: list[str]) -> list[tuple[str, Prediction, str | None]]:
+        predictor = self.predictor
+        histories = [list(self._history.get(s, ())) for s in sessions]
+        if predictor is None:
+            return [(s, [], h[-1] if h else None) for s, h in zip(sessions, histories, strict=True)]
+        k = self.config.top_k
+        self.stats.batches += 1
+        self.stats.predictions += len(histories)
+        try:
+            batch = getattr(predictor, "predict_batch", None)
+            if batch is not None:
+                results: list[Prediction] = list(batch(histories, k))
+            else:
+                results = [predictor.predict(h, k) for h in histories]
+        except Exception:
+            self.stats.predictor_errors += 1
+            return []
+        if self.keep_predictions:
+            self.latest.update(zip(sessions, results, strict=True))
+        return [(s, r, h[-1] if h else None) for s, r, h in zip(sessions, results, histories, strict=True)]
+
+    def _candidates(self, items: list[tuple[str, Prediction, str | None]]) -> list[tuple[float, str, str]]:
+        """``(expected benefit, page, session)``, pages and their assets, best first."""
+        threshold = self.config.threshold
+        out: list[tuple[float, str, str]] = []
+        assets = self.assets if self.config.preload_assets else None
+        for session, predictions, current in items:
+            if assets is not None and current is not None and self.config.current_page_assets:
+                for asset, pa in assets.assets_of(current):
+                    if pa < threshold:
+                        break
+                    out.append((pa, asset, session))
+            for page, p in predictions:
+                if p < threshold:
+                    continue
+                out.append((p, page, session))
+                if assets is not None:
+                    for asset, pa in assets.assets_of(page):
+                        if p * pa < threshold:
+                            break
+                        out.append((p * pa, asset, session))
+        out.sort(key=lambda c: -c[0])
+        return out
+
+    def _schedule(self, items: list[tuple[str, Prediction, str | None]]) -> int:
+        started = 0
+        seen: set[str] = set()
+        skipped = self.stats.skipped
+        cfg = self.config
+        for _, page, session in self._candidates(items):
+            if page in seen:
+                continue
+            seen.add(page)
+            self.stats.candidates += 1
+            resolved = self.resolver.resolve(page)
+            if resolved is None:
+                skipped["unresolvable"] += 1
+                continue
+            key, loader = resolved
+            if key in self._inflight:
+                skipped["inflight"] += 1
+                continue
+            if key in self._unused or self.cache.contains(key):
+                skipped["cached"] += 1
+                continue
+            if len(self._inflight) >= cfg.max_concurrency:
+                skipped["concurrency"] += 1
+                continue
+            if len(self._unused) + len(self._inflight) >= cfg.max_items and not self._sweep_evicted():
+                skipped["max_items"] += 1
+                continue
+            if self._per_session[session] >= cfg.max_items_per_session:
+                skipped["max_items_per_session"] += 1
+                continue
+            if self._unused_bytes + self._avg_size > cfg.budget_bytes and (
+                not self._sweep_evicted() or self._unused_bytes + self._avg_size > cfg.budget_bytes
+            ):
+                skipped["budget_bytes"] += 1
+                continue
+            if not self._bucket.try_take():
+                skipped["rate"] += 1
+                continue
+            self._inflight[key] = session
+            self._per_session[session] += 1
+            task = asyncio.get_running_loop().create_task(self._preload(key, loader, session))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started += 1
+        self.stats.started += started
+        return started
+
+    async def _preload(self, key: str, loader: Loader, session: str) -> None:
+        size = 0
+        origin_error = False
+
+        async def sized() -> bytes:
+            # the cache's prefetch swallows loader errors (returns False); we still need to see them
+            nonlocal size, origin_error
+            try:
+                value = await loader()
+            except Exception:
+                origin_error = True
+                raise
+            size = _size_of(value)
+            return value
+
+        begun = self.clock.now()
+        try:
+            loaded = await self.cache.prefetch(key, sized)
+        except asyncio.CancelledError:
+            self._release(key, session)
+            raise
+        except Exception:
+            self._release(key, session)
+            self.stats.failed += 1
+            self.backoff.failure()
+            return
+        if origin_error:
+            self._release(key, session)
+            self.stats.failed += 1
+            self.backoff.failure()
+            return
+        self._inflight.pop(key, None)
+        joined = key in self._joined
+        self._joined.discard(key)
+        if self.clock.now() - begun > self.config.slow_after:
+            self.stats.slow += 1
+            self.backoff.failure()
+        else:
+            self.backoff.success()
+        if not loaded:
+            self._per_session[session] -= 1
+            self.stats.not_admitted += 1
+            return
+        self.stats.completed += 1
+        self.stats.bytes_loaded += size
+        self._avg_size += (size - self._avg_size) * 0.05
+        if joined:
+            self._per_session[session] -= 1
+            self.stats.used += 1
+            self.stats.joined += 1
+            return
+        self._unused[key] = _Unused(session, size, self.clock.now())
+        self._unused_bytes += size
+
+    def _release(self, key: str, session: str) -> None:
+        self._inflight.pop(key, None)
+        self._joined.discard(key)
+        self._per_session[session] -= 1
+
+    def _forget(self, entry: _Unused) -> None:
+        self._unused_bytes -= entry.size
+        self._per_session[entry.session] -= 1
+        if self._per_session[entry.session] <= 0:
+            del self._per_session[entry.session]
+
+    def _expire(self) -> None:
+        """Write off preloads nobody used within ``unused_horizon`` (oldest first; dict keeps order)."""
+        limit = self.clock.now() - self.config.unused_horizon
+        while self._unused:
+            key = next(iter(self._unused))
+            entry = self._unused[key]
+            if entry.loaded_at > limit:
+                break
+            del self._unused[key]
+            self._forget(entry)
+            self.stats.wasted_expired += 1
+
+    def _sweep_evicted(self) -> bool:
+        """Drop unused preloads the cache no longer holds; True if anything was freed."""
+        gone = [k for k in self._unused if not self.cache.contains(k)]
+        for key in gone:
+            self._forget(self._unused.pop(key))
+            self.stats.wasted_evicted += 1
+        return bool(gone)
+
+    async def drain(self) -> None:
+        """Wait for the preloads in flight (tests and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- production runner --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run ``step`` in a background task whenever work is queued."""
+        if self._runner is not None:
+            return
+        self._wake = asyncio.Event()
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(0)  # let the request that woke us finish first
+            with contextlib.suppress(Exception):
+                await self.step()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+            self._wake = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
