@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol, runtime_checkable
 
@@ -150,3 +150,125 @@ def evaluate(
         ece=expected_calibration_error(top1_conf, top1_ok),
         predict_seconds=elapsed,
     )
+
+
+# -- comparing predictors: quality, cost and speed (used by `precache evaluate` and the benchmark) -------
+
+
+@dataclass(slots=True)
+class ModelReport:
+    """One row of the comparison table: the protocol's scores plus what the model costs to run."""
+
+    scores: Scores
+    size_bytes: int
+    p50_us: float
+    p99_us: float
+    throughput_256: float
+    vocabulary_size: int
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        row: dict[str, float | int | str | None] = dict(self.scores.as_dict())
+        row.update(
+            size_bytes=self.size_bytes,
+            p50_us=self.p50_us,
+            p99_us=self.p99_us,
+            throughput_256=self.throughput_256,
+            vocabulary_size=self.vocabulary_size,
+            error=self.error,
+        )
+        return row
+
+
+def sample_histories(test: Sequence[Session], limit: int, max_history: int | None = 50) -> list[list[str]]:
+    """The first ``limit`` prediction inputs of the test sessions (the histories the protocol scores)."""
+    histories: list[list[str]] = []
+    for history, _ in transitions(test, max_history):
+        if len(histories) >= limit:
+            break
+        histories.append(history)
+    return histories
+
+
+def measure_latency(
+    model: PagePredictor, histories: Sequence[Sequence[str]], k: int = 10, batch: int = 256
+) -> tuple[float, float, float]:
+    """(p50 µs, p99 µs) of single ``predict`` calls and predictions/s of ``predict_batch`` at ``batch``.
+
+    Per-model memo caches are cleared first (``clear_cache`` when the model has one), so the figures are
+    for a model that starts cold on these histories, as after a load.
+    """
+    if not histories:
+        return math.nan, math.nan, math.nan
+    clear = getattr(model, "clear_cache", None)
+    if callable(clear):
+        clear()
+    samples: list[float] = []
+    for history in histories:
+        started = time.perf_counter()
+        model.predict(history, k)
+        samples.append(time.perf_counter() - started)
+    samples.sort()
+    p50 = samples[len(samples) // 2] * 1e6
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e6
+    if callable(clear):
+        clear()
+    predict_batch = getattr(model, "predict_batch", None)
+    batches = [list(histories[i : i + batch]) for i in range(0, len(histories), batch)]
+    batches = [b for b in batches if len(b) == batch] or batches[:1]
+    started = time.perf_counter()
+    done = 0
+    for chunk in batches:
+        if callable(predict_batch):
+            predict_batch(chunk, k)
+        else:
+            for history in chunk:
+                model.predict(history, k)
+        done += len(chunk)
+    elapsed = time.perf_counter() - started
+    return p50, p99, done / elapsed if elapsed > 0 else math.inf
+
+
+def compare_predictors(
+    split: Split,
+    names: Sequence[str],
+    max_transitions: int | None = None,
+    latency_samples: int = 2000,
+    options: dict[str, dict[str, object]] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> list[ModelReport]:
+    """Fit each named predictor on the split's train (+ validation), score it on the test sessions and
+    measure size on disk and latency. A model that fails to fit is reported with ``error`` set, so one
+    broken model never hides the others' figures; unknown names raise ``ValueError`` up front."""
+    import tempfile
+
+    from precache.models.registry import build_predictor, predictor_class
+
+    for name in names:
+        predictor_class(name)  # unknown names fail before any work
+    histories = sample_histories(split.test, latency_samples)
+    reports: list[ModelReport] = []
+    for name in names:
+        if on_progress:
+            on_progress(f"{name}: fitting")
+        model = build_predictor(name, **(options or {}).get(name, {}))
+        started = time.perf_counter()
+        try:
+            model.fit(split.train, split.validation)
+        except (ImportError, RuntimeError, ValueError, MemoryError) as exc:
+            empty = Scores(name, 0, *(math.nan,) * 6, predict_seconds=0.0)
+            reports.append(ModelReport(empty, 0, math.nan, math.nan, math.nan, 0, error=f"{type(exc).__name__}: {exc}"))
+            continue
+        fit_seconds = time.perf_counter() - started
+        if on_progress:
+            on_progress(f"{name}: scoring")
+        scores = evaluate(model, split.test, model.vocabulary_size, max_transitions=max_transitions)
+        scores.fit_seconds = fit_seconds
+        with tempfile.TemporaryDirectory(prefix="precache-model-") as tmp:
+            model.save(tmp)
+            size = model.size_bytes(tmp)
+        if on_progress:
+            on_progress(f"{name}: timing")
+        p50, p99, throughput = measure_latency(model, histories)
+        reports.append(ModelReport(scores, size, p50, p99, throughput, model.vocabulary_size))
+    return reports
