@@ -1,0 +1,135 @@
+"""The L2 interface the layered cache talks to, and :class:`MemoryL2`, its in-process implementation.
+
+Two implementations, one contract:
+
+* :class:`~precache.cache.redis_tier.RedisTier` — the real shared L2 (Redis or Redis Cluster), real time.
+* :class:`MemoryL2` — a dict in this process that keeps the same semantics (encoded records, PX expiry,
+  tag sets, leases, invalidation broadcast) on the *injected clock*. The discrete-event replay uses it
+  with a :class:`~precache.cache.clock.ManualClock`, so expiry follows simulated time, and several
+  ``PredictiveCache`` instances sharing one ``MemoryL2`` see each other's invalidations.
+
+Values cross this interface as encoded records (bytes, see :mod:`precache.cache.codec`): decoding and
+poison detection happen once, in the cache.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+from precache.cache.clock import Clock, SystemClock
+
+MessageHandler = Callable[[bytes], None]
+
+
+@runtime_checkable
+class L2Tier(Protocol):
+    """What :class:`~precache.cache.layered.PredictiveCache` needs from a shared tier."""
+
+    name: str
+
+    async def get(self, key: str) -> bytes | None: ...
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+    async def set(self, key: str, raw: bytes, px: int | None, tags: Sequence[str] = ()) -> None: ...
+    async def delete(self, keys: Sequence[str]) -> None: ...
+    async def tag_members(self, tags: Sequence[str]) -> builtins.set[str]: ...
+    async def delete_tags(self, tags: Sequence[str]) -> None: ...
+    async def acquire_lease(self, key: str, token: str, px: int) -> bool: ...
+    async def release_lease(self, key: str, token: str) -> None: ...
+    async def publish(self, message: bytes) -> None: ...
+    async def listen(self, handler: MessageHandler, on_connect: Callable[[], None]) -> None: ...
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+class MemoryL2:
+    """In-process L2 with :class:`RedisTier`'s interface; expiry on the injected clock; never fails.
+
+    Not shared across processes. Stores bytes (the same encoded records Redis would hold), so sizes,
+    serializer refusals and poisoned-value handling behave exactly as with Redis.
+    """
+
+    name = "memory"
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._data: dict[str, tuple[bytes, float | None]] = {}
+        self._tags: dict[str, set[str]] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._listeners: list[MessageHandler] = []
+
+    def _live(self, key: str) -> bytes | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        raw, until = item
+        if until is not None and self.clock.now() >= until:
+            del self._data[key]
+            return None
+        return raw
+
+    async def get(self, key: str) -> bytes | None:
+        return self._live(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self._live(k) for k in keys]
+
+    async def set(self, key: str, raw: bytes, px: int | None, tags: Sequence[str] = ()) -> None:
+        until = None if px is None else self.clock.now() + px / 1000.0
+        self._data[key] = (bytes(raw), until)
+        for tag in tags:
+            self._tags.setdefault(tag, set()).add(key)
+
+    def put_raw(self, key: str, raw: bytes) -> None:
+        """Store arbitrary bytes under ``key`` (tests: simulate a poisoned value)."""
+        self._data[key] = (raw, None)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._data.pop(key, None)
+
+    async def tag_members(self, tags: Sequence[str]) -> builtins.set[str]:
+        out: builtins.set[str] = builtins.set()
+        for tag in tags:
+            out |= self._tags.get(tag, set())
+        return out
+
+    async def delete_tags(self, tags: Sequence[str]) -> None:
+        for tag in tags:
+            self._tags.pop(tag, None)
+
+    async def acquire_lease(self, key: str, token: str, px: int) -> bool:
+        now = self.clock.now()
+        held = self._leases.get(key)
+        if held is not None and held[1] > now:
+            return False
+        self._leases[key] = (token, now + px / 1000.0)
+        return True
+
+    async def release_lease(self, key: str, token: str) -> None:
+        held = self._leases.get(key)
+        if held is not None and held[0] == token:
+            del self._leases[key]
+
+    async def publish(self, message: bytes) -> None:
+        for handler in list(self._listeners):
+            handler(message)
+
+    async def listen(self, handler: MessageHandler, on_connect: Callable[[], None]) -> None:
+        """Registers ``handler`` and returns at once (delivery is synchronous in ``publish``)."""
+        self._listeners.append(handler)
+        on_connect()
+
+    def unlisten(self, handler: MessageHandler) -> None:
+        if handler in self._listeners:
+            self._listeners.remove(handler)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+    def __len__(self) -> int:
+        return len(self._data)

@@ -1,0 +1,623 @@
+"""``PredictiveCache``: the layered cache users call (L1 memory → L2 Redis → loader).
+
+Hot path: an L1 hit is a dict lookup, a clock read, a counter bump and (only when someone subscribed)
+an event append; no await, no model call, no network. Everything else — loads, refreshes, L2 writes,
+invalidation, events — is on the miss path or in the background.
+
+Safety under load and faults:
+
+* single-flight per key in this process (``get``, ``prefetch`` and refreshes share one map);
+* a Redis lease (``SET NX PX``) across processes: one instance loads, the others poll L2 briefly
+  or serve stale;
+* stale-while-revalidate within ``grace`` seconds after expiry, and XFetch early refresh
+  (Vattani et al. 2015: refresh when ``now - delta*beta*ln(U) >= expiry``);
+* pub/sub invalidation: a ``set``/``delete``/``invalidate_tags`` drops other instances' L1 copies;
+* degraded mode: every L2 call is bounded by the tier's timeout and guarded by a circuit breaker;
+  failures are counted, never raised to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+from redis.exceptions import RedisError
+
+from precache.cache.breaker import CircuitBreaker
+from precache.cache.clock import Clock, SystemClock
+from precache.cache.codec import Codec, Record, SerializerName
+from precache.cache.errors import PoisonedValueError
+from precache.cache.events import AccessEvent, EventBus, Handler, Tier
+from precache.cache.l2 import L2Tier
+from precache.cache.memory import MemoryTier
+from precache.cache.stats import CacheStats
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Loader = Callable[[], Awaitable[Any] | Any]
+
+L2_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+_perf = time.perf_counter
+
+
+class PredictiveCache:
+    """L1 + optional L2 + loader, with stampede protection, SWR, XFetch, invalidation and events.
+
+    ``default_ttl`` (seconds) applies when a call gives no ``ttl``; ``grace`` is how long after expiry
+    a value may still be served stale while it is refreshed; ``l1_max_ttl`` caps how long L1 keeps a
+    copy (the bound on cross-instance staleness if an invalidation message is lost).
+    """
+
+    def __init__(
+        self,
+        l1: MemoryTier | None = None,
+        l2: L2Tier | None = None,
+        clock: Clock | None = None,
+        *,
+        default_ttl: float | None = 300.0,
+        grace: float = 30.0,
+        serializer: SerializerName = "json",
+        xfetch_beta: float = 1.0,
+        lease_ttl: float = 5.0,
+        lease_wait: float = 1.0,
+        lease_poll: float = 0.01,
+        l1_max_ttl: float | None = None,
+        invalidation: bool = True,
+        breaker: CircuitBreaker | None = None,
+        event_queue_size: int = 10_000,
+        stream: str | None = None,
+        stream_maxlen: int = 100_000,
+        instance_id: str | None = None,
+    ) -> None:
+        if default_ttl is not None and default_ttl <= 0:
+            raise ValueError(f"default_ttl must be > 0 seconds or None, got {default_ttl}")
+        if grace < 0 or lease_ttl <= 0 or lease_wait < 0 or lease_poll <= 0 or xfetch_beta < 0:
+            raise ValueError("grace, lease_wait, xfetch_beta must be >= 0; lease_ttl, lease_poll > 0")
+        self.clock: Clock = clock if clock is not None else (l1.clock if l1 is not None else SystemClock())
+        self.l1 = l1 if l1 is not None else MemoryTier(clock=self.clock)
+        self.l1.clock = self.clock
+        if l2 is not None and hasattr(l2, "clock") and clock is not None:
+            l2.clock = self.clock
+        self.l2 = l2
+        self.codec = Codec(serializer)
+        self.default_ttl = default_ttl
+        self.grace = grace
+        self.xfetch_beta = xfetch_beta
+        self.lease_ttl = lease_ttl
+        self.lease_wait = lease_wait
+        self.lease_poll = lease_poll
+        self.l1_max_ttl = l1_max_ttl
+        self.invalidation = invalidation and l2 is not None
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self.events = EventBus(event_queue_size)
+        self.instance_id = instance_id or uuid.uuid4().hex
+        self._stats = CacheStats()
+        self._data = self.l1.data  # the hot path reads the dict directly
+        self._now = self.clock.now
+        self._inflight: dict[str, asyncio.Task[Any]] = {}
+        self._reading: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event() if self.invalidation else None
+        self._connected_once = False
+        self._started = False
+        self._closed = False
+        if stream is not None:
+            from precache.cache.stream import StreamSink
+
+            if self.l2 is None or not hasattr(self.l2, "xadd_many"):
+                raise ValueError("stream= needs a RedisTier L2")
+            self.events.subscribe(StreamSink(self.l2, stream, stream_maxlen))
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self, wait: float = 1.0) -> None:
+        """Start background work (the invalidation listener) and wait up to ``wait`` s for it."""
+        self._ensure_started()
+        if self._subscribed is not None and wait > 0:
+            try:
+                async with asyncio.timeout(wait):
+                    await self._subscribed.wait()
+            except TimeoutError:
+                log.warning("invalidation listener not subscribed after %.1fs; continuing", wait)
+
+    def _ensure_started(self) -> None:
+        if self._started or self._closed:
+            return
+        self._started = True
+        if self.invalidation and self.l2 is not None:
+            self._listener = asyncio.get_running_loop().create_task(
+                self.l2.listen(self._on_invalidation, self._on_listener_connect)
+            )
+
+    async def close(self) -> None:
+        """Stop background tasks, flush events, close L2. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+            try:  # never let a wedged socket hang shutdown
+                async with asyncio.timeout(2.0):
+                    await asyncio.gather(self._listener, return_exceptions=True)
+            except TimeoutError:
+                log.warning("invalidation listener did not stop within 2 s")
+        unlisten = getattr(self.l2, "unlisten", None)
+        if unlisten is not None:
+            unlisten(self._on_invalidation)
+        pending = list(self._background) + list(self._inflight.values())
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.events.aclose()
+        if self.l2 is not None:
+            try:
+                async with asyncio.timeout(2.0):
+                    await self.l2.close()
+            except TimeoutError:
+                log.warning("L2 connections did not close within 2 s")
+
+    async def __aenter__(self) -> PredictiveCache:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- observation ------------------------------------------------------------------------------
+    @property
+    def stats(self) -> CacheStats:
+        s = self._stats
+        s.dropped_events = self.events.dropped
+        s.evictions = self.l1.evictions
+        s.breaker_state = self.breaker.state
+        return s
+
+    def subscribe(self, handler: Handler) -> Callable[[], None]:
+        """Receive every :class:`AccessEvent` (after the request returned). Returns an unsubscribe."""
+        return self.events.subscribe(handler)
+
+    def contains(self, key: str) -> bool:
+        """Is a fresh copy of ``key`` in L1? No I/O; does not count as a hit (for the warmer)."""
+        entry = self._data.get(key)
+        if entry is None:
+            return False
+        exp = entry.expires_at
+        return exp is None or self._now() < exp
+
+    def _emit(self, key: str, session_id: str | None, context: Any, tier: Tier, t0: float, size: int,
+              preloaded_hit: bool = False) -> None:
+        self.events.emit(AccessEvent(self._now(), key, session_id, context, tier, _perf() - t0, size,
+                                     preloaded_hit))
+
+    # -- get --------------------------------------------------------------------------------------
+    async def get(
+        self,
+        key: str,
+        session_id: str | None = None,
+        context: Any = None,
+        loader: Loader | None = None,
+        ttl: float | None = None,
+        tags: Sequence[str] = (),
+    ) -> Any:
+        """The value for ``key``: from L1, else L2, else ``await loader()`` (filled back into both).
+
+        Returns None when nothing has the key and no loader is given. Redis faults never raise here;
+        a loader's own exception does (after being counted), unless a stale value can be served.
+        """
+        t0 = _perf()
+        entry = self._data.get(key)
+        if entry is not None:
+            exp = entry.expires_at
+            if exp is None or (now := self._now()) < exp:
+                entry.hits += 1
+                self.l1.policy.on_hit(entry)
+                stats = self._stats
+                stats.l1_hits += 1
+                preloaded = entry.preloaded
+                if preloaded:
+                    entry.preloaded = False
+                    stats.preload_hits += 1
+                if loader is not None and entry.delta > 0.0 and exp is not None and (
+                    now - entry.delta * self.xfetch_beta * math.log(1.0 - random.random()) >= exp
+                ):
+                    self._refresh(key, loader, ttl, entry.tags)
+                if self.events.handlers:
+                    self._emit(key, session_id, context, "l1", t0, entry.size, preloaded)
+                return entry.value
+        return await self._get_slow(key, session_id, context, loader, ttl, tuple(tags), t0)
+
+    async def _get_slow(self, key: str, session_id: str | None, context: Any, loader: Loader | None,
+                        ttl: float | None, tags: tuple[str, ...], t0: float) -> Any:
+        if not isinstance(key, str):
+            raise TypeError(f"cache keys are str, got {type(key).__name__}")
+        self._ensure_started()
+        stats = self._stats
+        entry = self.l1.lookup(key)
+        if entry is not None and loader is not None:
+            # past expires_at but within grace: serve stale, refresh in the background (SWR)
+            stats.stale_hits += 1
+            self._refresh(key, loader, ttl, tags)
+            if self.events.handlers:
+                self._emit(key, session_id, context, "stale", t0, entry.size)
+            return entry.value
+        stale: Record | None = None
+        read_inline = self.l2 is not None and key not in self._inflight and key not in self._reading
+        if read_inline:
+            # Common case first, inline (no task): one L2 read. Misses arriving meanwhile go through
+            # the shared task below, so a burst still costs two L2 reads, not one per caller.
+            self._reading.add(key)
+            try:
+                record = await self._l2_get(key)
+            finally:
+                self._reading.discard(key)
+            if record is not None:
+                if record.expires_at is None or self._now() < record.expires_at:
+                    self._fill_l1(key, record, tags)
+                    stats.l2_hits += 1
+                    if self.events.handlers:
+                        self._emit(key, session_id, context, "l2", t0, record.size)
+                    return record.value
+                stale = record
+            if loader is None:
+                stats.misses += 1
+                if self.events.handlers:
+                    self._emit(key, session_id, context, "miss", t0, 0)
+                return None
+        # One task per key does lease + loader; concurrent misses (and prefetches) join it,
+        # so a burst of N misses costs at most one loader call.
+        for _attempt in range(2):
+            task = self._inflight.get(key)
+            joined = task is not None
+            if task is None:
+                task = self._start_load(key, loader, ttl, tags, preloaded=False,
+                                        check_l2=self.l2 is not None and (not read_inline or _attempt > 0),
+                                        stale=stale)
+            else:
+                stats.joined_loads += 1
+            try:
+                value, size, tier = await asyncio.shield(task)
+            except Exception:
+                if self.events.handlers:
+                    self._emit(key, session_id, context, "error", t0, 0)
+                raise
+            if tier == "miss" and loader is not None and joined:
+                continue  # joined a loader-less lookup that found nothing: load now
+            break
+        if tier == "l2":
+            stats.l2_hits += 1
+        elif tier == "stale":
+            stats.stale_hits += 1
+        else:
+            stats.misses += 1
+        if joined:
+            joined_entry = self._data.get(key)
+            if joined_entry is not None and joined_entry.preloaded:
+                joined_entry.preloaded = False  # a user touched it before it was ever a "hit"
+        if self.events.handlers:
+            self._emit(key, session_id, context, tier, t0, size)
+        return None if value is _MISSING else value
+
+    # -- loading (single-flight) ------------------------------------------------------------------
+    def _start_load(self, key: str, loader: Loader | None, ttl: float | None, tags: tuple[str, ...],
+                    preloaded: bool, check_l2: bool = True,
+                    stale: Record | None = None) -> asyncio.Task[tuple[Any, int, Tier]]:
+        task = asyncio.get_running_loop().create_task(
+            self._load(key, loader, ttl, tags, preloaded, check_l2, stale)
+        )
+        self._inflight[key] = task
+
+        def done(t: asyncio.Task[Any]) -> None:
+            if self._inflight.get(key) is t:
+                del self._inflight[key]
+            if not t.cancelled():
+                t.exception()  # mark retrieved: joiners re-raise it themselves
+
+        task.add_done_callback(done)
+        return task
+
+    async def _load(self, key: str, loader: Loader | None, ttl: float | None, tags: tuple[str, ...],
+                    preloaded: bool, check_l2: bool, stale: Record | None = None) -> tuple[Any, int, Tier]:
+        if check_l2:
+            record = await self._l2_get(key)
+            if record is not None:
+                if record.expires_at is None or self._now() < record.expires_at:
+                    self._fill_l1(key, record, tags, preloaded=preloaded)
+                    return record.value, record.size, "l2"
+                stale = record
+        if loader is None:
+            return _MISSING, 0, "miss"
+        if stale is not None and not preloaded:
+            # L2 holds a copy past expiry but within grace: serve it, refresh right after this task
+            self._fill_l1(key, stale, tags)
+            asyncio.get_running_loop().call_soon(self._refresh, key, loader, ttl, tags)
+            return stale.value, stale.size, "stale"
+        token: str | None = None
+        if self.l2 is not None and self.breaker.allow():
+            token = uuid.uuid4().hex
+            try:
+                acquired = await self.l2.acquire_lease(key, token, int(self.lease_ttl * 1000))
+                self.breaker.success()
+            except L2_ERRORS as exc:
+                self._l2_failed(exc)
+                acquired, token = True, None  # Redis is unreachable: load locally
+            if not acquired:
+                token = None
+                waited = await self._wait_for_leaseholder(key, tags, preloaded)
+                if waited is not None:
+                    return waited.value, waited.size, "l2"
+        try:
+            value, size = await self._call_loader(key, loader, ttl, tags, preloaded)
+            return value, size, "origin"
+        finally:
+            if token is not None and self.l2 is not None and self.breaker.allow():
+                try:
+                    await self.l2.release_lease(key, token)
+                    self.breaker.success()
+                except L2_ERRORS as exc:
+                    self._l2_failed(exc)
+
+    async def _wait_for_leaseholder(self, key: str, tags: tuple[str, ...], preloaded: bool) -> Record | None:
+        """Another process holds the load lease: poll L2 until its value lands or ``lease_wait`` ends."""
+        self._stats.lease_waits += 1
+        deadline = time.monotonic() + self.lease_wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(self.lease_poll)
+            record = await self._l2_get(key)
+            if record is not None and (record.expires_at is None or self._now() < record.expires_at):
+                self._fill_l1(key, record, tags, preloaded=preloaded)
+                return record
+            if not self.breaker.allow():
+                return None
+        return None
+
+    async def _call_loader(self, key: str, loader: Loader, ttl: float | None, tags: tuple[str, ...],
+                           preloaded: bool) -> tuple[Any, int]:
+        stats = self._stats
+        stats.loads += 1
+        started = _perf()
+        try:
+            value = loader()
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception:
+            stats.load_errors += 1
+            raise
+        delta = _perf() - started
+        size = await self._store(key, value, ttl, tags, preloaded=preloaded, delta=delta, publish=False)
+        return value, size
+
+    def _refresh(self, key: str, loader: Loader, ttl: float | None, tags: tuple[str, ...]) -> None:
+        """Reload ``key`` in the background unless a load is already running (XFetch / SWR)."""
+        running = self._inflight.get(key)
+        if (running is not None and not running.done()) or self._closed:
+            return
+        self._stats.early_refreshes += 1
+        task = self._start_load(key, loader, ttl, tags, preloaded=False, check_l2=False)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def prefetch(self, key: str, loader: Loader, ttl: float | None = None,
+                       tags: Sequence[str] = ()) -> bool:
+        """Warm ``key`` into L1 (from L2 if it is there, else via ``loader``) and mark it preloaded.
+
+        For the warmer. Returns True when this call stored the value; False when L1 already had a
+        fresh copy or a load of the key was already running (it is then left to finish). Never raises
+        for Redis faults or loader errors (a failed prefetch is just a missed opportunity).
+        """
+        if self.contains(key) or key in self._inflight or self._closed:
+            return False
+        self._ensure_started()
+        self._stats.preloads += 1
+        task = self._start_load(key, loader, ttl, tuple(tags), preloaded=True)
+        try:
+            await asyncio.shield(task)
+        except Exception as exc:
+            log.debug("prefetch of %r failed: %r", key, exc)
+            return False
+        return key in self._data
+
+    # -- writes -----------------------------------------------------------------------------------
+    async def set(self, key: str, value: Any, ttl: float | None = None, tags: Sequence[str] = ()) -> None:
+        """Store ``value`` in L1 and L2 and drop other instances' L1 copies. Refuses (raises
+        :class:`UnserializableValueError`) a value no safe serializer can represent."""
+        if not isinstance(key, str):
+            raise TypeError(f"cache keys are str, got {type(key).__name__}")
+        self._ensure_started()
+        self._stats.sets += 1
+        await self._store(key, value, ttl, tuple(tags), preloaded=False, delta=0.0, publish=True)
+
+    async def _store(self, key: str, value: Any, ttl: float | None, tags: tuple[str, ...], *,
+                     preloaded: bool, delta: float, publish: bool) -> int:
+        ttl = self.default_ttl if ttl is None else ttl
+        if ttl is not None and ttl <= 0:
+            raise ValueError(f"ttl must be > 0 seconds or None, got {ttl}")
+        now = self._now()
+        expires_at = None if ttl is None else now + ttl
+        raw = self.codec.encode(value, expires_at, delta)  # raises UnserializableValueError
+        l1_ttl = ttl
+        if self.l1_max_ttl is not None:
+            l1_ttl = self.l1_max_ttl if l1_ttl is None else min(l1_ttl, self.l1_max_ttl)
+        # L1 lifetime goes through the policy's ttl_for (the learned optimizer may shorten it).
+        self.l1.set(key, value, len(raw), tags=tags, preloaded=preloaded, delta=delta,
+                    ttl=l1_ttl, grace=self.grace)
+        if self.l2 is not None and self.breaker.allow():
+            px = None if ttl is None else max(1, int((ttl + self.grace) * 1000))
+            try:
+                await self.l2.set(key, raw, px, tags)
+                if publish and self.invalidation:
+                    await self.l2.publish(self._message(keys=[key]))
+                self.breaker.success()
+            except L2_ERRORS as exc:
+                self._l2_failed(exc)
+        return len(raw)
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` from L1 and L2, and from other instances' L1."""
+        self._ensure_started()
+        self._stats.deletes += 1
+        self.l1.delete(key)
+        if self.l2 is not None and self.breaker.allow():
+            try:
+                await self.l2.delete([key])
+                if self.invalidation:
+                    await self.l2.publish(self._message(keys=[key]))
+                self.breaker.success()
+            except L2_ERRORS as exc:
+                self._l2_failed(exc)
+
+    async def invalidate_tags(self, tags: Iterable[str]) -> int:
+        """Drop every key carrying any of ``tags`` everywhere (L1 here, L2, other instances' L1).
+        Returns how many distinct keys were dropped."""
+        tag_list = [tags] if isinstance(tags, str) else list(tags)
+        self._ensure_started()
+        dropped: set[str] = set()
+        for tag in tag_list:
+            dropped.update(self.l1.delete_tag(tag))
+        if self.l2 is not None and self.breaker.allow():
+            try:
+                members = await self.l2.tag_members(tag_list)
+                dropped |= members
+                for key in members:  # L1 copies filled from L2 may not carry their tags
+                    self.l1.delete(key)
+                await self.l2.delete(sorted(members))
+                await self.l2.delete_tags(tag_list)
+                if self.invalidation:
+                    await self.l2.publish(self._message(keys=sorted(members), tags=tag_list))
+                self.breaker.success()
+            except L2_ERRORS as exc:
+                self._l2_failed(exc)
+        return len(dropped)
+
+    async def get_many(self, keys: Sequence[str], session_id: str | None = None,
+                       context: Any = None) -> dict[str, Any]:
+        """Values of the keys found in L1 or L2 (one MGET for the L1 misses); absent keys are left out."""
+        t0 = _perf()
+        out: dict[str, Any] = {}
+        missing: list[str] = []
+        emit = bool(self.events.handlers)
+        now = self._now()
+        stats = self._stats
+        for key in keys:
+            entry = self._data.get(key)
+            if entry is not None and (entry.expires_at is None or now < entry.expires_at):
+                entry.hits += 1
+                self.l1.policy.on_hit(entry)
+                stats.l1_hits += 1
+                if entry.preloaded:
+                    entry.preloaded = False
+                    stats.preload_hits += 1
+                out[key] = entry.value
+                if emit:
+                    self._emit(key, session_id, context, "l1", t0, entry.size)
+            else:
+                missing.append(key)
+        if not missing:
+            return out
+        raws: list[bytes | None] = [None] * len(missing)
+        if self.l2 is not None and self.breaker.allow():
+            self._ensure_started()
+            try:
+                raws = await self.l2.get_many(missing)
+                self.breaker.success()
+            except L2_ERRORS as exc:
+                self._l2_failed(exc)
+        now = self._now()
+        for key, raw in zip(missing, raws, strict=True):
+            record = self._decode(key, raw) if raw is not None else None
+            if record is not None and (record.expires_at is None or now < record.expires_at):
+                self._fill_l1(key, record, ())
+                stats.l2_hits += 1
+                out[key] = record.value
+                if emit:
+                    self._emit(key, session_id, context, "l2", t0, record.size)
+            else:
+                stats.misses += 1
+                if emit:
+                    self._emit(key, session_id, context, "miss", t0, 0)
+        return out
+
+    def cached(self, ttl: float | None = None, key: Callable[..., str] | None = None,
+               tags: Sequence[str] = ()) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
+        """Decorator form: ``@cache.cached(ttl=60)`` on an async function (see :func:`cached`)."""
+        from precache.cache.decorator import cached
+
+        return cached(self, ttl=ttl, key=key, tags=tags)
+
+    # -- L2 helpers -------------------------------------------------------------------------------
+    async def _l2_get(self, key: str) -> Record | None:
+        if self.l2 is None or not self.breaker.allow():
+            return None
+        try:
+            raw = await self.l2.get(key)
+        except L2_ERRORS as exc:
+            self._l2_failed(exc)
+            return None
+        self.breaker.success()
+        return None if raw is None else self._decode(key, raw)
+
+    def _decode(self, key: str, raw: bytes) -> Record | None:
+        try:
+            return self.codec.decode(raw)
+        except PoisonedValueError as exc:
+            self._stats.poisoned += 1
+            if self._stats.poisoned <= 20:
+                log.warning("poisoned L2 value for key %r treated as a miss: %s", key, exc)
+            return None
+
+    def _fill_l1(self, key: str, record: Record, tags: tuple[str, ...], preloaded: bool = False) -> None:
+        expires_at = record.expires_at
+        if self.l1_max_ttl is not None:
+            cap = self._now() + self.l1_max_ttl
+            expires_at = cap if expires_at is None else min(expires_at, cap)
+        self.l1.set(key, record.value, record.size, tags=tags, preloaded=preloaded,
+                    delta=record.delta, expires_at=expires_at, grace=self.grace)
+
+    def _l2_failed(self, exc: BaseException) -> None:
+        self._stats.redis_errors += 1
+        self.breaker.failure()
+        if self._stats.redis_errors <= 5 or self._stats.redis_errors % 1000 == 0:
+            log.warning("L2 unavailable (%s: %s); serving from L1 and the loader (errors so far: %d)",
+                        type(exc).__name__, exc, self._stats.redis_errors)
+
+    # -- invalidation -----------------------------------------------------------------------------
+    def _message(self, keys: Sequence[str] = (), tags: Sequence[str] = ()) -> bytes:
+        return orjson.dumps({"o": self.instance_id, "k": list(keys), "t": list(tags)})
+
+    def _on_invalidation(self, message: bytes) -> None:
+        try:
+            body = orjson.loads(message)
+            if body.get("o") == self.instance_id:
+                return
+            keys = [k for k in body.get("k", ()) if isinstance(k, str)]
+            tags = [t for t in body.get("t", ()) if isinstance(t, str)]
+        except (orjson.JSONDecodeError, AttributeError, TypeError):
+            log.warning("ignoring malformed invalidation message %r", message[:80])
+            return
+        self._stats.invalidations_received += 1
+        for key in keys:
+            self.l1.delete(key)
+        for tag in tags:
+            self.l1.delete_tag(tag)
+
+    def _on_listener_connect(self) -> None:
+        if self._connected_once:
+            # We were disconnected and may have missed invalidations: drop L1 rather than serve stale.
+            self.l1.clear()
+        self._connected_once = True
+        if self._subscribed is not None:
+            self._subscribed.set()
+
+
+class _Missing:
+    __slots__ = ()
+
+
+_MISSING: Any = _Missing()

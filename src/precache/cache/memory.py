@@ -1,0 +1,197 @@
+"""L1: an in-process tier bounded by bytes and by item count, with per-entry TTL and a pluggable policy.
+
+Values are kept as Python objects (an L1 hit is a dict lookup, no decoding). Their size is the length of
+their safe encoding (see :mod:`precache.cache.codec`) plus a fixed per-entry overhead, so the byte
+budget is honest for bytes, str and JSON-able values rather than a guess from ``sys.getsizeof``.
+
+Expiry has two times: ``expires_at`` (fresh until) and ``stale_until`` (kept, and servable as stale
+while a refresh runs, until then). Both come from the injected clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from precache.cache.clock import Clock, SystemClock
+from precache.cache.policy import EntryInfo, EvictionPolicy, S3FIFOPolicy
+
+ENTRY_OVERHEAD = 64
+"""Bytes charged per entry on top of the encoded value size (key object, entry object, dict slot)."""
+
+
+@dataclass(slots=True, eq=False)
+class Entry(EntryInfo):
+    """An L1 entry: the policy's :class:`EntryInfo` plus the value and its refresh metadata."""
+
+    value: Any = None
+    stale_until: float | None = None
+    delta: float = 0.0
+
+
+class MemoryTier:
+    """Bounded L1. ``get``/``set``/``delete`` are O(1) (eviction is amortized O(1) per insert).
+
+    ``max_bytes`` and ``max_items`` are hard limits: after every call the tier holds at most that many.
+    An entry larger than ``max_bytes`` on its own is not stored.
+    """
+
+    def __init__(
+        self,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_items: int = 100_000,
+        policy: EvictionPolicy | None = None,
+        clock: Clock | None = None,
+        default_ttl: float | None = None,
+    ) -> None:
+        if max_bytes <= 0 or max_items <= 0:
+            raise ValueError(f"MemoryTier needs max_bytes > 0 and max_items > 0, got {max_bytes}, {max_items}")
+        self.max_bytes = int(max_bytes)
+        self.max_items = int(max_items)
+        self.policy: EvictionPolicy = policy if policy is not None else S3FIFOPolicy()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.default_ttl = default_ttl
+        self.data: dict[str, Entry] = {}
+        self.bytes = 0
+        self.evictions = 0
+        self.expirations = 0
+        self.rejections = 0
+        self._tags: dict[str, set[str]] = {}
+
+    # -- reads ------------------------------------------------------------------------------------
+    def lookup(self, key: str) -> Entry | None:
+        """The entry (fresh or stale-but-servable), or None. Drops it once past ``stale_until``.
+        Does not tell the policy about the hit: the caller does, once it decides to use the entry."""
+        entry = self.data.get(key)
+        if entry is None:
+            return None
+        limit = entry.stale_until
+        if limit is not None and self.clock.now() >= limit:
+            self.expirations += 1
+            self._remove(key, entry)
+            self.policy.on_remove(key)
+            return None
+        return entry
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The fresh value, or ``default`` (stale values are not returned here)."""
+        entry = self.lookup(key)
+        if entry is None:
+            return default
+        if entry.expires_at is not None and self.clock.now() >= entry.expires_at:
+            return default
+        entry.hits += 1
+        self.policy.on_hit(entry)
+        return entry.value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.lookup(key) is not None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def keys(self) -> Iterator[str]:
+        return iter(list(self.data))
+
+    def keys_for_tag(self, tag: str) -> set[str]:
+        return set(self._tags.get(tag, ()))
+
+    # -- writes -----------------------------------------------------------------------------------
+    def set(
+        self,
+        key: str,
+        value: Any,
+        size: int,
+        ttl: float | None = None,
+        grace: float = 0.0,
+        tags: tuple[str, ...] = (),
+        preloaded: bool = False,
+        delta: float = 0.0,
+        expires_at: float | None = None,
+    ) -> bool:
+        """Store ``value`` (whose encoded size is ``size`` bytes). ``ttl`` None means the tier default;
+        ``expires_at`` (absolute) wins over ``ttl`` (used when filling from L2). Returns False when the
+        policy refused admission or the entry alone exceeds the byte budget."""
+        if not isinstance(key, str):
+            raise TypeError(f"cache keys are str, got {type(key).__name__}")
+        now = self.clock.now()
+        charged = int(size) + len(key) + ENTRY_OVERHEAD
+        entry = Entry(key=key, size=charged, inserted_at=now, preloaded=preloaded, tags=tags,
+                      value=value, delta=delta)
+        if expires_at is None:
+            chosen = self.policy.ttl_for(entry, ttl if ttl is not None else self.default_ttl)
+            if chosen is not None:
+                if chosen <= 0:
+                    self.delete(key)
+                    return False
+                expires_at = now + chosen
+        entry.expires_at = expires_at
+        entry.stale_until = None if expires_at is None else expires_at + max(0.0, grace)
+        old = self.data.get(key)
+        if old is not None:
+            self._remove(key, old)
+            self.policy.on_remove(key)
+        if charged > self.max_bytes or not self.policy.admit(entry):
+            self.rejections += 1
+            return False
+        self.data[key] = entry
+        self.bytes += charged
+        for tag in tags:
+            self._tags.setdefault(tag, set()).add(key)
+        self.policy.on_insert(entry)
+        self._enforce()
+        return key in self.data
+
+    def delete(self, key: str) -> bool:
+        entry = self.data.get(key)
+        if entry is None:
+            return False
+        self._remove(key, entry)
+        self.policy.on_remove(key)
+        return True
+
+    def delete_tag(self, tag: str) -> list[str]:
+        """Drop every entry carrying ``tag``; returns the keys dropped."""
+        keys = list(self._tags.get(tag, ()))
+        for key in keys:
+            self.delete(key)
+        self._tags.pop(tag, None)
+        return keys
+
+    def clear(self) -> None:
+        for key in list(self.data):
+            self.delete(key)
+
+    def purge_expired(self) -> int:
+        """Drop every entry past ``stale_until`` (O(n); for housekeeping, not the request path)."""
+        now = self.clock.now()
+        dead = [k for k, e in self.data.items() if e.stale_until is not None and now >= e.stale_until]
+        for key in dead:
+            self.expirations += 1
+            self.delete(key)
+        return len(dead)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _remove(self, key: str, entry: Entry) -> None:
+        del self.data[key]
+        self.bytes -= entry.size
+        for tag in entry.tags:
+            members = self._tags.get(tag)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self._tags[tag]
+
+    def _enforce(self) -> None:
+        while self.bytes > self.max_bytes or len(self.data) > self.max_items:
+            victim = self.policy.victim()
+            if victim is None:
+                # The policy lost track (a buggy plug-in): fall back to insertion order so budgets hold.
+                victim = next(iter(self.data))
+                self.policy.on_remove(victim)
+            entry = self.data.get(victim)
+            if entry is None:
+                continue
+            self._remove(victim, entry)
+            self.evictions += 1

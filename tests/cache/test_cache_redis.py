@@ -1,0 +1,190 @@
+"""PredictiveCache against a real redis-server: stampedes, faults, slowness, invalidation, poison."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import pickle
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cache_workers import stampede_worker
+from redis.asyncio import Redis
+
+from precache.cache import AccessEvent, CircuitBreaker, MemoryTier, PredictiveCache, RedisTier
+
+
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}:"
+
+
+def make(url: str, pfx: str, **kw: Any) -> PredictiveCache:
+    op_timeout = kw.pop("op_timeout", 0.05)
+    return PredictiveCache(MemoryTier(), RedisTier(url, prefix=pfx, op_timeout=op_timeout), **kw)
+
+
+async def test_1000_concurrent_gets_call_the_loader_once(redis_url: str) -> None:
+    cache = make(redis_url, prefix())
+    calls = 0
+
+    async def loader() -> dict[str, str]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return {"page": "home"}
+
+    values = await asyncio.gather(*[cache.get("hot", loader=loader) for _ in range(1000)])
+    assert calls == 1
+    assert all(v == {"page": "home"} for v in values)
+    assert cache.stats.redis_errors == 0
+    await cache.close()
+
+
+def test_4_processes_share_one_load(redis_url: str, tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    start_at = time.time() + 3.0  # spawn + import take ~1-2 s on a busy 2-core machine
+    pfx, key = prefix(), "shared-hot"
+    with ctx.Pool(4) as pool:
+        results = pool.starmap(stampede_worker, [(redis_url, pfx, key, start_at, str(tmp_path), 250)] * 4)
+    calls = len(list(tmp_path.iterdir()))
+    assert all(v == "origin-value" for values in results for v in values)
+    assert 1 <= calls <= 4, f"loader ran {calls} times across 4 processes"
+
+
+async def test_redis_killed_mid_load_no_errors_and_recovery(private_redis: Any) -> None:
+    cache = make(private_redis.url, prefix(), breaker=CircuitBreaker(failure_threshold=3, reset_timeout=0.2))
+    await cache.start()
+
+    async def loader_for(i: int) -> Any:
+        async def load() -> str:
+            await asyncio.sleep(0.001)
+            return f"value-{i}"
+        return load
+
+    errors: list[BaseException] = []
+    wrong: list[tuple[int, Any]] = []
+    stop = asyncio.Event()
+
+    async def client(c: int) -> None:
+        n = 0
+        while not stop.is_set():
+            i = (c * 7 + n) % 50
+            n += 1
+            try:
+                value = await cache.get(f"k{i}", loader=await loader_for(i), ttl=0.5)
+            except BaseException as exc:
+                errors.append(exc)
+                continue
+            if value != f"value-{i}":
+                wrong.append((i, value))
+            await asyncio.sleep(0.002)
+
+    clients = [asyncio.create_task(client(c)) for c in range(16)]
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(private_redis.stop)
+    await asyncio.sleep(0.8)
+    assert cache.stats.redis_errors > 0
+    assert cache.stats.breaker_state in ("open", "half_open")
+    await asyncio.to_thread(private_redis.start)
+    returned = time.monotonic()
+    hits_before = cache.stats.l2_hits
+    sets_seen = False
+    while time.monotonic() - returned < 5.0:
+        await asyncio.sleep(0.1)
+        if cache.stats.breaker_state == "closed" and cache.stats.l2_hits > hits_before:
+            sets_seen = True
+            break
+    recovery = time.monotonic() - returned
+    stop.set()
+    await asyncio.gather(*clients)
+    assert errors == [] and wrong == []
+    assert sets_seen, f"Redis not used again within 5 s of its return (stats: {cache.stats})"
+    assert recovery < 5.0
+    await cache.close()
+
+
+async def test_slow_redis_gets_return_within_the_timeout_bound(private_redis: Any) -> None:
+    cache = make(private_redis.url, prefix(), op_timeout=0.05)
+    await cache.set("k", "v")
+    cache.l1.clear()
+    admin = Redis.from_url(private_redis.url)
+    await admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+    try:
+        durations = []
+        for i in range(10):
+            t0 = time.perf_counter()
+            value = await cache.get(f"missing{i}", loader=lambda: "from-origin")
+            durations.append(time.perf_counter() - t0)
+            assert value == "from-origin"
+        # each get pays at most one op timeout (lease + get are skipped once the breaker opens);
+        # generous slack for a busy 2-core machine, the benchmark has the real figures.
+        assert max(durations) < 0.05 * 3 + 0.25, durations
+        assert cache.stats.redis_errors >= 1
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.aclose()
+        await cache.close()
+
+
+async def test_two_instances_see_each_others_set(redis_url: str) -> None:
+    pfx = prefix()
+    a, b = make(redis_url, pfx), make(redis_url, pfx)
+    await a.start()
+    await b.start()
+    await a.set("user:1", {"name": "ada"})
+    assert await b.get("user:1") == {"name": "ada"}  # b now holds it in L1
+    await a.set("user:1", {"name": "grace"})
+    for _ in range(400):  # the invalidation arrives over pub/sub
+        if not b.contains("user:1"):
+            break
+        await asyncio.sleep(0.005)
+    assert await b.get("user:1") == {"name": "grace"}
+    await a.delete("user:1")
+    await asyncio.sleep(0.05)
+    assert await b.get("user:1") is None
+    assert b.stats.invalidations_received >= 2
+    await a.close()
+    await b.close()
+
+
+async def test_poisoned_redis_value_is_a_miss_and_reported(redis_url: str, caplog: Any) -> None:
+    pfx = prefix()
+    tier = RedisTier(redis_url, prefix=pfx)
+    cache = PredictiveCache(MemoryTier(), tier)
+
+    class Boom:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, ("touch /tmp/precache-pwned",))
+
+    await tier.put_raw("pickled", pickle.dumps(Boom()))
+    await tier.put_raw("random", os.urandom(40))
+    assert await cache.get("pickled") is None
+    assert await cache.get("random", loader=lambda: "good") == "good"
+    assert await cache.get("random") == "good"
+    assert cache.stats.poisoned == 2
+    assert "poisoned" in caplog.text
+    assert not await asyncio.to_thread(os.path.exists, "/tmp/precache-pwned")
+    await cache.close()
+
+
+async def test_get_many_tags_and_event_stream(redis_url: str) -> None:
+    pfx = prefix()
+    stream = f"{pfx}events"
+    cache = make(redis_url, pfx, stream=stream, stream_maxlen=1000)
+    seen: list[AccessEvent] = []
+    cache.subscribe(seen.append)
+    for i in range(10):
+        await cache.set(f"k{i}", i, tags=("even",) if i % 2 == 0 else ("odd",))
+    cache.l1.clear()
+    got = await cache.get_many([f"k{i}" for i in range(12)])
+    assert got == {f"k{i}": i for i in range(10)}
+    assert await cache.invalidate_tags(["even"]) == 5
+    assert await cache.get_many([f"k{i}" for i in range(10)]) == {f"k{i}": i for i in range(1, 10, 2)}
+    await asyncio.sleep(0.1)
+    admin = Redis.from_url(redis_url)
+    assert await admin.xlen(stream) == len(seen) > 0
+    await admin.aclose()
+    await cache.close()
