@@ -1,0 +1,401 @@
+"""Cache-policy benchmark: libCacheSim heuristics, Belady, precache's default and the learned policy.
+
+    .venv/bin/python bench/bench_policies.py [--synthetic-requests 1000000] [--quick]
+
+For every trace: time split (train the optimizer on the first ``--train-fraction``, evaluate on the
+rest); every policy replays only the evaluation part from a cold cache, at 0.1%, 1% and 10% of the
+evaluation part's working set (bytes). The learned policy's feature tracker has seen the training part
+(history only, no cache state). libCacheSim policies run in C on an oracleGeneral file written here
+(Belady needs its next-access field); precache's policies (the cache area's S3-FIFO default and LRU,
+and the learned policy) run through this file's own Python replay, ``replay()``, which drives the
+``EvictionPolicy`` protocol. Its soundness check: precache LRU through ``replay()`` must give libCacheSim's
+LRU numbers on the same trace (``harness_check`` in the JSON).
+
+Object size = the largest successful response size of the URL (aborted transfers do not shrink it;
+never-sized objects count 1 byte), for every simulator alike.
+
+Writes ``bench/results/policies.json`` and ``bench/results/policies_ttl.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from precache.cache.clock import ManualClock  # noqa: E402
+from precache.cache.policy import EntryInfo, EvictionPolicy, LRUPolicy, S3FIFOPolicy  # noqa: E402
+from precache.models.optimizer.features import FeatureTracker  # noqa: E402
+from precache.models.optimizer.labels import CacheTrace, build_dataset, trace_from_requests  # noqa: E402
+from precache.models.optimizer.model import OptimizerModel, decision_metrics  # noqa: E402
+from precache.models.optimizer.policy import LearnedPolicy  # noqa: E402
+from precache.models.optimizer.train import TrainConfig, train  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results"
+FRACTIONS = (0.001, 0.01, 0.1)
+LCS_POLICIES = ("LRU", "ARC", "S3FIFO", "Sieve", "WTinyLFU", "Belady")
+OG_DTYPE = np.dtype([("t", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")])
+
+
+# -- traces ---------------------------------------------------------------------------------------------
+def load_traces(synthetic_requests: int) -> dict[str, CacheTrace]:
+    from precache.traces import read_requests
+
+    traces: dict[str, CacheTrace] = {}
+    traces["nasa-jul-extract"] = trace_from_requests(read_requests(SHARED / "nasa-http/NASA_access_log_small.gz"))
+    traces["nasa-1aug"] = trace_from_requests(read_requests(SHARED / "nasa-http/nasa_19950801.tsv.gz"))
+    traces["cloudphysics"] = cloudphysics_trace()
+    if synthetic_requests:
+        from precache.traces.synthetic import SyntheticWorkload
+
+        w = SyntheticWorkload(synthetic_requests, seed=7)
+        reqs = list(w.requests())
+        end = reqs[-1].time if reqs else None
+        traces[f"synthetic-{synthetic_requests}"] = trace_from_requests(reqs, updates=list(w.updates(until=end)))
+    return traces
+
+
+def cloudphysics_trace() -> CacheTrace:
+    with gzip.open(SHARED / "libcachesim-cloudphysics/cloudPhysicsIO.oracleGeneral.bin.gz") as f:
+        raw = f.read()
+    a = np.frombuffer(raw, dtype=OG_DTYPE)
+    keys = [str(int(x)) for x in a["id"]]
+    max_size: dict[str, int] = {}
+    for k, s in zip(keys, a["size"].tolist(), strict=True):
+        max_size[k] = max(max_size.get(k, 0), int(s))
+    sizes = np.fromiter((max(max_size[k], 1) for k in keys), dtype=np.int64, count=len(keys))
+    return CacheTrace(times=a["t"].astype(np.float64), keys=keys, sizes=sizes, clients=[""] * len(keys),
+                      versions=np.zeros(len(keys), dtype=np.int64), change_signal="none")
+
+
+def write_oracle_general(trace: CacheTrace, start: int, path: Path) -> None:
+    keys = trace.keys[start:]
+    ids: dict[str, int] = {}
+    obj = np.fromiter((ids.setdefault(k, len(ids) + 1) for k in keys), dtype=np.uint64, count=len(keys))
+    nxt = np.full(len(keys), -1, dtype=np.int64)
+    last: dict[int, int] = {}
+    for i in range(len(keys) - 1, -1, -1):
+        o = int(obj[i])
+        j = last.get(o)
+        nxt[i] = j + 1 if j is not None else -1  # libCacheSim's vtime is 1-based
+        last[o] = i
+    rec = np.zeros(len(keys), dtype=OG_DTYPE)
+    t = trace.times[start:]
+    rec["t"] = np.clip(t - t[0] + 1, 0, 2**32 - 1).astype(np.uint32)
+    rec["id"] = obj
+    rec["size"] = np.minimum(trace.sizes[start:], 2**32 - 1).astype(np.uint32)
+    rec["next"] = nxt
+    path.write_bytes(rec.tobytes())
+
+
+# -- replay -----------------------------------------------------------------------------------------------
+def replay(policy: EvictionPolicy, trace: CacheTrace, start: int, capacity: int,
+           clock: ManualClock | None = None) -> dict[str, float]:
+    """Byte-capacity cache driven through the EvictionPolicy protocol (admit, ttl_for, on_insert,
+    on_hit, victim). Objects larger than the cache are not stored. No expiry (TTL is tested apart)."""
+    resident: dict[str, EntryInfo] = {}
+    used = 0
+    reqs = misses = 0
+    req_bytes = miss_bytes = 0
+    keys = trace.keys
+    sizes = trace.sizes.tolist()
+    times = trace.times.tolist()
+    t0 = time.perf_counter()
+    for i in range(start, len(keys)):
+        k = keys[i]
+        s = sizes[i]
+        if clock is not None:
+            clock.set(times[i])
+        reqs += 1
+        req_bytes += s
+        e = resident.get(k)
+        if e is not None:
+            policy.on_hit(e)
+            continue
+        misses += 1
+        miss_bytes += s
+        if s > capacity:
+            continue
+        info = EntryInfo(key=k, size=s, inserted_at=times[i])
+        policy.ttl_for(info, None)
+        if not policy.admit(info):
+            continue
+        resident[k] = info
+        used += s
+        policy.on_insert(info)
+        while used > capacity:
+            v = policy.victim()
+            if v is None:
+                break
+            ev = resident.pop(v, None)
+            if ev is not None:
+                used -= ev.size
+    secs = time.perf_counter() - t0
+    return {"miss_ratio": misses / max(reqs, 1), "byte_miss_ratio": miss_bytes / max(req_bytes, 1),
+            "requests_per_s": reqs / secs if secs > 0 else math.inf}
+
+
+def lcs_run(name: str, og_path: Path, capacity: int, n: int) -> dict[str, float]:
+    import libcachesim as lcs
+
+    reader = lcs.TraceReader(str(og_path), lcs.TraceType.ORACLE_GENERAL_TRACE)
+    cache = getattr(lcs, name)(cache_size=capacity)
+    t0 = time.perf_counter()
+    mr, bmr = cache.process_trace(reader)
+    secs = time.perf_counter() - t0
+    return {"miss_ratio": float(mr), "byte_miss_ratio": float(bmr), "requests_per_s": n / secs}
+
+
+# -- the adaptive TTL experiment -------------------------------------------------------------------------
+def ttl_experiment(trace: CacheTrace, start: int, model: OptimizerModel, max_requests: int) -> dict[str, Any]:
+    """Unbounded cache, expiry only. A read before expiry is a hit; it is a stale serve when the content
+    version changed since the copy was fetched. Fixed TTLs are swept; the adaptive TTL sweeps its
+    scale factor over the model's predicted time-to-change (per object, at fetch time), optionally with
+    revalidation of hits whose invalidation probability passes 0.5."""
+    end = min(len(trace), start + max_requests)
+    tr = FeatureTracker()
+    last_v: dict[str, int] = {}
+    for i in range(start):
+        k = trace.keys[i]
+        v = int(trace.versions[i])
+        if k in last_v and last_v[k] != v:
+            tr.observe_update(k, float(trace.times[i]))
+        last_v[k] = v
+        tr.observe(k, float(trace.times[i]), int(trace.sizes[i]), trace.clients[i])
+    post: list[list[float]] = []
+    pre: list[list[float]] = []
+    missing = [-1.0] * len(FeatureTracker().row_list(tr.observe("__x__", 0.0), 0.0))
+    tr.objects.pop("__x__", None)
+    for i in range(start, end):
+        k = trace.keys[i]
+        t = float(trace.times[i])
+        v = int(trace.versions[i])
+        st = tr.get(k)
+        pre.append(tr.row_list(st, t) if st is not None else missing)
+        if k in last_v and last_v[k] != v:
+            tr.observe_update(k, t)
+        last_v[k] = v
+        st = tr.observe(k, t, int(trace.sizes[i]), trace.clients[i])
+        post.append(tr.row_list(st, t))
+    p_post = model.predict(np.asarray(post, dtype=np.float32))
+    p_pre = model.predict(np.asarray(pre, dtype=np.float32))
+    change_s = p_post.seconds_to_change()
+    inval = p_pre.invalidation
+    keys = trace.keys[start:end]
+    times = trace.times[start:end].tolist()
+    versions = trace.versions[start:end].tolist()
+
+    def sim(ttl_of: Callable[[int], float], revalidate: bool = False) -> tuple[float, float]:
+        cache: dict[str, tuple[float, int]] = {}
+        hits = stale = 0
+        for i, k in enumerate(keys):
+            t = times[i]
+            c = cache.get(k)
+            if c is not None and t < c[0] and not (revalidate and inval[i] >= 0.5):
+                hits += 1
+                if c[1] != versions[i]:
+                    stale += 1
+                continue
+            cache[k] = (t + ttl_of(i), versions[i])
+        n = max(len(keys), 1)
+        return hits / n, stale / n
+
+    fixed_ttls = [1, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 10**9]
+    fixed = []
+    for T in fixed_ttls:
+        def fixed_ttl(_i: int, T: int = T) -> float:
+            return float(T)
+        h, s = sim(fixed_ttl)
+        fixed.append({"ttl_s": T, "hit_rate": h, "stale_rate": s})
+    adaptive = []
+    adaptive_reval = []
+    for scale in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0):
+        def ttl_of(i: int, scale: float = scale) -> float:
+            return float(min(86400.0 * 3, max(1.0, scale * change_s[i])))
+        h, s = sim(ttl_of)
+        adaptive.append({"scale": scale, "hit_rate": h, "stale_rate": s})
+        h, s = sim(ttl_of, revalidate=True)
+        adaptive_reval.append({"scale": scale, "hit_rate": h, "stale_rate": s})
+    return {"requests": len(keys), "change_signal": trace.change_signal, "fixed": fixed, "adaptive": adaptive,
+            "adaptive_with_revalidation": adaptive_reval,
+            "comparison": compare_curves(fixed, adaptive), "comparison_with_revalidation":
+                compare_curves(fixed, adaptive_reval)}
+
+
+def compare_curves(fixed: list[dict[str, Any]], adaptive: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """For each adaptive point, the best fixed-TTL hit rate at a stale rate no higher (interpolated
+    on the fixed curve's upper envelope)."""
+    pts = sorted((f["stale_rate"], f["hit_rate"]) for f in fixed)
+    xs = np.array([p[0] for p in pts])
+    ys = np.maximum.accumulate(np.array([p[1] for p in pts]))
+    out = []
+    for a in adaptive:
+        s = a["stale_rate"]
+        fixed_hit = float(np.interp(s, xs, ys)) if s >= xs[0] else 0.0
+        out.append({"stale_rate": s, "adaptive_hit_rate": a["hit_rate"], "fixed_hit_rate_same_stale": fixed_hit,
+                    "gain": a["hit_rate"] - fixed_hit})
+    return out
+
+
+# -- main ---------------------------------------------------------------------------------------------------
+def run_trace(name: str, trace: CacheTrace, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    n = len(trace)
+    start = int(n * args.train_fraction)
+    duration = float(trace.times[-1] - trace.times[0]) or 1.0
+    horizon = max(60.0, duration / 20.0)
+    print(f"[{name}] {n} requests, {len(set(trace.keys))} objects, horizon {horizon:.0f}s", flush=True)
+    t0 = time.perf_counter()
+    val_start = int(start * 0.8)
+    d_train = build_dataset(trace, 0, start, horizon=horizon, sample_rate=args.sample_rate,
+                            delayed_rate=args.sample_rate)
+    d_test = build_dataset(trace, start, n, horizon=horizon, sample_rate=min(1.0, args.sample_rate * 2))
+    model_dir = workdir / f"model-{name}"
+    res = train(d_train, model_dir, TrainConfig(n_estimators=args.trees, seed=0), version=name)
+    model = OptimizerModel.load(model_dir)
+    quality = decision_metrics(model, d_test)
+    print(f"[{name}] trained in {time.perf_counter() - t0:.1f}s; quality {json.dumps(quality)}", flush=True)
+    del val_start
+
+    eval_keys = trace.keys[start:]
+    pos: dict[str, int] = {}
+    for k, s in zip(eval_keys, trace.sizes[start:].tolist(), strict=True):
+        pos[k] = s
+    working_set = int(sum(pos.values()))
+    og = workdir / f"{name}.oracleGeneral.bin"
+    write_oracle_general(trace, start, og)
+    rows: list[dict[str, Any]] = []
+    check = []
+    for frac in FRACTIONS:
+        cap = max(1, int(working_set * frac))
+        row: dict[str, Any] = {"fraction": frac, "capacity_bytes": cap}
+        for p in LCS_POLICIES:
+            row[f"lcs.{p}"] = lcs_run(p, og, cap, n - start)
+        row["precache.lru"] = replay(LRUPolicy(), trace, start, cap)
+        row["precache.s3fifo (default)"] = replay(S3FIFOPolicy(), trace, start, cap)
+        variants: list[tuple[str, dict[str, Any]]] = [("learned", {})]
+        if n - start <= args.ablation_max_requests:
+            variants.append(("learned (no admission)", {"admission": "none"}))
+        for label, kwargs in variants:
+            clock = ManualClock(float(trace.times[start - 1]) if start else 0.0)
+            pol = LearnedPolicy(model, clock, **kwargs)  # type: ignore[arg-type]
+            warm_tracker(pol.tracker, trace, start)
+            r = replay(pol, trace, start, cap, clock)
+            r["rows_scored_per_request"] = pol.rows_scored / max(n - start, 1)
+            row[f"precache.{label}"] = r
+        check.append({"fraction": frac, "lcs_lru": row["lcs.LRU"]["miss_ratio"],
+                      "replay_lru": row["precache.lru"]["miss_ratio"],
+                      "lcs_lru_bytes": row["lcs.LRU"]["byte_miss_ratio"],
+                      "replay_lru_bytes": row["precache.lru"]["byte_miss_ratio"]})
+        heur = [k for k in row if k.startswith("lcs.") and k != "lcs.Belady"] + ["precache.s3fifo (default)",
+                                                                                   "precache.lru"]
+        best = min(heur, key=lambda k: row[k]["byte_miss_ratio"])
+        best_b = row[best]["byte_miss_ratio"]
+        bel = row["lcs.Belady"]["byte_miss_ratio"]
+        lb = row["precache.learned"]["byte_miss_ratio"]
+        row["summary"] = {"best_heuristic_by_bytes": best, "best_heuristic_bmr": best_b, "belady_bmr": bel,
+                          "learned_bmr": lb, "learned_minus_best": lb - best_b,
+                          "gap_closed": (best_b - lb) / (best_b - bel) if best_b > bel else math.nan}
+        print(f"[{name}] {frac:.3%}: " + ", ".join(
+            f"{k}={v['miss_ratio']:.4f}/{v['byte_miss_ratio']:.4f}" for k, v in row.items()
+            if isinstance(v, dict) and "miss_ratio" in v), flush=True)
+        rows.append(row)
+    out: dict[str, Any] = {"requests": n, "train_requests": start, "eval_requests": n - start,
+                           "objects": len(set(trace.keys)), "eval_working_set_bytes": working_set,
+                           "horizon_s": horizon, "change_signal": trace.change_signal,
+                           "train_seconds": res.seconds, "decision_quality_test": quality,
+                           "harness_check": check, "sizes": rows}
+    if trace.change_signal != "none":
+        out["ttl"] = ttl_experiment(trace, start, model, args.ttl_requests)
+    return out
+
+
+def warm_tracker(tracker: FeatureTracker, trace: CacheTrace, start: int) -> None:
+    last_v: dict[str, int] = {}
+    for i in range(start):
+        k = trace.keys[i]
+        v = int(trace.versions[i])
+        if k in last_v and last_v[k] != v:
+            tracker.observe_update(k, float(trace.times[i]))
+        last_v[k] = v
+        tracker.observe(k, float(trace.times[i]), int(trace.sizes[i]), trace.clients[i])
+
+
+def plot_ttl(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = [(k, v["ttl"]) for k, v in results.items() if "ttl" in v]
+    if not items:
+        return
+    fig, axes = plt.subplots(1, len(items), figsize=(6 * len(items), 4.5), squeeze=False)
+    for ax, (name, t) in zip(axes[0], items, strict=True):
+        for key, label, style in (("fixed", "fixed TTL (sweep)", "o-"), ("adaptive", "learned TTL (scale sweep)", "s-"),
+                                  ("adaptive_with_revalidation", "learned TTL + revalidation", "^-")):
+            pts = sorted((p["stale_rate"], p["hit_rate"]) for p in t[key])
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label, markersize=4)
+        ax.set_xscale("symlog", linthresh=1e-4)
+        ax.set_xlabel("stale-serve rate (per request)")
+        ax.set_ylabel("hit rate")
+        ax.set_title(f"{name} (change signal: {t['change_signal']})")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--synthetic-requests", type=int, default=1_000_000)
+    ap.add_argument("--train-fraction", type=float, default=0.5)
+    ap.add_argument("--sample-rate", type=float, default=1.0, help="fraction of requests turned into rows")
+    ap.add_argument("--trees", type=int, default=80)
+    ap.add_argument("--ttl-requests", type=int, default=300_000)
+    ap.add_argument("--ablation-max-requests", type=int, default=200_000,
+                    help="also run the learned policy without admission on traces up to this size")
+    ap.add_argument("--only", default="", help="comma-separated trace names")
+    ap.add_argument("--out", default=str(RESULTS / "policies.json"))
+    args = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    traces = load_traces(args.synthetic_requests)
+    if args.only:
+        traces = {k: v for k, v in traces.items() if k in args.only.split(",")}
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="precache-bench-") as tmp:
+        for name, trace in traces.items():
+            if args.sample_rate >= 1.0 and len(trace) > 300_000:
+                args_t = argparse.Namespace(**{**vars(args), "sample_rate": 300_000 / len(trace)})
+            else:
+                args_t = args
+            results[name] = run_trace(name, trace, args_t, Path(tmp))
+            Path(args.out).write_text(json.dumps({"traces": results, "meta": meta()}, indent=1, default=float))
+    plot_ttl(results, RESULTS / "policies_ttl.png")
+    print(f"wrote {args.out}")
+
+
+def meta() -> dict[str, Any]:
+    return {
+        "harness": "libCacheSim (C, oracleGeneral files) for lcs.*; bench_policies.replay (Python, "
+                   "EvictionPolicy protocol) for precache.*",
+        "split": "train on the first part, replay only the rest from a cold cache",
+        "object_size": "largest successful response size of the object (>=1)",
+        "belady": "libCacheSim Belady on oracleGeneral (next-access vtimes written by this script)",
+    }
+
+
+if __name__ == "__main__":
+    main()

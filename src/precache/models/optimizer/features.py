@@ -1,0 +1,242 @@
+"""Online per-object feature tracker for the cache optimizer (O(1) amortised per request).
+
+The tracker keeps a small state per object (last accesses, decayed counters, sizes, updates) and
+turns it into a fixed-length float32 vector at any time ``now``. The same code builds the training
+rows (``labels.py``) and the runtime rows (``policy.py``), so the two never drift apart.
+
+Features (``FEATURE_NAMES``, 50 of them):
+size and log size, content type (from the extension), path depth and two hashed segment ids,
+time since last access, the last ``N_GAPS`` inter-arrival gaps (log seconds, -1 when missing), their
+mean/min/max, exponentially decayed counters at four half-lives, access count, age since first seen,
+distinct clients, time of day / day of week (sin/cos), the page predictor's probability for the
+object (-1 when none), observed origin latency (-1 when none), observed updates, time since the last
+update, the object's mean update interval, two global signals (request rate, distinct objects), and
+a few ratios (idle time and last gap against the mean gap, clients per access, decayed bytes, overdue).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+N_GAPS = 16
+HALF_LIVES = (60.0, 600.0, 3600.0, 86400.0)
+MAX_CLIENTS_TRACKED = 64
+SEGMENT_BUCKETS = 1024
+
+_TYPE_BY_EXT = {
+    "": 0, "html": 1, "htm": 1, "shtml": 1, "php": 1, "asp": 1, "jsp": 1,
+    "gif": 2, "jpg": 2, "jpeg": 2, "png": 2, "bmp": 2, "xbm": 2, "ico": 2, "webp": 2, "svg": 2,
+    "css": 3, "js": 4, "woff": 5, "woff2": 5, "ttf": 5, "eot": 5,
+    "mpg": 6, "mpeg": 6, "mp4": 6, "avi": 6, "mov": 6, "wav": 7, "mp3": 7, "au": 7,
+    "txt": 8, "pdf": 8, "ps": 8, "doc": 8, "json": 9, "xml": 9,
+    "gz": 10, "zip": 10, "tar": 10, "z": 10, "exe": 10, "pl": 11, "cgi": 11, "bin": 12,
+}
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "size", "log_size", "content_type", "path_depth", "segment0", "segment1",
+    "log_time_since_last",
+    *(f"log_gap_{i}" for i in range(N_GAPS)),
+    "log_gap_mean", "log_gap_min", "log_gap_max",
+    *(f"decay_{int(h)}s" for h in HALF_LIVES),
+    "log_count", "log_age", "log_distinct_clients",
+    "tod_sin", "tod_cos", "dow_sin", "dow_cos",
+    "predictor_prob", "log_origin_latency",
+    "log_updates", "log_time_since_update", "log_update_interval",
+    "log_global_rate", "log_distinct_objects", "size_rank",
+    "since_last_minus_mean_gap", "last_gap_minus_mean_gap", "clients_per_access", "log_bytes_decay_3600s",
+    "overdue",
+)
+N_FEATURES = len(FEATURE_NAMES)
+
+
+def _log(x: float) -> float:
+    return math.log1p(x) if x > 0.0 else 0.0
+
+
+def _segment_id(segment: str) -> int:
+    # stable across processes (no PYTHONHASHSEED): a small FNV-1a
+    h = 2166136261
+    for ch in segment.encode("utf-8", "replace"):
+        h = ((h ^ ch) * 16777619) & 0xFFFFFFFF
+    return h % SEGMENT_BUCKETS
+
+
+def static_features(key: str) -> tuple[int, int, int, int]:
+    """(content type, path depth, segment0 id, segment1 id) from a path-like key."""
+    path = key.split("?", 1)[0]
+    parts = [p for p in path.split("/") if p]
+    last = parts[-1] if parts else ""
+    ext = last.rsplit(".", 1)[1].lower() if "." in last else ""
+    ctype = _TYPE_BY_EXT.get(ext, 13)
+    seg0 = _segment_id(parts[0]) if parts else 0
+    seg1 = _segment_id(parts[1]) if len(parts) > 1 else 0
+    return ctype, len(parts), seg0, seg1
+
+
+@dataclass(slots=True)
+class ObjectState:
+    """What the tracker remembers about one object."""
+
+    first_seen: float
+    last_access: float
+    size: int
+    ctype: int
+    depth: int
+    seg0: int
+    seg1: int
+    count: int = 0
+    gaps: list[float] = field(default_factory=list)  # ring of log gaps, newest at gap_pos-1
+    gap_pos: int = 0
+    decay: list[float] = field(default_factory=lambda: [0.0] * len(HALF_LIVES))
+    decay_time: float = 0.0
+    clients: set[str] = field(default_factory=set)
+    n_clients: int = 0
+    updates: int = 0
+    last_update: float = -1.0
+    latency: float = -1.0
+    predictor_prob: float = -1.0
+
+
+class FeatureTracker:
+    """Per-object online statistics; ``observe`` is O(1), ``features`` is O(N_GAPS)."""
+
+    def __init__(self, max_objects: int | None = None) -> None:
+        self.objects: dict[str, ObjectState] = {}
+        self.max_objects = max_objects
+        self._rate = 0.0  # decayed global request counter (half-life 60 s)
+        self._rate_time = 0.0
+        self._size_sum = 0.0
+        self._size_n = 0
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def get(self, key: str) -> ObjectState | None:
+        return self.objects.get(key)
+
+    def observe(self, key: str, now: float, size: int = 0, client: str = "", latency: float | None = None,
+                predictor_prob: float | None = None) -> ObjectState:
+        """Record one access of ``key`` at ``now`` (seconds)."""
+        st = self.objects.get(key)
+        if st is None:
+            ctype, depth, seg0, seg1 = static_features(key)
+            st = ObjectState(first_seen=now, last_access=now, size=size, ctype=ctype, depth=depth,
+                             seg0=seg0, seg1=seg1, decay_time=now)
+            if self.max_objects is not None and len(self.objects) >= self.max_objects:
+                # forget the oldest-inserted object (dicts keep insertion order): amortised O(1)
+                self.objects.pop(next(iter(self.objects)))
+            self.objects[key] = st
+        else:
+            gap = now - st.last_access
+            lg = _log(gap)
+            if len(st.gaps) < N_GAPS:
+                st.gaps.append(lg)
+            else:
+                st.gaps[st.gap_pos] = lg
+            st.gap_pos = (st.gap_pos + 1) % N_GAPS
+            st.last_access = now
+        dt = now - st.decay_time
+        if dt > 0.0:
+            for i, h in enumerate(HALF_LIVES):
+                st.decay[i] *= 0.5 ** (dt / h)
+            st.decay_time = now
+        for i in range(len(HALF_LIVES)):
+            st.decay[i] += 1.0
+        st.count += 1
+        if size > 0:
+            st.size = size
+            self._size_sum += math.log1p(size)
+            self._size_n += 1
+        if client and st.n_clients < MAX_CLIENTS_TRACKED and client not in st.clients:
+            st.clients.add(client)
+            st.n_clients += 1
+        if latency is not None:
+            st.latency = latency if st.latency < 0 else 0.8 * st.latency + 0.2 * latency
+        if predictor_prob is not None:
+            st.predictor_prob = predictor_prob
+        gdt = now - self._rate_time
+        if gdt > 0.0:
+            self._rate *= 0.5 ** (gdt / 60.0)
+            self._rate_time = now
+        self._rate += 1.0
+        return st
+
+    def observe_update(self, key: str, now: float) -> None:
+        """Record that the origin copy of ``key`` changed at ``now`` (known or detected)."""
+        st = self.objects.get(key)
+        if st is None:
+            return
+        st.updates += 1
+        st.last_update = now
+
+    def set_predictor_prob(self, key: str, prob: float) -> None:
+        st = self.objects.get(key)
+        if st is not None:
+            st.predictor_prob = prob
+
+    def row(self, st: ObjectState, now: float, out: npt.NDArray[np.float32] | None = None
+            ) -> npt.NDArray[np.float32]:
+        """The feature vector of one object at time ``now``."""
+        v = np.empty(N_FEATURES, dtype=np.float32) if out is None else out
+        v[:] = self.row_list(st, now)
+        return v
+
+    def row_list(self, st: ObjectState, now: float) -> list[float]:
+        """The feature vector as a Python list (cheaper to build many rows, then one np.array)."""
+        gaps = st.gaps
+        n = len(gaps)
+        # newest first
+        if n < N_GAPS:
+            ordered = gaps[::-1] + [-1.0] * (N_GAPS - n)
+        else:
+            p = st.gap_pos
+            ordered = (gaps[p:] + gaps[:p])[::-1]
+        if n:
+            gmean = sum(gaps) / n
+            gmin = min(gaps)
+            gmax = max(gaps)
+        else:
+            gmean = gmin = gmax = -1.0
+        dt = now - st.decay_time
+        decay = [d * 0.5 ** (dt / h) for d, h in zip(st.decay, HALF_LIVES, strict=True)] if dt > 0.0 else list(st.decay)
+        tod = (now % 86400.0) / 86400.0 * 2.0 * math.pi
+        dow = ((now / 86400.0 + 3.0) % 7.0) / 7.0 * 2.0 * math.pi  # 1970-01-01 was a Thursday
+        age = now - st.first_seen
+        upd_interval = age / st.updates if st.updates else -1.0
+        tsu = now - st.last_update if st.last_update >= 0 else -1.0
+        grate_dt = now - self._rate_time
+        grate = self._rate * 0.5 ** (grate_dt / 60.0) if grate_dt > 0 else self._rate
+        mean_log_size = self._size_sum / self._size_n if self._size_n else 0.0
+        log_size = _log(st.size)
+        tsl = _log(now - st.last_access)
+        return [
+            float(st.size), log_size, float(st.ctype), float(st.depth), float(st.seg0), float(st.seg1),
+            tsl,
+            *ordered,
+            gmean, gmin, gmax,
+            *decay,
+            _log(st.count), _log(age), _log(st.n_clients),
+            math.sin(tod), math.cos(tod), math.sin(dow), math.cos(dow),
+            st.predictor_prob, _log(st.latency * 1000.0) if st.latency >= 0 else -1.0,
+            _log(st.updates), _log(tsu) if tsu >= 0 else -1.0, _log(upd_interval) if upd_interval >= 0 else -1.0,
+            _log(grate), _log(len(self.objects)), log_size - mean_log_size,
+            tsl - gmean if n else -1.0, ordered[0] - gmean if n else 0.0, st.n_clients / st.count,
+            math.log1p(st.size * decay[2]), float(n > 0 and tsl > gmax),
+        ]
+
+    def features(self, key: str, now: float) -> npt.NDArray[np.float32] | None:
+        st = self.objects.get(key)
+        return None if st is None else self.row(st, now)
+
+    def matrix(self, keys: list[str], now: float) -> npt.NDArray[np.float32]:
+        """Rows for many known keys at once (unknown keys give a row of -1)."""
+        rows: list[list[float]] = []
+        missing = [-1.0] * N_FEATURES
+        for k in keys:
+            st = self.objects.get(k)
+            rows.append(missing if st is None else self.row_list(st, now))
+        return np.asarray(rows, dtype=np.float32).reshape(len(keys), N_FEATURES)
