@@ -23,7 +23,8 @@ def stampede_worker(url: str, prefix: str, key: str, start_at: float, count_dir:
         delay = start_at - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        values = await asyncio.gather(*[cache.get(key, loader=loader) for _ in range(n)])
+        async with asyncio.timeout(30):  # a worker never outlives the test's own bound
+            values = await asyncio.gather(*[cache.get(key, loader=loader) for _ in range(n)])
         await cache.close()
         return list(values)
 

@@ -47,8 +47,9 @@ def test_4_processes_share_one_load(redis_url: str, tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
     start_at = time.time() + 3.0  # spawn + import take ~1-2 s on a busy 2-core machine
     pfx, key = prefix(), "shared-hot"
-    with ctx.Pool(4) as pool:
-        results = pool.starmap(stampede_worker, [(redis_url, pfx, key, start_at, str(tmp_path), 250)] * 4)
+    with ctx.Pool(4) as pool:  # bounded: a wedged worker fails the test instead of hanging the run
+        pending = pool.starmap_async(stampede_worker, [(redis_url, pfx, key, start_at, str(tmp_path), 250)] * 4)
+        results = pending.get(timeout=60)
     calls = len(list(tmp_path.iterdir()))
     assert all(v == "origin-value" for values in results for v in values)
     assert 1 <= calls <= 4, f"loader ran {calls} times across 4 processes"
@@ -131,7 +132,8 @@ async def test_slow_redis_gets_return_within_the_timeout_bound(private_redis: An
 
 async def test_two_instances_see_each_others_set(redis_url: str) -> None:
     pfx = prefix()
-    a, b = make(redis_url, pfx), make(redis_url, pfx)
+    # generous op timeout: this test is about invalidation, not about timeouts on a busy machine
+    a, b = make(redis_url, pfx, op_timeout=0.5), make(redis_url, pfx, op_timeout=0.5)
     await a.start()
     await b.start()
     await a.set("user:1", {"name": "ada"})
@@ -152,7 +154,8 @@ async def test_two_instances_see_each_others_set(redis_url: str) -> None:
 
 async def test_poisoned_redis_value_is_a_miss_and_reported(redis_url: str, caplog: Any) -> None:
     pfx = prefix()
-    tier = RedisTier(redis_url, prefix=pfx)
+    # generous op timeout: a GET timing out on a loaded machine would hide the poisoned read
+    tier = RedisTier(redis_url, prefix=pfx, op_timeout=0.5)
     cache = PredictiveCache(MemoryTier(), tier)
 
     class Boom:
@@ -173,7 +176,7 @@ async def test_poisoned_redis_value_is_a_miss_and_reported(redis_url: str, caplo
 async def test_get_many_tags_and_event_stream(redis_url: str) -> None:
     pfx = prefix()
     stream = f"{pfx}events"
-    cache = make(redis_url, pfx, stream=stream, stream_maxlen=1000)
+    cache = make(redis_url, pfx, stream=stream, stream_maxlen=1000, op_timeout=0.5)
     seen: list[AccessEvent] = []
     cache.subscribe(seen.append)
     for i in range(10):

@@ -1,8 +1,11 @@
 """Circuit breaker for L2: when Redis is down or slow, stop paying a timeout per request.
 
 closed → (``failure_threshold`` consecutive failures) → open → (``reset_timeout`` later) → half-open,
-where exactly one request probes Redis: success closes the breaker, failure re-opens it. Uses
-``time.monotonic`` (real time), because it protects against a real server, not simulated time.
+where exactly one request probes Redis: success closes the breaker, failure re-opens it. A probe
+that never reports back (its caller was cancelled, or the operation ended without reaching Redis,
+e.g. no connection slot was free) is forgotten after ``reset_timeout``, so the breaker can never be
+wedged half-open. Uses ``time.monotonic`` (real time), because it protects against a real server,
+not simulated time.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ BreakerState = Literal["closed", "open", "half_open"]
 
 
 class CircuitBreaker:
-    __slots__ = ("_open_until", "_probing", "failure_threshold", "failures", "opened", "reset_timeout", "state")
+    __slots__ = ("_open_until", "_probe_until", "_probing", "failure_threshold", "failures", "opened",
+                 "reset_timeout", "state")
 
     def __init__(self, failure_threshold: int = 3, reset_timeout: float = 0.5) -> None:
         if failure_threshold < 1 or reset_timeout <= 0:
@@ -26,6 +30,7 @@ class CircuitBreaker:
         self.opened = 0
         self._open_until = 0.0
         self._probing = False
+        self._probe_until = 0.0
 
     def allow(self) -> bool:
         """May this request use Redis? (In half-open state, only the single probe may.)"""
@@ -36,10 +41,17 @@ class CircuitBreaker:
                 return False
             self.state = "half_open"
             self._probing = False
-        if self._probing:
+        if self._probing and time.monotonic() < self._probe_until:
             return False
         self._probing = True
+        self._probe_until = time.monotonic() + self.reset_timeout
         return True
+
+    def neutral(self) -> None:
+        """The operation allowed by ``allow`` ended without telling anything about Redis (it never
+        reached it): give the probe back so the next request may probe."""
+        if self.state == "half_open":
+            self._probing = False
 
     def success(self) -> None:
         if self.state != "closed" or self.failures:

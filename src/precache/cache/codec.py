@@ -24,6 +24,7 @@ SerializerName = Literal["json", "msgpack"]
 
 _HEADER = struct.Struct("<2sBBdf")
 HEADER_SIZE = _HEADER.size
+_unpack_header = _HEADER.unpack_from
 _MAGIC = b"PC"
 _VERSION = 1
 TAG_BYTES = 1
@@ -83,22 +84,33 @@ class Codec:
     @staticmethod
     def decode(raw: bytes) -> Record:
         """Parse a record; raises :class:`PoisonedValueError` on anything unexpected (never executes)."""
-        if len(raw) < HEADER_SIZE:
-            raise PoisonedValueError(f"record of {len(raw)} bytes is shorter than the header")
-        magic, version, tag, expires_at, delta = _HEADER.unpack_from(raw)
-        if magic != _MAGIC or version != _VERSION or tag not in _TAGS:
-            raise PoisonedValueError(f"not a precache record (header {bytes(raw[:4])!r})")
-        body = raw[HEADER_SIZE:]
-        value: Any
-        try:
-            if tag == TAG_BYTES:
-                value = bytes(body)
-            elif tag == TAG_STR:
-                value = bytes(body).decode("utf-8")
-            elif tag == TAG_JSON:
-                value = orjson.loads(body)
-            else:
-                value = msgpack.unpackb(body, raw=False, strict_map_key=False)
-        except Exception as exc:  # any parse failure of foreign bytes is a poisoned record
-            raise PoisonedValueError(f"record payload does not decode ({type(exc).__name__}: {exc})") from None
-        return Record(value, expires_at if expires_at > 0.0 else None, float(delta), len(raw))
+        value, expires_at, delta = decode_parts(raw)
+        return Record(value, expires_at, delta, len(raw))
+
+
+def decode_parts(raw: bytes) -> tuple[Any, float | None, float]:
+    """``(value, expires_at or None, delta)`` of a record, without building a :class:`Record` (the
+    batch path). Raises :class:`PoisonedValueError` on anything unexpected; never executes input."""
+    try:
+        magic, version, tag, expires_at, delta = _unpack_header(raw)
+    except struct.error:
+        raise PoisonedValueError(f"record of {len(raw)} bytes is shorter than the header") from None
+    if magic != _MAGIC or version != _VERSION:
+        raise PoisonedValueError(f"not a precache record (header {bytes(raw[:4])!r})")
+    value: Any
+    try:
+        if tag == TAG_JSON:  # the common case first; orjson reads the memoryview without a copy
+            value = orjson.loads(memoryview(raw)[HEADER_SIZE:])
+        elif tag == TAG_BYTES:
+            value = bytes(raw[HEADER_SIZE:])
+        elif tag == TAG_STR:
+            value = bytes(raw[HEADER_SIZE:]).decode("utf-8")
+        elif tag == TAG_MSGPACK:
+            value = msgpack.unpackb(memoryview(raw)[HEADER_SIZE:], raw=False, strict_map_key=False)
+        else:
+            raise PoisonedValueError(f"not a precache record (type tag {tag})")
+    except PoisonedValueError:
+        raise
+    except Exception as exc:  # any parse failure of foreign bytes is a poisoned record
+        raise PoisonedValueError(f"record payload does not decode ({type(exc).__name__}: {exc})") from None
+    return value, (expires_at if expires_at > 0.0 else None), delta

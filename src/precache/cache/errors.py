@@ -15,3 +15,9 @@ class UnserializableValueError(CacheError, TypeError):
 class PoisonedValueError(CacheError, ValueError):
     """Bytes read from L2 are not a valid precache record (random bytes, a pickle payload, a
     truncated write). The cache treats this as a miss, counts it and logs it; it never executes it."""
+
+
+class L2BusyError(CacheError, TimeoutError):
+    """Every L2 connection slot stayed busy for the tier's ``queue_timeout``: the request skips L2 this
+    time. This is local saturation, not a Redis failure, so the cache counts it (``stats.l2_busy``)
+    without feeding the circuit breaker."""

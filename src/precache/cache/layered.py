@@ -13,7 +13,12 @@ Safety under load and faults:
   (Vattani et al. 2015: refresh when ``now - delta*beta*ln(U) >= expiry``);
 * pub/sub invalidation: a ``set``/``delete``/``invalidate_tags`` drops other instances' L1 copies;
 * degraded mode: every L2 call is bounded by the tier's timeout and guarded by a circuit breaker;
-  failures are counted, never raised to the caller.
+  failures are counted, never raised to the caller. An L2 call refused because every connection was
+  busy (:class:`L2BusyError`) is local saturation: counted as ``l2_busy``, the breaker is not told;
+* L1 fills from L2 reads are skipped when an invalidation or write of this instance happened while
+  the read was in flight (the read may have returned the value just replaced);
+* every wait is bounded: lease waits (``lease_wait`` on the injected clock, and in real time),
+  ``close`` (``close_timeout``), the listener and L2 shutdown.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from redis.exceptions import RedisError
 
 from precache.cache.breaker import CircuitBreaker
 from precache.cache.clock import Clock, SystemClock
-from precache.cache.codec import Codec, Record, SerializerName
-from precache.cache.errors import PoisonedValueError
+from precache.cache.codec import Codec, Record, SerializerName, decode_parts
+from precache.cache.errors import CacheError, L2BusyError, PoisonedValueError
 from precache.cache.events import AccessEvent, EventBus, Handler, Tier
 from precache.cache.l2 import L2Tier
 from precache.cache.memory import MemoryTier
@@ -77,6 +82,7 @@ class PredictiveCache:
         stream: str | None = None,
         stream_maxlen: int = 100_000,
         instance_id: str | None = None,
+        close_timeout: float = 5.0,
     ) -> None:
         if default_ttl is not None and default_ttl <= 0:
             raise ValueError(f"default_ttl must be > 0 seconds or None, got {default_ttl}")
@@ -100,6 +106,9 @@ class PredictiveCache:
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self.events = EventBus(event_queue_size)
         self.instance_id = instance_id or uuid.uuid4().hex
+        self.close_timeout = close_timeout
+        self._inval_seq = 0  # bumped by every invalidation/write: L2 reads older than it do not fill L1
+        self._stream_sink: Any = None
         self._stats = CacheStats()
         self._data = self.l1.data  # the hot path reads the dict directly
         self._now = self.clock.now
@@ -116,7 +125,8 @@ class PredictiveCache:
 
             if self.l2 is None or not hasattr(self.l2, "xadd_many"):
                 raise ValueError("stream= needs a RedisTier L2")
-            self.events.subscribe(StreamSink(self.l2, stream, stream_maxlen))
+            self._stream_sink = StreamSink(self.l2, stream, stream_maxlen)
+            self.events.subscribe(self._stream_sink)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self, wait: float = 1.0) -> None:
@@ -139,7 +149,8 @@ class PredictiveCache:
             )
 
     async def close(self) -> None:
-        """Stop background tasks, flush events, close L2. Idempotent."""
+        """Stop background tasks, flush events, close L2. Idempotent, and bounded: loads still running
+        after ``close_timeout`` are cancelled, and no step waits on Redis for more than a few seconds."""
         if self._closed:
             return
         self._closed = True
@@ -153,10 +164,22 @@ class PredictiveCache:
         unlisten = getattr(self.l2, "unlisten", None)
         if unlisten is not None:
             unlisten(self._on_invalidation)
-        pending = list(self._background) + list(self._inflight.values())
+        pending = {*self._background, *self._inflight.values()}
         if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-        await self.events.aclose()
+            _, stuck = await asyncio.wait(pending, timeout=self.close_timeout)
+            if stuck:
+                log.warning("%d cache loads still running after %.1f s at close; cancelling them",
+                            len(stuck), self.close_timeout)
+                for task in stuck:
+                    task.cancel()
+                await asyncio.wait(stuck, timeout=1.0)
+        try:
+            async with asyncio.timeout(self.close_timeout):
+                await self.events.aclose()
+                if self._stream_sink is not None:
+                    await self._stream_sink.aclose()
+        except TimeoutError:
+            log.warning("event handlers did not finish within %.1f s at close", self.close_timeout)
         if self.l2 is not None:
             try:
                 async with asyncio.timeout(2.0):
@@ -253,14 +276,16 @@ class PredictiveCache:
         if read_inline:
             # Common case first, inline (no task): one L2 read. Misses arriving meanwhile go through
             # the shared task below, so a burst still costs two L2 reads, not one per caller.
-            self._reading.add(key)
+            reading = self._reading
+            reading.add(key)
+            seq = self._inval_seq
             try:
                 record = await self._l2_get(key)
             finally:
-                self._reading.discard(key)
+                reading.discard(key)
             if record is not None:
                 if record.expires_at is None or self._now() < record.expires_at:
-                    self._fill_l1(key, record, tags)
+                    self._fill_l1(key, record, tags, False, seq)
                     stats.l2_hits += 1
                     if self.events.handlers:
                         self._emit(key, session_id, context, "l2", t0, record.size)
@@ -284,6 +309,13 @@ class PredictiveCache:
                 stats.joined_loads += 1
             try:
                 value, size, tier = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if task.cancelled() and (current is None or not current.cancelling()):
+                    # the shared load was cancelled by close(): this caller was not, so it must not
+                    # receive a CancelledError (that would look like its own cancellation)
+                    raise CacheError(f"cache closed while loading {key!r}") from None
+                raise
             except Exception:
                 if self.events.handlers:
                     self._emit(key, session_id, context, "error", t0, 0)
@@ -326,10 +358,11 @@ class PredictiveCache:
     async def _load(self, key: str, loader: Loader | None, ttl: float | None, tags: tuple[str, ...],
                     preloaded: bool, check_l2: bool, stale: Record | None = None) -> tuple[Any, int, Tier]:
         if check_l2:
+            seq = self._inval_seq
             record = await self._l2_get(key)
             if record is not None:
                 if record.expires_at is None or self._now() < record.expires_at:
-                    self._fill_l1(key, record, tags, preloaded=preloaded)
+                    self._fill_l1(key, record, tags, preloaded, seq)
                     return record.value, record.size, "l2"
                 stale = record
         if loader is None:
@@ -365,14 +398,23 @@ class PredictiveCache:
                     self._l2_failed(exc)
 
     async def _wait_for_leaseholder(self, key: str, tags: tuple[str, ...], preloaded: bool) -> Record | None:
-        """Another process holds the load lease: poll L2 until its value lands or ``lease_wait`` ends."""
+        """Another instance holds the load lease: poll L2 until its value lands or ``lease_wait`` ends.
+
+        The deadline is on the injected clock (the lease itself expires on that clock in ``MemoryL2``,
+        and a replay that advances virtual time past ``lease_wait`` ends the wait), and also in real
+        time, so a clock that does not move (a paused replay) can never hold a request forever. The
+        polling interval is real sleeping: the leaseholder makes progress on the event loop.
+        """
         self._stats.lease_waits += 1
-        deadline = time.monotonic() + self.lease_wait
-        while time.monotonic() < deadline:
+        now = self._now
+        deadline = now() + self.lease_wait
+        real_deadline = time.monotonic() + self.lease_wait
+        while now() < deadline and time.monotonic() < real_deadline:
             await asyncio.sleep(self.lease_poll)
+            seq = self._inval_seq
             record = await self._l2_get(key)
-            if record is not None and (record.expires_at is None or self._now() < record.expires_at):
-                self._fill_l1(key, record, tags, preloaded=preloaded)
+            if record is not None and (record.expires_at is None or now() < record.expires_at):
+                self._fill_l1(key, record, tags, preloaded, seq)
                 return record
             if not self.breaker.allow():
                 return None
@@ -405,12 +447,14 @@ class PredictiveCache:
         task.add_done_callback(self._background.discard)
 
     async def prefetch(self, key: str, loader: Loader, ttl: float | None = None,
-                       tags: Sequence[str] = ()) -> bool:
+                       tags: Sequence[str] = (), *, raise_errors: bool = False) -> bool:
         """Warm ``key`` into L1 (from L2 if it is there, else via ``loader``) and mark it preloaded.
 
         For the warmer. Returns True when this call stored the value; False when L1 already had a
-        fresh copy or a load of the key was already running (it is then left to finish). Never raises
-        for Redis faults or loader errors (a failed prefetch is just a missed opportunity).
+        fresh copy or a load of the key was already running (it is then left to finish). Redis faults
+        never raise. A loader error (or a value that cannot be stored) is counted in
+        ``stats.prefetch_errors`` and, by default, swallowed (returns False: a failed prefetch is just
+        a missed opportunity); with ``raise_errors=True`` it is re-raised to the caller instead.
         """
         if self.contains(key) or key in self._inflight or self._closed:
             return False
@@ -419,7 +463,15 @@ class PredictiveCache:
         task = self._start_load(key, loader, ttl, tuple(tags), preloaded=True)
         try:
             await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and (current is None or not current.cancelling()):
+                return False  # the load was cancelled by close(), not this caller: a missed prefetch
+            raise
         except Exception as exc:
+            self._stats.prefetch_errors += 1
+            if raise_errors:
+                raise
             log.debug("prefetch of %r failed: %r", key, exc)
             return False
         return key in self._data
@@ -432,6 +484,7 @@ class PredictiveCache:
             raise TypeError(f"cache keys are str, got {type(key).__name__}")
         self._ensure_started()
         self._stats.sets += 1
+        self._inval_seq += 1
         await self._store(key, value, ttl, tuple(tags), preloaded=False, delta=0.0, publish=True)
 
     async def _store(self, key: str, value: Any, ttl: float | None, tags: tuple[str, ...], *,
@@ -463,10 +516,12 @@ class PredictiveCache:
         """Remove ``key`` from L1 and L2, and from other instances' L1."""
         self._ensure_started()
         self._stats.deletes += 1
+        self._inval_seq += 1
         self.l1.delete(key)
         if self.l2 is not None and self.breaker.allow():
             try:
                 await self.l2.delete([key])
+                self._inval_seq += 1  # reads that started before the L2 delete must not fill L1
                 if self.invalidation:
                     await self.l2.publish(self._message(keys=[key]))
                 self.breaker.success()
@@ -478,6 +533,7 @@ class PredictiveCache:
         Returns how many distinct keys were dropped."""
         tag_list = [tags] if isinstance(tags, str) else list(tags)
         self._ensure_started()
+        self._inval_seq += 1
         dropped: set[str] = set()
         for tag in tag_list:
             dropped.update(self.l1.delete_tag(tag))
@@ -488,6 +544,7 @@ class PredictiveCache:
                 for key in members:  # L1 copies filled from L2 may not carry their tags
                     self.l1.delete(key)
                 await self.l2.delete(sorted(members))
+                self._inval_seq += 1
                 await self.l2.delete_tags(tag_list)
                 if self.invalidation:
                     await self.l2.publish(self._message(keys=sorted(members), tags=tag_list))
@@ -498,18 +555,23 @@ class PredictiveCache:
 
     async def get_many(self, keys: Sequence[str], session_id: str | None = None,
                        context: Any = None) -> dict[str, Any]:
-        """Values of the keys found in L1 or L2 (one MGET for the L1 misses); absent keys are left out."""
+        """Values of the keys found in L1 or L2 (one MGET for the L1 misses); absent keys are left out.
+
+        The L2 part decodes each record once (no intermediate objects) and fills L1 in one batch:
+        one budget enforcement for the whole batch instead of one per key."""
         t0 = _perf()
         out: dict[str, Any] = {}
         missing: list[str] = []
         emit = bool(self.events.handlers)
         now = self._now()
         stats = self._stats
+        data = self._data
+        on_hit = self.l1.policy.on_hit
         for key in keys:
-            entry = self._data.get(key)
+            entry = data.get(key)
             if entry is not None and (entry.expires_at is None or now < entry.expires_at):
                 entry.hits += 1
-                self.l1.policy.on_hit(entry)
+                on_hit(entry)
                 stats.l1_hits += 1
                 if entry.preloaded:
                     entry.preloaded = False
@@ -521,27 +583,50 @@ class PredictiveCache:
                 missing.append(key)
         if not missing:
             return out
-        raws: list[bytes | None] = [None] * len(missing)
-        if self.l2 is not None and self.breaker.allow():
-            self._ensure_started()
-            try:
-                raws = await self.l2.get_many(missing)
-                self.breaker.success()
-            except L2_ERRORS as exc:
-                self._l2_failed(exc)
-        now = self._now()
-        for key, raw in zip(missing, raws, strict=True):
-            record = self._decode(key, raw) if raw is not None else None
-            if record is not None and (record.expires_at is None or now < record.expires_at):
-                self._fill_l1(key, record, ())
-                stats.l2_hits += 1
-                out[key] = record.value
-                if emit:
-                    self._emit(key, session_id, context, "l2", t0, record.size)
-            else:
-                stats.misses += 1
-                if emit:
+        l2 = self.l2
+        if l2 is None or not self.breaker.allow():
+            stats.misses += len(missing)
+            if emit:
+                for key in missing:
                     self._emit(key, session_id, context, "miss", t0, 0)
+            return out
+        self._ensure_started()
+        seq = self._inval_seq
+        try:
+            raws = await l2.get_many(missing)
+        except L2_ERRORS as exc:
+            self._l2_failed(exc)
+            raws = [None] * len(missing)
+        else:
+            self.breaker.success()
+        now = self._now()
+        cap = None if self.l1_max_ttl is None else now + self.l1_max_ttl
+        fills: list[tuple[str, Any, int, float | None, float]] = []
+        for key, raw in zip(missing, raws, strict=True):
+            if raw is not None:
+                try:
+                    value, expires_at, delta = decode_parts(raw)
+                except PoisonedValueError as exc:
+                    self._poisoned(key, exc)
+                else:
+                    if expires_at is None or now < expires_at:
+                        out[key] = value
+                        l1_expiry = expires_at
+                        if cap is not None and (expires_at is None or cap < expires_at):
+                            l1_expiry = cap
+                        fills.append((key, value, len(raw), l1_expiry, delta))
+                        if emit:
+                            self._emit(key, session_id, context, "l2", t0, len(raw))
+                        continue
+            if emit:
+                self._emit(key, session_id, context, "miss", t0, 0)
+        stats.l2_hits += len(fills)
+        stats.misses += len(missing) - len(fills)
+        if fills:
+            if seq == self._inval_seq:
+                self.l1.fill_many(fills, self.grace)
+            else:
+                stats.fills_skipped += len(fills)
         return out
 
     def cached(self, ttl: float | None = None, key: Callable[..., str] | None = None,
@@ -553,34 +638,57 @@ class PredictiveCache:
 
     # -- L2 helpers -------------------------------------------------------------------------------
     async def _l2_get(self, key: str) -> Record | None:
-        if self.l2 is None or not self.breaker.allow():
+        l2 = self.l2
+        if l2 is None or not self.breaker.allow():
             return None
         try:
-            raw = await self.l2.get(key)
+            raw = await l2.get(key)
         except L2_ERRORS as exc:
             self._l2_failed(exc)
             return None
         self.breaker.success()
-        return None if raw is None else self._decode(key, raw)
+        if raw is None:
+            return None
+        try:
+            value, expires_at, delta = decode_parts(raw)
+        except PoisonedValueError as exc:
+            self._poisoned(key, exc)
+            return None
+        return Record(value, expires_at, delta, len(raw))
 
     def _decode(self, key: str, raw: bytes) -> Record | None:
         try:
             return self.codec.decode(raw)
         except PoisonedValueError as exc:
-            self._stats.poisoned += 1
-            if self._stats.poisoned <= 20:
-                log.warning("poisoned L2 value for key %r treated as a miss: %s", key, exc)
+            self._poisoned(key, exc)
             return None
 
-    def _fill_l1(self, key: str, record: Record, tags: tuple[str, ...], preloaded: bool = False) -> None:
+    def _poisoned(self, key: str, exc: PoisonedValueError) -> None:
+        self._stats.poisoned += 1
+        if self._stats.poisoned <= 20:
+            log.warning("poisoned L2 value for key %r treated as a miss: %s", key, exc)
+
+    def _fill_l1(self, key: str, record: Record, tags: tuple[str, ...], preloaded: bool = False,
+                 seq: int | None = None) -> None:
+        """Copy an L2 record into L1, unless an invalidation or write happened since ``seq`` (the
+        value of ``_inval_seq`` when the L2 read was sent): the read may have raced with it."""
+        if seq is not None and seq != self._inval_seq:
+            self._stats.fills_skipped += 1
+            return
         expires_at = record.expires_at
         if self.l1_max_ttl is not None:
             cap = self._now() + self.l1_max_ttl
             expires_at = cap if expires_at is None else min(expires_at, cap)
-        self.l1.set(key, record.value, record.size, tags=tags, preloaded=preloaded,
-                    delta=record.delta, expires_at=expires_at, grace=self.grace)
+        self.l1.fill_many([(key, record.value, record.size, expires_at, record.delta)], self.grace, tags,
+                          preloaded)
 
     def _l2_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, L2BusyError):
+            # Every connection was busy: our own saturation, not a Redis fault. Skip L2 this time and
+            # hand a half-open probe back; do not count it against Redis.
+            self._stats.l2_busy += 1
+            self.breaker.neutral()
+            return
         self._stats.redis_errors += 1
         self.breaker.failure()
         if self._stats.redis_errors <= 5 or self._stats.redis_errors % 1000 == 0:
@@ -602,6 +710,7 @@ class PredictiveCache:
             log.warning("ignoring malformed invalidation message %r", message[:80])
             return
         self._stats.invalidations_received += 1
+        self._inval_seq += 1
         for key in keys:
             self.l1.delete(key)
         for tag in tags:
@@ -610,6 +719,7 @@ class PredictiveCache:
     def _on_listener_connect(self) -> None:
         if self._connected_once:
             # We were disconnected and may have missed invalidations: drop L1 rather than serve stale.
+            self._inval_seq += 1
             self.l1.clear()
         self._connected_once = True
         if self._subscribed is not None:

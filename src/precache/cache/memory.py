@@ -11,7 +11,7 @@ while a refresh runs, until then). Both come from the injected clock.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from precache.cache.clock import Clock, SystemClock
@@ -28,6 +28,14 @@ class Entry(EntryInfo):
     value: Any = None
     stale_until: float | None = None
     delta: float = 0.0
+
+
+# ``fill_many`` builds entries positionally (a measurable saving per key on the L2 batch path); this
+# pins the field order it relies on, so a new EntryInfo/Entry field fails loudly at import instead.
+_ENTRY_FIELDS = ("key", "size", "inserted_at", "expires_at", "tier", "preloaded", "hits", "tags",
+                 "policy_data", "value", "stale_until", "delta")
+if tuple(f.name for f in fields(Entry)) != _ENTRY_FIELDS:  # pragma: no cover - a developer error
+    raise RuntimeError(f"Entry fields changed: update MemoryTier.fill_many ({_ENTRY_FIELDS})")
 
 
 class MemoryTier:
@@ -143,6 +151,54 @@ class MemoryTier:
         self._enforce()
         return key in self.data
 
+    def fill_many(self, items: list[tuple[str, Any, int, float | None, float]], grace: float = 0.0,
+                  tags: tuple[str, ...] = (), preloaded: bool = False) -> int:
+        """Store values read from L2: ``(key, value, encoded size, absolute expires_at, delta)`` each.
+
+        The batch form of ``set(..., expires_at=...)`` (no ``ttl_for``: the lifetime comes from L2):
+        every entry is admitted and announced to the policy, then the budgets are enforced once for
+        the whole batch. Returns how many of the items are resident afterwards."""
+        now = self.clock.now()
+        data = self.data
+        policy = self.policy
+        admit = policy.admit
+        on_insert = policy.on_insert
+        max_bytes = self.max_bytes
+        grace = max(0.0, grace)
+        added = 0
+        stored: list[str] = []
+        for key, value, size, expires_at, delta in items:
+            charged = size + len(key) + ENTRY_OVERHEAD
+            entry = Entry(key, charged, now, expires_at, "l1", preloaded, 0, tags, None, value,
+                          None if expires_at is None else expires_at + grace, delta)
+            if expires_at is None:  # no lifetime from L2: the tier default, through the policy (as set())
+                chosen = policy.ttl_for(entry, self.default_ttl)
+                if chosen is not None:
+                    if chosen <= 0:
+                        self.delete(key)
+                        continue
+                    entry.expires_at = now + chosen
+                    entry.stale_until = entry.expires_at + grace
+            old = data.get(key)
+            if old is not None:
+                self._remove(key, old)
+                policy.on_remove(key)
+            if charged > max_bytes or not admit(entry):
+                self.rejections += 1
+                continue
+            data[key] = entry
+            added += charged
+            if tags:
+                for tag in tags:
+                    self._tags.setdefault(tag, set()).add(key)
+            on_insert(entry)
+            stored.append(key)
+        self.bytes += added
+        if self.bytes <= max_bytes and len(data) <= self.max_items:
+            return len(stored)
+        self._enforce()
+        return sum(1 for key in stored if key in data)
+
     def delete(self, key: str) -> bool:
         entry = self.data.get(key)
         if entry is None:
@@ -184,14 +240,27 @@ class MemoryTier:
                     del self._tags[tag]
 
     def _enforce(self) -> None:
-        while self.bytes > self.max_bytes or len(self.data) > self.max_items:
-            victim = self.policy.victim()
+        data = self.data
+        max_bytes, max_items = self.max_bytes, self.max_items
+        next_victim = self.policy.victim
+        tags = self._tags
+        evicted = 0
+        while self.bytes > max_bytes or len(data) > max_items:
+            victim = next_victim()
             if victim is None:
                 # The policy lost track (a buggy plug-in): fall back to insertion order so budgets hold.
-                victim = next(iter(self.data))
+                victim = next(iter(data))
                 self.policy.on_remove(victim)
-            entry = self.data.get(victim)
+            entry = data.pop(victim, None)
             if entry is None:
                 continue
-            self._remove(victim, entry)
-            self.evictions += 1
+            self.bytes -= entry.size
+            if entry.tags and tags:
+                for tag in entry.tags:
+                    members = tags.get(tag)
+                    if members is not None:
+                        members.discard(victim)
+                        if not members:
+                            del tags[tag]
+            evicted += 1
+        self.evictions += evicted

@@ -7,7 +7,13 @@ from dataclasses import asdict, dataclass
 
 @dataclass(slots=True)
 class CacheStats:
-    """Counters since start. ``preload_hits`` = first user hits on entries the warmer prefetched."""
+    """Counters since start. ``preload_hits`` = first user hits on entries the warmer prefetched.
+
+    ``redis_errors`` are L2 failures (they feed the circuit breaker); ``l2_busy`` are L2 operations
+    skipped because no connection slot freed up in time (local saturation: not a Redis failure, the
+    breaker is not told). ``prefetch_errors`` counts prefetches whose loader (or store) raised.
+    ``fills_skipped``: L2 reads not copied into L1 because an invalidation or write happened while
+    they were in flight (the value is returned, but may already be outdated, so it is not cached)."""
 
     l1_hits: int = 0
     l2_hits: int = 0
@@ -25,6 +31,9 @@ class CacheStats:
     invalidations_received: int = 0
     poisoned: int = 0
     redis_errors: int = 0
+    l2_busy: int = 0
+    prefetch_errors: int = 0
+    fills_skipped: int = 0
     dropped_events: int = 0
     evictions: int = 0
     breaker_state: str = "closed"

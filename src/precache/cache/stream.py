@@ -63,6 +63,12 @@ class StreamSink:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
+    async def aclose(self) -> None:
+        """Wait for the running flush (the caller bounds the wait; ``xadd_many`` is bounded per batch)."""
+        task = self._task
+        if task is not None and not task.done():
+            await asyncio.gather(task, return_exceptions=True)
+
     async def _flush(self) -> None:
         while self._buffer:
             chunk, self._buffer = self._buffer[: self.batch], self._buffer[self.batch :]
