@@ -215,3 +215,36 @@ def test_sync_facade_for_wsgi() -> None:
         assert cache.get_many(["k", "j", "z"]) == {"k": "v", "j": [1, 2]}
         cache.delete("k")
         assert cache.get("k") is None
+
+
+async def test_get_many_fill_modes_and_a_racing_invalidation() -> None:
+    clock = ManualClock()
+    l2 = MemoryL2(clock)
+    writer = make(clock, l2)
+    cache = PredictiveCache(MemoryTier(max_items=8, clock=clock), l2, clock)
+    await writer.start()
+    await cache.start()
+    for i in range(20):
+        await writer.set(f"k{i}", i)
+    keys = [f"k{i}" for i in range(20)]
+    want = {k: i for i, k in enumerate(keys)}
+    assert await cache.get_many(keys, fill_l1="skip") == want
+    await asyncio.sleep(0)
+    assert len(cache.l1) == 0
+    assert await cache.get_many(keys[:4], fill_l1="inline") == {k: want[k] for k in keys[:4]}
+    assert all(cache.contains(k) for k in keys[:4])  # before any loop iteration
+    cache.l1.clear()
+    assert await cache.get_many(keys, fill_l1="deferred") == want  # L1 fills right after
+    await asyncio.sleep(0)
+    assert 0 < len(cache.l1) <= 8 and cache.l1.bytes <= cache.l1.max_bytes
+    assert all(cache.l1.get(k) == want[k] for k in list(cache.l1.data))
+    cache.l1.clear()
+    assert await cache.get_many(["k1"], fill_l1="deferred") == {"k1": 1}
+    await writer.set("k1", "changed")  # another instance writes before the deferred fill runs
+    await asyncio.sleep(0)
+    assert not cache.contains("k1") and cache.stats.fills_skipped == 1
+    assert await cache.get("k1") == "changed"
+    with pytest.raises(ValueError, match="fill_l1"):
+        await cache.get_many(keys, fill_l1="later")  # type: ignore[arg-type]
+    await writer.close()
+    await cache.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from precache.cache import EntryInfo, LRUPolicy, ManualClock, MemoryTier, S3FIFOPolicy, make_policy
@@ -87,7 +87,7 @@ def test_tags_and_bad_input() -> None:
 
 ops = st.lists(
     st.tuples(
-        st.sampled_from(["set", "get", "delete", "advance", "tag"]),
+        st.sampled_from(["set", "get", "delete", "advance", "tag", "fill"]),
         st.integers(0, 30),
         st.integers(0, 3000),
     ),
@@ -95,7 +95,7 @@ ops = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=ops, policy=st.sampled_from(["s3fifo", "lru"]), budget=st.integers(200, 20_000))
 def test_l1_never_exceeds_byte_budget(ops: list[tuple[str, int, int]], policy: str, budget: int) -> None:
     clock = ManualClock()
@@ -110,8 +110,42 @@ def test_l1_never_exceeds_byte_budget(ops: list[tuple[str, int, int]], policy: s
             tier.delete(key)
         elif op == "tag":
             tier.delete_tag(f"t{k % 3}")
+        elif op == "fill":  # an L2 batch fill (duplicates and replacements included)
+            now = clock.now()
+            tier.fill_many([(f"k{(k + j * 7) % 31}", "y", n // (j + 1), now + (n % 5 or 1), 0.0)
+                            for j in range(k % 9)] + [(key, "z", n, None, 0.0)], grace=1.0,
+                           keep_fresh=bool(n % 2))
         else:
             clock.advance(n / 500)
         assert tier.bytes <= budget
         assert len(tier) <= 20
         assert tier.bytes == sum(e.size for e in tier.data.values())
+
+
+def test_batch_fill_and_eviction_match_one_at_a_time() -> None:
+    """``fill_many`` + ``S3FIFOPolicy.evict`` keep exactly what per-key ``set`` + ``victim`` keep."""
+    clock = ManualClock()
+    one = MemoryTier(max_bytes=10**9, max_items=50, policy=S3FIFOPolicy(), clock=clock)
+    batch = MemoryTier(max_bytes=10**9, max_items=50, policy=S3FIFOPolicy(), clock=clock)
+    for lap in range(6):
+        for i in range(0, 120, 3):  # hot keys read between batches: some go to the main queue
+            for tier in (one, batch):
+                tier.get(f"k{i}")
+        items: list[tuple[str, object, int, float | None, float]] = [
+            (f"k{(lap * 37 + j) % 200}", j, 10 + j % 7, None, 0.0) for j in range(80)
+        ]
+        for key, value, size, _, _ in items:
+            one.set(key, value, size)
+        batch.fill_many(items)
+        assert set(one.data) == set(batch.data)
+        assert one.bytes == batch.bytes and one.evictions == batch.evictions
+
+
+def test_fill_many_keeps_a_fresher_entry_when_asked() -> None:
+    clock = ManualClock(10.0)
+    tier = MemoryTier(clock=clock)
+    tier.set("a", "new", size=3, ttl=60)
+    assert tier.fill_many([("a", "old", 3, 70.0, 0.0), ("b", "v", 1, 70.0, 0.0)], keep_fresh=True) == 1
+    assert tier.get("a") == "new" and tier.get("b") == "v"
+    assert tier.fill_many([("a", "old", 3, 70.0, 0.0)]) == 1
+    assert tier.get("a") == "old"

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cache_workers import stampede_worker
 from redis.asyncio import Redis
 
@@ -26,8 +27,11 @@ def make(url: str, pfx: str, **kw: Any) -> PredictiveCache:
     return PredictiveCache(MemoryTier(), RedisTier(url, prefix=pfx, op_timeout=op_timeout), **kw)
 
 
-async def test_1000_concurrent_gets_call_the_loader_once(redis_url: str) -> None:
-    cache = make(redis_url, prefix())
+@pytest.mark.parametrize("op_timeout", [0.05, 1.0])
+async def test_1000_concurrent_gets_call_the_loader_once(redis_url: str, op_timeout: float) -> None:
+    # At the default 50 ms op timeout a loaded CI machine may time some Redis calls out: the single
+    # loader call and the values must hold anyway. Zero Redis errors is only asserted at 1 s.
+    cache = make(redis_url, prefix(), op_timeout=op_timeout)
     calls = 0
 
     async def loader() -> dict[str, str]:
@@ -39,7 +43,8 @@ async def test_1000_concurrent_gets_call_the_loader_once(redis_url: str) -> None
     values = await asyncio.gather(*[cache.get("hot", loader=loader) for _ in range(1000)])
     assert calls == 1
     assert all(v == {"page": "home"} for v in values)
-    assert cache.stats.redis_errors == 0
+    if op_timeout >= 1.0:
+        assert cache.stats.redis_errors == 0
     await cache.close()
 
 
@@ -56,7 +61,8 @@ def test_4_processes_share_one_load(redis_url: str, tmp_path: Path) -> None:
 
 
 async def test_redis_killed_mid_load_no_errors_and_recovery(private_redis: Any) -> None:
-    cache = make(private_redis.url, prefix(), breaker=CircuitBreaker(failure_threshold=3, reset_timeout=0.2))
+    pfx = prefix()
+    cache = make(private_redis.url, pfx, breaker=CircuitBreaker(failure_threshold=3, reset_timeout=0.2))
     await cache.start()
 
     async def loader_for(i: int) -> Any:
@@ -83,27 +89,50 @@ async def test_redis_killed_mid_load_no_errors_and_recovery(private_redis: Any) 
                 wrong.append((i, value))
             await asyncio.sleep(0.002)
 
+    async def eventually(check: Any, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if check():
+                return True
+            await asyncio.sleep(0.05)
+        return bool(check())
+
     clients = [asyncio.create_task(client(c)) for c in range(16)]
     await asyncio.sleep(0.3)
     await asyncio.to_thread(private_redis.stop)
-    await asyncio.sleep(0.8)
-    assert cache.stats.redis_errors > 0
-    assert cache.stats.breaker_state in ("open", "half_open")
+    # the clients keep running: L1 entries (ttl 0.5 s) expire and reloads try to write to Redis
+    assert await eventually(lambda: cache.stats.redis_errors > 0
+                            and cache.stats.breaker_state in ("open", "half_open"), 10.0), cache.stats
+    await asyncio.sleep(0.3)
     await asyncio.to_thread(private_redis.start)
     returned = time.monotonic()
-    hits_before = cache.stats.l2_hits
-    sets_seen = False
-    while time.monotonic() - returned < 5.0:
-        await asyncio.sleep(0.1)
-        if cache.stats.breaker_state == "closed" and cache.stats.l2_hits > hits_before:
-            sets_seen = True
+    admin = Redis.from_url(private_redis.url)
+    names = [f"{pfx}k{i}" for i in range(50)]
+    # Redis is used again: the breaker closes and reloads write values to the (empty) restarted server
+    used_again = False
+    while time.monotonic() - returned < 10.0:
+        await asyncio.sleep(0.05)
+        if cache.stats.breaker_state == "closed" and await admin.exists(*names) > 0:
+            used_again = True
             break
     recovery = time.monotonic() - returned
     stop.set()
     await asyncio.gather(*clients)
     assert errors == [] and wrong == []
-    assert sets_seen, f"Redis not used again within 5 s of its return (stats: {cache.stats})"
-    assert recovery < 5.0
+    assert used_again, f"Redis not used again within 10 s of its return (stats: {cache.stats})"
+    # and reads are served from it: a value that only Redis holds comes back from L2
+    served = None
+    for _ in range(200):
+        hits = cache.stats.l2_hits
+        await cache.set("probe", "p")
+        cache.l1.clear()
+        served = await cache.get("probe")
+        if served == "p" and cache.stats.l2_hits > hits:
+            break
+        await asyncio.sleep(0.05)
+    assert served == "p" and cache.stats.l2_hits > 0, cache.stats
+    assert recovery < 10.0
+    await admin.aclose()
     await cache.close()
 
 
@@ -120,9 +149,9 @@ async def test_slow_redis_gets_return_within_the_timeout_bound(private_redis: An
             value = await cache.get(f"missing{i}", loader=lambda: "from-origin")
             durations.append(time.perf_counter() - t0)
             assert value == "from-origin"
-        # each get pays at most one op timeout (lease + get are skipped once the breaker opens);
-        # generous slack for a busy 2-core machine, the benchmark has the real figures.
-        assert max(durations) < 0.05 * 3 + 0.25, durations
+        # a get pays a few op timeouts at most (read, lease, write; skipped once the breaker opens);
+        # the bound is generous for a loaded 2-core CI machine (the benchmark has the real figures)
+        assert max(durations) < 10 * 0.05 + 1.0, durations
         assert cache.stats.redis_errors >= 1
     finally:
         await admin.execute_command("CLIENT", "UNPAUSE")
@@ -130,24 +159,33 @@ async def test_slow_redis_gets_return_within_the_timeout_bound(private_redis: An
         await cache.close()
 
 
+async def _until(check: Any, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    for _ in range(1_000_000):
+        if check() or time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(0.005)
+
+
 async def test_two_instances_see_each_others_set(redis_url: str) -> None:
     pfx = prefix()
     # generous op timeout: this test is about invalidation, not about timeouts on a busy machine
-    a, b = make(redis_url, pfx, op_timeout=0.5), make(redis_url, pfx, op_timeout=0.5)
-    await a.start()
-    await b.start()
+    a, b = make(redis_url, pfx, op_timeout=1.0), make(redis_url, pfx, op_timeout=1.0)
+    await a.start(wait=10.0)
+    await b.start(wait=10.0)
     await a.set("user:1", {"name": "ada"})
+    # let b see a's invalidation of this set first: a read racing it would (rightly) not fill b's L1
+    await _until(lambda: b.stats.invalidations_received >= 1)
     assert await b.get("user:1") == {"name": "ada"}  # b now holds it in L1
+    assert b.contains("user:1")
     await a.set("user:1", {"name": "grace"})
-    for _ in range(400):  # the invalidation arrives over pub/sub
-        if not b.contains("user:1"):
-            break
-        await asyncio.sleep(0.005)
+    await _until(lambda: not b.contains("user:1"))  # the invalidation arrives over pub/sub
     assert await b.get("user:1") == {"name": "grace"}
     await a.delete("user:1")
-    await asyncio.sleep(0.05)
+    await _until(lambda: not b.contains("user:1"))
     assert await b.get("user:1") is None
-    assert b.stats.invalidations_received >= 2
+    assert b.stats.invalidations_received >= 3
+    assert a.stats.redis_errors == 0 and b.stats.redis_errors == 0
     await a.close()
     await b.close()
 
@@ -155,7 +193,7 @@ async def test_two_instances_see_each_others_set(redis_url: str) -> None:
 async def test_poisoned_redis_value_is_a_miss_and_reported(redis_url: str, caplog: Any) -> None:
     pfx = prefix()
     # generous op timeout: a GET timing out on a loaded machine would hide the poisoned read
-    tier = RedisTier(redis_url, prefix=pfx, op_timeout=0.5)
+    tier = RedisTier(redis_url, prefix=pfx, op_timeout=1.0)
     cache = PredictiveCache(MemoryTier(), tier)
 
     class Boom:
@@ -176,7 +214,7 @@ async def test_poisoned_redis_value_is_a_miss_and_reported(redis_url: str, caplo
 async def test_get_many_tags_and_event_stream(redis_url: str) -> None:
     pfx = prefix()
     stream = f"{pfx}events"
-    cache = make(redis_url, pfx, stream=stream, stream_maxlen=1000, op_timeout=0.5)
+    cache = make(redis_url, pfx, stream=stream, stream_maxlen=1000, op_timeout=1.0)
     seen: list[AccessEvent] = []
     cache.subscribe(seen.append)
     for i in range(10):
@@ -186,8 +224,13 @@ async def test_get_many_tags_and_event_stream(redis_url: str) -> None:
     assert got == {f"k{i}": i for i in range(10)}
     assert await cache.invalidate_tags(["even"]) == 5
     assert await cache.get_many([f"k{i}" for i in range(10)]) == {f"k{i}": i for i in range(1, 10, 2)}
-    await asyncio.sleep(0.1)
     admin = Redis.from_url(redis_url)
+    deadline = time.monotonic() + 10.0  # the sink flushes in the background
+    for _ in range(1_000_000):
+        if await admin.xlen(stream) >= len(seen) or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.02)
     assert await admin.xlen(stream) == len(seen) > 0
+    assert cache.stats.redis_errors == 0
     await admin.aclose()
     await cache.close()

@@ -11,20 +11,24 @@ not simulated time.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Literal
 
 BreakerState = Literal["closed", "open", "half_open"]
 
 
 class CircuitBreaker:
-    __slots__ = ("_open_until", "_probe_until", "_probing", "failure_threshold", "failures", "opened",
-                 "reset_timeout", "state")
+    __slots__ = ("_clock", "_open_until", "_probe_until", "_probing", "failure_threshold", "failures",
+                 "opened", "reset_timeout", "state")
 
-    def __init__(self, failure_threshold: int = 3, reset_timeout: float = 0.5) -> None:
+    def __init__(self, failure_threshold: int = 3, reset_timeout: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` is the time source (seconds, monotonic); tests may inject a fake one."""
         if failure_threshold < 1 or reset_timeout <= 0:
             raise ValueError("CircuitBreaker needs failure_threshold >= 1 and reset_timeout > 0")
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
+        self._clock = clock
         self.state: BreakerState = "closed"
         self.failures = 0
         self.opened = 0
@@ -37,14 +41,14 @@ class CircuitBreaker:
         if self.state == "closed":
             return True
         if self.state == "open":
-            if time.monotonic() < self._open_until:
+            if self._clock() < self._open_until:
                 return False
             self.state = "half_open"
             self._probing = False
-        if self._probing and time.monotonic() < self._probe_until:
+        if self._probing and self._clock() < self._probe_until:
             return False
         self._probing = True
-        self._probe_until = time.monotonic() + self.reset_timeout
+        self._probe_until = self._clock() + self.reset_timeout
         return True
 
     def neutral(self) -> None:
@@ -65,5 +69,5 @@ class CircuitBreaker:
             if self.state != "open":
                 self.opened += 1
             self.state = "open"
-            self._open_until = time.monotonic() + self.reset_timeout
+            self._open_until = self._clock() + self.reset_timeout
             self._probing = False

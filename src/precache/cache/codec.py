@@ -32,6 +32,10 @@ TAG_STR = 2
 TAG_JSON = 3
 TAG_MSGPACK = 4
 _TAGS = frozenset((TAG_BYTES, TAG_STR, TAG_JSON, TAG_MSGPACK))
+JSON_PREFIX = _MAGIC + bytes((_VERSION, TAG_JSON))
+"""The first 4 header bytes of a current-version JSON record (the batch path's fast check)."""
+unpack_meta = struct.Struct("<df").unpack_from
+"""``unpack_meta(raw, 4)`` -> (soft expiry or 0.0, delta) of a record whose prefix was checked."""
 
 
 @dataclass(slots=True)

@@ -31,14 +31,14 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 from redis.exceptions import RedisError
 
 from precache.cache.breaker import CircuitBreaker
 from precache.cache.clock import Clock, SystemClock
-from precache.cache.codec import Codec, Record, SerializerName, decode_parts
+from precache.cache.codec import HEADER_SIZE, JSON_PREFIX, Codec, Record, SerializerName, decode_parts, unpack_meta
 from precache.cache.errors import CacheError, L2BusyError, PoisonedValueError
 from precache.cache.events import AccessEvent, EventBus, Handler, Tier
 from precache.cache.l2 import L2Tier
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Loader = Callable[[], Awaitable[Any] | Any]
+FillMode = Literal["deferred", "inline", "skip"]
 
 L2_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 _perf = time.perf_counter
@@ -291,6 +292,14 @@ class PredictiveCache:
                         self._emit(key, session_id, context, "l2", t0, record.size)
                     return record.value
                 stale = record
+            # A load of this key may have finished (filling L1) while this read was in flight, e.g.
+            # when the read was slow: use its value rather than start a second load.
+            fresh = self._data.get(key)
+            if fresh is not None and (fresh.expires_at is None or self._now() < fresh.expires_at):
+                stats.l1_hits += 1
+                if self.events.handlers:
+                    self._emit(key, session_id, context, "l1", t0, fresh.size)
+                return fresh.value
             if loader is None:
                 stats.misses += 1
                 if self.events.handlers:
@@ -554,11 +563,25 @@ class PredictiveCache:
         return len(dropped)
 
     async def get_many(self, keys: Sequence[str], session_id: str | None = None,
-                       context: Any = None) -> dict[str, Any]:
+                       context: Any = None, *, fill_l1: FillMode = "inline") -> dict[str, Any]:
         """Values of the keys found in L1 or L2 (one MGET for the L1 misses); absent keys are left out.
 
-        The L2 part decodes each record once (no intermediate objects) and fills L1 in one batch:
-        one budget enforcement for the whole batch instead of one per key."""
+        What was read from L2 is copied into L1 in one batch (one policy call, one budget enforcement),
+        per ``fill_l1``:
+
+        * ``"inline"`` (default): before this call returns.
+        * ``"deferred"``: right after this call returns, on the next event-loop iteration
+          (``loop.call_soon``), so the caller does not wait for it. Until then L1 does not hold the
+          values yet (a ``get`` of one of them meanwhile reads L2 again, and returns the same value).
+          In a closed loop of back-to-back calls this only moves the CPU to the next call; it helps
+          when the loop has idle time between requests.
+        * ``"skip"``: never (a one-off scan that should not displace the working set).
+
+        Either way a fill is dropped (``stats.fills_skipped``) when a write, delete, tag invalidation or
+        cross-instance invalidation reached this instance after the MGET was sent (the read may have
+        raced with it), and a key that got a fresh L1 entry meanwhile keeps that entry."""
+        if fill_l1 not in ("deferred", "inline", "skip"):
+            raise ValueError(f"fill_l1 must be 'deferred', 'inline' or 'skip', got {fill_l1!r}")
         t0 = _perf()
         out: dict[str, Any] = {}
         missing: list[str] = []
@@ -602,32 +625,54 @@ class PredictiveCache:
         now = self._now()
         cap = None if self.l1_max_ttl is None else now + self.l1_max_ttl
         fills: list[tuple[str, Any, int, float | None, float]] = []
+        add_fill = fills.append
+        loads = orjson.loads
+        value: Any
+        expires_at: float | None
         for key, raw in zip(missing, raws, strict=True):
-            if raw is not None:
+            if raw is None:
+                if emit:
+                    self._emit(key, session_id, context, "miss", t0, 0)
+                continue
+            if raw[:4] == JSON_PREFIX:  # the common record, decoded inline (no call per key)
+                try:
+                    value = loads(raw[HEADER_SIZE:])
+                except orjson.JSONDecodeError:
+                    self._poisoned(key, PoisonedValueError("record payload is not valid JSON"))
+                    continue
+                soft, delta = unpack_meta(raw, 4)
+                expires_at = soft if soft > 0.0 else None
+            else:
                 try:
                     value, expires_at, delta = decode_parts(raw)
                 except PoisonedValueError as exc:
                     self._poisoned(key, exc)
+                    continue
+            if expires_at is None or now < expires_at:
+                out[key] = value
+                if cap is None or (expires_at is not None and expires_at <= cap):
+                    add_fill((key, value, len(raw), expires_at, delta))
                 else:
-                    if expires_at is None or now < expires_at:
-                        out[key] = value
-                        l1_expiry = expires_at
-                        if cap is not None and (expires_at is None or cap < expires_at):
-                            l1_expiry = cap
-                        fills.append((key, value, len(raw), l1_expiry, delta))
-                        if emit:
-                            self._emit(key, session_id, context, "l2", t0, len(raw))
-                        continue
-            if emit:
+                    add_fill((key, value, len(raw), cap, delta))
+                if emit:
+                    self._emit(key, session_id, context, "l2", t0, len(raw))
+            elif emit:
                 self._emit(key, session_id, context, "miss", t0, 0)
         stats.l2_hits += len(fills)
         stats.misses += len(missing) - len(fills)
         if fills:
-            if seq == self._inval_seq:
-                self.l1.fill_many(fills, self.grace)
-            else:
-                stats.fills_skipped += len(fills)
+            if fill_l1 == "deferred":
+                asyncio.get_running_loop().call_soon(self._fill_batch, fills, seq)
+            elif fill_l1 == "inline":
+                self._fill_batch(fills, seq)
         return out
+
+    def _fill_batch(self, fills: list[tuple[str, Any, int, float | None, float]], seq: int) -> None:
+        """Copy a batch read from L2 into L1 unless an invalidation or write happened since ``seq``."""
+        if seq != self._inval_seq:
+            self._stats.fills_skipped += len(fills)
+            return
+        self.l1.fill_many(fills, self.grace, keep_fresh=True)
 
     def cached(self, ttl: float | None = None, key: Callable[..., str] | None = None,
                tags: Sequence[str] = ()) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:

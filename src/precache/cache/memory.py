@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from precache.cache.clock import Clock, SystemClock
-from precache.cache.policy import EntryInfo, EvictionPolicy, S3FIFOPolicy
+from precache.cache.policy import EntryInfo, EvictionPolicy, LRUPolicy, S3FIFOPolicy
 
 ENTRY_OVERHEAD = 64
 """Bytes charged per entry on top of the encoded value size (key object, entry object, dict slot)."""
@@ -36,6 +36,9 @@ _ENTRY_FIELDS = ("key", "size", "inserted_at", "expires_at", "tier", "preloaded"
                  "policy_data", "value", "stale_until", "delta")
 if tuple(f.name for f in fields(Entry)) != _ENTRY_FIELDS:  # pragma: no cover - a developer error
     raise RuntimeError(f"Entry fields changed: update MemoryTier.fill_many ({_ENTRY_FIELDS})")
+
+
+_ADMIT_ALL = (S3FIFOPolicy.admit, LRUPolicy.admit)
 
 
 class MemoryTier:
@@ -152,22 +155,34 @@ class MemoryTier:
         return key in self.data
 
     def fill_many(self, items: list[tuple[str, Any, int, float | None, float]], grace: float = 0.0,
-                  tags: tuple[str, ...] = (), preloaded: bool = False) -> int:
+                  tags: tuple[str, ...] = (), preloaded: bool = False, keep_fresh: bool = False) -> int:
         """Store values read from L2: ``(key, value, encoded size, absolute expires_at, delta)`` each.
 
         The batch form of ``set(..., expires_at=...)`` (no ``ttl_for``: the lifetime comes from L2):
-        every entry is admitted and announced to the policy, then the budgets are enforced once for
-        the whole batch. Returns how many of the items are resident afterwards."""
+        every entry is admitted and announced to the policy (in one ``on_insert_many`` call when the
+        policy has it), then the budgets are enforced once for the whole batch (one ``evict`` call when
+        the policy has it). With ``keep_fresh``, a key that already holds a fresh entry is left alone
+        (that entry was stored after the L2 read was sent, so it is at least as new).
+        Returns how many of the items are resident afterwards."""
         now = self.clock.now()
         data = self.data
         policy = self.policy
-        admit = policy.admit
+        # the built-in policies admit everything: skip the call per key (a subclass overriding admit
+        # is still asked)
+        admit = None if getattr(type(policy), "admit", None) in _ADMIT_ALL else policy.admit
+        insert_many = getattr(policy, "on_insert_many", None)
         on_insert = policy.on_insert
         max_bytes = self.max_bytes
         grace = max(0.0, grace)
         added = 0
-        stored: list[str] = []
+        stored: list[Entry] = []
         for key, value, size, expires_at, delta in items:
+            old = data.get(key)
+            if old is not None:
+                if keep_fresh and (old.expires_at is None or now < old.expires_at):
+                    continue
+                self._remove(key, old)
+                policy.on_remove(key)
             charged = size + len(key) + ENTRY_OVERHEAD
             entry = Entry(key, charged, now, expires_at, "l1", preloaded, 0, tags, None, value,
                           None if expires_at is None else expires_at + grace, delta)
@@ -175,15 +190,10 @@ class MemoryTier:
                 chosen = policy.ttl_for(entry, self.default_ttl)
                 if chosen is not None:
                     if chosen <= 0:
-                        self.delete(key)
                         continue
                     entry.expires_at = now + chosen
                     entry.stale_until = entry.expires_at + grace
-            old = data.get(key)
-            if old is not None:
-                self._remove(key, old)
-                policy.on_remove(key)
-            if charged > max_bytes or not admit(entry):
+            if charged > max_bytes or (admit is not None and not admit(entry)):
                 self.rejections += 1
                 continue
             data[key] = entry
@@ -191,13 +201,16 @@ class MemoryTier:
             if tags:
                 for tag in tags:
                     self._tags.setdefault(tag, set()).add(key)
-            on_insert(entry)
-            stored.append(key)
+            if insert_many is None:
+                on_insert(entry)
+            stored.append(entry)
+        if insert_many is not None and stored:
+            insert_many(stored)
         self.bytes += added
         if self.bytes <= max_bytes and len(data) <= self.max_items:
             return len(stored)
         self._enforce()
-        return sum(1 for key in stored if key in data)
+        return sum(1 for entry in stored if data.get(entry.key) is entry)
 
     def delete(self, key: str) -> bool:
         entry = self.data.get(key)
@@ -242,9 +255,21 @@ class MemoryTier:
     def _enforce(self) -> None:
         data = self.data
         max_bytes, max_items = self.max_bytes, self.max_items
-        next_victim = self.policy.victim
+        if self.bytes <= max_bytes and len(data) <= max_items:
+            return
         tags = self._tags
         evicted = 0
+        evict = getattr(self.policy, "evict", None)
+        if evict is not None:  # batch form: one policy call for the whole overflow
+            for victim in evict(self.bytes - max_bytes, len(data) - max_items):
+                entry = data.pop(victim, None)
+                if entry is None:
+                    continue
+                self.bytes -= entry.size
+                if entry.tags and tags:
+                    self._untag(victim, entry.tags)
+                evicted += 1
+        next_victim = self.policy.victim
         while self.bytes > max_bytes or len(data) > max_items:
             victim = next_victim()
             if victim is None:
@@ -256,11 +281,15 @@ class MemoryTier:
                 continue
             self.bytes -= entry.size
             if entry.tags and tags:
-                for tag in entry.tags:
-                    members = tags.get(tag)
-                    if members is not None:
-                        members.discard(victim)
-                        if not members:
-                            del tags[tag]
+                self._untag(victim, entry.tags)
             evicted += 1
         self.evictions += evicted
+
+    def _untag(self, key: str, entry_tags: tuple[str, ...]) -> None:
+        tags = self._tags
+        for tag in entry_tags:
+            members = tags.get(tag)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del tags[tag]

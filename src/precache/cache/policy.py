@@ -95,16 +95,14 @@ class LRUPolicy:
         return len(self._order)
 
 
-class _S3Node:
-    """Per-key S3-FIFO state (which queue, 2-bit frequency, generation for lazy deletion)."""
+_MAIN = 4
+"""S3-FIFO keeps its per-entry state in ``EntryInfo.policy_data`` as a small int: bit 2 set = the entry
+is in the main queue; bits 0-1 = its 2-bit access frequency (0..3)."""
 
-    __slots__ = ("freq", "gen", "main", "size")
 
-    def __init__(self, size: int, gen: int, main: bool) -> None:
-        self.size = size
-        self.gen = gen
-        self.main = main
-        self.freq = 0
+def _s3_state(info: EntryInfo) -> int:
+    data = info.policy_data
+    return data if isinstance(data, int) else 0
 
 
 class S3FIFOPolicy:
@@ -114,7 +112,10 @@ class S3FIFOPolicy:
     (a hit only bumps a counter), which keeps the L1 hit path cheap.
 
     Sizes are in bytes: the small queue holds about ``small_ratio`` of the resident bytes.
-    Removal of arbitrary keys is lazy (generation numbers), so every hook is O(1) amortized.
+    The queues hold the tier's entry objects themselves (no node object per key: the per-entry state
+    is an int in ``policy_data``), and removal of arbitrary keys is lazy (an entry in a queue is live
+    only while it *is* the tracked entry of its key), so every hook is O(1) amortized.
+    :meth:`on_insert_many` and :meth:`evict` are the batch forms the tier uses for L2 batch fills.
     """
 
     name = "s3fifo"
@@ -123,14 +124,13 @@ class S3FIFOPolicy:
         if not 0.0 < small_ratio < 1.0:
             raise ValueError(f"small_ratio must be in (0, 1), got {small_ratio}")
         self.small_ratio = small_ratio
-        self._nodes: dict[str, _S3Node] = {}
-        self._small: deque[tuple[str, int]] = deque()
-        self._main: deque[tuple[str, int]] = deque()
+        self._nodes: dict[str, EntryInfo] = {}
+        self._small: deque[EntryInfo] = deque()
+        self._main: deque[EntryInfo] = deque()
         self._ghost: OrderedDict[str, None] = OrderedDict()
         self._ghost_items = max(0, ghost_items)
         self._small_bytes = 0
         self._main_bytes = 0
-        self._gen = 0
 
     def admit(self, info: EntryInfo) -> bool:
         return True
@@ -139,90 +139,116 @@ class S3FIFOPolicy:
         return default_ttl
 
     def on_insert(self, info: EntryInfo) -> None:
-        self._gen += 1
         key = info.key
-        to_main = key in self._ghost
-        if to_main:
-            del self._ghost[key]
-        node = _S3Node(info.size, self._gen, to_main)
-        self._nodes[key] = node
-        if to_main:
-            self._main.append((key, node.gen))
-            self._main_bytes += node.size
+        if key in self._nodes:  # a replace without on_remove: forget the old entry first
+            self.on_remove(key)
+        ghost = self._ghost
+        if key in ghost:
+            del ghost[key]
+            info.policy_data = _MAIN
+            self._main.append(info)
+            self._main_bytes += info.size
         else:
-            self._small.append((key, node.gen))
-            self._small_bytes += node.size
+            info.policy_data = 0
+            self._small.append(info)
+            self._small_bytes += info.size
+        self._nodes[key] = info
+
+    def on_insert_many(self, infos: list[EntryInfo]) -> None:
+        """``on_insert`` for each of ``infos``, in order (the batch-fill form: one call per batch)."""
+        nodes, ghost = self._nodes, self._ghost
+        small_append = self._small.append
+        small_bytes = 0
+        for info in infos:
+            key = info.key
+            if key in ghost or key in nodes:  # rare: returning key, or a key twice in one batch
+                self._small_bytes += small_bytes
+                small_bytes = 0
+                self.on_insert(info)
+                continue
+            info.policy_data = 0
+            small_append(info)
+            small_bytes += info.size
+            nodes[key] = info
+        self._small_bytes += small_bytes
 
     def on_hit(self, info: EntryInfo) -> None:
-        node = self._nodes.get(info.key)
-        if node is not None and node.freq < 3:
-            node.freq += 1
+        data = info.policy_data
+        if isinstance(data, int) and data & 3 != 3:
+            info.policy_data = data + 1
 
     def on_remove(self, key: str) -> None:
-        node = self._nodes.pop(key, None)
-        if node is None:
+        info = self._nodes.pop(key, None)
+        if info is None:
             return
-        if node.main:
-            self._main_bytes -= node.size
+        if _s3_state(info) & _MAIN:
+            self._main_bytes -= info.size
         else:
-            self._small_bytes -= node.size
+            self._small_bytes -= info.size
         self._compact()
 
     def _compact(self) -> None:
         """Bound the lazily-deleted tombstones in the queues to about the live count."""
-        live = len(self._nodes)
-        if len(self._small) + len(self._main) > 2 * live + 64:
-            self._small = deque(item for item in self._small if self._live(item))
-            self._main = deque(item for item in self._main if self._live(item))
-
-    def _live(self, item: tuple[str, int]) -> bool:
-        node = self._nodes.get(item[0])
-        return node is not None and node.gen == item[1]
+        nodes = self._nodes
+        if len(self._small) + len(self._main) > 2 * len(nodes) + 64:
+            self._small = deque(i for i in self._small if nodes.get(i.key) is i)
+            self._main = deque(i for i in self._main if nodes.get(i.key) is i)
 
     def victim(self) -> str | None:
-        while self._nodes and (self._small or self._main):
-            total = self._small_bytes + self._main_bytes
-            if self._small and (self._small_bytes >= self.small_ratio * total or not self._main):
-                key = self._evict_small()
+        victims = self.evict(1, 1)
+        return victims[0] if victims else None
+
+    def evict(self, bytes_over: int, items_over: int) -> list[str]:
+        """Choose and forget victims until their sizes sum to at least ``bytes_over`` and there are at
+        least ``items_over`` of them (or nothing is left). The batch form of :meth:`victim`, same order."""
+        out: list[str] = []
+        nodes, small, main, ghost = self._nodes, self._small, self._main, self._ghost
+        ghost_items = self._ghost_items
+        ratio = self.small_ratio
+        small_bytes, main_bytes = self._small_bytes, self._main_bytes
+        freed = 0
+        while (freed < bytes_over or len(out) < items_over) and nodes and (small or main):
+            if small and (small_bytes >= ratio * (small_bytes + main_bytes) or not main):
+                info = small.popleft()
+                key = info.key
+                if nodes.get(key) is not info:
+                    continue  # tombstone
+                state = info.policy_data
+                if not isinstance(state, int) or state & _MAIN:  # pragma: no cover - defensive
+                    continue
+                size = info.size
+                small_bytes -= size
+                if state:  # accessed while in small: promote to main with frequency 0
+                    info.policy_data = _MAIN
+                    main.append(info)
+                    main_bytes += size
+                    continue
+                del nodes[key]
+                if ghost_items:
+                    ghost[key] = None
+                    if len(ghost) > ghost_items:
+                        ghost.popitem(last=False)
             else:
-                key = self._evict_main()
-            if key is not None:
-                return key
-        return None
-
-    def _evict_small(self) -> str | None:
-        key, gen = self._small.popleft()
-        node = self._nodes.get(key)
-        if node is None or node.gen != gen or node.main:
-            return None
-        self._small_bytes -= node.size
-        if node.freq > 0:
-            node.main = True
-            node.freq = 0
-            self._main.append((key, gen))
-            self._main_bytes += node.size
-            return None
-        del self._nodes[key]
-        if self._ghost_items:
-            self._ghost[key] = None
-            if len(self._ghost) > self._ghost_items:
-                self._ghost.popitem(last=False)
-        return key
-
-    def _evict_main(self) -> str | None:
-        if not self._main:
-            return None
-        key, gen = self._main.popleft()
-        node = self._nodes.get(key)
-        if node is None or node.gen != gen or not node.main:
-            return None
-        if node.freq > 0:
-            node.freq -= 1
-            self._main.append((key, gen))
-            return None
-        self._main_bytes -= node.size
-        del self._nodes[key]
-        return key
+                if not main:  # pragma: no cover - guarded by the branch condition
+                    break
+                info = main.popleft()
+                key = info.key
+                if nodes.get(key) is not info:
+                    continue
+                state = info.policy_data
+                if not isinstance(state, int) or not state & _MAIN:  # pragma: no cover - defensive
+                    continue
+                if state & 3:
+                    info.policy_data = state - 1
+                    main.append(info)
+                    continue
+                size = info.size
+                main_bytes -= size
+                del nodes[key]
+            freed += size
+            out.append(key)
+        self._small_bytes, self._main_bytes = small_bytes, main_bytes
+        return out
 
     def __len__(self) -> int:
         return len(self._nodes)
