@@ -215,3 +215,109 @@ def test_optimizer_policy_queues_stale_keys(trained: tuple[Path, object, object]
     assert set(pol.drain_revalidations()) <= {"/hot/p1.html", "/hot/p2.html"}
     pol.on_remove("/hot/p1.html")
     assert len(pol) == 1 and pol.victim() == "/hot/p2.html" and pol.victim() is None
+
+
+def test_optimizer_vectorised_rows_match_row_list() -> None:
+    """The policy's batch path (FeatureTracker.rows) gives exactly the training rows (row_list)."""
+    rng = random.Random(3)
+    tr = FeatureTracker()
+    t = 1_000.0
+    for i in range(3000):
+        t += rng.expovariate(0.5)
+        key = f"/d{rng.randrange(5)}/k{int(rng.paretovariate(1.2)) % 200}.{rng.choice(['gif', 'html', 'js'])}"
+        tr.observe(key, t, size=rng.randrange(1, 50_000), client=f"c{rng.randrange(30)}",
+                   latency=0.02 if i % 5 == 0 else None, predictor_prob=0.3 if i % 11 == 0 else None)
+        if i % 37 == 0:
+            tr.observe_update(key, t)
+    states = list(tr.objects.values())
+    assert len(states) > 100
+    for now in (t, t + 5.0, t + 50_000.0):
+        expected = np.asarray([tr.row_list(st, now) for st in states], dtype=np.float32)
+        np.testing.assert_allclose(tr.rows(states, now), expected, rtol=1e-6, atol=1e-6)
+        for m in (0, 1, 15, 16):  # the small-batch path and the vectorised one agree too
+            np.testing.assert_allclose(tr.rows(states[:m], now), expected[:m], rtol=1e-6, atol=1e-6)
+            assert tr.rows(states[:m], now).shape == (m, N_FEATURES)
+
+
+def test_optimizer_priority_only_session_matches(trained: tuple[Path, object, object]) -> None:
+    out, d_test, _ = trained
+    model = OptimizerModel.load(out)
+    X = d_test.X_access[:40]  # type: ignore[attr-defined]
+    np.testing.assert_allclose(model.predict_priority(X), model.predict(X).priority, rtol=1e-5, atol=1e-6)
+    assert model.predict_priority(X[:0]).shape == (0,)
+
+
+def test_optimizer_policy_reuses_scores_and_small_cache_sees_new_entries(
+        trained: tuple[Path, object, object]) -> None:
+    out, _, trace = trained
+    model = OptimizerModel.load(out)
+    keys = trace.keys  # type: ignore[attr-defined]
+    times = trace.times.tolist()  # type: ignore[attr-defined]
+
+    def run(cap_items: int, **kw: object) -> LearnedPolicy:
+        clock = ManualClock(0.0)
+        pol = LearnedPolicy(model, clock, **kw)  # type: ignore[arg-type]
+        resident: set[str] = set()
+        for k, t in zip(keys[:3000], times[:3000], strict=True):
+            clock.set(t)
+            info = EntryInfo(key=k, size=1, inserted_at=t)
+            if k in resident:
+                pol.on_hit(info)
+                continue
+            pol.ttl_for(info, None)
+            if not pol.admit(info):
+                continue
+            resident.add(k)
+            pol.on_insert(info)
+            while len(resident) > cap_items:
+                v = pol.victim()
+                assert v is not None and v in resident
+                resident.discard(v)
+            assert len(pol) == len(resident)
+        return pol
+
+    pol = run(100, admission="none")  # no reject queue: every eviction samples
+    assert pol.rows_reused > 0  # fresh cached scores were not recomputed
+    assert pol.rows_scored < 3000 * 2
+    # always re-scoring (max_staleness=0) scores more rows
+    assert run(100, admission="none", max_staleness=0.0).rows_scored > pol.rows_scored
+    # a tiny cache: every eviction looks at all residents (no stale queue of victims)
+    tiny = run(4)
+    assert tiny.rows_scored > 0 and len(tiny) <= 4
+    assert not tiny._victims  # one victim chosen per look at the 4 residents, none queued stale
+    # the probationary FIFO (S3-FIFO's small queue) in front of the sampled main area
+    prob = run(100, probation=0.1, admission="none", probation_model=False)
+    nodes = prob._nodes
+    assert prob._bytes == len(nodes) == 100
+    assert prob._prob_bytes == sum(nd.size for nd in nodes.values() if nd.prob) > 0
+    assert len(prob._keys) == sum(1 for nd in nodes.values() if not nd.prob)
+    assert all(prob._keys[nd.idx] == k for k, nd in nodes.items() if not nd.prob)
+    assert prob._ghost  # one-hit wonders left through probation
+    again = next(iter(nodes))  # a replace without on_remove keeps the index consistent
+    prob.on_insert(EntryInfo(key=again, size=1))
+    assert len(prob) == 100 and prob._bytes == 100
+    assert all(prob._keys[nd.idx] == k for k, nd in nodes.items() if not nd.prob)
+    some = next(k for k, nd in nodes.items() if nd.prob)
+    prob.on_remove(some)
+    assert prob._prob_bytes == sum(nd.size for nd in nodes.values() if nd.prob)
+    with pytest.raises(ValueError):
+        LearnedPolicy(model, ManualClock(0.0), max_staleness=-1.0)
+
+
+def test_optimizer_policy_reads_never_run_the_model(trained: tuple[Path, object, object]) -> None:
+    out, _, _ = trained
+    clock = ManualClock(10.0)
+    pol = LearnedPolicy(OptimizerModel.load(out), clock, batch_size=1, hit_rescore_every=1)
+    a = EntryInfo(key="/hot/p1.html", size=10, inserted_at=10.0)
+    pol.ttl_for(a, None)
+    pol.on_insert(a)
+    assert pol.inference_calls == 1
+    for i in range(5):
+        clock.set(11.0 + i)
+        pol.on_hit(a)
+    assert pol.inference_calls == 1 and pol.rows_scored == 1  # queued, not scored inside the read
+    b = EntryInfo(key="/hot/p2.html", size=10, inserted_at=20.0)
+    clock.set(20.0)
+    pol.ttl_for(b, None)
+    pol.on_insert(b)
+    assert pol.inference_calls == 2 and pol.rows_scored == 3  # the read joined the insert's batch

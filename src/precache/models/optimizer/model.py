@@ -59,9 +59,12 @@ def _sha256(data: bytes) -> str:
 class OptimizerModel:
     """The four optimizer outputs for a batch of feature rows, in one onnxruntime call."""
 
-    def __init__(self, combined: bytes, manifest: dict[str, Any] | None = None) -> None:
+    def __init__(self, combined: bytes, manifest: dict[str, Any] | None = None,
+                 priority: bytes | None = None) -> None:
         self.manifest: dict[str, Any] = manifest or {}
         self._session = _session(combined)
+        # the priority output alone (what eviction needs): a quarter of the trees per row
+        self._priority_session = _session(priority) if priority is not None else None
         names = [o.name for o in self._session.get_outputs()]
         missing = [o for o in OUTPUTS if o not in names]
         if missing:
@@ -87,12 +90,30 @@ class OptimizerModel:
         expected = manifest.get("sha256", {}).get(name)
         if expected != _sha256(data):
             raise ModelIntegrityError(f"sha256 mismatch for {d / name}")
-        return cls(data, manifest)
+        priority: bytes | None = None
+        pname = manifest.get("files", {}).get("priority")
+        if pname:
+            pdata = (d / pname).read_bytes()
+            if manifest.get("sha256", {}).get(pname) != _sha256(pdata):
+                raise ModelIntegrityError(f"sha256 mismatch for {d / pname}")
+            priority = pdata
+        return cls(data, manifest, priority)
 
     @classmethod
     def from_files(cls, directory: Path, files: dict[str, str], combined: str) -> OptimizerModel:
         """Load freshly written files without a manifest (used while training, for validation)."""
-        return cls((directory / combined).read_bytes(), {})
+        pname = files.get("priority")
+        return cls((directory / combined).read_bytes(), {},
+                   (directory / pname).read_bytes() if pname else None)
+
+    def predict_priority(self, X: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Only the ``priority`` output (log1p seconds to the next access): the eviction path."""
+        X = np.ascontiguousarray(X, dtype=np.float32).reshape(-1, N_FEATURES)
+        if len(X) == 0:
+            return np.zeros(0, dtype=np.float32)
+        if self._priority_session is None:
+            return self.predict(X).priority
+        return np.asarray(self._priority_session.run(["y"], {"input": X})[0], np.float32).reshape(-1)
 
     def predict(self, X: npt.NDArray[np.float32]) -> Predictions:
         X = np.ascontiguousarray(X, dtype=np.float32).reshape(-1, N_FEATURES)
