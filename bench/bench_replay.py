@@ -37,6 +37,8 @@ def claims_row(exp: Experiment) -> dict[str, Any]:
         "accuracy": f"online HR@5 {after['online_hr5']:.1%}" if after["online_hr5"] is not None else "-",
         "preload_efficiency": f"{after['preload_efficiency']:.1%}" if after["preload_efficiency"] else "-",
         "misses_removed_by_warming": f"{1 - (1 - after['hit_rate']) / max(1 - nowarm['hit_rate'], 1e-9):.1%}",
+        "replay_speed": f"{after['replayed_per_second']:.0f} replayed req/s with ML "
+                        f"({after['requests_per_second']:.0f} measured req/s)",
         "extra_origin": f"{after['extra_origin_requests']} req, {after['extra_origin_bytes'] / 1e6:.1f} MB",
     }
 
@@ -75,8 +77,25 @@ def main() -> None:
                   f"cold/min {row['cold_starts_per_min']:.2f} avg {row['avg_load_ms']:.1f} "
                   f"p95 {row['p95_load_ms']:.1f} "
                   f"hr5 {row['online_hr5']} eff {row['preload_efficiency']} extra {row['extra_origin_requests']} "
-                  f"rps {row['requests_per_second']:.0f}")
-        print("claims:", CLAIMS, "\nmeasured:", claims_row(exp))
+                  f"rps {row['requests_per_second']:.0f} (replayed/s {row['replayed_per_second']:.0f})")
+        measured = claims_row(exp)
+        for key, claim in CLAIMS.items():
+            print(f"  {key:20} claim {claim:22} measured {measured.get(key, '-')}")
+        for key in ("misses_removed_by_warming", "extra_origin"):
+            print(f"  {key:27} measured {measured.get(key, '-')}")
+        bd = exp.meta.get("miss_breakdown")
+        if bd:
+            print(f"  misses without warming {bd['misses']}: improvable {bd['improvable_misses']}, removed "
+                  f"{bd['removed']} (pages {bd['removed_pages']}, assets {bd['removed_assets']}), added "
+                  f"{bd['added']}, net {bd['removed_of_all_misses']:.1%} of all, "
+                  f"{bd['removed_of_improvable']:.1%} of improvable")
+            for r in bd["rows"]:
+                print(f"    {r['class']:22} {r['misses']:7} ({r['share']:.1%})  removed {r['removed']:6} "
+                      f"({r['removed_share']:.0%})  added {r['added']}")
+        for r in exp.sweep:
+            print(f"  sweep threshold {r['threshold']:.1f}: hit {r['hit_rate']:.3f} misses removed "
+                  f"{r['misses_removed']:.1%} preload efficiency {r['preload_efficiency'] or 0:.1%} "
+                  f"extra req {r['extra_origin_requests']}")
         write_report(exps, args.out.parent / "replay-report")
 
 

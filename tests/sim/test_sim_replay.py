@@ -105,3 +105,25 @@ def test_nasa_replay_with_warming_removes_misses() -> None:
     table = {row["mode"]: row for row in exp.table()}
     assert table["full"]["hit_rate"] > table["heuristic"]["hit_rate"]
     assert table["full"]["preload_efficiency"] > 0.5
+
+
+def test_miss_breakdown_classes_and_removed_misses() -> None:
+    from precache.sim.analysis import classify_events, miss_breakdown
+
+    trace = prepare(_site_requests(600, seed=5), "tiny", train_fraction=0.5, warmup_fraction=0.1)
+    classes = classify_events(trace)
+    assert len(classes) == len(trace.events)
+    ev = trace.events
+    # an asset one second after its page is "later"; the first sighting of a key is compulsory
+    assert {c for c, page in zip(classes, ev.pages, strict=True) if not page} <= {
+        "first_ever", "asset_later", "asset_no_page", "asset_same_instant"}
+    config = ReplayConfig(l1_bytes=60_000, l2_bytes=None)
+    without = replay(trace, Mode("heuristic"), config)
+    oracle = replay(trace, Mode("oracle", warming="oracle"), config)
+    assert sorted(oracle.indices) == list(range(trace.warmup, len(ev)))
+    assert oracle.summary()["replayed_per_second"] > 0
+    bd = miss_breakdown(trace, without, oracle)
+    assert bd["misses"] == sum(r["misses"] for r in bd["rows"]) == without.summary()["cold_starts"] + \
+        without.summary()["joined_preloads"] + sum(1 for o in without.outcomes if o == 5)
+    assert bd["removed"] == bd["removed_pages"] + bd["removed_assets"] + bd["removed_first_ever"]
+    assert bd["removed"] > 0 and 0 < bd["removed_of_all_misses"] <= 1

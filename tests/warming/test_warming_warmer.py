@@ -180,3 +180,36 @@ def test_config_from_settings_takes_the_default_threshold() -> None:
 
     cfg = WarmerConfig.from_settings(load_settings())
     assert cfg.threshold == 0.7 and cfg.max_items == 50 and cfg.budget_bytes == 100 * 1024 * 1024
+
+
+def test_asset_probability_ignores_views_where_the_session_already_had_it() -> None:
+    # every session views /p twice; the logo is fetched once (the browser caches it) -> P = 1 at risk, not 0.5
+    sessions = [
+        Session(str(i), "c", float(i * 100), ["/p", "/p"], [float(i * 100), float(i * 100 + 50)],
+                [Request(i * 100 + 1.0, "c", "/logo.gif")])
+        for i in range(10)
+    ]
+    assert AssetModel().fit(sessions).assets_of("/p") == [("/logo.gif", 1.0)]
+
+
+async def test_custom_spawn_runs_preloads_eagerly() -> None:
+    clock = ManualClock(0.0)
+    cache = PredictiveCache(l1=MemoryTier(max_bytes=1_000_000, clock=clock), clock=clock)
+    spawned: list[object] = []
+
+    def make_loader(page: str):  # type: ignore[no-untyped-def]
+        async def load() -> bytes:
+            return b"v"
+
+        return load
+
+    def spawn(coro):  # type: ignore[no-untyped-def]
+        spawned.append(coro)
+        return asyncio.get_running_loop().create_task(coro)
+
+    warmer = Warmer(cache, MappingResolver(make_loader), clock, FixedPredictor({"/a": [("/b", 0.9)]}),
+                    WarmerConfig(threshold=0.5), spawn=spawn)
+    warmer.observe("s", "/a")
+    assert await warmer.step() == 1
+    await warmer.drain()
+    assert len(spawned) == 1 and cache.contains("/b") and warmer.stats.completed == 1

@@ -15,21 +15,49 @@ from precache.cli.app import app
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> Any:
+    from rich import box
     from rich.table import Table
 
     from precache.sim.report import fmt
 
     columns = [("mode", "config", "s"), ("hit_rate", "hit", "%"), ("byte_hit_rate", "byte hit", "%"),
                ("cold_starts_per_min", "cold/min", ".1f"), ("avg_load_ms", "avg ms", ".1f"),
-               ("p95_load_ms", "p95 ms", ".1f"), ("online_hr5", "HR@5", "%"),
-               ("preload_efficiency", "preload eff", "%"), ("predictive_hit_rate", "pred. hits", "%"),
+               ("p95_load_ms", "p95 ms", ".0f"), ("online_hr5", "HR@5", "%"),
+               ("preload_efficiency", "preload eff", "%"), ("predictive_hit_rate", "pred hits", "%"),
                ("extra_origin_requests", "extra req", "d")]
-    table = Table(title=title)
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for _, header, _ in columns:
         table.add_column(header, justify="left" if header == "config" else "right", no_wrap=True)
     for row in rows:
         table.add_row(*(fmt(row.get(key), kind) for key, _, kind in columns))
     return table
+
+
+def _summary(exp: Any) -> str:
+    """Before ML -> precache full, next to the numbers precache was specified with."""
+    t = {row["mode"]: row for row in exp.table()}
+    before, after = t.get("lru-ttl"), t.get("full")
+    if before is None or after is None:
+        return ""
+    nowarm = t.get("learned") or t.get("heuristic") or before
+    lines = [
+        f"hit rate          {before['hit_rate']:.1%} -> {after['hit_rate']:.1%}   (specified: 95% -> 99.5%)",
+        f"cold starts       {after['cold_starts'] / max(before['cold_starts'], 1) - 1:+.0%}   (specified: -90%)",
+        f"avg load time     {before['avg_load_ms']:.1f} -> {after['avg_load_ms']:.1f} ms   (specified: 120 -> 30 ms)",
+    ]
+    if after["online_hr5"] is not None:
+        lines.append(f"online HR@5       {after['online_hr5']:.1%}   (specified accuracy: 87%)")
+    if after["preload_efficiency"] is not None:
+        lines.append(f"preload eff.      {after['preload_efficiency']:.1%}   (specified: 82%)")
+    removed = 1 - (1 - after["hit_rate"]) / max(1 - nowarm["hit_rate"], 1e-9)
+    lines.append(f"misses removed by warming {removed:.1%} at {after['extra_origin_requests']:,} extra origin "
+                 f"requests ({after['extra_origin_bytes'] / 1e6:.1f} MB)")
+    bd = exp.meta.get("miss_breakdown")
+    if bd:
+        lines.append(f"of {bd['misses']:,} misses without warming, {bd['improvable_misses']:,} are reachable by a "
+                     f"predictor + asset model; warming removed {bd['removed']:,} (pages {bd['removed_pages']:,}, "
+                     f"assets {bd['removed_assets']:,})")
+    return "\n".join(lines)
 
 
 @app.command()
@@ -50,6 +78,8 @@ def demo(
     from precache.sim.report import write_report
 
     console = Console()
+    if not console.is_terminal:  # piped (make, CI): rich would assume 80 columns and squash the table
+        console = Console(width=max(console.width, 110))
     updates: list[tuple[float, str]] = []
     if trace is not None:
         from precache.traces.reader import read_requests
@@ -72,6 +102,7 @@ def demo(
         name = f"synthetic-{requests}"
     console.print(f"[bold]{name}[/]: {len(reqs):,} requests")
     config = ExperimentConfig(threshold=threshold, seed=seed, sweep=ExperimentConfig().sweep if sweep else (),
+                              sweep_max_events=50_000,
                               learned_policy=learned_policy)
     with Progress(TextColumn("{task.description:<22}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
@@ -85,6 +116,7 @@ def demo(
 
         exp = run_experiment(reqs, name, config, updates=updates, progress=tick)
     console.print(_table(exp.table(), f"precache before / after — {name} (threshold {threshold})"))
+    console.print(_summary(exp))
     if exp.meta.get("learned_policy_error"):
         console.print(f"[yellow]learned policy unavailable[/]: {exp.meta['learned_policy_error']}")
     path = write_report([exp], out)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from precache.sim.analysis import miss_breakdown
 from precache.sim.metrics import ReplayResult
 from precache.sim.origin import LatencyModel
 from precache.sim.policies import PolicyFactory, lru, s3fifo, train_learned_policy
@@ -164,6 +165,9 @@ def run_experiment(
                                      if base["hit_rate"] < 1 else 0.0)
             sweep.append(row)
         progress("threshold sweep", len(cfg.sweep), len(cfg.sweep))
+    if "full" in results and ("learned" in results or "heuristic" in results):
+        without = results.get("learned") or results["heuristic"]
+        meta["miss_breakdown"] = miss_breakdown(trace, without, results["full"], predictor, assets)
     meta["total_seconds"] = sum(r.wall_seconds for r in results.values())
     return Experiment(name, results, sweep, meta)
 

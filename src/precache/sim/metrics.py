@@ -29,6 +29,10 @@ class ReplayResult:
     outcomes: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    """The trace event each recorded request is (records arrive in completion order, not event order)."""
+    replayed: int = 0
+    """Events replayed, warm-up included (what the replay speed counts)."""
     origin_user_requests: int = 0
     origin_user_bytes: int = 0
     origin_preload_requests: int = 0
@@ -41,7 +45,8 @@ class ReplayResult:
     cache_stats: dict[str, Any] | None = None
     wall_seconds: float = 0.0
 
-    def record(self, t: float, outcome: int, latency: float, size: int) -> None:
+    def record(self, t: float, outcome: int, latency: float, size: int, index: int = -1) -> None:
+        self.indices.append(index)
         self.times.append(t)
         self.outcomes.append(outcome)
         self.latencies.append(latency)
@@ -80,6 +85,7 @@ class ReplayResult:
             "origin_bytes": self.origin_user_bytes + self.origin_preload_bytes,
             "replay_seconds": self.wall_seconds,
             "requests_per_second": (self.measured / self.wall_seconds) if self.wall_seconds else None,
+            "replayed_per_second": (self.replayed / self.wall_seconds) if self.wall_seconds else None,
         }
 
     def hit_rate_series(self, buckets: int = 60) -> tuple[list[float], list[float]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,12 @@ def lru_policy(clock: Clock) -> EvictionPolicy:
     return LRUPolicy()
 
 
+def _spawn_eager(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Run a preload until it first waits on the origin (same virtual instant); no task if it never does."""
+    done, task = start_eager(coro)
+    return None if done else task  # type: ignore[return-value]
+
+
 class _Drain:
     """Run ready callbacks until the loop is idle (everything left waits on a virtual completion)."""
 
@@ -79,10 +85,10 @@ class _Drain:
             for _ in range(8):
                 await asyncio.sleep(0)
             return
-        for _ in range(10_000):
-            await asyncio.sleep(0)
+        for _ in range(10_000):  # nothing ready = nothing to run: skip the loop round-trip entirely
             if not ready:
                 return
+            await asyncio.sleep(0)
 
 
 async def _replay(
@@ -96,12 +102,13 @@ async def _replay(
     n = len(ev)
     model = config.latency
     result = ReplayResult(mode=mode.name, label=mode.label or mode.name, trace=trace.name,
-                          measured=trace.measured, duration=trace.duration)
+                          measured=trace.measured, duration=trace.duration, replayed=n - trace.warmup)
     started = time.perf_counter()
-    if not mode.cache:  # every request goes to the origin
+    if not mode.cache:
+        result.replayed = trace.measured  # every request goes to the origin
         origin_free = SimOrigin(model, seed=config.seed)
         for i in range(trace.warmup, n):
-            result.record(ev.times[i], ORIGIN, origin_free.latency(ev.sizes[i]), ev.sizes[i])
+            result.record(ev.times[i], ORIGIN, origin_free.latency(ev.sizes[i]), ev.sizes[i], i)
         result.origin_user_requests = trace.measured
         result.origin_user_bytes = sum(ev.sizes[trace.warmup :])
         result.wall_seconds = time.perf_counter() - started
@@ -137,7 +144,7 @@ async def _replay(
         warmer = Warmer(cache, MappingResolver(make_loader), clock,
                         predictor=predictor if mode.warming == "predictor" else None,
                         config=wcfg, assets=assets if mode.warming == "predictor" else None,
-                        keep_predictions=True)
+                        keep_predictions=True, spawn=_spawn_eager)
         if mode.warming == "oracle":
             following: dict[str, str] = {}
             next_key = [None] * n
@@ -177,7 +184,7 @@ async def _replay(
             else:  # waited for a load someone else started (a preload, or another user's miss)
                 outcome, lat = JOINED, now - t0
             if idx >= warmup:
-                result.record(times[idx], outcome, lat, ev_sizes[idx])
+                result.record(times[idx], outcome, lat, ev_sizes[idx], idx)
             if warmer is not None:
                 if outcome == ORIGIN:
                     warmer.record_miss(keys[idx])
@@ -234,7 +241,7 @@ async def _replay(
                 else:
                     outcome, lat = HIT_L2, l2_lat
                 if j >= warmup:
-                    result.record(t, outcome, lat, size)
+                    result.record(t, outcome, lat, size, j)
                 if warmer is not None:
                     warmer.record_hit(key)
             else:
@@ -269,6 +276,7 @@ async def _replay(
         result.online_hr5 = hr_hits / hr_total
         result.online_transitions = hr_total
     result.cache_stats = dict(cache.stats.as_dict())
+    result.replayed = n
     result.wall_seconds = time.perf_counter() - started
     await cache.close()
     return result

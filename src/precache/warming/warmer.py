@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +35,10 @@ class WarmableCache(Protocol):
     def contains(self, key: str) -> bool: ...
 
     async def prefetch(self, key: str, loader: Loader, ttl: float | None = None, tags: Sequence[str] = ()) -> bool: ...
+
+
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None] | None"]
+"""Start a preload coroutine: return its task, or None if it already finished (an eager start)."""
 
 
 class Predictor(Protocol):
@@ -145,6 +149,7 @@ class Warmer:
         config: WarmerConfig | None = None,
         assets: AssetModel | None = None,
         keep_predictions: bool = False,
+        spawn: Spawn | None = None,
     ) -> None:
         self.cache = cache
         self.resolver = resolver
@@ -154,6 +159,7 @@ class Warmer:
         self.assets = assets
         self.stats = WarmerStats()
         self.keep_predictions = keep_predictions
+        self._spawn = spawn
         self.latest: dict[str, Prediction] = {}
         cfg = self.config
         self._bucket = TokenBucket(clock, cfg.rate_per_second, cfg.burst)
@@ -343,9 +349,11 @@ class Warmer:
                 continue
             self._inflight[key] = session
             self._per_session[session] += 1
-            task = asyncio.get_running_loop().create_task(self._preload(key, loader, session))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            coro = self._preload(key, loader, session)
+            task = asyncio.get_running_loop().create_task(coro) if self._spawn is None else self._spawn(coro)
+            if task is not None:
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             started += 1
         self.stats.started += started
         return started
