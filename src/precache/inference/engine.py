@@ -1,0 +1,287 @@
+"""``InferenceEngine``: serve next-page predictions from a saved model directory.
+
+Why an engine around the predictor: the serving side needs three things a bare model does not have --
+(1) a *bounded* per-session history store (LRU over sessions, histories capped), so memory stays flat
+under millions of sessions; (2) async micro-batching, so N concurrent requests cost one onnxruntime
+call instead of N; (3) fallbacks that never raise on odd input (empty history, only unknown pages).
+
+No torch and no scikit-learn are imported here (checked by a test): model directories are loaded via
+the attention runtime (onnxruntime) or the shared registry's ``load_predictor``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+Prediction = list[tuple[str, float]]
+
+MAX_K = 1000
+
+
+class BatchPredictor(Protocol):
+    """What the engine needs from a loaded model (every ``PagePredictorBase`` fits)."""
+
+    name: str
+
+    def predict_batch(self, histories: Sequence[Sequence[str]], k: int) -> list[Prediction]: ...
+
+
+def load_model(directory: str | os.PathLike[str], threads: int = 1) -> BatchPredictor:
+    """Load any saved predictor directory (sha256 checked). Attention and auto directories are loaded
+    directly (no registry needed); other kinds go through ``precache.models.registry.load_predictor``."""
+    from precache.models.base import read_manifest
+
+    kind = read_manifest(directory)["kind"]
+    if kind == "attention":
+        from precache.models.attention.predictor import AttentionPredictor
+
+        model = AttentionPredictor.load(directory)
+        if threads != 1 and model.runtime is not None:
+            model.options["inference_threads"] = threads
+            model._start_runtime(model.onnx_bytes)
+        return model
+    if kind == "auto":
+        from precache.models.auto import AutoPredictor
+
+        return AutoPredictor.load(directory)
+    from precache.models.registry import load_predictor
+
+    predictor: BatchPredictor = load_predictor(directory)
+    return predictor
+
+
+@dataclass(slots=True)
+class EngineStats:
+    requests: int = 0
+    batches: int = 0
+    largest_batch: int = 0
+    empty_history_fallbacks: int = 0
+    unknown_history_fallbacks: int = 0
+    sessions_evicted: int = 0
+
+
+class SessionStore:
+    """LRU over sessions; each history keeps its last ``max_history`` pages. Thread-safe."""
+
+    def __init__(self, max_sessions: int = 100_000, max_history: int = 50) -> None:
+        if max_sessions < 1 or max_history < 1:
+            raise ValueError("max_sessions and max_history must be >= 1")
+        self.max_sessions = max_sessions
+        self.max_history = max_history
+        self._data: OrderedDict[str, deque[str]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._data
+
+    def append(self, session_id: str, page: str) -> list[str]:
+        """Record a page view; returns a copy of the session's (capped) history."""
+        with self._lock:
+            history = self._data.get(session_id)
+            if history is None:
+                history = deque(maxlen=self.max_history)
+                self._data[session_id] = history
+                while len(self._data) > self.max_sessions:
+                    self._data.popitem(last=False)
+                    self.evicted += 1
+            else:
+                self._data.move_to_end(session_id)
+            history.append(page)
+            return list(history)
+
+    def get(self, session_id: str) -> list[str]:
+        with self._lock:
+            history = self._data.get(session_id)
+            if history is None:
+                return []
+            self._data.move_to_end(session_id)
+            return list(history)
+
+    def forget(self, session_id: str) -> None:
+        with self._lock:
+            self._data.pop(session_id, None)
+
+
+@dataclass(slots=True)
+class _Pending:
+    history: list[str]
+    k: int
+    future: asyncio.Future[Prediction]
+
+
+class InferenceEngine:
+    """Top-k next pages with probabilities, from a loaded predictor.
+
+    Sync: :meth:`predict`, :meth:`predict_batch`, :meth:`observe`, :meth:`predict_session`.
+    Async, micro-batched: :meth:`submit` and :meth:`observe_and_predict` -- requests queue up and a
+    collector runs them together, up to ``max_batch`` requests, waiting at most ``max_wait_us`` after
+    the first one; while one batch runs (in a worker thread, onnxruntime releases the GIL) the next
+    one fills, so batching adapts to load without delaying a lone request by more than ``max_wait_us``.
+
+    Fallbacks (documented, counted in :attr:`stats`): an empty history gets the model's empty-history
+    answer (popularity); a history whose pages are all unknown to the model's vocabulary is treated as
+    empty. ``k <= 0`` raises ``ValueError``; ``k`` above the vocabulary is capped.
+    """
+
+    def __init__(
+        self,
+        model: BatchPredictor,
+        *,
+        max_sessions: int = 100_000,
+        max_history: int = 50,
+        max_batch: int = 64,
+        max_wait_us: float = 100.0,
+    ) -> None:
+        if max_batch < 1 or max_wait_us < 0:
+            raise ValueError("max_batch must be >= 1 and max_wait_us >= 0")
+        self.model = model
+        self.sessions = SessionStore(max_sessions, max_history)
+        self.max_history = max_history
+        self.max_batch = max_batch
+        self.max_wait_us = max_wait_us
+        self.stats = EngineStats()
+        self._fallback: dict[int, Prediction] = {}
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._collector: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], *, threads: int = 1, **options: Any) -> InferenceEngine:
+        """Engine over a saved model directory (any kind; checksums verified)."""
+        return cls(load_model(Path(directory), threads=threads), **options)
+
+    def reload(self, directory: str | os.PathLike[str], threads: int = 1) -> None:
+        """Swap in a new model (atomic reference swap; histories are kept)."""
+        model = load_model(directory, threads=threads)
+        self.model, self._fallback = model, {}
+
+    # -- sync API --------------------------------------------------------------------------------------
+    def predict(self, history: Sequence[str], k: int = 10) -> Prediction:
+        return self.predict_batch([history], k)[0]
+
+    def predict_batch(self, histories: Sequence[Sequence[str]], k: int = 10) -> list[Prediction]:
+        k = _check_k(k)
+        self.stats.requests += len(histories)
+        self.stats.batches += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(histories))
+        clean = [self._usable(list(h)[-self.max_history :]) for h in histories]
+        out: list[Prediction] = [[] for _ in clean]
+        todo = [i for i, h in enumerate(clean) if h]
+        if todo:
+            results = self.model.predict_batch([clean[i] for i in todo], k)
+            for i, result in zip(todo, results, strict=True):
+                out[i] = result
+        if len(todo) < len(clean):
+            fallback = self._empty_answer(k)
+            for i, h in enumerate(clean):
+                if not h:
+                    out[i] = list(fallback)
+        return out
+
+    def observe(self, session_id: str, page: str) -> list[str]:
+        """Record that ``session_id`` viewed ``page``; returns the session's history."""
+        history = self.sessions.append(session_id, page)
+        self.stats.sessions_evicted = self.sessions.evicted
+        return history
+
+    def predict_session(self, session_id: str, k: int = 10) -> Prediction:
+        return self.predict(self.sessions.get(session_id), k)
+
+    # -- async, micro-batched -----------------------------------------------------------------------
+    async def submit(self, history: Sequence[str], k: int = 10) -> Prediction:
+        """Queue one request; resolved when its micro-batch has run."""
+        k = _check_k(k)
+        if self._queue is None or self._collector is None or self._collector.done():
+            self._start()
+        assert self._queue is not None
+        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(list(history), k, future))
+        return await future
+
+    async def observe_and_predict(self, session_id: str, page: str, k: int = 10) -> Prediction:
+        return await self.submit(self.observe(session_id, page), k)
+
+    async def aclose(self) -> None:
+        if self._collector is not None:
+            self._collector.cancel()
+            try:
+                await self._collector
+            except asyncio.CancelledError:
+                pass
+        self._collector = None
+        self._queue = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    def _start(self) -> None:
+        self._queue = asyncio.Queue()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="precache-inference")
+        self._collector = asyncio.get_running_loop().create_task(self._collect())
+
+    async def _collect(self) -> None:
+        assert self._queue is not None and self._executor is not None
+        queue, loop = self._queue, asyncio.get_running_loop()
+        while True:
+            batch = [await queue.get()]
+            deadline = time.perf_counter() + self.max_wait_us / 1e6
+            while len(batch) < self.max_batch:
+                while len(batch) < self.max_batch and not queue.empty():
+                    batch.append(queue.get_nowait())
+                if len(batch) >= self.max_batch or time.perf_counter() >= deadline:
+                    break
+                # epoll timers round up to 1 ms, so sub-millisecond waits yield instead of sleeping
+                await asyncio.sleep(0)
+            k = max(p.k for p in batch)
+            try:
+                results = await loop.run_in_executor(
+                    self._executor, self.predict_batch, [p.history for p in batch], k
+                )
+            except Exception as exc:  # the model failed: every waiter gets the error, the loop lives on
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            for p, result in zip(batch, results, strict=True):
+                if not p.future.done():
+                    p.future.set_result(result[: p.k])
+
+    # -- fallbacks -----------------------------------------------------------------------------------
+    def _usable(self, history: list[str]) -> list[str]:
+        if not history:
+            self.stats.empty_history_fallbacks += 1
+            return history
+        vocabulary = getattr(self.model, "vocabulary", None)
+        if vocabulary is not None and not any(page in vocabulary for page in history):
+            self.stats.unknown_history_fallbacks += 1
+            return []
+        return history
+
+    def _empty_answer(self, k: int) -> Prediction:
+        cached = self._fallback.get(k)
+        if cached is None:
+            cached = self.model.predict_batch([[]], k)[0]
+            self._fallback[k] = cached
+        return cached
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ValueError(f"k must be an integer, got {k!r}")
+    if k <= 0:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return min(k, MAX_K)

@@ -1,0 +1,285 @@
+"""``AutoPredictor``: pick, on the validation slice only, the predictor to ship.
+
+Why: no single model wins on every trace (the attention network needs data; Markov/kNN are hard to
+beat on small or strongly first-order traces). Auto fits the candidates on the training slice, scores
+each -- and blends ``w * attention + (1 - w) * baseline`` of the attention model with each baseline --
+on the validation slice (the end of the training period; never the test part), and ships the winner by
+HR@5 (MRR@5 breaks ties). The manifest records every candidate's validation numbers and the choice.
+During the choice the baselines count the training slice only; once chosen, they are refit on training +
+validation (their own default: the most recent sessions matter). The attention model uses the validation
+slice for early stopping, which makes its validation score slightly optimistic; the test table shows it.
+The shipped lists' probabilities go through an isotonic map fit on the validation top-1 (kept only when it
+lowers validation ECE), so auto is calibrated even when it ships an uncalibrated baseline or a blend.
+
+Files: ``auto.json`` (choice, weight, component list with the sha256 of each component's manifest) and
+one sub-directory per shipped component, itself a normal model directory with its own manifest. The
+chain of checksums (manifest -> auto.json -> component manifest -> component files) covers everything.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from precache.evaluation import transitions
+from precache.models.base import (
+    ModelFileError,
+    PagePredictorBase,
+    Prediction,
+    check_k,
+    read_json,
+    read_manifest,
+    sha256_file,
+    write_json,
+)
+from precache.models.calibration import apply_isotonic, ece, fit_isotonic
+from precache.models.registry import predictor_class, register_predictor
+from precache.traces.model import Session
+
+AUTO_FILE = "auto.json"
+AUTO_FORMAT = 1
+
+def _kind_class(kind: str) -> type[PagePredictorBase]:
+    if kind == "attention":  # direct, so auto works even before the registry has loaded plugins
+        from precache.models.attention.predictor import AttentionPredictor
+
+        return AttentionPredictor
+    return predictor_class(kind)
+
+
+def build_component(kind: str, **options: Any) -> PagePredictorBase:
+    return _kind_class(kind)(**options)
+
+
+def load_component(directory: Path) -> PagePredictorBase:
+    kind = str(read_manifest(directory)["kind"])
+    return _kind_class(kind).load(directory)
+
+
+def blend(a: Prediction, b: Prediction, weight: float, k: int) -> Prediction:
+    """``weight * P_a + (1 - weight) * P_b`` over the union of both lists (a page missing from a list
+    gets 0 from it, a lower bound since the lists are the heads of the distributions)."""
+    scores: dict[str, float] = {}
+    for page, p in a:
+        scores[page] = weight * p
+    for page, p in b:
+        scores[page] = scores.get(page, 0.0) + (1.0 - weight) * p
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+
+def score(predictions: Sequence[Prediction], targets: Sequence[str]) -> dict[str, float]:
+    """HR@1/5, MRR@5 of ranked lists against the true next pages (the evaluation protocol's counting)."""
+    n = max(1, len(targets))
+    hr1 = hr5 = rr5 = 0.0
+    for ranked, target in zip(predictions, targets, strict=True):
+        pages = [p for p, _ in ranked[:5]]
+        if target in pages:
+            rank = pages.index(target) + 1
+            hr5 += 1
+            rr5 += 1.0 / rank
+            hr1 += rank == 1
+    return {"hr1": hr1 / n, "hr5": hr5 / n, "mrr5": rr5 / n, "transitions": float(len(targets))}
+
+
+class AutoPredictor(PagePredictorBase):
+    """Ships the validation winner among single models and attention blends."""
+
+    kind = "auto"
+
+    def __init__(
+        self,
+        name: str | None = None,
+        candidates: Sequence[str] = ("markov", "ppm", "sknn", "attention"),
+        blend_with: Sequence[str] = ("markov", "ppm", "sknn"),
+        weights: Sequence[float] = (0.2, 0.35, 0.5, 0.65, 0.8),
+        attention_options: Mapping[str, Any] | None = None,
+        max_validation_transitions: int = 20_000,
+        blend_depth: int = 50,
+    ) -> None:
+        super().__init__(name)
+        self.candidates = list(candidates)
+        self.blend_with = list(blend_with)
+        self.weights = [float(w) for w in weights]
+        self.attention_options = dict(attention_options or {})
+        self.max_validation_transitions = int(max_validation_transitions)
+        self.blend_depth = int(blend_depth)
+        self.components: list[PagePredictorBase] = []
+        self.weight = 1.0
+        self.choice = ""
+        self.fitted_candidates: dict[str, PagePredictorBase] = {}  # after fit only (reports); never saved
+        self.knots: tuple[list[float], list[float]] | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "candidates": self.candidates, "blend_with": self.blend_with, "weights": self.weights,
+            "attention_options": self.attention_options,
+            "max_validation_transitions": self.max_validation_transitions, "blend_depth": self.blend_depth,
+        }
+
+    @property
+    def vocabulary_size(self) -> int:
+        return max((c.vocabulary_size for c in self.components), default=0)
+
+    @property
+    def vocabulary(self) -> Any:
+        """The first component's vocabulary (the engine uses it for its unknown-page fallback)."""
+        return getattr(self.components[0], "vocabulary", None) if len(self.components) == 1 else None
+
+    def fit(self, train: Sequence[Session], validation: Sequence[Session] | None = None) -> None:
+        if not validation:
+            cut = max(1, len(train) // 10)
+            train, validation = list(train)[:-cut], list(train)[-cut:]
+        pairs = list(transitions(validation, max_history=50))[: self.max_validation_transitions]
+        if not pairs:
+            raise ValueError("auto: the validation slice has no transitions to choose with")
+        histories = [h for h, _ in pairs]
+        targets = [t for _, t in pairs]
+        fitted: dict[str, PagePredictorBase] = {}
+        heads: dict[str, list[Prediction]] = {}
+        results: dict[str, dict[str, float]] = {}
+        errors: dict[str, str] = {}
+        fit_seconds: dict[str, float] = {}
+        for kind in dict.fromkeys([*self.candidates, *self.blend_with]):
+            options = self.attention_options if kind == "attention" else {}
+            started = time.perf_counter()
+            try:
+                model = build_component(kind, **options)
+                # Only the attention model sees the validation slice while fitting, and only for early
+                # stopping; the baselines count train + validation when given it, which would make the
+                # choice below score them on sessions they were fitted on.
+                model.fit(train, validation if kind == "attention" else None)
+            except (ImportError, ValueError) as exc:  # a kind not available here is skipped, and said so
+                errors[kind] = str(exc)
+                continue
+            fit_seconds[kind] = round(time.perf_counter() - started, 2)
+            fitted[kind] = model
+            heads[kind] = _predict_all(model, histories, self.blend_depth)
+            if kind in self.candidates:
+                results[kind] = score(heads[kind], targets)
+        if "attention" in heads:
+            for kind in self.blend_with:
+                if kind not in heads or kind == "attention":
+                    continue
+                for w in self.weights:
+                    merged = [blend(a, b, w, 10) for a, b in zip(heads["attention"], heads[kind], strict=True)]
+                    results[f"attention+{kind}@{w:g}"] = score(merged, targets)
+        if not results:
+            raise ValueError(f"auto: no candidate could be fitted: {errors}")
+        best = max(results, key=lambda name: (results[name]["hr5"], results[name]["mrr5"]))
+        self.choice = best
+        if "+" in best:
+            other, _, weight = best.partition("+")[2].partition("@")
+            self.components = [fitted["attention"], fitted[other]]
+            self.weight = float(weight)
+            chosen = [blend(a, b, self.weight, 10) for a, b in zip(heads["attention"], heads[other], strict=True)]
+        else:
+            self.components = [fitted[best]]
+            self.weight = 1.0
+            chosen = heads[best]
+        calibration = self._fit_calibration(chosen, targets)
+        runner_up = sorted(results, key=lambda n: (-results[n]["hr5"], -results[n]["mrr5"]))[:3]
+        top = ", ".join(f"{n}={results[n]['hr5']:.4f}" for n in runner_up)
+        self.metrics = {
+            "choice": best,
+            "reason": f"highest validation HR@5 ({results[best]['hr5']:.4f}) of {len(results)} candidates; "
+            f"top: {top}",
+            "validation": results,
+            "skipped": errors,
+            "calibration": calibration,
+            "fit_seconds": fit_seconds,
+            "components": {c.kind: c.metrics for c in self.components},
+        }
+        for kind, model in fitted.items():
+            if kind != "attention":  # the choice is made; ship the baselines with the latest sessions too
+                refit_started = time.perf_counter()
+                model.fit(train, validation)
+                fit_seconds[kind] = round(fit_seconds[kind] + time.perf_counter() - refit_started, 2)
+        self.fitted_candidates = fitted
+        self.fitted = True
+
+    def _fit_calibration(self, chosen: list[Prediction], targets: list[str]) -> dict[str, float]:
+        """Isotonic map of the shipped lists' probabilities, fit on the validation top-1 (the chosen
+        model may be an uncalibrated baseline or a blend, which have no logits to temperature-scale)."""
+        confidence = np.array([r[0][1] if r else 0.0 for r in chosen])
+        correct = np.array([bool(r) and r[0][0] == t for r, t in zip(chosen, targets, strict=True)])
+        before = ece(confidence, correct)
+        knots = fit_isotonic(confidence, correct)
+        after = ece(apply_isotonic(confidence, knots), correct)
+        self.knots = knots if after < before else None
+        return {"validation_ece_before": before, "validation_ece_after": min(before, after),
+                "isotonic": self.knots is not None}
+
+    def _calibrated(self, ranked: Prediction) -> Prediction:
+        if self.knots is None or not ranked:
+            return ranked
+        mapped = apply_isotonic(np.array([p for _, p in ranked]), self.knots)
+        total = float(mapped.sum())
+        if total > 1.0:  # keep a distribution: the listed pages cannot hold more than all the mass
+            mapped = mapped / total
+        return [(page, float(p)) for (page, _), p in zip(ranked, mapped, strict=True)]
+
+    def _predict(self, history: Sequence[str], k: int) -> Prediction:
+        return self.predict_batch([history], k)[0]
+
+    def predict_batch(self, histories: Sequence[Sequence[str]], k: int) -> list[Prediction]:
+        k = check_k(k)
+        if not self.fitted:
+            raise RuntimeError(f"{self.name}: predict_batch() before fit() or load()")
+        if len(self.components) == 1:
+            return [self._calibrated(r) for r in self.components[0].predict_batch(histories, k)]
+        depth = max(k, self.blend_depth)
+        a = self.components[0].predict_batch(histories, depth)
+        b = self.components[1].predict_batch(histories, depth)
+        return [self._calibrated(blend(x, y, self.weight, k)) for x, y in zip(a, b, strict=True)]
+
+    def _save_files(self, directory: Path) -> list[str]:
+        entries = []
+        for i, component in enumerate(self.components):
+            sub = directory / f"component-{i}"
+            if sub.exists():
+                shutil.rmtree(sub)
+            component.save(sub)
+            entries.append({"dir": sub.name, "kind": component.kind,
+                            "manifest_sha256": sha256_file(sub / "manifest.json")})
+        write_json(directory / AUTO_FILE, {
+            "auto_format": AUTO_FORMAT, "choice": self.choice, "weight": self.weight, "components": entries,
+            "isotonic": None if self.knots is None else {"x": self.knots[0], "y": self.knots[1]},
+        })
+        return [AUTO_FILE]
+
+    def _load_files(self, directory: Path, manifest: Mapping[str, Any]) -> None:
+        data = read_json(directory / AUTO_FILE)
+        if not isinstance(data, dict) or not isinstance(data.get("components"), list):
+            raise ModelFileError(f"{directory / AUTO_FILE}: not an auto model description")
+        if int(data.get("auto_format", 0)) > AUTO_FORMAT:
+            raise ModelFileError(f"{directory}: auto format {data['auto_format']} is newer than supported")
+        components = []
+        for entry in data["components"]:
+            sub = directory / str(entry["dir"])
+            if Path(str(entry["dir"])).name != entry["dir"] or not (sub / "manifest.json").is_file():
+                raise ModelFileError(f"{directory}: component {entry['dir']!r} is missing")
+            if sha256_file(sub / "manifest.json") != entry["manifest_sha256"]:
+                raise ModelFileError(f"{sub}: component manifest does not match {AUTO_FILE} (sha256)")
+            components.append(load_component(sub))
+        if not components:
+            raise ModelFileError(f"{directory}: auto model without components")
+        self.components = components
+        self.weight = float(data["weight"])
+        self.choice = str(data["choice"])
+        iso = data.get("isotonic")
+        self.knots = (list(map(float, iso["x"])), list(map(float, iso["y"]))) if isinstance(iso, dict) else None
+
+
+def _predict_all(model: PagePredictorBase, histories: list[list[str]], k: int, chunk: int = 256) -> list[Prediction]:
+    out: list[Prediction] = []
+    for i in range(0, len(histories), chunk):
+        out.extend(model.predict_batch(histories[i : i + chunk], k))
+    return out
+
+
+register_predictor("auto", AutoPredictor)

@@ -1,0 +1,158 @@
+"""Temperature scaling and calibration diagnostics (numpy only: usable at serving time too).
+
+Why temperature scaling: it is one scalar, fit on the validation slice by minimising the negative
+log-likelihood; it never changes the ranking (so HR@k is untouched) and it makes "top-1 probability
+0.7" mean about 70% correct. ECE and the reliability table follow the evaluation protocol: confidence
+is the top-1 probability among the pages a predictor may return (PAD/OOV excluded), correctness is
+"the true next page is that top-1 page".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row softmax of ``logits / temperature`` in float64-stable form."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    out: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return out
+
+
+def nll(logits: np.ndarray, targets: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of ``targets`` under ``softmax(logits / temperature)``."""
+    if len(targets) == 0:
+        return math.nan
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    logz = np.log(np.exp(z).sum(axis=1))
+    return float(np.mean(logz - z[np.arange(len(targets)), targets]))
+
+
+def fit_temperature(
+    logits: np.ndarray, targets: np.ndarray, lower: float = 0.05, upper: float = 20.0, iterations: int = 60
+) -> float:
+    """The temperature minimising validation NLL: golden-section search over log T (NLL is unimodal
+    in T for fixed logits, and a 1-D search needs no optimiser dependency)."""
+    if len(targets) == 0:
+        return 1.0
+    a, b = math.log(lower), math.log(upper)
+    ratio = (math.sqrt(5) - 1) / 2
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = nll(logits, targets, math.exp(c)), nll(logits, targets, math.exp(d))
+    for _ in range(iterations):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = nll(logits, targets, math.exp(c))
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = nll(logits, targets, math.exp(d))
+    return float(math.exp((a + b) / 2))
+
+
+@dataclass(frozen=True, slots=True)
+class ReliabilityBin:
+    lower: float
+    upper: float
+    count: int
+    confidence: float
+    accuracy: float
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationReport:
+    temperature: float
+    ece_before: float
+    ece_after: float
+    nll_before: float
+    nll_after: float
+    table: list[ReliabilityBin]
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def top1_confidence(
+    logits: np.ndarray, targets: np.ndarray, temperature: float = 1.0, excluded: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-1 probability among returnable ids (``>= excluded``) and whether it was right."""
+    probs = softmax(logits, temperature)
+    probs[:, :excluded] = -1.0
+    top = probs.argmax(axis=1)
+    return probs[np.arange(len(top)), top], top == targets
+
+
+def reliability_table(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> list[ReliabilityBin]:
+    """Equal-width confidence bins: count, mean confidence and accuracy per bin (empty bins kept)."""
+    out: list[ReliabilityBin] = []
+    idx = np.minimum((np.asarray(confidence) * bins).astype(int), bins - 1)
+    for b in range(bins):
+        sel = idx == b
+        n = int(sel.sum())
+        out.append(ReliabilityBin(
+            lower=b / bins, upper=(b + 1) / bins, count=n,
+            confidence=float(confidence[sel].mean()) if n else 0.0,
+            accuracy=float(np.asarray(correct)[sel].mean()) if n else 0.0,
+        ))
+    return out
+
+
+def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: bin-weighted |confidence - accuracy| (same bins as evaluation)."""
+    n = len(confidence)
+    if n == 0:
+        return 0.0
+    table = reliability_table(confidence, correct, bins)
+    return float(sum(r.count * abs(r.confidence - r.accuracy) for r in table) / n)
+
+
+def calibrate(logits: np.ndarray, targets: np.ndarray, bins: int = 10, excluded: int = 2) -> CalibrationReport:
+    """Fit the temperature on (validation) logits and report ECE/NLL before and after."""
+    temperature = fit_temperature(logits, targets)
+    conf0, ok0 = top1_confidence(logits, targets, 1.0, excluded)
+    conf1, ok1 = top1_confidence(logits, targets, temperature, excluded)
+    return CalibrationReport(
+        temperature=temperature,
+        ece_before=ece(conf0, ok0, bins),
+        ece_after=ece(conf1, ok1, bins),
+        nll_before=nll(logits, targets, 1.0),
+        nll_after=nll(logits, targets, temperature),
+        table=reliability_table(conf1, ok1, bins),
+    )
+
+
+def fit_isotonic(confidence: np.ndarray, correct: np.ndarray) -> tuple[list[float], list[float]]:
+    """Monotone map confidence -> accuracy (pool-adjacent-violators), as knots for ``np.interp``.
+
+    For predictors that only return ranked lists with probabilities (baselines, blends), there are no
+    logits to scale; an isotonic map of the stated probability keeps the ranking and fixes the scale."""
+    order = np.argsort(confidence, kind="stable")
+    xs = np.asarray(confidence, dtype=np.float64)[order]
+    ys = np.asarray(correct, dtype=np.float64)[order]
+    blocks: list[list[float]] = []  # [sum_x, sum_y, count]
+    for x, y in zip(xs, ys, strict=True):
+        blocks.append([x, y, 1.0])
+        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] >= blocks[-1][1] / blocks[-1][2]:
+            sx, sy, n = blocks.pop()
+            blocks[-1][0] += sx
+            blocks[-1][1] += sy
+            blocks[-1][2] += n
+    if not blocks:
+        return [0.0, 1.0], [0.0, 1.0]
+    knots_x = [b[0] / b[2] for b in blocks]
+    knots_y = [b[1] / b[2] for b in blocks]
+    return [0.0, *knots_x, 1.0], [0.0, *knots_y, knots_y[-1]]
+
+
+def apply_isotonic(probabilities: np.ndarray, knots: tuple[Sequence[float], Sequence[float]]) -> np.ndarray:
+    """Map probabilities through the fitted knots (piecewise linear, clipped to [0, 1])."""
+    mapped: np.ndarray = np.clip(np.interp(probabilities, knots[0], knots[1]), 0.0, 1.0)
+    return mapped
