@@ -48,6 +48,17 @@ from precache.warming import HttpOriginResolver, Resolver, Warmer, WarmerConfig
 
 __version__ = "0.1.0"
 
+_LAZY = {"InferenceEngine": "precache.inference"}
+
+
+def __getattr__(name: str) -> object:
+    """Load heavier parts (onnxruntime) only when asked for: ``precache.InferenceEngine``."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'precache' has no attribute {name!r}")
+
 __all__ = [
     "AccessEvent",
     "CacheError",
@@ -57,6 +68,7 @@ __all__ = [
     "EntryInfo",
     "EvictionPolicy",
     "HttpOriginResolver",
+    "InferenceEngine",
     "LRUPolicy",
     "ManualClock",
     "MarkovPredictor",
