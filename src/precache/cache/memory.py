@@ -257,18 +257,11 @@ class MemoryTier:
         max_bytes, max_items = self.max_bytes, self.max_items
         if self.bytes <= max_bytes and len(data) <= max_items:
             return
-        tags = self._tags
         evicted = 0
         evict = getattr(self.policy, "evict", None)
         if evict is not None:  # batch form: one policy call for the whole overflow
             for victim in evict(self.bytes - max_bytes, len(data) - max_items):
-                entry = data.pop(victim, None)
-                if entry is None:
-                    continue
-                self.bytes -= entry.size
-                if entry.tags and tags:
-                    self._untag(victim, entry.tags)
-                evicted += 1
+                evicted += self._evict(victim)
         next_victim = self.policy.victim
         while self.bytes > max_bytes or len(data) > max_items:
             victim = next_victim()
@@ -276,14 +269,18 @@ class MemoryTier:
                 # The policy lost track (a buggy plug-in): fall back to insertion order so budgets hold.
                 victim = next(iter(data))
                 self.policy.on_remove(victim)
-            entry = data.pop(victim, None)
-            if entry is None:
-                continue
-            self.bytes -= entry.size
-            if entry.tags and tags:
-                self._untag(victim, entry.tags)
-            evicted += 1
+            evicted += self._evict(victim)
         self.evictions += evicted
+
+    def _evict(self, victim: str) -> int:
+        """Drop the policy's victim (already forgotten by the policy); 1 if it was resident."""
+        entry = self.data.pop(victim, None)
+        if entry is None:
+            return 0
+        self.bytes -= entry.size
+        if entry.tags and self._tags:
+            self._untag(victim, entry.tags)
+        return 1
 
     def _untag(self, key: str, entry_tags: tuple[str, ...]) -> None:
         tags = self._tags
