@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
@@ -321,3 +322,87 @@ def test_optimizer_policy_reads_never_run_the_model(trained: tuple[Path, object,
     pol.ttl_for(b, None)
     pol.on_insert(b)
     assert pol.inference_calls == 2 and pol.rows_scored == 3  # the read joined the insert's batch
+
+
+def _learned_entry(pol: LearnedPolicy, clock: ManualClock, keys: list[str]) -> None:
+    for i, k in enumerate(keys):
+        clock.set(float(i))
+        info = EntryInfo(key=k, size=10, inserted_at=float(i))
+        pol.ttl_for(info, None)
+        pol.admit(info)
+        pol.on_insert(info)
+
+
+def test_optimizer_policy_stale_keys_for_the_cache(trained: tuple[Path, object, object]) -> None:
+    from precache.cache.policy import StalenessSource
+
+    out, _, _ = trained
+    model = OptimizerModel.load(out)
+    clock = ManualClock(0.0)
+    keys = ["/hot/p1.html", "/hot/p2.html"]
+    pol = LearnedPolicy(model, clock, batch_size=2, invalidation_threshold=0.0, admission="none")
+    assert isinstance(pol, StalenessSource)
+    _learned_entry(pol, clock, keys)
+    assert pol.stale_keys(1) == [(keys[0], "revalidate")]
+    assert pol.stale_keys(10) == [(keys[1], "revalidate")] and pol.stale_keys(10) == []
+
+    ev = LearnedPolicy(model, clock := ManualClock(0.0), batch_size=2, invalidation_threshold=0.0,
+                       admission="none", stale_action="evict")
+    _learned_entry(ev, clock, keys)
+    ev.on_hit(EntryInfo(key=keys[0], size=10))  # a read does not make it fresher
+    ev.on_remove(keys[1])  # gone (or replaced) since it was scored: not handed out
+    assert ev.stale_keys(10) == [(keys[0], "evict")] and ev.drain_revalidations() == []
+
+    none = LearnedPolicy(model, clock := ManualClock(0.0), batch_size=2, invalidation_threshold=0.0,
+                         admission="none", stale_action="none")
+    _learned_entry(none, clock, keys)
+    assert none.stale_keys(10) == []
+    high = LearnedPolicy(model, clock := ManualClock(0.0), batch_size=2, invalidation_threshold=1.01,
+                         admission="none")
+    _learned_entry(high, clock, keys)
+    assert high.inference_calls == 1 and high.stale_keys(10) == []
+
+
+@pytest.mark.parametrize("action", ["revalidate", "evict"])
+async def test_optimizer_policy_drives_cache_revalidation(trained: tuple[Path, object, object], action: str) -> None:
+    """End to end: the trained model flags keys (threshold 0 = every scored key), the cache reloads
+    them in the background (or drops them), and a user's L1 hit never waits for any of it."""
+    from precache.cache import MemoryL2, PredictiveCache
+
+    out, _, _ = trained
+    clock = ManualClock(1000.0)
+    pol = LearnedPolicy(OptimizerModel.load(out), clock, batch_size=2, invalidation_threshold=0.0,
+                        admission="none", stale_action=action)  # type: ignore[arg-type]
+    cache = PredictiveCache(MemoryTier(clock=clock, policy=pol), MemoryL2(clock), clock, stale_poll_interval=1.0)
+    calls: dict[str, int] = {}
+
+    def loader_for(key: str):  # type: ignore[no-untyped-def]
+        async def load() -> str:
+            calls[key] = calls.get(key, 0) + 1
+            return f"{key}@{calls[key]}"
+        return load
+
+    keys = ["/hot/p1.html", "/hot/p2.html"]
+    for k in keys:
+        assert await cache.get(k, loader=loader_for(k)) == f"{k}@1"
+    assert pol.inference_calls == 1  # the batch of two was scored: both keys flagged
+    clock.advance(5.0)
+    for k in keys:  # hits: no poll, no reload
+        assert await cache.get(k, loader=loader_for(k)) == f"{k}@1"
+    assert calls == {k: 1 for k in keys}
+    assert await cache.get("/cold/x.gif") is None  # a miss: the cache polls the policy
+    for _ in range(200):
+        if not cache._background and not cache._inflight:
+            break
+        await asyncio.sleep(0)
+    s = cache.stats
+    if action == "revalidate":
+        assert calls == {k: 2 for k in keys} and s.policy_revalidations == 2
+        for k in keys:
+            assert cache.contains(k) and await cache.get(k) == f"{k}@2"
+    else:
+        assert calls == {k: 1 for k in keys} and s.policy_evictions == 2
+        assert not any(cache.contains(k) for k in keys)
+        assert await cache.get(keys[0]) == f"{keys[0]}@1"  # L2 still has it
+    assert len(pol) == len(cache.l1)
+    await cache.close()

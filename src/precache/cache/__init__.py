@@ -14,7 +14,15 @@ from precache.cache.events import AccessEvent, EventBus
 from precache.cache.l2 import L2Tier, MemoryL2
 from precache.cache.layered import PredictiveCache
 from precache.cache.memory import MemoryTier
-from precache.cache.policy import EntryInfo, EvictionPolicy, LRUPolicy, S3FIFOPolicy, make_policy
+from precache.cache.policy import (
+    EntryInfo,
+    EvictionPolicy,
+    LRUPolicy,
+    S3FIFOPolicy,
+    StaleAction,
+    StalenessSource,
+    make_policy,
+)
 from precache.cache.redis_tier import RedisTier
 from precache.cache.stats import CacheStats
 from precache.cache.stream import StreamSink
@@ -40,6 +48,8 @@ __all__ = [
     "Record",
     "RedisTier",
     "S3FIFOPolicy",
+    "StaleAction",
+    "StalenessSource",
     "StreamSink",
     "SyncCache",
     "SystemClock",

@@ -17,6 +17,11 @@ Safety under load and faults:
   busy (:class:`L2BusyError`) is local saturation: counted as ``l2_busy``, the breaker is not told;
 * L1 fills from L2 reads are skipped when an invalidation or write of this instance happened while
   the read was in flight (the read may have returned the value just replaced);
+* policy-driven staleness: when the L1 policy is a :class:`~precache.cache.policy.StalenessSource`
+  (the learned optimizer), the keys it flags are polled off the hit path (on the miss path and by a
+  background task, at most once per ``stale_poll_interval`` on the injected clock, at most
+  ``stale_poll_limit`` keys per poll) and reloaded in the background through the single-flight
+  refresh with the key's last loader ("revalidate"), or dropped from L1 ("evict", or no loader known);
 * every wait is bounded: lease waits (``lease_wait`` on the injected clock, and in real time),
   ``close`` (``close_timeout``), the listener and L2 shutdown.
 """
@@ -43,6 +48,7 @@ from precache.cache.errors import CacheError, L2BusyError, PoisonedValueError
 from precache.cache.events import AccessEvent, EventBus, Handler, Tier
 from precache.cache.l2 import L2Tier
 from precache.cache.memory import MemoryTier
+from precache.cache.policy import StaleAction
 from precache.cache.stats import CacheStats
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,13 @@ class PredictiveCache:
     ``default_ttl`` (seconds) applies when a call gives no ``ttl``; ``grace`` is how long after expiry
     a value may still be served stale while it is refreshed; ``l1_max_ttl`` caps how long L1 keeps a
     copy (the bound on cross-instance staleness if an invalidation message is lost).
+
+    Staleness hints (only when the L1 policy is a :class:`~precache.cache.policy.StalenessSource` and
+    ``policy_staleness`` is on): the policy is polled at most once per ``stale_poll_interval`` seconds of
+    the injected clock, for at most ``stale_poll_limit`` keys, on the miss path and, when
+    ``stale_poll_background`` (default: only with a :class:`SystemClock`, so a replay on a
+    :class:`ManualClock` stays deterministic), by a background task. The last loader of up to
+    ``max_known_loaders`` keys is remembered for "revalidate" (closures are kept alive that long).
     """
 
     def __init__(
@@ -84,11 +97,18 @@ class PredictiveCache:
         stream_maxlen: int = 100_000,
         instance_id: str | None = None,
         close_timeout: float = 5.0,
+        policy_staleness: bool = True,
+        stale_poll_interval: float = 1.0,
+        stale_poll_limit: int = 64,
+        stale_poll_background: bool | None = None,
+        max_known_loaders: int = 10_000,
     ) -> None:
         if default_ttl is not None and default_ttl <= 0:
             raise ValueError(f"default_ttl must be > 0 seconds or None, got {default_ttl}")
         if grace < 0 or lease_ttl <= 0 or lease_wait < 0 or lease_poll <= 0 or xfetch_beta < 0:
             raise ValueError("grace, lease_wait, xfetch_beta must be >= 0; lease_ttl, lease_poll > 0")
+        if stale_poll_interval <= 0 or stale_poll_limit < 1 or max_known_loaders < 0:
+            raise ValueError("stale_poll_interval must be > 0, stale_poll_limit >= 1, max_known_loaders >= 0")
         self.clock: Clock = clock if clock is not None else (l1.clock if l1 is not None else SystemClock())
         self.l1 = l1 if l1 is not None else MemoryTier(clock=self.clock)
         self.l1.clock = self.clock
@@ -121,6 +141,21 @@ class PredictiveCache:
         self._connected_once = False
         self._started = False
         self._closed = False
+        # Staleness hints from the L1 policy (only a StalenessSource, e.g. the learned optimizer; the
+        # built-ins are not, and then none of this costs anything). Loaders are remembered per key
+        # (bounded, oldest first out) only in that case, on the load path, for "revalidate".
+        stale_keys = getattr(self.l1.policy, "stale_keys", None) if policy_staleness else None
+        self._stale_keys: Callable[[int], list[tuple[str, StaleAction]]] | None = (
+            stale_keys if callable(stale_keys) else None)
+        self.stale_poll_background = (isinstance(self.clock, SystemClock) if stale_poll_background is None
+                                      else stale_poll_background)
+        self.stale_poll_interval = stale_poll_interval
+        self.stale_poll_limit = stale_poll_limit
+        self.max_known_loaders = max_known_loaders
+        self._next_stale_poll = -math.inf
+        self._stale_task: asyncio.Task[None] | None = None
+        self._loaders: dict[str, tuple[Loader, float | None, tuple[str, ...]]] | None = (
+            {} if self._stale_keys is not None and max_known_loaders > 0 else None)
         if stream is not None:
             from precache.cache.stream import StreamSink
 
@@ -148,6 +183,8 @@ class PredictiveCache:
             self._listener = asyncio.get_running_loop().create_task(
                 self.l2.listen(self._on_invalidation, self._on_listener_connect)
             )
+        if self._stale_keys is not None and self.stale_poll_background:
+            self._stale_task = asyncio.get_running_loop().create_task(self._stale_loop())
 
     async def close(self) -> None:
         """Stop background tasks, flush events, close L2. Idempotent, and bounded: loads still running
@@ -155,6 +192,9 @@ class PredictiveCache:
         if self._closed:
             return
         self._closed = True
+        if self._stale_task is not None:
+            self._stale_task.cancel()
+            await asyncio.gather(self._stale_task, return_exceptions=True)
         if self._listener is not None:
             self._listener.cancel()
             try:  # never let a wedged socket hang shutdown
@@ -263,6 +303,8 @@ class PredictiveCache:
         if not isinstance(key, str):
             raise TypeError(f"cache keys are str, got {type(key).__name__}")
         self._ensure_started()
+        if self._stale_keys is not None:
+            self._poll_stale(False)
         stats = self._stats
         entry = self.l1.lookup(key)
         if entry is not None and loader is not None:
@@ -350,6 +392,12 @@ class PredictiveCache:
     def _start_load(self, key: str, loader: Loader | None, ttl: float | None, tags: tuple[str, ...],
                     preloaded: bool, check_l2: bool = True,
                     stale: Record | None = None) -> asyncio.Task[tuple[Any, int, Tier]]:
+        loaders = self._loaders
+        if loaders is not None and loader is not None:
+            loaders.pop(key, None)  # re-insert: the dict's order is oldest-used first
+            loaders[key] = (loader, ttl, tags)
+            if len(loaders) > self.max_known_loaders:
+                del loaders[next(iter(loaders))]
         task = asyncio.get_running_loop().create_task(
             self._load(key, loader, ttl, tags, preloaded, check_l2, stale)
         )
@@ -445,15 +493,78 @@ class PredictiveCache:
         size = await self._store(key, value, ttl, tags, preloaded=preloaded, delta=delta, publish=False)
         return value, size
 
-    def _refresh(self, key: str, loader: Loader, ttl: float | None, tags: tuple[str, ...]) -> None:
-        """Reload ``key`` in the background unless a load is already running (XFetch / SWR)."""
+    def _refresh(self, key: str, loader: Loader, ttl: float | None, tags: tuple[str, ...],
+                 preloaded: bool = False, policy: bool = False) -> bool:
+        """Reload ``key`` in the background unless a load is already running (XFetch / SWR, or a
+        policy revalidation when ``policy``). Returns whether a reload was started."""
         running = self._inflight.get(key)
         if (running is not None and not running.done()) or self._closed:
-            return
-        self._stats.early_refreshes += 1
-        task = self._start_load(key, loader, ttl, tags, preloaded=False, check_l2=False)
+            return False
+        if policy:
+            self._stats.policy_revalidations += 1
+        else:
+            self._stats.early_refreshes += 1
+        task = self._start_load(key, loader, ttl, tags, preloaded=preloaded, check_l2=False)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return True
+
+    # -- policy-driven staleness ------------------------------------------------------------------
+    async def poll_stale(self) -> int:
+        """Act now on the keys the L1 policy flags as stale (see :class:`StalenessSource`), whatever
+        the poll interval; returns how many were revalidated or dropped (0 for the built-in policies).
+        The cache does this by itself on the miss path and in the background; the replay, whose clock
+        does not tick on its own, may call it explicitly."""
+        if self._stale_keys is None:
+            return 0
+        self._ensure_started()
+        return self._poll_stale(True)
+
+    async def _stale_loop(self) -> None:
+        """Background poll for a cache that sees few misses. It wakes every ``stale_poll_interval``
+        real seconds (at most 1 s) and polls when that interval has also passed on the injected clock."""
+        while not self._closed:
+            await asyncio.sleep(min(self.stale_poll_interval, 1.0))
+            try:
+                self._poll_stale(False)
+            except Exception:  # never let a policy bug kill the task
+                log.exception("polling the policy for stale keys failed")
+
+    def _poll_stale(self, force: bool) -> int:
+        """Off the hit path: ask the policy for stale keys (at most once per interval unless ``force``)
+        and reload each in the background through its last loader, or drop its L1 copy."""
+        source = self._stale_keys
+        if source is None or self._closed:
+            return 0
+        now = self._now()
+        if not force and now < self._next_stale_poll:
+            return 0
+        self._next_stale_poll = now + self.stale_poll_interval
+        try:
+            flagged = source(self.stale_poll_limit)
+        except Exception:
+            log.exception("policy.stale_keys failed")
+            return 0
+        data = self._data
+        loaders = self._loaders
+        stats = self._stats
+        done: set[str] = set()
+        for key, action in flagged[: self.stale_poll_limit]:
+            if key in done:
+                continue
+            entry = data.get(key)
+            if entry is None:
+                continue  # gone meanwhile
+            done.add(key)
+            known = loaders.get(key) if loaders is not None and action == "revalidate" else None
+            if known is not None:
+                loader, ttl, tags = known
+                if not self._refresh(key, loader, ttl, tags, entry.preloaded, policy=True):
+                    done.discard(key)  # a load of it is already running: that one refreshes it
+                continue
+            if self.l1.delete(key):
+                stats.policy_evictions += 1
+        return len(done)
 
     async def prefetch(self, key: str, loader: Loader, ttl: float | None = None,
                        tags: Sequence[str] = (), *, raise_errors: bool = False) -> bool:

@@ -6,13 +6,21 @@ so every hook must be O(1) and must not do I/O or model inference per call (batc
 Division of labour: the *tier* owns the entries, the byte/item budgets and expiry; the *policy* owns
 the ordering. The tier asks ``admit`` before storing, ``ttl_for`` to pick the lifetime, tells the
 policy about inserts, hits and removals, and calls ``victim()`` repeatedly until the budgets hold.
+
+Optionally a policy may also be a :class:`StalenessSource`: it then hands the cache keys it believes
+are stale (``stale_keys``), which :class:`~precache.cache.layered.PredictiveCache` polls off the hit
+path and revalidates or drops. The built-in policies do not implement it (nothing changes for them).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
+
+StaleAction = Literal["revalidate", "evict"]
+"""What the cache should do with a key a policy flags as stale: reload it in the background through
+its last known loader (``"revalidate"``), or drop the L1 copy (``"evict"``)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -59,6 +67,21 @@ class EvictionPolicy(Protocol):
 
     def victim(self) -> str | None:
         """Choose and forget one resident key to evict; None when the policy tracks nothing."""
+        ...
+
+
+@runtime_checkable
+class StalenessSource(Protocol):
+    """Optional extension of :class:`EvictionPolicy`: a policy that predicts which resident entries
+    went stale. Not part of ``EvictionPolicy`` itself, so existing policies stay conforming.
+
+    :class:`~precache.cache.layered.PredictiveCache` calls ``stale_keys`` off the hit path (on the miss
+    path and from a background task, at most once per ``stale_poll_interval`` on its clock); it must be
+    cheap (no model inference: queue the keys when scoring elsewhere) and must not raise.
+    """
+
+    def stale_keys(self, limit: int) -> list[tuple[str, StaleAction]]:
+        """Forget and return up to ``limit`` ``(key, action)`` pairs flagged since the last call."""
         ...
 
 

@@ -13,7 +13,10 @@ class CacheStats:
     skipped because no connection slot freed up in time (local saturation: not a Redis failure, the
     breaker is not told). ``prefetch_errors`` counts prefetches whose loader (or store) raised.
     ``fills_skipped``: L2 reads not copied into L1 because an invalidation or write happened while
-    they were in flight (the value is returned, but may already be outdated, so it is not cached)."""
+    they were in flight (the value is returned, but may already be outdated, so it is not cached).
+    ``policy_revalidations`` / ``policy_evictions``: keys a staleness-predicting policy flagged
+    (:class:`~precache.cache.policy.StalenessSource`) that were reloaded in the background / dropped
+    from L1 (a flagged key with no known loader is dropped and counted as an eviction)."""
 
     l1_hits: int = 0
     l2_hits: int = 0
@@ -34,6 +37,8 @@ class CacheStats:
     l2_busy: int = 0
     prefetch_errors: int = 0
     fills_skipped: int = 0
+    policy_revalidations: int = 0
+    policy_evictions: int = 0
     dropped_events: int = 0
     evictions: int = 0
     breaker_state: str = "closed"

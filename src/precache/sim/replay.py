@@ -117,8 +117,11 @@ async def _replay(
     clock = ManualClock(ev.times[0])
     l1 = MemoryTier(max_bytes=config.l1_bytes, max_items=10_000_000, policy=mode.policy(clock), clock=clock)
     l2 = MemoryL2(clock) if config.l2_bytes else None
+    # Content updates in the trace are invalidated explicitly (cache.delete at update time), so the policy's
+    # guesses about staleness have nothing to add here and would only add origin loads: off, like XFetch.
+    # Staleness and adaptive TTL are measured in bench/bench_policies.py.
     cache = PredictiveCache(l1=l1, l2=l2, clock=clock, default_ttl=mode.ttl, xfetch_beta=0.0,
-                            invalidation=False)
+                            invalidation=False, policy_staleness=False)
     user_origin = SimOrigin(model, seed=config.seed)
     origin = user_origin
     sizes = trace.sizes

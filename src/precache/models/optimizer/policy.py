@@ -25,7 +25,11 @@
   ``min_ttl``/``max_ttl``. Known once the key has been scored at an earlier access; before that the
   tier's default TTL is kept.
 * **Staleness**: entries whose ``invalidation`` probability passes ``invalidation_threshold`` are
-  queued for proactive revalidation (``drain_revalidations()``) or evicted (``stale_action="evict"``).
+  queued for proactive revalidation (``drain_revalidations()``) or evicted (``stale_action="evict"``:
+  first in line at the next ``victim()``). ``stale_keys()`` (the optional
+  :class:`~precache.cache.policy.StalenessSource` method) hands both to
+  :class:`~precache.cache.layered.PredictiveCache`, which reloads the keys in the background or drops
+  them from L1 right away, off the hit path.
 
 Cost: every hook is O(1) amortised. Inserts are scored with all four outputs once per ``batch_size``
 of them; a hit only updates the object's features (and joins the next batch every
@@ -44,9 +48,11 @@ from typing import Literal
 import numpy as np
 
 from precache.cache.clock import Clock, SystemClock
-from precache.cache.policy import EntryInfo
+from precache.cache.policy import EntryInfo, StaleAction
 from precache.models.optimizer.features import FeatureTracker, ObjectState
 from precache.models.optimizer.model import OptimizerModel
+
+_MAX_STALE_QUEUE = 65_536
 
 
 class _Node:
@@ -139,7 +145,9 @@ class LearnedPolicy:
         self._pending: list[_Node] = []
         self._reject: deque[tuple[str, int]] = deque()
         self._victims: deque[tuple[str, int]] = deque()
-        self._revalidate: deque[str] = deque()
+        # flagged stale, for drain_revalidations / stale_keys; bounded (oldest dropped) when nobody drains
+        self._revalidate: deque[str] = deque(maxlen=_MAX_STALE_QUEUE)
+        self._stale_evict: deque[_Node] = deque(maxlen=_MAX_STALE_QUEUE)
         # per-key memory of the last scoring (for TTL / strict admission of keys not resident now)
         self._last_ttl: dict[str, float] = {}
         self._last_p_cache: dict[str, float] = {}
@@ -265,6 +273,22 @@ class LearnedPolicy:
                 out.append(key)
         return out
 
+    def stale_keys(self, limit: int = 100) -> list[tuple[str, StaleAction]]:
+        """The :class:`~precache.cache.policy.StalenessSource` method: up to ``limit`` resident keys
+        predicted stale since the last call, each with the cache's action: ``"revalidate"`` (from
+        :meth:`drain_revalidations`) or, with ``stale_action="evict"``, ``"evict"`` (skipped if the
+        entry scored was removed or replaced since). O(limit); never runs the model."""
+        out: list[tuple[str, StaleAction]] = []
+        queue = self._stale_evict
+        nodes = self._nodes
+        while queue and len(out) < limit:
+            node = queue.popleft()
+            if nodes.get(node.key) is node:  # still the entry that was scored (a read does not
+                out.append((node.key, "evict"))  # make it fresher; a replaced value is a new node)
+        if len(out) < limit:
+            out.extend((key, "revalidate") for key in self.drain_revalidations(limit - len(out)))
+        return out
+
     def flush(self) -> None:
         """Score the accesses queued since the last batch (the hooks call this every ``batch_size``)."""
         if not self._pending:
@@ -301,6 +325,7 @@ class LearnedPolicy:
             elif stale and node.p_inval >= self.invalidation_threshold:
                 if self.stale_action == "evict":
                     self._reject.append((key, node.seq))
+                    self._stale_evict.append(node)
                 else:
                     self._revalidate.append(key)
         if len(self._last_ttl) > 4 * max(len(self._nodes), 1024):
