@@ -11,7 +11,7 @@ import torch
 
 from precache.inference import InferenceEngine
 from precache.models import build_predictor, load_predictor
-from precache.models.auto import AutoPredictor, blend
+from precache.models.auto import AutoPredictor, Gate, blend, cross_fitted, gate_features, gated, target_probabilities
 from precache.traces.model import Session
 
 torch.set_num_threads(1)
@@ -68,3 +68,41 @@ def test_auto_picks_a_baseline_when_attention_is_not_a_candidate() -> None:
     auto.fit(sessions[:500], sessions[500:])
     assert auto.choice == "markov"
     assert auto.metrics["validation"]["markov"]["hr5"] >= auto.metrics["validation"]["popularity"]["hr5"]
+
+
+def test_gate_learns_which_component_to_trust() -> None:
+    """A is right when confident (p=0.9), B is right otherwise: a fixed weight cannot get both, the gate can."""
+    heads_a, heads_b, targets, histories = [], [], [], []
+    for i in range(2000):
+        target = f"/t{i % 7}"
+        if i % 2:
+            heads_a.append([(target, 0.9), ("/x", 0.05)])
+            heads_b.append([("/wrong", 0.95), (target, 0.01)])
+        else:
+            heads_a.append([("/x", 0.3), ("/y", 0.3), (target, 0.01)])
+            heads_b.append([(target, 0.6), ("/wrong", 0.3)])
+        targets.append(target)
+        histories.append(["/p"] * (1 + i % 5))
+    gate = Gate.fit(gate_features([heads_a, heads_b], histories), target_probabilities([heads_a, heads_b], targets))
+    ranked = gated([heads_a, heads_b], histories, gate, 3)
+    assert sum(r[0][0] == t for r, t in zip(ranked, targets, strict=True)) / len(targets) > 0.95
+    for w in (0.2, 0.5, 0.8):
+        fixed = [blend(a, b, w, 3) for a, b in zip(heads_a, heads_b, strict=True)]
+        assert sum(r[0][0] == t for r, t in zip(fixed, targets, strict=True)) / len(targets) < 0.9
+    honest = cross_fitted([heads_a, heads_b], histories, targets)
+    assert sum(r[0][0] == t for r, t in zip(honest, targets, strict=True)) / len(targets) > 0.95
+
+
+def test_gated_auto_round_trips(tmp_path: Path) -> None:
+    sessions = _sessions(600)
+    auto = AutoPredictor(candidates=[], blend_with=["markov", "ppm"], weights=[], gates=["markov+ppm"])
+    auto.fit(sessions[:500], sessions[500:])
+    assert auto.choice == "gate(markov+ppm)" and auto.gate is not None
+    assert "gate(markov+ppm)" in auto.metrics["validation"]
+    root = auto.save(tmp_path / "gated")
+    assert json.loads((root / "auto.json").read_text())["gate"]["theta"]
+    loaded = load_predictor(root)
+    histories = [["/entry0", "/a1", "/hub"], [], ["/unknown"]]
+    assert loaded.predict_batch(histories, 3) == auto.predict_batch(histories, 3)
+    ranked = auto.predict(["/entry0", "/a1"], 5)
+    assert ranked[0][0] == "/hub" and sum(p for _, p in ranked) <= 1.0 + 1e-9

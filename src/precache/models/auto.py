@@ -4,14 +4,19 @@ Why: no single model wins on every trace (the attention network needs data; Mark
 beat on small or strongly first-order traces). Auto fits the candidates on the training slice, scores
 each -- and blends ``w * attention + (1 - w) * baseline`` of the attention model with each baseline --
 on the validation slice (the end of the training period; never the test part), and ships the winner by
-HR@5 (MRR@5 breaks ties). The manifest records every candidate's validation numbers and the choice.
+HR@5 (MRR@5 breaks ties). Besides fixed weights it tries learned gates (:class:`Gate`): mixing weights
+``softmax(x @ theta)`` over 2-4 components (attention, markov, ppm, sknn) as a function of cheap per-query
+features (history length; each component's top-1 probability, top-5 mass and head entropy), fitted by
+maximising the validation log-likelihood. A gate's validation score is cross-fitted (a gate fit on one
+half ranks the other half), so it competes honestly with the fixed weights; the shipped gate is refit on
+the whole slice. The manifest records every candidate's validation numbers and the choice.
 During the choice the baselines count the training slice only; once chosen, they are refit on training +
 validation (their own default: the most recent sessions matter). The attention model uses the validation
 slice for early stopping, which makes its validation score slightly optimistic; the test table shows it.
 The shipped lists' probabilities go through an isotonic map fit on the validation top-1 (kept only when it
 lowers validation ECE), so auto is calibrated even when it ships an uncalibrated baseline or a blend.
 
-Files: ``auto.json`` (choice, weight, component list with the sha256 of each component's manifest) and
+Files: ``auto.json`` (choice, weight, gate parameters, component list with the sha256 of each component's manifest) and
 one sub-directory per shipped component, itself a normal model directory with its own manifest. The
 chain of checksums (manifest -> auto.json -> component manifest -> component files) covers everything.
 """
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from precache.evaluation import transitions
 from precache.models.base import (
@@ -42,7 +48,8 @@ from precache.models.registry import predictor_class, register_predictor
 from precache.traces.model import Session
 
 AUTO_FILE = "auto.json"
-AUTO_FORMAT = 1
+AUTO_FORMAT = 2  # 2: optional learned gate over 2+ components
+FloatArray = npt.NDArray[np.float64]
 
 def _kind_class(kind: str) -> type[PagePredictorBase]:
     if kind == "attention":  # direct, so auto works even before the registry has loaded plugins
@@ -100,6 +107,8 @@ class AutoPredictor(PagePredictorBase):
         attention_options: Mapping[str, Any] | None = None,
         max_validation_transitions: int = 20_000,
         blend_depth: int = 50,
+        gates: Sequence[str] = ("attention+ppm", "attention+markov", "attention+ppm+sknn",
+                                "attention+markov+ppm+sknn"),
     ) -> None:
         super().__init__(name)
         self.candidates = list(candidates)
@@ -108,6 +117,8 @@ class AutoPredictor(PagePredictorBase):
         self.attention_options = dict(attention_options or {})
         self.max_validation_transitions = int(max_validation_transitions)
         self.blend_depth = int(blend_depth)
+        self.gates = [str(g) for g in gates]
+        self.gate: Gate | None = None
         self.components: list[PagePredictorBase] = []
         self.weight = 1.0
         self.choice = ""
@@ -119,6 +130,7 @@ class AutoPredictor(PagePredictorBase):
             "candidates": self.candidates, "blend_with": self.blend_with, "weights": self.weights,
             "attention_options": self.attention_options,
             "max_validation_transitions": self.max_validation_transitions, "blend_depth": self.blend_depth,
+            "gates": self.gates,
         }
 
     @property
@@ -168,11 +180,28 @@ class AutoPredictor(PagePredictorBase):
                 for w in self.weights:
                     merged = [blend(a, b, w, 10) for a, b in zip(heads["attention"], heads[kind], strict=True)]
                     results[f"attention+{kind}@{w:g}"] = score(merged, targets)
+        gate_lists: dict[str, list[Prediction]] = {}
+        for spec in self.gates:
+            kinds = spec.split("+")
+            if len(kinds) < 2 or any(kind not in heads for kind in kinds):
+                continue  # a gate mixes only kinds fitted as candidates or blend partners
+            gate_lists[spec] = cross_fitted([heads[kind] for kind in kinds], histories, targets)
+            results[f"gate({spec})"] = score(gate_lists[spec], targets)
         if not results:
             raise ValueError(f"auto: no candidate could be fitted: {errors}")
         best = max(results, key=lambda name: (results[name]["hr5"], results[name]["mrr5"]))
         self.choice = best
-        if "+" in best:
+        self.gate = None
+        if best.startswith("gate("):
+            spec = best[len("gate(") : -1]
+            kinds = spec.split("+")
+            self.components = [fitted[kind] for kind in kinds]
+            self.weight = 1.0
+            component_heads = [heads[kind] for kind in kinds]
+            self.gate = Gate.fit(gate_features(component_heads, histories),
+                                 target_probabilities(component_heads, targets))
+            chosen = gate_lists[spec]  # the cross-fitted lists: calibration sees honest confidences
+        elif "+" in best:
             other, _, weight = best.partition("+")[2].partition("@")
             self.components = [fitted["attention"], fitted[other]]
             self.weight = float(weight)
@@ -233,6 +262,9 @@ class AutoPredictor(PagePredictorBase):
         if len(self.components) == 1:
             return [self._calibrated(r) for r in self.components[0].predict_batch(histories, k)]
         depth = max(k, self.blend_depth)
+        if self.gate is not None:
+            heads = [c.predict_batch(histories, depth) for c in self.components]
+            return [self._calibrated(r) for r in gated(heads, histories, self.gate, k)]
         a = self.components[0].predict_batch(histories, depth)
         b = self.components[1].predict_batch(histories, depth)
         return [self._calibrated(blend(x, y, self.weight, k)) for x, y in zip(a, b, strict=True)]
@@ -249,6 +281,7 @@ class AutoPredictor(PagePredictorBase):
         write_json(directory / AUTO_FILE, {
             "auto_format": AUTO_FORMAT, "choice": self.choice, "weight": self.weight, "components": entries,
             "isotonic": None if self.knots is None else {"x": self.knots[0], "y": self.knots[1]},
+            "gate": None if self.gate is None else self.gate.as_dict(),
         })
         return [AUTO_FILE]
 
@@ -273,6 +306,137 @@ class AutoPredictor(PagePredictorBase):
         self.choice = str(data["choice"])
         iso = data.get("isotonic")
         self.knots = (list(map(float, iso["x"])), list(map(float, iso["y"]))) if isinstance(iso, dict) else None
+        gate = data.get("gate")
+        self.gate = Gate.from_dict(gate) if isinstance(gate, dict) else None
+        if self.gate is not None and self.gate.theta.shape != (2 + 3 * len(components), len(components)):
+            raise ModelFileError(f"{directory}: gate shape {self.gate.theta.shape} does not fit "
+                                 f"{len(components)} components")
+
+
+# -- learned gate --------------------------------------------------------------------------------------
+GATE_DEPTH_MASS = 5  # the head mass feature sums each component's top-5 probabilities
+
+
+def blend_many(heads: Sequence[Prediction], weights: Sequence[float], k: int) -> Prediction:
+    """``sum_c w_c * P_c`` over the union of the components' lists (missing pages get 0 from a list)."""
+    scores: dict[str, float] = {}
+    for ranked, w in zip(heads, weights, strict=True):
+        for page, p in ranked:
+            scores[page] = scores.get(page, 0.0) + w * p
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+
+def gate_features(heads: Sequence[Sequence[Prediction]], histories: Sequence[Sequence[str]]) -> FloatArray:
+    """Cheap per-query features: log history length, and per component its top-1 probability, top-5
+    mass and the entropy of its (renormalised) head. Rows = queries; column 0 is the bias."""
+    n = len(histories)
+    columns: list[FloatArray] = [np.ones(n), np.log1p(np.array([min(len(h), 50) for h in histories], float))]
+    for component in heads:
+        top1 = np.zeros(n)
+        mass = np.zeros(n)
+        entropy = np.zeros(n)
+        for i, ranked in enumerate(component):
+            if not ranked:
+                continue
+            p = np.array([q for _, q in ranked], dtype=np.float64)
+            top1[i] = p[0]
+            mass[i] = p[:GATE_DEPTH_MASS].sum()
+            total = p.sum()
+            if total > 0:
+                r = p[p > 0] / total
+                entropy[i] = float(-(r * np.log(r)).sum())
+        columns.extend([top1, mass, entropy])
+    return np.stack(columns, axis=1)
+
+
+def target_probabilities(heads: Sequence[Sequence[Prediction]], targets: Sequence[str]) -> FloatArray:
+    """P_c(target) from each component's head (0 when the target is not in it); shape (queries, components)."""
+    out = np.zeros((len(targets), len(heads)))
+    for c, component in enumerate(heads):
+        for i, (ranked, target) in enumerate(zip(component, targets, strict=True)):
+            for page, p in ranked:
+                if page == target:
+                    out[i, c] = p
+                    break
+    return out
+
+
+class Gate:
+    """Mixing weights ``softmax(x @ theta)`` over components, as a function of the query's features.
+
+    Fitted by maximising the validation log-likelihood of the true next page under the mixture (plain
+    full-batch gradient ascent with Adam, L2 on theta). Rows where no component lists the target carry
+    no information about the weights and are dropped.
+    """
+
+    def __init__(self, theta: FloatArray, mean: FloatArray, std: FloatArray) -> None:
+        self.theta, self.mean, self.std = theta, mean, std
+
+    @staticmethod
+    def fit(features: FloatArray, probs: FloatArray, l2: float = 1e-3, steps: int = 400,
+            lr: float = 0.05) -> Gate:
+        mean = features.mean(axis=0)
+        std = features.std(axis=0)
+        mean[0], std[0] = 0.0, 1.0
+        std[std < 1e-9] = 1.0
+        keep = probs.sum(axis=1) > 0
+        x = (features[keep] - mean) / std
+        p = probs[keep]
+        n, f = x.shape
+        c = p.shape[1]
+        theta = np.zeros((f, c))
+        m1 = np.zeros_like(theta)
+        m2 = np.zeros_like(theta)
+        for step in range(1, steps + 1):
+            z = x @ theta
+            z -= z.max(axis=1, keepdims=True)
+            w = np.exp(z)
+            w /= w.sum(axis=1, keepdims=True)
+            mix = (w * p).sum(axis=1, keepdims=True)
+            grad_z = w * (p / np.maximum(mix, 1e-12) - 1.0)  # d log(mix) / d z
+            grad = x.T @ grad_z / max(n, 1) - l2 * theta
+            grad[:, 0] = 0.0  # component 0's logit is the reference
+            m1 = 0.9 * m1 + 0.1 * grad
+            m2 = 0.999 * m2 + 0.001 * grad * grad
+            theta += lr * (m1 / (1 - 0.9**step)) / (np.sqrt(m2 / (1 - 0.999**step)) + 1e-8)
+        return Gate(theta, mean, std)
+
+    def weights(self, features: FloatArray) -> FloatArray:
+        z = ((features - self.mean) / self.std) @ self.theta
+        z -= z.max(axis=1, keepdims=True)
+        w = np.exp(z)
+        out: FloatArray = w / w.sum(axis=1, keepdims=True)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"theta": self.theta.tolist(), "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> Gate:
+        return Gate(np.asarray(data["theta"], dtype=np.float64), np.asarray(data["mean"], dtype=np.float64),
+                    np.asarray(data["std"], dtype=np.float64))
+
+
+def gated(heads: Sequence[Sequence[Prediction]], histories: Sequence[Sequence[str]], gate: Gate,
+          k: int) -> list[Prediction]:
+    weights = gate.weights(gate_features(heads, histories))
+    return [blend_many([component[i] for component in heads], weights[i], k) for i in range(len(histories))]
+
+
+def cross_fitted(heads: Sequence[Sequence[Prediction]], histories: Sequence[Sequence[str]],
+                 targets: Sequence[str], k: int = 10) -> list[Prediction]:
+    """Validation lists of a gate scored honestly: a gate fit on each half ranks the other half."""
+    n = len(targets)
+    half = n // 2
+    features = gate_features(heads, histories)
+    probs = target_probabilities(heads, targets)
+    out: list[Prediction] = []
+    for fit_rows, score_rows in ((slice(half, n), slice(0, half)), (slice(0, half), slice(half, n))):
+        gate = Gate.fit(features[fit_rows], probs[fit_rows])
+        weights = gate.weights(features[score_rows])
+        rows = range(n)[score_rows]
+        out.extend(blend_many([component[i] for component in heads], weights[j], k) for j, i in enumerate(rows))
+    return out
 
 
 def _predict_all(model: PagePredictorBase, histories: list[list[str]], k: int, chunk: int = 256) -> list[Prediction]:

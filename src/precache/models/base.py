@@ -216,5 +216,5 @@ class PagePredictorBase(ABC):
         return model
 
     def size_bytes(self, directory: str | os.PathLike[str]) -> int:
-        """Bytes on disk of a saved model directory (manifest included)."""
-        return sum(p.stat().st_size for p in Path(directory).iterdir() if p.is_file())
+        """Bytes on disk of a saved model directory (manifest and component sub-directories included)."""
+        return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
