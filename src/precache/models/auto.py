@@ -71,12 +71,7 @@ def load_component(directory: Path) -> PagePredictorBase:
 def blend(a: Prediction, b: Prediction, weight: float, k: int) -> Prediction:
     """``weight * P_a + (1 - weight) * P_b`` over the union of both lists (a page missing from a list
     gets 0 from it, a lower bound since the lists are the heads of the distributions)."""
-    scores: dict[str, float] = {}
-    for page, p in a:
-        scores[page] = weight * p
-    for page, p in b:
-        scores[page] = scores.get(page, 0.0) + (1.0 - weight) * p
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    return blend_many((a, b), (weight, 1.0 - weight), k)
 
 
 def score(predictions: Sequence[Prediction], targets: Sequence[str]) -> dict[str, float]:

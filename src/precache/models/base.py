@@ -118,6 +118,19 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
+def top_k_pages(scores: npt.NDArray[Any], k: int, pages: Sequence[str]) -> Prediction:
+    """The ``k`` best ``(page, score)`` pairs, best first (ties by vocabulary id, so results are stable).
+
+    ``scores[i]`` belongs to vocabulary id ``i + 1``: id 0 is the out-of-vocabulary page, never predicted.
+    """
+    k = min(k, len(scores))
+    if k <= 0:
+        return []
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    top = top[np.lexsort((top, -scores[top]))]
+    return [(pages[int(i) + 1], float(scores[i])) for i in top]
+
+
 class PagePredictorBase(ABC):
     """Learn from sessions, then rank the next pages of a session with probabilities.
 

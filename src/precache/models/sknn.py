@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from precache.models.base import ModelFileError, PagePredictorBase, Prediction, read_npz, write_npz
+from precache.models.base import ModelFileError, PagePredictorBase, Prediction, read_npz, top_k_pages, write_npz
 from precache.models.vocabulary import OOV, Vocabulary
 from precache.traces.model import Session
 
@@ -205,13 +205,7 @@ class SessionKNNPredictor(PagePredictorBase):
         if cached is not None:
             return list(cached)
         scores = self._scores(encoded)[1:]
-        k = min(k, len(scores))
-        if k <= 0:
-            return []
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        top = top[np.lexsort((top, -scores[top]))]
-        pages = self.vocabulary.pages
-        result = [(pages[int(i) + 1], float(scores[i])) for i in top]
+        result = top_k_pages(scores, k, self.vocabulary.pages)
         if len(self._memo) >= _MEMO_LIMIT:
             self._memo.clear()
         self._memo[key] = result
