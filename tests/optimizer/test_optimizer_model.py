@@ -406,3 +406,19 @@ async def test_optimizer_policy_drives_cache_revalidation(trained: tuple[Path, o
         assert await cache.get(keys[0]) == f"{keys[0]}@1"  # L2 still has it
     assert len(pol) == len(cache.l1)
     await cache.close()
+
+
+def test_optimizer_queued_victim_does_not_hit_a_reinserted_key(trained: tuple[Path, object, object]) -> None:
+    """A victim queued for a key that was then removed and inserted again belongs to the old entry."""
+    out, _, _ = trained
+    clock = ManualClock(0.0)
+    keys = ["/hot/p1.html", "/hot/p2.html"]
+    pol = LearnedPolicy(OptimizerModel.load(out), clock, batch_size=2, invalidation_threshold=0.0,
+                        admission="none", stale_action="evict")
+    _learned_entry(pol, clock, keys)  # both scored, both queued for eviction as stale
+    pol.on_remove(keys[0])
+    clock.set(5.0)
+    again = EntryInfo(key=keys[0], size=10, inserted_at=5.0)
+    pol.admit(again)
+    pol.on_insert(again)
+    assert pol.victim() == keys[1]

@@ -143,8 +143,10 @@ class LearnedPolicy:
         self._bytes = 0
         self._ghost: dict[str, None] = {}
         self._pending: list[_Node] = []
-        self._reject: deque[tuple[str, int]] = deque()
-        self._victims: deque[tuple[str, int]] = deque()
+        # Queued (node, seq): a queued victim is stale once its node was read (seq moved) or the key was
+        # removed and inserted again (a different node), so entries are matched by identity, not key.
+        self._reject: deque[tuple[_Node, int]] = deque()
+        self._victims: deque[tuple[_Node, int]] = deque()
         # flagged stale, for drain_revalidations / stale_keys; bounded (oldest dropped) when nobody drains
         self._revalidate: deque[str] = deque(maxlen=_MAX_STALE_QUEUE)
         self._stale_evict: deque[_Node] = deque(maxlen=_MAX_STALE_QUEUE)
@@ -220,9 +222,8 @@ class LearnedPolicy:
     def victim(self) -> str | None:
         for queue in (self._reject, self._victims):
             while queue:
-                key, seq = queue.popleft()
-                node = self._nodes.get(key)
-                if node is not None and node.seq == seq:
+                node, seq = queue.popleft()
+                if node.seq == seq and self._nodes.get(node.key) is node:
                     return self._forget(node)
         while self._prob and (not self._keys or self._prob_bytes > self.probation * self._bytes):
             node = self._prob.popleft()
@@ -244,9 +245,8 @@ class LearnedPolicy:
             return None
         self._score_sample()
         while self._victims:
-            key, seq = self._victims.popleft()
-            node = self._nodes.get(key)
-            if node is not None and node.seq == seq:
+            node, seq = self._victims.popleft()
+            if node.seq == seq and self._nodes.get(node.key) is node:
                 return self._forget(node)
         return None  # pragma: no cover - the sample always yields a live victim
 
@@ -321,10 +321,10 @@ class LearnedPolicy:
             if self._nodes.get(key) is not node:
                 continue
             if reject and pc < self.admit_threshold:
-                self._reject.append((key, node.seq))
+                self._reject.append((node, node.seq))
             elif stale and node.p_inval >= self.invalidation_threshold:
                 if self.stale_action == "evict":
-                    self._reject.append((key, node.seq))
+                    self._reject.append((node, node.seq))
                     self._stale_evict.append(node)
                 else:
                     self._revalidate.append(key)
@@ -389,10 +389,10 @@ class LearnedPolicy:
         m = min(self.evict_batch, max(1, len(nodes) // self.queue_divisor))
         if m == 1:
             best = max(nodes, key=_pred_next)
-            self._victims.append((best.key, best.seq))
+            self._victims.append((best, best.seq))
             return
         for nd in sorted(nodes, key=_pred_next, reverse=True)[:m]:
-            self._victims.append((nd.key, nd.seq))
+            self._victims.append((nd, nd.seq))
 
     def _forget(self, node: _Node) -> str:
         del self._nodes[node.key]
