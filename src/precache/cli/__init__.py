@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import NoReturn
 
 import typer
 
@@ -16,7 +18,11 @@ from precache.config import ConfigError
 
 
 def main() -> None:
-    """Entry point: run the app, turning known errors into one clear line and a non-zero exit."""
+    """Entry point: run the app, turning errors into one clear line and a non-zero exit.
+
+    Bad input (a missing file, a bad option or setting) exits 2 with its message; anything unexpected
+    exits 1 with a one-line summary. ``PRECACHE_DEBUG=1`` shows the traceback instead.
+    """
     try:
         app(standalone_mode=False)
     except typer.Exit as exc:
@@ -25,15 +31,20 @@ def main() -> None:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except (ConfigError, ValueError, OSError, LookupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as exc:  # click usage errors and the like
-        import click
+        _fail(exc, f"error: {exc}", 2)
+    except Exception as exc:
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):  # click/typer usage errors print themselves
+            show()
+            sys.exit(code)
+        _fail(exc, f"error: unexpected {type(exc).__name__}: {exc} (PRECACHE_DEBUG=1 shows the traceback)", 1)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _fail(exc: BaseException, message: str, code: int) -> NoReturn:
+    if os.environ.get("PRECACHE_DEBUG"):
+        raise exc
+    print(message, file=sys.stderr)
+    sys.exit(code)
 
 
 __all__ = ["app", "main"]
