@@ -35,23 +35,22 @@ def _table(rows: list[dict[str, Any]], title: str) -> Any:
 
 def _summary(exp: Any) -> str:
     """Before ML -> precache full, next to the numbers precache was specified with."""
-    t = {row["mode"]: row for row in exp.table()}
-    before, after = t.get("lru-ttl"), t.get("full")
-    if before is None or after is None:
+    h = exp.headline()
+    if h is None:
         return ""
-    nowarm = t.get("learned") or t.get("heuristic") or before
+    before, after = h.before, h.after
     lines = [
         f"hit rate          {before['hit_rate']:.1%} -> {after['hit_rate']:.1%}   (specified: 95% -> 99.5%)",
-        f"cold starts       {after['cold_starts'] / max(before['cold_starts'], 1) - 1:+.0%}   (specified: -90%)",
+        f"cold starts       {h.cold_start_change:+.0%}   (specified: -90%)",
         f"avg load time     {before['avg_load_ms']:.1f} -> {after['avg_load_ms']:.1f} ms   (specified: 120 -> 30 ms)",
     ]
     if after["online_hr5"] is not None:
         lines.append(f"online HR@5       {after['online_hr5']:.1%}   (specified accuracy: 87%)")
     if after["preload_efficiency"] is not None:
         lines.append(f"preload eff.      {after['preload_efficiency']:.1%}   (specified: 82%)")
-    removed = 1 - (1 - after["hit_rate"]) / max(1 - nowarm["hit_rate"], 1e-9)
-    lines.append(f"misses removed by warming {removed:.1%} at {after['extra_origin_requests']:,} extra origin "
-                 f"requests ({after['extra_origin_bytes'] / 1e6:.1f} MB)")
+    lines.append(f"misses removed by warming {h.misses_removed_by_warming:.1%} at "
+                 f"{after['extra_origin_requests']:,} extra origin requests "
+                 f"({after['extra_origin_bytes'] / 1e6:.1f} MB)")
     bd = exp.meta.get("miss_breakdown")
     if bd:
         lines.append(f"of {bd['misses']:,} misses without warming, {bd['improvable_misses']:,} are reachable by a "
