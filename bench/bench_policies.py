@@ -170,14 +170,7 @@ def ttl_experiment(trace: CacheTrace, start: int, model: OptimizerModel, max_req
     revalidation of hits whose invalidation probability passes 0.5."""
     end = min(len(trace), start + max_requests)
     tr = FeatureTracker()
-    last_v: dict[str, int] = {}
-    for i in range(start):
-        k = trace.keys[i]
-        v = int(trace.versions[i])
-        if k in last_v and last_v[k] != v:
-            tr.observe_update(k, float(trace.times[i]))
-        last_v[k] = v
-        tr.observe(k, float(trace.times[i]), int(trace.sizes[i]), trace.clients[i])
+    last_v = warm_tracker(tr, trace, start)
     post: list[list[float]] = []
     pre: list[list[float]] = []
     missing = [-1.0] * len(FeatureTracker().row_list(tr.observe("__x__", 0.0), 0.0))
@@ -369,7 +362,8 @@ def run_learned(model: OptimizerModel, trace: CacheTrace, start: int, cap: int,
     return r
 
 
-def warm_tracker(tracker: FeatureTracker, trace: CacheTrace, start: int) -> None:
+def warm_tracker(tracker: FeatureTracker, trace: CacheTrace, start: int) -> dict[str, int]:
+    """Feed the first ``start`` requests (history only) to ``tracker``; return each key's last version."""
     last_v: dict[str, int] = {}
     for i in range(start):
         k = trace.keys[i]
@@ -378,6 +372,7 @@ def warm_tracker(tracker: FeatureTracker, trace: CacheTrace, start: int) -> None
             tracker.observe_update(k, float(trace.times[i]))
         last_v[k] = v
         tracker.observe(k, float(trace.times[i]), int(trace.sizes[i]), trace.clients[i])
+    return last_v
 
 
 def plot_ttl(results: dict[str, Any], path: Path) -> None:

@@ -118,6 +118,14 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
+def require_listed(directory: Path, manifest: Mapping[str, Any], *names: str) -> None:
+    """Refuse a model directory whose manifest does not list (and so did not checksum) ``names``."""
+    listed = manifest.get("files", {})
+    for name in names:
+        if name not in listed:
+            raise ModelFileError(f"{directory}: manifest does not list {name}")
+
+
 def top_k_pages(scores: npt.NDArray[Any], k: int, pages: Sequence[str]) -> Prediction:
     """The ``k`` best ``(page, score)`` pairs, best first (ties by vocabulary id, so results are stable).
 

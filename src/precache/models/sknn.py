@@ -27,7 +27,15 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from precache.models.base import ModelFileError, PagePredictorBase, Prediction, read_npz, top_k_pages, write_npz
+from precache.models.base import (
+    ModelFileError,
+    PagePredictorBase,
+    Prediction,
+    read_npz,
+    require_listed,
+    top_k_pages,
+    write_npz,
+)
 from precache.models.vocabulary import OOV, Vocabulary
 from precache.traces.model import Session
 
@@ -226,9 +234,7 @@ class SessionKNNPredictor(PagePredictorBase):
         return ["vocabulary.json", "sessions.npz"]
 
     def _load_files(self, directory: Path, manifest: Mapping[str, Any]) -> None:
-        for required in ("vocabulary.json", "sessions.npz"):
-            if required not in manifest.get("files", {}):
-                raise ModelFileError(f"{directory}: manifest does not list {required}")
+        require_listed(directory, manifest, "vocabulary.json", "sessions.npz")
         self.vocabulary = Vocabulary.load(directory / "vocabulary.json")
         arrays = read_npz(directory / "sessions.npz")
         try:
