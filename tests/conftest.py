@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from precache.traces.model import Session
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PRECACHE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -26,6 +29,16 @@ def shared_file(relative: str) -> Path:
         pytest.skip(message)
     return path
 
+
+def hub_sessions(n: int, seed: int = 0) -> list[Session]:
+    """``/entry -> /a_j -> /hub -> /b_j``: the page after the hub depends on the page before it, which a
+    first-order Markov model cannot see and an attention model can."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        j = rng.randrange(6)
+        out.append(Session(str(i), f"c{i}", float(i), [f"/entry{rng.randrange(2)}", f"/a{j}", "/hub", f"/b{j}"]))
+    return out
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import hub_sessions
 from precache.inference import InferenceEngine
 from precache.models import build_predictor, load_predictor
 from precache.models.auto import AutoPredictor, Gate, blend, cross_fitted, gate_features, gated, target_probabilities
-from precache.traces.model import Session
 
 torch.set_num_threads(1)
 ATTENTION = {"threads": 1, "epochs": 5, "batch_size": 64, "d_model": 32, "max_len": 8, "lr": 5e-3, "dropout": 0.0}
 
 
-def _sessions(n: int, seed: int = 0) -> list[Session]:
-    """``/a_j -> /hub -> /b_j``: attention can use the page before the hub, Markov cannot."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        j = rng.randrange(6)
-        out.append(Session(str(i), f"c{i}", float(i), [f"/entry{rng.randrange(2)}", f"/a{j}", "/hub", f"/b{j}"]))
-    return out
 
 
 def test_blend_is_a_weighted_mixture() -> None:
@@ -35,7 +26,7 @@ def test_blend_is_a_weighted_mixture() -> None:
 
 
 def test_auto_picks_attention_when_history_matters_and_round_trips(tmp_path: Path) -> None:
-    sessions = _sessions(1500)
+    sessions = hub_sessions(1500)
     auto = build_predictor("auto", candidates=["markov", "attention"], blend_with=["markov"],
                            attention_options=ATTENTION)
     assert isinstance(auto, AutoPredictor)
@@ -63,7 +54,7 @@ def test_auto_picks_attention_when_history_matters_and_round_trips(tmp_path: Pat
 
 
 def test_auto_picks_a_baseline_when_attention_is_not_a_candidate() -> None:
-    sessions = _sessions(600, seed=1)
+    sessions = hub_sessions(600, seed=1)
     auto = AutoPredictor(candidates=["popularity", "markov"], blend_with=[])
     auto.fit(sessions[:500], sessions[500:])
     assert auto.choice == "markov"
@@ -94,7 +85,7 @@ def test_gate_learns_which_component_to_trust() -> None:
 
 
 def test_gated_auto_round_trips(tmp_path: Path) -> None:
-    sessions = _sessions(600)
+    sessions = hub_sessions(600)
     auto = AutoPredictor(candidates=[], blend_with=["markov", "ppm"], weights=[], gates=["markov+ppm"])
     auto.fit(sessions[:500], sessions[500:])
     assert auto.choice == "gate(markov+ppm)" and auto.gate is not None

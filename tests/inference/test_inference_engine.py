@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import subprocess
 import sys
 import time
@@ -13,21 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import hub_sessions
 from precache.inference import InferenceEngine, SessionStore
 from precache.models.base import ModelFileError
-from precache.traces.model import Session
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _sessions(n: int, seed: int = 0) -> list[Session]:
-    """``/a_j -> /hub -> /b_j``: the page after the hub depends on the page before it."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        j = rng.randrange(6)
-        out.append(Session(str(i), f"c{i}", float(i), [f"/entry{rng.randrange(2)}", f"/a{j}", "/hub", f"/b{j}"]))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +32,7 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("engine-models")
-    sessions = _sessions(1500)
+    sessions = hub_sessions(1500)
     attention = AttentionPredictor(
         epochs=5, batch_size=32, d_model=32, max_len=8, lr=5e-3, dropout=0.0, threads=1, int8=True
     )
