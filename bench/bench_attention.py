@@ -37,16 +37,9 @@ from precache.models.attention.predictor import AttentionPredictor
 from precache.models.attention.runtime import AttentionRuntime
 from precache.models.auto import AutoPredictor
 from precache.traces import read_sessions
+from shared_traces import SESSION_TRACES
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-TRACES = {
-    "nasa-jul": "nasa-http/NASA_access_log_small.gz",
-    "nasa-aug": "nasa-http/nasa_19950801.tsv.gz",
-    "bms": "bms-webview/BMSVIEW1.txt.gz",
-    "msnbc": "msnbc-anonymous-web/msnbc990928.zip",
-    "diginetica": "diginetica-sample/sample_train-item-views.csv.gz",
-}
 
 
 def log(message: str) -> None:
@@ -59,7 +52,7 @@ def dir_size(path: Path) -> int:
 
 def bench_trace(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     started = time.perf_counter()
-    sessions = read_sessions(DATA / TRACES[name])
+    sessions = read_sessions(SESSION_TRACES[name])
     split = time_split(sessions)
     train_transitions = sum(max(0, len(s.pages) - 1) for s in split.train)
     read_seconds = time.perf_counter() - started

@@ -42,8 +42,8 @@ from precache.models.optimizer.labels import CacheTrace, build_dataset, trace_fr
 from precache.models.optimizer.model import OptimizerModel, decision_metrics  # noqa: E402
 from precache.models.optimizer.policy import LearnedPolicy  # noqa: E402
 from precache.models.optimizer.train import TrainConfig, train  # noqa: E402
+from shared_traces import CLOUDPHYSICS_ORACLE, NASA_AUG, NASA_JUL  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 FRACTIONS = (0.001, 0.01, 0.1)
 LCS_POLICIES = ("LRU", "ARC", "S3FIFO", "Sieve", "WTinyLFU", "Belady")
@@ -55,8 +55,8 @@ def load_traces(synthetic_requests: int) -> dict[str, CacheTrace]:
     from precache.traces import read_requests
 
     traces: dict[str, CacheTrace] = {}
-    traces["nasa-jul-extract"] = trace_from_requests(read_requests(SHARED / "nasa-http/NASA_access_log_small.gz"))
-    traces["nasa-1aug"] = trace_from_requests(read_requests(SHARED / "nasa-http/nasa_19950801.tsv.gz"))
+    traces["nasa-jul-extract"] = trace_from_requests(read_requests(NASA_JUL))
+    traces["nasa-1aug"] = trace_from_requests(read_requests(NASA_AUG))
     traces["cloudphysics"] = cloudphysics_trace()
     if synthetic_requests:
         from precache.traces.synthetic import SyntheticWorkload
@@ -69,7 +69,7 @@ def load_traces(synthetic_requests: int) -> dict[str, CacheTrace]:
 
 
 def cloudphysics_trace() -> CacheTrace:
-    with gzip.open(SHARED / "libcachesim-cloudphysics/cloudPhysicsIO.oracleGeneral.bin.gz") as f:
+    with gzip.open(CLOUDPHYSICS_ORACLE) as f:
         raw = f.read()
     a = np.frombuffer(raw, dtype=OG_DTYPE)
     keys = [str(int(x)) for x in a["id"]]

@@ -36,16 +36,9 @@ from precache.models.auto import AutoPredictor
 from precache.models.base import PagePredictorBase
 from precache.models.registry import build_predictor
 from precache.traces import read_sessions
+from shared_traces import SESSION_TRACES
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("PRECACHE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-TRACES = {
-    "nasa-jul": "nasa-http/NASA_access_log_small.gz",
-    "nasa-aug": "nasa-http/nasa_19950801.tsv.gz",
-    "bms": "bms-webview/BMSVIEW1.txt.gz",
-    "msnbc": "msnbc-anonymous-web/msnbc990928.zip",
-    "diginetica": "diginetica-sample/sample_train-item-views.csv.gz",
-}
 MODELS = ["popularity", "markov", "ppm", "sknn", "attention", "auto"]
 GOALS = "auto >= markov + 3 pts HR@5 on traces with >= 10k training transitions; MSNBC auto HR@5 >= 0.90; " \
     "ECE <= 0.05; MSNBC pipeline <= 600 s on 2 cores; 1,000-page attention model <= 1 MB"
@@ -66,7 +59,7 @@ def row_for(model: PagePredictorBase, split: Any, histories: list[list[str]], fi
 
 def bench_trace(key: str, args: argparse.Namespace, console: Console) -> dict[str, Any]:
     started = time.perf_counter()
-    sessions = read_sessions(DATA / TRACES[key])
+    sessions = read_sessions(SESSION_TRACES[key])
     split = time_split(sessions)
     read_seconds = time.perf_counter() - started
     train_transitions = sum(max(0, len(s.pages) - 1) for s in split.train)
@@ -101,7 +94,7 @@ def bench_trace(key: str, args: argparse.Namespace, console: Console) -> dict[st
     markov = rows["markov"]["hr5"]
     attention = auto.fitted_candidates.get("attention")
     return {
-        "trace": str(DATA / TRACES[key]), "sessions": len(sessions), "train_sessions": len(split.train),
+        "trace": str(SESSION_TRACES[key]), "sessions": len(sessions), "train_sessions": len(split.train),
         "validation_sessions": len(split.validation), "test_sessions": len(split.test),
         "train_transitions": train_transitions,
         "test_transitions": sum(max(0, len(s.pages) - 1) for s in split.test),
@@ -165,7 +158,7 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--traces", default=",".join(TRACES))
+    parser.add_argument("--traces", default=",".join(SESSION_TRACES))
     parser.add_argument("--max-test-transitions", type=int, default=50_000)
     parser.add_argument("--msnbc-seconds", type=float, default=480.0,
                         help="attention training cap on MSNBC (keeps the whole pipeline under 10 min)")
@@ -184,8 +177,8 @@ def main() -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for key in [t.strip() for t in args.traces.split(",") if t.strip()]:
-        if not (DATA / TRACES[key]).exists():
-            console.print(f"[yellow]skipping {key}: {DATA / TRACES[key]} not found[/yellow]")
+        if not (SESSION_TRACES[key]).exists():
+            console.print(f"[yellow]skipping {key}: {SESSION_TRACES[key]} not found[/yellow]")
             continue
         results[key] = bench_trace(key, args, console)
         payload["goals"] = goals(results)

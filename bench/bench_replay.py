@@ -17,9 +17,9 @@ from precache.sim.experiment import SPECIFIED_CLAIMS, Experiment, ExperimentConf
 from precache.sim.report import write_report
 from precache.traces.reader import read_requests
 from precache.traces.synthetic import SyntheticWorkload
+from shared_traces import NASA_AUG, NASA_JUL
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "nasa-http"
 def claims_row(exp: Experiment) -> dict[str, Any]:
     h = exp.headline()
     if h is None:
@@ -52,9 +52,9 @@ def main() -> None:
         updates: list[tuple[float, str]] = []
         cfg = ExperimentConfig()
         if name == "nasa-jul":
-            reqs = list(read_requests(DATA / "NASA_access_log_small.gz"))
+            reqs = list(read_requests(NASA_JUL))
         elif name == "nasa-aug":
-            reqs = list(read_requests(DATA / "nasa_19950801.tsv.gz"))
+            reqs = list(read_requests(NASA_AUG))
         else:
             wl = SyntheticWorkload(args.synthetic, seed=0)
             reqs = list(wl.requests())

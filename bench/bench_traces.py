@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.table import Table
 
 from precache.traces import Request, SyntheticWorkload, read_requests, read_sessions
+from shared_traces import MSNBC, NASA_AUG, NASA_JUL, SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("PRECACHE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "bench" / "results" / "traces.json"
 
 _NAIVE = re.compile(r'(\S+) (\S+) (\S+) \[([^\]]+)\] "(\S+) (\S+)(?: \S+)?" (\d{3}) (\d+|-)')
@@ -87,15 +87,15 @@ def main() -> int:
     args = parser.parse_args()
     console = Console(width=130)
     rows: dict[str, dict[str, float]] = {}
-    nasa_jul = DATA / "nasa-http" / "NASA_access_log_small.gz"
-    nasa_aug = DATA / "nasa-http" / "nasa_19950801.tsv.gz"
-    msnbc = DATA / "msnbc-anonymous-web" / "msnbc990928.zip"
+    nasa_jul = NASA_JUL
+    nasa_aug = NASA_AUG
+    msnbc = MSNBC
     if nasa_jul.exists():
         rows["baseline regex+strptime, NASA Jul CLF"] = timed(lambda: naive_parse(nasa_jul), repeat=3)
         rows["read_requests, NASA Jul CLF (10k)"] = timed(lambda: count_requests(nasa_jul), repeat=5)
         rows["read_requests, NASA 1 Aug TSV (31k)"] = timed(lambda: count_requests(nasa_aug), repeat=3)
     else:
-        console.print(f"[yellow]{DATA} absent: real-trace rows skipped[/]")
+        console.print(f"[yellow]{SHARED_DATA} absent: real-trace rows skipped[/]")
     rows["SyntheticWorkload generation"] = timed(
         lambda: sum(1 for _ in SyntheticWorkload(args.synthetic, seed=0).requests())
     )
