@@ -16,28 +16,37 @@ from precache.cli import traces as _traces  # noqa: F401
 from precache.cli.app import app
 from precache.config import ConfigError
 
+ABORTED = 130  # the shell convention for "ended by SIGINT" (128 + 2)
+
 
 def main() -> None:
     """Entry point: run the app, turning errors into one clear line and a non-zero exit.
 
-    Bad input (a missing file, a bad option or setting) exits 2 with its message; anything unexpected
-    exits 1 with a one-line summary. ``PRECACHE_DEBUG=1`` shows the traceback instead.
+    A command's ``typer.Exit(n)`` exits ``n``; Ctrl-C prints "aborted" and exits 130. Bad input (a missing
+    file, a bad option or setting) exits 2 with its message; anything unexpected exits 1 with a one-line
+    summary. ``PRECACHE_DEBUG=1`` shows the traceback instead.
     """
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
+        code = ABORTED
     except (ConfigError, ValueError, OSError, LookupError) as exc:
         _fail(exc, f"error: {exc}", 2)
     except Exception as exc:
-        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
-        if callable(show) and isinstance(code, int):  # click/typer usage errors print themselves
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):  # click/typer usage errors print themselves
             show()
-            sys.exit(code)
+            sys.exit(exit_code)
         _fail(exc, f"error: unexpected {type(exc).__name__}: {exc} (PRECACHE_DEBUG=1 shows the traceback)", 1)
+    # Without standalone mode, click *returns* the exit code of ``typer.Exit(n)``, and typer turns Ctrl-C
+    # into ``Exit(130)``: both arrive here as the return value, which must become the process status.
+    if not isinstance(code, int):
+        code = 0
+    if code == ABORTED:
+        print("aborted", file=sys.stderr)
+    sys.exit(code)
 
 
 def _fail(exc: BaseException, message: str, code: int) -> NoReturn:
