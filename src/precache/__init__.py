@@ -1,74 +1,112 @@
 """precache: a predictive multi-layer cache (L1 memory + L2 Redis) with learned prediction and warming.
 
-The names below are the public API. Training-only code (torch, LightGBM) is never imported from here: the
-attention model and the optimizer's trainer load lazily, so ``import precache`` stays light.
+The names below are the public API. Importing ``precache`` loads nothing but this file: each name is
+imported from its module on first use, so ``import precache`` (and ``import precache.cache``) pull in
+neither numpy, pydantic, onnxruntime, torch, httpx nor redis until something needs them.
 """
 
-from precache.cache import (
-    AccessEvent,
-    CacheError,
-    CacheStats,
-    Clock,
-    EntryInfo,
-    EvictionPolicy,
-    LRUPolicy,
-    ManualClock,
-    MemoryL2,
-    MemoryTier,
-    PoisonedValueError,
-    PredictiveCache,
-    RedisTier,
-    S3FIFOPolicy,
-    SyncCache,
-    SystemClock,
-    UnserializableValueError,
-    cached,
-)
-from precache.config import ConfigError, Settings, get_settings, load_settings
-from precache.evaluation import Scores, evaluate, time_split
-from precache.models import (
-    MarkovPredictor,
-    ModelFileError,
-    PagePredictorBase,
-    PopularityPredictor,
-    PPMPredictor,
-    SessionKNNPredictor,
-    build_predictor,
-    load_predictor,
-)
-from precache.traces import (
-    Request,
-    Session,
-    Sessionizer,
-    TraceFormatError,
-    read_requests,
-    read_sessions,
-)
-from precache.warming import HttpOriginResolver, Resolver, Warmer, WarmerConfig
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from precache.cache import (
+        AccessEvent,
+        CacheConfig,
+        CacheError,
+        CacheStats,
+        CacheUnavailableError,
+        Clock,
+        EntryInfo,
+        EvictionPolicy,
+        LRUPolicy,
+        ManualClock,
+        MemoryL2,
+        MemoryTier,
+        PoisonedValueError,
+        PredictiveCache,
+        RedisTier,
+        S3FIFOPolicy,
+        SyncCache,
+        SystemClock,
+        UnserializableValueError,
+        cached,
+    )
+    from precache.config import ConfigError, Settings, get_settings, load_settings
+    from precache.evaluation import Scores, evaluate, time_split
+    from precache.inference import InferenceEngine  # noqa: F401 - lazy, kept out of __all__
+    from precache.models import (
+        MarkovPredictor,
+        ModelFileError,
+        PagePredictorBase,
+        PopularityPredictor,
+        PPMPredictor,
+        SessionKNNPredictor,
+        build_predictor,
+        load_predictor,
+    )
+    from precache.stack import Stack, build_stack
+    from precache.traces import (
+        Request,
+        Session,
+        Sessionizer,
+        TraceFormatError,
+        read_requests,
+        read_sessions,
+    )
+    from precache.warming import HttpOriginResolver, Resolver, Warmer, WarmerConfig
 
 __version__ = "0.1.0"
 
-_LAZY = {"InferenceEngine": "precache.inference"}
+_MODULES: dict[str, tuple[str, ...]] = {
+    "precache.cache": (
+        "AccessEvent", "CacheConfig", "CacheError", "CacheStats", "CacheUnavailableError", "Clock", "EntryInfo",
+        "EvictionPolicy", "LRUPolicy", "ManualClock", "MemoryL2", "MemoryTier", "PoisonedValueError",
+        "PredictiveCache", "RedisTier", "S3FIFOPolicy", "SyncCache", "SystemClock", "UnserializableValueError",
+        "cached",
+    ),
+    "precache.config": ("ConfigError", "Settings", "get_settings", "load_settings"),
+    "precache.evaluation": ("Scores", "evaluate", "time_split"),
+    "precache.inference": ("InferenceEngine",),
+    "precache.models": (
+        "MarkovPredictor", "ModelFileError", "PPMPredictor", "PagePredictorBase", "PopularityPredictor",
+        "SessionKNNPredictor", "build_predictor", "load_predictor",
+    ),
+    "precache.stack": ("Stack", "build_stack"),
+    "precache.traces": ("Request", "Session", "Sessionizer", "TraceFormatError", "read_requests", "read_sessions"),
+    "precache.warming": ("HttpOriginResolver", "Resolver", "Warmer", "WarmerConfig"),
+}
+_LAZY = {name: module for module, names in _MODULES.items() for name in names}
 
 
-def __getattr__(name: str) -> object:
-    """Load heavier parts (onnxruntime) only when asked for: ``precache.InferenceEngine``."""
-    if name in _LAZY:
-        import importlib
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use (then it is a plain module attribute)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'precache' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'precache' has no attribute {name!r}")
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+# ``from precache import *`` imports these; InferenceEngine (onnxruntime) is left out on purpose:
+# ask for ``precache.InferenceEngine`` by name.
 __all__ = [
     "AccessEvent",
+    "CacheConfig",
     "CacheError",
     "CacheStats",
+    "CacheUnavailableError",
     "Clock",
     "ConfigError",
     "EntryInfo",
     "EvictionPolicy",
     "HttpOriginResolver",
-    "InferenceEngine",
     "LRUPolicy",
     "ManualClock",
     "MarkovPredictor",
@@ -89,6 +127,7 @@ __all__ = [
     "SessionKNNPredictor",
     "Sessionizer",
     "Settings",
+    "Stack",
     "SyncCache",
     "SystemClock",
     "TraceFormatError",
@@ -97,6 +136,7 @@ __all__ = [
     "WarmerConfig",
     "__version__",
     "build_predictor",
+    "build_stack",
     "cached",
     "evaluate",
     "get_settings",

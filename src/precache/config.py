@@ -15,6 +15,8 @@ from typing import Annotated
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from precache.defaults import SESSION_GAP_SECONDS, WARMING_THRESHOLD
+
 
 class ConfigError(ValueError):
     """A setting has a value precache cannot use; the message names the variable and the expected form."""
@@ -30,13 +32,29 @@ class TrainingSchedule(StrEnum):
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
+def _http_url(value: str | None) -> str | None:
+    if value in (None, ""):
+        return None
+    assert value is not None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
 class PredictiveSettings(BaseModel):
     """How aggressively the warmer preloads predicted pages."""
 
-    warming_threshold: Probability = 0.7
+    warming_threshold: Probability = WARMING_THRESHOLD
     max_preload_items: int = Field(50, ge=0)
     preload_budget_bytes: int = Field(100 * 1024 * 1024, ge=0)
     adaptive_ttl: bool = True
+    origin_url: str | None = None
+    """Where the warmer fetches predicted pages when the application gives no resolver (http/https)."""
+
+    @field_validator("origin_url")
+    @classmethod
+    def _origin(cls, value: str | None) -> str | None:
+        return _http_url(value)
 
 
 class AlertSettings(BaseModel):
@@ -87,7 +105,7 @@ class Settings(BaseSettings):
     api_token: str | None = Field(None, validation_alias=_env("PRECACHE_API_TOKEN", "api_token"))
 
     session_gap_seconds: float = Field(
-        1800.0, gt=0, validation_alias=_env("PRECACHE_SESSION_GAP_SECONDS", "session_gap_seconds")
+        SESSION_GAP_SECONDS, gt=0, validation_alias=_env("PRECACHE_SESSION_GAP_SECONDS", "session_gap_seconds")
     )
     predictive: PredictiveSettings = Field(
         default_factory=PredictiveSettings, validation_alias=_env("PRECACHE_PREDICTIVE", "predictive")
@@ -98,13 +116,8 @@ class Settings(BaseSettings):
 
     @field_validator("ml_edge_inference_url", "ml_alert_webhook")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        assert value is not None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("expected an http:// or https:// URL")
-        return value
+    def _http_urls(cls, value: str | None) -> str | None:
+        return _http_url(value)
 
     @field_validator("redis_url")
     @classmethod

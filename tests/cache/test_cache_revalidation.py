@@ -43,7 +43,7 @@ def make(clock: ManualClock, policy: object, **kw: object) -> PredictiveCache:
 
 async def settle(cache: PredictiveCache) -> None:
     for _ in range(200):
-        if not cache._background and not cache._inflight:
+        if not cache._flights.background and not cache._flights.running:
             return
         await asyncio.sleep(0)
     raise AssertionError("background loads did not finish")
@@ -78,7 +78,7 @@ async def test_flagged_key_is_reloaded_in_the_background_never_on_a_hit() -> Non
     # a miss (any key) is where the cache polls: the reload runs in the background, not in that call
     assert await cache.get("other") is None
     assert policy.polls == polls + 1
-    assert origin.calls == 1 or "k" in cache._inflight
+    assert origin.calls == 1 or "k" in cache._flights.running
     await settle(cache)
     assert origin.calls == 2
     hits = cache.stats.l1_hits
@@ -163,13 +163,13 @@ async def test_background_poll_without_misses() -> None:
     policy.flag("k")
     clock.advance(1.0)
     for _ in range(300):
-        if origin.calls == 2 and not cache._background:
+        if origin.calls == 2 and not cache._flights.background:
             break
         await asyncio.sleep(0.005)
     assert origin.calls == 2 and cache.stats.policy_revalidations == 1
     assert await cache.get("k") == {"v": 2}
     await cache.close()
-    assert cache._stale_task is not None and cache._stale_task.done()
+    assert cache._stale.task is not None and cache._stale.task.done()
 
 
 async def test_staleness_can_be_switched_off_and_is_deterministic_on_a_manual_clock() -> None:
@@ -177,7 +177,7 @@ async def test_staleness_can_be_switched_off_and_is_deterministic_on_a_manual_cl
     policy = FlaggingPolicy()
     on = make(clock, policy)
     await on.get("x")
-    assert on._stale_task is None  # ManualClock: no real-time background task (deterministic replay)
+    assert on._stale.task is None  # ManualClock: no real-time background task (deterministic replay)
     await on.close()
     off = make(clock, policy, policy_staleness=False)
     origin = Origin()
@@ -185,7 +185,7 @@ async def test_staleness_can_be_switched_off_and_is_deterministic_on_a_manual_cl
     policy.flag("k")
     clock.advance(10.0)
     assert await off.get("x") is None and await off.poll_stale() == 0
-    assert policy.polls == 1 and off._loaders is None and off._stale_task is None  # polled by `on` only
+    assert policy.polls == 1 and off._stale.loaders is None and off._stale.task is None  # polled by `on` only
     await off.close()
 
 
@@ -199,7 +199,7 @@ async def test_builtin_policies_are_unaffected(policy: object) -> None:
     clock.advance(10.0)
     assert await cache.get("x") is None
     assert await cache.poll_stale() == 0
-    assert cache._stale_task is None and cache._loaders is None  # no loaders remembered, no task
+    assert cache._stale.task is None and cache._stale.loaders is None  # no loaders remembered, no task
     s = cache.stats
     assert (s.policy_revalidations, s.policy_evictions, origin.calls) == (0, 0, 1)
     await cache.close()
@@ -212,7 +212,7 @@ async def test_known_loaders_are_bounded() -> None:
     origin = Origin()
     for key in ("a", "b", "c"):
         await cache.get(key, loader=origin)
-    assert cache._loaders is not None and list(cache._loaders) == ["b", "c"]
+    assert cache._stale.loaders is not None and list(cache._stale.loaders) == ["b", "c"]
     policy.flag("a")  # its loader was forgotten: dropped instead
     policy.flag("c")
     assert await cache.poll_stale() == 2

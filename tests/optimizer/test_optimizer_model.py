@@ -392,7 +392,7 @@ async def test_optimizer_policy_drives_cache_revalidation(trained: tuple[Path, o
     assert calls == {k: 1 for k in keys}
     assert await cache.get("/cold/x.gif") is None  # a miss: the cache polls the policy
     for _ in range(200):
-        if not cache._background and not cache._inflight:
+        if not cache._flights.background and not cache._flights.running:
             break
         await asyncio.sleep(0)
     s = cache.stats

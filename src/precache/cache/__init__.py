@@ -1,20 +1,40 @@
 """precache.cache: L1 memory tier, L2 Redis tier and the layered ``PredictiveCache``.
 
 Stable names other areas code against (see docs/contracts.md, "Cache"): ``PredictiveCache``,
-``MemoryTier``, ``RedisTier``, ``MemoryL2``, ``AccessEvent``, ``Clock``/``SystemClock``/``ManualClock``,
-``EvictionPolicy``/``EntryInfo`` and the built-in ``S3FIFOPolicy``/``LRUPolicy``.
+``CacheConfig`` (+ ``LeaseConfig``, ``StalenessConfig``, ``EventConfig``), ``MemoryTier``, ``RedisTier``,
+``MemoryL2``, ``AccessEvent``, ``Clock``/``SystemClock``/``ManualClock``, ``EvictionPolicy``/``EntryInfo``
+and the built-in ``S3FIFOPolicy``/``LRUPolicy``.
+
+Importing this package is light (stdlib, orjson, msgpack): ``RedisTier`` (redis-py), ``StreamSink`` and
+``SyncCache`` load on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from precache.cache.breaker import CircuitBreaker
 from precache.cache.clock import Clock, ManualClock, SystemClock
 from precache.cache.codec import Codec, Record
+from precache.cache.config import CacheConfig, EventConfig, LeaseConfig, StalenessConfig
 from precache.cache.decorator import cached
-from precache.cache.errors import CacheError, PoisonedValueError, UnserializableValueError
+from precache.cache.errors import (
+    CacheError,
+    CacheUnavailableError,
+    L2Error,
+    L2KeyError,
+    PoisonedValueError,
+    UnserializableValueError,
+    ValueTooLargeError,
+)
 from precache.cache.events import AccessEvent, EventBus
 from precache.cache.l2 import L2Tier, MemoryL2
 from precache.cache.layered import PredictiveCache
 from precache.cache.memory import MemoryTier
 from precache.cache.policy import (
+    BatchEvictPolicy,
+    BatchInsertPolicy,
     EntryInfo,
     EvictionPolicy,
     LRUPolicy,
@@ -23,23 +43,49 @@ from precache.cache.policy import (
     StalenessSource,
     make_policy,
 )
-from precache.cache.redis_tier import RedisTier
 from precache.cache.stats import CacheStats
-from precache.cache.stream import StreamSink
-from precache.cache.sync import SyncCache
+
+if TYPE_CHECKING:
+    from precache.cache.redis_tier import RedisTier
+    from precache.cache.stream import StreamSink
+    from precache.cache.sync import SyncCache
+
+_LAZY = {
+    "RedisTier": "precache.cache.redis_tier",
+    "StreamSink": "precache.cache.stream",
+    "SyncCache": "precache.cache.sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'precache.cache' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AccessEvent",
+    "BatchEvictPolicy",
+    "BatchInsertPolicy",
+    "CacheConfig",
     "CacheError",
     "CacheStats",
+    "CacheUnavailableError",
     "CircuitBreaker",
     "Clock",
     "Codec",
     "EntryInfo",
     "EventBus",
+    "EventConfig",
     "EvictionPolicy",
+    "L2Error",
+    "L2KeyError",
     "L2Tier",
     "LRUPolicy",
+    "LeaseConfig",
     "ManualClock",
     "MemoryL2",
     "MemoryTier",
@@ -49,11 +95,13 @@ __all__ = [
     "RedisTier",
     "S3FIFOPolicy",
     "StaleAction",
+    "StalenessConfig",
     "StalenessSource",
     "StreamSink",
     "SyncCache",
     "SystemClock",
     "UnserializableValueError",
+    "ValueTooLargeError",
     "cached",
     "make_policy",
 ]

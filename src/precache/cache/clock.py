@@ -8,23 +8,26 @@ use ``time.perf_counter`` instead, because they measure real work, not simulated
 from __future__ import annotations
 
 import time
-from typing import Protocol, runtime_checkable
 
+from precache.types import Clock
 
-@runtime_checkable
-class Clock(Protocol):
-    """Anything with ``now() -> float`` (seconds, any fixed epoch)."""
-
-    def now(self) -> float: ...
+__all__ = ["Clock", "ManualClock", "SystemClock", "same_clock"]
 
 
 class SystemClock:
-    """Wall-clock seconds since the Unix epoch (``time.time``), shared across processes and Redis."""
+    """Wall-clock seconds since the Unix epoch (``time.time``), shared across processes and Redis.
+
+    Every instance tells the same time, so two of them count as the same clock (:func:`same_clock`)."""
 
     __slots__ = ()
 
     def now(self) -> float:
         return time.time()
+
+
+def same_clock(a: Clock, b: Clock) -> bool:
+    """Do ``a`` and ``b`` tell the same time? (The same object, or two system clocks.)"""
+    return a is b or (isinstance(a, SystemClock) and isinstance(b, SystemClock))
 
 
 class ManualClock:

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import msgpack
 import orjson
 
+from precache.cache.config import SerializerName
 from precache.cache.errors import PoisonedValueError, UnserializableValueError
 
-SerializerName = Literal["json", "msgpack"]
+__all__ = ["HEADER_SIZE", "Codec", "Record", "SerializerName", "decode_parts"]
 
 _HEADER = struct.Struct("<2sBBdf")
 HEADER_SIZE = _HEADER.size
@@ -32,10 +33,10 @@ TAG_STR = 2
 TAG_JSON = 3
 TAG_MSGPACK = 4
 _TAGS = frozenset((TAG_BYTES, TAG_STR, TAG_JSON, TAG_MSGPACK))
-JSON_PREFIX = _MAGIC + bytes((_VERSION, TAG_JSON))
-"""The first 4 header bytes of a current-version JSON record (the batch path's fast check)."""
-unpack_meta = struct.Struct("<df").unpack_from
-"""``unpack_meta(raw, 4)`` -> (soft expiry or 0.0, delta) of a record whose prefix was checked."""
+_JSON_PREFIX = _MAGIC + bytes((_VERSION, TAG_JSON))
+_unpack_meta = struct.Struct("<df").unpack_from
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
 
 
 @dataclass(slots=True)
@@ -95,13 +96,20 @@ class Codec:
 def decode_parts(raw: bytes) -> tuple[Any, float | None, float]:
     """``(value, expires_at or None, delta)`` of a record, without building a :class:`Record` (the
     batch path). Raises :class:`PoisonedValueError` on anything unexpected; never executes input."""
+    value: Any
+    if raw.startswith(_JSON_PREFIX):  # the common record: one prefix compare, no header tuple
+        try:
+            value = _loads(memoryview(raw)[HEADER_SIZE:])
+        except _JSONDecodeError:
+            raise PoisonedValueError("record payload is not valid JSON") from None
+        soft, delta = _unpack_meta(raw, 4)
+        return value, (soft if soft > 0.0 else None), delta
     try:
         magic, version, tag, expires_at, delta = _unpack_header(raw)
     except struct.error:
         raise PoisonedValueError(f"record of {len(raw)} bytes is shorter than the header") from None
     if magic != _MAGIC or version != _VERSION:
         raise PoisonedValueError(f"not a precache record (header {bytes(raw[:4])!r})")
-    value: Any
     try:
         if tag == TAG_JSON:  # the common case first; orjson reads the memoryview without a copy
             value = orjson.loads(memoryview(raw)[HEADER_SIZE:])

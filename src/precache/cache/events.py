@@ -58,11 +58,6 @@ class EventBus:
         self._scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    @property
-    def active(self) -> bool:
-        """True when someone listens; the cache skips building events otherwise."""
-        return bool(self.handlers)
-
     def subscribe(self, handler: Handler) -> Callable[[], None]:
         """Register ``handler(event)`` (sync, or async returning an awaitable). Returns an unsubscribe."""
         if not callable(handler):

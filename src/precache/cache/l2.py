@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from precache.cache.clock import Clock, SystemClock
 
@@ -25,7 +25,12 @@ MessageHandler = Callable[[bytes], None]
 
 @runtime_checkable
 class L2Tier(Protocol):
-    """What :class:`~precache.cache.layered.PredictiveCache` needs from a shared tier."""
+    """Everything :class:`~precache.cache.layered.PredictiveCache` needs from a shared tier.
+
+    Failures: raise :class:`~precache.cache.errors.L2KeyError` for a failure of the key alone (the
+    server answered), :class:`~precache.cache.errors.L2BusyError` for local saturation, anything else
+    (e.g. :class:`~precache.cache.errors.L2Error`, ``OSError``, ``TimeoutError``) when the server could
+    not be used. The cache classifies them in one place (:mod:`precache.cache.guarded`)."""
 
     name: str
 
@@ -38,9 +43,33 @@ class L2Tier(Protocol):
     async def acquire_lease(self, key: str, token: str, px: int) -> bool: ...
     async def release_lease(self, key: str, token: str) -> None: ...
     async def publish(self, message: bytes) -> None: ...
-    async def listen(self, handler: MessageHandler, on_connect: Callable[[], None]) -> None: ...
+    async def listen(self, handler: MessageHandler, on_connect: Callable[[], None]) -> None:
+        """Deliver invalidation messages to ``handler`` until cancelled (may return at once when delivery
+        is synchronous, as in :class:`MemoryL2`); call ``on_connect`` after every (re)subscription."""
+        ...
+
+    def unlisten(self, handler: MessageHandler) -> None:
+        """Stop delivering to ``handler`` (after the listen task was cancelled)."""
+        ...
+
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ClockedTier(Protocol):
+    """An L2 that expires keys on an injected clock (:class:`MemoryL2`); the cache checks that it is the
+    cache's own clock (never overwrites it)."""
+
+    clock: Clock
+
+
+@runtime_checkable
+class StreamWriter(Protocol):
+    """An L2 that can append access events to a stream (:class:`~precache.cache.redis_tier.RedisTier`),
+    for ``EventConfig(stream=...)``."""
+
+    async def xadd_many(self, stream: str, entries: Sequence[dict[str, Any]], maxlen: int) -> None: ...
 
 
 class MemoryL2:

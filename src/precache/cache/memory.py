@@ -15,7 +15,15 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from precache.cache.clock import Clock, SystemClock
-from precache.cache.policy import EntryInfo, EvictionPolicy, LRUPolicy, S3FIFOPolicy
+from precache.cache.policy import (
+    BatchEvictPolicy,
+    BatchInsertPolicy,
+    EntryInfo,
+    EvictionPolicy,
+    LRUPolicy,
+    S3FIFOPolicy,
+    StalenessSource,
+)
 
 ENTRY_OVERHEAD = 64
 """Bytes charged per entry on top of the encoded value size (key object, entry object, dict slot)."""
@@ -64,6 +72,12 @@ class MemoryTier:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.default_ttl = default_ttl
         self.data: dict[str, Entry] = {}
+        self.peek = self.data.get
+        """``peek(key) -> Entry | None``: the entry as stored, fresh or not, without telling the policy
+        (the cache's hit path: one dict lookup; the caller checks ``expires_at`` and calls :meth:`hit`)."""
+        self._on_hit = self.policy.on_hit
+        self._insert_many = self.policy.on_insert_many if isinstance(self.policy, BatchInsertPolicy) else None
+        self._evict_many = self.policy.evict if isinstance(self.policy, BatchEvictPolicy) else None
         self.bytes = 0
         self.evictions = 0
         self.expirations = 0
@@ -85,6 +99,11 @@ class MemoryTier:
             return None
         return entry
 
+    def hit(self, entry: Entry) -> None:
+        """Count a read of ``entry`` (its hit counter and the policy's ``on_hit``). Hot path."""
+        entry.hits += 1
+        self._on_hit(entry)
+
     def get(self, key: str, default: Any = None) -> Any:
         """The fresh value, or ``default`` (stale values are not returned here)."""
         entry = self.lookup(key)
@@ -92,9 +111,12 @@ class MemoryTier:
             return default
         if entry.expires_at is not None and self.clock.now() >= entry.expires_at:
             return default
-        entry.hits += 1
-        self.policy.on_hit(entry)
+        self.hit(entry)
         return entry.value
+
+    def staleness_source(self) -> StalenessSource | None:
+        """The policy, if it predicts staleness (:class:`StalenessSource`), else None."""
+        return self.policy if isinstance(self.policy, StalenessSource) else None
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.lookup(key) is not None
@@ -170,12 +192,12 @@ class MemoryTier:
         # the built-in policies admit everything: skip the call per key (a subclass overriding admit
         # is still asked)
         admit = None if getattr(type(policy), "admit", None) in _ADMIT_ALL else policy.admit
-        insert_many = getattr(policy, "on_insert_many", None)
+        insert_many = self._insert_many
         on_insert = policy.on_insert
         max_bytes = self.max_bytes
         grace = max(0.0, grace)
         added = 0
-        stored: list[Entry] = []
+        stored: list[EntryInfo] = []
         for key, value, size, expires_at, delta in items:
             old = data.get(key)
             if old is not None:
@@ -232,15 +254,6 @@ class MemoryTier:
         for key in list(self.data):
             self.delete(key)
 
-    def purge_expired(self) -> int:
-        """Drop every entry past ``stale_until`` (O(n); for housekeeping, not the request path)."""
-        now = self.clock.now()
-        dead = [k for k, e in self.data.items() if e.stale_until is not None and now >= e.stale_until]
-        for key in dead:
-            self.expirations += 1
-            self.delete(key)
-        return len(dead)
-
     # -- internals --------------------------------------------------------------------------------
     def _remove(self, key: str, entry: Entry) -> None:
         del self.data[key]
@@ -258,10 +271,10 @@ class MemoryTier:
         if self.bytes <= max_bytes and len(data) <= max_items:
             return
         evicted = 0
-        evict = getattr(self.policy, "evict", None)
+        evict = self._evict_many
         if evict is not None:  # batch form: one policy call for the whole overflow
-            for victim in evict(self.bytes - max_bytes, len(data) - max_items):
-                evicted += self._evict(victim)
+            for chosen in evict(self.bytes - max_bytes, len(data) - max_items):
+                evicted += self._evict(chosen)
         next_victim = self.policy.victim
         while self.bytes > max_bytes or len(data) > max_items:
             victim = next_victim()

@@ -7,6 +7,10 @@ Division of labour: the *tier* owns the entries, the byte/item budgets and expir
 the ordering. The tier asks ``admit`` before storing, ``ttl_for`` to pick the lifetime, tells the
 policy about inserts, hits and removals, and calls ``victim()`` repeatedly until the budgets hold.
 
+Optional hooks, each its own small Protocol (a policy implements the ones it can do better in batch):
+:class:`BatchInsertPolicy` (``on_insert_many``) and :class:`BatchEvictPolicy` (``evict``); the tier
+checks for them once, when it is built.
+
 Optionally a policy may also be a :class:`StalenessSource`: it then hands the cache keys it believes
 are stale (``stale_keys``), which :class:`~precache.cache.layered.PredictiveCache` polls off the hit
 path and revalidates or drops. The built-in policies do not implement it (nothing changes for them).
@@ -68,6 +72,23 @@ class EvictionPolicy(Protocol):
     def victim(self) -> str | None:
         """Choose and forget one resident key to evict; None when the policy tracks nothing."""
         ...
+
+
+@runtime_checkable
+class BatchInsertPolicy(Protocol):
+    """Optional batch hook: the tier announces a whole L2 batch fill in one call instead of one
+    ``on_insert`` per entry (same order, same effect)."""
+
+    def on_insert_many(self, infos: list[EntryInfo]) -> None: ...
+
+
+@runtime_checkable
+class BatchEvictPolicy(Protocol):
+    """Optional batch hook: the tier asks for all victims of an overflow in one call. ``evict`` must
+    choose and forget victims, in ``victim()`` order, until their sizes sum to at least ``bytes_over``
+    and there are at least ``items_over`` of them (or nothing is left)."""
+
+    def evict(self, bytes_over: int, items_over: int) -> list[str]: ...
 
 
 @runtime_checkable

@@ -5,11 +5,15 @@ Timeout semantic (one timer per operation, measured from the send):
 1. An operation first takes one of ``max_connections`` slots. Waiting for a slot is local saturation,
    not a Redis fault: it is bounded by ``queue_timeout`` and, when that runs out, raises
    :class:`~precache.cache.errors.L2BusyError`, which the cache counts without feeding its breaker.
-2. Then the command runs under a deadline of ``op_timeout`` (default 50 ms; doubled when no connected
-   idle connection is ready, since the pool must connect first). When the deadline
-   passes, the operation is cancelled and raises ``TimeoutError`` — unless the reply has already
-   reached this process and the task is merely waiting for the event loop (a busy loop is not a slow
-   Redis); such an operation gets one more ``op_timeout`` to finish (counted in ``late_replies``).
+2. Then the command runs under a deadline of ``op_timeout`` (default 50 ms; doubled when more operations
+   run at once than connections were ever seen working, since the pool must connect first). When the
+   deadline passes, the operation is cancelled and raises ``TimeoutError`` — unless the deadline's own
+   timer ran more than half a timeout late: the event loop was busy elsewhere, the reply may already be
+   waiting in the socket, and a busy loop is not a slow Redis; such an operation gets one more
+   ``op_timeout`` to finish (counted in ``late_replies``).
+3. Redis errors leave as the cache's own: :class:`~precache.cache.errors.L2KeyError` when the reply
+   refuses this key only (``WRONGTYPE``, ``OOM``, a value over the size limit), else
+   :class:`~precache.cache.errors.L2Error`. Only public asyncio and redis-py API is used.
 
 The client is built with ``socket_timeout=None``: every command this tier sends is under the deadline
 above, and redis-py's own socket timeout (5 s by default since redis-py 8) costs an
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
@@ -36,8 +41,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
 
-from precache.cache.errors import L2BusyError
+from precache.cache.errors import L2BusyError, L2Error, L2KeyError
 from precache.cache.l2 import MessageHandler
 
 log = logging.getLogger(__name__)
@@ -47,17 +53,72 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 
-_NO_WAITER: Any = object()
+_KEY_ERROR_PREFIXES = ("WRONGTYPE", "OOM")
+
+
+def _translate(exc: RedisError) -> Exception:
+    """redis-py's error → the cache's: a reply that refuses this key only (``WRONGTYPE``, ``OOM`` for
+    this write, a value over the server's size limit) is an :class:`L2KeyError`; anything else (lost
+    connection, cluster down, read-only replica, ``MISCONF`` …) is an :class:`L2Error`."""
+    message = str(exc)
+    if isinstance(exc, ResponseError) and (
+            message.startswith(_KEY_ERROR_PREFIXES) or "maximum allowed size" in message):
+        return L2KeyError(message)
+    return L2Error(f"{type(exc).__name__}: {message}")
+
+
+class _Slots:
+    """A counting semaphore with a synchronous fast path: taking a free slot is a compare and a
+    decrement, no coroutine (``asyncio.Semaphore.acquire`` is one even when a slot is free, and reaching
+    into its private ``_value`` would tie us to one CPython version). A released slot is handed straight
+    to the oldest waiter, so waiters are served in order."""
+
+    __slots__ = ("_waiters", "free")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_acquire(self) -> bool:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # a slot was handed to us as we were cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
 
 
 class _Op:
     """``async with tier._op(timeout):`` one connection slot, then a deadline armed at the send.
 
     Cheaper than ``asyncio.timeout(...)`` + ``async with semaphore`` (one timer, two coroutine calls)
-    and with the semantic described in the module docstring.
+    and with the semantic described in the module docstring. Redis errors leave as the cache's
+    :class:`L2Error` / :class:`L2KeyError`.
     """
 
-    __slots__ = ("_cancelling", "_extended", "_fired", "_handle", "_loop", "_task", "_tier", "_timeout")
+    __slots__ = ("_cancelling", "_deadline", "_extended", "_fired", "_handle", "_in_use", "_loop", "_task",
+                 "_tier", "_timeout")
 
     def __init__(self, tier: RedisTier, timeout: float) -> None:
         self._tier = tier
@@ -69,9 +130,7 @@ class _Op:
     async def __aenter__(self) -> None:
         tier = self._tier
         slots = tier._slots
-        if slots._value > 0 and not slots._waiters:
-            slots._value -= 1  # what Semaphore.acquire() does when a slot is free, minus two calls
-        else:
+        if not slots.try_acquire():
             await tier._wait_for_slot()
         loop = self._loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
@@ -80,10 +139,13 @@ class _Op:
             raise RuntimeError("RedisTier operations must run inside an asyncio task")
         self._task = task
         self._cancelling = task.cancelling()
+        tier._in_use += 1
+        self._in_use = tier._in_use
         timeout = self._timeout
-        if not tier._connection_ready():
-            timeout += timeout  # the pool connects first
-        self._handle = loop.call_at(loop.time() + timeout, self._on_deadline)
+        if self._in_use > tier._warm:
+            timeout += timeout  # probably no connected idle connection: the pool connects first
+        self._deadline = loop.time() + timeout
+        self._handle = loop.call_at(self._deadline, self._on_deadline)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
@@ -91,22 +153,32 @@ class _Op:
         if handle is not None:
             handle.cancel()
             self._handle = None
-        self._tier._slots.release()
+        tier = self._tier
+        tier._slots.release()
+        tier._in_use -= 1
+        if exc is None:
+            if self._in_use > tier._warm:
+                tier._warm = min(self._in_use, tier.max_connections)
+            return
+        if not isinstance(exc, ResponseError):  # the connection may be gone: do not count on it
+            tier._warm = max(0, tier._warm - 1)
         if self._fired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
             raise TimeoutError(f"L2 operation exceeded its {self._timeout * 1000:.0f} ms deadline") from exc
+        if isinstance(exc, RedisError):
+            raise _translate(exc) from exc
 
     def _on_deadline(self) -> None:
         self._handle = None
-        if not self._extended:
-            waiter = getattr(self._task, "_fut_waiter", _NO_WAITER)
-            if waiter is None or (waiter is not _NO_WAITER and waiter.done()):
-                # What the task awaited (the reply) is already here; it is only queued behind other
-                # work on this event loop. Cancelling now would throw away a good reply and its
-                # connection and blame Redis for our own load: give it one more period instead.
-                self._extended = True
-                self._tier.late_replies += 1
-                self._handle = self._loop.call_at(self._loop.time() + self._timeout, self._on_deadline)
-                return
+        loop = self._loop
+        if not self._extended and loop.time() - self._deadline > self._timeout / 2:
+            # This callback runs well after its deadline: the event loop was busy with other work, and
+            # the reply may be sitting in the socket unread. Cancelling now would throw away a good
+            # reply and its connection and blame Redis for our own load: give it one more period.
+            self._extended = True
+            self._tier.late_replies += 1
+            self._deadline = loop.time() + self._timeout
+            self._handle = loop.call_at(self._deadline, self._on_deadline)
+            return
         self._fired = True
         self._task.cancel()
 
@@ -164,18 +236,17 @@ class RedisTier:
         self.channel = f"{prefix}invalidate"
         # redis-py's pools raise MaxConnectionsError when a burst exceeds them; queue instead (bounded
         # by queue_timeout, outside the op deadline), so a burst of distinct keys never trips the breaker.
-        self._slots = asyncio.Semaphore(max_connections)
-        self._pool: Any = None if self.cluster else getattr(self.client, "connection_pool", None)
+        self._slots = _Slots(max_connections)
+        self._in_use = 0
+        self._warm = 0  # connections known to be connected: peak concurrent successes, less failures
         self._release = self.client.register_script(_RELEASE)
         self.queued = 0
         """Operations that had to wait for a connection slot."""
         self.busy = 0
         """Operations refused with :class:`L2BusyError` (no slot within ``queue_timeout``)."""
         self.late_replies = 0
-        """Operations whose reply arrived before the deadline but ran after it (event-loop lag)."""
-
-    def k(self, key: str) -> str:
-        return self.prefix + key
+        """Operations whose deadline came while the event loop was busy (its timer ran more than half a
+        timeout late): given one more period, since the reply may already be waiting to be read."""
 
     # -- operation plumbing -----------------------------------------------------------------------
     def _op(self, timeout: float | None = None) -> _Op:
@@ -192,16 +263,6 @@ class RedisTier:
                 f"all {self.max_connections} L2 connection slots stayed busy for "
                 f"{self.queue_timeout * 1000:.0f} ms"
             ) from None
-
-    def _connection_ready(self) -> bool:
-        """Will the next command get an already-connected pooled connection (no connect first)?"""
-        pool = self._pool
-        if pool is None:
-            return True  # cluster / unknown client: no connect allowance
-        idle = getattr(pool, "_available_connections", None)
-        if not idle:
-            return False
-        return bool(getattr(idle[-1], "is_connected", True))
 
     # -- values -----------------------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
@@ -342,6 +403,9 @@ class RedisTier:
             for fields in entries:
                 pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
             await pipe.execute()
+
+    def unlisten(self, handler: MessageHandler) -> None:
+        """Nothing to do: delivery ends when the ``listen`` task is cancelled."""
 
     async def ping(self) -> bool:
         async with self._op(self.op_timeout * 4):

@@ -11,7 +11,9 @@ class CacheStats:
 
     ``redis_errors`` are L2 failures (they feed the circuit breaker); ``l2_busy`` are L2 operations
     skipped because no connection slot freed up in time (local saturation: not a Redis failure, the
-    breaker is not told). ``prefetch_errors`` counts prefetches whose loader (or store) raised.
+    breaker is not told); ``l2_key_errors`` are L2 failures of one key while Redis answered (``WRONGTYPE``,
+    a value too large, ``OOM`` on a write: never counted against the breaker). ``prefetch_errors`` counts
+    prefetches whose loader (or store) raised.
     ``fills_skipped``: L2 reads not copied into L1 because an invalidation or write happened while
     they were in flight (the value is returned, but may already be outdated, so it is not cached).
     ``policy_revalidations`` / ``policy_evictions``: keys a staleness-predicting policy flagged
@@ -34,6 +36,7 @@ class CacheStats:
     invalidations_received: int = 0
     poisoned: int = 0
     redis_errors: int = 0
+    l2_key_errors: int = 0
     l2_busy: int = 0
     prefetch_errors: int = 0
     fills_skipped: int = 0

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from precache.cache.events import AccessEvent
+from precache.cache.l2 import StreamWriter
 
 log = logging.getLogger(__name__)
-
-
-class _StreamWriter(Protocol):
-    async def xadd_many(self, stream: str, entries: list[dict[str, Any]], maxlen: int) -> None: ...
 
 
 def event_fields(event: AccessEvent) -> dict[str, Any]:
@@ -43,9 +40,9 @@ def event_fields(event: AccessEvent) -> dict[str, Any]:
 class StreamSink:
     """Buffers events and flushes them to ``stream`` on ``writer`` (a RedisTier) in the background."""
 
-    def __init__(self, writer: Any, stream: str = "precache:events", maxlen: int = 100_000,
+    def __init__(self, writer: StreamWriter, stream: str = "precache:events", maxlen: int = 100_000,
                  batch: int = 500, buffer_limit: int = 20_000) -> None:
-        self.writer: _StreamWriter = writer
+        self.writer = writer
         self.stream = stream
         self.maxlen = maxlen
         self.batch = batch

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from precache.cli.app import app
+from precache.defaults import WARMING_THRESHOLD
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> Any:
@@ -64,7 +65,7 @@ def demo(
     trace: Path | None = typer.Option(None, "--trace", help="replay this access log instead of the synthetic site"),
     requests: int = typer.Option(100_000, "--requests", min=1_000, help="requests to generate or read"),
     out: Path = typer.Option(Path("precache-report"), "--out", help="where index.html is written"),
-    threshold: float = typer.Option(0.7, "--threshold", min=0.0, max=1.0, help="warming threshold"),
+    threshold: float = typer.Option(WARMING_THRESHOLD, "--threshold", min=0.0, max=1.0, help="warming threshold"),
     seed: int = typer.Option(0, "--seed"),
     sweep: bool = typer.Option(True, "--sweep/--no-sweep", help="also sweep the warming threshold"),
     learned_policy: bool = typer.Option(True, "--learned-policy/--no-learned-policy"),

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from precache.cli.app import app
+from precache.defaults import SESSION_GAP_SECONDS
 from precache.traces.stats import TraceStats, trace_stats
 
 
@@ -70,7 +71,7 @@ def trace_stats_command(
     file: str = typer.Argument(..., help="trace file (plain/.gz/.zip), or synthetic:N for the synthetic site"),
     format: str = typer.Option("auto", "--format", help="auto, clf, tsv, csv, seq, spmf or itemviews"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the statistics as JSON here"),
-    gap: float = typer.Option(1800.0, "--gap", help="session idle gap in seconds (logs only)"),
+    gap: float = typer.Option(SESSION_GAP_SECONDS, "--gap", help="session idle gap in seconds (logs only)"),
     top: int = typer.Option(10, "--top", help="how many top pages to list"),
 ) -> None:
     """Requests, clients, sessions, pages, assets, malformed lines, time span and top pages of a trace."""

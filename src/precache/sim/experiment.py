@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from precache.defaults import WARMING_THRESHOLD
 from precache.models import build_predictor
 from precache.sim.analysis import miss_breakdown
 from precache.sim.metrics import ReplayResult
@@ -50,7 +51,7 @@ class ExperimentConfig:
     fixed_ttl: float = 300.0
     ttl: float = 3600.0
     target_page_ms: float = 120.0
-    threshold: float = 0.7
+    threshold: float = WARMING_THRESHOLD
     sweep: Sequence[float] = SWEEP
     sweep_max_events: int | None = 200_000
     warmer: WarmerConfig = field(default_factory=WarmerConfig)

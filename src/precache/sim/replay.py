@@ -72,23 +72,46 @@ def _spawn_eager(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     return None if done else task  # type: ignore[return-value]
 
 
-class _Drain:
-    """Run ready callbacks until the loop is idle (everything left waits on a virtual completion)."""
+class _CountingLoop:
+    """Mixin for any event-loop class: counts the callbacks scheduled with ``call_soon`` that have not
+    run yet, using nothing but the loop's public ``call_soon``. asyncio schedules every task step,
+    future callback and wake-up through ``loop.call_soon``, so that count is exactly "work ready to
+    run" on any loop implementation (asyncio's, uvloop's), without reading a private ready queue."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.ready: Any = getattr(self.loop, "_ready", None)
+    _ready_count = 0
 
-    async def __call__(self) -> None:
-        ready = self.ready
-        if ready is None:
-            for _ in range(8):
-                await asyncio.sleep(0)
+    def call_soon(self, callback: Callable[..., object], *args: Any, context: Any = None) -> asyncio.Handle:
+        self._ready_count += 1
+        return super().call_soon(self._run_counted, callback, args, context=context)  # type: ignore[misc,no-any-return]
+
+    def _run_counted(self, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
+        self._ready_count -= 1
+        callback(*args)
+
+
+def counting_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """A factory of loops of the current policy's class (asyncio's default, or uvloop's when installed)
+    with :class:`_CountingLoop` mixed in, for :func:`drain_loop`."""
+    probe = asyncio.get_event_loop_policy().new_event_loop()
+    base = type(probe)
+    probe.close()
+    counting = type(f"Counting{base.__name__}", (_CountingLoop, base), {})
+    return counting  # type: ignore[return-value]
+
+
+async def drain_loop(max_rounds: int = 1_000_000) -> None:
+    """Run every callback that is ready, and every callback those schedule, until none is left (all
+    tasks wait on something only the virtual clock will complete). Exact on any loop class made by
+    :func:`counting_loop_factory`: it yields exactly as long as work is queued, never a fixed number
+    of times. Each ``sleep(0)`` lets everything queued before it run (callbacks run in FIFO order)."""
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, _CountingLoop):
+        raise RuntimeError("drain_loop needs a loop from counting_loop_factory() (see replay())")
+    for _ in range(max_rounds):
+        if loop._ready_count <= 0:
             return
-        for _ in range(10_000):  # nothing ready = nothing to run: skip the loop round-trip entirely
-            if not ready:
-                return
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    raise RuntimeError(f"the event loop did not become idle within {max_rounds} rounds")
 
 
 async def _replay(
@@ -156,7 +179,7 @@ async def _replay(
                 next_key[i] = following.get(sid)
                 following[sid] = ev.keys[i]
 
-    drain = _Drain()
+    drain = drain_loop
     pending_waits: list[tuple[int, float, list[bool], asyncio.Task[Any]]] = []
     updates = trace.updates
     u = 0
@@ -293,4 +316,5 @@ def replay(
     assets: AssetModel | None = None,
 ) -> ReplayResult:
     """Replay ``trace`` under ``mode`` on a fresh event loop; see the module docstring."""
-    return asyncio.run(_replay(trace, mode, config or ReplayConfig(), predictor, assets))
+    with asyncio.Runner(loop_factory=counting_loop_factory()) as runner:
+        return runner.run(_replay(trace, mode, config or ReplayConfig(), predictor, assets))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from precache.defaults import SESSION_GAP_SECONDS
 from precache.traces.model import Request, Session
 from precache.traces.paths import is_page, normalize_path
 from precache.traces.sessionize import Sessionizer
@@ -74,7 +75,7 @@ def prepare(
     name: str = "trace",
     train_fraction: float = 0.5,
     warmup_fraction: float = 0.1,
-    gap_seconds: float = 1800.0,
+    gap_seconds: float = SESSION_GAP_SECONDS,
     updates: Iterable[tuple[float, str]] = (),
     max_requests: int | None = None,
 ) -> PreparedTrace:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
+from precache.defaults import SESSION_GAP_SECONDS
 from precache.traces.model import Request, Session
 from precache.traces.paths import ASSET_EXTENSIONS, is_page, normalize_path
 from precache.traces.paths import is_asset as path_is_asset
@@ -50,7 +51,7 @@ class Sessionizer:
 
     def __init__(
         self,
-        gap_seconds: float = 1800.0,
+        gap_seconds: float = SESSION_GAP_SECONDS,
         keep_query: bool = False,
         page_filter: Callable[[Request], bool] = is_page,
         asset_extensions: Collection[str] = ASSET_EXTENSIONS,

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from precache.defaults import SESSION_GAP_SECONDS
 from precache.traces.model import Session
 from precache.traces.reader import RequestReader, resolve_format
 from precache.traces.report import ReadReport
@@ -18,7 +19,7 @@ def iter_sessions(
     path: str | os.PathLike[str],
     format: str = "auto",
     *,
-    gap_seconds: float = 1800.0,
+    gap_seconds: float = SESSION_GAP_SECONDS,
     keep_query: bool = False,
     strict: bool = False,
     report: ReadReport | None = None,
@@ -58,7 +59,7 @@ def read_sessions(
     path: str | os.PathLike[str],
     format: str = "auto",
     *,
-    gap_seconds: float = 1800.0,
+    gap_seconds: float = SESSION_GAP_SECONDS,
     keep_query: bool = False,
     strict: bool = False,
 ) -> list[Session]:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from precache.defaults import SESSION_GAP_SECONDS
 from precache.traces.model import Request, Session
 from precache.traces.reader import RequestReader, resolve_format
 from precache.traces.report import ReadReport
@@ -72,7 +73,7 @@ def parse_synthetic(source: str) -> int | None:
     return int(text) * scale
 
 
-def trace_stats(source: str | os.PathLike[str], format: str = "auto", *, gap_seconds: float = 1800.0,
+def trace_stats(source: str | os.PathLike[str], format: str = "auto", *, gap_seconds: float = SESSION_GAP_SECONDS,
                 top: int = 10, seed: int = 0) -> TraceStats:
     """Statistics of a trace file, or of the synthetic workload when ``source`` is ``synthetic:N``."""
     text = os.fspath(source)

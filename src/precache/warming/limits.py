@@ -6,13 +6,9 @@ a limiter that read ``time.monotonic`` would let the replay preload at an unboun
 
 from __future__ import annotations
 
-from typing import Protocol
+from precache.types import Clock
 
-
-class Clock(Protocol):
-    """Anything with ``now()`` in seconds (``precache.cache.clock.SystemClock`` / ``ManualClock``)."""
-
-    def now(self) -> float: ...
+__all__ = ["Backoff", "Clock", "TokenBucket"]
 
 
 class TokenBucket:

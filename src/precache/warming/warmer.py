@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from precache.defaults import WARMING_THRESHOLD
 from precache.warming.assets import AssetModel
 from precache.warming.limits import Backoff, Clock, TokenBucket
 from precache.warming.resolver import Loader, Resolver
@@ -49,7 +50,7 @@ class Predictor(Protocol):
 class WarmerConfig:
     """Budgets and limits. Defaults follow ``precache.config.PredictiveSettings``."""
 
-    threshold: float = 0.7
+    threshold: float = WARMING_THRESHOLD
     max_items: int = 50
     max_items_per_session: int = 50
     budget_bytes: int = 100 * 1024 * 1024

@@ -1,0 +1,13 @@
+"""Defaults shared by several areas, defined once (stdlib only; importing this is free).
+
+The settings (:mod:`precache.config`), the trace readers, the warmer, the replay and the CLI take their
+defaults from here, so a change is one edit.
+"""
+
+from __future__ import annotations
+
+SESSION_GAP_SECONDS = 1800.0
+"""A session is a client's requests with idle gaps under this many seconds (30 minutes)."""
+
+WARMING_THRESHOLD = 0.7
+"""The warmer preloads a predicted page when its probability is at least this."""

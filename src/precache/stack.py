@@ -1,0 +1,140 @@
+"""``build_stack()``: the whole precache stack from the environment, in one call.
+
+What the seed system's ``initializeMLSystem({...})`` did, from :mod:`precache.config` settings:
+
+* L2: a :class:`~precache.cache.redis_tier.RedisTier` on ``REDIS_URL`` (``l2=False``: no L2);
+* the page predictor and the learned cache policy from a model directory (``model_dir=``, else
+  ``MODEL_STORAGE_PATH``): a directory holding a predictor's ``manifest.json``, or ``predictor/`` and
+  ``optimizer/`` subdirectories (either may be absent: no predictor = no warming, no optimizer = S3-FIFO);
+* the warmer's threshold and budgets from ``PRECACHE_PREDICTIVE__*`` (it needs a ``resolver``, the
+  application's way to load a page, or ``PRECACHE_PREDICTIVE__ORIGIN_URL`` for an HTTP origin);
+* ``ML_ENABLED=false`` turns the learned layer off everywhere: a plain cache, no model loaded, nothing
+  warmed.
+
+Heavy parts (pydantic for the settings, numpy/onnxruntime for models, redis-py, httpx) load here, on
+call, never at ``import precache``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from precache.cache.clock import SystemClock
+from precache.cache.config import CacheConfig
+from precache.cache.layered import PredictiveCache
+from precache.cache.memory import MemoryTier
+from precache.types import Clock
+
+if TYPE_CHECKING:
+    from precache.cache.policy import EvictionPolicy
+    from precache.config import Settings
+    from precache.warming.resolver import Resolver
+    from precache.warming.warmer import Warmer
+
+
+@dataclass
+class Stack:
+    """What :func:`build_stack` built. ``async with stack:`` starts and closes it."""
+
+    settings: Settings
+    cache: PredictiveCache
+    predictor: Any | None = None
+    warmer: Warmer | None = None
+    model_dir: Path | None = None
+    loaded: dict[str, str] = field(default_factory=dict)
+    """What was loaded from the model directory (``{"predictor": kind, "optimizer": version}``)."""
+    _unsubscribe: Any = field(default=None, repr=False)
+
+    async def __aenter__(self) -> Stack:
+        """Start the cache (invalidation listener) and the warmer's background runner; the warmer
+        learns from the cache's access events. The application tells it what each session viewed with
+        ``stack.warmer.observe(session_id, page)``."""
+        await self.cache.start()
+        if self.warmer is not None:
+            self._unsubscribe = self.cache.subscribe(self.warmer.handle_event)
+            self.warmer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.warmer is not None:
+            await self.warmer.stop()
+        await self.cache.close()
+
+
+def build_stack(
+    settings: Settings | None = None,
+    *,
+    model_dir: str | Path | None = None,
+    resolver: Resolver | None = None,
+    config: CacheConfig | None = None,
+    l1: MemoryTier | None = None,
+    l2: bool = True,
+    clock: Clock | None = None,
+) -> Stack:
+    """Build cache, predictor, learned policy and warmer from ``settings`` (default: the environment).
+
+    ``config`` overrides cache behaviour (its ``default_ttl`` etc.); ``l1`` replaces the memory tier
+    (its policy is then kept as given). Raises :class:`~precache.config.ConfigError` on a bad setting
+    and :class:`~precache.models.ModelFileError` on a model directory that fails verification."""
+    if settings is None:
+        from precache.config import load_settings
+
+        settings = load_settings()
+    clock = clock if clock is not None else SystemClock()
+    ml = settings.ml_enabled
+    directory = Path(model_dir) if model_dir is not None else settings.model_storage_path
+    loaded: dict[str, str] = {}
+    predictor: Any | None = None
+    policy: EvictionPolicy | None = None
+    if ml and l1 is None:
+        policy = _load_policy(directory / "optimizer", clock, settings, loaded)
+    if ml:
+        predictor = _load_predictor(directory, loaded)
+    if l1 is None:
+        l1 = MemoryTier(policy=policy, clock=clock)
+    cache_config = config if config is not None else CacheConfig()
+    if not ml:  # no learned staleness hints either
+        cache_config = dataclasses.replace(
+            cache_config, staleness=dataclasses.replace(cache_config.staleness, enabled=False))
+    tier = None
+    if l2:
+        from precache.cache.redis_tier import RedisTier
+
+        tier = RedisTier(settings.redis_url)
+    cache = PredictiveCache(l1, tier, clock, config=cache_config)
+    warmer = None
+    if ml and predictor is not None:
+        if resolver is None and settings.predictive.origin_url:
+            from precache.warming.resolver import HttpOriginResolver
+
+            resolver = HttpOriginResolver(settings.predictive.origin_url)
+        if resolver is not None:
+            from precache.warming.warmer import Warmer, WarmerConfig
+
+            warmer = Warmer(cache, resolver, clock, predictor=predictor,
+                            config=WarmerConfig.from_settings(settings))
+    return Stack(settings, cache, predictor, warmer, directory if ml else None, loaded)
+
+
+def _load_predictor(directory: Path, loaded: dict[str, str]) -> Any | None:
+    for candidate in (directory, directory / "predictor"):
+        if (candidate / "manifest.json").is_file():
+            from precache.models import load_predictor
+
+            predictor = load_predictor(candidate)
+            loaded["predictor"] = str(getattr(predictor, "name", type(predictor).__name__))
+            return predictor
+    return None
+
+
+def _load_policy(directory: Path, clock: Clock, settings: Settings, loaded: dict[str, str]) -> EvictionPolicy | None:
+    if not (directory / "manifest.json").is_file():
+        return None
+    from precache.models.optimizer import LearnedPolicy, OptimizerModel
+
+    model = OptimizerModel.load(directory)
+    loaded["optimizer"] = model.version or "unversioned"
+    return LearnedPolicy(model, clock, adaptive_ttl=settings.predictive.adaptive_ttl)
