@@ -7,8 +7,9 @@ neither numpy, pydantic, onnxruntime, torch, httpx nor redis until something nee
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from precache._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from precache.cache import (
@@ -80,14 +81,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
 _LAZY = {name: module for module, names in _MODULES.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first use (then it is a plain module attribute)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'precache' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

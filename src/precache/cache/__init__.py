@@ -11,9 +11,9 @@ Importing this package is light (stdlib, orjson, msgpack): ``RedisTier`` (redis-
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from precache._lazy import lazy_getattr
 from precache.cache.breaker import CircuitBreaker
 from precache.cache.clock import Clock, ManualClock, SystemClock
 from precache.cache.codec import Codec, Record
@@ -57,14 +57,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'precache.cache' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
     "AccessEvent",

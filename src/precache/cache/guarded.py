@@ -93,7 +93,10 @@ class GuardedL2:
 
     # -- reads -------------------------------------------------------------------------------------
     async def read(self, key: str) -> Record | None:
-        """The decoded record of ``key``, or None (absent, poisoned, or L2 skipped/failed)."""
+        """The decoded record of ``key``, or None (absent, poisoned, or L2 skipped/failed).
+
+        The reads spell the guard out instead of going through :meth:`call`: they are the L2-hit hot
+        path, and this saves a closure and a call per read."""
         breaker = self.breaker
         if not breaker.allow():
             return None
