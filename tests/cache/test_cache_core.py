@@ -168,3 +168,24 @@ async def test_an_unreachable_server_is_an_l2_error(redis_url: str) -> None:
     with pytest.raises((L2Error, OSError, TimeoutError)):
         await tier.get("k")
     await tier.close()
+
+
+def test_a_reply_that_arrived_during_a_busy_loop_is_not_a_timeout_under_uvloop(redis_url: str) -> None:
+    """The deadline's deferred cancellation is exact on uvloop too (it polls I/O after its timers)."""
+    import time
+
+    import uvloop
+
+    async def scenario() -> tuple[bytes | None, int]:
+        tier = RedisTier(redis_url, prefix=f"u{uuid.uuid4().hex[:8]}:", op_timeout=0.05)
+        await tier.put_raw("k", b"v")  # opens the connection
+        task = asyncio.create_task(tier.get("k"))
+        while not tier._in_use:  # noqa: ASYNC110 - its first step takes a slot, sends GET, awaits the reply
+            await asyncio.sleep(0)
+        time.sleep(0.15)  # noqa: ASYNC251 - block the loop past the deadline; Redis answers meanwhile
+        value = await task
+        await tier.close()
+        return value, tier.late_replies
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(scenario()) == (b"v", 1)

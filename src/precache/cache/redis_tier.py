@@ -7,10 +7,10 @@ Timeout semantic (one timer per operation, measured from the send):
    :class:`~precache.cache.errors.L2BusyError`, which the cache counts without feeding its breaker.
 2. Then the command runs under a deadline of ``op_timeout`` (default 50 ms; doubled when more operations
    run at once than connections were ever seen working, since the pool must connect first). When the
-   deadline passes, the operation is cancelled and raises ``TimeoutError`` — unless the deadline's own
-   timer ran more than half a timeout late: the event loop was busy elsewhere, the reply may already be
-   waiting in the socket, and a busy loop is not a slow Redis; such an operation gets one more
-   ``op_timeout`` to finish (counted in ``late_replies``).
+   deadline passes, the operation is cancelled and raises ``TimeoutError`` — unless its reply has
+   already reached this process and the task is merely queued behind other work on the event loop (a
+   busy loop is not a slow Redis): the cancellation goes twice to the back of the ready queue, so a
+   task whose wake-up is already queued finishes first (counted in ``late_replies``).
 3. Redis errors leave as the cache's own: :class:`~precache.cache.errors.L2KeyError` when the reply
    refuses this key only (``WRONGTYPE``, ``OOM``, a value over the size limit), else
    :class:`~precache.cache.errors.L2Error`. Only public asyncio and redis-py API is used.
@@ -117,14 +117,14 @@ class _Op:
     :class:`L2Error` / :class:`L2KeyError`.
     """
 
-    __slots__ = ("_cancelling", "_deadline", "_extended", "_fired", "_handle", "_in_use", "_loop", "_task",
-                 "_tier", "_timeout")
+    __slots__ = ("_cancelling", "_finished", "_fired", "_handle", "_in_use", "_loop", "_task", "_tier",
+                 "_timeout")
 
     def __init__(self, tier: RedisTier, timeout: float) -> None:
         self._tier = tier
         self._timeout = timeout
         self._fired = False
-        self._extended = False
+        self._finished = False
         self._handle: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> None:
@@ -144,16 +144,18 @@ class _Op:
         timeout = self._timeout
         if self._in_use > tier._warm:
             timeout += timeout  # probably no connected idle connection: the pool connects first
-        self._deadline = loop.time() + timeout
-        self._handle = loop.call_at(self._deadline, self._on_deadline)
+        self._handle = loop.call_at(loop.time() + timeout, self._on_deadline)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
+        self._finished = True
+        tier = self._tier
         handle = self._handle
         if handle is not None:
             handle.cancel()
             self._handle = None
-        tier = self._tier
+        elif not self._fired:
+            tier.late_replies += 1  # its deadline passed, but the reply was already here
         tier._slots.release()
         tier._in_use -= 1
         if exc is None:
@@ -168,17 +170,17 @@ class _Op:
             raise _translate(exc) from exc
 
     def _on_deadline(self) -> None:
+        """The deadline passed. Do not cancel at once: if the reply already reached this process, the
+        task's wake-up is already queued on the event loop (asyncio runs I/O callbacks before due timers;
+        uvloop polls I/O right after its timers). Going twice to the back of the ready queue lets that
+        wake-up run first; only an operation still unfinished then is cancelled. A busy event loop is
+        not a slow Redis, and cancelling would throw away a good reply and its connection."""
         self._handle = None
-        loop = self._loop
-        if not self._extended and loop.time() - self._deadline > self._timeout / 2:
-            # This callback runs well after its deadline: the event loop was busy with other work, and
-            # the reply may be sitting in the socket unread. Cancelling now would throw away a good
-            # reply and its connection and blame Redis for our own load: give it one more period.
-            self._extended = True
-            self._tier.late_replies += 1
-            self._deadline = loop.time() + self._timeout
-            self._handle = loop.call_at(self._deadline, self._on_deadline)
-            return
+        self._loop.call_soon(self._loop.call_soon, self._expire)
+
+    def _expire(self) -> None:
+        if self._finished:
+            return  # the reply was there: it finished after its deadline (counted in __aexit__)
         self._fired = True
         self._task.cancel()
 
@@ -245,8 +247,7 @@ class RedisTier:
         self.busy = 0
         """Operations refused with :class:`L2BusyError` (no slot within ``queue_timeout``)."""
         self.late_replies = 0
-        """Operations whose deadline came while the event loop was busy (its timer ran more than half a
-        timeout late): given one more period, since the reply may already be waiting to be read."""
+        """Operations whose reply arrived before the deadline but that ran after it (event-loop lag)."""
 
     # -- operation plumbing -----------------------------------------------------------------------
     def _op(self, timeout: float | None = None) -> _Op:
