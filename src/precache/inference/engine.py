@@ -5,8 +5,9 @@ Why an engine around the predictor: the serving side needs three things a bare m
 under millions of sessions; (2) async micro-batching, so N concurrent requests cost one onnxruntime
 call instead of N; (3) fallbacks that never raise on odd input (empty history, only unknown pages).
 
-No torch and no scikit-learn are imported here (checked by a test): model directories are loaded via
-the attention runtime (onnxruntime) or the shared registry's ``load_predictor``.
+No torch and no scikit-learn are imported here (checked by a test): model directories are loaded by
+the shared registry's ``load_predictor`` (attention models run in onnxruntime). A reload is accepted
+only after the new model loaded, verified and answered a probe; until then the previous model serves.
 """
 
 from __future__ import annotations
@@ -20,43 +21,23 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 Prediction = list[tuple[str, float]]
+
+if TYPE_CHECKING:
+    from precache.models.base import BatchPredictor
 
 MAX_K = 1000
 
 
-class BatchPredictor(Protocol):
-    """What the engine needs from a loaded model (every ``PagePredictorBase`` fits)."""
-
-    name: str
-
-    def predict_batch(self, histories: Sequence[Sequence[str]], k: int) -> list[Prediction]: ...
-
-
-def load_model(directory: str | os.PathLike[str], threads: int = 1) -> BatchPredictor:
-    """Load any saved predictor directory (sha256 checked). Attention and auto directories are loaded
-    directly (no registry needed); other kinds go through ``precache.models.registry.load_predictor``."""
-    from precache.models.base import read_manifest
-
-    kind = read_manifest(directory)["kind"]
-    if kind == "attention":
-        from precache.models.attention.predictor import AttentionPredictor
-
-        model = AttentionPredictor.load(directory)
-        if threads != 1 and model.runtime is not None:
-            model.options["inference_threads"] = threads
-            model._start_runtime(model.onnx_bytes)
-        return model
-    if kind == "auto":
-        from precache.models.auto import AutoPredictor
-
-        return AutoPredictor.load(directory)
+def load_model(directory: str | os.PathLike[str], threads: int | None = None) -> BatchPredictor:
+    """Load any saved predictor directory through the one loading path (``load_predictor``: manifest,
+    every sha256, the kind's own checks, one probe prediction). ``threads``: onnxruntime intra-op
+    threads for models that run it (default: as saved)."""
     from precache.models.registry import load_predictor
 
-    predictor: BatchPredictor = load_predictor(directory)
-    return predictor
+    return load_predictor(directory, threads=threads)
 
 
 @dataclass(slots=True)
@@ -159,13 +140,22 @@ class InferenceEngine:
         self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], *, threads: int = 1, **options: Any) -> InferenceEngine:
-        """Engine over a saved model directory (any kind; checksums verified)."""
+    def load(cls, directory: str | os.PathLike[str], *, threads: int | None = None, **options: Any) -> InferenceEngine:
+        """Engine over a saved model directory (any kind; checksums verified, one probe prediction run)."""
         return cls(load_model(Path(directory), threads=threads), **options)
 
-    def reload(self, directory: str | os.PathLike[str], threads: int = 1) -> None:
-        """Swap in a new model (atomic reference swap; histories are kept)."""
-        model = load_model(directory, threads=threads)
+    def reload(self, directory: str | os.PathLike[str], threads: int | None = None) -> None:
+        """Swap in a new model (atomic reference swap; histories are kept) -- only one that loaded,
+        verified and answered a probe prediction. Any failure raises :class:`ModelFileError` and the
+        engine keeps serving its previous model."""
+        from precache.models.base import ModelFileError
+
+        try:
+            model = load_model(directory, threads=threads)
+        except ModelFileError:
+            raise
+        except Exception as exc:  # e.g. an unknown kind's module failing to import
+            raise ModelFileError(f"{directory}: cannot load: {type(exc).__name__}: {exc}") from exc
         self.model, self._fallback = model, {}
 
     # -- sync API --------------------------------------------------------------------------------------

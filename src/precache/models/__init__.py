@@ -11,6 +11,7 @@ from precache.models.base import (
     Prediction,
     read_manifest,
 )
+from precache.models.files import ModelFiles, open_model_dir
 from precache.models.markov import MarkovPredictor
 from precache.models.popularity import PopularityPredictor
 from precache.models.ppm import PPMPredictor
@@ -28,6 +29,7 @@ __all__ = [
     "OOV",
     "MarkovPredictor",
     "ModelFileError",
+    "ModelFiles",
     "PPMPredictor",
     "PagePredictorBase",
     "PopularityPredictor",
@@ -37,6 +39,7 @@ __all__ = [
     "available_predictors",
     "build_predictor",
     "load_predictor",
+    "open_model_dir",
     "read_manifest",
     "register_predictor",
 ]

@@ -35,38 +35,20 @@ import numpy.typing as npt
 from precache.evaluation import transitions
 from precache.models.base import (
     ModelFileError,
+    ModelFiles,
     PagePredictorBase,
     Prediction,
     check_k,
-    read_json,
-    read_manifest,
     sha256_file,
     write_json,
 )
 from precache.models.calibration import apply_isotonic, ece, fit_isotonic
-from precache.models.registry import predictor_class, register_predictor
+from precache.models.registry import build_predictor, load_predictor, register_predictor
 from precache.traces.model import Session
 
 AUTO_FILE = "auto.json"
 AUTO_FORMAT = 2  # 2: optional learned gate over 2+ components
 FloatArray = npt.NDArray[np.float64]
-
-def _kind_class(kind: str) -> type[PagePredictorBase]:
-    if kind == "attention":  # direct, so auto works even before the registry has loaded plugins
-        from precache.models.attention.predictor import AttentionPredictor
-
-        return AttentionPredictor
-    return predictor_class(kind)
-
-
-def build_component(kind: str, **options: Any) -> PagePredictorBase:
-    return _kind_class(kind)(**options)
-
-
-def load_component(directory: Path) -> PagePredictorBase:
-    kind = str(read_manifest(directory)["kind"])
-    return _kind_class(kind).load(directory)
-
 
 def blend(a: Prediction, b: Prediction, weight: float, k: int) -> Prediction:
     """``weight * P_a + (1 - weight) * P_b`` over the union of both lists (a page missing from a list
@@ -155,7 +137,7 @@ class AutoPredictor(PagePredictorBase):
             options = self.attention_options if kind == "attention" else {}
             started = time.perf_counter()
             try:
-                model = build_component(kind, **options)
+                model = build_predictor(kind, **options)
                 # Only the attention model sees the validation slice while fitting, and only for early
                 # stopping; the baselines count train + validation when given it, which would make the
                 # choice below score them on sessions they were fitted on.
@@ -280,22 +262,23 @@ class AutoPredictor(PagePredictorBase):
         })
         return [AUTO_FILE]
 
-    def _load_files(self, directory: Path, manifest: Mapping[str, Any]) -> None:
-        data = read_json(directory / AUTO_FILE)
+    def _load_files(self, files: ModelFiles) -> None:
+        """Components through the one loading path, each pinned by its manifest's sha256 in auto.json;
+        the combination (blend weight, gate shape, isotonic knots) must fit the components."""
+        data = files.read_json(AUTO_FILE)
         if not isinstance(data, dict) or not isinstance(data.get("components"), list):
-            raise ModelFileError(f"{directory / AUTO_FILE}: not an auto model description")
-        if int(data.get("auto_format", 0)) > AUTO_FORMAT:
-            raise ModelFileError(f"{directory}: auto format {data['auto_format']} is newer than supported")
+            raise ModelFileError(f"{files.root / AUTO_FILE}: not an auto model description")
+        version = data.get("auto_format", 0)
+        if not isinstance(version, int) or version > AUTO_FORMAT:
+            raise ModelFileError(f"{files.root}: auto format {version!r} is newer than supported")
         components = []
         for entry in data["components"]:
-            sub = directory / str(entry["dir"])
-            if Path(str(entry["dir"])).name != entry["dir"] or not (sub / "manifest.json").is_file():
-                raise ModelFileError(f"{directory}: component {entry['dir']!r} is missing")
-            if sha256_file(sub / "manifest.json") != entry["manifest_sha256"]:
-                raise ModelFileError(f"{sub}: component manifest does not match {AUTO_FILE} (sha256)")
-            components.append(load_component(sub))
+            if not isinstance(entry, dict):
+                raise ModelFileError(f"{files.root / AUTO_FILE}: bad component entry {entry!r}")
+            sub = files.subdirectory(entry.get("dir"), entry.get("manifest_sha256"))
+            components.append(load_predictor(sub))
         if not components:
-            raise ModelFileError(f"{directory}: auto model without components")
+            raise ModelFileError(f"{files.root}: auto model without components")
         self.components = components
         self.weight = float(data["weight"])
         self.choice = str(data["choice"])
@@ -303,9 +286,24 @@ class AutoPredictor(PagePredictorBase):
         self.knots = (list(map(float, iso["x"])), list(map(float, iso["y"]))) if isinstance(iso, dict) else None
         gate = data.get("gate")
         self.gate = Gate.from_dict(gate) if isinstance(gate, dict) else None
-        if self.gate is not None and self.gate.theta.shape != (2 + 3 * len(components), len(components)):
-            raise ModelFileError(f"{directory}: gate shape {self.gate.theta.shape} does not fit "
-                                 f"{len(components)} components")
+        self._check_parts(files.root)
+
+    def _check_parts(self, where: Path) -> None:
+        n = len(self.components)
+        if self.gate is not None:
+            rows = 2 + 3 * n
+            shapes = (self.gate.theta.shape, self.gate.mean.shape, self.gate.std.shape)
+            if n < 2 or shapes != ((rows, n), (rows,), (rows,)) or not np.all(np.isfinite(self.gate.theta)):
+                raise ModelFileError(f"{where}: gate {shapes[0]} does not fit {n} components")
+        elif n > 2 or not 0.0 <= self.weight <= 1.0:
+            raise ModelFileError(f"{where}: {n} components with blend weight {self.weight} (no gate)")
+        if self.knots is not None:
+            xs, ys = np.asarray(self.knots[0]), np.asarray(self.knots[1])
+            if (
+                len(xs) != len(ys) or len(xs) < 2 or not np.all(np.isfinite(xs) & np.isfinite(ys))
+                or np.any(np.diff(xs) < -1e-9) or np.any((ys < 0) | (ys > 1))
+            ):
+                raise ModelFileError(f"{where}: the isotonic calibration map is malformed")
 
 
 # -- learned gate --------------------------------------------------------------------------------------

@@ -2,46 +2,60 @@
 
 Why a base class: the evaluation protocol, the CLI, the training pipeline and the serving side all treat
 predictors alike (``fit`` / ``predict`` / ``save`` / ``load``). The base class owns what must be identical
-everywhere: argument checks (k <= 0 is an error, a huge k is capped), and the model directory format --
-model files (JSON / NPZ / ONNX, never pickle) plus ``manifest.json`` listing each file's sha256, so a
-tampered, truncated or half-copied directory is refused with a clear :class:`ModelFileError` instead of
-silently serving garbage.
+everywhere: argument checks (k <= 0 is an error, a huge k is capped), and loading -- every kind reads
+its files through :mod:`precache.models.files` (manifest, sha256 of each file, format version, kind),
+its settings must be its own (a relabelled directory is refused), and one probe prediction runs before
+a model is handed out, so a tampered, truncated, half-copied or inconsistent directory is refused with a
+clear :class:`ModelFileError` instead of silently serving garbage or failing at its first request.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import math
 import os
-import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from precache.models.files import (
+    FORMAT_VERSION,
+    MANIFEST,
+    ModelFileError,
+    ModelFiles,
+    file_digests,
+    open_model_dir,
+    read_manifest,
+    sha256_file,
+    write_json,
+    write_manifest,
+    write_npz,
+)
 from precache.traces.model import Session
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "BatchPredictor",
+    "ModelFileError",
+    "ModelFiles",
+    "PagePredictorBase",
+    "Prediction",
+    "check_k",
+    "probe",
+    "read_manifest",
+    "sha256_file",
+    "top_k_pages",
+    "write_json",
+    "write_npz",
+]
 
 Prediction = list[tuple[str, float]]
 P = TypeVar("P", bound="PagePredictorBase")
-
-
-class ModelFileError(ValueError):
-    """A model directory cannot be loaded: missing file, checksum mismatch, newer format, wrong kind."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_k(k: int) -> int:
@@ -51,79 +65,6 @@ def check_k(k: int) -> int:
     if k <= 0:
         raise ValueError(f"k must be >= 1, got {k}")
     return int(k)
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"cannot read {path}: {exc}") from exc
-
-
-def write_npz(path: Path, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
-    """Plain numeric arrays only: object arrays would need pickle, which we refuse."""
-    for name, array in arrays.items():
-        if array.dtype == object:
-            raise TypeError(f"array {name!r} has dtype object; only numeric arrays are stored")
-    with path.open("wb") as handle:
-        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
-
-
-def read_npz(path: Path) -> dict[str, npt.NDArray[Any]]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"cannot read {path}: {exc}") from exc
-
-
-def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check ``manifest.json`` (format version, file list, sha256 of every file)."""
-    root = Path(directory)
-    path = root / MANIFEST
-    if not root.is_dir():
-        raise ModelFileError(f"model directory {root} does not exist")
-    if not path.is_file():
-        raise ModelFileError(f"{root} is not a model directory: {MANIFEST} is missing")
-    manifest = read_json(path)
-    if not isinstance(manifest, dict) or "format_version" not in manifest or "kind" not in manifest:
-        raise ModelFileError(f"{path} is not a precache model manifest (no format_version/kind)")
-    version = manifest["format_version"]
-    if not isinstance(version, int) or version < 1:
-        raise ModelFileError(f"{path}: bad format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: model format version {version} is newer than this precache supports "
-            f"({FORMAT_VERSION}); upgrade precache to load it"
-        )
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise ModelFileError(f"{path}: 'files' must map file names to sha256")
-    for name, expected in files.items():
-        file_path = root / name
-        if Path(name).name != name or name == MANIFEST:
-            raise ModelFileError(f"{path}: bad file name {name!r} in manifest")
-        if not file_path.is_file():
-            raise ModelFileError(f"model file {file_path} listed in the manifest is missing")
-        actual = sha256_file(file_path)
-        if actual != expected:
-            raise ModelFileError(
-                f"model file {file_path} is corrupt or was modified: sha256 {actual[:12]}... "
-                f"!= manifest {str(expected)[:12]}..."
-            )
-    return manifest
-
-
-def require_listed(directory: Path, manifest: Mapping[str, Any], *names: str) -> None:
-    """Refuse a model directory whose manifest does not list (and so did not checksum) ``names``."""
-    listed = manifest.get("files", {})
-    for name in names:
-        if name not in listed:
-            raise ModelFileError(f"{directory}: manifest does not list {name}")
 
 
 def top_k_pages(scores: npt.NDArray[Any], k: int, pages: Sequence[str]) -> Prediction:
@@ -192,8 +133,13 @@ class PagePredictorBase(ABC):
         """Write the model's files into ``directory``; return their names."""
 
     @abstractmethod
-    def _load_files(self, directory: Path, manifest: Mapping[str, Any]) -> None:
-        """Restore state from files whose checksums were already verified."""
+    def _load_files(self, files: ModelFiles) -> None:
+        """Restore state through ``files`` (its readers verify each file's sha256 and refuse unlisted
+        names), and check that the pieces agree with each other (raise :class:`ModelFileError`)."""
+
+    def use_threads(self, threads: int) -> None:  # noqa: B027 - optional hook, deliberately a no-op
+        """Intra-op threads of a native runtime (a serving choice, not a model setting). Models that run
+        one override this; it is called before ``_load_files`` so the runtime starts once."""
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the model files and then the manifest (last, so a crash leaves no valid manifest)."""
@@ -209,33 +155,98 @@ class PagePredictorBase(ABC):
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "config": self.config(),
             "metrics": self.metrics,
-            "files": {name: sha256_file(root / name) for name in names},
+            "files": file_digests(root, names),
         }
-        with tempfile.NamedTemporaryFile("w", dir=root, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
-            json.dump(manifest, tmp, indent=1, sort_keys=True)
-        os.replace(tmp.name, root / MANIFEST)
+        write_manifest(root, manifest)
         return root
 
     @classmethod
-    def load(cls: type[P], directory: str | os.PathLike[str]) -> P:
-        manifest = read_manifest(directory)
-        if manifest["kind"] != cls.kind:
-            raise ModelFileError(
-                f"{directory} holds a {manifest['kind']!r} model, not {cls.kind!r}; use load_predictor()"
-            )
-        config = manifest.get("config") or {}
-        if not isinstance(config, dict):
-            raise ModelFileError(f"{directory}: manifest config must be an object")
+    def load(cls: type[P], directory: str | os.PathLike[str], *, threads: int | None = None) -> P:
+        """Load a directory saved by this kind (use ``load_predictor`` for any kind)."""
+        return cls.from_files(open_model_dir(directory, kind=cls.kind), threads=threads)
+
+    @classmethod
+    def from_files(cls: type[P], files: ModelFiles, *, threads: int | None = None) -> P:
+        """Build the model from a checked directory, then run one probe prediction: a model that loads
+        but cannot predict is refused here, not at its first request."""
+        if files.kind != cls.kind:
+            raise ModelFileError(f"{files.root} holds a {files.kind!r} model, not {cls.kind!r}")
+        config = files.config
         try:
             model = cls(**config)
-        except TypeError as exc:
-            raise ModelFileError(f"{directory}: manifest config does not fit {cls.__name__}: {exc}") from exc
-        model.name = str(manifest.get("name") or cls.kind)
-        model.metrics = dict(manifest.get("metrics") or {})
-        model._load_files(Path(directory), manifest)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{files.root}: manifest config does not fit {cls.__name__}: {exc}") from exc
+        foreign = sorted(set(config) - set(model.config()))
+        if foreign:
+            raise ModelFileError(f"{files.root}: {foreign} are not settings of a {cls.kind} model (relabelled?)")
+        metrics = files.manifest.get("metrics") or {}
+        if not isinstance(metrics, dict):
+            raise ModelFileError(f"{files.root}: manifest metrics must be an object")
+        model.name = str(files.manifest.get("name") or cls.kind)
+        model.metrics = dict(metrics)
+        if threads is not None:
+            model.use_threads(threads)
+        try:
+            model._load_files(files)
+        except ModelFileError:
+            raise
+        except Exception as exc:  # numpy / onnxruntime / json raise many types on inconsistent content
+            raise ModelFileError(
+                f"{files.root}: cannot load this {cls.kind} model: {type(exc).__name__}: {exc}"
+            ) from exc
         model.fitted = True
+        probe(model, files.root)
         return model
 
     def size_bytes(self, directory: str | os.PathLike[str]) -> int:
         """Bytes on disk of a saved model directory (manifest and component sub-directories included)."""
         return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
+
+
+PROBE_K = 5
+
+
+class BatchPredictor(Protocol):
+    """What serving needs of a loaded model (every ``PagePredictorBase`` fits)."""
+
+    name: str
+
+    def predict_batch(self, histories: Sequence[Sequence[str]], k: int) -> list[Prediction]: ...
+
+
+def probe(model: BatchPredictor, where: object) -> None:
+    """Predict for an empty history and for the page the model ranks first, and check the answers are
+    ranked ``(page, probability)`` lists; any failure is a :class:`ModelFileError`. Loading and
+    ``InferenceEngine.reload`` run this before a model may serve."""
+    try:
+        first = model.predict_batch([[]], PROBE_K)
+        history = [first[0][0][0]] if first and first[0] else []
+        second = model.predict_batch([history, [*history, "/precache-probe-unknown-page"]], PROBE_K)
+        if len(first) != 1 or len(second) != 2:
+            raise ValueError("predict_batch returned the wrong number of lists")
+        for ranked in (*first, *second):
+            _check_ranked(ranked)
+    except ModelFileError:
+        raise
+    except Exception as exc:
+        raise ModelFileError(f"{where}: the model loads but cannot predict: {type(exc).__name__}: {exc}") from exc
+    finally:
+        clear = getattr(model, "clear_cache", None)
+        if callable(clear):
+            clear()
+
+
+def _check_ranked(ranked: Prediction) -> None:
+    if not isinstance(ranked, list) or len(ranked) > PROBE_K:
+        raise ValueError(f"not a list of at most {PROBE_K} predictions: {ranked!r:.80}")
+    previous, total = math.inf, 0.0
+    for item in ranked:
+        page, probability = item
+        if not isinstance(page, str) or not math.isfinite(probability) or not 0.0 <= probability <= 1.0 + 1e-6:
+            raise ValueError(f"bad prediction {item!r}")
+        if probability > previous + 1e-9:
+            raise ValueError("predictions are not sorted by probability")
+        previous = probability
+        total += probability
+    if total > 1.0 + 1e-3 or len({page for page, _ in ranked}) != len(ranked):
+        raise ValueError(f"predictions are not a distribution's head (sum {total:.4f}, pages repeated?)")

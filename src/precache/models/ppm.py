@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,10 +36,9 @@ import numpy.typing as npt
 
 from precache.models.base import (
     ModelFileError,
+    ModelFiles,
     PagePredictorBase,
     Prediction,
-    read_npz,
-    require_listed,
     top_k_pages,
     write_npz,
 )
@@ -266,29 +265,35 @@ class NgramPredictor(PagePredictorBase):
         write_npz(directory / "counts.npz", arrays)
         return ["vocabulary.json", "counts.npz"]
 
-    def _load_files(self, directory: Path, manifest: Mapping[str, Any]) -> None:
-        require_listed(directory, manifest, "vocabulary.json", "counts.npz")
-        self.vocabulary = Vocabulary.load(directory / "vocabulary.json")
-        arrays = read_npz(directory / "counts.npz")
-        try:
-            unigram = arrays["unigram"].astype(np.int64)
-            if len(unigram) != len(self.vocabulary) + 1:
-                raise ModelFileError(f"{directory}: counts do not match the vocabulary size")
-            tables = []
-            for order in range(1, self.max_order + 1):
-                ctx = arrays[f"ctx{order}"].astype(np.int64)
-                off = arrays[f"off{order}"].astype(np.int64)
-                succ = arrays[f"succ{order}"].astype(np.int64)
-                cnt = arrays[f"count{order}"].astype(np.int64)
-                owner = np.repeat(np.arange(len(ctx)), np.diff(off))
-                rows = np.concatenate([ctx[owner], succ[:, None]], axis=1) if len(succ) else (
-                    np.zeros((0, order + 1), dtype=np.int64)
-                )
-                if len(rows) and (rows.max() > len(self.vocabulary) or rows.min() < 0):
-                    raise ModelFileError(f"{directory}: page ids out of vocabulary range")
-                tables.append((rows, cnt))
-        except KeyError as exc:
-            raise ModelFileError(f"{directory}: counts.npz lacks array {exc}") from exc
+    def _load_files(self, files: ModelFiles) -> None:
+        """Exactly this kind's arrays (a PPM directory relabelled as Markov has orders 2..n too), with
+        offsets, ids and counts that fit each other and the vocabulary."""
+        self.vocabulary = Vocabulary.from_json(files.read_json("vocabulary.json"))
+        names = ["unigram", *(f"{a}{o}" for o in range(1, self.max_order + 1) for a in ("ctx", "off", "succ", "count"))]
+        arrays = files.read_npz("counts.npz", names)
+        size = len(self.vocabulary) + 1
+        unigram = arrays["unigram"].astype(np.int64)
+        if unigram.shape != (size,) or np.any(unigram < 0):
+            raise ModelFileError(f"{files.root}: counts do not match the vocabulary size")
+        tables = []
+        for order in range(1, self.max_order + 1):
+            ctx = arrays[f"ctx{order}"].astype(np.int64)
+            off = arrays[f"off{order}"].astype(np.int64)
+            succ = arrays[f"succ{order}"].astype(np.int64)
+            cnt = arrays[f"count{order}"].astype(np.int64)
+            if (
+                ctx.ndim != 2 or ctx.shape[1] != order or off.shape != (len(ctx) + 1,) or off[0] != 0
+                or np.any(np.diff(off) < 0) or off[-1] != len(succ) or cnt.shape != succ.shape
+                or np.any(cnt <= 0)
+            ):
+                raise ModelFileError(f"{files.root}: order-{order} tables in counts.npz are inconsistent")
+            owner = np.repeat(np.arange(len(ctx)), np.diff(off))
+            rows = np.concatenate([ctx[owner], succ[:, None]], axis=1) if len(succ) else (
+                np.zeros((0, order + 1), dtype=np.int64)
+            )
+            if len(rows) and (rows.max() >= size or rows.min() < 0):
+                raise ModelFileError(f"{files.root}: page ids out of vocabulary range")
+            tables.append((rows, cnt))
         self._unigram = unigram
         self._build(unigram, tables)
 

@@ -1,11 +1,14 @@
-"""Name -> predictor class, for ``build_predictor`` and ``load_predictor``.
+"""Name -> predictor class: the one way to pick a predictor class, for ``build_predictor`` and
+``load_predictor`` (and so for the CLI, evaluation, auto's components, the inference engine and the
+model registry).
 
 Why a registry of *lazy* entries: loading a baseline must never import torch, and the attention / auto
-models live in modules that may import it. Built-in kinds are registered as ``"module:Class"`` strings and
-imported only when asked for. Other modules add their kinds with :func:`register_predictor` (a class or a
-lazy ``"module:Class"`` string); the attention area's modules listed in ``_PLUGIN_MODULES`` are imported
-on demand the first time an unknown kind is requested, so ``register_predictor`` calls at their top level
-take effect without anyone importing them eagerly.
+models live in modules that may import it (or onnxruntime). Built-in kinds are registered as
+``"module:Class"`` strings and imported only when asked for. Other modules add their kinds with
+:func:`register_predictor` (a class or a lazy ``"module:Class"`` string); the modules listed in
+``_PLUGIN_MODULES`` are imported on demand the first time an unknown kind is requested (or the list of
+kinds is asked for), so ``register_predictor`` calls at their top level take effect without anyone
+importing them eagerly.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ import importlib
 import os
 from typing import Any
 
-from precache.models.base import ModelFileError, PagePredictorBase, read_manifest
+from precache.models.base import ModelFileError, PagePredictorBase
+from precache.models.files import open_model_dir
 
 _REGISTRY: dict[str, type[PagePredictorBase] | str] = {
     "popularity": "precache.models.popularity:PopularityPredictor",
     "markov": "precache.models.markov:MarkovPredictor",
     "ppm": "precache.models.ppm:PPMPredictor",
     "sknn": "precache.models.sknn:SessionKNNPredictor",
+    "attention": "precache.models.attention.predictor:AttentionPredictor",
+    "auto": "precache.models.auto:AutoPredictor",
 }
 # Modules that register more kinds when imported (owned by the attention area). Missing ones are skipped.
 _PLUGIN_MODULES = ("precache.models.attention", "precache.models.auto")
@@ -87,12 +93,14 @@ def build_predictor(name: str, **options: Any) -> PagePredictorBase:
         raise ValueError(f"bad options for predictor {name!r}: {exc}") from exc
 
 
-def load_predictor(directory: str | os.PathLike[str]) -> PagePredictorBase:
-    """Load any saved predictor: verify manifest + sha256, then dispatch on the manifest's ``kind``."""
-    manifest = read_manifest(directory)
-    kind = str(manifest["kind"])
+def load_predictor(directory: str | os.PathLike[str], *, threads: int | None = None) -> PagePredictorBase:
+    """Load any saved predictor: the one model-loading path (the inference engine, auto's components and
+    the model registry use it). Checks the manifest and every sha256, dispatches on the manifest's
+    ``kind``, and probes one prediction; every failure is a :class:`ModelFileError`. ``threads`` sets a
+    native runtime's intra-op threads (attention), a serving choice that is not stored."""
+    files = open_model_dir(directory)
     try:
-        cls = predictor_class(kind)
+        cls = predictor_class(files.kind)
     except ValueError as exc:
         raise ModelFileError(f"{directory}: {exc}") from exc
-    return cls.load(directory)
+    return cls.from_files(files, threads=threads)

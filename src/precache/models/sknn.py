@@ -20,7 +20,7 @@ An empty history or one with only unknown pages falls back to popularity.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,10 +29,9 @@ import numpy.typing as npt
 
 from precache.models.base import (
     ModelFileError,
+    ModelFiles,
     PagePredictorBase,
     Prediction,
-    read_npz,
-    require_listed,
     top_k_pages,
     write_npz,
 )
@@ -233,25 +232,26 @@ class SessionKNNPredictor(PagePredictorBase):
         )
         return ["vocabulary.json", "sessions.npz"]
 
-    def _load_files(self, directory: Path, manifest: Mapping[str, Any]) -> None:
-        require_listed(directory, manifest, "vocabulary.json", "sessions.npz")
-        self.vocabulary = Vocabulary.load(directory / "vocabulary.json")
-        arrays = read_npz(directory / "sessions.npz")
-        try:
-            items = arrays["items"].astype(np.int64)
-            offsets = arrays["offsets"].astype(np.int64)
-            unigram = arrays["unigram"].astype(np.int64)
-            repeat_rate = float(arrays["repeat_rate"][0])
-        except KeyError as exc:
-            raise ModelFileError(f"{directory}: sessions.npz lacks array {exc}") from exc
+    def _load_files(self, files: ModelFiles) -> None:
+        self.vocabulary = Vocabulary.from_json(files.read_json("vocabulary.json"))
+        arrays = files.read_npz("sessions.npz", ("items", "offsets", "unigram", "repeat_rate"))
+        items = arrays["items"].astype(np.int64)
+        offsets = arrays["offsets"].astype(np.int64)
+        unigram = arrays["unigram"].astype(np.int64)
+        if arrays["repeat_rate"].shape != (1,) or not np.isfinite(arrays["repeat_rate"][0]):
+            raise ModelFileError(f"{files.root}: sessions.npz has a bad repeat_rate")
+        repeat_rate = float(arrays["repeat_rate"][0])
         size = len(self.vocabulary) + 1
         if (
-            len(unigram) != size
+            unigram.shape != (size,)
+            or np.any(unigram < 0)
+            or items.ndim != 1
+            or offsets.ndim != 1
             or len(offsets) == 0
             or offsets[0] != 0
             or offsets[-1] != len(items)
             or np.any(np.diff(offsets) < 0)
             or (len(items) and (items.min() < 1 or items.max() >= size))
         ):
-            raise ModelFileError(f"{directory}: sessions.npz is inconsistent with the vocabulary")
+            raise ModelFileError(f"{files.root}: sessions.npz is inconsistent with the vocabulary")
         self._set_state(items, offsets, unigram, repeat_rate)

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from precache.models.base import ModelFileError, read_json, write_json
+from precache.models.files import ModelFileError, parse_json, write_json
 from precache.traces.model import Session
 
 OOV = 0
@@ -80,11 +80,11 @@ class Vocabulary:
             raise ModelFileError("vocabulary file must hold {'pages': [...], 'counts': [...]}")
         pages = data["pages"]
         counts = data.get("counts") or [0] * len(pages)
-        if not all(isinstance(p, str) for p in pages) or len(counts) != len(pages):
+        if not isinstance(counts, list) or not all(isinstance(p, str) for p in pages) or len(counts) != len(pages):
             raise ModelFileError("vocabulary pages must be strings with one count each")
         try:
             return cls(pages, [int(c) for c in counts])
-        except ValueError as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ModelFileError(f"bad vocabulary: {exc}") from exc
 
     def save(self, path: Path) -> None:
@@ -92,4 +92,9 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: Path) -> Vocabulary:
-        return cls.from_json(read_json(path))
+        """From a file (unverified: model kinds read theirs through ``ModelFiles.read_json``)."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelFileError(f"cannot read {path}: {exc}") from exc
+        return cls.from_json(parse_json(data, path))

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from precache.models.attention.runtime import AttentionRuntime, Prediction
-from precache.models.base import ModelFileError, PagePredictorBase, check_k, read_json, write_json
+from precache.models.attention.runtime import OOV_ID, RESERVED, AttentionRuntime, Prediction
+from precache.models.base import ModelFileError, ModelFiles, PagePredictorBase, check_k, write_json
 from precache.models.vocabulary import Vocabulary
 from precache.traces.model import Session
 
@@ -155,20 +155,38 @@ class AttentionPredictor(PagePredictorBase):
         })
         return [MODEL_FILE, VOCAB_FILE, META_FILE]
 
-    def _load_files(self, directory: Path, manifest: Mapping[str, Any]) -> None:
-        meta = read_json(directory / META_FILE)
+    def use_threads(self, threads: int) -> None:
+        self.options["inference_threads"] = max(1, int(threads))
+        if self.runtime is not None:
+            self._start_runtime(self.onnx_bytes)
+
+    def _load_files(self, files: ModelFiles) -> None:
+        """The description, vocabulary and network must agree: a vocabulary one page short of the
+        network's output (sha256 updated) loaded once and then failed every prediction."""
+        meta = files.read_json(META_FILE)
         if not isinstance(meta, dict) or "temperature" not in meta:
-            raise ModelFileError(f"{directory / META_FILE}: not an attention model description")
-        if int(meta.get("attention_format", 0)) > ATTENTION_FORMAT:
+            raise ModelFileError(f"{files.root / META_FILE}: not an attention model description")
+        version, temperature, max_len = meta.get("attention_format", 0), meta["temperature"], meta.get("max_len")
+        if not isinstance(version, int) or version > ATTENTION_FORMAT:
             raise ModelFileError(
-                f"{directory}: attention format {meta['attention_format']} is newer than supported ({ATTENTION_FORMAT})"
+                f"{files.root}: attention format {version!r} is newer than supported ({ATTENTION_FORMAT})"
             )
-        self.vocabulary = Vocabulary.load(directory / VOCAB_FILE)
-        self.temperature = float(meta["temperature"])
-        self.options["max_len"] = int(meta["max_len"])
-        self.onnx_bytes = (directory / MODEL_FILE).read_bytes()
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < 1e6:
+            raise ModelFileError(f"{files.root / META_FILE}: bad calibration temperature {temperature!r}")
+        if isinstance(max_len, bool) or not isinstance(max_len, int) or not 1 <= max_len <= 100_000:
+            raise ModelFileError(f"{files.root / META_FILE}: bad max_len {max_len!r}")
+        self.vocabulary = Vocabulary.from_json(files.read_json(VOCAB_FILE))
+        self.temperature = float(temperature)
+        self.options["max_len"] = max_len
+        self.onnx_bytes = files.read_bytes(MODEL_FILE)
         try:
             self._start_runtime(self.onnx_bytes)
+            assert self.runtime is not None
+            shape = self.runtime.logits(np.full((1, 1), OOV_ID, dtype=np.int64)).shape
         except Exception as exc:  # onnxruntime raises its own exception types for a bad graph
-            raise ModelFileError(f"{directory / MODEL_FILE}: onnxruntime cannot load it: {exc}") from exc
-
+            raise ModelFileError(f"{files.root / MODEL_FILE}: onnxruntime cannot run it: {exc}") from exc
+        if shape != (1, len(self.vocabulary) + RESERVED):
+            raise ModelFileError(
+                f"{files.root}: the network's output {shape} does not fit the vocabulary of "
+                f"{len(self.vocabulary)} pages (+{RESERVED} reserved ids)"
+            )
