@@ -1,0 +1,309 @@
+"""The FastAPI application behind ``precache serve``: routes, auth, limits, and what a replica holds.
+
+A replica holds nothing another replica needs: session histories, per-key access records and events live
+in Redis (see :mod:`precache.serve.sessions`, :mod:`precache.serve.events`); the model comes from the model
+directory (shared ``MODEL_STORAGE_PATH`` volume). So replicas behind a load balancer answer any session alike.
+Build it with :func:`create_app` (uvicorn ``--factory`` calls it in each worker; settings come from the env).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import ORJSONResponse, Response
+from fastapi.security import HTTPBearer
+
+from precache.config import ConfigError, Settings, get_settings
+from precache.serve.auth import Authenticator, Caller, Role
+from precache.serve.decisions import CacheAdvisor
+from precache.serve.errors import ApiError, install_error_handlers
+from precache.serve.events import ClientHasher, EventRecorder
+from precache.serve.limits import BodySizeLimit, RateLimiter
+from precache.serve.metrics import RequestCounter, ServiceMetrics
+from precache.serve.model import ModelHolder, ServedModel
+from precache.serve.schemas import (
+    CacheDecision,
+    ErrorBody,
+    EventsRequest,
+    EventsResponse,
+    Health,
+    PagePrediction,
+    PageResponse,
+    PredictRequest,
+    Readiness,
+    WarmingItem,
+    WarmingResponse,
+)
+from precache.serve.sessions import FailoverHistories, MemoryHistories, RedisHistories
+from precache.serve.settings import ServeSettings, get_serve_settings
+
+log = logging.getLogger("precache.serve")
+PAGE_PREDICTOR = "page-predictor"
+CACHE_OPTIMIZER = "cache-optimizer"
+
+AUTH_DESCRIPTION = (
+    "Bearer tokens. The API token (`PRECACHE_API_TOKEN`) opens predict, events, metrics and reading models; "
+    "the training key (`ML_TRAINING_API_KEY`) opens training and model changes and everything the API token "
+    "does. 401: no, malformed or unknown token. 403: a valid token without the right, or any token on a "
+    "training route while no training key is configured."
+)
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {401: "missing, malformed or unknown token", 403: "the token lacks the right for this route",
+            404: "not found", 409: "conflict", 413: "request body too large",
+            422: "invalid body or query: the detail names the field", 429: "rate limit exceeded",
+            503: "ML disabled, no model loaded, or a dependency is unavailable"}
+    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    serve: ServeSettings
+    auth: Authenticator
+    metrics: ServiceMetrics
+    histories: FailoverHistories
+    events: EventRecorder
+    models: ModelHolder
+    advisor: CacheAdvisor | None
+    advisor_error: str | None
+    limiter: RateLimiter
+    redis: Any
+
+
+def _redis_client(url: str, cluster: bool, timeout: float) -> Any:
+    if cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def check_startable(settings: Settings, serve: ServeSettings) -> None:
+    """Refuse to run without an API token unless ``--insecure-local`` was given."""
+    if not settings.api_token and not serve.insecure_local:
+        raise ConfigError("PRECACHE_API_TOKEN is not set: set it, or pass --insecure-local to serve on loopback "
+                          "without authentication")
+
+
+def resolve_model_dir(settings: Settings, explicit: Path | None, name: str) -> Path | None:
+    """The directory to serve for ``name``: the explicit setting, else ``MODEL_STORAGE_PATH/<name>``."""
+    if explicit is not None:
+        return explicit
+    candidate = settings.model_storage_path / name
+    return candidate if (candidate / "manifest.json").is_file() else None
+
+
+def load_advisor(state: ServiceState) -> None:
+    directory = resolve_model_dir(state.settings, state.serve.optimizer_dir, CACHE_OPTIMIZER)
+    if directory is None:
+        state.advisor_error = "no cache-optimizer model: set PRECACHE_OPTIMIZER_DIR or put one in MODEL_STORAGE_PATH"
+        return
+    try:
+        state.advisor, state.advisor_error = CacheAdvisor.load(directory), None
+    except Exception as exc:
+        state.advisor_error = f"{directory}: {type(exc).__name__}: {exc}"[:300]
+        log.error("cache optimizer not loaded: %s", state.advisor_error)
+
+
+def create_app(settings: Settings | None = None, serve: ServeSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    serve = serve or get_serve_settings()
+    check_startable(settings, serve)
+    if serve.insecure_local and not settings.api_token:
+        log.warning("precache serve runs WITHOUT authentication (--insecure-local): loopback only")
+    metrics = ServiceMetrics()
+    redis = _redis_client(settings.redis_url, serve.redis_cluster, serve.redis_timeout_seconds)
+    memory = MemoryHistories(serve.fallback_sessions, serve.max_history, settings.session_gap_seconds)
+    histories = FailoverHistories(
+        RedisHistories(redis, serve.redis_prefix, serve.max_history, settings.session_gap_seconds), memory)
+    state = ServiceState(
+        settings=settings, serve=serve,
+        auth=Authenticator(settings.api_token, settings.ml_training_api_key, serve.insecure_local),
+        metrics=metrics, histories=histories,
+        events=EventRecorder(redis, histories, prefix=serve.redis_prefix, stream=serve.event_stream,
+                             maxlen=serve.event_stream_maxlen, retention=serve.event_retention_seconds,
+                             hasher=ClientHasher(serve.client_hash_key or settings.api_token)),
+        models=ModelHolder(max_history=serve.max_history, cache_size=serve.prediction_cache_size),
+        limiter=RateLimiter(serve.events_per_second, serve.events_burst), redis=redis,
+        advisor=None, advisor_error=None)
+    metrics.gauges.update({
+        "sessionsInMemory": lambda: float(len(memory)),
+        "historyRedisFailures": lambda: float(histories.failures),
+        "eventsReceived": lambda: float(state.events.received),
+        "eventsStreamed": lambda: float(state.events.streamed),
+        "eventsRateLimited": lambda: float(state.limiter.refused),
+        "modelLoads": lambda: float(state.models.loads),
+    })
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.ml_enabled:
+            load_advisor(state)
+            directory = resolve_model_dir(settings, serve.model_dir, PAGE_PREDICTOR)
+            if directory is None:
+                state.models.last_error = "no model: set PRECACHE_MODEL_DIR or put one in MODEL_STORAGE_PATH"
+            else:
+                try:
+                    state.models.load(directory)
+                except Exception as exc:  # start anyway: /readyz and 503s say why
+                    log.error("model not loaded: %s", state.models.last_error or exc)
+        try:
+            yield
+        finally:
+            await state.models.aclose()
+            try:
+                await redis.aclose()
+            except Exception:
+                pass
+
+    app = FastAPI(
+        title="precache service", version="1", lifespan=lifespan, default_response_class=ORJSONResponse,
+        description="Next-page predictions, cache decisions and warming lists over HTTP.\n\n" + AUTH_DESCRIPTION,
+    )
+    app.state.service = state
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=serve.max_body_bytes)
+    app.add_middleware(RequestCounter, metrics=metrics)
+    _routes(app, state)
+    return app
+
+
+_bearer = HTTPBearer(auto_error=False, description=AUTH_DESCRIPTION)
+
+
+def _state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+async def api_caller(request: Request, _: Any = Depends(_bearer)) -> Caller:
+    """Dependency of the API routes (the bearer scheme is declared so OpenAPI documents it)."""
+    return _state(request).auth.require(request, Role.API)
+
+
+async def training_caller(request: Request, _: Any = Depends(_bearer)) -> Caller:
+    """Dependency of the training routes: the training key only."""
+    return _state(request).auth.require(request, Role.TRAINING)
+
+
+def _routes(app: FastAPI, state: ServiceState) -> None:
+    def model_or_503() -> ServedModel:
+        if not state.settings.ml_enabled:
+            state.metrics.unavailable += 1
+            raise ApiError(503, "ml_disabled", "ML_ENABLED is false: predictions are switched off")
+        served = state.models.current
+        if served is None:
+            state.metrics.unavailable += 1
+            raise ApiError(503, "no_model", state.models.last_error or "no active model is loaded")
+        return served
+
+    @app.get("/healthz", response_model=Health, tags=["ops"], summary="Liveness (no auth)")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Readiness, tags=["ops"], summary="Readiness (no auth)",
+             responses={503: {"model": Readiness, "description": "not ready: the detail says why"}})
+    async def readyz() -> Response:
+        redis = await _redis_status(state)
+        model = state.models.describe()
+        advisor = state.advisor
+        model["cacheOptimizer"] = ({"loaded": True, "version": advisor.version, "directory": str(advisor.directory)}
+                                   if advisor is not None else {"loaded": False, "error": state.advisor_error})
+        ready = state.settings.ml_enabled and bool(model["loaded"])
+        detail = ("ready" if ready else
+                  "ML_ENABLED is false" if not state.settings.ml_enabled else f"no model: {model.get('error')}")
+        body = Readiness(ready=ready, model=model, redis=redis, sessions=state.histories.where, detail=detail,
+                         error=None if ready else "not_ready")
+        return ORJSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    @app.post("/api/ml/predict", response_model=PageResponse | WarmingResponse | CacheDecision, tags=["ml"],
+              summary="Next pages (page), preload list (warming) or cache decision (cache) for a session",
+              responses=_errors(401, 413, 422, 503))
+    async def predict(body: PredictRequest, _: Caller = Depends(api_caller)) -> Any:
+        start = time.perf_counter()
+        if body.type == "cache":
+            return await cache_decision(body, start)
+        served = model_or_503()
+        page = body.context.currentPath
+        if page is None:
+            raise ApiError(422, "validation_error", f"body.context.currentPath: required for type={body.type}")
+        history = await state.histories.append(body.sessionId, [page])
+        if body.type == "warming":
+            predictive = state.settings.predictive
+            threshold = body.options.threshold if body.options.threshold is not None else predictive.warming_threshold
+            k = max(1, min(50, predictive.max_preload_items))
+            ranked, cached = await state.models.predict(served, history, k)
+            items = [WarmingItem(page=p, probability=_prob(pr)) for p, pr in ranked if pr >= threshold]
+            latency = (time.perf_counter() - start) * 1000
+            state.metrics.observe_prediction("warming", latency, cached)
+            return WarmingResponse(preload=items, threshold=threshold, latency=round(latency, 3),
+                                   modelVersion=served.version)
+        threshold = body.options.threshold or 0.0
+        ranked, cached = await state.models.predict(served, history, body.options.topK)
+        predictions = [PagePrediction(page=p, probability=_prob(pr)) for p, pr in ranked if pr >= threshold]
+        latency = (time.perf_counter() - start) * 1000
+        state.metrics.observe_prediction("page", latency, cached)
+        return PageResponse(predictions=predictions, latency=round(latency, 3), cached=cached,
+                            modelVersion=served.version)
+
+    async def cache_decision(body: PredictRequest, start: float) -> CacheDecision:
+        if not state.settings.ml_enabled:
+            model_or_503()
+        advisor = state.advisor
+        if advisor is None:
+            state.metrics.unavailable += 1
+            raise ApiError(503, "no_model", state.advisor_error or "no cache-optimizer model is loaded")
+        key = body.context.key
+        if key is None:
+            raise ApiError(422, "validation_error", "body.context.key: required for type=cache")
+        accesses = await state.events.key_history(key)
+        decision = advisor.decide(key, accesses, time.time())
+        latency = (time.perf_counter() - start) * 1000
+        state.metrics.observe_prediction("cache", latency, None)
+        return CacheDecision(key=key, basedOnEvents=len(accesses), latency=round(latency, 3),
+                             modelVersion=advisor.version, **decision)  # type: ignore[arg-type]
+
+    @app.post("/api/ml/events", response_model=EventsResponse, tags=["ml"],
+              summary="Report a batch of accesses (page views and cache-key accesses)",
+              responses=_errors(401, 413, 422, 429))
+    async def events(body: EventsRequest, caller: Caller = Depends(api_caller)) -> EventsResponse:
+        if not state.limiter.allow(caller.key, len(body.events)):
+            raise ApiError(429, "rate_limited", f"more than {state.serve.events_per_second:g} events/s for this token",
+                           {"Retry-After": str(state.limiter.retry_after(len(body.events)))})
+        streamed = await state.events.record(body.events)
+        return EventsResponse(accepted=len(body.events), streamed=streamed)
+
+    @app.get("/api/ml/metrics", tags=["ops"], summary="Service counters (JSON or Prometheus text)",
+             responses={200: {"content": {"application/json": {"schema": {"type": "object"}},
+                                          "text/plain": {"schema": {"type": "string"}}},
+                              "description": "the counters"}, **_errors(401, 422)})
+    async def metrics(_: Caller = Depends(api_caller),
+                      format: Annotated[Literal["json", "prometheus"], Query()] = "json",
+                      duration: Annotated[int | None, Query(ge=1, le=7 * 86400 * 1000,
+                                                            description="latency window, ms")] = None) -> Response:
+        if format == "prometheus":
+            return Response(state.metrics.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return ORJSONResponse(state.metrics.snapshot(duration))
+
+
+def _prob(value: float) -> float:
+    return min(1.0, max(0.0, float(value)))
+
+
+async def _redis_status(state: ServiceState) -> str:
+    try:
+        await state.redis.ping()
+    except Exception as exc:
+        return f"degraded ({type(exc).__name__}: {exc})"[:200]
+    return "ok"

@@ -1,0 +1,74 @@
+"""Every error leaves the service as JSON ``{error, detail}``; none carries a stack trace.
+
+Why one place: FastAPI answers validation errors, unknown routes and wrong methods with its own shapes,
+and an unhandled exception would become a plain-text 500. The handlers here map all of them to one body
+a client can parse, and a 422 names the offending field (``body.options.topK: ...``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("precache.serve")
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+          422: "validation_error", 429: "rate_limited", 503: "unavailable"}
+
+
+class ApiError(Exception):
+    """Raised by handlers to answer ``status`` with ``{error: code, detail}`` (and optional headers)."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> ORJSONResponse:
+    return ORJSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def describe_validation(errors: list[Any]) -> str:
+    """``body.options.topK: Input should be less than or equal to 50; ...`` (at most 5 problems)."""
+    parts = []
+    for err in errors[:5]:
+        message = str(err.get("msg", "invalid"))
+        if err.get("type") == "extra_forbidden":
+            message = "unknown field"
+        parts.append(f"{_field(err.get('loc', ()))}: {message}")
+    if len(errors) > 5:
+        parts.append(f"... and {len(errors) - 5} more")
+    return "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> ORJSONResponse:
+        return error_response(exc.status, exc.code, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        return error_response(422, "validation_error", describe_validation(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (not UTF-8): an invalid body like any other
+            return error_response(422, "validation_error", "body: not valid UTF-8 JSON")
+        code = _CODES.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else code
+        return error_response(exc.status_code, code, detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> ORJSONResponse:
+        log.error("unexpected %s while answering a request: %s", type(exc).__name__, exc)
+        return error_response(500, "internal", f"unexpected {type(exc).__name__}; see the service log")

@@ -1,0 +1,135 @@
+"""``POST /api/ml/events``: reported accesses go to the session histories, the per-key access records and
+the access-event Redis Stream that the training pipeline's collector drains.
+
+Stream entries have exactly the layout :class:`precache.cache.stream.StreamSink` writes for embedded
+caches (:func:`precache.cache.stream.event_fields`), on the same stream name (``PRECACHE_EVENT_STREAM``,
+default ``precache:events``), so the collector reads one format whichever way an event came in; the page
+is ``context.currentPath``. A visitor address is stored only as a keyed hash (``context.client``).
+Retention: stream entries older than ``PRECACHE_EVENT_RETENTION_SECONDS`` are trimmed (``MINID ~``) and the
+stream is capped at ``PRECACHE_EVENT_STREAM_MAXLEN`` entries; per-key records expire after the same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections import OrderedDict, defaultdict, deque
+from typing import Any
+
+from precache.cache.events import AccessEvent
+from precache.cache.stream import event_fields
+from precache.serve.schemas import AccessEventIn
+from precache.serve.sessions import FailoverHistories
+
+log = logging.getLogger("precache.serve")
+
+KEY_RECORDS = 64  # accesses remembered per cache key for type=cache features
+LOCAL_KEYS = 100_000  # keys remembered in process when Redis is absent or failing
+
+Access = tuple[float, int, float, str]  # (time, size, latency, client hash)
+
+
+def key_tag(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class ClientHasher:
+    """Keyed hash of visitor addresses: equal inputs give equal hashes on every replica sharing the key,
+    and the address cannot be recovered by hashing candidate addresses without the key."""
+
+    def __init__(self, key: str | None) -> None:
+        self._key = key.encode() if key else secrets.token_bytes(32)
+
+    def __call__(self, client: str | None) -> str:
+        if not client:
+            return ""
+        return hmac.new(self._key, client.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+class EventRecorder:
+    def __init__(self, redis: Any | None, histories: FailoverHistories, *, prefix: str, stream: str,
+                 maxlen: int, retention: float, hasher: ClientHasher) -> None:
+        self.redis, self.histories, self.prefix = redis, histories, prefix
+        self.stream, self.maxlen, self.retention, self.hasher = stream, maxlen, retention, hasher
+        self.received = 0
+        self.streamed = 0
+        self.stream_failures = 0
+        self._local: OrderedDict[str, deque[Access]] = OrderedDict()
+
+    def key_records(self, key: str) -> str:
+        return f"{self.prefix}keyev:{{{key_tag(key)}}}"
+
+    async def record(self, events: list[AccessEventIn]) -> bool:
+        """Store a validated batch; returns whether it reached Redis (the stream and key records)."""
+        now = time.time()
+        self.received += len(events)
+        pages: defaultdict[str, list[str]] = defaultdict(list)
+        for event in events:
+            if event.page is not None:
+                pages[event.sessionId].append(event.page)
+        for session_id, viewed in pages.items():
+            await self.histories.append(session_id, viewed)
+        if self.redis is not None:
+            try:
+                await self._write(events, now)
+            except Exception as exc:
+                self.stream_failures += 1
+                log.warning("%d events not streamed: Redis failed (%s: %s)", len(events), type(exc).__name__, exc)
+            else:
+                self.streamed += len(events)
+                return True
+        for event in events:  # no Redis: this replica remembers the key accesses itself (bounded)
+            if event.key is not None:
+                self._remember(event.key, (event.time if event.time is not None else now, event.size,
+                                           event.latency, self.hasher(event.client)))
+        return False
+
+    def _remember(self, key: str, access: Access) -> None:
+        records = self._local.pop(key, None) or deque(maxlen=KEY_RECORDS)
+        records.append(access)
+        self._local[key] = records
+        while len(self._local) > LOCAL_KEYS:
+            self._local.popitem(last=False)
+
+    async def _write(self, events: list[AccessEventIn], now: float) -> None:
+        pipe = self.redis.pipeline(transaction=False)  # type: ignore[union-attr]
+        retention_ms = int(self.retention * 1000)
+        min_id = f"{max(0, int(now * 1000) - retention_ms)}-0"
+        for event in events:
+            client = self.hasher(event.client)
+            context: dict[str, Any] = {"currentPath": event.page} if event.page is not None else {}
+            if client:
+                context["client"] = client
+            when = event.time if event.time is not None else now
+            access = AccessEvent(time=when, key=event.key or event.page or "", session_id=event.sessionId,
+                                 context=context, tier=event.tier, latency=event.latency, size=event.size)
+            pipe.xadd(self.stream, event_fields(access), minid=min_id, approximate=True)
+            if event.key is not None:
+                records = self.key_records(event.key)
+                pipe.rpush(records, f"{when!r} {event.size} {event.latency!r} {client}")
+                pipe.ltrim(records, -KEY_RECORDS, -1)
+                pipe.pexpire(records, retention_ms)
+        pipe.xtrim(self.stream, maxlen=self.maxlen, approximate=True)
+        await pipe.execute()
+
+    async def key_history(self, key: str) -> list[Access]:
+        """The recorded accesses of ``key`` (oldest first): (time, size, latency, client hash)."""
+        local = list(self._local.get(key, ()))
+        if self.redis is None:
+            return local
+        try:
+            raws = await self.redis.lrange(self.key_records(key), 0, -1)
+        except Exception:
+            return local
+        out: list[Access] = []
+        for raw in raws:
+            text = raw.decode() if isinstance(raw, bytes) else raw
+            parts = text.split(" ")
+            try:
+                out.append((float(parts[0]), int(parts[1]), float(parts[2]), parts[3] if len(parts) > 3 else ""))
+            except (ValueError, IndexError):
+                continue  # a malformed record (not written by us) is skipped, never trusted
+        return out or local

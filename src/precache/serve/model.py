@@ -1,0 +1,114 @@
+"""The page predictor this replica serves, swapped atomically when a new version becomes active.
+
+Why snapshots: a request takes the current :class:`ServedModel` once and uses it to the end, so a request
+in flight finishes on the model it started with while new requests already see the new one; the old
+engine is closed a little later (``retire_after`` seconds), when nothing can still be using it. Loading
+goes through :meth:`precache.inference.InferenceEngine.load` (manifest and sha256 verified); a directory
+that fails verification is refused and the current model keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from precache.inference import InferenceEngine
+
+log = logging.getLogger("precache.serve")
+
+Prediction = list[tuple[str, float]]
+
+
+def model_version(directory: Path) -> str:
+    """The manifest's ``version`` when it has one, else the model kind and a hash of its manifest."""
+    import json
+
+    raw = (directory / "manifest.json").read_bytes()
+    manifest = json.loads(raw)
+    version = manifest.get("version")
+    if isinstance(version, str | int) and str(version):
+        return str(version)
+    return f"{manifest.get('kind', 'model')}-{hashlib.sha256(raw).hexdigest()[:12]}"
+
+
+@dataclass
+class ServedModel:
+    engine: InferenceEngine
+    version: str
+    directory: Path
+    kind: str
+    cache: OrderedDict[tuple[int, tuple[str, ...]], Prediction] = field(default_factory=OrderedDict)
+
+
+class ModelHolder:
+    """Holds at most one served page predictor; ``load`` swaps it, ``current`` is what requests use."""
+
+    def __init__(self, *, max_history: int, cache_size: int, retire_after: float = 30.0) -> None:
+        self.max_history, self.cache_size, self.retire_after = max_history, cache_size, retire_after
+        self.current: ServedModel | None = None
+        self.last_error: str | None = None
+        self.loads = 0
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def load(self, directory: Path, version: str | None = None) -> ServedModel:
+        """Load and verify ``directory``; on success it becomes current. Raises on a bad directory."""
+        try:
+            engine = InferenceEngine.load(directory, max_history=self.max_history, max_sessions=1)
+            served = ServedModel(engine, version or model_version(directory), directory,
+                                 str(getattr(engine.model, "kind", getattr(engine.model, "name", "model"))))
+        except Exception as exc:
+            self.last_error = f"{directory}: {type(exc).__name__}: {exc}"[:300]
+            raise
+        old, self.current = self.current, served
+        self.last_error = None
+        self.loads += 1
+        if old is not None:
+            self._retire(old)
+        log.info("serving model %s from %s", served.version, directory)
+        return served
+
+    def _retire(self, old: ServedModel) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(self.retire_after)
+            await old.engine.aclose()
+
+        task = loop.create_task(later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def predict(self, served: ServedModel, history: list[str], k: int) -> tuple[Prediction, bool]:
+        """Top-``k`` next pages for ``history`` on ``served``; second value: answered from the cache."""
+        history_key = (k, tuple(history[-self.max_history:]))
+        hit = served.cache.get(history_key)
+        if hit is not None:
+            served.cache.move_to_end(history_key)
+            return hit, True
+        result = await served.engine.submit(history, k)
+        if self.cache_size:
+            served.cache[history_key] = result
+            if len(served.cache) > self.cache_size:
+                served.cache.popitem(last=False)
+        return result, False
+
+    def describe(self) -> dict[str, Any]:
+        served = self.current
+        if served is None:
+            return {"loaded": False, "error": self.last_error}
+        return {"loaded": True, "version": served.version, "kind": served.kind, "directory": str(served.directory),
+                "error": self.last_error}
+
+    async def aclose(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        if self.current is not None:
+            await self.current.engine.aclose()

@@ -1,0 +1,158 @@
+"""Request and response bodies of ``/api/ml/*``: the HTTP contract, and the OpenAPI schema built from it.
+
+Why strict models: a back end in any language talks to this service, so a wrong type must be a ``422``
+naming the field, never silently coerced (``"5"`` is not a ``topK``). Unknown top-level fields are refused;
+only ``context`` takes extra fields, at most 32 scalar values with bounded strings. Every string a client
+sends is bounded, so no request can make the service hold unbounded data.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_SESSION_ID = 128
+MAX_PAGE = 2048
+MAX_CONTEXT_EXTRA = 32
+MAX_CONTEXT_STRING = 1024
+MAX_EVENTS = 1000
+
+SessionId = Annotated[str, Field(min_length=1, max_length=MAX_SESSION_ID)]
+Page = Annotated[str, Field(min_length=1, max_length=MAX_PAGE)]
+_SCALAR_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "string", "maxLength": MAX_CONTEXT_STRING}, {"type": "number"}, {"type": "boolean"},
+              {"type": "null"}],
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a short machine-readable code and a human-readable detail."""
+
+    error: str = Field(description="machine-readable code, e.g. unauthorized, validation_error, not_ready")
+    detail: str = Field(description="what went wrong, naming the field or setting; never a stack trace")
+
+
+class PredictContext(BaseModel):
+    """What the caller knows about the request: the current page, plus up to 32 scalar fields of its own."""
+
+    model_config = ConfigDict(strict=True, extra="allow", json_schema_extra={
+        "additionalProperties": _SCALAR_SCHEMA, "maxProperties": MAX_CONTEXT_EXTRA + 2})
+
+    currentPath: Page | None = Field(None, description="the page being viewed (required for page/warming)")
+    key: Annotated[str, Field(min_length=1, max_length=MAX_PAGE)] | None = Field(
+        None, description="the cache key to decide on (required for type=cache)")
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> PredictContext:
+        extra = self.model_extra or {}
+        if len(extra) > MAX_CONTEXT_EXTRA:
+            raise ValueError(f"at most {MAX_CONTEXT_EXTRA} extra context fields, got {len(extra)}")
+        for name, value in extra.items():
+            if len(name) > 64:
+                raise ValueError(f"context field name longer than 64 characters: {name[:64]!r}...")
+            if value is not None and not isinstance(value, str | int | float | bool):
+                raise ValueError(f"context.{name} must be a string, number, boolean or null")
+            if isinstance(value, str) and len(value) > MAX_CONTEXT_STRING:
+                raise ValueError(f"context.{name} is longer than {MAX_CONTEXT_STRING} characters")
+        return self
+
+
+class PredictOptions(_Strict):
+    topK: int = Field(5, ge=1, le=50, description="how many pages to return (page type)")
+    threshold: float | None = Field(None, ge=0.0, le=1.0,
+                                    description="minimum probability (default: the warming threshold for "
+                                                "type=warming, 0 for type=page)")
+    useEdgeInference: bool = Field(False, description="accepted for compatibility; this service always "
+                                                      "answers from its own model")
+
+
+class PredictRequest(_Strict):
+    sessionId: SessionId
+    type: Literal["page", "cache", "warming"] = "page"
+    context: PredictContext
+    options: PredictOptions = Field(default_factory=PredictOptions)
+
+
+class PagePrediction(BaseModel):
+    page: str
+    probability: float = Field(ge=0.0, le=1.0)
+
+
+class PageResponse(BaseModel):
+    predictions: list[PagePrediction]
+    latency: float = Field(description="milliseconds spent answering, inside the service")
+    cached: bool = Field(description="the answer came from this replica's prediction cache")
+    modelVersion: str
+
+
+class WarmingItem(BaseModel):
+    page: str
+    probability: float = Field(ge=0.0, le=1.0)
+    assets: list[PagePrediction] = Field(default_factory=list,
+                                         description="the page's likely assets, P(page) * P(asset | page)")
+
+
+class WarmingResponse(BaseModel):
+    preload: list[WarmingItem]
+    threshold: float
+    latency: float
+    modelVersion: str
+
+
+class CacheDecision(BaseModel):
+    key: str
+    shouldCache: bool
+    priority: float = Field(description="predicted seconds to the next access (lower = keep longer)")
+    ttl: float = Field(description="seconds; predicted time to the next content change, bounded")
+    invalidationProbability: float = Field(ge=0.0, le=1.0)
+    basedOnEvents: int = Field(ge=0, description="how many access events of this key the features rest on")
+    latency: float
+    modelVersion: str
+
+
+class AccessEventIn(_Strict):
+    """One access a back end or a log shipper reports."""
+
+    sessionId: SessionId
+    page: Page | None = Field(None, description="a page view: appended to the session's history")
+    key: Annotated[str, Field(min_length=1, max_length=MAX_PAGE)] | None = Field(
+        None, description="the cache key accessed (feeds type=cache decisions)")
+    time: float | None = Field(None, ge=0, le=1e11, description="unix seconds; default: when received")
+    tier: Literal["l1", "l2", "origin", "stale", "error", "miss"] = "origin"
+    latency: float = Field(0.0, ge=0, le=3600, description="seconds the access took")
+    size: int = Field(0, ge=0, le=1 << 40, description="bytes")
+    client: Annotated[str, Field(max_length=128)] | None = Field(
+        None, description="the visitor's address; stored only as a keyed hash")
+
+    @model_validator(mode="after")
+    def _page_or_key(self) -> AccessEventIn:
+        if self.page is None and self.key is None:
+            raise ValueError("an event needs a page or a key")
+        return self
+
+
+class EventsRequest(_Strict):
+    events: list[AccessEventIn] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    streamed: bool = Field(description="the events reached the access-event stream (Redis)")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model: dict[str, Any]
+    redis: str = Field(description="ok | degraded (...) | not configured")
+    sessions: str = Field(description="where session histories live: redis, or memory (bounded, this replica)")
+    detail: str
+    error: str | None = Field(None, description="not_ready when the answer is 503")
