@@ -14,9 +14,24 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol, runtime_checkable
 
+from precache.scoring import RankingTally, expected_calibration_error
 from precache.traces.model import Session
+from precache.types import Prediction
 
-Prediction = list[tuple[str, float]]
+__all__ = [
+    "ModelReport",
+    "PagePredictor",
+    "Prediction",
+    "Scores",
+    "Split",
+    "compare_predictors",
+    "evaluate",
+    "expected_calibration_error",
+    "measure_latency",
+    "sample_histories",
+    "time_split",
+    "transitions",
+]
 
 
 @runtime_checkable
@@ -88,22 +103,6 @@ class Scores:
         return asdict(self)
 
 
-def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:
-    """ECE of the top-1 probability: the bin-weighted gap between stated confidence and accuracy."""
-    if not confidences:
-        return 0.0
-    totals = [0] * bins
-    conf_sum = [0.0] * bins
-    hit_sum = [0] * bins
-    for p, ok in zip(confidences, correct, strict=True):
-        b = min(bins - 1, max(0, int(p * bins)))
-        totals[b] += 1
-        conf_sum[b] += p
-        hit_sum[b] += int(ok)
-    n = len(confidences)
-    return sum(abs(conf_sum[b] - hit_sum[b]) for b in range(bins) if totals[b]) / n
-
-
 def evaluate(
     model: PagePredictor,
     test: Sequence[Session],
@@ -111,43 +110,28 @@ def evaluate(
     max_history: int | None = 50,
     max_transitions: int | None = None,
 ) -> Scores:
-    """Score ``model`` on every transition of ``test`` (or the first ``max_transitions``)."""
-    n = hits1 = hits5 = hits10 = 0
-    rr5 = 0.0
+    """Score ``model`` on every transition of ``test`` (or the first ``max_transitions``), counting as
+    :mod:`precache.scoring` does."""
+    tally = RankingTally(ks=(1, 5, 10), mrr_k=5)
     recommended: set[str] = set()
-    top1_conf: list[float] = []
-    top1_ok: list[bool] = []
     started = time.perf_counter()
     for history, target in transitions(test, max_history):
-        if max_transitions is not None and n >= max_transitions:
+        if max_transitions is not None and tally.transitions >= max_transitions:
             break
         ranked = model.predict(history, 10)
-        n += 1
-        pages = [page for page, _ in ranked]
-        recommended.update(pages)
-        if ranked:
-            top1_conf.append(float(ranked[0][1]))
-            top1_ok.append(pages[0] == target)
-        if target in pages:
-            rank = pages.index(target) + 1
-            hits10 += 1
-            if rank <= 5:
-                hits5 += 1
-                rr5 += 1.0 / rank
-            if rank == 1:
-                hits1 += 1
+        recommended.update(page for page, _ in ranked)
+        tally.add(ranked, target)
     elapsed = time.perf_counter() - started
-    denom = max(n, 1)
     coverage = len(recommended) / vocabulary_size if vocabulary_size else math.nan
     return Scores(
         model=getattr(model, "name", type(model).__name__),
-        transitions=n,
-        hr1=hits1 / denom,
-        hr5=hits5 / denom,
-        hr10=hits10 / denom,
-        mrr5=rr5 / denom,
+        transitions=tally.transitions,
+        hr1=tally.hr(1),
+        hr5=tally.hr(5),
+        hr10=tally.hr(10),
+        mrr5=tally.mrr,
         coverage=coverage,
-        ece=expected_calibration_error(top1_conf, top1_ok),
+        ece=tally.ece,
         predict_seconds=elapsed,
     )
 

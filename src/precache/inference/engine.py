@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-Prediction = list[tuple[str, float]]
+from precache.types import Prediction
 
 if TYPE_CHECKING:
     from precache.models.base import BatchPredictor

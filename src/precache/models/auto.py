@@ -44,6 +44,7 @@ from precache.models.base import (
 )
 from precache.models.calibration import apply_isotonic, ece, fit_isotonic
 from precache.models.registry import build_predictor, load_predictor, register_predictor
+from precache.scoring import ranking_scores
 from precache.traces.model import Session
 
 AUTO_FILE = "auto.json"
@@ -54,20 +55,6 @@ def blend(a: Prediction, b: Prediction, weight: float, k: int) -> Prediction:
     """``weight * P_a + (1 - weight) * P_b`` over the union of both lists (a page missing from a list
     gets 0 from it, a lower bound since the lists are the heads of the distributions)."""
     return blend_many((a, b), (weight, 1.0 - weight), k)
-
-
-def score(predictions: Sequence[Prediction], targets: Sequence[str]) -> dict[str, float]:
-    """HR@1/5, MRR@5 of ranked lists against the true next pages (the evaluation protocol's counting)."""
-    n = max(1, len(targets))
-    hr1 = hr5 = rr5 = 0.0
-    for ranked, target in zip(predictions, targets, strict=True):
-        pages = [p for p, _ in ranked[:5]]
-        if target in pages:
-            rank = pages.index(target) + 1
-            hr5 += 1
-            rr5 += 1.0 / rank
-            hr1 += rank == 1
-    return {"hr1": hr1 / n, "hr5": hr5 / n, "mrr5": rr5 / n, "transitions": float(len(targets))}
 
 
 class AutoPredictor(PagePredictorBase):
@@ -149,21 +136,21 @@ class AutoPredictor(PagePredictorBase):
             fitted[kind] = model
             heads[kind] = _predict_all(model, histories, self.blend_depth)
             if kind in self.candidates:
-                results[kind] = score(heads[kind], targets)
+                results[kind] = ranking_scores(heads[kind], targets)
         if "attention" in heads:
             for kind in self.blend_with:
                 if kind not in heads or kind == "attention":
                     continue
                 for w in self.weights:
                     merged = [blend(a, b, w, 10) for a, b in zip(heads["attention"], heads[kind], strict=True)]
-                    results[f"attention+{kind}@{w:g}"] = score(merged, targets)
+                    results[f"attention+{kind}@{w:g}"] = ranking_scores(merged, targets)
         gate_lists: dict[str, list[Prediction]] = {}
         for spec in self.gates:
             kinds = spec.split("+")
             if len(kinds) < 2 or any(kind not in heads for kind in kinds):
                 continue  # a gate mixes only kinds fitted as candidates or blend partners
             gate_lists[spec] = cross_fitted([heads[kind] for kind in kinds], histories, targets)
-            results[f"gate({spec})"] = score(gate_lists[spec], targets)
+            results[f"gate({spec})"] = ranking_scores(gate_lists[spec], targets)
         if not results:
             raise ValueError(f"auto: no candidate could be fitted: {errors}")
         best = max(results, key=lambda name: (results[name]["hr5"], results[name]["mrr5"]))

@@ -36,6 +36,7 @@ from precache.models.files import (
     write_npz,
 )
 from precache.traces.model import Session
+from precache.types import Prediction
 
 __all__ = [
     "FORMAT_VERSION",
@@ -54,7 +55,6 @@ __all__ = [
     "write_npz",
 ]
 
-Prediction = list[tuple[str, float]]
 P = TypeVar("P", bound="PagePredictorBase")
 
 

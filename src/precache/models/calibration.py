@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from precache.scoring import Bin, expected_calibration_error, reliability_bins
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row softmax of ``logits / temperature`` in float64-stable form."""
@@ -58,13 +60,7 @@ def fit_temperature(
     return float(math.exp((a + b) / 2))
 
 
-@dataclass(frozen=True, slots=True)
-class ReliabilityBin:
-    lower: float
-    upper: float
-    count: int
-    confidence: float
-    accuracy: float
+ReliabilityBin = Bin  # the name this module used before precache.scoring
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,26 +88,12 @@ def top1_confidence(
 
 def reliability_table(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> list[ReliabilityBin]:
     """Equal-width confidence bins: count, mean confidence and accuracy per bin (empty bins kept)."""
-    out: list[ReliabilityBin] = []
-    idx = np.minimum((np.asarray(confidence) * bins).astype(int), bins - 1)
-    for b in range(bins):
-        sel = idx == b
-        n = int(sel.sum())
-        out.append(ReliabilityBin(
-            lower=b / bins, upper=(b + 1) / bins, count=n,
-            confidence=float(confidence[sel].mean()) if n else 0.0,
-            accuracy=float(np.asarray(correct)[sel].mean()) if n else 0.0,
-        ))
-    return out
+    return reliability_bins(np.asarray(confidence).tolist(), np.asarray(correct).tolist(), bins)
 
 
 def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error: bin-weighted |confidence - accuracy| (same bins as evaluation)."""
-    n = len(confidence)
-    if n == 0:
-        return 0.0
-    table = reliability_table(confidence, correct, bins)
-    return float(sum(r.count * abs(r.confidence - r.accuracy) for r in table) / n)
+    """Expected calibration error (:func:`precache.scoring.expected_calibration_error`) of numpy arrays."""
+    return expected_calibration_error(np.asarray(confidence).tolist(), np.asarray(correct).tolist(), bins)
 
 
 def calibrate(logits: np.ndarray, targets: np.ndarray, bins: int = 10, excluded: int = 2) -> CalibrationReport:

@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Container, Sequence
 from typing import Any, Protocol
 
+from precache.scoring import hit_at
 from precache.sim.metrics import HIT_CODES, ReplayResult
 from precache.sim.workload import PreparedTrace
 from precache.traces.paths import normalize_path
@@ -81,7 +82,7 @@ def classify_events(
                 cls = "page_predictable"
             else:
                 top = predictor.predict(history[sid][-20:], 5)
-                cls = "page_in_top5" if any(p == key for p, _ in top) else "page_outside_top5"
+                cls = "page_in_top5" if hit_at(top, key, 5) else "page_outside_top5"
         else:
             page = last_page.get(sid)
             if page is None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from precache.defaults import WARMING_THRESHOLD
 from precache.models import build_predictor
+from precache.scoring import misses_removed
 from precache.sim.analysis import miss_breakdown
 from precache.sim.metrics import ReplayResult
 from precache.sim.origin import LatencyModel
@@ -87,7 +88,7 @@ class Headline:
 
     @property
     def misses_removed_by_warming(self) -> float:
-        return 1.0 - (1.0 - float(self.after["hit_rate"])) / max(1.0 - float(self.without_warming["hit_rate"]), 1e-9)
+        return misses_removed(self.after["hit_rate"], self.without_warming["hit_rate"])
 
     @property
     def cold_start_change(self) -> float:
@@ -178,8 +179,7 @@ def run_experiment(
                         threshold=threshold)
             row = replay(sweep_trace, mode, _quiet(rcfg), predictor, assets).summary()
             row["threshold"] = threshold
-            row["misses_removed"] = (1 - (1 - row["hit_rate"]) / (1 - base["hit_rate"])
-                                     if base["hit_rate"] < 1 else 0.0)
+            row["misses_removed"] = misses_removed(row["hit_rate"], base["hit_rate"])
             sweep.append(row)
         progress("threshold sweep", len(cfg.sweep), len(cfg.sweep))
     if "full" in results and ("learned" in results or "heuristic" in results):

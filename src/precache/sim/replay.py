@@ -23,6 +23,7 @@ from precache.cache.l2 import MemoryL2
 from precache.cache.layered import PredictiveCache
 from precache.cache.memory import MemoryTier
 from precache.cache.policy import EvictionPolicy, LRUPolicy, S3FIFOPolicy
+from precache.scoring import hit_at
 from precache.sim.eager import start_eager
 from precache.sim.metrics import ReplayResult
 from precache.sim.origin import LatencyModel, SimOrigin
@@ -244,7 +245,7 @@ async def _replay(
                     predicted = warmer.latest.get(sid)
                     if predicted is not None:
                         hr_total += 1
-                        if any(p == key for p, _ in predicted[:5]):
+                        if hit_at(predicted, key, 5):
                             hr_hits += 1
                 warmer.observe(sid, key)
             flag = [False]

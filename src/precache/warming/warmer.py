@@ -23,11 +23,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from precache.defaults import WARMING_THRESHOLD
+from precache.types import Prediction
 from precache.warming.assets import AssetModel
 from precache.warming.limits import Backoff, Clock, TokenBucket
 from precache.warming.resolver import Loader, Resolver
-
-Prediction = list[tuple[str, float]]
 
 
 class WarmableCache(Protocol):

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from precache.models.attention.runtime import OOV_ID, RESERVED, AttentionRuntime, Prediction
+from precache.models.attention.runtime import OOV_ID, RESERVED, AttentionRuntime
 from precache.models.base import ModelFileError, ModelFiles, PagePredictorBase, check_k, write_json
 from precache.models.vocabulary import Vocabulary
 from precache.traces.model import Session
+from precache.types import Prediction
 
 _log = logging.getLogger("precache.models.attention")
 

@@ -16,11 +16,12 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from precache.types import Prediction
+
 PAD_ID = 0
 OOV_ID = 1
 RESERVED = 2
 
-Prediction = list[tuple[str, float]]
 
 
 def session_options(threads: int = 1) -> ort.SessionOptions:
