@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from precache.inference import InferenceEngine
+from precache.types import Prediction
 
 log = logging.getLogger("precache.serve")
-
-Prediction = list[tuple[str, float]]
 
 
 def model_version(directory: Path) -> str:
