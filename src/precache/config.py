@@ -96,8 +96,12 @@ class Settings(BaseSettings):
     model_storage_path: Path = Field(
         Path("models"), validation_alias=_env("MODEL_STORAGE_PATH", "model_storage_path")
     )
+    # Not inside MODEL_STORAGE_PATH, where "backup" would look like a model name.
     model_backup_path: Path = Field(
-        Path("models/backup"), validation_alias=_env("MODEL_BACKUP_PATH", "model_backup_path")
+        Path("model-backups"), validation_alias=_env("MODEL_BACKUP_PATH", "model_backup_path")
+    )
+    model_keep_versions: int = Field(
+        5, ge=2, validation_alias=_env("MODEL_KEEP_VERSIONS", "model_keep_versions")
     )
     ml_metrics_enabled: bool = Field(True, validation_alias=_env("ML_METRICS_ENABLED", "ml_metrics_enabled"))
     ml_alert_webhook: str | None = Field(None, validation_alias=_env("ML_ALERT_WEBHOOK", "ml_alert_webhook"))

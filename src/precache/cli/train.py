@@ -1,0 +1,75 @@
+"""``precache train``: the full pipeline once (collect → … → activate).
+
+It reads traces with the same options as the other commands (``--trace``, ``--format``, ``--gap``) and/or the
+event files the stream collector wrote (``--events DIR``). Training runs in a worker process with a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from precache.cli.app import app
+
+
+@app.command("train")
+def train_command(
+    trace: list[Path] = typer.Option([], "--trace", help="Access log or session file (repeatable)."),
+    fmt: str = typer.Option("auto", "--format", help="Trace format, or auto."),
+    gap: float = typer.Option(1800.0, "--gap", help="Session idle gap in seconds (logs only)."),
+    keep_query: bool = typer.Option(False, "--keep-query", help="Keep query strings in page ids."),
+    events: Path | None = typer.Option(None, "--events", help="Directory of collected event files."),
+    model_type: str = typer.Option("page-predictor", "--model-type", help="page-predictor, cache-optimizer or all."),
+    target_accuracy: float | None = typer.Option(None, "--target-accuracy", help="Gate: HR@5 / decision accuracy."),
+    tolerance: float = typer.Option(0.01, "--tolerance", help="Gate: how far below the active model still passes."),
+    predictor: str = typer.Option("auto", "--predictor", help="What page-predictor trains (auto, ppm, markov, ...)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Attention component epochs."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Attention component batch size."),
+    timeout: float = typer.Option(3600.0, "--timeout", help="Kill the training worker after this many seconds."),
+    no_activate: bool = typer.Option(False, "--no-activate", help="Register an accepted candidate, do not activate."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the outcome as JSON here."),
+) -> None:
+    """Train, evaluate on the latest held-out slice, gate, register and activate."""
+    from precache.training import TraceSource, TrainingConfig, TrainRequest
+
+    if gap <= 0:
+        raise ValueError("--gap must be positive")
+    config = TrainingConfig(epochs=epochs, batch_size=batch_size, target_accuracy=target_accuracy,
+                            tolerance=tolerance, predictor=predictor, timeout_seconds=timeout)
+    sources = [TraceSource(str(path), fmt, gap, keep_query) for path in trace]
+    for source in sources:
+        if not Path(source.path).is_file():
+            raise ValueError(f"trace {source.path} does not exist")
+    request = TrainRequest(model_type, sources, str(events) if events else None, config)  # type: ignore[arg-type]
+    _run_once(request, not no_activate, json_out)
+
+
+def _run_once(request: object, activate: bool, json_out: Path | None) -> None:
+    from precache.registry import open_registry
+    from precache.training import TrainRequest, run_pipeline
+
+    assert isinstance(request, TrainRequest)
+    console = Console() if Console().is_terminal else Console(width=160)
+    registry = open_registry()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=True) as progress:
+        task = progress.add_task("starting the training worker", total=None)
+        result = run_pipeline(request, registry, activate=activate,
+                              progress=lambda text: progress.update(task, description=text))
+    table = Table(title=f"training run: {result.seconds:.1f} s (registry revision {registry.revision()})")
+    for column in ("model", "outcome", "version", "metric", "candidate", "active", "reason"):
+        table.add_column(column)
+    for outcome in result.outcomes:
+        d = outcome.decision
+        table.add_row(outcome.name, outcome.status, outcome.version or "-", d.metric if d else "-",
+                      f"{d.candidate:.4f}" if d else "-",
+                      f"{d.active:.4f}" if d and d.active is not None else "-", outcome.reason)
+    console.print(table)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.as_dict(), indent=1, default=str), encoding="utf-8")

@@ -1,0 +1,124 @@
+"""Features → train → evaluate for each model name, on the latest held-out time slice.
+
+Run inside the training worker process (never on a service's event loop). Each function writes the
+candidate's model directory and returns what the gate needs: the candidate's score and, when a model is
+active, the active model's score on the very same slice.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from precache.training.collect import Collected
+from precache.training.request import TrainingConfig
+
+Progress = Callable[[str], None]
+
+
+def _predictor_options(cfg: TrainingConfig) -> dict[str, Any]:
+    """``epochs`` / ``batchSize`` go to the attention network, directly or inside ``auto``."""
+    attention = {k: v for k, v in (("epochs", cfg.epochs), ("batch_size", cfg.batch_size)) if v is not None}
+    if not attention:
+        return {}
+    if cfg.predictor == "attention":
+        return attention
+    if cfg.predictor == "auto":
+        return {"attention_options": attention}
+    return {}
+
+
+def train_page_predictor(data: Collected, cfg: TrainingConfig, out: Path, active_dir: Path | None,
+                         progress: Progress) -> dict[str, Any]:
+    from precache.evaluation import evaluate, time_split
+    from precache.models.registry import build_predictor
+    from precache.registry.files import ModelFileError, load_model_dir
+
+    split = time_split(data.sessions, test_fraction=cfg.test_fraction)
+    test_transitions = sum(max(0, len(s.pages) - 1) for s in split.test)
+    if not any(len(s.pages) > 1 for s in split.train) or test_transitions == 0:
+        raise ValueError("not enough sessions with two pages or more to train and evaluate a page predictor")
+    model = build_predictor(cfg.predictor, **_predictor_options(cfg))
+    progress(f"page-predictor: training {cfg.predictor} on {len(split.train):,} sessions")
+    started = time.perf_counter()
+    model.fit(split.train, split.validation)
+    fit_seconds = time.perf_counter() - started
+    progress(f"page-predictor: evaluating on {len(split.test):,} held-out sessions")
+    scores = evaluate(model, split.test, model.vocabulary_size, max_transitions=cfg.max_test_transitions)
+    scores.fit_seconds = fit_seconds
+    metrics = {f"test_{k}": v for k, v in scores.as_dict().items() if k != "model"}
+    model.metrics.update(metrics)
+    model.save(out)
+    active: float | None = None
+    note = ""
+    if active_dir is not None:
+        progress("page-predictor: scoring the active model on the same slice")
+        try:
+            active_model = load_model_dir(active_dir)
+            active = evaluate(active_model, split.test, active_model.vocabulary_size,
+                              max_transitions=cfg.max_test_transitions).hr5
+        except (ModelFileError, ValueError) as exc:
+            note = f"the active model could not be scored: {exc}"
+    return {
+        "metric": "HR@5", "candidate": scores.hr5, "active": active, "note": note, "metrics": metrics,
+        "fit_seconds": fit_seconds,
+        "slice": {"train_sessions": len(split.train), "validation_sessions": len(split.validation),
+                  "test_sessions": len(split.test), "test_transitions": scores.transitions},
+    }
+
+
+def _horizon(times: Any) -> float:
+    duration = float(times[-1] - times[0]) if len(times) else 0.0
+    return max(60.0, duration / 20.0)
+
+
+def train_cache_optimizer(data: Collected, cfg: TrainingConfig, out: Path, active_dir: Path | None,
+                          progress: Progress) -> dict[str, Any]:
+    from precache.models.optimizer.labels import build_dataset, trace_from_requests
+    from precache.models.optimizer.model import OptimizerModel, decision_metrics
+    from precache.models.optimizer.train import TrainConfig, train
+    from precache.registry.files import ModelFileError, load_model_dir
+
+    trace = trace_from_requests(data.requests)
+    n = len(trace)
+    start = int(n * (1.0 - cfg.test_fraction))
+    if n < 100 or start <= 0 or start >= n:
+        raise ValueError(f"{n} cacheable requests are too few to train and evaluate the cache optimizer")
+    horizon = _horizon(trace.times)
+    progress(f"cache-optimizer: features for {n:,} requests (horizon {horizon:.0f} s)")
+    d_train = build_dataset(trace, 0, start, horizon=horizon)
+    d_test = build_dataset(trace, start, n, horizon=horizon)
+    progress(f"cache-optimizer: training on {len(d_train.should_cache):,} rows")
+    started = time.perf_counter()
+    train(d_train, out, TrainConfig(n_estimators=cfg.optimizer_trees, seed=0))
+    fit_seconds = time.perf_counter() - started
+    progress("cache-optimizer: evaluating on the held-out slice")
+    quality = decision_metrics(OptimizerModel.load(out), d_test)
+    candidate = float(quality.get("should_cache", {}).get("accuracy", math.nan))
+    active: float | None = None
+    note = ""
+    if active_dir is not None:
+        progress("cache-optimizer: scoring the active model on the same slice")
+        try:
+            active_model = load_model_dir(active_dir)
+            # the active model answers "reused within *its* horizon": label the same requests in its terms
+            same = d_test if active_model.horizon == horizon else build_dataset(
+                trace, start, n, horizon=active_model.horizon)
+            active = float(decision_metrics(active_model, same).get("should_cache", {}).get("accuracy", math.nan))
+        except (ModelFileError, ValueError) as exc:
+            note = f"the active model could not be scored: {exc}"
+    return {
+        "metric": "decision accuracy", "candidate": candidate, "active": active, "note": note,
+        "metrics": {"test": quality}, "fit_seconds": fit_seconds,
+        "slice": {"train_requests": start, "test_requests": n - start, "test_rows": len(d_test.should_cache),
+                  "horizon_s": horizon},
+    }
+
+
+TRAINERS: dict[str, Callable[[Collected, TrainingConfig, Path, Path | None, Progress], dict[str, Any]]] = {
+    "page-predictor": train_page_predictor,
+    "cache-optimizer": train_cache_optimizer,
+}

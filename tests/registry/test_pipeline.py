@@ -1,0 +1,108 @@
+"""The training pipeline end to end on real data: collect → train → gate → register → activate."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+
+from conftest import shared_file
+from precache.registry import ModelRegistry, RedisNotifier
+from precache.training import TraceSource, TrainingConfig, TrainingError, TrainRequest, pipeline, run_pipeline
+
+NASA_JUL = "nasa-http/NASA_access_log_small.gz"
+
+
+def markov_request(model_type: str = "page-predictor", **config: object) -> TrainRequest:
+    return TrainRequest(model_type, [TraceSource(str(shared_file(NASA_JUL)))],  # type: ignore[arg-type]
+                        config=TrainingConfig(predictor="markov", **config))  # type: ignore[arg-type]
+
+
+def test_full_cycle_then_rejected_candidate(tmp_path: Path, redis_url: str) -> None:
+    messages: list[dict[str, object]] = []
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    pubsub.subscribe("precache:models")
+    reg = ModelRegistry(tmp_path / "models", tmp_path / "backups", notify=RedisNotifier(redis_url))
+    progress: list[str] = []
+
+    first = run_pipeline(markov_request("all"), reg, progress=progress.append)
+    by_name = {o.name: o for o in first.outcomes}
+    assert by_name["page-predictor"].status == "activated" and by_name["page-predictor"].version == "v1"
+    assert by_name["cache-optimizer"].status == "activated"
+    assert any(p.startswith("collect") for p in progress) and any("gate accepted" in p for p in progress)
+    info = reg.active("page-predictor")
+    assert info is not None and info.kind == "markov" and info.status == "accepted"
+    assert 0.2 < info.metrics["test_hr5"] < 0.8  # Markov on the NASA Jul extract is about 0.40
+    assert info.data_span["sessions"] > 100 and info.data_span["start"] < info.data_span["end"]
+    assert info.training_config["config"]["predictor"] == "markov"
+    assert info.gate["accepted"] and info.gate["active"] is None
+    opt = reg.active("cache-optimizer")
+    assert opt is not None and 0.5 < opt.gate["candidate"] <= 1.0
+    assert (tmp_path / "backups/page-predictor/v1/manifest.json").is_file()
+
+    # the same data again: scored against the active v1 on the same slice, equal, so accepted
+    second = run_pipeline(markov_request(), reg)
+    (outcome,) = second.outcomes
+    assert outcome.status == "activated" and outcome.decision is not None
+    assert outcome.decision.active == pytest.approx(outcome.decision.candidate)
+    assert reg.pointer("page-predictor")["previous"] == "v1"
+
+    # a target above what the data allows: registered, marked rejected with the reason, not activated
+    revision = reg.revision()
+    third = run_pipeline(markov_request(target_accuracy=0.99), reg)
+    (rejected,) = third.outcomes
+    assert rejected.status == "rejected" and "below the target" in rejected.reason
+    kept = reg.get("page-predictor", rejected.version or "")
+    assert kept.status == "rejected" and "0.99" in kept.reason
+    assert reg.pointer("page-predictor")["version"] == "v2"
+    assert reg.revision() == revision + 1  # registered (rejected), nothing activated
+
+    # rollback to v1, and every change was announced with an increasing revision
+    assert reg.rollback("page-predictor").version == "v1"
+    deadline = 50
+    while deadline and len(messages) < reg.revision():
+        message = pubsub.get_message(timeout=0.1)
+        if message and message["type"] == "message":
+            messages.append(json.loads(message["data"]))
+        deadline -= 1
+    revisions = [int(m["revision"]) for m in messages]  # type: ignore[call-overload]
+    assert revisions == sorted(revisions) and revisions[-1] == reg.revision()
+    assert messages[-1]["event"] == "activated" and messages[-1]["version"] == "v1"
+    pubsub.close()
+
+
+def test_worker_crash_and_timeout_leave_registry_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    reg = ModelRegistry(tmp_path / "models", tmp_path / "backups")
+    run_pipeline(markov_request(), reg)
+    before = (reg.revision(), [v.version for v in reg.versions("page-predictor")], reg.pointer("page-predictor"))
+    # a worker that writes half a model and a result, then dies hard
+    crash = ("import os, sys, pathlib; job = pathlib.Path(sys.argv[1]); (job / 'page-predictor').mkdir();"
+             "(job / 'page-predictor' / 'manifest.json').write_text('{'); os.abort()")
+    monkeypatch.setattr(pipeline, "worker_command", lambda job: [sys.executable, "-c", crash, str(job)])
+    with pytest.raises(TrainingError, match="registry is unchanged"):
+        run_pipeline(markov_request(), reg)
+    hang = "import time; print('{\"progress\": \"stuck\"}', flush=True); time.sleep(60)"
+    monkeypatch.setattr(pipeline, "worker_command", lambda job: [sys.executable, "-c", hang, str(job)])
+    started = threading.Event()
+    with pytest.raises(TrainingError, match="timed out"):
+        run_pipeline(markov_request(timeout_seconds=1.5), reg, progress=lambda _m: started.set())
+    assert started.is_set()
+    after = (reg.revision(), [v.version for v in reg.versions("page-predictor")], reg.pointer("page-predictor"))
+    assert after == before
+    assert not list((tmp_path / "models" / "page-predictor").glob(".staging-*"))
+
+
+def test_bad_trace_is_a_clear_error(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path / "models", tmp_path / "backups")
+    empty = tmp_path / "empty.log"
+    empty.write_text("not a log line\n")
+    with pytest.raises(ValueError):
+        run_pipeline(TrainRequest("page-predictor", [TraceSource(str(empty))],
+                                  config=TrainingConfig(predictor="markov")), reg)
+    assert reg.revision() == 0
