@@ -13,6 +13,7 @@ from precache.cli import config_cmd as _config_cmd  # noqa: F401
 from precache.cli import demo as _demo  # noqa: F401
 from precache.cli import models as _models  # noqa: F401
 from precache.cli import predictor as _predictor  # noqa: F401
+from precache.cli import scheduler as _scheduler  # noqa: F401
 from precache.cli import serve as _serve  # noqa: F401
 from precache.cli import traces as _traces  # noqa: F401
 from precache.cli import train as _train  # noqa: F401

@@ -1,13 +1,15 @@
-"""``precache train``: the full pipeline once (collect → … → activate).
+"""``precache train``: the full pipeline once (collect → … → activate), or put it on a schedule.
 
 It reads traces with the same options as the other commands (``--trace``, ``--format``, ``--gap``) and/or the
 event files the stream collector wrote (``--events DIR``). Training runs in a worker process with a timeout.
+``--schedule`` does not train now: it declares the run as a schedule that ``precache scheduler`` executes.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -15,6 +17,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from precache.cli.app import app
+
+if TYPE_CHECKING:
+    from precache.training import TrainRequest
 
 
 @app.command("train")
@@ -32,6 +37,8 @@ def train_command(
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Attention component batch size."),
     timeout: float = typer.Option(3600.0, "--timeout", help="Kill the training worker after this many seconds."),
     no_activate: bool = typer.Option(False, "--no-activate", help="Register an accepted candidate, do not activate."),
+    schedule: str | None = typer.Option(
+        None, "--schedule", help="once, daily, weekly, monthly or a number of seconds: store a schedule instead."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the outcome as JSON here."),
 ) -> None:
     """Train, evaluate on the latest held-out slice, gate, register and activate."""
@@ -46,14 +53,23 @@ def train_command(
         if not Path(source.path).is_file():
             raise ValueError(f"trace {source.path} does not exist")
     request = TrainRequest(model_type, sources, str(events) if events else None, config)  # type: ignore[arg-type]
+    if schedule is not None:
+        _store_schedule(request, schedule)
+        return
     _run_once(request, not no_activate, json_out)
 
 
-def _run_once(request: object, activate: bool, json_out: Path | None) -> None:
-    from precache.registry import open_registry
-    from precache.training import TrainRequest, run_pipeline
+def _store_schedule(request: TrainRequest, schedule: str) -> None:
+    from precache.config import get_settings
+    from precache.training.scheduler import add_schedule, parse_schedule
 
-    assert isinstance(request, TrainRequest)
+    job_id = add_schedule(get_settings().redis_url, request, parse_schedule(schedule))
+    print(f"stored schedule {job_id} ({schedule}); `precache scheduler` runs it")
+
+
+def _run_once(request: TrainRequest, activate: bool, json_out: Path | None) -> None:
+    from precache.registry import open_registry
+    from precache.training import run_pipeline
     console = Console() if Console().is_terminal else Console(width=160)
     registry = open_registry()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,

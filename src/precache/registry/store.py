@@ -209,6 +209,8 @@ class ModelRegistry:
         verify_model_dir(info.path)
         self.backup(info)
         with self._locked():
+            if not (info.path / RECORD).is_file():  # pruned by another process since we looked
+                raise RegistryError(f"{name} {version} was deleted while being activated")
             current = self.pointer(name).get("version")
             previous = current if current and current != version else self.pointer(name).get("previous")
             revision = self._bump()
@@ -261,7 +263,12 @@ class ModelRegistry:
         staging = target.with_name(f".staging-{info.version}-{uuid.uuid4().hex}")
         try:
             _copy_durably(info.path, staging)
-            staging.rename(target)
+            try:
+                staging.rename(target)
+            except OSError:
+                if not target.is_dir():
+                    raise
+                shutil.rmtree(staging)  # another process backed the same version up meanwhile
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

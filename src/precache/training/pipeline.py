@@ -45,11 +45,11 @@ class ModelOutcome:
     version: str | None = None
     reason: str = ""
     decision: GateDecision | None = None
-    fit_seconds: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)  # fit, evaluate, score_active, register, ...
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "version": self.version, "reason": self.reason,
-                "gate": self.decision.as_dict() if self.decision else None, "fit_seconds": self.fit_seconds}
+                "gate": self.decision.as_dict() if self.decision else None, "seconds": self.seconds}
 
 
 @dataclass(slots=True)
@@ -57,11 +57,13 @@ class PipelineResult:
     outcomes: list[ModelOutcome] = field(default_factory=list)
     data_span: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-    worker_seconds: float = 0.0
+    worker_seconds: float = 0.0  # the worker process, start to exit (collect, features, train, evaluate)
+    collect_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"outcomes": [o.as_dict() for o in self.outcomes], "data_span": self.data_span,
-                "seconds": self.seconds, "worker_seconds": self.worker_seconds}
+                "seconds": self.seconds, "worker_seconds": self.worker_seconds,
+                "collect_seconds": self.collect_seconds}
 
 
 def worker_command(job: Path) -> list[str]:
@@ -120,6 +122,7 @@ def run_pipeline(request: TrainRequest, registry: ModelRegistry, *, progress: Pr
         result.worker_seconds = time.perf_counter() - started
         produced = json.loads((job / RESULT).read_text(encoding="utf-8"))
         result.data_span = produced["data_span"]
+        result.collect_seconds = float(produced.get("collect_seconds", 0.0))
         for name in request.names:
             result.outcomes.append(_gate_and_register(name, job / name, produced["models"][name],
                                                       actives.get(name), request, produced["data_span"],
@@ -142,6 +145,7 @@ def _gate_and_register(name: str, model_dir: Path, produced: dict[str, Any], act
                       active=None if active_score is None else float(active_score),
                       active_version=active.version if active is not None else None)
     say(f"{name}: gate {'accepted' if decision.accepted else 'rejected'}: {decision.reason}")
+    started = time.perf_counter()
     metrics = {**produced["metrics"], "slice": produced["slice"]}
     if produced.get("note"):
         metrics["note"] = produced["note"]
@@ -152,8 +156,9 @@ def _gate_and_register(name: str, model_dir: Path, produced: dict[str, Any], act
         training_config=request.to_json(), gate=decision.as_dict(),
     )
     outcome = ModelOutcome(name, "rejected" if not decision.accepted else "registered", info.version,
-                           decision.reason, decision, float(produced.get("fit_seconds", 0.0)))
+                           decision.reason, decision, dict(produced.get("seconds", {})))
     if decision.accepted and activate:
         registry.activate(name, info.version)
         outcome.status = "activated"
+    outcome.seconds["register_activate"] = time.perf_counter() - started
     return outcome

@@ -18,7 +18,7 @@ _CONFIG_NAMES = {
     "epochs": "epochs", "batchSize": "batch_size", "targetAccuracy": "target_accuracy",
     "predictor": "predictor", "tolerance": "tolerance", "testFraction": "test_fraction",
     "maxTestTransitions": "max_test_transitions", "optimizerTrees": "optimizer_trees",
-    "timeoutSeconds": "timeout_seconds",
+    "timeoutSeconds": "timeout_seconds", "attentionMaxSeconds": "attention_max_seconds",
 }
 
 
@@ -35,6 +35,7 @@ class TrainingConfig:
     max_test_transitions: int | None = None
     optimizer_trees: int = 80
     timeout_seconds: float = 3600.0
+    attention_max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.target_accuracy is not None and not 0.0 <= self.target_accuracy <= 1.0:
@@ -49,6 +50,8 @@ class TrainingConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.optimizer_trees < 1 or self.timeout_seconds <= 0:
             raise ValueError("optimizerTrees must be >= 1 and timeoutSeconds > 0")
+        if self.attention_max_seconds is not None and self.attention_max_seconds <= 0:
+            raise ValueError("attentionMaxSeconds must be > 0")
 
     @classmethod
     def from_api(cls, data: dict[str, Any] | None) -> TrainingConfig:

@@ -20,8 +20,9 @@ Progress = Callable[[str], None]
 
 
 def _predictor_options(cfg: TrainingConfig) -> dict[str, Any]:
-    """``epochs`` / ``batchSize`` go to the attention network, directly or inside ``auto``."""
-    attention = {k: v for k, v in (("epochs", cfg.epochs), ("batch_size", cfg.batch_size)) if v is not None}
+    """``epochs`` / ``batchSize`` / ``attentionMaxSeconds`` go to the attention network, directly or in ``auto``."""
+    attention = {k: v for k, v in (("epochs", cfg.epochs), ("batch_size", cfg.batch_size),
+                                   ("max_seconds", cfg.attention_max_seconds)) if v is not None}
     if not attention:
         return {}
     if cfg.predictor == "attention":
@@ -31,11 +32,26 @@ def _predictor_options(cfg: TrainingConfig) -> dict[str, Any]:
     return {}
 
 
+def score_active(name: str, active_dir: Path | None, progress: Progress, score: Callable[[Any], float]
+                 ) -> tuple[float | None, str, float]:
+    """The active model's score on the candidate's slice: ``(score or None, note, seconds)``. An active model
+    that no longer loads (tampered, missing) is not compared against; the note says so."""
+    from precache.registry.files import ModelFileError, load_model_dir
+
+    if active_dir is None:
+        return None, "", 0.0
+    progress(f"{name}: scoring the active model on the same slice")
+    started = time.perf_counter()
+    try:
+        return score(load_model_dir(active_dir)), "", time.perf_counter() - started
+    except (ModelFileError, ValueError) as exc:
+        return None, f"the active model could not be scored: {exc}", time.perf_counter() - started
+
+
 def train_page_predictor(data: Collected, cfg: TrainingConfig, out: Path, active_dir: Path | None,
                          progress: Progress) -> dict[str, Any]:
     from precache.evaluation import evaluate, time_split
     from precache.models.registry import build_predictor
-    from precache.registry.files import ModelFileError, load_model_dir
 
     split = time_split(data.sessions, test_fraction=cfg.test_fraction)
     test_transitions = sum(max(0, len(s.pages) - 1) for s in split.test)
@@ -52,19 +68,12 @@ def train_page_predictor(data: Collected, cfg: TrainingConfig, out: Path, active
     metrics = {f"test_{k}": v for k, v in scores.as_dict().items() if k != "model"}
     model.metrics.update(metrics)
     model.save(out)
-    active: float | None = None
-    note = ""
-    if active_dir is not None:
-        progress("page-predictor: scoring the active model on the same slice")
-        try:
-            active_model = load_model_dir(active_dir)
-            active = evaluate(active_model, split.test, active_model.vocabulary_size,
-                              max_transitions=cfg.max_test_transitions).hr5
-        except (ModelFileError, ValueError) as exc:
-            note = f"the active model could not be scored: {exc}"
+    active, note, active_seconds = score_active(
+        "page-predictor", active_dir, progress,
+        lambda m: evaluate(m, split.test, m.vocabulary_size, max_transitions=cfg.max_test_transitions).hr5)
     return {
         "metric": "HR@5", "candidate": scores.hr5, "active": active, "note": note, "metrics": metrics,
-        "fit_seconds": fit_seconds,
+        "seconds": {"fit": fit_seconds, "evaluate": scores.predict_seconds, "score_active": active_seconds},
         "slice": {"train_sessions": len(split.train), "validation_sessions": len(split.validation),
                   "test_sessions": len(split.test), "test_transitions": scores.transitions},
     }
@@ -80,7 +89,6 @@ def train_cache_optimizer(data: Collected, cfg: TrainingConfig, out: Path, activ
     from precache.models.optimizer.labels import build_dataset, trace_from_requests
     from precache.models.optimizer.model import OptimizerModel, decision_metrics
     from precache.models.optimizer.train import TrainConfig, train
-    from precache.registry.files import ModelFileError, load_model_dir
 
     trace = trace_from_requests(data.requests)
     n = len(trace)
@@ -89,30 +97,31 @@ def train_cache_optimizer(data: Collected, cfg: TrainingConfig, out: Path, activ
         raise ValueError(f"{n} cacheable requests are too few to train and evaluate the cache optimizer")
     horizon = _horizon(trace.times)
     progress(f"cache-optimizer: features for {n:,} requests (horizon {horizon:.0f} s)")
+    started = time.perf_counter()
     d_train = build_dataset(trace, 0, start, horizon=horizon)
     d_test = build_dataset(trace, start, n, horizon=horizon)
+    features_seconds = time.perf_counter() - started
     progress(f"cache-optimizer: training on {len(d_train.should_cache):,} rows")
     started = time.perf_counter()
     train(d_train, out, TrainConfig(n_estimators=cfg.optimizer_trees, seed=0))
     fit_seconds = time.perf_counter() - started
     progress("cache-optimizer: evaluating on the held-out slice")
+    started = time.perf_counter()
     quality = decision_metrics(OptimizerModel.load(out), d_test)
     candidate = float(quality.get("should_cache", {}).get("accuracy", math.nan))
-    active: float | None = None
-    note = ""
-    if active_dir is not None:
-        progress("cache-optimizer: scoring the active model on the same slice")
-        try:
-            active_model = load_model_dir(active_dir)
-            # the active model answers "reused within *its* horizon": label the same requests in its terms
-            same = d_test if active_model.horizon == horizon else build_dataset(
-                trace, start, n, horizon=active_model.horizon)
-            active = float(decision_metrics(active_model, same).get("should_cache", {}).get("accuracy", math.nan))
-        except (ModelFileError, ValueError) as exc:
-            note = f"the active model could not be scored: {exc}"
+    evaluate_seconds = time.perf_counter() - started
+
+    def accuracy(model: Any) -> float:
+        # the active model answers "reused within *its* horizon": label the same requests in its terms
+        same = d_test if model.horizon == horizon else build_dataset(trace, start, n, horizon=model.horizon)
+        return float(decision_metrics(model, same).get("should_cache", {}).get("accuracy", math.nan))
+
+    active, note, active_seconds = score_active("cache-optimizer", active_dir, progress, accuracy)
     return {
         "metric": "decision accuracy", "candidate": candidate, "active": active, "note": note,
-        "metrics": {"test": quality}, "fit_seconds": fit_seconds,
+        "metrics": {"test": quality},
+        "seconds": {"features": features_seconds, "fit": fit_seconds, "evaluate": evaluate_seconds,
+                    "score_active": active_seconds},
         "slice": {"train_requests": start, "test_requests": n - start, "test_rows": len(d_test.should_cache),
                   "horizon_s": horizon},
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,12 @@ def run_job(job: Path) -> dict[str, Any]:
     active_dirs: dict[str, str | None] = spec.get("active", {})
     sources = [t.path for t in request.traces] + ([request.events_dir] if request.events_dir else [])
     _progress("collect: reading " + ", ".join(sources))
+    started = time.perf_counter()
     data = collect(request)
+    collect_seconds = time.perf_counter() - started
     _progress(f"collect: {len(data.sessions):,} sessions, {len(data.requests):,} requests")
-    results: dict[str, Any] = {"data_span": data.span(), "notes": data.notes, "models": {}}
+    results: dict[str, Any] = {"data_span": data.span(), "notes": data.notes, "models": {},
+                               "collect_seconds": collect_seconds}
     for name in request.names:
         if name == "cache-optimizer" and not data.requests:
             results["models"][name] = {"skipped": "; ".join(data.notes) or "no requests to learn from"}
