@@ -28,6 +28,16 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def read_json_file(path: Path) -> Any:
+    """One of the registry's own small JSON files (pointer, record, revision); unreadable is a clear error."""
+    from precache.models.base import ModelFileError
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"cannot read {path}: {exc}") from exc
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Replace ``path`` with ``data`` as JSON so a reader sees the old or the new file, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)

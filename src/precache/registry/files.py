@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from precache.models.base import MANIFEST, ModelFileError, read_json, read_manifest
+from precache.models.base import MANIFEST, ModelFileError, read_manifest
+from precache.registry.atomic import read_json_file
 
 OPTIMIZER_KIND = "precache-cache-optimizer"
 
@@ -45,7 +46,7 @@ def verify_model_dir(directory: str | Path) -> dict[str, Any]:
     path = root / MANIFEST
     if not path.is_file():
         raise ModelFileError(f"{root} is not a model directory: {MANIFEST} is missing")
-    raw = read_json(path)
+    raw = read_json_file(path)
     if isinstance(raw, dict) and raw.get("kind") == OPTIMIZER_KIND:
         return _verify_optimizer(root)
     manifest = read_manifest(root)

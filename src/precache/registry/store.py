@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from precache.models.base import ModelFileError, read_json
-from precache.registry.atomic import file_lock, fsync_dir, write_json_atomic
+from precache.models.base import ModelFileError
+from precache.registry.atomic import file_lock, fsync_dir, read_json_file, write_json_atomic
 from precache.registry.files import verify_model_dir
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class ModelRegistry:
         path = self.root / REVISION
         if not path.is_file():
             return 0
-        return int(read_json(path).get("revision", 0))
+        return int(read_json_file(path).get("revision", 0))
 
     def versions(self, name: str) -> list[VersionInfo]:
         """Every registered version of ``name``, oldest first."""
@@ -149,14 +149,14 @@ class ModelRegistry:
     def pointer(self, name: str) -> dict[str, Any]:
         """The active pointer of ``name`` (``{}`` when nothing was activated yet)."""
         path = self.root / _check_name(name) / ACTIVE
-        return dict(read_json(path)) if path.is_file() else {}
+        return dict(read_json_file(path)) if path.is_file() else {}
 
     def active(self, name: str) -> VersionInfo | None:
         version = self.pointer(name).get("version")
         return self.get(name, str(version)) if version else None
 
     def _info(self, name: str, path: Path) -> VersionInfo:
-        record = read_json(path / RECORD)
+        record = read_json_file(path / RECORD)
         if not isinstance(record, dict):
             raise ModelFileError(f"{path / RECORD} is not a registry record")
         fields = {k: record[k] for k in VersionInfo.__dataclass_fields__ if k in record and k != "path"}
