@@ -75,6 +75,14 @@ def test_full_cycle_then_rejected_candidate(tmp_path: Path, redis_url: str) -> N
     assert messages[-1]["event"] == "activated" and messages[-1]["version"] == "v1"
     pubsub.close()
 
+    # the cache optimizer's files are checked the same way: a flipped byte is named by verify
+    graph = opt.path / "optimizer.onnx"
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 1
+    graph.write_bytes(bytes(data))
+    ((version, error),) = reg.verify("cache-optimizer")
+    assert version == opt.version and error is not None and "optimizer.onnx" in error
+
 
 def test_worker_crash_and_timeout_leave_registry_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:

@@ -10,7 +10,7 @@ import pytest
 from registry_helpers import save_markov
 
 from conftest import shared_file
-from precache.models.base import ModelFileError
+from precache.models.files import ModelFileError
 from precache.registry import ActiveModel, ModelRegistry, RegistryError
 
 NASA_JUL = "nasa-http/NASA_access_log_small.gz"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from precache.models.base import ModelFileError
+from precache.models.files import ModelFileError
 from precache.registry.files import load_model_dir
 from precache.registry.store import ModelRegistry, RegistryError
 

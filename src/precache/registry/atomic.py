@@ -30,7 +30,7 @@ def fsync_dir(directory: Path) -> None:
 
 def read_json_file(path: Path) -> Any:
     """One of the registry's own small JSON files (pointer, record, revision); unreadable is a clear error."""
-    from precache.models.base import ModelFileError
+    from precache.models.files import ModelFileError
 
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from precache.models.base import ModelFileError
+from precache.models.files import ModelFileError
 from precache.registry.atomic import file_lock, fsync_dir, read_json_file, write_json_atomic
 from precache.registry.files import verify_model_dir
 
