@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.precache-installed
-SYSTEM := redis-server:redis-server redis-cli:redis-tools promtool:prometheus
+SYSTEM := redis-server:redis-server redis-cli:redis-tools promtool:prometheus chromium:chromium
 
 .PHONY: demo test lint typecheck pytest bench system venv clean
 

@@ -27,7 +27,8 @@ BREAKER_STATES = ("closed", "open", "half_open")
 # The count vector each rolling window keeps; summary.py computes every windowed figure from it.
 WINDOW_FIELDS: tuple[str, ...] = (
     "requests", "hits", "predictive_hits", "scored", "hit1", "hit5", "preloads_completed", "preloads_used",
-    "predictions", "latency_sum", *(f"latency_bucket_{i}" for i in range(len(LATENCY_BUCKETS) + 1)),
+    "user_misses", "warming_requests", "warming_bytes", "predictions", "latency_sum",
+    *(f"latency_bucket_{i}" for i in range(len(LATENCY_BUCKETS) + 1)),
 )
 _FIELD = {name: i for i, name in enumerate(WINDOW_FIELDS)}
 _BUCKET0 = _FIELD["latency_bucket_0"]
@@ -124,6 +125,9 @@ class Monitor:
         vec[_FIELD["hit5"]] = acc.hit5
         vec[_FIELD["preloads_completed"]] = _num(warmer, "completed")
         vec[_FIELD["preloads_used"]] = _num(warmer, "used")
+        vec[_FIELD["user_misses"]] = _num(cache, "misses")
+        vec[_FIELD["warming_requests"]] = _num(warmer, "started")
+        vec[_FIELD["warming_bytes"]] = _num(warmer, "bytes_loaded")
         vec[_FIELD["predictions"]] = float(sum(self.predictions.values()))
         vec[_FIELD["latency_sum"]] = self.latency_sum
         for i, count in enumerate(self.latency_counts):

@@ -1,10 +1,12 @@
 """The JSON summary over a window: ``GET /api/ml/metrics?format=json&duration=<ms>``.
 
-Shape: ``{accuracy, cacheHitRate, predictiveHitRate, avgLatency, p95Latency, memoryBytes, alerts,
-trends: {accuracy, hitRate}, window: {durationMs, requestedMs}}``. Latencies are in milliseconds,
-totals are across workers (the input is a merged snapshot). ``duration`` snaps to the nearest window
-the monitor keeps (1 minute, 1 hour or 24 hours). A rate whose window saw nothing is ``null``, never 0.
-Trends compare the window with the one before it: ``up``/``down`` when the rate moved by more than
+Shape: ``{accuracy, cacheHitRate, predictiveHitRate, preloadEfficiency, originOverhead, avgLatency,
+p50Latency, p95Latency, memoryBytes, alerts, trends: {accuracy, hitRate}, window: {durationMs,
+requestedMs}}``. ``accuracy`` is online HR@5; ``originOverhead`` = origin requests made by warming /
+user lookups that missed (the origin requests users caused). Latencies are in milliseconds, totals are
+across workers (the input is a merged snapshot). ``duration`` snaps to the nearest window the monitor
+keeps (1 minute, 1 hour or 24 hours). A rate whose window saw nothing is ``null``, never 0. Trends
+compare the window with the one before it: ``up``/``down`` when the rate moved by more than
 ``TREND_TOLERANCE``, otherwise (or without data on either side) ``stable``.
 """
 
@@ -73,7 +75,9 @@ def window_rates(vector: Sequence[float]) -> dict[str, float | None]:
         "cacheHitRate": _ratio(vector[_F["hits"]], vector[_F["requests"]]),
         "predictiveHitRate": _ratio(vector[_F["predictive_hits"]], vector[_F["requests"]]),
         "preloadEfficiency": _ratio(vector[_F["preloads_used"]], vector[_F["preloads_completed"]]),
+        "originOverhead": _ratio(vector[_F["warming_requests"]], vector[_F["user_misses"]]),
         "avgLatency": _ratio(vector[_F["latency_sum"]], predictions),
+        "p50Latency": quantile_from_buckets(0.5, buckets),
         "p95Latency": quantile_from_buckets(0.95, buckets),
     }
 
@@ -98,7 +102,9 @@ def summarize(snapshot: Snapshot, duration_ms: float, alerts: Sequence[dict[str,
         "cacheHitRate": now["cacheHitRate"],
         "predictiveHitRate": now["predictiveHitRate"],
         "preloadEfficiency": now["preloadEfficiency"],
+        "originOverhead": now["originOverhead"],
         "avgLatency": ms(now["avgLatency"]),
+        "p50Latency": ms(now["p50Latency"]),
         "p95Latency": ms(now["p95Latency"]),
         "memoryBytes": memory_bytes(snapshot),
         "alerts": list(alerts),

@@ -1,0 +1,177 @@
+"""The live dashboard: ``/dashboard``, a login form, charts fed by server-sent events.
+
+Why a cookie: the browser's ``EventSource`` cannot send an ``Authorization`` header, and a token in the
+URL would land in server logs and browser history. So the API token is POSTed once through a form;
+the answer sets an ``HttpOnly``, ``SameSite=Strict`` cookie scoped to ``/dashboard`` that holds an
+expiry signed with a key derived from the token (HMAC-SHA256; rotating the token invalidates every
+cookie). The token itself is never stored in the cookie, a URL or a log line.
+
+The page and its chart library (uPlot, vendored from the npm registry under ``static/``) are served by
+this router: nothing loads from a CDN. The service mounts :func:`dashboard_router`; an embedding
+application can too, with its own summary provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+
+COOKIE = "precache_dashboard"
+COOKIE_PATH = "/dashboard"
+MAX_FORM_BYTES = 4096
+_STATIC = {
+    "uPlot.iife.min.js": "text/javascript",
+    "uPlot.min.css": "text/css",
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+}
+
+SummaryProvider = Callable[[float], Awaitable[dict[str, Any]]]
+ModelsProvider = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("precache.monitoring").joinpath("static", name).read_bytes()
+
+
+class CookieSigner:
+    """Signs and checks ``<expiry>.<hmac>`` cookies with a key derived from the API token."""
+
+    def __init__(self, token: str, lifetime: float = 12 * 3600, clock: Callable[[], float] = time.time) -> None:
+        if not token:
+            raise ValueError("the dashboard needs an API token")
+        self._token = token.encode()
+        self._key = hashlib.sha256(b"precache-dashboard-cookie\x00" + self._token).digest()
+        self.lifetime = lifetime
+        self.clock = clock
+
+    def token_ok(self, candidate: str) -> bool:
+        return hmac.compare_digest(candidate.encode(), self._token)
+
+    def issue(self) -> str:
+        expires = str(int(self.clock() + self.lifetime))
+        return f"{expires}.{self._mac(expires)}"
+
+    def valid(self, cookie: str | None) -> bool:
+        if not cookie or "." not in cookie:
+            return False
+        expires, mac = cookie.split(".", 1)
+        if not expires.isdigit() or not hmac.compare_digest(mac, self._mac(expires)):
+            return False
+        return int(expires) > self.clock()
+
+    def _mac(self, expires: str) -> str:
+        return hmac.new(self._key, expires.encode(), hashlib.sha256).hexdigest()
+
+
+def _login_page(error: str = "") -> str:
+    message = f'<p class="error" role="alert">{error}</p>' if error else ""
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>precache: sign in</title>"
+        '<link rel=stylesheet href="/dashboard/static/dashboard.css"></head><body class=login>'
+        '<form method=post action="/dashboard/login"><h1>precache dashboard</h1>'
+        '<label>API token <input type=password name=token autocomplete=current-password required></label>'
+        f"{message}<button type=submit>Sign in</button></form></body></html>"
+    )
+
+
+def _dashboard_page() -> str:
+    charts = [
+        ("hitRate", "Cache hit ratio"), ("latency", "Prediction latency p50 / p95 (ms)"),
+        ("accuracy", "Online accuracy (HR@5)"), ("efficiency", "Preload efficiency"),
+        ("memory", "Memory: L1 + model (MiB)"), ("overhead", "Origin overhead from warming"),
+    ]
+    cells = "".join(
+        f'<section class=chart><h2>{title} <span class=value id="v-{key}">–</span></h2>'
+        f'<div class=plot id="c-{key}"></div></section>' for key, title in charts
+    )
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>precache dashboard</title>"
+        '<link rel=stylesheet href="/dashboard/static/uPlot.min.css">'
+        '<link rel=stylesheet href="/dashboard/static/dashboard.css"></head><body>'
+        '<header><h1>precache</h1><span id=status>connecting…</span>'
+        '<form method=post action="/dashboard/logout"><button>Sign out</button></form></header>'
+        f'<main><div class=grid>{cells}</div>'
+        '<section class=side><h2>Active model</h2><div id=model>–</div>'
+        '<h2>Versions and gate decisions</h2><table id=history></table>'
+        '<h2>Alerts</h2><ul id=alerts><li>none</li></ul></section></main>'
+        '<script src="/dashboard/static/uPlot.iife.min.js"></script>'
+        '<script src="/dashboard/static/dashboard.js"></script></body></html>'
+    )
+
+
+async def _no_models() -> dict[str, Any]:
+    return {}
+
+
+def dashboard_router(
+    token: str, summary: SummaryProvider, models: ModelsProvider = _no_models, *, interval: float = 2.0,
+    window_ms: float = 60_000,
+) -> APIRouter:
+    """Routes under ``/dashboard``; ``summary(duration_ms)`` gives the JSON summary (merged over workers)."""
+    signer = CookieSigner(token)
+    router = APIRouter(prefix="/dashboard", include_in_schema=False)
+
+    def signed_in(request: Request) -> bool:
+        return signer.valid(request.cookies.get(COOKIE))
+
+    @router.get("")
+    async def page(request: Request) -> HTMLResponse:
+        if not signed_in(request):
+            return HTMLResponse(_login_page())
+        return HTMLResponse(_dashboard_page(), headers={"Cache-Control": "no-store"})
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES:
+            return HTMLResponse(_login_page("request too large"), status_code=413)
+        token_given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
+        if not signer.token_ok(token_given):
+            return HTMLResponse(_login_page("wrong token"), status_code=401)
+        response = RedirectResponse("/dashboard", status_code=303)
+        response.set_cookie(
+            COOKIE, signer.issue(), max_age=int(signer.lifetime), path=COOKIE_PATH, httponly=True,
+            samesite="strict", secure=request.url.scheme == "https",
+        )
+        return response
+
+    @router.post("/logout")
+    async def logout() -> Response:
+        response = RedirectResponse("/dashboard", status_code=303)
+        response.delete_cookie(COOKIE, path=COOKIE_PATH)
+        return response
+
+    @router.get("/static/{name}")
+    async def static(name: str) -> Response:
+        media = _STATIC.get(name)
+        if media is None:
+            return Response(json.dumps({"error": "not_found", "detail": name}), 404, media_type="application/json")
+        return Response(_asset(name), media_type=media, headers={"Cache-Control": "public, max-age=3600"})
+
+    @router.get("/events")
+    async def events(request: Request) -> Response:
+        if not signed_in(request):
+            return Response(json.dumps({"error": "unauthorized", "detail": "sign in at /dashboard"}), 401,
+                            media_type="application/json")
+
+        async def stream() -> AsyncIterator[bytes]:
+            while not await request.is_disconnected():
+                data = {"at": time.time(), "summary": await summary(window_ms), "models": await models()}
+                yield f"data: {json.dumps(data, default=str)}\n\n".encode()
+                await asyncio.sleep(interval)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    return router
