@@ -410,3 +410,47 @@ def test_fuzzed_model_directories_load_and_predict_or_raise_model_file_error(
             served, before = engine.model, engine.predict_batch(HISTORIES, 5)
         shutil.rmtree(directory)
     assert outcomes["refused"] >= 30, outcomes  # most damage must be caught, not served
+
+
+# -- the cache optimizer reads through the same ModelFiles ------------------------------------------------
+@pytest.fixture(scope="module")
+def optimizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from precache.models.optimizer.labels import build_dataset, trace_from_requests
+    from precache.models.optimizer.train import TrainConfig, train
+    from precache.traces.model import Request
+
+    rng = random.Random(0)
+    requests = [Request(time=1000.0 + i, client="c", path=f"/p{rng.randrange(30)}", size=1000) for i in range(1500)]
+    trace = trace_from_requests(requests)
+    out = tmp_path_factory.mktemp("optimizer")
+    train(build_dataset(trace, 0, len(trace), horizon=60.0), out, TrainConfig(n_estimators=5))
+    return out
+
+
+@pytest.mark.parametrize("damage", ["escape", "unlisted", "truncated+resigned", "version", "features", "sha256"])
+def test_cache_optimizer_damage_is_a_model_file_error(optimizer_dir: Path, tmp_path: Path, damage: str) -> None:
+    from precache.models.optimizer.model import ModelIntegrityError, OptimizerModel
+
+    OptimizerModel.load(optimizer_dir)
+    bad = copy_model(optimizer_dir, tmp_path / "optimizer")
+    manifest = json.loads((bad / "manifest.json").read_text())
+    combined = manifest["combined"]
+    if damage == "escape":  # the file names came from the manifest unchecked
+        manifest["combined"] = "../" + combined
+        manifest["sha256"]["../" + combined] = manifest["sha256"][combined]
+    elif damage == "unlisted":
+        del manifest["sha256"][combined]
+    elif damage == "truncated+resigned":  # onnxruntime's own error type used to escape
+        data = (bad / combined).read_bytes()[:100]
+        (bad / combined).write_bytes(data)
+        manifest["sha256"][combined] = hashlib.sha256(data).hexdigest()
+    elif damage == "version":
+        manifest["format_version"] = 99
+    elif damage == "features":
+        manifest["features"] = 7
+    else:
+        manifest["sha256"] = "x"
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelIntegrityError) as caught:
+        OptimizerModel.load(bad)
+    assert isinstance(caught.value, ModelFileError) and isinstance(caught.value, RuntimeError)

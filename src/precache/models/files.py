@@ -196,11 +196,13 @@ class ModelFiles:
     about to parse (so a file swapped after :func:`read_manifest` is caught too).
     """
 
-    def __init__(self, root: Path, manifest: Mapping[str, Any]) -> None:
+    def __init__(self, root: Path, manifest: Mapping[str, Any], listed: Mapping[str, str] | None = None) -> None:
+        """``listed`` (``name -> sha256``) defaults to the manifest's ``files``; the cache optimizer's older
+        layout keeps it under ``sha256``."""
         self.root = root
         self.manifest = manifest
         self.kind = str(manifest["kind"])
-        self.listed: Mapping[str, str] = manifest["files"]
+        self.listed: Mapping[str, str] = manifest["files"] if listed is None else listed
 
     def __repr__(self) -> str:
         return f"ModelFiles({str(self.root)!r}, kind={self.kind!r})"

@@ -8,7 +8,6 @@ example batch is 2 so the batch axis stays dynamic; ``external_data=False`` give
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import warnings
@@ -21,14 +20,6 @@ from precache.models.attention.network import OOV_ID, LastLogits, SASRec
 INPUT_NAME = "ids"
 OUTPUT_NAME = "logits"
 OPSET = 20
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_onnx(net: SASRec, path: Path) -> Path:

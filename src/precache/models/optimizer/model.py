@@ -6,8 +6,6 @@ Imports only numpy and onnxruntime. ``OptimizerModel.load(dir)`` checks every fi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from precache.models.files import ModelFileError, ModelFiles, parse_json
 from precache.models.optimizer.features import FEATURE_NAMES, N_FEATURES
 
 if TYPE_CHECKING:
@@ -24,8 +23,9 @@ if TYPE_CHECKING:
 OUTPUTS = ("should_cache", "priority", "ttl", "invalidation")
 
 
-class ModelIntegrityError(RuntimeError):
-    """A model file does not match the sha256 in its manifest (or the manifest is unusable)."""
+class ModelIntegrityError(ModelFileError, RuntimeError):
+    """A model file does not match the sha256 in its manifest, or the manifest or a file is unusable
+    (a :class:`ModelFileError` like every other model kind's, and still a ``RuntimeError``)."""
 
 
 @dataclass(slots=True)
@@ -52,10 +52,6 @@ def _session(data: bytes) -> Any:
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 class OptimizerModel:
     """The four optimizer outputs for a batch of feature rows, in one onnxruntime call."""
 
@@ -76,28 +72,36 @@ class OptimizerModel:
 
     @classmethod
     def load(cls, directory: str | Path) -> OptimizerModel:
+        """Read through :class:`precache.models.files.ModelFiles`: only files the manifest's ``sha256`` lists,
+        each checked on the bytes loaded; any unusable manifest or graph is a ``ModelIntegrityError``."""
         d = Path(directory)
         try:
-            manifest = json.loads((d / "manifest.json").read_text())
-        except (OSError, ValueError) as exc:
+            manifest = parse_json((d / "manifest.json").read_bytes(), d / "manifest.json")
+        except (OSError, ModelFileError) as exc:
             raise ModelIntegrityError(f"cannot read {d / 'manifest.json'}: {exc}") from exc
-        if manifest.get("kind") != "precache-cache-optimizer":
-            raise ModelIntegrityError(f"{d} does not hold a cache optimizer (kind={manifest.get('kind')!r})")
-        if list(manifest.get("features", [])) != list(FEATURE_NAMES):
+        if not isinstance(manifest, dict) or manifest.get("kind") != "precache-cache-optimizer":
+            kind = manifest.get("kind") if isinstance(manifest, dict) else None
+            raise ModelIntegrityError(f"{d} does not hold a cache optimizer (kind={kind!r})")
+        from precache.models.optimizer.train import FORMAT_VERSION
+
+        version = manifest.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            raise ModelIntegrityError(f"{d}: cache optimizer format version {version!r} is not 1..{FORMAT_VERSION}")
+        if manifest.get("features") != list(FEATURE_NAMES):
             raise ModelIntegrityError("the model was trained on a different feature list")
-        name = manifest["combined"]
-        data = (d / name).read_bytes()
-        expected = manifest.get("sha256", {}).get(name)
-        if expected != _sha256(data):
-            raise ModelIntegrityError(f"sha256 mismatch for {d / name}")
-        priority: bytes | None = None
-        pname = manifest.get("files", {}).get("priority")
-        if pname:
-            pdata = (d / pname).read_bytes()
-            if manifest.get("sha256", {}).get(pname) != _sha256(pdata):
-                raise ModelIntegrityError(f"sha256 mismatch for {d / pname}")
-            priority = pdata
-        return cls(data, manifest, priority)
+        digests, roles = manifest.get("sha256"), manifest.get("files", {})
+        if not isinstance(digests, dict) or not isinstance(roles, dict):
+            raise ModelIntegrityError(f"{d / 'manifest.json'}: 'sha256' and 'files' must be objects")
+        files = ModelFiles(d, manifest, listed=digests)
+        try:
+            data = files.read_bytes(str(manifest.get("combined", "")))
+            pname = roles.get("priority")
+            priority = files.read_bytes(str(pname)) if pname else None
+            return cls(data, manifest, priority)
+        except ModelIntegrityError:
+            raise
+        except Exception as exc:  # ModelFileError, or onnxruntime's own types for a damaged graph
+            raise ModelIntegrityError(f"{d}: {exc}") from exc
 
     @classmethod
     def from_files(cls, directory: Path, files: dict[str, str], combined: str) -> OptimizerModel:
