@@ -74,7 +74,9 @@ class CacheConfig:
     long L1 keeps a copy (the bound on cross-instance staleness if an invalidation message is lost);
     ``xfetch_beta`` scales early refresh of hot keys (0 = off). ``invalidation`` publishes writes to
     other instances over the L2's pub/sub. ``write_mode``: what ``set``/``delete``/``invalidate_tags`` do
-    when L2 cannot be written (see the write-path contract in docs/contracts.md)."""
+    when L2 cannot be written (see the write-path contract in docs/contracts.md): ``"strict"`` raises
+    :class:`~precache.cache.errors.CacheUnavailableError`; ``"best_effort"`` returns and replays the
+    delete later (at most ``max_pending_writes`` keys and tags wait; beyond that writes raise)."""
 
     default_ttl: float | None = 300.0
     grace: float = 30.0
@@ -85,6 +87,7 @@ class CacheConfig:
     instance_id: str | None = None
     close_timeout: float = 5.0
     write_mode: WriteMode = "strict"
+    max_pending_writes: int = 100_000
     lease: LeaseConfig = field(default_factory=LeaseConfig)
     staleness: StalenessConfig = field(default_factory=StalenessConfig)
     events: EventConfig = field(default_factory=EventConfig)
@@ -100,6 +103,8 @@ class CacheConfig:
             raise ValueError(f"unknown serializer {self.serializer!r}; expected 'json' or 'msgpack'")
         if self.write_mode not in ("strict", "best_effort"):
             raise ValueError(f"write_mode must be 'strict' or 'best_effort', got {self.write_mode!r}")
+        if self.max_pending_writes < 0:
+            raise ValueError(f"max_pending_writes must be >= 0, got {self.max_pending_writes}")
         if self.close_timeout <= 0:
             raise ValueError(f"close_timeout must be > 0 seconds, got {self.close_timeout}")
 

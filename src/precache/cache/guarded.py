@@ -12,12 +12,17 @@ It owns the circuit breaker and the classification of failures, so the rules liv
 Reads return ``None`` when L2 was skipped or failed (the caller goes on to the loader); writes return an
 :class:`Outcome` the write-path contract (docs/contracts.md) turns into an exception or a pending key.
 Decoding happens here too, so a poisoned record is a counted miss in exactly one place.
+
+Pending writes (``write_mode="best_effort"``): a key whose L2 copy could not be deleted or overwritten is
+recorded here (as are tags whose invalidation failed). Before L2 is read again, the pending deletes are
+replayed and their invalidation published; until that succeeds, L2 is not read for those keys (nor at
+all while a tag invalidation is pending), so this instance never reads the value it meant to replace.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from enum import Enum
 from typing import TypeVar
 
@@ -42,15 +47,68 @@ class Outcome(Enum):
     UNAVAILABLE = "unavailable"  # Redis could not be used (down, paused, timed out)
 
 
+Message = Callable[[Sequence[str], Sequence[str]], bytes]
+"""``message(keys, tags)``: the invalidation broadcast for a replayed delete (None: do not publish)."""
+
+
 class GuardedL2:
     """Breaker + failure accounting + decoding around an :class:`~precache.cache.l2.L2Tier`."""
 
-    __slots__ = ("breaker", "stats", "tier")
+    __slots__ = ("breaker", "has_pending", "message", "pending_keys", "pending_tags", "stats", "tier")
 
-    def __init__(self, tier: L2Tier, breaker: CircuitBreaker, stats: CacheStats) -> None:
+    def __init__(self, tier: L2Tier, breaker: CircuitBreaker, stats: CacheStats,
+                 message: Message | None = None) -> None:
         self.tier = tier
         self.breaker = breaker
         self.stats = stats
+        self.message = message
+        self.pending_keys: dict[str, None] = {}
+        self.pending_tags: dict[str, None] = {}
+        self.has_pending = False
+
+    # -- pending writes (best effort) ----------------------------------------------------------------
+    def defer(self, keys: Iterable[str] = (), tags: Iterable[str] = ()) -> None:
+        """Remember that these keys' L2 copies (and these tags' members) must be deleted."""
+        self.pending_keys.update(dict.fromkeys(keys))
+        self.pending_tags.update(dict.fromkeys(tags))
+        self.has_pending = bool(self.pending_keys or self.pending_tags)
+        self.stats.writes_pending = len(self.pending_keys) + len(self.pending_tags)
+
+    async def replay_pending(self) -> bool:
+        """Delete the pending keys (and the members of pending tags) in L2 and publish their
+        invalidation, in one guarded call. Returns True when nothing is pending any more."""
+        if not self.has_pending:
+            return True
+        keys, tags = list(self.pending_keys), list(self.pending_tags)
+        tier, message = self.tier, self.message
+
+        async def replay() -> None:
+            members = await tier.tag_members(tags) if tags else set()
+            dropped = sorted({*keys, *members})
+            if dropped:
+                await tier.delete(dropped)
+            if tags:
+                await tier.delete_tags(tags)
+            if message is not None:
+                await tier.publish(message(dropped, tags))
+
+        outcome, _ = await self.call(replay)
+        if outcome is not Outcome.OK:
+            return False
+        for key in keys:
+            self.pending_keys.pop(key, None)
+        for tag in tags:
+            self.pending_tags.pop(tag, None)
+        self.stats.writes_replayed += len(keys) + len(tags)
+        self.defer()  # recompute the flags
+        return not self.has_pending
+
+    async def _may_read(self, keys: Sequence[str]) -> bool:
+        """Before L2 is read: replay pending deletes; False when one of ``keys`` must not be read yet."""
+        if await self.replay_pending():
+            return True
+        pending = self.pending_keys
+        return not self.pending_tags and not any(key in pending for key in keys)
 
     # -- the guard ---------------------------------------------------------------------------------
     async def call(self, op: Callable[[], Awaitable[T]]) -> tuple[Outcome, T | None]:
@@ -97,6 +155,8 @@ class GuardedL2:
 
         The reads spell the guard out instead of going through :meth:`call`: they are the L2-hit hot
         path, and this saves a closure and a call per read."""
+        if self.has_pending and not await self._may_read((key,)):
+            return None
         breaker = self.breaker
         if not breaker.allow():
             return None
@@ -117,6 +177,8 @@ class GuardedL2:
 
     async def read_many(self, keys: Sequence[str]) -> list[bytes | None] | None:
         """Raw records of ``keys`` in one round trip, or None when L2 was skipped or failed."""
+        if self.has_pending and not await self._may_read(keys):
+            return None
         breaker = self.breaker
         if not breaker.allow():
             return None

@@ -44,9 +44,9 @@ from precache.cache.breaker import CircuitBreaker
 from precache.cache.clock import Clock, SystemClock, same_clock
 from precache.cache.codec import Codec, Record, decode_parts
 from precache.cache.config import CacheConfig, config_from_legacy
-from precache.cache.errors import PoisonedValueError
+from precache.cache.errors import CacheUnavailableError, PoisonedValueError, ValueTooLargeError
 from precache.cache.events import AccessEvent, EventBus, Handler, Tier
-from precache.cache.guarded import GuardedL2
+from precache.cache.guarded import GuardedL2, Outcome
 from precache.cache.invalidation import InvalidationChannel
 from precache.cache.l2 import ClockedTier, L2Tier, StreamWriter
 from precache.cache.memory import Entry, MemoryTier
@@ -100,9 +100,11 @@ class PredictiveCache:
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self.events = EventBus(cfg.events.queue_size)
         self._stats = CacheStats()
-        self._guard = GuardedL2(l2, self.breaker, self._stats) if l2 is not None else None
         self._channel = InvalidationChannel(l1, l2, cfg.invalidation, cfg.instance_id or uuid.uuid4().hex,
                                             self._stats)
+        self._guard = None if l2 is None else GuardedL2(
+            l2, self.breaker, self._stats, self._channel.message if self._channel.enabled else None)
+        self._replayer: asyncio.Task[None] | None = None
         self._flights = SingleFlight()
         self._stale = StalePoller(l1, cfg.staleness, clock, self._stats, self._revalidate,
                                   background_default=isinstance(clock, SystemClock))
@@ -481,8 +483,11 @@ class PredictiveCache:
 
     # -- writes -----------------------------------------------------------------------------------
     async def set(self, key: str, value: Any, ttl: float | None = None, tags: Sequence[str] = ()) -> None:
-        """Store ``value`` in L1 and L2 and drop other instances' L1 copies. Refuses (raises
-        :class:`UnserializableValueError`) a value no safe serializer can represent."""
+        """Store ``value`` in L1 and L2 and drop other instances' L1 copies.
+
+        Refuses (raises) a value no safe serializer can represent (:class:`UnserializableValueError`) and,
+        with no L2, a value larger than L1's whole budget (:class:`ValueTooLargeError`). When L2 cannot be
+        written: see the write-path contract (:meth:`_l2_written`)."""
         if not isinstance(key, str):
             raise TypeError(f"cache keys are str, got {type(key).__name__}")
         self._ensure_started()
@@ -492,7 +497,9 @@ class PredictiveCache:
 
     async def _store(self, key: str, value: Any, ttl: float | None, tags: tuple[str, ...], *,
                      preloaded: bool, delta: float, publish: bool) -> int:
-        """Encode once, store in L1 (lifetime through the policy's ``ttl_for``), then in L2."""
+        """Encode once, store in L1 (lifetime through the policy's ``ttl_for``), then in L2. ``publish``:
+        a user write (invalidate other instances; the write-path contract applies); else a fill-back,
+        whose L2 failures are only counted."""
         cfg = self.config
         ttl = cfg.default_ttl if ttl is None else ttl
         if ttl is not None and ttl <= 0:
@@ -502,18 +509,30 @@ class PredictiveCache:
         l1_ttl = ttl
         if cfg.l1_max_ttl is not None:
             l1_ttl = cfg.l1_max_ttl if l1_ttl is None else min(l1_ttl, cfg.l1_max_ttl)
-        self.l1.set(key, value, len(raw), tags=tags, preloaded=preloaded, delta=delta, ttl=l1_ttl,
-                    grace=cfg.grace)
+        l1 = self.l1
         guard = self._guard
+        if not l1.set(key, value, len(raw), tags=tags, preloaded=preloaded, delta=delta, ttl=l1_ttl,
+                      grace=cfg.grace) and guard is None and l1.too_large(key, len(raw)):
+            self._stats.too_large += 1
+            message = (f"value of {len(raw)} bytes for {key!r} exceeds L1's whole budget "
+                       f"({l1.max_bytes} bytes) and there is no L2 to hold it")
+            if publish:
+                raise ValueTooLargeError(message)
+            if self._stats.too_large <= 5:
+                log.warning("%s: served but not cached", message)
         if guard is not None:
             px = None if ttl is None else max(1, int((ttl + cfg.grace) * 1000))
-            await guard.write(key, raw, px, tags)
-            if publish and self._channel.enabled:
-                await guard.publish(self._channel.message(keys=[key]))
+            outcome = await guard.write(key, raw, px, tags)
+            if publish:
+                if outcome is Outcome.OK and self._channel.enabled:
+                    outcome = await guard.publish(self._channel.message(keys=[key]))
+                self._l2_written(outcome, "set", (key,))
+            else:
+                self._count_write(outcome)
         return len(raw)
 
     async def delete(self, key: str) -> None:
-        """Remove ``key`` from L1 and L2, and from other instances' L1."""
+        """Remove ``key`` from L1 and L2, and from other instances' L1 (see :meth:`_l2_written`)."""
         self._ensure_started()
         self._stats.deletes += 1
         channel = self._channel
@@ -521,14 +540,15 @@ class PredictiveCache:
         self.l1.delete(key)
         guard = self._guard
         if guard is not None:
-            await guard.delete([key])
+            outcome = await guard.delete([key])
             channel.bump()  # reads that started before the L2 delete must not fill L1
-            if channel.enabled:
-                await guard.publish(channel.message(keys=[key]))
+            if outcome is Outcome.OK and channel.enabled:
+                outcome = await guard.publish(channel.message(keys=[key]))
+            self._l2_written(outcome, "delete", (key,))
 
     async def invalidate_tags(self, tags: Iterable[str]) -> int:
         """Drop every key carrying any of ``tags`` everywhere (L1 here, L2, other instances' L1).
-        Returns how many distinct keys were dropped."""
+        Returns how many distinct keys were dropped (see :meth:`_l2_written` when L2 fails)."""
         tag_list = [tags] if isinstance(tags, str) else list(tags)
         self._ensure_started()
         channel = self._channel
@@ -538,14 +558,69 @@ class PredictiveCache:
             dropped.update(self.l1.delete_tag(tag))
         guard = self._guard
         if guard is not None:
-            _, members = await guard.drop_tags(tag_list)
+            outcome, members = await guard.drop_tags(tag_list)
             dropped |= members
             for key in members:  # L1 copies filled from L2 may not carry their tags
                 self.l1.delete(key)
             channel.bump()
-            if channel.enabled:
-                await guard.publish(channel.message(keys=sorted(members), tags=tag_list))
+            if outcome is Outcome.OK and channel.enabled:
+                outcome = await guard.publish(channel.message(keys=sorted(members), tags=tag_list))
+            self._l2_written(outcome, "invalidate_tags", (), tuple(tag_list))
         return len(dropped)
+
+    def _count_write(self, outcome: Outcome) -> bool:
+        """Count an L2 write that did not happen; returns whether it happened."""
+        if outcome is Outcome.OK:
+            return True
+        if outcome is Outcome.SKIPPED or outcome is Outcome.BUSY:
+            self._stats.writes_skipped += 1
+        else:
+            self._stats.writes_failed += 1
+        return False
+
+    def _l2_written(self, outcome: Outcome, action: str, keys: tuple[str, ...], tags: tuple[str, ...] = ()) -> None:
+        """The write-path contract (docs/contracts.md), in one place, for ``set``/``delete``/``invalidate_tags``.
+
+        L2 written (and the invalidation published): done. Otherwise the write is counted and:
+
+        * ``write_mode="strict"`` (default): this instance drops its L1 copies of ``keys`` (it must not
+          serve a value L2 contradicts) and raises :class:`CacheUnavailableError`;
+        * ``write_mode="best_effort"``: the keys/tags are recorded as pending (a ``set`` keeps its new value
+          in this L1); before L2 is read again their L2 copies are deleted and the invalidation published,
+          and until then this instance does not read them from L2. A background task retries meanwhile.
+          Beyond ``max_pending_writes`` the write raises as in strict mode.
+        """
+        if self._count_write(outcome):
+            return
+        guard = self._guard
+        cfg = self.config
+        if (cfg.write_mode == "best_effort" and guard is not None
+                and len(guard.pending_keys) + len(guard.pending_tags) < cfg.max_pending_writes):
+            guard.defer(keys, tags)
+            self._start_replayer()
+            return
+        for key in keys:
+            self.l1.delete(key)
+        what = ", ".join(repr(k) for k in keys) or "tags " + ", ".join(repr(t) for t in tags)
+        reason = {Outcome.SKIPPED: "the circuit breaker is open", Outcome.BUSY: "no L2 connection was free",
+                  Outcome.KEY_ERROR: "Redis refused the key"}.get(outcome, "Redis could not be reached")
+        raise CacheUnavailableError(f"{action} of {what} did not reach L2 ({reason}); other instances may "
+                                    "still read the previous value", keys or tuple(tags))
+
+    def _start_replayer(self) -> None:
+        """Retry the pending deletes in the background (every 100 ms) until none is left."""
+        task = self._replayer
+        if (task is not None and not task.done()) or self._closed:
+            return
+        guard = self._guard
+        assert guard is not None
+
+        async def replay() -> None:
+            while guard.has_pending and not self._closed:
+                await asyncio.sleep(0.1)
+                await guard.replay_pending()
+
+        self._replayer = self._flights.spawn(replay())
 
     # -- batch reads ------------------------------------------------------------------------------
     async def get_many(self, keys: Sequence[str], session_id: str | None = None,

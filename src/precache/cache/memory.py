@@ -114,6 +114,10 @@ class MemoryTier:
         self.hit(entry)
         return entry.value
 
+    def too_large(self, key: str, size: int) -> bool:
+        """Would an entry of ``size`` encoded bytes exceed the whole byte budget on its own?"""
+        return size + len(key) + ENTRY_OVERHEAD > self.max_bytes
+
     def staleness_source(self) -> StalenessSource | None:
         """The policy, if it predicts staleness (:class:`StalenessSource`), else None."""
         return self.policy if isinstance(self.policy, StalenessSource) else None

@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from precache.cache.errors import L2BusyError, L2Error, L2KeyError
 from precache.cache.l2 import MessageHandler
@@ -53,7 +53,7 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 
-_KEY_ERROR_PREFIXES = ("WRONGTYPE", "OOM")
+_KEY_ERROR_MARKS = ("WRONGTYPE", "maximum allowed size")
 
 
 def _translate(exc: RedisError) -> Exception:
@@ -61,8 +61,9 @@ def _translate(exc: RedisError) -> Exception:
     this write, a value over the server's size limit) is an :class:`L2KeyError`; anything else (lost
     connection, cluster down, read-only replica, ``MISCONF`` …) is an :class:`L2Error`."""
     message = str(exc)
-    if isinstance(exc, ResponseError) and (
-            message.startswith(_KEY_ERROR_PREFIXES) or "maximum allowed size" in message):
+    if isinstance(exc, OutOfMemoryError):  # redis-py strips the "OOM" code from the message
+        return L2KeyError(f"OOM {message}")
+    if isinstance(exc, ResponseError) and any(mark in message for mark in _KEY_ERROR_MARKS):
         return L2KeyError(message)
     return L2Error(f"{type(exc).__name__}: {message}")
 

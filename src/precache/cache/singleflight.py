@@ -55,6 +55,13 @@ class SingleFlight:
             task.add_done_callback(self.background.discard)
         return task
 
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run background work that ``close`` waits for (bounded) like the loads."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
+
     @staticmethod
     async def join(task: asyncio.Task[T], key: str) -> T:
         """Await a shared load without letting this caller's cancellation cancel it."""

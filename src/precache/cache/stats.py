@@ -14,6 +14,11 @@ class CacheStats:
     breaker is not told); ``l2_key_errors`` are L2 failures of one key while Redis answered (``WRONGTYPE``,
     a value too large, ``OOM`` on a write: never counted against the breaker). ``prefetch_errors`` counts
     prefetches whose loader (or store) raised.
+    Writes (``set``/``delete``/``invalidate_tags`` and the loader's fill-back) that did not reach L2:
+    ``writes_failed`` (tried, and Redis failed or refused the key), ``writes_skipped`` (not tried: the
+    breaker was open or no connection slot was free); ``writes_pending`` (now) / ``writes_replayed``:
+    best-effort keys and tags waiting for / done with their replay. ``too_large``: values no tier could
+    keep (larger than L1's budget, with no L2).
     ``fills_skipped``: L2 reads not copied into L1 because an invalidation or write happened while
     they were in flight (the value is returned, but may already be outdated, so it is not cached).
     ``policy_revalidations`` / ``policy_evictions``: keys a staleness-predicting policy flagged
@@ -39,6 +44,11 @@ class CacheStats:
     l2_key_errors: int = 0
     l2_busy: int = 0
     prefetch_errors: int = 0
+    writes_failed: int = 0
+    writes_skipped: int = 0
+    writes_pending: int = 0
+    writes_replayed: int = 0
+    too_large: int = 0
     fills_skipped: int = 0
     policy_revalidations: int = 0
     policy_evictions: int = 0
