@@ -1,8 +1,8 @@
 """Benchmark of precache's request path against cashews, cachetools and raw redis.asyncio.
 
-Run: ``.venv/bin/python bench/bench_cache.py`` (starts its own redis-server on a free loopback port).
-Writes ``bench/results/cache.json`` and prints a table. All cases run in one process, one event loop,
-same machine; per-op latency is measured around each await with ``perf_counter_ns`` (the same
+Run: ``.venv/bin/python bench/bench_cache.py`` (starts its own redis-server on a free loopback port;
+``--help`` for the options). Writes ``bench/results/cache.json`` and prints a table. All cases run in one
+process, one event loop, same machine; per-op latency is measured around each await with ``perf_counter_ns`` (the same
 instrumentation overhead for every contender). Contenders that are compared in a ratio run
 *interleaved* (alternating blocks of ``BLOCK`` ops), so a noisy neighbour on a shared machine hits
 both sides alike instead of whichever happened to run second.
@@ -11,10 +11,15 @@ Fairness notes (also printed with the table and stored in the JSON):
 
 * The raw Redis contenders decode what they read (``orjson.loads`` of the same JSON value): a user
   of raw redis-py must deserialize too, and precache's numbers include its decode.
-* Two raw clients: ``raw_redis`` is ``Redis.from_url(url)`` with redis-py's defaults (what a user
-  gets; the goals are judged against it); ``raw_redis_tuned`` uses RedisTier's connection options
-  (``socket_timeout=None``, no ``CLIENT SETINFO``, no retries), so its ratio is precache's own layer
-  overhead alone (shown for transparency).
+* Two raw clients: ``raw_redis_tuned`` ("same options") uses exactly RedisTier's connection options
+  (``socket_timeout=None``, no ``CLIENT SETINFO``, no retries, no health checks): the goals are judged
+  against it, so the ratio is precache's own layer overhead. ``raw_redis`` is ``Redis.from_url(url)`` with
+  redis-py's defaults (a ``wait_for`` per command): reported too, since it is what a user gets.
+* L1 hit: precache without an event subscriber, precache with one (a separate cache instance), cashews and
+  cachetools run interleaved. The L2 phases assert zero misses and zero Redis errors (a timed-out read
+  would make precache look faster, as a miss costs no decode).
+* ``import_ms``: time of ``import precache`` / ``import precache.cache`` in a fresh interpreter
+  (median of 5).
 * get_many: the default ``fill_l1="inline"`` measures the whole path (L1 check, MGET, decode, L1 fill of
   the batch). ``precache_deferred_fill`` (``fill_l1="deferred"``: fill via ``loop.call_soon`` right
   after returning) is shown for transparency: in this back-to-back loop the deferred fill's CPU lands in
@@ -28,6 +33,7 @@ Fairness notes (also printed with the table and stored in the JSON):
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -55,12 +61,15 @@ from precache.cache import MemoryTier, PredictiveCache, RedisTier
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cache.json"
 VALUE = {"title": "Home", "links": [f"/p/{i}" for i in range(20)], "html": "x" * 512}
-SCALE = float(os.environ.get("PRECACHE_BENCH_SCALE", "1.0"))
+SCALE = 1.0  # --scale (default: $PRECACHE_BENCH_SCALE or 1)
 BLOCK = 500
 NOTES = [
     "raw Redis contenders decode the value they read (orjson.loads), as any raw user must",
-    "raw_redis = redis-py defaults (goal baseline); raw_redis_tuned = RedisTier's connection options "
-    "(socket_timeout=None, no CLIENT SETINFO, no retries): its ratio is precache's own overhead",
+    "raw_redis_tuned = the same connection options as RedisTier (socket_timeout=None, no CLIENT SETINFO, "
+    "no retries, no health checks): the goals are judged against it; raw_redis = redis-py defaults "
+    "(a wait_for per command), reported too",
+    "L1 cases (precache, precache with an event subscriber on its own instance, cashews, cachetools) run "
+    "interleaved; the L2 phases assert zero misses and zero Redis errors",
     "L2 hit / get_many: L1 holds 100 items, 20,000 keys rotate beyond it: reads miss L1 and fill a full "
     "L1 (one eviction per fill); l1_hit_share shows the residue (S3-FIFO keeps ~90 keys of a scan)",
     "ratio pairs run interleaved in blocks of 500 ops",
@@ -153,15 +162,44 @@ async def measure_interleaved(ops: dict[str, Callable[[int], Awaitable[Any]]], c
     return out
 
 
+def check_l2_phase(cache: PredictiveCache, misses0: int, errors0: int, phase: str) -> None:
+    """Every read of the L2 phases must be a hit: a timed-out read (a miss, no decode) would flatter us."""
+    s = cache.stats
+    misses, errors = s.misses - misses0, s.redis_errors - errors0
+    if misses or errors or s.l2_busy:
+        raise SystemExit(f"{phase}: {misses} misses, {errors} Redis errors, {s.l2_busy} busy during the L2 phase; "
+                         "the figures would not be comparable (machine overloaded?)")
+
+
+def import_times() -> dict[str, float]:
+    """Median wall time (ms) of each import in a fresh interpreter."""
+    out = {}
+    for module in ("precache", "precache.cache"):
+        code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+        runs = sorted(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                           check=True).stdout) for _ in range(5))
+        out[module] = round(runs[2] * 1000, 2)
+    return out
+
+
 async def run(url: str) -> dict[str, Any]:
     results: dict[str, Any] = {}
     raw = Redis.from_url(url, max_connections=80)
     tuned = Redis.from_url(url, max_connections=80, socket_timeout=None, driver_info=None,
                            retry=Retry(NoBackoff(), 0), health_check_interval=0)
 
-    # -- L1 hit ----------------------------------------------------------------------------------
+    # -- L1 hit (interleaved; the subscriber case on its own instance) ----------------------------
     ours = PredictiveCache(MemoryTier(), RedisTier(url, prefix="b1:"))
     await ours.set("home", VALUE)
+    with_events = PredictiveCache(MemoryTier(), RedisTier(url, prefix="b1e:"))
+    await with_events.set("home", VALUE)
+    events = 0
+
+    def count(_: object) -> None:
+        nonlocal events
+        events += 1
+
+    with_events.subscribe(count)
     cashews = CashewsCache()
     cashews.setup("mem://")
     await cashews.set("home", VALUE, expire=300)
@@ -171,18 +209,16 @@ async def run(url: str) -> dict[str, Any]:
     async def ttl_get(key: str) -> Any:
         return ttl.get(key)
 
-    results["l1_hit/precache"] = await measure(lambda i: ours.get("home"), n(100_000))
-    results["l1_hit/cashews_mem"] = await measure(lambda i: cashews.get("home"), n(100_000))
-    results["l1_hit/cachetools_ttl"] = await measure(lambda i: ttl_get("home"), n(100_000))
-    events = 0
-
-    def count(_: object) -> None:
-        nonlocal events
-        events += 1
-
-    ours.subscribe(count)
-    results["l1_hit/precache+events"] = await measure(lambda i: ours.get("home"), n(100_000))
+    results.update({f"l1_hit/{name}": m for name, m in (await measure_interleaved({
+        "precache": lambda i: ours.get("home"),
+        "precache+events": lambda i: with_events.get("home"),
+        "cashews_mem": lambda i: cashews.get("home"),
+        "cachetools_ttl": lambda i: ttl_get("home"),
+    }, n(100_000))).items()})
+    await asyncio.sleep(0)  # deliver the queued events
+    assert events > 0 and with_events.stats.dropped_events + events >= n(100_000)
     await ours.close()
+    await with_events.close()
 
     # -- L2 hit (L1 holds 100 items, 20,000 keys rotate beyond it: gets miss L1, hit Redis) -------
     nkeys = 20_000
@@ -198,6 +234,7 @@ async def run(url: str) -> dict[str, Any]:
         pipe.set(rk, plain)
     await pipe.execute()
     hits0, l2hits0 = l2c.stats.l1_hits, l2c.stats.l2_hits
+    misses0, errors0 = l2c.stats.misses, l2c.stats.redis_errors
 
     async def raw_get(i: int) -> Any:
         return orjson.loads(await raw.get(raw_keys[i % nkeys]))
@@ -212,12 +249,14 @@ async def run(url: str) -> dict[str, Any]:
     }, n(10_000))).items()})
     l1h, l2h = l2c.stats.l1_hits - hits0, l2c.stats.l2_hits - l2hits0
     results["l2_hit/precache"]["l1_hit_share"] = round(l1h / (l1h + l2h), 4)
+    check_l2_phase(l2c, misses0, errors0, "l2_hit")
 
     # -- get_many of 100 keys (all from L2) vs raw MGET ------------------------------------------
     batches = [keys[j : j + 100] for j in range(0, nkeys, 100)]
     raw_batches = [raw_keys[j : j + 100] for j in range(0, nkeys, 100)]
     nb = len(batches)
     hits0, l2hits0 = l2c.stats.l1_hits, l2c.stats.l2_hits
+    misses0, errors0 = l2c.stats.misses, l2c.stats.redis_errors
 
     async def raw_mget(i: int) -> Any:
         loads = orjson.loads
@@ -235,6 +274,7 @@ async def run(url: str) -> dict[str, Any]:
     }, n(2_000))).items()})
     l1h, l2h = l2c.stats.l1_hits - hits0, l2c.stats.l2_hits - l2hits0
     results["get_many100/precache"]["l1_hit_share"] = round(l1h / (l1h + l2h), 4)
+    check_l2_phase(l2c, misses0, errors0, "get_many100")
     await l2c.close()
 
     # -- miss -> loader -> fill (unique keys) -----------------------------------------------------
@@ -295,19 +335,31 @@ def ratios(results: dict[str, Any]) -> dict[str, dict[str, float | bool]]:
 
     inf = float("inf")
     return {
-        "l1_hit precache/cashews": r("l1_hit/precache", "l1_hit/cashews_mem", 1.0),
+        "l1_hit precache/cashews": r("l1_hit/precache", "l1_hit/cashews_mem", 0.2),
+        "l1_hit+events precache/cashews": r("l1_hit/precache+events", "l1_hit/cashews_mem", 0.6),
         "l1_hit precache/cachetools": r("l1_hit/precache", "l1_hit/cachetools_ttl", inf),
-        "l2_hit precache/raw GET+decode": r("l2_hit/precache", "l2_hit/raw_redis_get", 1.25),
-        "get_many100 precache/raw MGET+decode": r("get_many100/precache", "get_many100/raw_mget", 1.3),
-        "(info) l2_hit precache/tuned GET+decode": r("l2_hit/precache", "l2_hit/raw_redis_tuned_get", inf),
-        "(info) get_many100 precache/tuned MGET+decode": r("get_many100/precache",
-                                                            "get_many100/raw_tuned_mget", inf),
-        "(info) get_many100 precache deferred fill/raw MGET+decode": r("get_many100/precache_deferred_fill",
-                                                                      "get_many100/raw_mget", inf),
+        "l2_hit precache/same-options GET+decode": r("l2_hit/precache", "l2_hit/raw_redis_tuned_get", 1.25),
+        "get_many100 precache/same-options MGET+decode": r("get_many100/precache", "get_many100/raw_tuned_mget",
+                                                          1.3),
+        "l2_hit precache/raw GET+decode": r("l2_hit/precache", "l2_hit/raw_redis_get", inf),
+        "get_many100 precache/raw MGET+decode": r("get_many100/precache", "get_many100/raw_mget", inf),
+        "(info) get_many100 precache deferred fill/same-options MGET+decode": r(
+            "get_many100/precache_deferred_fill", "get_many100/raw_tuned_mget", inf),
     }
 
 
 def main() -> None:
+    global SCALE
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=float(os.environ.get("PRECACHE_BENCH_SCALE", "1.0")),
+                        help="multiply every operation count (default: $PRECACHE_BENCH_SCALE or 1.0)")
+    parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
+    args = parser.parse_args()
+    if args.scale <= 0:
+        parser.error("--scale must be > 0")
+    SCALE = args.scale
+    imports = import_times()
     proc, url = start_redis()
     try:
         results = asyncio.run(run(url))
@@ -322,6 +374,8 @@ def main() -> None:
     for name, m in results.items():
         table.add_row(name, f"{m['ops_per_s']:,.0f}", f"{m['p50_us']:.2f}", f"{m['p99_us']:.2f}")
     console.print(table)
+    console.print("import time (ms, fresh interpreter, median of 5): "
+                  + ", ".join(f"{k} {v}" for k, v in imports.items()))
     rt = Table(title="ratios (p50; goal met?)")
     for col in ("comparison", "p50 ratio", "throughput ratio", "goal", "met"):
         rt.add_column(col)
@@ -335,13 +389,15 @@ def main() -> None:
         "redis_errors", "l2_busy", "breaker_opened", "late_replies", "queued_for_slot", "loads", "l2_hits")))
     for note in NOTES:
         console.print(f"note: {note}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    out: Path = args.json
+    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "results": results,
+               "import_ms": imports,
                "ratios": {k: {**v, "goal": v["goal"] if v["goal"] != float("inf") else None}
                           for k, v in rat.items()},
                "notes": NOTES}
-    RESULTS.write_text(json.dumps(payload, indent=2))
-    console.print(f"wrote {RESULTS}")
+    out.write_text(json.dumps(payload, indent=2))
+    console.print(f"wrote {out}")
 
 
 if __name__ == "__main__":
