@@ -116,6 +116,10 @@ class PredictiveCache:
         self._l1_hit = l1.hit
         self._now = clock.now
         self._beta = cfg.xfetch_beta
+        self._grace = cfg.grace
+        self._l1_max_ttl = cfg.l1_max_ttl
+        self._running = self._flights.running
+        self._stale_active = self._stale.active
         self._stream_sink: Any = None
         if cfg.events.stream is not None:
             from precache.cache.stream import StreamSink
@@ -241,18 +245,21 @@ class PredictiveCache:
                 if self.events.handlers:
                     self._emit(key, session_id, context, "l1", t0, entry.size, preloaded)
                 return entry.value
-        return await self._miss(key, session_id, context, loader, ttl, tuple(tags), t0)
+        return await self._miss(key, session_id, context, loader, ttl, tuple(tags), t0, entry is not None)
 
     async def _miss(self, key: str, session_id: str | None, context: Any, loader: Loader | None,
-                    ttl: float | None, tags: tuple[str, ...], t0: float) -> Any:
-        """Everything after an L1 miss, as one chain (see the module docstring)."""
+                    ttl: float | None, tags: tuple[str, ...], t0: float, expired: bool) -> Any:
+        """Everything after an L1 miss, as one chain (see the module docstring). ``expired``: L1 holds
+        an entry past its expiry (maybe servable stale)."""
         if not isinstance(key, str):
             raise TypeError(f"cache keys are str, got {type(key).__name__}")
-        self._ensure_started()
-        self._stale.poll(False)
+        if not self._started:
+            self._ensure_started()
+        if self._stale_active:
+            self._stale.poll(False)
         stats = self._stats
         emit = bool(self.events.handlers)
-        entry = self.l1.lookup(key)
+        entry = self.l1.lookup(key) if expired else None
         if entry is not None and loader is not None:
             # past expires_at but within grace: serve stale, refresh in the background (SWR)
             stats.stale_hits += 1
@@ -261,7 +268,7 @@ class PredictiveCache:
                 self._emit(key, session_id, context, "stale", t0, entry.size)
             return entry.value
         stale: Record | None = None
-        read_inline = self._guard is not None and key not in self._flights and key not in self._reading
+        read_inline = self._guard is not None and key not in self._running and key not in self._reading
         if read_inline:
             # Common case first, inline (no task): one L2 read. Misses arriving meanwhile go through
             # the shared load below, so a burst still costs two L2 reads, not one per caller.
@@ -730,12 +737,11 @@ class PredictiveCache:
             self._stats.fills_skipped += 1
             return
         expires_at = record.expires_at
-        l1_max_ttl = self.config.l1_max_ttl
+        l1_max_ttl = self._l1_max_ttl
         if l1_max_ttl is not None:
             cap = self._now() + l1_max_ttl
             expires_at = cap if expires_at is None else min(expires_at, cap)
-        self.l1.fill_many([(key, record.value, record.size, expires_at, record.delta)], self.config.grace,
-                          tags, preloaded)
+        self.l1.fill_one(key, record.value, record.size, expires_at, record.delta, self._grace, tags, preloaded)
 
     def cached(self, ttl: float | None = None, key: Callable[..., str] | None = None,
                tags: Sequence[str] = ()) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:

@@ -76,6 +76,10 @@ class MemoryTier:
         """``peek(key) -> Entry | None``: the entry as stored, fresh or not, without telling the policy
         (the cache's hit path: one dict lookup; the caller checks ``expires_at`` and calls :meth:`hit`)."""
         self._on_hit = self.policy.on_hit
+        self._on_insert = self.policy.on_insert
+        # the built-in policies admit everything: skip the call per key (a subclass overriding admit
+        # is still asked)
+        self._admit = None if getattr(type(self.policy), "admit", None) in _ADMIT_ALL else self.policy.admit
         self._insert_many = self.policy.on_insert_many if isinstance(self.policy, BatchInsertPolicy) else None
         self._evict_many = self.policy.evict if isinstance(self.policy, BatchEvictPolicy) else None
         self.bytes = 0
@@ -193,9 +197,7 @@ class MemoryTier:
         now = self.clock.now()
         data = self.data
         policy = self.policy
-        # the built-in policies admit everything: skip the call per key (a subclass overriding admit
-        # is still asked)
-        admit = None if getattr(type(policy), "admit", None) in _ADMIT_ALL else policy.admit
+        admit = self._admit
         insert_many = self._insert_many
         on_insert = policy.on_insert
         max_bytes = self.max_bytes
@@ -237,6 +239,30 @@ class MemoryTier:
             return len(stored)
         self._enforce()
         return sum(1 for entry in stored if data.get(entry.key) is entry)
+
+    def fill_one(self, key: str, value: Any, size: int, expires_at: float | None, delta: float,
+                 grace: float = 0.0, tags: tuple[str, ...] = (), preloaded: bool = False) -> None:
+        """:meth:`fill_many` of one item (a ``get`` that read L2): the same effect, without building a
+        batch. An item with no lifetime from L2 takes the batch path (the tier default through the policy)."""
+        if expires_at is None or self._admit is not None or tags:
+            self.fill_many([(key, value, size, expires_at, delta)], grace, tags, preloaded)
+            return
+        data = self.data
+        old = data.get(key)
+        if old is not None:
+            self._remove(key, old)
+            self.policy.on_remove(key)
+        charged = size + len(key) + ENTRY_OVERHEAD
+        if charged > self.max_bytes:
+            self.rejections += 1
+            return
+        entry = Entry(key, charged, self.clock.now(), expires_at, "l1", preloaded, 0, (), None, value,
+                      expires_at + (grace if grace > 0.0 else 0.0), delta)
+        data[key] = entry
+        self.bytes += charged
+        self._on_insert(entry)
+        if self.bytes > self.max_bytes or len(data) > self.max_items:
+            self._enforce()
 
     def delete(self, key: str) -> bool:
         entry = self.data.get(key)
