@@ -189,9 +189,9 @@ async def run(url: str) -> dict[str, Any]:
                            retry=Retry(NoBackoff(), 0), health_check_interval=0)
 
     # -- L1 hit (interleaved; the subscriber case on its own instance) ----------------------------
-    ours = PredictiveCache(MemoryTier(), RedisTier(url, prefix="b1:"))
+    ours = PredictiveCache(MemoryTier(), RedisTier(url, prefix="b1:", op_timeout=1.0))
     await ours.set("home", VALUE)
-    with_events = PredictiveCache(MemoryTier(), RedisTier(url, prefix="b1e:"))
+    with_events = PredictiveCache(MemoryTier(), RedisTier(url, prefix="b1e:", op_timeout=1.0))
     await with_events.set("home", VALUE)
     events = 0
 
@@ -223,7 +223,9 @@ async def run(url: str) -> dict[str, Any]:
     # -- L2 hit (L1 holds 100 items, 20,000 keys rotate beyond it: gets miss L1, hit Redis) -------
     nkeys = 20_000
     keys = [f"k{i}" for i in range(nkeys)]
-    l2c = PredictiveCache(MemoryTier(max_items=100), RedisTier(url, prefix="b2:"))
+    # op_timeout 1 s: the same code path as the 50 ms default (one deadline timer per operation), but a
+    # shared, loaded machine cannot turn a slow reply into a miss (which the phase check would refuse)
+    l2c = PredictiveCache(MemoryTier(max_items=100), RedisTier(url, prefix="b2:", op_timeout=1.0))
     await l2c.start()
     for k in keys:
         await l2c.set(k, VALUE)
