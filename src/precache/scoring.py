@@ -26,6 +26,7 @@ __all__ = [
     "expected_calibration_error",
     "hit_at",
     "misses_removed",
+    "page_rank",
     "rank_of",
     "ranking_scores",
     "reliability_bins",
@@ -35,6 +36,14 @@ __all__ = [
 def rank_of(ranked: Prediction, target: str, k: int) -> int:
     """1-based rank of ``target`` among the first ``k`` pages of ``ranked``; 0 when it is not there."""
     for position, (page, _) in enumerate(ranked[:k], start=1):
+        if page == target:
+            return position
+    return 0
+
+
+def page_rank(pages: Sequence[str], target: str, k: int) -> int:
+    """:func:`rank_of` for a ranked list of pages without probabilities (what a tracker keeps)."""
+    for position, page in enumerate(pages[:k], start=1):
         if page == target:
             return position
     return 0

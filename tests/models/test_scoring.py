@@ -21,6 +21,7 @@ from precache.scoring import (
     expected_calibration_error,
     hit_at,
     misses_removed,
+    page_rank,
     rank_of,
     ranking_scores,
     reliability_bins,
@@ -35,6 +36,7 @@ def test_ranks_hits_and_reciprocal_ranks_on_hand_made_lists() -> None:
     ranked = [("/a", 0.5), ("/b", 0.3), ("/c", 0.1)]
     assert [rank_of(ranked, page, 5) for page in ("/a", "/b", "/c", "/z")] == [1, 2, 3, 0]
     assert rank_of(ranked, "/c", 2) == 0 and not hit_at(ranked, "/c", 2) and hit_at(ranked, "/c", 3)
+    assert [page_rank(["/a", "/b", "/c"], page, 2) for page in ("/a", "/b", "/c")] == [1, 2, 0]
     scores = ranking_scores([ranked, ranked, ranked, []], ["/a", "/b", "/z", "/a"])
     assert scores == {"hr1": 0.25, "hr5": 0.5, "mrr5": (1 + 0.5) / 4, "transitions": 4.0}
     tally = RankingTally(ks=(1, 2))

@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from precache.scoring import page_rank
+
 OTHER_VERSION = "other"
 
 
@@ -75,10 +77,10 @@ class OnlineAccuracyTracker:
         if counts is None:
             counts = self.by_version[version] = VersionCounts()
         counts.scored += 1
-        hit5 = page in top
-        counts.hit5 += hit5
-        counts.hit1 += bool(top) and top[0] == page
-        return hit5
+        rank = page_rank(top, page, 5)
+        counts.hit5 += rank > 0
+        counts.hit1 += rank == 1
+        return rank > 0
 
     def _expire(self, now: float) -> None:
         """Drop expired predictions from the old end (amortised O(1): each is dropped once)."""
