@@ -10,6 +10,7 @@ raises ModelFileError.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -242,6 +243,39 @@ def test_a_model_that_loads_but_cannot_predict_is_refused_and_never_served(
     with pytest.raises(ModelFileError, match="cannot predict"):
         engine.reload(tmp_path / "broken")
     assert engine.predict(["/hub"], 3) == before
+
+
+async def test_reload_under_load_never_fails_a_request(model_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """Clients keep submitting while good and damaged directories are reloaded: every request is answered
+    by one whole model (a batch never mixes the old model with the new one's memoised answers)."""
+    bad = copy_model(model_dirs["ppm"], tmp_path / "bad")
+    data = bytearray((bad / "counts.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "counts.npz").write_bytes(bytes(data))
+    resign(bad, "counts.npz")
+    engine = InferenceEngine.load(model_dirs["markov"], max_batch=8, max_wait_us=200)
+    refused = 0
+
+    async def client(i: int) -> list[Prediction]:
+        return [await engine.submit(HISTORIES[(i + j) % len(HISTORIES)], 5) for j in range(40)]
+
+    async def reloader() -> None:
+        nonlocal refused
+        for directory in [model_dirs["ppm"], bad, model_dirs["sknn"], bad, model_dirs["markov"]] * 2:
+            try:
+                engine.reload(directory)
+            except ModelFileError:
+                refused += 1
+            await asyncio.sleep(0.001)
+
+    try:
+        *answers, _ = await asyncio.gather(*(client(i) for i in range(8)), reloader())
+    finally:
+        await engine.aclose()
+    assert refused == 4 and sum(len(a) for a in answers) == 8 * 40
+    for ranked in (r for a in answers for r in a):
+        assert 0 < len(ranked) <= 5 and all(0.0 <= p <= 1.0 for _, p in ranked)
+    assert engine.predict_batch(HISTORIES, 5) == load_predictor(model_dirs["markov"]).predict_batch(HISTORIES, 5)
 
 
 # -- finding 3: damaged PPM/Markov data (sha256 updated) raised zipfile.BadZipFile ---------------------

@@ -96,6 +96,14 @@ class SessionStore:
             self._data.pop(session_id, None)
 
 
+@dataclass(frozen=True, slots=True)
+class _Served:
+    """The served model and its memoised empty-history answers, swapped together by ``reload``."""
+
+    model: BatchPredictor
+    fallback: dict[int, Prediction]
+
+
 @dataclass(slots=True)
 class _Pending:
     history: list[str]
@@ -128,13 +136,12 @@ class InferenceEngine:
     ) -> None:
         if max_batch < 1 or max_wait_us < 0:
             raise ValueError("max_batch must be >= 1 and max_wait_us >= 0")
-        self.model = model
+        self._served = _Served(model, {})
         self.sessions = SessionStore(max_sessions, max_history)
         self.max_history = max_history
         self.max_batch = max_batch
         self.max_wait_us = max_wait_us
         self.stats = EngineStats()
-        self._fallback: dict[int, Prediction] = {}
         self._queue: asyncio.Queue[_Pending] | None = None
         self._collector: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -156,26 +163,32 @@ class InferenceEngine:
             raise
         except Exception as exc:  # e.g. an unknown kind's module failing to import
             raise ModelFileError(f"{directory}: cannot load: {type(exc).__name__}: {exc}") from exc
-        self.model, self._fallback = model, {}
+        self._served = _Served(model, {})  # one reference swap: a batch sees one model throughout
 
     # -- sync API --------------------------------------------------------------------------------------
     def predict(self, history: Sequence[str], k: int = 10) -> Prediction:
         return self.predict_batch([history], k)[0]
 
+    @property
+    def model(self) -> BatchPredictor:
+        """The model being served (replaced only by a successful :meth:`reload`)."""
+        return self._served.model
+
     def predict_batch(self, histories: Sequence[Sequence[str]], k: int = 10) -> list[Prediction]:
         k = _check_k(k)
+        served = self._served
         self.stats.requests += len(histories)
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(histories))
-        clean = [self._usable(list(h)[-self.max_history :]) for h in histories]
+        clean = [self._usable(list(h)[-self.max_history :], served.model) for h in histories]
         out: list[Prediction] = [[] for _ in clean]
         todo = [i for i, h in enumerate(clean) if h]
         if todo:
-            results = self.model.predict_batch([clean[i] for i in todo], k)
+            results = served.model.predict_batch([clean[i] for i in todo], k)
             for i, result in zip(todo, results, strict=True):
                 out[i] = result
         if len(todo) < len(clean):
-            fallback = self._empty_answer(k)
+            fallback = self._empty_answer(k, served)
             for i, h in enumerate(clean):
                 if not h:
                     out[i] = list(fallback)
@@ -251,21 +264,21 @@ class InferenceEngine:
                     p.future.set_result(result[: p.k])
 
     # -- fallbacks -----------------------------------------------------------------------------------
-    def _usable(self, history: list[str]) -> list[str]:
+    def _usable(self, history: list[str], model: BatchPredictor) -> list[str]:
         if not history:
             self.stats.empty_history_fallbacks += 1
             return history
-        vocabulary = getattr(self.model, "vocabulary", None)
+        vocabulary = getattr(model, "vocabulary", None)
         if vocabulary is not None and not any(page in vocabulary for page in history):
             self.stats.unknown_history_fallbacks += 1
             return []
         return history
 
-    def _empty_answer(self, k: int) -> Prediction:
-        cached = self._fallback.get(k)
+    def _empty_answer(self, k: int, served: _Served) -> Prediction:
+        cached = served.fallback.get(k)
         if cached is None:
-            cached = self.model.predict_batch([[]], k)[0]
-            self._fallback[k] = cached
+            cached = served.model.predict_batch([[]], k)[0]
+            served.fallback[k] = cached
         return cached
 
 
