@@ -3,9 +3,12 @@
 What the seed system's ``initializeMLSystem({...})`` did, from :mod:`precache.config` settings:
 
 * L2: a :class:`~precache.cache.redis_tier.RedisTier` on ``REDIS_URL`` (``l2=False``: no L2);
-* the page predictor and the learned cache policy from a model directory (``model_dir=``, else
-  ``MODEL_STORAGE_PATH``): a directory holding a predictor's ``manifest.json``, or ``predictor/`` and
-  ``optimizer/`` subdirectories (either may be absent: no predictor = no warming, no optimizer = S3-FIFO);
+* the page predictor and the learned cache policy: from ``model_dir=`` when given; else the model
+  registry's active versions (``page-predictor``, ``cache-optimizer`` under ``MODEL_STORAGE_PATH``, see
+  :mod:`precache.registry`); else ``MODEL_STORAGE_PATH`` read as a plain model directory. A plain model
+  directory holds a predictor's ``manifest.json``, or ``predictor/`` and ``optimizer/`` subdirectories.
+  Either model may be absent: no predictor = no warming, no optimizer = S3-FIFO. Every file is verified
+  by sha256 before loading;
 * the warmer's threshold and budgets from ``PRECACHE_PREDICTIVE__*`` (it needs a ``resolver``, the
   application's way to load a page, or ``PRECACHE_PREDICTIVE__ORIGIN_URL`` for an HTTP origin);
 * ``ML_ENABLED=false`` turns the learned layer off everywhere: a plain cache, no model loaded, nothing
@@ -85,14 +88,17 @@ def build_stack(
         settings = load_settings()
     clock = clock if clock is not None else SystemClock()
     ml = settings.ml_enabled
-    directory = Path(model_dir) if model_dir is not None else settings.model_storage_path
     loaded: dict[str, str] = {}
     predictor: Any | None = None
     policy: EvictionPolicy | None = None
-    if ml and l1 is None:
-        policy = _load_policy(directory / "optimizer", clock, settings, loaded)
+    predictor_dir: Path | None = None
+    optimizer_dir: Path | None = None
     if ml:
-        predictor = _load_predictor(directory, loaded)
+        predictor_dir, optimizer_dir = _model_dirs(settings, model_dir, loaded)
+    if optimizer_dir is not None and l1 is None:
+        policy = _load_policy(optimizer_dir, clock, settings, loaded)
+    if predictor_dir is not None:
+        predictor = _load_predictor(predictor_dir, loaded)
     if l1 is None:
         l1 = MemoryTier(policy=policy, clock=clock)
     cache_config = config if config is not None else CacheConfig()
@@ -116,23 +122,38 @@ def build_stack(
 
             warmer = Warmer(cache, resolver, clock, predictor=predictor,
                             config=WarmerConfig.from_settings(settings))
-    return Stack(settings, cache, predictor, warmer, directory if ml else None, loaded)
+    return Stack(settings, cache, predictor, warmer, predictor_dir or optimizer_dir, loaded)
 
 
-def _load_predictor(directory: Path, loaded: dict[str, str]) -> Any | None:
-    for candidate in (directory, directory / "predictor"):
-        if (candidate / "manifest.json").is_file():
-            from precache.models import load_predictor
+def _model_dirs(settings: Settings, model_dir: str | Path | None,
+                loaded: dict[str, str]) -> tuple[Path | None, Path | None]:
+    """(predictor directory, optimizer directory), each None when there is none (see the module doc)."""
+    if model_dir is None:
+        from precache.registry import open_registry
 
-            predictor = load_predictor(candidate)
-            loaded["predictor"] = str(getattr(predictor, "name", type(predictor).__name__))
-            return predictor
-    return None
+        registry = open_registry(settings)
+        active = {name: registry.active(name) for name in ("page-predictor", "cache-optimizer")}
+        if any(info is not None for info in active.values()):
+            for name, info in active.items():
+                if info is not None:
+                    loaded[f"{name} version"] = info.version
+            predictor, optimizer = active["page-predictor"], active["cache-optimizer"]
+            return (predictor.path if predictor else None), (optimizer.path if optimizer else None)
+    root = Path(model_dir) if model_dir is not None else settings.model_storage_path
+    predictor_dir = next((d for d in (root, root / "predictor") if (d / "manifest.json").is_file()), None)
+    optimizer_dir = root / "optimizer" if (root / "optimizer" / "manifest.json").is_file() else None
+    return predictor_dir, optimizer_dir
 
 
-def _load_policy(directory: Path, clock: Clock, settings: Settings, loaded: dict[str, str]) -> EvictionPolicy | None:
-    if not (directory / "manifest.json").is_file():
-        return None
+def _load_predictor(directory: Path, loaded: dict[str, str]) -> Any:
+    from precache.models import load_predictor
+
+    predictor = load_predictor(directory)
+    loaded["predictor"] = str(getattr(predictor, "name", type(predictor).__name__))
+    return predictor
+
+
+def _load_policy(directory: Path, clock: Clock, settings: Settings, loaded: dict[str, str]) -> EvictionPolicy:
     from precache.models.optimizer import LearnedPolicy, OptimizerModel
 
     model = OptimizerModel.load(directory)

@@ -60,6 +60,21 @@ async def test_ml_disabled_means_a_plain_cache(model_dir: Path, monkeypatch: pyt
         assert await stack.cache.get("x", loader=lambda: 1) == 1
 
 
+async def test_stack_takes_the_registrys_active_version(model_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from precache.registry import open_registry
+
+    monkeypatch.setenv("MODEL_STORAGE_PATH", str(tmp_path / "registry"))
+    monkeypatch.setenv("MODEL_BACKUP_PATH", str(tmp_path / "backups"))
+    registry = open_registry(load_settings())
+    info = registry.register("page-predictor", model_dir / "predictor")
+    assert build_stack(l2=False).predictor is None  # registered, not active yet: nothing to load
+    registry.activate("page-predictor", info.version)
+    stack = build_stack(l2=False)
+    assert stack.loaded == {"page-predictor version": info.version, "predictor": "markov"}
+    assert stack.model_dir == info.path
+
+
 def test_explicit_settings_and_no_l2(model_dir: Path) -> None:
     stack = build_stack(load_settings(ml_enabled=True), model_dir=model_dir / "predictor", l2=False)
     assert stack.cache.l2 is None and stack.loaded == {"predictor": "markov"}
