@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.precache-installed
 SYSTEM := redis-server:redis-server redis-cli:redis-tools promtool:prometheus chromium:chromium
 
-.PHONY: demo test lint typecheck pytest bench system venv clean
+.PHONY: demo test lint typecheck pytest bench system venv clean edge edge-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "precache needs Python 3.11+ (python3.11 or python3 on PATH)" >&2; exit 1; }
@@ -31,13 +31,30 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv system
+pytest: venv system edge-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The Cloudflare Worker (edge/): npm ci from the lockfile (pinned workerd, wrangler, onnxruntime-web), only
+# when package-lock.json changed. Without Node the edge tests skip with a reason (they fail under CI=true).
+EDGE_STAMP := edge/node_modules/.precache-installed
+
+$(EDGE_STAMP): edge/package.json edge/package-lock.json
+	cd edge && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(EDGE_STAMP)
+
+edge-deps:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory $(EDGE_STAMP); \
+	elif [ "$$CI" = "true" ]; then echo "CI=true: the edge tests need Node.js 20+ and npm" >&2; exit 1; \
+	else echo "Node.js/npm not found: the edge tests (tests/edge) will skip"; fi
+
+edge: edge-deps
+	cd edge && WRANGLER_SEND_METRICS=false npx wrangler deploy --dry-run --outdir dist/table
 
 bench: venv system
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) precache-report .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) precache-report .pytest_cache .mypy_cache .ruff_cache edge/node_modules edge/dist edge/src/generated

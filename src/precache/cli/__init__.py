@@ -11,6 +11,7 @@ import typer
 # Command modules register themselves on import.
 from precache.cli import config_cmd as _config_cmd  # noqa: F401
 from precache.cli import demo as _demo  # noqa: F401
+from precache.cli import edge as _edge  # noqa: F401
 from precache.cli import experiments as _experiments  # noqa: F401
 from precache.cli import models as _models  # noqa: F401
 from precache.cli import predictor as _predictor  # noqa: F401

@@ -217,6 +217,15 @@ class NgramPredictor(PagePredictorBase):
             return ()
         return tuple(self.vocabulary.encode(history[-self.max_order :]))
 
+    def contexts(self, order: int) -> list[tuple[int, ...]]:
+        """The contexts of ``order`` page ids seen in training, sorted (the edge exports a row for each).
+
+        A history's prediction depends only on its longest suffix listed here (see ``_distribution``).
+        """
+        if not 1 <= order <= self.max_order:
+            raise ValueError(f"order must be in 1..{self.max_order}, got {order}")
+        return sorted(self._contexts[order - 1])
+
     def distribution(self, history: Sequence[str]) -> FloatArray:
         """The full next-page distribution (index = vocabulary id; index 0, OOV, is 0)."""
         return self._distribution(self._context(history))

@@ -1,0 +1,234 @@
+// The Worker's HTTP API, shared by the table worker (index.js) and the ORT worker (ort-worker.js).
+//
+//   POST /predict        {type: "page", sessionId, context: {currentPath, history?}, options: {topK}}
+//                        -> {predictions: [{page, probability}], latency, cached, workerId, modelVersion}
+//   POST /predict/batch  {requests: [<predict body>...], options?: {topK}} -> {results: [...], ...}
+//                        (all sessions answered by one model run)
+//   GET  /healthz        alive;  GET /readyz  200 once a verified model is loaded, else 503
+//   GET  /model          version, sha256 of the edge manifest, loaded-at, last sync, rejected versions
+//   POST /admin/sync     run a model sync now (Authorization: Bearer <MODEL_SYNC_TOKEN>)
+// Errors are JSON {error}: 400 bad JSON or fields, 413 too big, 422 topK above the exported k, 503 no model.
+//
+// The model input is the session's history followed by currentPath (oldest first). Without a
+// history in the request, the isolate's own bounded session store supplies it (and, if a Workers KV
+// namespace is bound as SESSIONS, history is shared across isolates; see edge/README.md).
+
+import { ModelHolder } from "./sync.js";
+
+const MAX_BODY = 64 * 1024;
+const MAX_BATCH_BODY = 4 * 1024 * 1024;
+const MAX_BATCH = 256;
+const MAX_HISTORY_IN = 1000;
+const MAX_PATH = 2048;
+const KEEP_HISTORY = 50;
+
+class HttpError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+const json = (status, body, extra = {}) => new Response(JSON.stringify(body), {
+  status, headers: { "content-type": "application/json", "cache-control": "no-store", ...extra },
+});
+
+/** Bounded per-isolate session histories (least recently used sessions dropped first). */
+class SessionStore {
+  constructor(maxSessions) { this.max = maxSessions; this.map = new Map(); }
+  get(id) {
+    const h = this.map.get(id);
+    if (h) { this.map.delete(id); this.map.set(id, h); }
+    return h;
+  }
+  set(id, history) {
+    this.map.delete(id);
+    this.map.set(id, history.slice(-KEEP_HISTORY));
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value);
+  }
+}
+
+async function readJson(request, limit) {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > limit) throw new HttpError(413, `body above ${limit} bytes`);
+  const text = await request.text();
+  if (text.length > limit) throw new HttpError(413, `body above ${limit} bytes`);
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(400, `body is not valid JSON: ${err.message}`);
+  }
+}
+
+function parseTopK(options, k, fallback) {
+  if (options === undefined || options === null || options.topK === undefined) return fallback;
+  const topK = options.topK;
+  if (!Number.isInteger(topK) || topK < 1) throw new HttpError(400, "options.topK must be a positive integer");
+  if (topK > k) throw new HttpError(422, `topK ${topK} is above the ${k} predictions this model exports`);
+  return topK;
+}
+
+/** Validate one predict body; returns {sessionId, currentPath, history (or null), topK}. */
+function parseItem(body, k, defaultTopK, where = "") {
+  if (!body || typeof body !== "object" || Array.isArray(body)) throw new HttpError(400, `${where}body must be a JSON object`);
+  if (body.type !== undefined && body.type !== "page") throw new HttpError(422, `${where}only type "page" is predicted at the edge`);
+  const sessionId = body.sessionId ?? null;
+  if (sessionId !== null && (typeof sessionId !== "string" || sessionId.length > 256)) throw new HttpError(400, `${where}sessionId must be a string`);
+  const context = body.context ?? {};
+  if (typeof context !== "object" || Array.isArray(context)) throw new HttpError(400, `${where}context must be an object`);
+  const currentPath = context.currentPath ?? null;
+  if (currentPath !== null && (typeof currentPath !== "string" || currentPath.length > MAX_PATH)) throw new HttpError(400, `${where}context.currentPath must be a string`);
+  let history = null;
+  if (context.history !== undefined && context.history !== null) {
+    if (!Array.isArray(context.history) || context.history.length > MAX_HISTORY_IN
+        || !context.history.every((p) => typeof p === "string" && p.length <= MAX_PATH)) {
+      throw new HttpError(400, `${where}context.history must be an array of at most ${MAX_HISTORY_IN} strings`);
+    }
+    history = context.history;
+  }
+  return { sessionId, currentPath, history, topK: parseTopK(body.options, k, defaultTopK) };
+}
+
+export function createWorker({ builders, bundle = null, workerKind }) {
+  const holder = new ModelHolder(builders);
+  let workerId = null; // random values are not allowed at global scope: made on the first event
+  let sessions = null;
+  const start = (env) => {
+    if (sessions) return;
+    workerId = `${workerKind}-${crypto.randomUUID().slice(0, 8)}`;
+    sessions = new SessionStore(Number(env.SESSION_LIMIT ?? 10000));
+  };
+
+  async function ensureModel(env, ctx) {
+    if (!holder.initial) {
+      holder.initial = holder.loadBundle(bundle, env).catch((err) => {
+        holder.lastSync = { status: "rejected", reason: `bundled model: ${err.message}`, at: new Date().toISOString() };
+      });
+    }
+    await holder.initial;
+    if (!holder.current) {
+      const first = holder.maybeSync(env, true);
+      if (first) await first;
+    } else {
+      const pending = holder.maybeSync(env);
+      if (pending) ctx.waitUntil(pending);
+    }
+  }
+
+  async function histories(env, items) {
+    // Resolve each item's full model input: given history, else the isolate's (or KV's) session history.
+    return Promise.all(items.map(async (item) => {
+      let before = item.history;
+      if (before === null && item.sessionId !== null) {
+        before = sessions.get(item.sessionId) ?? null;
+        if (before === null && env.SESSIONS) before = (await env.SESSIONS.get(`h:${item.sessionId}`, "json")) ?? null;
+      }
+      const full = [...(before ?? [])];
+      if (item.currentPath !== null) full.push(item.currentPath);
+      return full;
+    }));
+  }
+
+  function remember(env, ctx, items, fulls) {
+    items.forEach((item, i) => {
+      if (item.sessionId === null) return;
+      sessions.set(item.sessionId, fulls[i]);
+      if (env.SESSIONS) {
+        ctx.waitUntil(env.SESSIONS.put(`h:${item.sessionId}`, JSON.stringify(fulls[i].slice(-KEEP_HISTORY)), { expirationTtl: 1800 }));
+      }
+    });
+  }
+
+  async function predict(request, env, ctx, batch) {
+    const body = await readJson(request, batch ? MAX_BATCH_BODY : MAX_BODY);
+    const slot = holder.current;
+    if (!slot) throw new HttpError(503, "no verified model is loaded yet");
+    slot.acquire();
+    try {
+      const k = slot.manifest.k;
+      const defaultTopK = Math.min(5, k);
+      let items;
+      if (batch) {
+        if (!body || typeof body !== "object" || !Array.isArray(body.requests)) throw new HttpError(400, "body must be {requests: [...]}");
+        if (body.requests.length > MAX_BATCH) throw new HttpError(413, `at most ${MAX_BATCH} requests per batch`);
+        const batchTopK = parseTopK(body.options, k, defaultTopK);
+        items = body.requests.map((r, i) => parseItem(r, k, batchTopK, `requests[${i}]: `));
+      } else {
+        items = [parseItem(body, k, defaultTopK)];
+      }
+      const start = performance.now();
+      const fulls = await histories(env, items);
+      const maxTopK = Math.max(1, ...items.map((it) => it.topK));
+      const { results, cached } = await slot.model.predictBatch(fulls, maxTopK);
+      const latency = performance.now() - start;
+      remember(env, ctx, items, fulls);
+      const one = (i) => ({
+        predictions: results[i].slice(0, items[i].topK), sessionId: items[i].sessionId, cached: cached[i],
+      });
+      const common = { latency, workerId, modelVersion: slot.manifest.version };
+      return batch ? json(200, { results: items.map((_, i) => one(i)), ...common }) : json(200, { ...one(0), ...common });
+    } finally {
+      slot.release();
+    }
+  }
+
+  async function authorized(request, env) {
+    const token = env.MODEL_SYNC_TOKEN;
+    const given = (request.headers.get("authorization") ?? "").replace(/^Bearer /, "");
+    if (!token || !given) return false;
+    const enc = new TextEncoder();
+    const [a, b] = await Promise.all([crypto.subtle.digest("SHA-256", enc.encode(token)), crypto.subtle.digest("SHA-256", enc.encode(given))]);
+    return crypto.subtle.timingSafeEqual(a, b);
+  }
+
+  function describe() {
+    const slot = holder.current;
+    return {
+      workerId, worker: workerKind,
+      version: slot?.manifest.version ?? null, sha256: slot?.etag ?? null, kind: slot?.manifest.kind ?? null,
+      modelKind: slot?.manifest.model_kind ?? null, k: slot?.manifest.k ?? null, loadedAt: slot?.loadedAt ?? null,
+      source: slot?.source ?? null, metrics: slot?.manifest.metrics ?? null, swaps: holder.swaps,
+      lastSync: holder.lastSync,
+      rejected: [...holder.rejected.entries()].map(([sha256, r]) => ({ sha256, ...r })),
+    };
+  }
+
+  async function route(request, env, ctx) {
+    const { pathname } = new URL(request.url);
+    const method = request.method;
+    if (pathname === "/healthz" && method === "GET") return json(200, { status: "ok", workerId });
+    if (pathname === "/admin/sync" && method === "POST") {
+      if (!(await authorized(request, env))) return json(401, { error: "unauthorized" });
+      await ensureModel(env, ctx);
+      const result = (await holder.maybeSync(env, true)) ?? { status: "disabled", reason: "MODEL_MANIFEST_URL is not set" };
+      return json(200, { ...result, model: describe() });
+    }
+    await ensureModel(env, ctx);
+    if (pathname === "/readyz" && method === "GET") {
+      return holder.current ? json(200, { ready: true, modelVersion: holder.current.manifest.version, workerId })
+        : json(503, { ready: false, reason: holder.lastSync?.reason ?? "no model", workerId });
+    }
+    if (pathname === "/model" && method === "GET") return json(holder.current ? 200 : 503, describe());
+    if (pathname === "/predict" && method === "POST") return predict(request, env, ctx, false);
+    if (pathname === "/predict/batch" && method === "POST") return predict(request, env, ctx, true);
+    if (["/predict", "/predict/batch", "/healthz", "/readyz", "/model", "/admin/sync"].includes(pathname)) {
+      return json(405, { error: `${method} not allowed on ${pathname}` });
+    }
+    return json(404, { error: `no route ${pathname}` });
+  }
+
+  return {
+    async fetch(request, env, ctx) {
+      start(env);
+      try {
+        return await route(request, env, ctx);
+      } catch (err) {
+        if (err instanceof HttpError) return json(err.status, { error: err.message });
+        console.error(err);
+        return json(500, { error: `internal error: ${err.message}` });
+      }
+    },
+    async scheduled(event, env, ctx) {
+      // The Cron Trigger: sync this isolate; others sync on their own every SYNC_INTERVAL_MS.
+      start(env);
+      ctx.waitUntil((async () => { await ensureModel(env, ctx); await holder.maybeSync(env, true); })());
+    },
+  };
+}

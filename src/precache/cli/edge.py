@@ -1,0 +1,94 @@
+"""``precache edge build``: model assets for the Cloudflare Worker in ``edge/`` (see edge/README.md).
+
+Errors (a model that cannot be a table, a missing trace or model, no registry model) raise ``ValueError``
+subclasses, which the entry point prints as one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from precache.cli.app import app
+
+edge_app = typer.Typer(help="The Cloudflare Worker's model assets (edge/).", no_args_is_help=True)
+app.add_typer(edge_app, name="edge")
+
+
+def _line(summary: Any) -> str:
+    hr5 = "n/a" if summary.validation_hr5 is None else f"{summary.validation_hr5:.3f}"
+    return f"{summary.kind:<10} {summary.version:<28} validation HR@5 {hr5}"
+
+
+@edge_app.command("build")
+def build_command(
+    model: Path | None = typer.Option(None, "--model", help="A saved predictor directory to export."),
+    trace: Path | None = typer.Option(None, "--trace", help="Train a predictor for the edge on this trace instead."),
+    kind: str = typer.Option("ppm", "--kind", help="With --trace: markov or ppm."),
+    fmt: str = typer.Option("auto", "--format", help="With --trace: the trace format (see precache trace-stats)."),
+    worker: str = typer.Option("table", "--worker", help="table (Markov/PPM, default) or ort (attention, Paid plan)."),
+    k: int = typer.Option(10, "--k", help="Predictions exported per context (requests may ask topK <= k)."),
+    out: Path | None = typer.Option(Path("edge/model"), "--out", help="Directory for wrangler to bundle."),
+    publish: bool = typer.Option(
+        False, "--publish", help="Also write the edge files next to the registry's active version."
+    ),
+    name: str = typer.Option("page-predictor", "--name", help="Registry model name."),
+) -> None:
+    """Export a Markov/PPM predictor as tables (or the attention model for the ORT worker) and print its
+    validation HR@5 next to the registry's active model's."""
+    from precache.edge.build import (
+        EdgeBuildError,
+        ModelSummary,
+        active_model,
+        default_version,
+        export_predictor,
+        gzip_size,
+        load_model_dir,
+        train_for_edge,
+        validation_hr5,
+    )
+
+    active = active_model(name)
+    source: dict[str, Any]
+    manifest: dict[str, Any] | None = None
+    if model is not None and trace is not None:
+        raise EdgeBuildError("give --model or --trace, not both")
+    if model is not None:
+        predictor, manifest = load_model_dir(model)
+        hr5 = validation_hr5(manifest.get("metrics") or {})
+        source, label = {"model_dir": str(model)}, None
+    elif trace is not None:
+        predictor, hr5 = train_for_edge(trace, kind, fmt)
+        source, label = {"trace": str(trace), "trained_for_edge": kind}, None
+    else:
+        if active is None:
+            raise EdgeBuildError(f"no --model or --trace given and the registry has no active {name!r} model")
+        path, summary = active
+        predictor, manifest = load_model_dir(path)
+        hr5 = summary.validation_hr5
+        source, label = {"registry": summary.version}, summary.version.split()[-1]
+    export = export_predictor(predictor, "pending", worker, k)
+    digest = hashlib.sha256(b"".join(export.files[n] for n in sorted(export.files))).digest()
+    export.version = label or default_version(export.model_kind, manifest, digest)
+    export.name = name
+    export.created = (manifest or {}).get("created")
+    export.metrics = {"validation_hr5": hr5}
+    export.source = source
+    written = []
+    if out is not None and str(out):
+        written.append(str(export.write(out)))
+    if publish:
+        if active is None:
+            raise EdgeBuildError(f"--publish needs an active {name!r} model in the registry")
+        written.append(str(export.write(active[0])))
+    raw, packed = gzip_size(export)
+    exported = ModelSummary(export.model_kind, export.version, hr5, ", ".join(written) or "-")
+    typer.echo(f"exported  {_line(exported)}   {export.kind} worker, k={export.k}, "
+               f"{raw / 1e6:.2f} MB ({packed / 1e6:.2f} MB gzip) -> {exported.where}")
+    if active is not None:
+        typer.echo(f"active    {_line(active[1])}   (the service's model)")
+    else:
+        typer.echo(f"active    none: no active {name!r} model in the registry to compare with")

@@ -1,0 +1,129 @@
+"""``precache edge build``: pick the model, export it for a worker, say what the trade is.
+
+Sources, in order of preference: a model directory (``--model``), a predictor trained for the edge on a
+trace (``--trace`` with ``--kind markov|ppm``; fitted on the training slice, scored on the validation
+slice of the evaluation protocol), or the registry's active ``page-predictor``. The result is written to
+``--out`` (for ``wrangler deploy`` to bundle) and/or published next to the registry's active version
+(``--publish``: the edge files the service serves to syncing Workers). Only Markov / PPM predictors can be
+tables; anything else needs the ORT worker (attention) or is refused with a clear error (exit 2).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from precache.edge.manifest import EdgeExport, source_metric
+from precache.edge.tables import DEFAULT_K
+
+TABLE_KINDS = ("markov", "ppm")  # --kind choices; any n-gram predictor (popularity too) exports
+ONNX_KINDS = ("attention",)
+REGISTRY_NAME = "page-predictor"
+
+
+class EdgeBuildError(ValueError):
+    """The model cannot be exported for the requested worker (the CLI prints it and exits 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    """One line of the build's report: which model, its validation HR@5 (None when unknown)."""
+
+    kind: str
+    version: str
+    validation_hr5: float | None
+    where: str
+
+
+def validation_hr5(metrics: Mapping[str, Any]) -> float | None:
+    """The validation HR@5 a model or registry record carries, under any of the names in use."""
+    return source_metric(
+        metrics, ("validation_hr5",), ("validation", "hr5"), ("validation", "hr@5"), ("hr5",), ("hr@5",),
+        ("evaluation", "hr5"),
+    )
+
+
+def export_predictor(predictor: Any, version: str, worker: str = "table", k: int = DEFAULT_K) -> EdgeExport:
+    """Export a loaded/fitted predictor for ``worker`` ("table" or "ort")."""
+    from precache.models.ppm import NgramPredictor
+
+    kind = str(getattr(predictor, "kind", type(predictor).__name__))
+    if worker not in ("table", "ort"):
+        raise EdgeBuildError(f"--worker must be table or ort, not {worker!r}")
+    if k < 1 or k > 100:
+        raise EdgeBuildError(f"--k must be in 1..100, got {k}")
+    if worker == "table":
+        if not isinstance(predictor, NgramPredictor):
+            hint = (" Use --worker ort to serve the attention model through onnxruntime-web (edge/wrangler.ort.toml,"
+                    " Workers Paid plan)." if kind in ONNX_KINDS else
+                    " Train one for the edge with --trace FILE --kind ppm (or markov), or export an attention model"
+                    " with --worker ort.")
+            raise EdgeBuildError(f"a {kind!r} model cannot be exported as tables: only n-gram predictors "
+                                 f"(markov, ppm, popularity) can.{hint}")
+        from precache.edge.tables import export_table
+
+        return export_table(predictor, version, k)
+    if kind not in ONNX_KINDS:
+        raise EdgeBuildError(f"the ORT worker serves the attention model, not {kind!r}; use --worker table for "
+                             f"{'/'.join(TABLE_KINDS)}")
+    from precache.edge.onnx import export_onnx
+
+    return export_onnx(predictor, version, k)
+
+
+def load_model_dir(directory: Path) -> tuple[Any, dict[str, Any]]:
+    """A saved predictor (every sha256 checked first) and its manifest."""
+    from precache.models import load_predictor, read_manifest
+
+    manifest = read_manifest(directory)
+    return load_predictor(directory), manifest
+
+
+def train_for_edge(trace: Path, kind: str, fmt: str = "auto") -> tuple[Any, float]:
+    """Fit ``kind`` on the protocol's training slice of ``trace``; return it with its validation HR@5."""
+    from precache.evaluation import evaluate, time_split
+    from precache.models import build_predictor
+    from precache.traces import read_sessions
+
+    if kind not in TABLE_KINDS:
+        raise EdgeBuildError(f"--kind must be one of {', '.join(TABLE_KINDS)} (tables), not {kind!r}")
+    if not trace.exists():
+        raise EdgeBuildError(f"trace {trace} does not exist")
+    split = time_split(read_sessions(trace, format=fmt))
+    if not split.train or not split.validation:
+        raise EdgeBuildError(f"{trace}: too few sessions for a training and a validation slice")
+    predictor = build_predictor(kind)
+    predictor.fit(split.train)
+    hr5 = evaluate(predictor, split.validation).hr5
+    predictor.metrics = {"validation_hr5": hr5, "trace": str(trace)}
+    return predictor, hr5
+
+
+def active_model(name: str = REGISTRY_NAME) -> tuple[Path, ModelSummary] | None:
+    """The registry's active version of ``name`` (None when no registry or nothing active)."""
+    try:
+        from precache.registry import open_registry
+    except ImportError:
+        return None
+    info = open_registry().active(name)
+    if info is None:
+        return None
+    hr5 = validation_hr5(info.metrics or {})
+    return Path(info.path), ModelSummary(info.kind, f"{name} {info.version}", hr5, str(info.path))
+
+
+def default_version(kind: str, manifest: Mapping[str, Any] | None, export_digest: bytes) -> str:
+    """A stable version label for a model outside the registry: kind + short content hash."""
+    basis = repr(sorted((manifest or {}).get("files", {}).items())).encode() if manifest else export_digest
+    return f"{kind}-{hashlib.sha256(basis).hexdigest()[:12]}"
+
+
+def gzip_size(export: EdgeExport) -> tuple[int, int]:
+    """Raw and gzip bytes of the export's files (what it adds to a Worker bundle)."""
+    raw = sum(len(b) for b in export.files.values())
+    packed = sum(len(gzip.compress(b, 6)) for b in export.files.values())
+    return raw, packed
