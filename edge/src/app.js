@@ -94,6 +94,7 @@ export function createWorker({ builders, bundle = null, workerKind }) {
     if (sessions) return;
     workerId = `${workerKind}-${crypto.randomUUID().slice(0, 8)}`;
     sessions = new SessionStore(Number(env.SESSION_LIMIT ?? 10000));
+    for (const builder of Object.values(builders)) builder.configure?.(env);
   };
 
   async function ensureModel(env, ctx) {

@@ -15,7 +15,7 @@ import ortWasm from "../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded
 import { ModelError } from "./verify.js";
 
 const PLACEHOLDER = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x70, 0x72, 0x65, 0x63]); // "\0asm" + "prec"
-const CACHE_LIMIT = 4096;
+let cacheLimit = 4096; // PREDICTION_CACHE_SIZE: recent contexts' top-k per isolate (0 = off)
 
 function isPlaceholder(source) {
   const bytes = source instanceof ArrayBuffer ? new Uint8Array(source) : ArrayBuffer.isView(source)
@@ -41,6 +41,10 @@ function initOrt() {
 export class OrtModel {
   static kind = "onnx";
   static tolerance = 1e-4; // wasm vs native onnxruntime float noise
+
+  static configure(env) {
+    cacheLimit = Math.max(0, Number(env.PREDICTION_CACHE_SIZE ?? 4096));
+  }
 
   static async build(manifest, files) {
     const p = manifest.onnx;
@@ -134,8 +138,10 @@ export class OrtModel {
         for (let c = 1; c < width; c++) sum += Math.exp(logits.data[base + c] / this.temperature - max);
         for (let j = 0; j < V; j++) probs[j] = Math.exp(logits.data[base + j + 2] / this.temperature - max) / sum;
         const top = this.topOf(probs, 0, this.k);
-        if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value);
-        this.cache.set(keys[i], top);
+        if (cacheLimit > 0) {
+          if (this.cache.size >= cacheLimit) this.cache.delete(this.cache.keys().next().value);
+          this.cache.set(keys[i], top);
+        }
         results[i] = top.slice(0, topK);
       });
     }

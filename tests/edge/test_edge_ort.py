@@ -39,7 +39,7 @@ def test_ort_worker_parity_and_paid_plan_size(attention: tuple[Any, Any, Path], 
     histories = [h for h, _ in transitions(split.test)][:600]
     pages = model.vocabulary.pages[1:]
     histories += [[], ["/never/seen"], [pages[i % 40] for i in range(200)], [pages[0], "/never/seen", pages[1]]]
-    with running(dist, "ort-worker.js", {}) as worker:
+    with running(dist, "ort", {}) as worker:
         got: list[list[tuple[str, float]]] = []
         for i in range(0, len(histories), 64):  # 64 sessions per model run
             chunk = histories[i : i + 64]
@@ -59,7 +59,7 @@ def test_ort_worker_parity_and_paid_plan_size(attention: tuple[Any, Any, Path], 
 def test_table_worker_refuses_onnx_model(attention: tuple[Any, Any, Path], tmp_path: Path) -> None:
     _, _, directory = attention
     dist, _ = build_worker("table", tmp_path / "dist")
-    with Origin(directory, TOKEN) as origin, running(dist, "index.js", {
+    with Origin(directory, TOKEN) as origin, running(dist, "table", {
         "MODEL_MANIFEST_URL": origin.manifest_url, "MODEL_SYNC_TOKEN": TOKEN, "SYNC_INTERVAL_MS": "50"}) as worker:
         status, body = get(worker.url + "/readyz")
         assert status == 503 and "ORT worker" in body["reason"], body

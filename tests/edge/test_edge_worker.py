@@ -112,7 +112,7 @@ def wait_for(url: str, version: str, timeout: float = 20) -> dict[str, Any]:
 
 def test_table_parity_with_python(nasa: Any, models: dict[str, NgramPredictor], versions: dict[str, Path],
                                   table_dist: Path) -> None:
-    with Origin(versions["v1"], TOKEN) as origin, running(table_dist, "index.js", bindings(origin)) as worker:
+    with Origin(versions["v1"], TOKEN) as origin, running(table_dist, "table", bindings(origin)) as worker:
         for version, kind in (("v1", "markov"), ("v2", "ppm")):
             origin.serve(versions[version])
             wait_for(worker.url, version)
@@ -133,7 +133,7 @@ def test_table_parity_with_python(nasa: Any, models: dict[str, NgramPredictor], 
 
 def test_api_errors_and_session_history(nasa: Any, models: dict[str, NgramPredictor], versions: dict[str, Path],
                                         table_dist: Path) -> None:
-    with Origin(versions["v2"], TOKEN) as origin, running(table_dist, "index.js", bindings(origin)) as worker:
+    with Origin(versions["v2"], TOKEN) as origin, running(table_dist, "table", bindings(origin)) as worker:
         url = worker.url
         assert get(url + "/healthz")[0] == 200
         status, ready = get(url + "/readyz")
@@ -165,7 +165,7 @@ def test_api_errors_and_session_history(nasa: Any, models: dict[str, NgramPredic
 
 def test_swap_under_load_zero_failures(versions: dict[str, Path], table_dist: Path) -> None:
     """A client hammers /predict while the origin's active version flips; no request fails, versions switch."""
-    with Origin(versions["v1"], TOKEN) as origin, running(table_dist, "index.js", bindings(origin, 30)) as worker:
+    with Origin(versions["v1"], TOKEN) as origin, running(table_dist, "table", bindings(origin, 30)) as worker:
         wait_for(worker.url, "v1")
         seen: Counter[str] = Counter()
         failures: list[Any] = []
@@ -220,7 +220,7 @@ def _tampered(source: Path, target: Path, how: str) -> Path:
 def test_tampered_model_rejected_old_kept(how: str, versions: dict[str, Path], table_dist: Path,
                                           tmp_path: Path) -> None:
     bad = _tampered(versions["v2"], tmp_path / "bad", how)
-    with Origin(versions["v1"], TOKEN) as origin, running(table_dist, "index.js", bindings(origin, 50)) as worker:
+    with Origin(versions["v1"], TOKEN) as origin, running(table_dist, "table", bindings(origin, 50)) as worker:
         wait_for(worker.url, "v1")
         origin.serve(bad)
         deadline = time.monotonic() + 15
@@ -249,7 +249,7 @@ def test_tampered_model_rejected_old_kept(how: str, versions: dict[str, Path], t
 
 
 def test_sync_needs_the_secret(versions: dict[str, Path], table_dist: Path) -> None:
-    with Origin(versions["v1"], TOKEN) as origin, running(table_dist, "index.js", bindings(origin, 50, "wrong")) as w:
+    with Origin(versions["v1"], TOKEN) as origin, running(table_dist, "table", bindings(origin, 50, "wrong")) as w:
         status, body = get(w.url + "/readyz")
         assert status == 503 and "401" in body["reason"]
         assert post(w.url + "/predict", {})[0] == 503
@@ -268,7 +268,7 @@ def test_bundled_model_and_free_plan_size(tmp_path: Path) -> None:
     size = bundle_gzip_bytes(dist)
     assert 0 < size <= 3 * 1024 * 1024, size
     assert abs(size / 1024 - wrangler_kib) / wrangler_kib < 0.1  # our count agrees with wrangler's
-    with running(dist, "index.js", {}) as worker:
+    with running(dist, "table", {}) as worker:
         status, info = get(worker.url + "/model")
         assert status == 200 and info["version"] == "bms-ppm" and info["source"] == "bundle"
         history = split.test[0].pages[:2]

@@ -1,0 +1,156 @@
+"""Run the Worker in ``edge/`` locally: wrangler's deploy bundle served by ``workerd`` on loopback.
+
+Why the dry-run bundle: ``wrangler deploy --dry-run`` writes exactly what ``wrangler deploy`` would
+upload, so what runs here is the deployable artefact, and plain ``workerd serve`` runs it 2-3x faster than
+``wrangler dev``. Used by the edge tests and ``bench/bench_edge.py``; needs ``npm ci`` in ``edge/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+EDGE = Path(os.environ.get("PRECACHE_EDGE_DIR", Path(__file__).resolve().parents[3] / "edge"))
+COMPAT_DATE = "2026-04-20"
+WORKERS = {"table": ("wrangler.toml", "index.js"), "ort": ("wrangler.ort.toml", "ort-worker.js")}
+
+
+def tool(name: str) -> Path:
+    return EDGE / "node_modules" / ".bin" / name
+
+
+def build_worker(worker: str, out: Path, model_dir: Path | None = None) -> tuple[Path, int]:
+    """``wrangler deploy --dry-run`` of ``worker`` ("table" | "ort") bundling ``model_dir`` (or no model)
+    into ``out``; returns (out, the gzip KiB wrangler reported)."""
+    config, _ = WORKERS[worker]
+    env = {**os.environ, "WRANGLER_SEND_METRICS": "false", "MODEL_DIR": str(model_dir or out / "no-model"),
+           "CI": "true", "NO_COLOR": "1"}
+    with (EDGE / ".build.lock").open("w") as handle:  # the build step writes src/generated/: one at a time
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        proc = subprocess.run(
+            [str(tool("wrangler")), "deploy", "--dry-run", "--config", config, "--outdir", str(out)],
+            cwd=EDGE, env=env, capture_output=True, text=True, timeout=300,
+        )
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrangler dry-run failed:\n{proc.stdout}\n{proc.stderr}")
+    match = re.search(r"gzip: ([\d.]+) KiB", proc.stdout)
+    return out, int(float(match.group(1))) if match else -1
+
+
+def _module_kind(path: Path) -> str | None:
+    if path.suffix == ".map" or path.name == "README.md" or path.suffix in (".capnp", ".log") or not path.is_file():
+        return None
+    if path.suffix in (".js", ".mjs"):
+        return "esModule"
+    return "wasm" if path.suffix == ".wasm" else "data"
+
+
+def bundle_gzip_bytes(dist: Path) -> int:
+    """gzip size of every module in a dry-run bundle (what the plans' size limits count)."""
+    return sum(len(gzip.compress(p.read_bytes(), 6)) for p in dist.iterdir() if _module_kind(p))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_json(method: str, url: str, body: Any = None, raw: bytes | None = None, timeout: float = 30,
+              headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+    """One request; returns (status, decoded JSON body or text). HTTP errors are returned, not raised."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        payload = err.read()
+        try:
+            return err.code, json.loads(payload)
+        except json.JSONDecodeError:
+            return err.code, payload.decode(errors="replace")
+
+
+class Workerd:
+    """``workerd serve`` of a dry-run bundle on a loopback port, with text bindings (env vars)."""
+
+    def __init__(self, dist: Path, worker: str, bindings: Mapping[str, str] | None = None) -> None:
+        self.dist = dist
+        main = WORKERS[worker][1]
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        modules = [f'(name = "{main}", esModule = embed "{main}")']
+        for path in sorted(dist.iterdir()):
+            kind = _module_kind(path)
+            if kind and path.name != main:
+                modules.append(f'(name = "{path.name}", {kind} = embed "{path.name}")')
+        binds = [f"(name = {json.dumps(k)}, text = {json.dumps(v)})" for k, v in (bindings or {}).items()]
+        self.config = dist / f"workerd-{self.port}.capnp"
+        self.config.write_text(f"""using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .worker),
+    (name = "net", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:{self.port}", http = (), service = "main")],
+);
+const worker :Workerd.Worker = (
+  modules = [{", ".join(modules)}],
+  compatibilityDate = "{COMPAT_DATE}",
+  bindings = [{", ".join(binds)}],
+  globalOutbound = "net",
+);
+""")
+        self.log = dist / f"workerd-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_in = 0.0
+
+    def start(self, timeout: float = 60.0) -> Workerd:
+        """Start and wait until ``/healthz`` answers (``started_in``: seconds from spawn)."""
+        t0 = time.monotonic()
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen([str(tool("workerd")), "serve", str(self.config), "--verbose"],
+                                         stdout=log, stderr=subprocess.STDOUT, cwd=self.dist)
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"workerd exited: {self.log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError):
+                if http_json("GET", self.url + "/healthz", timeout=1)[0] == 200:
+                    self.started_in = time.monotonic() - t0
+                    return self
+            time.sleep(0.01)
+        self.stop()
+        raise RuntimeError(f"workerd did not answer /healthz: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@contextlib.contextmanager
+def running(dist: Path, worker: str, bindings: Mapping[str, str] | None = None) -> Iterator[Workerd]:
+    process = Workerd(dist, worker, bindings).start()
+    try:
+        yield process
+    finally:
+        process.stop()
