@@ -76,10 +76,12 @@ def export_predictor(predictor: Any, version: str, worker: str = "table", k: int
 
 
 def load_model_dir(directory: Path) -> tuple[Any, dict[str, Any]]:
-    """A saved predictor (every sha256 checked first) and its manifest."""
-    from precache.models import load_predictor, read_manifest
+    """A saved predictor and its manifest, through the one verified loader (every sha256 checked, a probe
+    prediction run); any fault is a ``ModelFileError`` (a ``ValueError``: exit 2)."""
+    from precache.models import load_predictor
+    from precache.models.files import open_model_dir
 
-    manifest = read_manifest(directory)
+    manifest = dict(open_model_dir(directory).manifest)
     return load_predictor(directory), manifest
 
 
