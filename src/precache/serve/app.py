@@ -21,6 +21,7 @@ from fastapi.responses import ORJSONResponse, Response
 from fastapi.security import HTTPBearer
 
 from precache.config import ConfigError, Settings, get_settings
+from precache.edge.client import EdgeInference
 from precache.serve.auth import Authenticator, Caller, Role
 from precache.serve.decisions import CacheAdvisor
 from precache.serve.errors import ApiError, install_error_handlers
@@ -77,6 +78,7 @@ class ServiceState:
     advisor_error: str | None
     limiter: RateLimiter
     redis: Any
+    edge: EdgeInference | None = None
 
 
 def _redis_client(url: str, cluster: bool, timeout: float) -> Any:
@@ -137,6 +139,17 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
         models=ModelHolder(max_history=serve.max_history, cache_size=serve.prediction_cache_size),
         limiter=RateLimiter(serve.events_per_second, serve.events_burst), redis=redis,
         advisor=None, advisor_error=None)
+    if serve.edge_inference_url:
+        state.edge = EdgeInference(serve.edge_inference_url, token=serve.edge_inference_token,
+                                   timeout=serve.edge_inference_timeout_ms / 1000)
+        edge_stats = state.edge.stats
+        metrics.gauges.update({
+            "edgeForwarded": lambda: float(edge_stats.forwarded),
+            "edgeAnswered": lambda: float(edge_stats.answered),
+            "edgeTimeouts": lambda: float(edge_stats.timeouts),
+            "edgeErrors": lambda: float(edge_stats.errors),
+            "edgeSkippedBreakerOpen": lambda: float(edge_stats.skipped_open),
+        })
     metrics.gauges.update({
         "sessionsInMemory": lambda: float(len(memory)),
         "historyRedisFailures": lambda: float(histories.failures),
@@ -162,6 +175,8 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
             yield
         finally:
             await state.models.aclose()
+            if state.edge is not None:
+                await state.edge.aclose()
             try:
                 await redis.aclose()
             except Exception:
@@ -250,6 +265,15 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             return WarmingResponse(preload=items, threshold=threshold, latency=round(latency, 3),
                                    modelVersion=served.version)
         threshold = body.options.threshold or 0.0
+        if state.edge is not None and body.options.useEdgeInference is not False:
+            answer = await state.edge.predict(body.sessionId, page, history[:-1], body.options.topK)
+            if answer is not None:  # else: down, slow, refused or breaker open -> answer locally below
+                latency = (time.perf_counter() - start) * 1000
+                state.metrics.observe_prediction("page", latency, False)
+                return PageResponse(predictions=[PagePrediction(page=p, probability=_prob(pr))
+                                                 for p, pr in answer.predictions if pr >= threshold],
+                                    latency=round(latency, 3), cached=False, modelVersion=answer.model_version,
+                                    answeredBy="edge")
         ranked, cached = await state.models.predict(served, history, body.options.topK)
         predictions = [PagePrediction(page=p, probability=_prob(pr)) for p, pr in ranked if pr >= threshold]
         latency = (time.perf_counter() - start) * 1000

@@ -67,8 +67,10 @@ class PredictOptions(_Strict):
     threshold: float | None = Field(None, ge=0.0, le=1.0,
                                     description="minimum probability (default: the warming threshold for "
                                                 "type=warming, 0 for type=page)")
-    useEdgeInference: bool = Field(False, description="accepted for compatibility; this service always "
-                                                      "answers from its own model")
+    useEdgeInference: bool | None = Field(None, description="page type: forward to the edge Worker "
+                                          "(ML_EDGE_INFERENCE_URL) with a tight timeout, answering locally on "
+                                          "error, timeout or an open breaker; default: forward whenever the "
+                                          "URL is set; false: always answer locally")
 
 
 class PredictRequest(_Strict):
@@ -88,6 +90,8 @@ class PageResponse(BaseModel):
     latency: float = Field(description="milliseconds spent answering, inside the service")
     cached: bool = Field(description="the answer came from this replica's prediction cache")
     modelVersion: str
+    answeredBy: Literal["service", "edge"] = Field("service", description="which path answered: this "
+                                                   "service's model or the edge Worker")
 
 
 class WarmingItem(BaseModel):

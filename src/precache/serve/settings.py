@@ -55,6 +55,13 @@ class ServeSettings(BaseSettings):
     client_hash_key: str | None = Field(None, validation_alias=_env("PRECACHE_CLIENT_HASH_KEY", "client_hash_key"))
     prediction_cache_size: int = Field(10_000, ge=0, validation_alias=_env("PRECACHE_PREDICTION_CACHE_SIZE",
                                                                           "prediction_cache_size"))
+    # Edge inference (issue 19): forward page predictions to the Cloudflare Worker, local fallback.
+    edge_inference_url: str | None = Field(None, pattern=r"^https?://", validation_alias=_env(
+        "ML_EDGE_INFERENCE_URL", "edge_inference_url"))
+    edge_inference_timeout_ms: float = Field(50.0, gt=0, le=10_000, validation_alias=_env(
+        "ML_EDGE_INFERENCE_TIMEOUT_MS", "edge_inference_timeout_ms"))
+    edge_inference_token: str | None = Field(None, validation_alias=_env("ML_EDGE_INFERENCE_TOKEN",
+                                                                         "edge_inference_token"))
 
 
 def serve_env_names() -> set[str]:
