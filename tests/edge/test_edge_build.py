@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,10 @@ from precache.edge.manifest import EDGE_MANIFEST
 from precache.models import build_predictor
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     code = "import sys; from precache.cli import main; sys.argv[0] = 'precache'; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
 
 
 def saved(kind: str, directory: Path) -> Path:
@@ -65,3 +67,27 @@ def test_k_is_capped_at_the_vocabulary(tmp_path: Path) -> None:
 
     expected = sum(pad8(c * export.k * 8) + pad8(c * export.k * 4) + pad8(c * n * 4) for n, c in enumerate(sizes))
     assert len(export.files["edge-table.bin"]) == expected
+
+
+def test_build_from_the_registry_active_version_and_publish(tmp_path: Path) -> None:
+    """No --model/--trace: the registry's active page-predictor is exported; --publish writes the edge files
+    next to it (what the service's model-file endpoint serves), and the registry still verifies it."""
+    from precache.registry import ModelRegistry
+
+    model = build_predictor("ppm")
+    model.fit(hub_sessions(200))
+    model.metrics = {"test_hr5": 0.5}
+    model.save(tmp_path / "src")
+    registry = ModelRegistry(tmp_path / "store", tmp_path / "backup")
+    version = registry.register("page-predictor", tmp_path / "src").version
+    registry.activate("page-predictor", version)
+    env = {"MODEL_STORAGE_PATH": str(tmp_path / "store"), "MODEL_BACKUP_PATH": str(tmp_path / "backup")}
+    proc = run_cli("edge", "build", "--out", str(tmp_path / "out"), "--publish", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:2] == ["exported", "ppm"] and f"page-predictor {version}" in lines[1]
+    assert "held-out HR@5" in lines[1] and "0.500" in lines[1]
+    published = registry.active("page-predictor")
+    assert published is not None and (published.path / EDGE_MANIFEST).is_file()
+    assert json.loads((published.path / EDGE_MANIFEST).read_text())["version"] == version
+    assert registry.verify("page-predictor") == [(version, None)]

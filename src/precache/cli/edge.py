@@ -19,8 +19,8 @@ app.add_typer(edge_app, name="edge")
 
 
 def _line(summary: Any) -> str:
-    hr5 = "n/a" if summary.validation_hr5 is None else f"{summary.validation_hr5:.3f}"
-    return f"{summary.kind:<10} {summary.version:<28} validation HR@5 {hr5}"
+    hr5 = "n/a" if summary.hr5 is None else f"{summary.hr5:.3f}"
+    return f"{summary.kind:<10} {summary.version:<28} {summary.slice + ' HR@5':<19} {hr5}"
 
 
 @edge_app.command("build")
@@ -47,8 +47,8 @@ def build_command(
         export_predictor,
         gzip_size,
         load_model_dir,
+        model_hr5,
         train_for_edge,
-        validation_hr5,
     )
 
     active = active_model(name)
@@ -58,24 +58,24 @@ def build_command(
         raise EdgeBuildError("give --model or --trace, not both")
     if model is not None:
         predictor, manifest = load_model_dir(model)
-        hr5 = validation_hr5(manifest.get("metrics") or {})
+        hr5, slice_name = model_hr5(manifest.get("metrics") or {})
         source, label = {"model_dir": str(model)}, None
     elif trace is not None:
         predictor, hr5 = train_for_edge(trace, kind, fmt)
-        source, label = {"trace": str(trace), "trained_for_edge": kind}, None
+        slice_name, source, label = "validation", {"trace": str(trace), "trained_for_edge": kind}, None
     else:
         if active is None:
             raise EdgeBuildError(f"no --model or --trace given and the registry has no active {name!r} model")
         path, summary = active
         predictor, manifest = load_model_dir(path)
-        hr5 = summary.validation_hr5
+        hr5, slice_name = summary.hr5, summary.slice
         source, label = {"registry": summary.version}, summary.version.split()[-1]
     export = export_predictor(predictor, "pending", worker, k)
     digest = hashlib.sha256(b"".join(export.files[n] for n in sorted(export.files))).digest()
     export.version = label or default_version(export.model_kind, manifest, digest)
     export.name = name
     export.created = (manifest or {}).get("created")
-    export.metrics = {"validation_hr5": hr5}
+    export.metrics = {f"{slice_name.replace('-', '_')}_hr5": hr5}
     export.source = source
     written = []
     if out is not None and str(out):
@@ -85,7 +85,7 @@ def build_command(
             raise EdgeBuildError(f"--publish needs an active {name!r} model in the registry")
         written.append(str(export.write(active[0])))
     raw, packed = gzip_size(export)
-    exported = ModelSummary(export.model_kind, export.version, hr5, ", ".join(written) or "-")
+    exported = ModelSummary(export.model_kind, export.version, hr5, ", ".join(written) or "-", slice_name)
     typer.echo(f"exported  {_line(exported)}   {export.kind} worker, k={export.k}, "
                f"{raw / 1e6:.2f} MB ({packed / 1e6:.2f} MB gzip) -> {exported.where}")
     if active is not None:

@@ -31,20 +31,23 @@ class EdgeBuildError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ModelSummary:
-    """One line of the build's report: which model, its validation HR@5 (None when unknown)."""
+    """One line of the build's report: which model and its HR@5 (None when unknown) on ``slice``:
+    "validation" (the protocol's validation slice) or "held-out" (the registry pipeline's test slice)."""
 
     kind: str
     version: str
-    validation_hr5: float | None
+    hr5: float | None
     where: str
+    slice: str = "validation"
 
 
-def validation_hr5(metrics: Mapping[str, Any]) -> float | None:
-    """The validation HR@5 a model or registry record carries, under any of the names in use."""
-    return source_metric(
-        metrics, ("validation_hr5",), ("validation", "hr5"), ("validation", "hr@5"), ("hr5",), ("hr@5",),
-        ("evaluation", "hr5"),
-    )
+def model_hr5(metrics: Mapping[str, Any]) -> tuple[float | None, str]:
+    """The HR@5 a model manifest or registry record carries, and on which slice."""
+    value = source_metric(metrics, ("validation_hr5",), ("validation", "hr5"), ("validation", "hr@5"))
+    if value is not None:
+        return value, "validation"
+    held_out = source_metric(metrics, ("test_hr5",), ("hr5",), ("hr@5",))
+    return held_out, "validation" if held_out is None else "held-out"
 
 
 def export_predictor(predictor: Any, version: str, worker: str = "table", k: int = DEFAULT_K) -> EdgeExport:
@@ -114,8 +117,8 @@ def active_model(name: str = REGISTRY_NAME) -> tuple[Path, ModelSummary] | None:
     info = open_registry().active(name)
     if info is None:
         return None
-    hr5 = validation_hr5(info.metrics or {})
-    return Path(info.path), ModelSummary(info.kind, f"{name} {info.version}", hr5, str(info.path))
+    hr5, where = model_hr5(info.metrics or {})
+    return Path(info.path), ModelSummary(info.kind, f"{name} {info.version}", hr5, str(info.path), where)
 
 
 def default_version(kind: str, manifest: Mapping[str, Any] | None, export_digest: bytes) -> str:
