@@ -8,12 +8,13 @@ Build it with :func:`create_app` (uvicorn ``--factory`` calls it in each worker;
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -22,6 +23,8 @@ from fastapi.security import HTTPBearer
 
 from precache.config import ConfigError, Settings, get_settings
 from precache.edge.client import EdgeInference
+from precache.registry import CHANNEL as REGISTRY_CHANNEL
+from precache.registry import ModelRegistry, open_registry
 from precache.serve.auth import Authenticator, Caller, Role
 from precache.serve.decisions import CacheAdvisor
 from precache.serve.errors import ApiError, install_error_handlers
@@ -29,6 +32,7 @@ from precache.serve.events import ClientHasher, EventRecorder
 from precache.serve.limits import BodySizeLimit, RateLimiter
 from precache.serve.metrics import RequestCounter, ServiceMetrics
 from precache.serve.model import ModelHolder, ServedModel
+from precache.serve.registry_routes import register_routes
 from precache.serve.schemas import (
     CacheDecision,
     ErrorBody,
@@ -44,10 +48,9 @@ from precache.serve.schemas import (
 )
 from precache.serve.sessions import FailoverHistories, MemoryHistories, RedisHistories
 from precache.serve.settings import ServeSettings, get_serve_settings
+from precache.serve.watch import RegistryFollower
 
 log = logging.getLogger("precache.serve")
-PAGE_PREDICTOR = "page-predictor"
-CACHE_OPTIMIZER = "cache-optimizer"
 
 AUTH_DESCRIPTION = (
     "Bearer tokens. The API token (`PRECACHE_API_TOKEN`) opens predict, events, metrics and reading models; "
@@ -76,9 +79,23 @@ class ServiceState:
     models: ModelHolder
     advisor: CacheAdvisor | None
     advisor_error: str | None
+    registry: ModelRegistry
     limiter: RateLimiter
     redis: Any
     edge: EdgeInference | None = None
+    follower: RegistryFollower | None = None
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def current_advisor(self) -> CacheAdvisor | None:
+        """The cache optimizer in use: the pinned directory's, else the registry's active version."""
+        if self.advisor is not None or self.follower is None:
+            return self.advisor
+        return self.follower.advisor
+
+    def advisor_problem(self) -> str | None:
+        if self.advisor is None and self.follower is not None and self.serve.optimizer_dir is None:
+            return self.follower.advisor_error
+        return self.advisor_error
 
 
 def _redis_client(url: str, cluster: bool, timeout: float) -> Any:
@@ -98,19 +115,10 @@ def check_startable(settings: Settings, serve: ServeSettings) -> None:
                           "without authentication")
 
 
-def resolve_model_dir(settings: Settings, explicit: Path | None, name: str) -> Path | None:
-    """The directory to serve for ``name``: the explicit setting, else ``MODEL_STORAGE_PATH/<name>``."""
-    if explicit is not None:
-        return explicit
-    candidate = settings.model_storage_path / name
-    return candidate if (candidate / "manifest.json").is_file() else None
-
-
 def load_advisor(state: ServiceState) -> None:
-    directory = resolve_model_dir(state.settings, state.serve.optimizer_dir, CACHE_OPTIMIZER)
-    if directory is None:
-        state.advisor_error = "no cache-optimizer model: set PRECACHE_OPTIMIZER_DIR or put one in MODEL_STORAGE_PATH"
-        return
+    """Load the pinned cache-optimizer directory (``PRECACHE_OPTIMIZER_DIR``)."""
+    directory = state.serve.optimizer_dir
+    assert directory is not None
     try:
         state.advisor, state.advisor_error = CacheAdvisor.load(directory), None
     except Exception as exc:
@@ -138,7 +146,7 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
                              hasher=ClientHasher(serve.client_hash_key or settings.api_token)),
         models=ModelHolder(max_history=serve.max_history, cache_size=serve.prediction_cache_size),
         limiter=RateLimiter(serve.events_per_second, serve.events_burst), redis=redis,
-        advisor=None, advisor_error=None)
+        advisor=None, advisor_error=None, registry=open_registry(settings))
     if serve.edge_inference_url:
         state.edge = EdgeInference(serve.edge_inference_url, token=serve.edge_inference_token,
                                    timeout=serve.edge_inference_timeout_ms / 1000)
@@ -161,19 +169,30 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watcher: asyncio.Task[None] | None = None
         if settings.ml_enabled:
-            load_advisor(state)
-            directory = resolve_model_dir(settings, serve.model_dir, PAGE_PREDICTOR)
-            if directory is None:
-                state.models.last_error = "no model: set PRECACHE_MODEL_DIR or put one in MODEL_STORAGE_PATH"
-            else:
+            if serve.optimizer_dir is not None:
+                load_advisor(state)
+            if serve.model_dir is not None:
                 try:
-                    state.models.load(directory)
+                    state.models.load(serve.model_dir)
                 except Exception as exc:  # start anyway: /readyz and 503s say why
                     log.error("model not loaded: %s", state.models.last_error or exc)
+            if serve.model_dir is None or serve.optimizer_dir is None:
+                follower = RegistryFollower(state.registry, state.models, poll_seconds=serve.registry_poll_seconds,
+                                            pages=serve.model_dir is None, optimizer=serve.optimizer_dir is None)
+                state.follower = follower
+                await follower.sync()
+                watcher = asyncio.get_running_loop().create_task(follower.run(settings.redis_url, REGISTRY_CHANNEL))
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await watcher
+            for task in list(state.background):
+                task.cancel()
             await state.models.aclose()
             if state.edge is not None:
                 await state.edge.aclose()
@@ -191,6 +210,7 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
     app.add_middleware(BodySizeLimit, max_bytes=serve.max_body_bytes)
     app.add_middleware(RequestCounter, metrics=metrics)
     _routes(app, state)
+    register_routes(app, state, api_caller, training_caller)
     return app
 
 
@@ -232,9 +252,9 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
     async def readyz() -> Response:
         redis = await _redis_status(state)
         model = state.models.describe()
-        advisor = state.advisor
+        advisor = state.current_advisor()
         model["cacheOptimizer"] = ({"loaded": True, "version": advisor.version, "directory": str(advisor.directory)}
-                                   if advisor is not None else {"loaded": False, "error": state.advisor_error})
+                                   if advisor is not None else {"loaded": False, "error": state.advisor_problem()})
         ready = state.settings.ml_enabled and bool(model["loaded"])
         detail = ("ready" if ready else
                   "ML_ENABLED is false" if not state.settings.ml_enabled else f"no model: {model.get('error')}")
@@ -284,10 +304,10 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
     async def cache_decision(body: PredictRequest, start: float) -> CacheDecision:
         if not state.settings.ml_enabled:
             model_or_503()
-        advisor = state.advisor
+        advisor = state.current_advisor()
         if advisor is None:
             state.metrics.unavailable += 1
-            raise ApiError(503, "no_model", state.advisor_error or "no cache-optimizer model is loaded")
+            raise ApiError(503, "no_model", state.advisor_problem() or "no cache-optimizer model is loaded")
         key = body.context.key
         if key is None:
             raise ApiError(422, "validation_error", "body.context.key: required for type=cache")

@@ -54,21 +54,28 @@ class ModelHolder:
         self.loads = 0
         self._retiring: set[asyncio.Task[None]] = set()
 
-    def load(self, directory: Path, version: str | None = None) -> ServedModel:
-        """Load and verify ``directory``; on success it becomes current. Raises on a bad directory."""
+    def prepare(self, directory: Path, version: str | None = None) -> ServedModel:
+        """Load and verify ``directory`` without serving it yet (safe in a worker thread). Raises on a bad one."""
         try:
             engine = InferenceEngine.load(directory, max_history=self.max_history, max_sessions=1)
-            served = ServedModel(engine, version or model_version(directory), directory,
-                                 str(getattr(engine.model, "kind", getattr(engine.model, "name", "model"))))
+            return ServedModel(engine, version or model_version(directory), directory,
+                               str(getattr(engine.model, "kind", getattr(engine.model, "name", "model"))))
         except Exception as exc:
             self.last_error = f"{directory}: {type(exc).__name__}: {exc}"[:300]
             raise
+
+    def load(self, directory: Path, version: str | None = None) -> ServedModel:
+        """Load, verify and serve ``directory``. Raises on a bad directory (the current model stays)."""
+        return self.install(self.prepare(directory, version))
+
+    def install(self, served: ServedModel) -> ServedModel:
+        """Serve ``served`` from now on; the previous engine is closed once requests in flight are done."""
         old, self.current = self.current, served
         self.last_error = None
         self.loads += 1
         if old is not None:
             self._retire(old)
-        log.info("serving model %s from %s", served.version, directory)
+        log.info("serving model %s from %s", served.version, served.directory)
         return served
 
     def _retire(self, old: ServedModel) -> None:

@@ -160,3 +160,80 @@ class Readiness(BaseModel):
     sessions: str = Field(description="where session histories live: redis, or memory (bounded, this replica)")
     detail: str
     error: str | None = Field(None, description="not_ready when the answer is 503")
+
+
+ModelName = Literal["page-predictor", "cache-optimizer"]
+
+
+class TrainConfigIn(_Strict):
+    """The seed API's names; ``epochs`` and ``batchSize`` apply to the attention part of the auto predictor."""
+
+    epochs: int | None = Field(None, ge=1, le=1000)
+    batchSize: int | None = Field(None, ge=1, le=65536)
+    targetAccuracy: float | None = Field(None, ge=0.0, le=1.0,
+                                         description="gate: HR@5 (page predictor) / decision accuracy (optimizer)")
+    predictor: Literal["auto", "ppm", "markov", "popularity", "sknn", "attention"] | None = None
+    tolerance: float | None = Field(None, ge=0.0, le=1.0, description="how much worse than the active model")
+    timeoutSeconds: float | None = Field(None, gt=0, le=86400)
+
+
+class TraceIn(_Strict):
+    path: Annotated[str, Field(min_length=1, max_length=512)] = Field(
+        description="a file under PRECACHE_TRAINING_DATA_DIR (relative path)")
+    format: Literal["auto", "clf", "tsv", "csv", "seq", "spmf", "itemviews"] = "auto"
+
+
+class TrainRequestIn(_Strict):
+    modelType: Literal["page-predictor", "cache-optimizer", "all"] = "page-predictor"
+    config: TrainConfigIn = Field(default_factory=TrainConfigIn)
+    schedule: Literal["once", "daily", "weekly", "monthly"] = Field(
+        "once", description="once: run now (a job); daily/weekly/monthly: declare a schedule that the scheduler "
+                            "process runs (03:00 UTC; weekly on Sunday, monthly on the 1st)")
+    trace: TraceIn | None = Field(None, description="default: the events collected in PRECACHE_TRAINING_EVENTS_DIR")
+
+
+class TrainAccepted(BaseModel):
+    jobId: str = Field(description="the job id (schedule once) or the schedule id")
+    status: Literal["queued", "scheduled"]
+    statusUrl: str | None = Field(description="GET it for the job's progress (schedule once)")
+
+
+class TrainJob(BaseModel):
+    jobId: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    stage: str
+    created: str
+    updated: str
+    request: dict[str, Any]
+    outcomes: list[dict[str, Any]] = Field(default_factory=list,
+                                           description="per model: status, version, reason, gate decision")
+    error: str | None = None
+
+
+class VersionOut(BaseModel):
+    version: str
+    created: str
+    kind: str
+    status: str
+    reason: str
+    metrics: dict[str, Any]
+    dataSpan: dict[str, Any]
+    gate: dict[str, Any]
+
+
+class ModelEntry(BaseModel):
+    active: str | None
+    previous: str | None
+    versions: list[VersionOut]
+    served: str | None = Field(description="the version this replica serves now")
+
+
+class ModelsResponse(BaseModel):
+    revision: int
+    models: dict[str, ModelEntry]
+
+
+class ActivationResponse(BaseModel):
+    name: str
+    version: str
+    revision: int

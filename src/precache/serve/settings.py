@@ -53,6 +53,14 @@ class ServeSettings(BaseSettings):
     event_retention_seconds: float = Field(7 * 86400.0, gt=0, validation_alias=_env(
         "PRECACHE_EVENT_RETENTION_SECONDS", "event_retention_seconds"))
     client_hash_key: str | None = Field(None, validation_alias=_env("PRECACHE_CLIENT_HASH_KEY", "client_hash_key"))
+    training_data_dir: Path | None = Field(None, validation_alias=_env("PRECACHE_TRAINING_DATA_DIR",
+                                                                       "training_data_dir"))
+    training_events_dir: Path | None = Field(None, validation_alias=_env("PRECACHE_TRAINING_EVENTS_DIR",
+                                                                         "training_events_dir"))
+    training_job_retention_seconds: float = Field(7 * 86400.0, gt=0, validation_alias=_env(
+        "PRECACHE_TRAINING_JOB_RETENTION_SECONDS", "training_job_retention_seconds"))
+    registry_poll_seconds: float = Field(2.0, gt=0, validation_alias=_env("PRECACHE_REGISTRY_POLL_SECONDS",
+                                                                         "registry_poll_seconds"))
     prediction_cache_size: int = Field(10_000, ge=0, validation_alias=_env("PRECACHE_PREDICTION_CACHE_SIZE",
                                                                           "prediction_cache_size"))
     # Edge inference (issue 19): forward page predictions to the Cloudflare Worker, local fallback.

@@ -1,0 +1,238 @@
+"""``/api/ml/models`` and ``/api/ml/train``: the model registry and the training pipeline over HTTP.
+
+Reading (list, model files for edge workers' sync) needs the API token; changing (train, activate,
+rollback) needs the training key. Registry operations touch the shared volume, so they run in worker
+threads; training runs in its own process (:mod:`precache.serve.trainjob`), one job at a time across
+replicas (:mod:`precache.serve.jobs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Response
+from fastapi import Path as PathParam
+from fastapi.responses import ORJSONResponse
+
+from precache.serve.auth import Caller
+from precache.serve.errors import ApiError
+from precache.serve.jobs import JobStore, new_job
+from precache.serve.schemas import (
+    ActivationResponse,
+    ErrorBody,
+    ModelEntry,
+    ModelName,
+    ModelsResponse,
+    TrainAccepted,
+    TrainJob,
+    TrainRequestIn,
+    VersionOut,
+)
+
+if TYPE_CHECKING:
+    from precache.serve.app import ServiceState
+
+log = logging.getLogger("precache.serve")
+
+VERSION_PATTERN = r"^v[0-9]{1,9}$"
+FILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+JOB_PATTERN = r"^[0-9a-f]{32}$"
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+def _version_out(info: Any) -> VersionOut:
+    return VersionOut(version=info.version, created=info.created, kind=info.kind, status=info.status,
+                      reason=info.reason, metrics=info.metrics, dataSpan=info.data_span, gate=info.gate)
+
+
+def register_routes(app: FastAPI, state: ServiceState, api_caller: Any, training_caller: Any) -> None:
+    from precache.registry import ModelFileError, RegistryError
+
+    registry = state.registry
+
+    def served_version(name: str) -> str | None:
+        if name == "page-predictor":
+            return state.models.current.version if state.models.current else None
+        advisor = state.current_advisor()
+        return advisor.version if advisor else None
+
+    @app.get("/api/ml/models", response_model=ModelsResponse, tags=["models"],
+             summary="Registered versions, the active and previous one per model (API token)",
+             responses=_errors(401, 422))
+    async def list_models(_: Caller = Depends(api_caller)) -> ModelsResponse:
+        def read() -> ModelsResponse:
+            from precache.registry import MODEL_NAMES
+
+            models = {}
+            for name in MODEL_NAMES:
+                pointer = registry.pointer(name)
+                models[name] = ModelEntry(active=pointer.get("version"), previous=pointer.get("previous"),
+                                          versions=[_version_out(v) for v in registry.versions(name)],
+                                          served=served_version(name))
+            return ModelsResponse(revision=registry.revision(), models=models)
+
+        return await asyncio.to_thread(read)
+
+    async def change(name: str, operation: Any) -> ActivationResponse:
+        try:
+            info = await asyncio.to_thread(operation)
+        except RegistryError as exc:
+            status = 404 if ("has no version" in str(exc) or "unknown model" in str(exc)) else 409
+            raise ApiError(status, "not_found" if status == 404 else "conflict", str(exc)) from None
+        except ModelFileError as exc:
+            raise ApiError(409, "conflict", f"the version failed verification: {exc}") from None
+        if state.follower is not None:
+            await state.follower.sync()  # this replica at once; the others on the registry's notification
+        return ActivationResponse(name=name, version=info.version, revision=registry.revision())
+
+    @app.post("/api/ml/models/{name}/activate/{version}", response_model=ActivationResponse, tags=["models"],
+              summary="Make a registered version active on every replica (training key)",
+              responses=_errors(401, 403, 404, 409, 422))
+    async def activate(name: ModelName, version: str = PathParam(pattern=VERSION_PATTERN),
+                       _: Caller = Depends(training_caller)) -> ActivationResponse:
+        return await change(name, lambda: registry.activate(name, version))
+
+    @app.post("/api/ml/models/{name}/rollback", response_model=ActivationResponse, tags=["models"],
+              summary="Activate the previous (or the named) version (training key)",
+              responses=_errors(401, 403, 404, 409, 422))
+    async def rollback(name: ModelName, version: str | None = Query(None, pattern=VERSION_PATTERN),
+                       _: Caller = Depends(training_caller)) -> ActivationResponse:
+        return await change(name, lambda: registry.rollback(name, version))
+
+    @app.get("/api/ml/models/{name}/active/files/{file}", tags=["models"],
+             summary="A file of the active version, for edge workers' model sync (API token)",
+             responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                  "format": "binary"}}},
+                              "description": "the file; ETag is its sha256"},
+                        304: {"description": "If-None-Match matched: the caller has this file"},
+                        **_errors(401, 404, 409, 422)})
+    async def model_file(name: ModelName, file: str = PathParam(pattern=FILE_PATTERN),
+                         if_none_match: str | None = Header(None, max_length=256),
+                         _: Caller = Depends(api_caller)) -> Response:
+        def read() -> tuple[bytes, str]:
+            info = registry.active(name)
+            if info is None:
+                raise ApiError(404, "not_found", f"{name} has no active version")
+            import json
+
+            manifest = json.loads((info.path / "manifest.json").read_text(encoding="utf-8"))
+            listed = {**(manifest.get("files") or {}), **(manifest.get("sha256") or {})}
+            if file != "manifest.json" and file not in listed:
+                raise ApiError(404, "not_found", f"{file} is not a file of {name} {info.version}")
+            data = (info.path / file).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if file != "manifest.json" and listed[file] != digest:
+                raise ApiError(409, "conflict", f"{file} of {name} {info.version} does not match its sha256")
+            return data, digest
+
+        data, digest = await asyncio.to_thread(read)
+        etag = f'"{digest}"'
+        if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+            return Response(status_code=304, headers={"ETag": etag})
+        return Response(data, media_type="application/octet-stream",
+                        headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+    @app.post("/api/ml/train", status_code=202, response_model=TrainAccepted, tags=["training"],
+              summary="Start a training run out of process: collect, train, evaluate, gate, register, activate "
+                      "(training key; one at a time)", responses=_errors(401, 403, 409, 413, 422, 503))
+    async def train(body: TrainRequestIn, _: Caller = Depends(training_caller)) -> ORJSONResponse:
+        request = training_request(state, body)
+        if body.schedule != "once":
+            return await declare_schedule(state, request, body.schedule)
+        jobs = JobStore(state.redis, state.serve.redis_prefix, state.serve.training_job_retention_seconds)
+        job = new_job(request)
+        timeout = float(request["config"].get("timeoutSeconds") or 3600.0)
+        try:
+            running = await jobs.claim(job, timeout)
+        except Exception as exc:
+            raise ApiError(503, "unavailable", f"training jobs need Redis: {type(exc).__name__}: {exc}") from None
+        if running is not None:
+            raise ApiError(409, "conflict", f"training job {running} is running; one job at a time")
+        try:
+            await spawn_job(state, job["jobId"])
+        except Exception as exc:
+            await jobs.release(job["jobId"])
+            raise ApiError(503, "unavailable", f"could not start the training process: {exc}") from None
+        url = f"/api/ml/train/{job['jobId']}"
+        return ORJSONResponse({"jobId": job["jobId"], "status": "queued", "statusUrl": url}, status_code=202,
+                              headers={"Location": url})
+
+    @app.get("/api/ml/train/{job_id}", response_model=TrainJob, tags=["training"],
+             summary="A training job's status, stage, outcomes and gate decisions (training key)",
+             responses=_errors(401, 403, 404, 422, 503))
+    async def train_status(job_id: str = PathParam(pattern=JOB_PATTERN),
+                           _: Caller = Depends(training_caller)) -> dict[str, Any]:
+        jobs = JobStore(state.redis, state.serve.redis_prefix, state.serve.training_job_retention_seconds)
+        try:
+            job = await jobs.get(job_id)
+        except Exception as exc:
+            raise ApiError(503, "unavailable", f"training jobs need Redis: {type(exc).__name__}: {exc}") from None
+        if job is None:
+            raise ApiError(404, "not_found", f"no training job {job_id} (unknown or expired)")
+        return job
+
+
+async def declare_schedule(state: ServiceState, request: dict[str, Any], schedule: str) -> ORJSONResponse:
+    from precache.training import TrainRequest
+    from precache.training.scheduler import add_schedule, parse_schedule
+
+    try:
+        schedule_id = await asyncio.to_thread(add_schedule, state.settings.redis_url, TrainRequest.from_json(request),
+                                              parse_schedule(schedule))
+    except ValueError as exc:
+        raise ApiError(422, "validation_error", f"body: {exc}") from None
+    except Exception as exc:
+        raise ApiError(503, "unavailable", f"schedules need Redis: {type(exc).__name__}: {exc}") from None
+    return ORJSONResponse({"jobId": schedule_id, "status": "scheduled", "statusUrl": None}, status_code=202)
+
+
+def training_request(state: ServiceState, body: TrainRequestIn) -> dict[str, Any]:
+    """The pipeline's JSON request (:meth:`precache.training.TrainRequest.from_json`) for an API body."""
+    config = {k: v for k, v in body.config.model_dump().items() if v is not None}
+    request: dict[str, Any] = {"modelType": body.modelType, "config": config, "traces": [], "eventsDir": None}
+    if body.trace is not None:
+        root = state.serve.training_data_dir
+        if root is None:
+            raise ApiError(422, "validation_error", "body.trace: PRECACHE_TRAINING_DATA_DIR is not set on the service")
+        base = root.resolve()
+        path = (base / body.trace.path).resolve()
+        if not path.is_relative_to(base) or not path.is_file():
+            raise ApiError(422, "validation_error", f"body.trace.path: no file {body.trace.path!r} under the data dir")
+        request["traces"] = [{"path": str(path), "format": body.trace.format}]
+    elif state.serve.training_events_dir is not None:
+        request["eventsDir"] = str(state.serve.training_events_dir)
+    else:
+        raise ApiError(422, "validation_error", "body.trace: required (PRECACHE_TRAINING_EVENTS_DIR is not set)")
+    from precache.training import TrainRequest
+
+    try:
+        TrainRequest.from_json(request)  # the pipeline's own checks, before anything starts
+    except ValueError as exc:
+        raise ApiError(422, "validation_error", f"body.config: {exc}") from None
+    return request
+
+
+async def spawn_job(state: ServiceState, job_id: str) -> None:
+    """Start the job process detached from this request; a background task reaps it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "precache.serve.trainjob", job_id, env=dict(os.environ),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        cwd=str(Path.cwd()), start_new_session=True)
+
+    async def reap() -> None:
+        code = await proc.wait()
+        if code != 0:
+            log.warning("training job %s ended with status %d", job_id, code)
+
+    task = asyncio.get_running_loop().create_task(reap())
+    state.background.add(task)
+    task.add_done_callback(state.background.discard)

@@ -1,0 +1,64 @@
+"""``python -m precache.serve.trainjob JOB_ID``: run one training job recorded in Redis, out of the service.
+
+Started by the replica that accepted ``POST /api/ml/train``. It reads the job record, runs the training
+pipeline (collect -> train in a worker process with a timeout -> evaluate -> gate -> register -> activate)
+against the registry on ``MODEL_STORAGE_PATH``, writes each stage and the final outcome (per model: status,
+version, the gate's decision and reason) back to the record, and releases the one-job lock. The registry's
+activation notifies every replica, which then loads the new version.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+
+def run(job_id: str) -> int:
+    import redis
+
+    from precache.config import get_settings
+    from precache.registry import open_registry
+    from precache.serve.jobs import SyncJobStore
+    from precache.serve.settings import get_serve_settings
+    from precache.training import TrainRequest, run_pipeline
+
+    settings, serve = get_settings(), get_serve_settings()
+    client: Any
+    if serve.redis_cluster:
+        from redis.cluster import RedisCluster
+
+        client = RedisCluster.from_url(settings.redis_url)
+    else:
+        client = redis.Redis.from_url(settings.redis_url)
+    store = SyncJobStore(client, serve.redis_prefix, serve.training_job_retention_seconds)
+    job = store.get(job_id)
+    if job is None:
+        print(f"training job {job_id} is not recorded in Redis", file=sys.stderr)
+        return 2
+    try:
+        store.update(job, status="running", stage="collect")
+        request = TrainRequest.from_json(job["request"])
+
+        def progress(message: str) -> None:
+            store.update(job, stage=message[:300])
+
+        result = run_pipeline(request, open_registry(settings), progress=progress)
+        outcomes = result.as_dict()
+        store.update(job, status="succeeded", stage="done", outcomes=outcomes.get("outcomes", []),
+                     dataSpan=outcomes.get("data_span"), seconds=round(result.seconds, 2))
+        return 0
+    except Exception as exc:  # recorded for GET /api/ml/train/{id}; the registry is unchanged by a failure
+        store.update(job, status="failed", stage="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+        traceback.print_exc()
+        return 1
+    finally:
+        store.release(job_id)
+        client.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m precache.serve.trainjob JOB_ID", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(run(sys.argv[1]))
