@@ -27,7 +27,7 @@ from precache.registry import CHANNEL as REGISTRY_CHANNEL
 from precache.registry import ModelRegistry, open_registry
 from precache.serve.auth import Authenticator, Caller, Role
 from precache.serve.decisions import CacheAdvisor
-from precache.serve.errors import ApiError, install_error_handlers
+from precache.serve.errors import ApiError, error_responses, install_error_handlers
 from precache.serve.events import ClientHasher, EventRecorder
 from precache.serve.limits import BodySizeLimit, RateLimiter
 from precache.serve.metrics import RequestCounter, ServiceMetrics
@@ -35,7 +35,6 @@ from precache.serve.model import ModelHolder, ServedModel
 from precache.serve.registry_routes import register_routes
 from precache.serve.schemas import (
     CacheDecision,
-    ErrorBody,
     EventsRequest,
     EventsResponse,
     Health,
@@ -58,14 +57,6 @@ AUTH_DESCRIPTION = (
     "does. 401: no, malformed or unknown token. 403: a valid token without the right, or any token on a "
     "training route while no training key is configured."
 )
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {401: "missing, malformed or unknown token", 403: "the token lacks the right for this route",
-            404: "not found", 409: "conflict", 413: "request body too large",
-            422: "invalid body or query: the detail names the field", 429: "rate limit exceeded",
-            503: "ML disabled, no model loaded, or a dependency is unavailable"}
-    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
 
 
 @dataclass
@@ -264,7 +255,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
 
     @app.post("/api/ml/predict", response_model=PageResponse | WarmingResponse | CacheDecision, tags=["ml"],
               summary="Next pages (page), preload list (warming) or cache decision (cache) for a session",
-              responses=_errors(401, 413, 422, 503))
+              responses=error_responses(401, 413, 422, 503))
     async def predict(body: PredictRequest, _: Caller = Depends(api_caller)) -> Any:
         start = time.perf_counter()
         if body.type == "cache":
@@ -320,7 +311,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
 
     @app.post("/api/ml/events", response_model=EventsResponse, tags=["ml"],
               summary="Report a batch of accesses (page views and cache-key accesses)",
-              responses=_errors(401, 413, 422, 429))
+              responses=error_responses(401, 413, 422, 429))
     async def events(body: EventsRequest, caller: Caller = Depends(api_caller)) -> EventsResponse:
         if not state.limiter.allow(caller.key, len(body.events)):
             raise ApiError(429, "rate_limited", f"more than {state.serve.events_per_second:g} events/s for this token",
@@ -331,7 +322,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
     @app.get("/api/ml/metrics", tags=["ops"], summary="Service counters (JSON or Prometheus text)",
              responses={200: {"content": {"application/json": {"schema": {"type": "object"}},
                                           "text/plain": {"schema": {"type": "string"}}},
-                              "description": "the counters"}, **_errors(401, 422)})
+                              "description": "the counters"}, **error_responses(401, 422)})
     async def metrics(_: Caller = Depends(api_caller),
                       format: Annotated[Literal["json", "prometheus"], Query()] = "json",
                       duration: Annotated[int | None, Query(ge=1, le=7 * 86400 * 1000,

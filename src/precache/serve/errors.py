@@ -30,6 +30,19 @@ class ApiError(Exception):
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
+_DESCRIPTIONS = {401: "missing, malformed or unknown token", 403: "the token lacks the right for this route",
+                 404: "not found", 409: "conflict: the detail says with what", 413: "request body too large",
+                 422: "invalid body, path or query: the detail names the field", 429: "rate limit exceeded",
+                 503: "ML disabled, no model loaded, or a dependency is unavailable"}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries: each code documented with the ``{error, detail}`` body."""
+    from precache.serve.schemas import ErrorBody
+
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
 def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> ORJSONResponse:
     return ORJSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 

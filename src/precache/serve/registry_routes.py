@@ -21,11 +21,10 @@ from fastapi import Path as PathParam
 from fastapi.responses import ORJSONResponse
 
 from precache.serve.auth import Caller
-from precache.serve.errors import ApiError
+from precache.serve.errors import ApiError, error_responses
 from precache.serve.jobs import JobStore, new_job
 from precache.serve.schemas import (
     ActivationResponse,
-    ErrorBody,
     ModelEntry,
     ModelName,
     ModelsResponse,
@@ -43,10 +42,6 @@ log = logging.getLogger("precache.serve")
 VERSION_PATTERN = r"^v[0-9]{1,9}$"
 FILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 JOB_PATTERN = r"^[0-9a-f]{32}$"
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in codes}
 
 
 def _version_out(info: Any) -> VersionOut:
@@ -67,7 +62,7 @@ def register_routes(app: FastAPI, state: ServiceState, api_caller: Any, training
 
     @app.get("/api/ml/models", response_model=ModelsResponse, tags=["models"],
              summary="Registered versions, the active and previous one per model (API token)",
-             responses=_errors(401, 422))
+             responses=error_responses(401, 422))
     async def list_models(_: Caller = Depends(api_caller)) -> ModelsResponse:
         def read() -> ModelsResponse:
             from precache.registry import MODEL_NAMES
@@ -96,14 +91,14 @@ def register_routes(app: FastAPI, state: ServiceState, api_caller: Any, training
 
     @app.post("/api/ml/models/{name}/activate/{version}", response_model=ActivationResponse, tags=["models"],
               summary="Make a registered version active on every replica (training key)",
-              responses=_errors(401, 403, 404, 409, 422))
+              responses=error_responses(401, 403, 404, 409, 422))
     async def activate(name: ModelName, version: str = PathParam(pattern=VERSION_PATTERN),
                        _: Caller = Depends(training_caller)) -> ActivationResponse:
         return await change(name, lambda: registry.activate(name, version))
 
     @app.post("/api/ml/models/{name}/rollback", response_model=ActivationResponse, tags=["models"],
               summary="Activate the previous (or the named) version (training key)",
-              responses=_errors(401, 403, 404, 409, 422))
+              responses=error_responses(401, 403, 404, 409, 422))
     async def rollback(name: ModelName, version: str | None = Query(None, pattern=VERSION_PATTERN),
                        _: Caller = Depends(training_caller)) -> ActivationResponse:
         return await change(name, lambda: registry.rollback(name, version))
@@ -114,7 +109,7 @@ def register_routes(app: FastAPI, state: ServiceState, api_caller: Any, training
                                                                                   "format": "binary"}}},
                               "description": "the file; ETag is its sha256"},
                         304: {"description": "If-None-Match matched: the caller has this file"},
-                        **_errors(401, 404, 409, 422)})
+                        **error_responses(401, 404, 409, 422)})
     async def model_file(name: ModelName, file: str = PathParam(pattern=FILE_PATTERN),
                          if_none_match: str | None = Header(None, max_length=256),
                          _: Caller = Depends(api_caller)) -> Response:
@@ -143,7 +138,7 @@ def register_routes(app: FastAPI, state: ServiceState, api_caller: Any, training
 
     @app.post("/api/ml/train", status_code=202, response_model=TrainAccepted, tags=["training"],
               summary="Start a training run out of process: collect, train, evaluate, gate, register, activate "
-                      "(training key; one at a time)", responses=_errors(401, 403, 409, 413, 422, 503))
+                      "(training key; one at a time)", responses=error_responses(401, 403, 409, 413, 422, 503))
     async def train(body: TrainRequestIn, _: Caller = Depends(training_caller)) -> ORJSONResponse:
         request = training_request(state, body)
         if body.schedule != "once":
@@ -168,7 +163,7 @@ def register_routes(app: FastAPI, state: ServiceState, api_caller: Any, training
 
     @app.get("/api/ml/train/{job_id}", response_model=TrainJob, tags=["training"],
              summary="A training job's status, stage, outcomes and gate decisions (training key)",
-             responses=_errors(401, 403, 404, 422, 503))
+             responses=error_responses(401, 403, 404, 422, 503))
     async def train_status(job_id: str = PathParam(pattern=JOB_PATTERN),
                            _: Caller = Depends(training_caller)) -> dict[str, Any]:
         jobs = JobStore(state.redis, state.serve.redis_prefix, state.serve.training_job_retention_seconds)
