@@ -2,7 +2,9 @@
 
 Why snapshots: a request takes the current :class:`ServedModel` once and uses it to the end, so a request
 in flight finishes on the model it started with while new requests already see the new one; the old
-engine is closed a little later (``retire_after`` seconds), when nothing can still be using it. Loading
+engine is closed a little later (``retire_after`` seconds), when nothing can still be using it. Fast models
+(a few µs per prediction) answer on the event loop; slower ones go through the engine's micro-batching
+thread (see :func:`_fast`). Loading
 goes through :meth:`precache.inference.InferenceEngine.load` (manifest and sha256 verified); a directory
 that fails verification is refused and the current model keeps serving.
 """
@@ -41,7 +43,27 @@ class ServedModel:
     version: str
     directory: Path
     kind: str
+    inline: bool = False  # answer on the event loop: the model is faster than a hop to the batching thread
     cache: OrderedDict[tuple[int, tuple[str, ...]], Prediction] = field(default_factory=OrderedDict)
+
+
+INLINE_BELOW_SECONDS = 100e-6
+
+
+def _fast(engine: InferenceEngine) -> bool:
+    """Whether one prediction costs less than handing it to the micro-batching thread (~100+ µs, and far more
+    at the tail on a busy machine): lookup-table models (Markov, PPM) answer in a few µs on the event loop;
+    neural ones keep the batching thread, where concurrent requests share one onnxruntime call."""
+    import time
+
+    history = [page for page, _ in engine.predict([], 3)] or ["/"]  # popular pages: a history it knows
+    timings = []
+    for _ in range(20):
+        start = time.perf_counter()
+        engine.predict(history, 5)
+        timings.append(time.perf_counter() - start)
+    timings.sort()
+    return timings[len(timings) // 2] < INLINE_BELOW_SECONDS
 
 
 class ModelHolder:
@@ -59,7 +81,8 @@ class ModelHolder:
         try:
             engine = InferenceEngine.load(directory, max_history=self.max_history, max_sessions=1)
             return ServedModel(engine, version or model_version(directory), directory,
-                               str(getattr(engine.model, "kind", getattr(engine.model, "name", "model"))))
+                               str(getattr(engine.model, "kind", getattr(engine.model, "name", "model"))),
+                               inline=_fast(engine))
         except Exception as exc:
             self.last_error = f"{directory}: {type(exc).__name__}: {exc}"[:300]
             raise
@@ -99,7 +122,10 @@ class ModelHolder:
         if hit is not None:
             served.cache.move_to_end(history_key)
             return hit, True
-        result = await served.engine.submit(history, k)
+        if served.inline:
+            result = served.engine.predict(history, k)
+        else:
+            result = await served.engine.submit(history, k)
         if self.cache_size:
             served.cache[history_key] = result
             if len(served.cache) > self.cache_size:
