@@ -120,3 +120,15 @@ def test_compose_file_parses_and_uses_settings_precache_reads() -> None:
     assert names and names <= known, names - known
     assert "REDIS_URL" in names and "PRECACHE_API_TOKEN" in names
     assert "redis" in str(services["precache"].get("depends_on"))
+
+
+def test_on_redis_cluster_histories_and_events_work(redis_cluster: str, model_dir: Path) -> None:
+    env = service_env(redis_cluster, model_dir, PRECACHE_REDIS_CLUSTER="true")
+    with running_service(env) as svc, svc.client() as client:
+        assert page(client, "cl", "/a3").status_code == 200
+        assert page(client, "cl", "/hub").json()["predictions"][0]["page"] == "/b3"
+        events = [{"sessionId": f"c{i}", "page": f"/a{i % 6}", "key": f"k{i}"} for i in range(20)]
+        r = client.post("/api/ml/events", json={"events": events})
+        assert r.status_code == 200 and r.json() == {"accepted": 20, "streamed": True}
+        ready = httpx.get(f"{svc.url}/readyz").json()
+        assert ready["redis"] == "ok" and ready["sessions"] == "redis"
