@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 
 from precache.config import ConfigError, Settings, get_settings
@@ -193,7 +193,7 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
                 pass
 
     app = FastAPI(
-        title="precache service", version="1", lifespan=lifespan, default_response_class=ORJSONResponse,
+        title="precache service", version="1", lifespan=lifespan,
         description="Next-page predictions, cache decisions and warming lists over HTTP.\n\n" + AUTH_DESCRIPTION,
     )
     app.state.service = state
@@ -251,7 +251,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
                   "ML_ENABLED is false" if not state.settings.ml_enabled else f"no model: {model.get('error')}")
         body = Readiness(ready=ready, model=model, redis=redis, sessions=state.histories.where, detail=detail,
                          error=None if ready else "not_ready")
-        return ORJSONResponse(body.model_dump(), status_code=200 if ready else 503)
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
     @app.post("/api/ml/predict", response_model=PageResponse | WarmingResponse | CacheDecision, tags=["ml"],
               summary="Next pages (page), preload list (warming) or cache decision (cache) for a session",
@@ -329,7 +329,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
                                                             description="latency window, ms")] = None) -> Response:
         if format == "prometheus":
             return Response(state.metrics.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8")
-        return ORJSONResponse(state.metrics.snapshot(duration))
+        return JSONResponse(state.metrics.snapshot(duration))
 
 
 def _prob(value: float) -> float:

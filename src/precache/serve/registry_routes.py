@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Response
 from fastapi import Path as PathParam
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 
 from precache.serve.auth import Caller
 from precache.serve.errors import ApiError, error_responses
@@ -139,7 +139,7 @@ def register_routes(app: FastAPI, state: ServiceState, api_caller: Any, training
     @app.post("/api/ml/train", status_code=202, response_model=TrainAccepted, tags=["training"],
               summary="Start a training run out of process: collect, train, evaluate, gate, register, activate "
                       "(training key; one at a time)", responses=error_responses(401, 403, 409, 413, 422, 503))
-    async def train(body: TrainRequestIn, _: Caller = Depends(training_caller)) -> ORJSONResponse:
+    async def train(body: TrainRequestIn, _: Caller = Depends(training_caller)) -> JSONResponse:
         request = training_request(state, body)
         if body.schedule != "once":
             return await declare_schedule(state, request, body.schedule)
@@ -158,7 +158,7 @@ def register_routes(app: FastAPI, state: ServiceState, api_caller: Any, training
             await jobs.release(job["jobId"])
             raise ApiError(503, "unavailable", f"could not start the training process: {exc}") from None
         url = f"/api/ml/train/{job['jobId']}"
-        return ORJSONResponse({"jobId": job["jobId"], "status": "queued", "statusUrl": url}, status_code=202,
+        return JSONResponse({"jobId": job["jobId"], "status": "queued", "statusUrl": url}, status_code=202,
                               headers={"Location": url})
 
     @app.get("/api/ml/train/{job_id}", response_model=TrainJob, tags=["training"],
@@ -176,7 +176,7 @@ def register_routes(app: FastAPI, state: ServiceState, api_caller: Any, training
         return job
 
 
-async def declare_schedule(state: ServiceState, request: dict[str, Any], schedule: str) -> ORJSONResponse:
+async def declare_schedule(state: ServiceState, request: dict[str, Any], schedule: str) -> JSONResponse:
     from precache.training import TrainRequest
     from precache.training.scheduler import add_schedule, parse_schedule
 
@@ -187,7 +187,7 @@ async def declare_schedule(state: ServiceState, request: dict[str, Any], schedul
         raise ApiError(422, "validation_error", f"body: {exc}") from None
     except Exception as exc:
         raise ApiError(503, "unavailable", f"schedules need Redis: {type(exc).__name__}: {exc}") from None
-    return ORJSONResponse({"jobId": schedule_id, "status": "scheduled", "statusUrl": None}, status_code=202)
+    return JSONResponse({"jobId": schedule_id, "status": "scheduled", "statusUrl": None}, status_code=202)
 
 
 def training_request(state: ServiceState, body: TrainRequestIn) -> dict[str, Any]:
