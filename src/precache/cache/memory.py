@@ -302,9 +302,17 @@ class MemoryTier:
             return
         evicted = 0
         evict = self._evict_many
-        if evict is not None:  # batch form: one policy call for the whole overflow
+        if evict is not None:  # batch form: one policy call for the whole overflow (no call per victim)
+            pop = data.pop
+            freed = 0
             for chosen in evict(self.bytes - max_bytes, len(data) - max_items):
-                evicted += self._evict(chosen)
+                entry = pop(chosen, None)
+                if entry is not None:
+                    freed += entry.size
+                    evicted += 1
+                    if entry.tags and self._tags:
+                        self._untag(chosen, entry.tags)
+            self.bytes -= freed
         next_victim = self.policy.victim
         while self.bytes > max_bytes or len(data) > max_items:
             victim = next_victim()
