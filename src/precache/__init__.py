@@ -7,9 +7,9 @@ neither numpy, pydantic, onnxruntime, torch, httpx nor redis until something nee
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from precache._lazy import lazy_getattr
+
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: ``import precache`` stays one small file
 
 if TYPE_CHECKING:
     from precache.cache import (

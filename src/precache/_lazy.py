@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: ``import precache`` does not import typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 def lazy_getattr(package: str, names: dict[str, str]) -> Callable[[str], Any]:
