@@ -101,7 +101,8 @@ def tables(results: dict[str, Any], console: Console) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--traces", default=",".join(SESSION_TRACES), help="comma-separated trace keys")
+    parser.add_argument("--traces", default="nasa-aug,msnbc,nasa-jul,bms,diginetica",
+                        help="comma-separated trace keys (the timed ones first)")
     parser.add_argument("--target", type=float, default=0.5, help="targetAccuracy of the retrain run")
     parser.add_argument("--msnbc-test", type=int, default=50_000, help="MSNBC: test transitions scored")
     parser.add_argument("--msnbc-seconds", type=float, default=300.0, help="MSNBC: attention training cap")
@@ -120,7 +121,13 @@ def main() -> int:
             missing.append(key)
             continue
         results[key] = bench_trace(key, path, args, console)
+        write(args, results, missing, started)  # after every trace: a long run keeps what it measured
     tables(results, console)
+    console.print(f"wrote {args.out}")
+    return 0
+
+
+def write(args: argparse.Namespace, results: dict[str, Any], missing: list[str], started: float) -> None:
     out = {
         "benchmark": "pipeline", "command": "bench/bench_pipeline.py " + " ".join(sys.argv[1:]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "shared": True},
@@ -129,8 +136,6 @@ def main() -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1, default=str) + "\n", encoding="utf-8")
-    console.print(f"wrote {args.out}")
-    return 0
 
 
 if __name__ == "__main__":
