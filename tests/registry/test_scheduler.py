@@ -20,6 +20,7 @@ from precache.registry import ModelRegistry
 from precache.training import TraceSource, TrainingConfig, TrainRequest
 from precache.training.jobstore import trigger_from_json, trigger_to_json
 from precache.training.scheduler import (
+    AUTO_ID,
     JOBS_KEY,
     SPECS_KEY,
     Schedule,
@@ -36,9 +37,9 @@ def request() -> TrainRequest:
                         config=TrainingConfig(predictor="markov", timeout_seconds=120))
 
 
-def start_scheduler(tmp_path: Path, url: str) -> subprocess.Popen[bytes]:
+def start_scheduler(tmp_path: Path, url: str, **extra_env: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "REDIS_URL": url, "MODEL_STORAGE_PATH": str(tmp_path / "models"),
-           "MODEL_BACKUP_PATH": str(tmp_path / "bk")}
+           "MODEL_BACKUP_PATH": str(tmp_path / "bk"), **extra_env}
     return subprocess.Popen([sys.executable, "-c", "from precache.cli import main; main()", "scheduler",
                              "--lock-ttl", "2", "--grace", "600"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -124,3 +125,18 @@ def test_two_schedulers_run_a_job_once(tmp_path: Path, private_redis: RedisProce
             stop(p)
     reg = ModelRegistry(tmp_path / "models", tmp_path / "bk")
     assert len(reg.versions("page-predictor")) == 1
+
+
+def test_auto_training_setting_installs_its_schedule(tmp_path: Path, private_redis: RedisProcess) -> None:
+    client = redis.Redis.from_url(private_redis.url)
+    proc = start_scheduler(tmp_path, private_redis.url, ML_AUTO_TRAINING_ENABLED="true", ML_TRAINING_SCHEDULE="weekly")
+    try:
+        assert wait_for(lambda: client.hexists(JOBS_KEY, AUTO_ID), 30)
+    finally:
+        stop(proc)
+    spec = json.loads(client.hget(SPECS_KEY, AUTO_ID))
+    assert spec["schedule"]["kind"] == "weekly" and spec["request"]["modelType"] == "all"
+    state = json.loads(client.hget(JOBS_KEY, AUTO_ID))
+    assert state["trigger"] == {"type": "cron", "fields": {"day_of_week": "sun", "hour": "3", "minute": "0"},
+                                "start_date": state["trigger"]["start_date"], "end_date": None, "jitter": None}
+    assert dt.datetime.fromisoformat(state["next_run_time"]).weekday() == 6  # a Sunday, 03:00 UTC
