@@ -114,3 +114,15 @@ def test_bad_trace_is_a_clear_error(tmp_path: Path) -> None:
         run_pipeline(TrainRequest("page-predictor", [TraceSource(str(empty))],
                                   config=TrainingConfig(predictor="markov")), reg)
     assert reg.revision() == 0
+
+
+def test_gate_rules() -> None:
+    from precache.training import decide
+
+    assert decide("HR@5", 0.40, target=None, tolerance=0.01).accepted  # nothing to compare with
+    assert decide("HR@5", 0.395, target=None, tolerance=0.01, active=0.40, active_version="v1").accepted
+    worse = decide("HR@5", 0.38, target=None, tolerance=0.01, active=0.40, active_version="v1")
+    assert not worse.accepted and "worse than the active v1" in worse.reason
+    both = decide("HR@5", 0.38, target=0.5, tolerance=0.01, active=0.40, active_version="v1")
+    assert not both.accepted and "below the target" in both.reason and "worse than" in both.reason
+    assert not decide("HR@5", float("nan"), target=None, tolerance=0.01).accepted

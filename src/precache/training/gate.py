@@ -33,11 +33,14 @@ def decide(metric: str, candidate: float, *, target: float | None, tolerance: fl
 
     if candidate != candidate:  # NaN: nothing was scored
         return made(False, f"{metric} could not be measured on the evaluation slice")
+    failures = []  # every rule the candidate fails, so the reason is complete
     if target is not None and candidate < target:
-        return made(False, f"{metric} {candidate:.4f} is below the target {target:.4f}")
+        failures.append(f"{metric} {candidate:.4f} is below the target {target:.4f}")
     if active is not None and candidate < active - tolerance:
-        return made(False, f"{metric} {candidate:.4f} is worse than the active {active_version} ({active:.4f}) "
-                           f"beyond the tolerance {tolerance:.4f}")
+        failures.append(f"{metric} {candidate:.4f} is worse than the active {active_version} ({active:.4f}) "
+                        f"beyond the tolerance {tolerance:.4f}")
+    if failures:
+        return made(False, "; ".join(failures))
     parts = [f"{metric} {candidate:.4f}"]
     if target is not None:
         parts.append(f"reaches the target {target:.4f}")
