@@ -77,3 +77,30 @@ def test_dead_collector_entries_taken_over_and_training_from_events(tmp_path: Pa
     # same data, same protocol: the events give the trace's page sessions back, so the score is close
     assert abs(outcome.decision.candidate - 0.40) < 0.05
     assert len(time_split(sessions).test) > 100
+
+
+async def test_event_bus_sink_writes_the_same_event_files(tmp_path: Path) -> None:
+    """Without Redis: the cache's in-process event bus feeds the same dated files, pages from currentPath."""
+    from precache.cache import MemoryTier, PredictiveCache
+    from precache.cache.clock import ManualClock
+    from precache.training.collector import EventFileSink
+
+    clock = ManualClock(804_556_800.0)  # 1995-07-01 UTC
+    sink = EventFileSink(tmp_path / "events", name="bus", batch=3)
+    cache = PredictiveCache(l1=MemoryTier(max_bytes=1 << 20, max_items=1000, clock=clock), clock=clock)
+    cache.subscribe(sink)
+
+    async def load() -> str:
+        return "body"
+
+    async with cache:
+        for session, pages in (("s1", ["/a", "/b", "/c"]), ("s2", ["/a", "/c"])):
+            for page in pages:
+                for key in (f"page:{page}", "api:menu"):  # one view, two gets
+                    await cache.get(key, session_id=session, context={"currentPath": page}, loader=load)
+                clock.advance(5.0)
+    await sink.aclose()
+    assert sink.written == 10 and sink.dropped == 0
+    assert [p.name for p in (tmp_path / "events").iterdir()] == ["1995-07-01.bus.jsonl"]
+    sessions = sessions_from_events(list(read_event_files(tmp_path / "events")))
+    assert sorted(s.pages for s in sessions) == [["/a", "/b", "/c"], ["/a", "/c"]]

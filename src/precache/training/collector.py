@@ -1,4 +1,6 @@
-"""Drain the access-event Redis Stream into dated event files, so trimming the stream loses nothing.
+"""Drain the access-event Redis Stream (or, without Redis, the in-process event bus) into dated event files.
+
+Why files: the stream is trimmed (``MAXLEN ~``), so anything training may need later is copied out first.
 
 One consumer group (``precache-training``) reads the stream the cache's ``StreamSink`` writes; each
 collector is one consumer. An entry is acknowledged only after its line is written and fsynced, so a
@@ -7,11 +9,13 @@ collector that dies leaves its unacknowledged entries pending; another collector
 line twice; readers drop duplicates by stream entry id (:func:`precache.training.collect.read_event_files`).
 
 Each collector appends to its own files, ``<YYYY-MM-DD>.<consumer>.jsonl`` (UTC date of the event), so two
-collectors never interleave writes in one file.
+collectors never interleave writes in one file. :class:`EventFileSink` writes the same files straight from
+a process's :class:`~precache.cache.events.EventBus`, for a single process without Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -24,6 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from precache.cache.events import AccessEvent
+from precache.cache.stream import event_fields
 from precache.training.collect import EVENT_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,21 @@ def event_line(entry_id: str, fields: dict[Any, Any]) -> dict[str, Any] | None:
         size = 0
     return {"id": entry_id, "time": when, "session": _text(f.get("session", "")), "key": _text(f.get("key", "")),
             "page": page, "size": size, "tier": _text(f.get("tier", ""))}
+
+
+def append_events(out_dir: Path, writer: str, lines: Sequence[dict[str, Any]]) -> int:
+    """Append event lines to ``out_dir/<UTC date>.<writer>.jsonl`` and fsync; returns how many were written."""
+    by_file: dict[Path, list[str]] = {}
+    for line in lines:
+        day = dt.datetime.fromtimestamp(line["time"], tz=dt.UTC).strftime("%Y-%m-%d")
+        by_file.setdefault(out_dir / f"{day}.{writer}{EVENT_SUFFIX}", []).append(json.dumps(line))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path, chunk in by_file.items():
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write("\n".join(chunk) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    return len(lines)
 
 
 class StreamCollector:
@@ -110,22 +131,10 @@ class StreamCollector:
         """Append entries to their dated files, fsync, then acknowledge them. Returns how many were written."""
         if not entries:
             return 0
-        by_file: dict[Path, list[str]] = {}
-        for entry_id, fields in entries:
-            line = event_line(_text(entry_id), fields)
-            if line is None:
-                self.skipped += 1
-                continue
-            day = dt.datetime.fromtimestamp(line["time"], tz=dt.UTC).strftime("%Y-%m-%d")
-            by_file.setdefault(self.out_dir / f"{day}.{self.consumer}{EVENT_SUFFIX}", []).append(json.dumps(line))
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for path, lines in by_file.items():
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write("\n".join(lines) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+        lines = [line for entry_id, fields in entries if (line := event_line(_text(entry_id), fields)) is not None]
+        self.skipped += len(entries) - len(lines)
+        written = append_events(self.out_dir, self.consumer, lines)
         self.client.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
-        written = sum(len(lines) for lines in by_file.values())
         self.written += written
         return written
 
@@ -138,3 +147,45 @@ class StreamCollector:
                 self.claim_stale()
             self.store(self.read(block_ms))
             polls += 1
+
+
+class EventFileSink:
+    """An :class:`~precache.cache.events.EventBus` handler that writes access events to dated event files.
+
+    The handler only buffers (O(1) on the loop); full batches are appended in a worker thread, so the event
+    loop never waits on the disk. A full buffer drops and counts events, as the stream sink does.
+    """
+
+    def __init__(self, out_dir: str | Path, name: str | None = None, batch: int = 500,
+                 buffer_limit: int = 20_000) -> None:
+        self.out_dir = Path(out_dir)
+        self.name = _CONSUMER_RE.sub("_", name or f"bus-{socket.gethostname()}-{os.getpid()}")
+        self.batch = batch
+        self.buffer_limit = buffer_limit
+        self.written = 0
+        self.dropped = 0
+        self._count = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def __call__(self, event: AccessEvent) -> None:
+        if len(self._buffer) >= self.buffer_limit:
+            self.dropped += 1
+            return
+        self._count += 1
+        line = event_line(f"{self.name}-{self._count}", event_fields(event))
+        if line is not None:
+            self._buffer.append(line)
+        if len(self._buffer) >= self.batch and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(self.flush())
+
+    async def flush(self) -> None:
+        """Write everything buffered so far."""
+        while self._buffer:
+            chunk, self._buffer = self._buffer, []
+            self.written += await asyncio.to_thread(append_events, self.out_dir, self.name, chunk)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.flush()
