@@ -24,8 +24,7 @@ function once(body) {
       res.on("end", () => resolve(res.statusCode));
     });
     req.on("error", () => resolve(0));
-    if (body !== null) req.write(body);
-    req.end();
+    req.end(body ?? undefined); // headers and body in one write (no Nagle/delayed-ACK stall)
   });
 }
 
