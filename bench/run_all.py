@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ["bench_traces", "bench_cache", "bench_predictor", "bench_attention", "bench_policies", "bench_replay"]
+ORDER = ["bench_traces", "bench_cache", "bench_predictor", "bench_attention", "bench_policies", "bench_replay",
+         "bench_edge"]
 
 
 def main() -> int:
