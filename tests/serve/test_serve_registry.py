@@ -126,6 +126,34 @@ def test_model_files_carry_a_sha256_etag(replicas: tuple[Service, Service], stor
         assert client.get("/api/ml/models/cache-optimizer/active/files/manifest.json").status_code == 404
 
 
+def test_published_edge_files_are_served_for_worker_sync(replicas: tuple[Service, Service], storage: Path) -> None:
+    """``precache edge build --publish`` writes edge-manifest.json and its files into the active version."""
+    import hashlib
+    import json
+
+    a, _ = replicas
+    version = storage / "page-predictor" / "v1"
+    table = b"\x00" * 64
+    (version / "edge-table.bin").write_bytes(table)
+    (version / "edge-manifest.json").write_text(json.dumps(
+        {"format": "precache-edge-model", "files": {"edge-table.bin": {"sha256": hashlib.sha256(table).hexdigest(),
+                                                                       "bytes": len(table)}}}))
+    try:
+        with a.client() as client:
+            manifest = client.get("/api/ml/models/page-predictor/active/files/edge-manifest.json")
+            assert manifest.status_code == 200
+            assert manifest.headers["etag"] == f'"{hashlib.sha256(manifest.content).hexdigest()}"'
+            again = client.get("/api/ml/models/page-predictor/active/files/edge-manifest.json",
+                               headers={"If-None-Match": manifest.headers["etag"]})
+            assert again.status_code == 304
+            assert client.get("/api/ml/models/page-predictor/active/files/edge-table.bin").content == table
+            (version / "edge-table.bin").write_bytes(b"tampered")
+            assert client.get("/api/ml/models/page-predictor/active/files/edge-table.bin").status_code == 409
+    finally:
+        (version / "edge-table.bin").unlink()
+        (version / "edge-manifest.json").unlink()
+
+
 @pytest.mark.parametrize(("token", "status"), [(None, 401), ("wrong", 401), (TOKEN, 403), (TRAINING_KEY, 200)])
 def test_training_routes_auth_matrix(replicas: tuple[Service, Service], token: str | None, status: int) -> None:
     a, _ = replicas

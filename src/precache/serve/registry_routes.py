@@ -117,15 +117,13 @@ def register_routes(app: FastAPI, state: ServiceState, api_caller: Any, training
             info = registry.active(name)
             if info is None:
                 raise ApiError(404, "not_found", f"{name} has no active version")
-            import json
-
-            manifest = json.loads((info.path / "manifest.json").read_text(encoding="utf-8"))
-            listed = {**(manifest.get("files") or {}), **(manifest.get("sha256") or {})}
-            if file != "manifest.json" and file not in listed:
+            listed = servable_files(info.path)
+            if file not in listed:
                 raise ApiError(404, "not_found", f"{file} is not a file of {name} {info.version}")
             data = (info.path / file).read_bytes()
             digest = hashlib.sha256(data).hexdigest()
-            if file != "manifest.json" and listed[file] != digest:
+            expected = listed[file]
+            if expected is not None and expected != digest:
                 raise ApiError(409, "conflict", f"{file} of {name} {info.version} does not match its sha256")
             return data, digest
 
@@ -188,6 +186,28 @@ async def declare_schedule(state: ServiceState, request: dict[str, Any], schedul
     except Exception as exc:
         raise ApiError(503, "unavailable", f"schedules need Redis: {type(exc).__name__}: {exc}") from None
     return JSONResponse({"jobId": schedule_id, "status": "scheduled", "statusUrl": None}, status_code=202)
+
+
+def servable_files(directory: Path) -> dict[str, str | None]:
+    """The files of a version directory an edge worker may fetch, with the sha256 each must have: the model's
+    manifest and the files it lists, and, when ``precache edge build --publish`` wrote one, the edge manifest
+    and the files it lists (``files: {name: {sha256, bytes}}``). Manifests themselves are served as they are
+    (their ETag is still the sha256 of the bytes sent); nothing else in the directory is reachable."""
+    import json
+
+    out: dict[str, str | None] = {"manifest.json": None}
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    for listing in (manifest.get("files"), manifest.get("sha256")):
+        if isinstance(listing, dict):
+            out.update({str(k): str(v) for k, v in listing.items() if isinstance(v, str)})
+    edge = directory / "edge-manifest.json"
+    if edge.is_file():
+        out["edge-manifest.json"] = None
+        edge_files = json.loads(edge.read_text(encoding="utf-8")).get("files")
+        if isinstance(edge_files, dict):
+            out.update({str(k): str(v["sha256"]) for k, v in edge_files.items()
+                        if isinstance(v, dict) and isinstance(v.get("sha256"), str)})
+    return out
 
 
 def training_request(state: ServiceState, body: TrainRequestIn) -> dict[str, Any]:
