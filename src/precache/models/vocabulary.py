@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from precache.models.files import ModelFileError, parse_json, write_json
+from precache.models.files import ModelFileError, write_json
 from precache.traces.model import Session
 
 OOV = 0
@@ -89,12 +89,3 @@ class Vocabulary:
 
     def save(self, path: Path) -> None:
         write_json(path, self.to_json())
-
-    @classmethod
-    def load(cls, path: Path) -> Vocabulary:
-        """From a file (unverified: model kinds read theirs through ``ModelFiles.read_json``)."""
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModelFileError(f"cannot read {path}: {exc}") from exc
-        return cls.from_json(parse_json(data, path))
