@@ -77,13 +77,20 @@ class MemoryL2:
 
     Not shared across processes. Stores bytes (the same encoded records Redis would hold), so sizes,
     serializer refusals and poisoned-value handling behave exactly as with Redis.
+
+    ``max_bytes`` bounds it like Redis' ``maxmemory`` with ``allkeys-lru``: a read refreshes a key's
+    recency, and a write that takes the stored bytes (value + key) over the budget evicts the least
+    recently used keys first (exact LRU, where Redis samples). ``None`` = unbounded.
     """
 
     name = "memory"
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, max_bytes: int | None = None) -> None:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._data: dict[str, tuple[bytes, float | None]] = {}
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.evictions = 0
         self._tags: dict[str, set[str]] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._listeners: list[MessageHandler] = []
@@ -94,9 +101,30 @@ class MemoryL2:
             return None
         raw, until = item
         if until is not None and self.clock.now() >= until:
-            del self._data[key]
+            self._drop(key)
             return None
+        if self.max_bytes is not None:  # LRU recency: the dict's order is the eviction order
+            del self._data[key]
+            self._data[key] = item
         return raw
+
+    def _drop(self, key: str) -> None:
+        item = self._data.pop(key, None)
+        if item is not None:
+            self.bytes -= len(item[0]) + len(key)
+
+    def _store(self, key: str, raw: bytes, until: float | None) -> None:
+        self._drop(key)
+        size = len(raw) + len(key)
+        if self.max_bytes is not None:
+            if size > self.max_bytes:
+                return  # larger than the whole budget: Redis would refuse it too (OOM)
+            data = self._data
+            while self.bytes + size > self.max_bytes and data:
+                self._drop(next(iter(data)))
+                self.evictions += 1
+        self._data[key] = (raw, until)
+        self.bytes += size
 
     async def get(self, key: str) -> bytes | None:
         return self._live(key)
@@ -106,17 +134,17 @@ class MemoryL2:
 
     async def set(self, key: str, raw: bytes, px: int | None, tags: Sequence[str] = ()) -> None:
         until = None if px is None else self.clock.now() + px / 1000.0
-        self._data[key] = (bytes(raw), until)
+        self._store(key, bytes(raw), until)
         for tag in tags:
             self._tags.setdefault(tag, set()).add(key)
 
     def put_raw(self, key: str, raw: bytes) -> None:
         """Store arbitrary bytes under ``key`` (tests: simulate a poisoned value)."""
-        self._data[key] = (raw, None)
+        self._store(key, raw, None)
 
     async def delete(self, keys: Sequence[str]) -> None:
         for key in keys:
-            self._data.pop(key, None)
+            self._drop(key)
 
     async def tag_members(self, tags: Sequence[str]) -> builtins.set[str]:
         out: builtins.set[str] = builtins.set()

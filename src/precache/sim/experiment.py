@@ -1,15 +1,21 @@
-"""The comparison every figure and table comes from: one trace, six configurations, a threshold sweep.
+"""The comparison every figure and table comes from: one trace, the configurations below, three cache sizes.
 
 Steps: split the trace by time (``workload.prepare``); train the page predictor and the asset model on
 the training sessions, the learned cache policy on the training requests; then replay the rest under
-each configuration on the same events and the same origin latency model:
+each configuration on the same events, the same origin draws, the same TTL and the same bounded L1 and L2:
 
 - ``no-cache``: every request goes to the origin;
-- ``lru-ttl`` ("before ML"): LRU with a fixed 300 s TTL;
+- ``lru-ttl`` ("before ML"): LRU;
 - ``heuristic``: the cache's S3-FIFO policy;
-- ``learned``: the learned optimizer policy, no warming;
-- ``full``: learned policy (or the heuristic if the optimizer is unavailable) + predictive warming;
-- ``oracle``: the full cache, but the warmer preloads exactly each session's next request.
+- ``long-ttl``: S3-FIFO with a long fixed TTL (``long_ttl``), so a TTL's share of any gain is visible;
+- ``learned``: the learned optimizer policy (admission + eviction), the same fixed TTL, no warming;
+- ``learned-adaptive-ttl``: the ablation: the learned policy choosing TTLs itself;
+- ``full``: the learned policy (S3-FIFO if the optimizer is unavailable) + predictive warming;
+- ``oracle``: the same cache, but each session's next request is in place just in time (an upper bound).
+
+Sizes: ``SIZE_PAIRS`` names three (L1, L2) budgets as shares of the bytes the replay touches; every
+configuration runs at each, since the answer depends on size. ``default_size`` is the one the top-level
+table (and the threshold sweep and miss breakdown) reports.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from precache.sim.metrics import ReplayResult
 from precache.sim.origin import LatencyModel
 from precache.sim.policies import PolicyFactory, lru, s3fifo, train_learned_policy
 from precache.sim.replay import Mode, ReplayConfig, replay
-from precache.sim.workload import PreparedTrace, prepare
+from precache.sim.workload import Events, PreparedTrace, prepare
 from precache.traces.model import Request
 from precache.traces.paths import normalize_path
 from precache.warming.assets import AssetModel
@@ -38,6 +44,21 @@ SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 # The figures this system was specified with; every before/after view prints ours next to them.
 SPECIFIED_CLAIMS = {"hit_rate": "95% -> 99.5%", "cold_starts": "-90%", "avg_load_ms": "120 -> 30 ms (-75%)",
                     "accuracy": "87%", "preload_efficiency": "82%"}
+HEURISTICS = ("lru-ttl", "heuristic")
+"""The baselines "full" is judged against: the same TTL, L1 and L2 (``long-ttl`` changes the TTL)."""
+ALL_MODES = ("no-cache", "lru-ttl", "heuristic", "long-ttl", "learned", "learned-adaptive-ttl", "full", "oracle")
+
+
+@dataclass(frozen=True, slots=True)
+class SizePair:
+    """L1 and L2 byte budgets as shares of the distinct bytes the replay touches."""
+
+    name: str
+    l1_share: float
+    l2_share: float
+
+
+SIZE_PAIRS = (SizePair("small", 0.01, 0.10), SizePair("medium", 0.05, 0.30), SizePair("large", 0.10, 1.00))
 
 
 @dataclass(slots=True)
@@ -46,11 +67,12 @@ class ExperimentConfig:
     warmup_fraction: float = 0.1
     predictor: str = "ppm"
     learned_policy: bool = True
-    l1_fraction: float = 0.05
-    """L1 size as a fraction of the distinct bytes the replay touches."""
+    sizes: Sequence[SizePair] = SIZE_PAIRS
+    default_size: str = "medium"
     l2: bool = True
-    fixed_ttl: float = 300.0
     ttl: float = 3600.0
+    """The one TTL every configuration gets (except ``long-ttl`` and the adaptive ablation)."""
+    long_ttl: float = 86400.0
     target_page_ms: float = 120.0
     threshold: float = WARMING_THRESHOLD
     sweep: Sequence[float] = SWEEP
@@ -60,14 +82,62 @@ class ExperimentConfig:
 
 
 @dataclass(slots=True)
+class SizeRun:
+    """Every configuration at one (L1, L2) size pair."""
+
+    meta: dict[str, Any]
+    results: dict[str, ReplayResult]
+
+    def table(self) -> list[dict[str, Any]]:
+        rows = [r.summary() for r in self.results.values()]
+        by_mode = {row["mode"]: row for row in rows}
+        base = by_mode.get("learned") or by_mode.get("heuristic")
+        for row in rows:  # net origin overhead of warming: with warming minus the same cache without
+            if base is not None and row["mode"] in ("full", "oracle"):
+                row["net_extra_origin_requests"] = row["origin_requests"] - base["origin_requests"]
+                row["net_extra_origin_bytes"] = row["origin_bytes"] - base["origin_bytes"]
+        return rows
+
+    def as_json(self) -> dict[str, Any]:
+        return {"meta": {**self.meta, "vs_best_heuristic": versus_best_heuristic(self.table())},
+                "table": self.table()}
+
+
+def versus_best_heuristic(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``full`` against the best heuristic (lowest average load time among ``HEURISTICS``) and the oracle."""
+    by_mode = {row["mode"]: row for row in rows}
+    full, oracle = by_mode.get("full"), by_mode.get("oracle")
+    heuristics = [by_mode[m] for m in HEURISTICS if m in by_mode]
+    if full is None or not heuristics:
+        return None
+    best = min(heuristics, key=lambda r: r["avg_load_ms"])
+    out: dict[str, Any] = {
+        "best_heuristic": best["mode"],
+        "avg_load_ms": {"best": best["avg_load_ms"], "full": full["avg_load_ms"]},
+        "origin_misses": {"best": best["cold_starts"], "full": full["cold_starts"]},
+        "misses_removed": 1.0 - full["cold_starts"] / best["cold_starts"] if best["cold_starts"] else 0.0,
+        "preload_efficiency": full["preload_efficiency"],
+        "net_extra_origin_requests": full["origin_requests"] - best["origin_requests"],
+        "net_extra_origin_bytes": full["origin_bytes"] - best["origin_bytes"],
+    }
+    if oracle is not None:
+        gap = best["avg_load_ms"] - oracle["avg_load_ms"]
+        out["oracle_avg_load_ms"] = oracle["avg_load_ms"]
+        out["load_gap_closed"] = (best["avg_load_ms"] - full["avg_load_ms"]) / gap if gap > 0 else None
+    return out
+
+
+@dataclass(slots=True)
 class Experiment:
     trace: str
     results: dict[str, ReplayResult]
     sweep: list[dict[str, Any]]
     meta: dict[str, Any]
+    sizes: dict[str, SizeRun] = field(default_factory=dict)
 
     def table(self) -> list[dict[str, Any]]:
-        return [r.summary() for r in self.results.values()]
+        """The default size pair's rows."""
+        return SizeRun(self.meta, self.results).table()
 
     def headline(self) -> Headline | None:
         """Before ML (``lru-ttl``) vs precache full, or None when either was not run."""
@@ -76,6 +146,13 @@ class Experiment:
         if before is None or after is None:
             return None
         return Headline(before, after, rows.get("learned") or rows.get("heuristic") or before)
+
+    def as_json(self) -> dict[str, Any]:
+        """``{meta, table, sweep, sizes}``: the layout of ``bench/results/replay.json``'s traces and of
+        ``precache demo``'s ``report.json`` (``table``/``meta`` are the default size pair's)."""
+        return {"meta": {**self.meta, "vs_best_heuristic": versus_best_heuristic(self.table())},
+                "table": self.table(), "sweep": self.sweep,
+                "sizes": {name: run.as_json() for name, run in self.sizes.items()}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,15 +176,39 @@ def _noop(stage: str, done: int, total: int) -> None:
     return None
 
 
+def _modes(cfg: ExperimentConfig, make_learned: Callable[..., PolicyFactory] | None) -> dict[str, Mode]:
+    learned = make_learned(adaptive_ttl=False) if make_learned else s3fifo
+    unavailable = "" if make_learned else " (unavailable: S3-FIFO)"
+    ttl = f"TTL {cfg.ttl:.0f}s"
+    modes = {
+        "no-cache": Mode("no-cache", cache=False, label="no cache"),
+        "lru-ttl": Mode("lru-ttl", policy=lru, ttl=cfg.ttl, label=f"LRU, {ttl} (before ML)"),
+        "heuristic": Mode("heuristic", policy=s3fifo, ttl=cfg.ttl, label=f"S3-FIFO heuristic, {ttl}"),
+        "long-ttl": Mode("long-ttl", policy=s3fifo, ttl=cfg.long_ttl,
+                         label=f"S3-FIFO, long fixed TTL {cfg.long_ttl:.0f}s"),
+        "learned": Mode("learned", policy=learned, ttl=cfg.ttl, label=f"learned policy, {ttl}{unavailable}"),
+        "full": Mode("full", policy=learned, ttl=cfg.ttl, warming="predictor",
+                     label=f"precache full (learned policy + warming), {ttl}{unavailable}"),
+        "oracle": Mode("oracle", policy=learned, ttl=cfg.ttl, warming="oracle",
+                       label="oracle (next request of each session in place just in time)"),
+    }
+    if make_learned is not None:
+        modes["learned-adaptive-ttl"] = Mode("learned-adaptive-ttl", policy=make_learned(adaptive_ttl=True),
+                                             ttl=cfg.ttl, label="ablation: learned policy + adaptive TTL")
+    return modes
+
+
 def run_experiment(
     requests: Sequence[Request],
     name: str,
     config: ExperimentConfig | None = None,
     updates: Sequence[tuple[float, str]] = (),
     progress: Progress = _noop,
-    modes: Sequence[str] = ("no-cache", "lru-ttl", "heuristic", "learned", "full", "oracle"),
+    modes: Sequence[str] = ALL_MODES,
 ) -> Experiment:
     cfg = config or ExperimentConfig()
+    if cfg.default_size not in {s.name for s in cfg.sizes}:
+        raise ValueError(f"default_size {cfg.default_size!r} is not one of the size pairs")
     meta: dict[str, Any] = {"trace": name, "requests": len(requests)}
     t0 = time.perf_counter()
     trace = prepare(requests, name, cfg.train_fraction, cfg.warmup_fraction, updates=updates)
@@ -123,61 +224,65 @@ def run_experiment(
     assets = AssetModel(normalize=normalize_path).fit(trace.train)
     meta["asset_pages"] = len(assets)
     progress("train predictor", 1, 1)
-    learned: PolicyFactory | None = None
-    if cfg.learned_policy and ("learned" in modes or "full" in modes):
+    make_learned: Callable[..., PolicyFactory] | None = None
+    if cfg.learned_policy and any(m.startswith("learned") or m in ("full", "oracle") for m in modes):
         progress("train cache policy", 0, 1)
         t0 = time.perf_counter()
         n_train = int(len(requests) * cfg.train_fraction)
         try:
             ordered = sorted(requests, key=lambda r: r.time)[:n_train]
-            learned, info = train_learned_policy(ordered, [u for u in updates if u[0] <= ordered[-1].time])
+            make_learned, info = train_learned_policy(ordered, [u for u in updates if u[0] <= ordered[-1].time])
             meta["learned_policy"] = {k: v for k, v in info.items() if isinstance(v, int | float | str)}
         except Exception as exc:  # the optimizer is optional: say so and fall back
             meta["learned_policy_error"] = repr(exc)
         meta["policy_fit_seconds"] = time.perf_counter() - t0
         progress("train cache policy", 1, 1)
-    touched = {trace.events.keys[i] for i in range(len(trace.events))}
-    distinct_bytes = sum(trace.sizes.get(k, 0) for k in touched)
+    keys = trace.events.keys
+    distinct_bytes = sum(trace.sizes.get(k, 0) for k in set(keys))
     latency = LatencyModel.calibrated(trace.page_sizes, target=cfg.target_page_ms / 1000)
-    meta.update(distinct_bytes=distinct_bytes, l1_bytes=int(distinct_bytes * cfg.l1_fraction), l2=cfg.l2,
-                latency={"base_ms": latency.base * 1000, "bandwidth": latency.bandwidth,
-                         "sigma": latency.sigma})
+    meta.update(distinct_bytes=distinct_bytes, ttl=cfg.ttl, long_ttl=cfg.long_ttl,
+                latency={"base_ms": latency.base * 1000, "bandwidth": latency.bandwidth, "sigma": latency.sigma,
+                         "draws": "common random numbers: one per (seed, request)"})
     warm = WarmerConfig(**{f: getattr(cfg.warmer, f) for f in WarmerConfig.__slots__})
     warm.threshold = cfg.threshold
-    rcfg = ReplayConfig(l1_bytes=max(1, int(distinct_bytes * cfg.l1_fraction)),
-                        l2_bytes=1 if cfg.l2 else None, latency=latency, warmer=warm, seed=cfg.seed)
-    best_policy = learned or s3fifo
-    all_modes = {
-        "no-cache": Mode("no-cache", cache=False, label="no cache"),
-        "lru-ttl": Mode("lru-ttl", policy=lru, ttl=cfg.fixed_ttl,
-                        label=f"LRU + fixed TTL {cfg.fixed_ttl:.0f}s (before ML)"),
-        "heuristic": Mode("heuristic", policy=s3fifo, ttl=cfg.ttl, label="S3-FIFO heuristic"),
-        "learned": Mode("learned", policy=best_policy, ttl=cfg.ttl,
-                        label="learned policy, no warming" if learned else "learned policy (unavailable: S3-FIFO)"),
-        "full": Mode("full", policy=best_policy, ttl=cfg.ttl, warming="predictor",
-                     label="precache full (learned policy + warming)"),
-        "oracle": Mode("oracle", policy=best_policy, ttl=cfg.ttl, warming="oracle",
-                       label="oracle warming (next request known)"),
-    }
-    results: dict[str, ReplayResult] = {}
-    for mode_name in modes:
-        mode = all_modes[mode_name]
+    all_modes = _modes(cfg, make_learned)
+    runs: dict[str, SizeRun] = {}
+    default_rcfg = ReplayConfig()
+    for pair in cfg.sizes:
+        rcfg = ReplayConfig(l1_bytes=max(1, int(distinct_bytes * pair.l1_share)),
+                            l2_bytes=max(1, int(distinct_bytes * pair.l2_share)) if cfg.l2 else None,
+                            latency=latency, warmer=warm, seed=cfg.seed)
+        size_meta = {"size": pair.name, "l1_share": pair.l1_share, "l2_share": pair.l2_share if cfg.l2 else None,
+                     "l1_bytes": rcfg.l1_bytes, "l2_bytes": rcfg.l2_bytes}
+        results: dict[str, ReplayResult] = {}
+        for mode_name in modes:
+            mode = all_modes.get(mode_name)
+            if mode is None:
+                continue
+            stage = f"{pair.name}: {mode_name}"
 
-        def tick(done: int, total: int, stage: str = f"replay {mode_name}") -> None:
-            progress(stage, done, total)
+            def tick(done: int, total: int, stage: str = stage) -> None:
+                progress(stage, done, total)
 
-        rcfg.progress = tick
-        results[mode_name] = replay(trace, mode, rcfg, predictor, assets)
-        progress(f"replay {mode_name}", len(trace.events), len(trace.events))
+            rcfg.progress = tick
+            results[mode_name] = replay(trace, mode, rcfg, predictor, assets)
+            progress(stage, len(keys), len(keys))
+        runs[pair.name] = SizeRun(size_meta, results)
+        if pair.name == cfg.default_size:
+            default_rcfg = rcfg
+    default = runs[cfg.default_size]
+    meta.update(default.meta)
+    results = default.results
     sweep: list[dict[str, Any]] = []
-    if cfg.sweep:
+    if cfg.sweep and "full" in all_modes:
         sweep_trace = _truncate(trace, cfg.sweep_max_events)
-        base = replay(sweep_trace, all_modes["learned"], _quiet(rcfg), predictor, assets).summary()
+        base = replay(sweep_trace, all_modes["learned"], _quiet(default_rcfg), predictor, assets).summary()
         for k, threshold in enumerate(cfg.sweep):
             progress("threshold sweep", k, len(cfg.sweep))
-            mode = Mode(f"full@{threshold}", policy=best_policy, ttl=cfg.ttl, warming="predictor",
+            full = all_modes["full"]
+            mode = Mode(f"full@{threshold}", policy=full.policy, ttl=cfg.ttl, warming="predictor",
                         threshold=threshold)
-            row = replay(sweep_trace, mode, _quiet(rcfg), predictor, assets).summary()
+            row = replay(sweep_trace, mode, _quiet(default_rcfg), predictor, assets).summary()
             row["threshold"] = threshold
             row["misses_removed"] = misses_removed(row["hit_rate"], base["hit_rate"])
             sweep.append(row)
@@ -185,8 +290,8 @@ def run_experiment(
     if "full" in results and ("learned" in results or "heuristic" in results):
         without = results.get("learned") or results["heuristic"]
         meta["miss_breakdown"] = miss_breakdown(trace, without, results["full"], predictor, assets)
-    meta["total_seconds"] = sum(r.wall_seconds for r in results.values())
-    return Experiment(name, results, sweep, meta)
+    meta["total_seconds"] = sum(r.wall_seconds for run in runs.values() for r in run.results.values())
+    return Experiment(name, results, sweep, meta, runs)
 
 
 def _quiet(rcfg: ReplayConfig) -> ReplayConfig:
@@ -197,8 +302,6 @@ def _truncate(trace: PreparedTrace, max_events: int | None) -> PreparedTrace:
     if max_events is None or len(trace.events) <= max_events:
         return trace
     ev = trace.events
-    from precache.sim.workload import Events
-
     cut = Events(ev.times[:max_events], ev.keys[:max_events], ev.sizes[:max_events],
                  ev.sessions[:max_events], ev.pages[:max_events])
     end = cut.times[-1]

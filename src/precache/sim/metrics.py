@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-# outcome codes (see replay.py): 0 L1 hit, 1 L2 hit, 2 stale hit, 3 joined a preload, 4 origin, 5 error
+# outcome codes (see replay.py): 0 L1 hit, 1 L2 hit, 2 stale hit, 3 joined a preload, 4 origin, 5 error,
+# 6 joined another request's origin fetch
 HIT_CODES = (0, 1, 2)
+JOIN_CODES = (3, 6)
 ORIGIN_CODE = 4
 
 
@@ -38,6 +40,9 @@ class ReplayResult:
     origin_preload_requests: int = 0
     origin_preload_bytes: int = 0
     preload_efficiency: float | None = None
+    """Origin-fetched preloads used by the next request for their key / origin-fetched preloads."""
+    preloads_fetched: int = 0
+    preloads_used: int = 0
     predictive_hits: int = 0
     online_hr5: float | None = None
     online_transitions: int = 0
@@ -61,6 +66,7 @@ class ReplayResult:
         outcomes, lat, sizes = self._arrays()
         n = len(outcomes)
         hits = np.isin(outcomes, HIT_CODES)
+        served = hits | np.isin(outcomes, JOIN_CODES)
         cold = outcomes == ORIGIN_CODE
         minutes = max(self.duration / 60.0, 1e-9)
         total_bytes = float(sizes.sum())
@@ -70,14 +76,18 @@ class ReplayResult:
             "label": self.label,
             "requests": n,
             "hit_rate": float(hits.mean()) if n else math.nan,
+            "hit_or_joined_rate": float(served.mean()) if n else math.nan,
             "byte_hit_rate": float(sizes[hits].sum() / total_bytes) if total_bytes else math.nan,
             "cold_starts": int(cold.sum()),
             "cold_starts_per_min": float(cold.sum() / minutes),
             "joined_preloads": int((outcomes == 3).sum()),
+            "joined_other_requests": int((outcomes == 6).sum()),
             "avg_load_ms": float(lat.mean() * 1000) if n else math.nan,
             "p95_load_ms": float(np.percentile(lat, 95) * 1000) if n else math.nan,
             "online_hr5": self.online_hr5,
             "preload_efficiency": self.preload_efficiency,
+            "preloads_fetched": self.preloads_fetched,
+            "preloads_used": self.preloads_used,
             "predictive_hit_rate": (self.predictive_hits / n_hits) if self.warmer is not None and n_hits else None,
             "origin_requests": self.origin_user_requests + self.origin_preload_requests,
             "extra_origin_requests": self.origin_preload_requests,

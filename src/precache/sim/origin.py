@@ -2,8 +2,14 @@
 
 Latency model: ``(base + size / bandwidth) * jitter`` with lognormal jitter of mean 1. ``calibrated``
 picks ``base`` so the mean latency of an uncached *page* is a target (120 ms by default, the "before"
-load time precache was specified against). Jitter is drawn in bulk with numpy (the replay asks for
-hundreds of thousands of samples) from a seeded generator, so every run is reproducible.
+load time precache was specified against).
+
+Common random numbers: the jitter of a fetch is a function of (seed, the request it serves), never of
+the order in which a configuration happens to ask (:func:`jitter_table`: one lognormal draw per trace
+event, from a generator seeded by ``seed``; the event fixes the key). A user's fetch uses the draw of its
+own request, a preload the draw of the request it is for, so the same request costs the same origin time
+in every configuration and differences between rows are the cache's, not the dice's. A fetch that
+serves no request (a preload nobody asks for) costs the mean.
 
 :class:`SimOrigin` is the discrete-event part: a fetch returns an asyncio future that the replay resolves
 when virtual time reaches the fetch's completion (a heap of pending completions), so the real async
@@ -15,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -54,26 +61,12 @@ class LatencyModel:
         return cls(base=target - transfer, bandwidth=bandwidth, sigma=sigma, **tiers)
 
 
-class JitterStream:
-    """Lognormal multipliers with mean 1, drawn in chunks from a seeded generator."""
-
-    def __init__(self, sigma: float, seed: int = 0, chunk: int = 65_536) -> None:
-        self.sigma = sigma
-        self._rng = np.random.default_rng(seed)
-        self._chunk = chunk
-        self._buf: list[float] = []
-        self._i = 0
-
-    def next(self) -> float:
-        if self.sigma <= 0:
-            return 1.0
-        if self._i >= len(self._buf):
-            mu = -self.sigma * self.sigma / 2
-            self._buf = self._rng.lognormal(mu, self.sigma, self._chunk).tolist()
-            self._i = 0
-        value = self._buf[self._i]
-        self._i += 1
-        return value
+def jitter_table(n: int, sigma: float, seed: int = 0) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Lognormal multipliers with mean 1, one per trace event (index = the request it serves)."""
+    if sigma <= 0:
+        return np.ones(n, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    return rng.lognormal(-sigma * sigma / 2, sigma, n)
 
 
 @dataclass(slots=True)
@@ -96,9 +89,10 @@ class SimOrigin:
     """Origin fetches that complete at virtual times. ``fetch`` is awaited by the cache's loader;
     ``advance_to``/``pop_due`` let the replay resolve completions in time order."""
 
-    def __init__(self, model: LatencyModel, seed: int = 0, error_rate: float = 0.0) -> None:
+    def __init__(self, model: LatencyModel, jitter: Sequence[float] | np.ndarray[Any, Any] = (), seed: int = 0,
+                 error_rate: float = 0.0) -> None:
         self.model = model
-        self._jitter = JitterStream(model.sigma, seed)
+        self._jitter = jitter
         self._heap: list[_Pending] = []
         self._seq = 0
         self.user = OriginCounters()
@@ -106,15 +100,18 @@ class SimOrigin:
         self.error_rate = error_rate
         self._err_rng = np.random.default_rng(seed + 7919)
 
-    def latency(self, size: int) -> float:
-        return self.model.mean(size) * self._jitter.next()
+    def latency(self, size: int, serves: int = -1) -> float:
+        """Origin time of a fetch of ``size`` bytes for trace event ``serves`` (-1: none: the mean)."""
+        mean = self.model.mean(size)
+        return mean * float(self._jitter[serves]) if 0 <= serves < len(self._jitter) else mean
 
-    def fetch(self, now: float, size: int, preload: bool, latency: float | None = None) -> asyncio.Future[bytes]:
-        """Start a fetch at ``now``; the future resolves when the replay reaches its completion time."""
+    def fetch(self, now: float, size: int, preload: bool, serves: int = -1) -> asyncio.Future[bytes]:
+        """Start a fetch at ``now`` for event ``serves``; the future resolves when the replay reaches its
+        completion time."""
         counters = self.preload if preload else self.user
         counters.requests += 1
         counters.bytes += size
-        took = self.latency(size) if latency is None else latency
+        took = self.latency(size, serves)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         error = self.error_rate > 0 and float(self._err_rng.random()) < self.error_rate
         if error:

@@ -30,8 +30,10 @@ def train_learned_policy(
     updates: Sequence[tuple[float, str]] = (),
     directory: str | Path | None = None,
     max_rows: int = 60_000,
-) -> tuple[PolicyFactory, dict[str, object]]:
-    """Train the optimizer on ``train_requests``; returns a factory and the training metrics."""
+) -> tuple[Callable[..., PolicyFactory], dict[str, object]]:
+    """Train the optimizer on ``train_requests``; returns ``make(**LearnedPolicy options) -> factory`` and
+    the training metrics. ``make(adaptive_ttl=False)`` keeps the tier's TTL (the fair comparison: every
+    configuration gets the same TTL); the adaptive TTL is its own ablation."""
     from precache.models.optimizer.labels import build_dataset, trace_from_requests
     from precache.models.optimizer.model import OptimizerModel
     from precache.models.optimizer.policy import LearnedPolicy
@@ -45,7 +47,10 @@ def train_learned_policy(
     result = train(dataset, out, TrainConfig(max_rows=max_rows, n_estimators=60))
     model = OptimizerModel.load(out)
 
-    def factory(clock: Clock) -> EvictionPolicy:
-        return LearnedPolicy(model, clock)
+    def make(**options: object) -> PolicyFactory:
+        def factory(clock: Clock) -> EvictionPolicy:
+            return LearnedPolicy(model, clock, **options)  # type: ignore[arg-type]
 
-    return factory, {"directory": str(out), "seconds": result.seconds, **result.metrics}
+        return factory
+
+    return make, {"directory": str(out), "seconds": result.seconds, **result.metrics}

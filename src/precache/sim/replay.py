@@ -8,12 +8,26 @@ Event loop (one asyncio loop, no real sleeping):
    prefetches start at the same virtual time.
 A request's load time is virtual: tier latency for a hit, completion time minus arrival for a request that
 waited on the origin (its own fetch, or the remainder of a preload it joined).
+
+Fairness rules every configuration shares (issue 10): the same trace events, warm-up slice and TTL
+(``Mode.ttl``), the same bounded L1 and L2 (``MemoryL2`` with a byte budget and LRU eviction, as Redis'
+``allkeys-lru``), and the same origin draws (common random numbers, :mod:`precache.sim.origin`: a fetch
+costs the draw of the request it serves). Preload efficiency is counted here, not by the warmer: only
+preloads that went to the origin count, and one is *used* when the next request for its key is served
+without an origin fetch of its own (a hit in L1 or L2, or a join of the preload still loading); a
+preload whose key is requested after it was evicted or expired, or was updated first, is wasted.
+Counters (origin requests and bytes, preloads) cover only the measured part, as the rates do.
+
+The ``oracle`` configuration is a true upper bound for warming: it knows each session's next request and
+has it in place just in time, in extra space that evicts nothing, so every request except the first of
+its session is served at L1 latency; the cache itself then sees the request as it would without warming.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,14 +40,14 @@ from precache.cache.policy import EvictionPolicy, LRUPolicy, S3FIFOPolicy
 from precache.scoring import hit_at
 from precache.sim.eager import start_eager
 from precache.sim.metrics import ReplayResult
-from precache.sim.origin import LatencyModel, SimOrigin
+from precache.sim.origin import LatencyModel, SimOrigin, jitter_table
 from precache.sim.workload import PreparedTrace
 from precache.warming.assets import AssetModel
 from precache.warming.resolver import Loader, MappingResolver
 from precache.warming.warmer import Predictor, Warmer, WarmerConfig
 
-# outcome codes stored per request
-HIT_L1, HIT_L2, STALE, JOINED, ORIGIN, ERROR = 0, 1, 2, 3, 4, 5
+# outcome codes stored per request (JOINED: waited on a preload; JOINED_USER: on another request's fetch)
+HIT_L1, HIT_L2, STALE, JOINED, ORIGIN, ERROR, JOINED_USER = 0, 1, 2, 3, 4, 5, 6
 
 PolicyFactory = Callable[[Clock], EvictionPolicy]
 
@@ -55,7 +69,7 @@ class Mode:
 class ReplayConfig:
     l1_bytes: int = 8 * 1024 * 1024
     l2_bytes: int | None = None
-    """In-process L2 (MemoryL2 is unbounded; ``None`` = no L2)."""
+    """Byte budget of the in-process L2 (``MemoryL2``, LRU eviction); ``None`` = no L2."""
     latency: LatencyModel = field(default_factory=LatencyModel)
     warmer: WarmerConfig = field(default_factory=WarmerConfig)
     seed: int = 0
@@ -115,6 +129,46 @@ async def drain_loop(max_rounds: int = 1_000_000) -> None:
     raise RuntimeError(f"the event loop did not become idle within {max_rounds} rounds")
 
 
+class _PreloadLedger:
+    """Origin-fetched preloads and whether the next request for their key used them (see module doc)."""
+
+    __slots__ = ("counting", "fetched", "open", "used")
+
+    def __init__(self) -> None:
+        self.open: dict[str, bool] = {}  # key -> fetched while measuring
+        self.counting = False
+        self.fetched = 0
+        self.used = 0
+
+    def fetch(self, key: str) -> None:
+        self.open[key] = self.counting
+        if self.counting:
+            self.fetched += 1
+
+    def settle(self, key: str, served_from_cache: bool) -> None:
+        measured = self.open.pop(key, None)
+        if measured and served_from_cache:
+            self.used += 1
+
+    def drop(self, key: str) -> None:
+        self.open.pop(key, None)
+
+    @property
+    def efficiency(self) -> float | None:
+        return self.used / self.fetched if self.fetched else None
+
+
+def _next_occurrence(keys: list[str]) -> tuple[array[int], dict[str, int]]:
+    """For each event, the index of the same key's next event (-1: none); and each key's first event."""
+    nxt = array("l", [-1]) * len(keys)
+    first: dict[str, int] = {}
+    for i in range(len(keys) - 1, -1, -1):
+        k = keys[i]
+        nxt[i] = first.get(k, -1)
+        first[k] = i
+    return nxt, first
+
+
 async def _replay(
     trace: PreparedTrace,
     mode: Mode,
@@ -128,11 +182,12 @@ async def _replay(
     result = ReplayResult(mode=mode.name, label=mode.label or mode.name, trace=trace.name,
                           measured=trace.measured, duration=trace.duration, replayed=n - trace.warmup)
     started = time.perf_counter()
+    jitter = jitter_table(n, model.sigma, config.seed)
     if not mode.cache:
         result.replayed = trace.measured  # every request goes to the origin
-        origin_free = SimOrigin(model, seed=config.seed)
+        origin_free = SimOrigin(model, jitter)
         for i in range(trace.warmup, n):
-            result.record(ev.times[i], ORIGIN, origin_free.latency(ev.sizes[i]), ev.sizes[i], i)
+            result.record(ev.times[i], ORIGIN, origin_free.latency(ev.sizes[i], i), ev.sizes[i], i)
         result.origin_user_requests = trace.measured
         result.origin_user_bytes = sum(ev.sizes[trace.warmup :])
         result.wall_seconds = time.perf_counter() - started
@@ -140,18 +195,21 @@ async def _replay(
 
     clock = ManualClock(ev.times[0])
     l1 = MemoryTier(max_bytes=config.l1_bytes, max_items=10_000_000, policy=mode.policy(clock), clock=clock)
-    l2 = MemoryL2(clock) if config.l2_bytes else None
+    l2 = MemoryL2(clock, max_bytes=config.l2_bytes) if config.l2_bytes else None
     # Content updates in the trace are invalidated explicitly (cache.delete at update time), so the policy's
     # guesses about staleness have nothing to add here and would only add origin loads: off, like XFetch.
     # Staleness and adaptive TTL are measured in bench/bench_policies.py.
     cache = PredictiveCache(l1=l1, l2=l2, clock=clock, default_ttl=mode.ttl, xfetch_beta=0.0,
                             invalidation=False, policy_staleness=False)
-    user_origin = SimOrigin(model, seed=config.seed)
-    origin = user_origin
+    origin = SimOrigin(model, jitter)
     sizes = trace.sizes
+    ledger = _PreloadLedger()
     warmer: Warmer | None = None
-    next_key: list[str | None] = []
-    if mode.warming != "none":
+    keys = ev.keys
+    upcoming: dict[str, int] = {}
+    next_same = array("l")
+    if mode.warming == "predictor":
+        next_same, upcoming = _next_occurrence(keys)
 
         def make_loader(page: str) -> Loader | None:
             size = sizes.get(page)
@@ -159,47 +217,49 @@ async def _replay(
                 return None
 
             async def load() -> bytes:
-                return await origin.fetch(clock.now(), size, preload=True)
+                ledger.fetch(page)
+                return await origin.fetch(clock.now(), size, preload=True, serves=upcoming.get(page, -1))
 
             return load
 
         wcfg = WarmerConfig(**{f: getattr(config.warmer, f) for f in WarmerConfig.__slots__})
         if mode.threshold is not None:
             wcfg.threshold = mode.threshold
-        if mode.warming == "oracle":
-            wcfg.preload_assets = False
-        warmer = Warmer(cache, MappingResolver(make_loader), clock,
-                        predictor=predictor if mode.warming == "predictor" else None,
-                        config=wcfg, assets=assets if mode.warming == "predictor" else None,
-                        keep_predictions=True, spawn=_spawn_eager)
-        if mode.warming == "oracle":
-            following: dict[str, str] = {}
-            next_key = [None] * n
-            for i in range(n - 1, -1, -1):
-                sid = ev.sessions[i]
-                next_key[i] = following.get(sid)
-                following[sid] = ev.keys[i]
+        warmer = Warmer(cache, MappingResolver(make_loader), clock, predictor=predictor, config=wcfg,
+                        assets=assets, keep_predictions=True, spawn=_spawn_eager)
+    oracle = mode.warming == "oracle"
+    session_seen: set[str] = set()
+
+    async def oracle_load_size(size: int) -> bytes:
+        origin.preload.requests += 1  # just in time: its latency is hidden, its cost is not
+        origin.preload.bytes += size
+        if ledger.counting:  # fetched for exactly the request that uses it
+            ledger.fetched += 1
+            ledger.used += 1
+        return bytes(size)
 
     drain = drain_loop
-    pending_waits: list[tuple[int, float, list[bool], asyncio.Task[Any]]] = []
+    pending_waits: list[tuple[int, float, list[bool], bool, asyncio.Task[Any]]] = []
+    background: set[asyncio.Task[Any]] = set()
     updates = trace.updates
     u = 0
     warmup = trace.warmup
     l1_lat, l2_lat = model.l1_latency, model.l2_latency
     stats = cache.stats
     hr_hits = hr_total = 0
-    times, keys, ev_sizes, sessions, pages = ev.times, ev.keys, ev.sizes, ev.sessions, ev.pages
+    times, ev_sizes, sessions, pages = ev.times, ev.sizes, ev.sessions, ev.pages
     contains = cache.contains
     get = cache.get
     progress = config.progress
+    base_user = base_preload = (0, 0)
     i = 0
 
     def finish_waits() -> None:
         now = clock.now()
         keep = []
-        for idx, t0, flag, task in pending_waits:
+        for idx, t0, flag, joined_preload, task in pending_waits:
             if not task.done():
-                keep.append((idx, t0, flag, task))
+                keep.append((idx, t0, flag, joined_preload, task))
                 continue
             failed = task.cancelled() or task.exception() is not None
             if failed:
@@ -208,15 +268,17 @@ async def _replay(
                 outcome, lat = ORIGIN, now - t0
             elif now == t0:  # finished within its own instant without the origin: an L2 hit
                 outcome, lat = HIT_L2, l2_lat
-            else:  # waited for a load someone else started (a preload, or another user's miss)
-                outcome, lat = JOINED, now - t0
+            else:  # waited for a load someone else started: a preload, or another request's miss
+                outcome, lat = (JOINED if joined_preload else JOINED_USER), now - t0
             if idx >= warmup:
                 result.record(times[idx], outcome, lat, ev_sizes[idx], idx)
             if warmer is not None:
+                key = keys[idx]
+                ledger.settle(key, outcome in (HIT_L2, JOINED))
                 if outcome == ORIGIN:
-                    warmer.record_miss(keys[idx])
+                    warmer.record_miss(key)
                 elif outcome == HIT_L2:
-                    warmer.record_hit(keys[idx])
+                    warmer.record_hit(key)
         pending_waits[:] = keep
 
     async def complete_until(limit: float) -> None:
@@ -232,29 +294,52 @@ async def _replay(
         await complete_until(t)
         if t > clock.now():
             clock.set(t)
+        if i >= warmup and not ledger.counting:
+            ledger.counting = True
+            base_user = (origin.user.requests, origin.user.bytes)
+            base_preload = (origin.preload.requests, origin.preload.bytes)
         while u < len(updates) and updates[u][0] <= t:
             await cache.delete(updates[u][1])
+            ledger.drop(updates[u][1])  # the preloaded copy is outdated: wasted
             u += 1
         j = i
         while j < n and times[j] == t:
             key = keys[j]
             size = ev_sizes[j]
             sid = sessions[j]
-            if warmer is not None and pages[j]:
-                if j >= warmup and mode.warming == "predictor":
-                    predicted = warmer.latest.get(sid)
-                    if predicted is not None:
-                        hr_total += 1
-                        if hit_at(predicted, key, 5):
-                            hr_hits += 1
-                warmer.observe(sid, key)
+            if warmer is not None:
+                upcoming[key] = next_same[j]
+                if pages[j]:
+                    if j >= warmup:
+                        predicted = warmer.latest.get(sid)
+                        if predicted is not None:
+                            hr_total += 1
+                            if hit_at(predicted, key, 5):
+                                hr_hits += 1
+                    warmer.observe(sid, key)
             flag = [False]
 
-            def user_loader(size: int = size, flag: list[bool] = flag) -> Any:
+            def user_loader(size: int = size, flag: list[bool] = flag, j: int = j) -> Any:
                 flag[0] = True
-                return origin.fetch(clock.now(), size, preload=False)
+                return origin.fetch(clock.now(), size, preload=False, serves=j)
 
             in_l1 = contains(key)
+            if oracle and not in_l1:
+                if sid in session_seen:  # its preload landed just now in the extra space
+                    if j >= warmup:
+                        result.record(t, HIT_L1, l1_lat, size, j)
+                    done, value = start_eager(get(key, session_id=sid,
+                                                  loader=lambda size=size: oracle_load_size(size)))
+                    if not done:  # another request's load of it is running: let it finish
+                        assert isinstance(value, asyncio.Task)
+                        background.add(value)
+                        value.add_done_callback(background.discard)
+                    session_seen.add(sid)
+                    j += 1
+                    continue
+                session_seen.add(sid)
+            elif oracle:
+                session_seen.add(sid)
             joined = warmer is not None and not in_l1 and warmer.is_inflight(key)
             if joined and warmer is not None:
                 warmer.record_miss(key)
@@ -271,17 +356,14 @@ async def _replay(
                     result.record(t, outcome, lat, size, j)
                 if warmer is not None:
                     warmer.record_hit(key)
+                    ledger.settle(key, True)
             else:
                 assert isinstance(value, asyncio.Task)
-                pending_waits.append((j, t, flag, value))
-            if mode.warming == "oracle" and warmer is not None:
-                nxt = next_key[j]
-                if nxt is not None:
-                    warmer.offer(sid, [(nxt, 1.0)])
+                pending_waits.append((j, t, flag, joined, value))
             j += 1
         if warmer is not None and warmer.has_work():
             await warmer.step()
-        if pending_waits or (warmer is not None and warmer.inflight):
+        if pending_waits or (warmer is not None and warmer.inflight) or background:
             await drain()
             if pending_waits:
                 finish_waits()
@@ -291,18 +373,26 @@ async def _replay(
     await complete_until(float("inf"))
     await drain()
     finish_waits()
-    result.origin_user_requests = user_origin.user.requests
-    result.origin_user_bytes = user_origin.user.bytes
-    result.origin_preload_requests = origin.preload.requests
-    result.origin_preload_bytes = origin.preload.bytes
-    if warmer is not None:
-        result.warmer = warmer.stats.as_dict()
-        result.preload_efficiency = warmer.stats.efficiency
-        result.predictive_hits = warmer.stats.predictive_hits
+    result.origin_user_requests = origin.user.requests - base_user[0]
+    result.origin_user_bytes = origin.user.bytes - base_user[1]
+    result.origin_preload_requests = origin.preload.requests - base_preload[0]
+    result.origin_preload_bytes = origin.preload.bytes - base_preload[1]
+    if warmer is not None or oracle:
+        if warmer is not None:
+            result.warmer = warmer.stats.as_dict()
+            result.predictive_hits = warmer.stats.predictive_hits
+        else:
+            result.warmer = {}
+            result.predictive_hits = ledger.used
+        result.preload_efficiency = ledger.efficiency
+        result.preloads_fetched = ledger.fetched
+        result.preloads_used = ledger.used
     if hr_total:
         result.online_hr5 = hr_hits / hr_total
         result.online_transitions = hr_total
     result.cache_stats = dict(cache.stats.as_dict())
+    if l2 is not None:
+        result.cache_stats["l2_evictions"] = l2.evictions
     result.replayed = n
     result.wall_seconds = time.perf_counter() - started
     await cache.close()

@@ -14,11 +14,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from precache.sim.experiment import Experiment
+from precache.sim.experiment import SPECIFIED_CLAIMS, Experiment
 
 COLUMNS: list[tuple[str, str, str]] = [
     ("label", "configuration", "s"),
     ("hit_rate", "hit rate", "%"),
+    ("hit_or_joined_rate", "hit or joined", "%"),
     ("byte_hit_rate", "byte hit rate", "%"),
     ("cold_starts_per_min", "cold starts/min", ".2f"),
     ("avg_load_ms", "avg load ms", ".1f"),
@@ -26,8 +27,9 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("online_hr5", "online HR@5", "%"),
     ("preload_efficiency", "preload efficiency", "%"),
     ("predictive_hit_rate", "predictive hit rate", "%"),
-    ("extra_origin_requests", "extra origin req", "d"),
-    ("extra_origin_bytes", "extra origin MB", "mb"),
+    ("extra_origin_requests", "preload origin req (gross)", "d"),
+    ("net_extra_origin_requests", "net extra origin req", "d"),
+    ("net_extra_origin_bytes", "net extra origin MB", "mb"),
     ("requests_per_second", "replay req/s", ".0f"),
 ]
 
@@ -206,22 +208,32 @@ def write_report(experiments: list[Experiment], out_dir: str | Path) -> Path:
         "</style></head><body><h1>precache: before / after</h1>",
         "<p>Discrete-event replay of each trace through the real <code>PredictiveCache</code> on a virtual clock;"
         " origin latency = base + size/bandwidth with lognormal jitter, calibrated so an uncached page costs"
-        " about 120 ms. Models are trained on the first part of the trace; the rest is replayed.</p>",
+        " about 120 ms, one draw per request shared by every configuration. Models are trained on the first part"
+        " of the trace; that part's last slice is replayed uncounted through every cache as warm-up, the rest is"
+        " measured. Every configuration has the same TTL and the same bounded L1 and L2 (LRU, like Redis'"
+        " allkeys-lru), except the rows that say otherwise.</p>",
     ]
-    data = []
+    data: dict[str, Any] = {"claims": SPECIFIED_CLAIMS, "traces": {}}
     for exp in experiments:
         figs = figures(exp)
         parts.append(f"<h2>{html.escape(exp.trace)}</h2>")
         parts.append(_facts_html(exp.meta))
         parts.append(_headline_html(exp))
-        parts.append("<h3>Every configuration</h3>")
+        parts.append(f"<h3>Every configuration (size {html.escape(str(exp.meta.get('size', '')))}: "
+                     f"L1 {exp.meta.get('l1_bytes', 0):,} B, L2 {exp.meta.get('l2_bytes') or 0:,} B)</h3>")
         parts.append(_table_html(exp.table()))
+        for size, run in exp.sizes.items():
+            if run.results is exp.results:
+                continue
+            parts.append(f"<h3>Size {html.escape(size)}: L1 {run.meta['l1_bytes']:,} B, "
+                         f"L2 {run.meta['l2_bytes'] or 0:,} B</h3>")
+            parts.append(_table_html(run.table()))
         parts.append(_breakdown_html(exp.meta.get("miss_breakdown")))
         parts.append(_sweep_html(exp.sweep))
         for key in ("cdf", "hit_rate", "sweep"):
             if key in figs:
                 parts.append(f"<img alt='{key}' src='data:image/png;base64,{figs[key]}'>")
-        data.append({"trace": exp.trace, "meta": exp.meta, "table": exp.table(), "sweep": exp.sweep})
+        data["traces"][exp.trace] = exp.as_json()
     parts.append("</body></html>")
     path = out / "index.html"
     path.write_text("".join(parts), encoding="utf-8")
