@@ -1,13 +1,17 @@
-"""Replay benchmark: the before/after table on both NASA parts and a 1M-request synthetic trace.
+"""Replay benchmark: every configuration at three (L1, L2) sizes on both NASA parts and a 1M synthetic trace.
 
-Run: ``.venv/bin/python bench/bench_replay.py [--synthetic N] [--out bench/results/replay.json]``.
-Writes results incrementally (one trace at a time) and an HTML report beside the JSON.
+Run: ``nice .venv/bin/python bench/bench_replay.py [--synthetic N] [--out bench/results/replay.json]``.
+Writes results incrementally (one trace at a time) and an HTML report beside the JSON. The fair stick
+(issue 10): same TTL, same bounded L1/L2, same origin draws and the same warm-up for every configuration;
+``full`` is judged against the best heuristic and the oracle at every size (``meta.vs_best_heuristic``).
+Each trace records its wall time and the process's peak RSS so far (``seconds``, ``peak_rss_mb``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -20,6 +24,13 @@ from precache.traces.synthetic import SyntheticWorkload
 from shared_traces import NASA_AUG, NASA_JUL
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def claims_row(exp: Experiment) -> dict[str, Any]:
     h = exp.headline()
     if h is None:
@@ -62,17 +73,22 @@ def main() -> None:
             cfg = ExperimentConfig(sweep_max_events=100_000)
         exp = run_experiment(reqs, name, cfg, updates=updates)
         exps.append(exp)
-        out["traces"][name] = {"meta": exp.meta, "table": exp.table(), "sweep": exp.sweep,
-                               "vs_claims": claims_row(exp), "seconds": time.perf_counter() - t0}
+        out["traces"][name] = {**exp.as_json(), "vs_claims": claims_row(exp),
+                               "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1, default=str))
         print(f"== {name} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
-        for row in exp.table():
-            print(f"{row['mode']:10} hit {row['hit_rate']:.3f} byte {row['byte_hit_rate']:.3f} "
-                  f"cold/min {row['cold_starts_per_min']:.2f} avg {row['avg_load_ms']:.1f} "
-                  f"p95 {row['p95_load_ms']:.1f} "
-                  f"hr5 {row['online_hr5']} eff {row['preload_efficiency']} extra {row['extra_origin_requests']} "
-                  f"rps {row['requests_per_second']:.0f} (replayed/s {row['replayed_per_second']:.0f})")
+        for size, run in exp.sizes.items():
+            print(f"  size {size}: L1 {run.meta['l1_bytes']:,} B, L2 {run.meta['l2_bytes'] or 0:,} B")
+            print_table(run.table())
+            vs = run.as_json()["meta"]["vs_best_heuristic"]
+            if vs:
+                print(f"    full vs best heuristic ({vs['best_heuristic']}): avg load {vs['avg_load_ms']['best']:.1f}"
+                      f" -> {vs['avg_load_ms']['full']:.1f} ms, origin misses {vs['origin_misses']['best']} -> "
+                      f"{vs['origin_misses']['full']} ({vs['misses_removed']:.1%} removed), preload efficiency "
+                      f"{fmt_opt(vs['preload_efficiency'])}, net extra origin {vs['net_extra_origin_requests']} req "
+                      f"{vs['net_extra_origin_bytes'] / 1e6:.1f} MB, oracle gap closed "
+                      f"{fmt_opt(vs.get('load_gap_closed'))}")
         measured = claims_row(exp)
         for key, claim in SPECIFIED_CLAIMS.items():
             print(f"  {key:20} claim {claim:22} measured {measured.get(key, '-')}")
@@ -92,6 +108,19 @@ def main() -> None:
                   f"{r['misses_removed']:.1%} preload efficiency {r['preload_efficiency'] or 0:.1%} "
                   f"extra req {r['extra_origin_requests']}")
         write_report(exps, args.out.parent / "replay-report")
+
+
+def fmt_opt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        print(f"    {row['mode']:21} hit {row['hit_rate']:.3f} hit|joined {row['hit_or_joined_rate']:.3f} "
+              f"byte {row['byte_hit_rate']:.3f} avg {row['avg_load_ms']:6.1f} p95 {row['p95_load_ms']:6.1f} "
+              f"origin misses {row['cold_starts']:7} eff {fmt_opt(row['preload_efficiency']):>6} "
+              f"preload req {row['extra_origin_requests']:6} net {row.get('net_extra_origin_requests', '-')} "
+              f"({row['replayed_per_second']:.0f} replayed req/s)")
 
 
 if __name__ == "__main__":

@@ -21,11 +21,12 @@ def _table(rows: list[dict[str, Any]], title: str) -> Any:
 
     from precache.sim.report import fmt
 
-    columns = [("mode", "config", "s"), ("hit_rate", "hit", "%"), ("byte_hit_rate", "byte hit", "%"),
+    columns = [("mode", "config", "s"), ("hit_rate", "hit", "%"), ("hit_or_joined_rate", "hit|joined", "%"),
+               ("byte_hit_rate", "byte hit", "%"),
                ("cold_starts_per_min", "cold/min", ".1f"), ("avg_load_ms", "avg ms", ".1f"),
                ("p95_load_ms", "p95 ms", ".0f"), ("online_hr5", "HR@5", "%"),
                ("preload_efficiency", "preload eff", "%"), ("predictive_hit_rate", "pred hits", "%"),
-               ("extra_origin_requests", "extra req", "d")]
+               ("extra_origin_requests", "preload req", "d"), ("net_extra_origin_requests", "net extra", "d")]
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for _, header, _ in columns:
         table.add_column(header, justify="left" if header == "config" else "right", no_wrap=True)
@@ -35,12 +36,15 @@ def _table(rows: list[dict[str, Any]], title: str) -> Any:
 
 
 def _summary(exp: Any) -> str:
-    """Before ML -> precache full, next to the numbers precache was specified with."""
+    """Before ML -> precache full (same TTL, L1, L2 and origin draws), the best heuristic and the oracle,
+    next to the numbers precache was specified with."""
     h = exp.headline()
     if h is None:
         return ""
     before, after = h.before, h.after
     lines = [
+        f"size {exp.meta.get('size')}: L1 {exp.meta['l1_bytes']:,} B, L2 {exp.meta.get('l2_bytes') or 0:,} B; "
+        f"every row has TTL {exp.meta['ttl']:.0f}s unless it says otherwise",
         f"hit rate          {before['hit_rate']:.1%} -> {after['hit_rate']:.1%}   (specified: 95% -> 99.5%)",
         f"cold starts       {h.cold_start_change:+.0%}   (specified: -90%)",
         f"avg load time     {before['avg_load_ms']:.1f} -> {after['avg_load_ms']:.1f} ms   (specified: 120 -> 30 ms)",
@@ -50,8 +54,15 @@ def _summary(exp: Any) -> str:
     if after["preload_efficiency"] is not None:
         lines.append(f"preload eff.      {after['preload_efficiency']:.1%}   (specified: 82%)")
     lines.append(f"misses removed by warming {h.misses_removed_by_warming:.1%} at "
-                 f"{after['extra_origin_requests']:,} extra origin requests "
-                 f"({after['extra_origin_bytes'] / 1e6:.1f} MB)")
+                 f"{after['extra_origin_requests']:,} preload origin requests (gross), net "
+                 f"{after.get('net_extra_origin_requests', 0):+,} requests / "
+                 f"{after.get('net_extra_origin_bytes', 0) / 1e6:+.1f} MB")
+    vs = exp.as_json()["meta"]["vs_best_heuristic"]
+    if vs:
+        gap = vs.get("load_gap_closed")
+        lines.append(f"vs the best heuristic ({vs['best_heuristic']}): avg load {vs['avg_load_ms']['best']:.1f} -> "
+                     f"{vs['avg_load_ms']['full']:.1f} ms, origin misses {vs['misses_removed']:.1%} fewer"
+                     + (f", {gap:.0%} of the gap to the oracle closed" if gap is not None else ""))
     bd = exp.meta.get("miss_breakdown")
     if bd:
         lines.append(f"of {bd['misses']:,} misses without warming, {bd['improvable_misses']:,} are reachable by a "

@@ -30,6 +30,7 @@ import time
 from array import array
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from precache.cache.clock import Clock, ManualClock
@@ -84,7 +85,7 @@ def lru_policy(clock: Clock) -> EvictionPolicy:
 def _spawn_eager(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     """Run a preload until it first waits on the origin (same virtual instant); no task if it never does."""
     done, task = start_eager(coro)
-    return None if done else task  # type: ignore[return-value]
+    return None if done else task
 
 
 class _CountingLoop:
@@ -328,8 +329,7 @@ async def _replay(
                 if sid in session_seen:  # its preload landed just now in the extra space
                     if j >= warmup:
                         result.record(t, HIT_L1, l1_lat, size, j)
-                    done, value = start_eager(get(key, session_id=sid,
-                                                  loader=lambda size=size: oracle_load_size(size)))
+                    done, value = start_eager(get(key, session_id=sid, loader=partial(oracle_load_size, size)))
                     if not done:  # another request's load of it is running: let it finish
                         assert isinstance(value, asyncio.Task)
                         background.add(value)
