@@ -17,6 +17,7 @@ from precache.cache.memory import MemoryTier
 from precache.cache.policy import EntryInfo, EvictionPolicy
 from precache.models.optimizer.features import FEATURE_NAMES, N_FEATURES, FeatureTracker, static_features
 from precache.models.optimizer.labels import (
+    CacheTrace,
     build_dataset,
     next_access_index,
     trace_from_requests,
@@ -422,3 +423,22 @@ def test_optimizer_queued_victim_does_not_hit_a_reinserted_key(trained: tuple[Pa
     pol.admit(again)
     pol.on_insert(again)
     assert pol.victim() == keys[1]
+
+
+def test_optimizer_dataset_reads_nothing_after_its_slice() -> None:
+    """Rows and labels for requests [0, end) are the same whether or not the trace goes on after ``end``:
+    no next access, content change (the TTL label) or feature from the future of the slice."""
+    reqs, updates = _workload(4000, seed=3)
+    full = trace_from_requests(reqs, updates=updates)
+    end = len(full) // 2
+    t_end = float(full.times[end - 1])
+    cut = CacheTrace(times=full.times[:end], keys=full.keys[:end], sizes=full.sizes[:end], clients=full.clients[:end],
+                     versions=full.versions[:end], change_signal=full.change_signal,
+                     change_times={k: [t for t in ts if t <= t_end] for k, ts in full.change_times.items()})
+    assert any(t > t_end for ts in full.change_times.values() for t in ts)  # there is a future to leak
+    a = build_dataset(full, 0, end, horizon=60.0)
+    b = build_dataset(cut, 0, end, horizon=60.0)
+    for name in ("X_access", "should_cache", "priority_access", "ttl", "X_delayed", "priority_delayed", "X_inval",
+                 "invalidated"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert len(a.ttl) > 100 and float(a.ttl.min()) < math.log1p(a.cap)  # some changes are inside the slice

@@ -164,8 +164,10 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
                   seed: int = 0, tracker: FeatureTracker | None = None) -> Dataset:
     """Rows for requests ``start..end-1``; the tracker first replays ``0..start-1`` (history only).
 
-    Labels only look at the trace up to ``end`` (a training slice never peeks into the test slice);
-    rows closer than ``horizon`` to the slice's end are dropped, since their label is unknown.
+    Labels only look at the trace up to ``end`` (a training slice never peeks into the test slice):
+    next accesses and content changes after the slice's last request are unknown (a change after it is
+    censored like "no change", at the cap); rows closer than ``horizon`` to the slice's end are dropped,
+    since their label is unknown. Features at a row read only what happened up to its time.
     """
     rng = random.Random(seed)
     cap = cap if cap is not None else 4.0 * horizon
@@ -224,7 +226,7 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
                 while p < len(ct) and ct[p] <= t:
                     p += 1
                 change_ptr[k] = p
-                dt = ct[p] - t if p < len(ct) else math.inf
+                dt = ct[p] - t if p < len(ct) and ct[p] <= t_end else math.inf
             else:
                 dt = math.inf
             tt.append(math.log1p(dt) if dt < cap else log_cap)
