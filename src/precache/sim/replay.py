@@ -34,6 +34,7 @@ from functools import partial
 from typing import Any
 
 from precache.cache.clock import Clock, ManualClock
+from precache.cache.config import CacheConfig, StalenessConfig
 from precache.cache.l2 import MemoryL2
 from precache.cache.layered import PredictiveCache
 from precache.cache.memory import MemoryTier
@@ -200,8 +201,9 @@ async def _replay(
     # Content updates in the trace are invalidated explicitly (cache.delete at update time), so the policy's
     # guesses about staleness have nothing to add here and would only add origin loads: off, like XFetch.
     # Staleness and adaptive TTL are measured in bench/bench_policies.py.
-    cache = PredictiveCache(l1=l1, l2=l2, clock=clock, default_ttl=mode.ttl, xfetch_beta=0.0,
-                            invalidation=False, policy_staleness=False)
+    cache = PredictiveCache(l1=l1, l2=l2, clock=clock,
+                            config=CacheConfig(default_ttl=mode.ttl, xfetch_beta=0.0, invalidation=False,
+                                               staleness=StalenessConfig(enabled=False)))
     origin = SimOrigin(model, jitter)
     sizes = trace.sizes
     ledger = _PreloadLedger()
