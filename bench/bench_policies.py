@@ -416,6 +416,8 @@ def summarize(row: dict[str, Any], excluded: set[str]) -> dict[str, Any]:
 CANDIDATES: dict[str, dict[str, Any]] = {
     "sampled": {},  # LRB-style sampled eviction over all residents (the defaults)
     "probation": {"probation": 0.1},  # new entries first in a 10% probationary FIFO (S3-FIFO's small queue)
+    "model-admission": {"admission": "model"},  # admit() scores the miss at once: learned reuse probability
+    "model-admission+probation": {"admission": "model", "probation": 0.1},
 }
 
 
@@ -488,7 +490,7 @@ def main() -> None:
     ap.add_argument("--ttl-requests", type=int, default=300_000)
     ap.add_argument("--ablation-max-requests", type=int, default=200_000,
                     help="also run the learned policy without admission on traces up to this size")
-    ap.add_argument("--select-tolerance", type=float, default=0.002,
+    ap.add_argument("--select-tolerance", type=float, default=0.0005,
                     help="validation byte-miss tolerance within which the cheaper learned configuration wins")
     ap.add_argument("--only", default="", help="comma-separated trace names")
     ap.add_argument("--old-order", action="store_true",

@@ -90,7 +90,7 @@ def demo(
 
     console = Console()
     if not console.is_terminal:  # piped (make, CI): rich would assume 80 columns and squash the table
-        console = Console(width=max(console.width, 110))
+        console = Console(width=max(console.width, 160))
     updates: list[tuple[float, str]] = []
     if trace is not None:
         from precache.traces.reader import read_requests

@@ -248,6 +248,7 @@ def run_experiment(
     all_modes = _modes(cfg, make_learned)
     runs: dict[str, SizeRun] = {}
     default_rcfg = ReplayConfig()
+    nocache: ReplayResult | None = None  # the same at every size (same draws, no cache): replayed once
     for pair in cfg.sizes:
         rcfg = ReplayConfig(l1_bytes=max(1, int(distinct_bytes * pair.l1_share)),
                             l2_bytes=max(1, int(distinct_bytes * pair.l2_share)) if cfg.l2 else None,
@@ -265,11 +266,24 @@ def run_experiment(
                 progress(stage, done, total)
 
             rcfg.progress = tick
-            results[mode_name] = replay(trace, mode, rcfg, predictor, assets)
+            if mode_name == "no-cache" and nocache is not None:
+                results[mode_name] = nocache
+                continue
+            result = replay(trace, mode, rcfg, predictor, assets)
+            if pair.name != cfg.default_size or mode_name not in ("learned", "heuristic", "full"):
+                result.compact()  # memory: only the miss breakdown still needs per-request records
+            results[mode_name] = result
+            if mode_name == "no-cache":
+                nocache = result
             progress(stage, len(keys), len(keys))
         runs[pair.name] = SizeRun(size_meta, results)
         if pair.name == cfg.default_size:
             default_rcfg = rcfg
+            if "full" in results and ("learned" in results or "heuristic" in results):
+                without = results.get("learned") or results["heuristic"]
+                meta["miss_breakdown"] = miss_breakdown(trace, without, results["full"], predictor, assets)
+            for result in results.values():
+                result.compact()
     default = runs[cfg.default_size]
     meta.update(default.meta)
     results = default.results
@@ -287,9 +301,6 @@ def run_experiment(
             row["misses_removed"] = misses_removed(row["hit_rate"], base["hit_rate"])
             sweep.append(row)
         progress("threshold sweep", len(cfg.sweep), len(cfg.sweep))
-    if "full" in results and ("learned" in results or "heuristic" in results):
-        without = results.get("learned") or results["heuristic"]
-        meta["miss_breakdown"] = miss_breakdown(trace, without, results["full"], predictor, assets)
     meta["total_seconds"] = sum(r.wall_seconds for run in runs.values() for r in run.results.values())
     return Experiment(name, results, sweep, meta, runs)
 

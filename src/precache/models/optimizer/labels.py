@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+from array import array
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -188,13 +189,15 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
     changes = trace.change_times
     change_ptr: dict[str, int] = {}
 
-    xa: list[list[float]] = []
+    # rows go straight into float32 arrays (4 bytes a value, as the model reads them), not lists of
+    # Python floats: a 500k-request slice would otherwise hold ~1 GB of row lists at once
+    xa = array("f")
     ya: list[int] = []
     pa: list[float] = []
     tt: list[float] = []
-    xd: list[list[float]] = []
+    xd = array("f")
     pd: list[float] = []
-    xi: list[list[float]] = []
+    xi = array("f")
     yi: list[int] = []
     log_cap = math.log1p(cap)
     for i in range(start, end):
@@ -206,7 +209,7 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
             # invalidation row: before the access, age = time since the previous access
             prev_v = last_version.get(k, v)
             if rng.random() < sample_rate:
-                xi.append(tr.row_list(st, t))  # before the change is known: no leak
+                xi.extend(tr.row_list(st, t))  # before the change is known: no leak
                 yi.append(int(v != prev_v))
             if v != prev_v:
                 tr.observe_update(k, t)  # the change becomes known at this access
@@ -217,7 +220,7 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
         j = int(nxt[i])
         gap = float(times[j]) - t if j >= 0 else math.inf
         if rng.random() < sample_rate:
-            xa.append(tr.row_list(st, t))
+            xa.extend(tr.row_list(st, t))
             ya.append(int(gap <= horizon))
             pa.append(math.log1p(gap) if gap < cap else log_cap)
             ct = changes.get(k)
@@ -234,12 +237,12 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
             u = math.exp(rng.uniform(0.0, math.log(2.0 * horizon)))
             ts = t + u
             if ts < t + gap and ts <= t_end - horizon:
-                xd.append(tr.row_list(st, ts))
+                xd.extend(tr.row_list(st, ts))
                 rest = gap - u
                 pd.append(math.log1p(rest) if rest < cap else log_cap)
 
-    def arr(rows: list[list[float]]) -> npt.NDArray[np.float32]:
-        return np.asarray(rows, dtype=np.float32).reshape(len(rows), N_FEATURES)
+    def arr(rows: array[float]) -> npt.NDArray[np.float32]:
+        return np.frombuffer(rows, dtype=np.float32).reshape(-1, N_FEATURES).copy()
 
     return Dataset(
         X_access=arr(xa), should_cache=np.asarray(ya, dtype=np.int8), priority_access=np.asarray(pa, np.float32),

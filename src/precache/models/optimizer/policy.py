@@ -5,6 +5,9 @@
   reject queue that ``victim()`` empties first (it is the first thing evicted, before any resident
   the model wants to keep). An entry whose previous scoring (an earlier access) was below the threshold
   is refused outright when ``strict_admission`` is set.
+  With ``admission="model"`` the decision is made up front instead, through ``admit``: the miss's
+  own feature row is scored at once (one single-row inference per miss) and the object is refused
+  when ``should_cache`` < ``admit_threshold``; nothing is stored and then evicted.
 * **Eviction** LRB-style: sample ``sample_size`` residents, evict the one predicted farthest in the
   future. Scores are cached per resident (absolute predicted next-access time) and only the *stale*
   ones are re-scored, in one batch of the priority model alone: a score is stale when the object was
@@ -88,7 +91,7 @@ class LearnedPolicy:
         batch_size: int = 64,
         sample_size: int = 64,
         evict_batch: int = 8,
-        admission: Literal["should_cache", "none"] = "should_cache",
+        admission: Literal["should_cache", "model", "none"] = "should_cache",
         admit_threshold: float = 0.5,
         strict_admission: bool = False,
         adaptive_ttl: bool = True,
@@ -162,6 +165,18 @@ class LearnedPolicy:
     # -- the EvictionPolicy protocol ----------------------------------------------------------------
     def admit(self, info: EntryInfo) -> bool:
         self._observe_set(info)
+        if self.admission == "model":
+            state = self.tracker.get(info.key)
+            if state is not None:
+                row = np.asarray([self.tracker.row_list(state, self.clock.now())], dtype=np.float32)
+                p_cache = float(self.model.predict(row).should_cache[0])
+                self.inference_calls += 1
+                self.rows_scored += 1
+                self._last_p_cache[info.key] = p_cache
+                if p_cache < self.admit_threshold:
+                    self.rejected += 1
+                    return False
+            return True
         if self.strict_admission and self.admission == "should_cache":
             p = self._last_p_cache.get(info.key)
             if p is not None and p < self.admit_threshold:
