@@ -1,236 +1,208 @@
-"""Benchmark of the attention model, calibration, the auto model and the InferenceEngine.
+"""Benchmark of the attention model's inputs and vocabulary: context ablation, a 5,000+-page site, parity.
 
-Run:  .venv/bin/python bench/bench_attention.py [--traces nasa-jul,nasa-aug,bms,diginetica,msnbc]
-      [--msnbc-seconds 540] [--threads 1] [--msnbc-threads 2] [--max-test-transitions 50000]
-      [--out bench/results/attention.json]
+Run:  .venv/bin/python bench/bench_attention.py [--traces nasa-jul,nasa-aug,bms] [--synthetic-pages 8000]
+      [--synthetic-requests 1000000] [--out bench/results/attention.json]
 
-Protocol: precache.evaluation (time split 80/20, validation = last 10% of the training part, every test
-transition predicted from the pages before it). Per trace, ``auto`` fits markov, ppm, sknn and the
-attention network on the training slice, chooses on the validation slice, and every fitted candidate is
-then scored on the test slice, so the table shows each model and the shipped choice side by side.
-Goals quoted from issue 4: auto beats first-order Markov HR@5 by >= 3 points on traces with >= 10k
-training transitions; >= 0.90 HR@5 on MSNBC; ECE <= 0.05 after calibration; engine batch-1 p99 <= 1 ms;
-batch 256 >= 10k sessions/s; MSNBC training <= 10 min on 2 cores; 1,000-page model <= 1 MB.
+1. **Inputs, with and without** (real traces): the attention model as shipped (Markov term + path segments
+   + entry page), without the context inputs (segments and entry page off), without the Markov term, and
+   the issue-4 model (1,000-page ceiling, no Markov term, no context), each against count Markov on the
+   same split (test HR@5; protocol of :mod:`precache.evaluation`). Path segments exist only where pages
+   are paths (NASA); BMS pages are opaque ids, so there the "context" variant differs by the entry page only.
+2. **A 5,000+-page site** (``SyntheticWorkload``, sessionized like a log): the shipped model vs the
+   1,000-page-ceiling model and the Markov baselines, overall and on transitions whose target is not among
+   the 1,000 most frequent training pages (where a 1,000-page vocabulary must miss).
+3. **Serving**: size on disk, top-5 agreement of the served runtime (int8 page table, ONNX encoder) with
+   the torch network, and ``InferenceEngine`` batch-1 p50/p99 on the saved model.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import platform
-import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from precache.evaluation import evaluate, time_split, transitions
+from precache.evaluation import Split, evaluate, time_split, transitions
 from precache.inference import InferenceEngine
-from precache.models.attention.export import quantize_int8
-from precache.models.attention.predictor import AttentionPredictor
-from precache.models.attention.runtime import AttentionRuntime
-from precache.models.auto import AutoPredictor
-from precache.traces import read_sessions
+from precache.models.attention import AttentionPredictor
+from precache.models.attention.train import make_batch
+from precache.models.base import PagePredictorBase
+from precache.models.registry import build_predictor
+from precache.traces import SyntheticWorkload, read_sessions
+from precache.traces.sessionize import Sessionizer
 from shared_traces import SESSION_TRACES
 
 ROOT = Path(__file__).resolve().parents[1]
+VARIANTS: dict[str, dict[str, Any]] = {
+    "attention (shipped: Markov term + segments + entry)": {},
+    "without context (no segments, no entry page)": {"segments": False, "entry": False},
+    "without the Markov term": {"markov": False},
+    "issue-4 model (1,000 pages, no Markov term, no context)": {"vocab_size": 1000, "markov": False,
+                                                                "segments": False, "entry": False},
+}
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def bench_trace(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def fit_and_score(model: PagePredictorBase, split: Split, max_transitions: int) -> dict[str, Any]:
     started = time.perf_counter()
-    sessions = read_sessions(SESSION_TRACES[name])
-    split = time_split(sessions)
-    train_transitions = sum(max(0, len(s.pages) - 1) for s in split.train)
-    read_seconds = time.perf_counter() - started
-    log(f"[{name}] {len(sessions)} sessions, {train_transitions} training transitions ({read_seconds:.1f}s to read)")
-    attention_options: dict[str, Any] = {"threads": args.threads, "seed": 0}
-    if name == "msnbc":
-        attention_options["max_seconds"] = args.msnbc_seconds
-        attention_options["threads"] = args.msnbc_threads
-    auto = AutoPredictor(attention_options=attention_options, max_validation_transitions=20_000)
-    fit_started = time.perf_counter()
-    auto.fit(split.train, split.validation)
-    auto_fit = time.perf_counter() - fit_started
-    log(f"[{name}] auto chose {auto.choice} in {auto_fit:.0f}s: {auto.metrics['reason']}")
-    rows: dict[str, Any] = {}
-    models: dict[str, Any] = dict(auto.fitted_candidates)
-    models["auto"] = auto
-    for label, model in models.items():
-        scores = evaluate(model, split.test, vocabulary_size=model.vocabulary_size,
-                          max_transitions=args.max_test_transitions)
-        target = workdir / name / label
-        model.save(target)
-        row = scores.as_dict()
-        row["fit_seconds"] = auto.metrics["fit_seconds"].get(label, round(auto_fit, 2))
-        row["size_bytes"] = dir_size(target)
-        rows[label] = row
-        log(f"[{name}] {label:10s} HR@5={row['hr5']:.4f} MRR@5={row['mrr5']:.4f} ECE={row['ece']:.4f} "
-            f"fit={row['fit_seconds']}s size={row['size_bytes']}")
-    attention = auto.fitted_candidates.get("attention")
-    result: dict[str, Any] = {
-        "sessions": len(sessions), "train_sessions": len(split.train), "train_transitions": train_transitions,
-        "test_transitions_scored": rows["auto"]["transitions"], "auto_choice": auto.choice,
-        "auto_reason": auto.metrics["reason"], "validation": auto.metrics["validation"], "test": rows,
-        "auto_fit_seconds": round(auto_fit, 1),
-    }
-    if isinstance(attention, AttentionPredictor):
-        result["attention_training"] = {
-            k: v for k, v in attention.metrics["training"].items() if k != "history"
-        }
-        result["calibration"] = attention.metrics["calibration"]
-        result["onnx"] = onnx_checks(attention, split.test, workdir / name)
-        result["engine"] = engine_checks(workdir / name / "attention", split.test)
-    markov = rows["markov"]["hr5"]
-    result["goal_auto_beats_markov_by_3pts"] = (
-        None if train_transitions < 10_000 else rows["auto"]["hr5"] - markov >= 0.03
-    )
-    result["auto_minus_markov_hr5"] = rows["auto"]["hr5"] - markov
-    return result
+    model.fit(split.train, split.validation)
+    fit = time.perf_counter() - started
+    scores = evaluate(model, split.test, model.vocabulary_size, max_transitions=max_transitions)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(tmp)
+        size = model.size_bytes(tmp)
+    return {"hr5": scores.hr5, "mrr5": scores.mrr5, "ece": scores.ece, "fit_seconds": round(fit, 1),
+            "size_bytes": size, "pages": model.vocabulary_size}
 
 
-def onnx_checks(model: AttentionPredictor, test: list[Any], workdir: Path) -> dict[str, Any]:
-    """fp32/int8 sizes and top-5 agreement of both ONNX graphs with the torch network."""
-    fp32_path = workdir / "fp32.onnx"
-    fp32_path.write_bytes(model.fp32_onnx_bytes)
-    int8_path = quantize_int8(fp32_path, workdir / "int8.onnx")
-    assert model.vocabulary is not None
-    pages, prior, max_len = model.vocabulary.pages[1:], np.ones(model.vocabulary_size), model.options["max_len"]
-    fp32 = AttentionRuntime(fp32_path, pages, prior, 1.0, max_len)
-    int8 = AttentionRuntime(int8_path, pages, prior, 1.0, max_len)
-    histories = [h for h, _ in transitions(test, max_len)][:5000]
-    out: dict[str, Any] = {"vocabulary": model.vocabulary_size, "fp32_bytes": fp32_path.stat().st_size,
-                           "int8_bytes": int8_path.stat().st_size, "parity_rows": len(histories)}
-    ids_all = [fp32.encode(histories[i : i + 512]) for i in range(0, len(histories), 512)]
-    ref = []
-    with torch.no_grad():
-        for ids in ids_all:
-            ref.append(model.net.last_logits(torch.from_numpy(ids)).numpy())
-    for label, runtime in (("fp32", fp32), ("int8", int8)):
-        overlaps, same = [], []
-        for ids, r in zip(ids_all, ref, strict=True):
-            o = runtime.logits(ids)
-            ta = np.argsort(-r[:, 2:], axis=1)[:, :5]
-            tb = np.argsort(-o[:, 2:], axis=1)[:, :5]
-            for x, y in zip(ta, tb, strict=True):
-                overlaps.append(len(set(x) & set(y)) / 5)
-                same.append(set(x) == set(y))
-        out[f"{label}_top5_overlap"] = float(np.mean(overlaps)) if overlaps else None
-        out[f"{label}_top5_identical"] = float(np.mean(same)) if same else None
+def ablation(name: str, split: Split, args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for baseline in ("markov-count", "markov"):
+        out[baseline] = fit_and_score(build_predictor(baseline), split, args.max_test_transitions)
+    for label, options in VARIANTS.items():
+        model = AttentionPredictor(threads=1, seed=0, **options)
+        out[label] = fit_and_score(model, split, args.max_test_transitions)
+        log(f"[{name}] {label}: HR@5 {out[label]['hr5']:.4f} (markov-count {out['markov-count']['hr5']:.4f})")
     return out
 
 
-def engine_checks(model_dir: Path, test: list[Any]) -> dict[str, Any]:
-    """Batch-1 latency (sync and async through the micro-batcher) and batch-256 throughput."""
-    engine = InferenceEngine.load(model_dir)
-    histories = [h for h, _ in transitions(test, 50)][:3000] or [["/"]]
-    for h in histories[:50]:
-        engine.predict(h, 10)
-    times = []
-    for h in histories[:2000]:
-        t = time.perf_counter()
-        engine.predict(h, 10)
-        times.append(time.perf_counter() - t)
-    times.sort()
-    batch = (histories * (256 // len(histories) + 1))[:256]
-    engine.predict_batch(batch, 10)
-    runs = []
-    for _ in range(20):
-        t = time.perf_counter()
-        engine.predict_batch(batch, 10)
-        runs.append(time.perf_counter() - t)
-    engine2 = InferenceEngine.load(model_dir, threads=2)
-    engine2.predict_batch(batch, 10)
-    runs2 = []
-    for _ in range(20):
-        t = time.perf_counter()
-        engine2.predict_batch(batch, 10)
-        runs2.append(time.perf_counter() - t)
-
-    async def one_by_one() -> list[float]:
-        out = []
-        try:
-            for h in histories[:1000]:
-                t = time.perf_counter()
-                await engine.submit(h, 10)
-                out.append(time.perf_counter() - t)
-        finally:
-            await engine.aclose()
-        return sorted(out)
-
-    async_times = asyncio.run(one_by_one())
-
-    def pct(values: list[float], q: float) -> float:
-        return values[min(len(values) - 1, int(q * len(values)))] * 1e6
-
-    return {
-        "batch1_p50_us": pct(times, 0.5), "batch1_p99_us": pct(times, 0.99),
-        "async_batch1_p50_us": pct(async_times, 0.5), "async_batch1_p99_us": pct(async_times, 0.99),
-        "batch256_median_ms": statistics.median(runs) * 1e3,
-        "batch256_sessions_per_s": 256 / statistics.median(runs),
-        "batch256_2threads_sessions_per_s": 256 / statistics.median(runs2),
+def synthetic(args: argparse.Namespace) -> dict[str, Any]:
+    workload = SyntheticWorkload(args.synthetic_requests, seed=0, n_pages=args.synthetic_pages)
+    sessions = list(Sessionizer()(workload.requests()))
+    split = time_split(sessions)
+    counts = Counter(p for s in split.train for p in s.pages)
+    top = {p for p, _ in counts.most_common(1000)}
+    tail = [s for s in split.test]
+    out: dict[str, Any] = {"site_pages": args.synthetic_pages, "requests": args.synthetic_requests,
+                           "sessions": len(sessions), "train_pages_seen": len(counts),
+                           "train_pages_seen_twice": sum(1 for c in counts.values() if c >= 2),
+                           "test_transitions": sum(max(0, len(s.pages) - 1) for s in split.test), "models": {}}
+    models: dict[str, PagePredictorBase] = {
+        "markov-count": build_predictor("markov-count"), "markov": build_predictor("markov"),
+        "ppm": build_predictor("ppm"),
+        "attention (shipped)": AttentionPredictor(threads=1, seed=0),
+        "issue-4 model (1,000 pages)": AttentionPredictor(threads=1, seed=0, **VARIANTS[
+            "issue-4 model (1,000 pages, no Markov term, no context)"]),
     }
+    for label, model in models.items():
+        row = fit_and_score(model, split, args.max_test_transitions)
+        hits = total = 0
+        for history, target in transitions(tail, 50):
+            if target in top:
+                continue
+            total += 1
+            hits += target in [p for p, _ in model.predict(history, 5)]
+        row["hr5_beyond_top_1000"] = hits / max(total, 1)
+        row["transitions_beyond_top_1000"] = total
+        out["models"][label] = row
+        log(f"[synthetic] {label}: HR@5 {row['hr5']:.4f}, beyond the top 1,000 pages {row['hr5_beyond_top_1000']:.4f}"
+            f" ({row['pages']} pages, {row['size_bytes'] / 1000:.0f} KB)")
+        if label == "attention (shipped)":
+            assert isinstance(model, AttentionPredictor)
+            out["serving"] = serving(model, split)
+    return out
+
+
+def serving(model: AttentionPredictor, split: Split) -> dict[str, Any]:
+    """Size, served-vs-torch top-5 agreement and InferenceEngine batch-1 latency of a fitted model."""
+    assert model.runtime is not None and model.tables is not None
+    histories = [h for h, _ in transitions(split.test, 50)][:3000]
+    runtime, net = model.runtime, model.net
+    same: list[bool] = []
+    for i in range(0, len(histories), 256):
+        chunk = histories[i : i + 256]
+        rows = []
+        for h in chunk:
+            ids, segs = runtime.index.encode(h[-runtime.max_len :])
+            entry_ids, entry_segs = runtime.index.encode(h[:1])
+            rows.append((ids, segs, entry_ids[0], entry_segs[0]))
+        batch = make_batch(rows)
+        with torch.no_grad():
+            hidden = net.hidden(torch.from_numpy(batch.ids), torch.from_numpy(batch.segs),
+                                torch.from_numpy(batch.entry_ids), torch.from_numpy(batch.entry_segs), last=True)
+            markov = model.tables.markov
+            extra = torch.from_numpy(markov.rows(batch.ids[:, -1])) if markov is not None else None
+            reference = net.logits(hidden, extra).numpy()
+        served = runtime.logits(runtime.encode(chunk))
+        for a, b in zip(np.argsort(-reference[:, 2:], axis=1)[:, :5], np.argsort(-served[:, 2:], axis=1)[:, :5],
+                        strict=True):
+            same.append(set(a) == set(b))
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(tmp)
+        size = model.size_bytes(tmp)
+        engine = InferenceEngine.load(tmp)
+        for h in histories[:50]:
+            engine.predict(h, 10)
+        samples = []
+        for h in histories[:2000]:
+            started = time.perf_counter()
+            engine.predict(h, 10)
+            samples.append(time.perf_counter() - started)
+    samples.sort()
+    return {"size_bytes": size, "pages": model.vocabulary_size, "d_model": model.metrics["training"]["d_model"],
+            "quantized_encoder": model.quantized, "top5_identical_to_torch": float(np.mean(same)),
+            "engine_p50_us": samples[len(samples) // 2] * 1e6,
+            "engine_p99_us": samples[min(len(samples) - 1, int(0.99 * len(samples)))] * 1e6}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = ["| trace | markov-count | " + " | ".join(VARIANTS) + " |", "|---" * (len(VARIANTS) + 2) + "|"]
+    for name, r in results["ablation"].items():
+        lines.append(f"| {name} | {r['markov-count']['hr5']:.3f} | "
+                     + " | ".join(f"{r[v]['hr5']:.3f}" for v in VARIANTS) + " |")
+    syn = results.get("synthetic")
+    if syn:
+        lines += ["", f"Synthetic site: {syn['site_pages']:,} pages, {syn['train_pages_seen']:,} seen in training "
+                  f"({syn['train_pages_seen_twice']:,} twice), {syn['test_transitions']:,} test transitions", "",
+                  "| model | pages | HR@5 | HR@5 beyond the top 1,000 pages | size KB | fit s |",
+                  "|---|---|---|---|---|---|"]
+        for label, m in syn["models"].items():
+            lines.append(f"| {label} | {m['pages']:,} | {m['hr5']:.3f} | {m['hr5_beyond_top_1000']:.3f} "
+                         f"| {m['size_bytes'] / 1000:,.0f} | {m['fit_seconds']} |")
+        s = syn.get("serving", {})
+        if s:
+            lines += ["", f"Served model: {s['pages']:,} pages, d={s['d_model']}, {s['size_bytes'] / 1000:,.0f} KB, "
+                      f"top-5 identical to torch {s['top5_identical_to_torch']:.3f}, InferenceEngine batch-1 "
+                      f"p50/p99 {s['engine_p50_us']:.0f}/{s['engine_p99_us']:.0f} µs"]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--traces", default="nasa-jul,nasa-aug,bms,diginetica,msnbc")
-    parser.add_argument("--msnbc-seconds", type=float, default=540.0, help="attention training budget on MSNBC")
+    parser.add_argument("--traces", default="nasa-jul,nasa-aug,bms")
+    parser.add_argument("--synthetic-pages", type=int, default=8000)
+    parser.add_argument("--synthetic-requests", type=int, default=1_000_000)
     parser.add_argument("--max-test-transitions", type=int, default=50_000)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch training threads on the small traces (2 threads made their small batches "
-                        "10-20x slower on this shared 2-core machine)")
-    parser.add_argument("--msnbc-threads", type=int, default=2, help="torch training threads on MSNBC")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "attention.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("precache.models.attention").setLevel(logging.INFO)
     results: dict[str, Any] = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cores": 2,
-                    "note": "2 cores shared with other engineers' jobs while measured"},
-        "command": " ".join(sys.argv), "traces": {},
+                    "note": "2 cores shared with other jobs while measured"},
+        "command": " ".join(["bench/bench_attention.py", *sys.argv[1:]]), "ablation": {},
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.traces.split(","):
-            results["traces"][name] = bench_trace(name, args, Path(tmp))
-            Path(args.out).write_text(json.dumps(results, indent=1, default=str))
-    print(table(results))
-
-
-def table(results: dict[str, Any]) -> str:
-    """The markdown table quoted in the report (test HR@5 per model, auto's choice, ECE, speed, size)."""
-    lines = [
-        "| trace | train trans. | markov | ppm | sknn | attention | auto (choice) | auto-markov | ECE att/auto "
-        "| att. fit s | att. fp32/int8 KB | b1 p50/p99 us | b256 sess/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, t in results["traces"].items():
-        r = t["test"]
-        hr = {m: f"{r[m]['hr5']:.3f}" if m in r else "-" for m in ("markov", "ppm", "sknn", "attention", "auto")}
-        onnx, engine = t.get("onnx", {}), t.get("engine", {})
-        lines.append(
-            f"| {name} | {t['train_transitions']} | {hr['markov']} | {hr['ppm']} | {hr['sknn']} | {hr['attention']} "
-            f"| {hr['auto']} ({t['auto_choice']}) | {t['auto_minus_markov_hr5'] * 100:+.1f} pts "
-            f"| {r.get('attention', {}).get('ece', float('nan')):.3f}/{r['auto']['ece']:.3f} "
-            f"| {r.get('attention', {}).get('fit_seconds', '-')} "
-            f"| {onnx.get('fp32_bytes', 0) // 1024}/{onnx.get('int8_bytes', 0) // 1024} "
-            f"| {engine.get('batch1_p50_us', 0):.0f}/{engine.get('batch1_p99_us', 0):.0f} "
-            f"| {engine.get('batch256_sessions_per_s', 0):.0f} |"
-        )
-    return "\n".join(lines)
+    for name in [t for t in args.traces.split(",") if t]:
+        split = time_split(read_sessions(SESSION_TRACES[name]))
+        results["ablation"][name] = ablation(name, split, args)
+        Path(args.out).write_text(json.dumps(results, indent=1, default=str))
+    if args.synthetic_pages > 0:
+        results["synthetic"] = synthetic(args)
+    results["markdown"] = markdown(results)
+    Path(args.out).write_text(json.dumps(results, indent=1, default=str))
+    print(results["markdown"])
 
 
 if __name__ == "__main__":

@@ -5,13 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import hub_sessions
 from precache.inference import InferenceEngine
 from precache.models import build_predictor, load_predictor
-from precache.models.auto import AutoPredictor, Gate, blend, cross_fitted, gate_features, gated, target_probabilities
+from precache.models.auto import (
+    AUTO_FILE_ALLOWANCE,
+    AutoPredictor,
+    Gate,
+    blend,
+    cross_fitted,
+    gate_features,
+    gated,
+    target_probabilities,
+)
+from precache.models.calibration import apply_platt, fit_platt
 
 torch.set_num_threads(1)
 ATTENTION = {"threads": 1, "epochs": 5, "batch_size": 64, "d_model": 32, "max_len": 8, "lr": 5e-3, "dropout": 0.0}
@@ -97,3 +108,37 @@ def test_gated_auto_round_trips(tmp_path: Path) -> None:
     assert loaded.predict_batch(histories, 3) == auto.predict_batch(histories, 3)
     ranked = auto.predict(["/entry0", "/a1"], 5)
     assert ranked[0][0] == "/hub" and sum(p for _, p in ranked) <= 1.0 + 1e-9
+
+
+def test_auto_ships_only_what_fits_the_size_budget(tmp_path: Path) -> None:
+    sessions = hub_sessions(800, seed=2)
+    unlimited = AutoPredictor(candidates=["markov-count", "sknn"], blend_with=[], gates=[], size_budget=None)
+    unlimited.fit(sessions[:600], sessions[600:])
+    sizes = unlimited.metrics["component_bytes"]
+    assert sizes["sknn"] > sizes["markov-count"]
+    budget = sizes["markov-count"] + AUTO_FILE_ALLOWANCE + 1
+    small = AutoPredictor(candidates=["markov-count", "sknn"], blend_with=[], gates=[], size_budget=budget)
+    small.fit(sessions[:600], sessions[600:])
+    assert small.choice == "markov-count" and set(small.metrics["over_budget"]) == {"sknn"}
+    assert small.metrics["best_single_baseline"]["name"] == "markov-count"
+    root = small.save(tmp_path / "small")
+    assert small.size_bytes(root) <= budget
+    with pytest.raises(ValueError, match="size budget"):
+        AutoPredictor(candidates=["markov-count"], blend_with=[], gates=[], size_budget=100).fit(
+            sessions[:600], sessions[600:])
+
+
+def test_calibration_map_is_chosen_by_cross_fitted_ece() -> None:
+    """Stated 0.9 but right 60% of the time: Platt maps it near 0.6, and auto picks a map that helps."""
+    rng = np.random.default_rng(0)
+    confidence = np.full(400, 0.9)
+    correct = rng.random(400) < 0.6
+    a, b = fit_platt(confidence, correct)
+    assert abs(float(apply_platt(np.array([0.9]), (a, b))[0]) - correct.mean()) < 0.02
+    auto = AutoPredictor()
+    chosen = [[("/t", 0.9), ("/u", 0.05)] if ok else [("/w", 0.9), ("/t", 0.05)] for ok in correct]
+    report = auto._fit_calibration(chosen, ["/t"] * len(chosen))
+    assert report["method"] in ("platt", "isotonic") and report["validation_ece_after"] < 0.05
+    assert set(report["cross_fitted_ece"]) == {"none", "platt", "isotonic"}
+    mapped = auto._calibrated([("/t", 0.9), ("/u", 0.05)])
+    assert abs(mapped[0][1] - correct.mean()) < 0.05

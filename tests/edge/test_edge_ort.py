@@ -20,6 +20,22 @@ K = 10
 TOKEN = "t"
 
 
+# Issue 18 moved the attention model's page table, path segments and Markov term out of its ONNX graph; the
+# ORT Worker (JavaScript) still implements the ids -> logits graph, so exporting an attention model to it is
+# refused until the Worker learns the tables (follow-up, reported by the predictor helper).
+ORT_PENDING = pytest.mark.skip(reason="attention format 2 (issue 18) is not served by the ORT Worker yet")
+
+
+def test_attention_export_to_the_ort_worker_is_refused_with_a_clear_error() -> None:
+    from conftest import hub_sessions
+
+    sessions = hub_sessions(300)
+    model = build_predictor("attention", epochs=1, d_model=16, layers=1, max_len=4, threads=1, dropout=0.0)
+    model.fit(sessions[:250], sessions[250:])
+    with pytest.raises(ValueError, match="ORT Worker"):
+        export_predictor(model, "att-1", "ort", K)
+
+
 @pytest.fixture(scope="module")
 def attention(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
     require_edge_tools()
@@ -31,6 +47,7 @@ def attention(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]
     return model, split, directory
 
 
+@ORT_PENDING
 def test_ort_worker_parity_and_paid_plan_size(attention: tuple[Any, Any, Path], tmp_path: Path) -> None:
     model, split, directory = attention
     dist, _ = build_worker("ort", tmp_path / "dist", directory)
@@ -56,6 +73,7 @@ def test_ort_worker_parity_and_paid_plan_size(attention: tuple[Any, Any, Path], 
     assert same >= 0.99 * len(histories), (same, len(histories))
 
 
+@ORT_PENDING
 def test_table_worker_refuses_onnx_model(attention: tuple[Any, Any, Path], tmp_path: Path) -> None:
     _, _, directory = attention
     dist, _ = build_worker("table", tmp_path / "dist")

@@ -11,6 +11,7 @@ raises ModelFileError.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import io
 import json
@@ -59,9 +60,27 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     auto = AutoPredictor()
     auto.components = [load_predictor(dirs["attention"]), load_predictor(dirs["markov"])]
     auto.gate = Gate(np.zeros((8, 2)), np.zeros(8), np.ones(8))
-    auto.choice, auto.knots, auto.fitted = "gate(attention+markov)", ([0.0, 0.5, 1.0], [0.0, 0.4, 0.9]), True
+    auto.choice, auto.fitted = "gate(attention+markov)", True
+    auto.calibration_map = ("isotonic", ([0.0, 0.5, 1.0], [0.0, 0.4, 0.9]))
     dirs["auto"] = auto.save(root / "auto")
     return dirs
+
+
+def read_vocabulary(directory: Path) -> Any:
+    """An attention directory keeps its vocabulary gzipped (vocabulary.json.gz); baselines in plain JSON."""
+    packed = directory / "vocabulary.json.gz"
+    if packed.exists():
+        return json.loads(gzip.decompress(packed.read_bytes()))
+    return json.loads((directory / "vocabulary.json").read_text())
+
+
+def write_vocabulary(directory: Path, vocabulary: Any) -> str:
+    packed = directory / "vocabulary.json.gz"
+    if packed.exists():
+        packed.write_bytes(gzip.compress(json.dumps(vocabulary).encode()))
+        return packed.name
+    (directory / "vocabulary.json").write_text(json.dumps(vocabulary))
+    return "vocabulary.json"
 
 
 def copy_model(source: Path, target: Path) -> Path:
@@ -112,9 +131,9 @@ def test_manifest_listing_no_files_is_refused_and_engine_keeps_its_model(
 ) -> None:
     bad = copy_model(model_dirs["attention"], tmp_path / "attention")
     edit_manifest(bad, files={})
-    vocabulary = json.loads((bad / "vocabulary.json").read_text())
+    vocabulary = read_vocabulary(bad)
     vocabulary["pages"][0], vocabulary["pages"][1] = vocabulary["pages"][1], vocabulary["pages"][0]
-    (bad / "vocabulary.json").write_text(json.dumps(vocabulary))
+    write_vocabulary(bad, vocabulary)
     flip_onnx_weight(bad / "model.onnx")
     with pytest.raises(ModelFileError, match="lists none"):
         load_predictor(bad)
@@ -148,10 +167,9 @@ def test_a_file_changed_after_the_manifest_check_is_caught_when_read(model_dirs:
 # -- finding 2: a shortened vocabulary with its sha256 updated loaded, then every predict raised ---------
 def test_shortened_vocabulary_is_refused_at_load_and_reload(model_dirs: dict[str, Path], tmp_path: Path) -> None:
     bad = copy_model(model_dirs["attention"], tmp_path / "short")
-    vocabulary = json.loads((bad / "vocabulary.json").read_text())
+    vocabulary = read_vocabulary(bad)
     vocabulary["pages"], vocabulary["counts"] = vocabulary["pages"][:-1], vocabulary["counts"][:-1]
-    (bad / "vocabulary.json").write_text(json.dumps(vocabulary))
-    resign(bad, "vocabulary.json")
+    resign(bad, write_vocabulary(bad, vocabulary))
     with pytest.raises(ModelFileError, match="does not fit the vocabulary"):
         load_predictor(bad)
     engine = InferenceEngine.load(model_dirs["attention"])
@@ -191,8 +209,9 @@ def test_attention_description_must_fit(
 
 @pytest.mark.parametrize(("change", "match"), [
     ({"gate": {"theta": [[0.0, 0.0]], "mean": [0.0], "std": [1.0]}}, "gate"),
-    ({"isotonic": {"x": [0.0, 1.0], "y": [0.0]}}, "isotonic"),
-    ({"isotonic": {"x": [0.0, 1.0], "y": [0.0, 7.0]}}, "isotonic"),
+    ({"calibration": {"method": "isotonic", "params": [[0.0, 1.0], [0.0]]}}, "isotonic"),
+    ({"calibration": {"method": "isotonic", "params": [[0.0, 1.0], [0.0, 7.0]]}}, "isotonic"),
+    ({"calibration": {"method": "platt", "params": [1.0]}}, "calibration"),
     ({"gate": None, "weight": 3.0}, "blend weight"),
 ])
 def test_auto_calibration_and_gate_must_fit_its_components(

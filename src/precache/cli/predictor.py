@@ -21,7 +21,7 @@ from rich.table import Table
 from precache.cli.app import app
 from precache.evaluation import ModelReport, Split, compare_predictors, evaluate, time_split
 
-DEFAULT_MODELS = "popularity,markov,ppm,sknn"
+DEFAULT_MODELS = "popularity,markov-count,markov,ppm,sknn"
 
 
 def parse_models(models: str) -> list[str]:
@@ -30,7 +30,7 @@ def parse_models(models: str) -> list[str]:
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
-        raise ValueError("--models is empty; give e.g. popularity,markov,ppm,sknn")
+        raise ValueError("--models is empty; give e.g. popularity,markov-count,markov,ppm,sknn")
     for name in names:
         predictor_class(name)
     return names
@@ -131,7 +131,8 @@ def evaluate_command(
 @app.command("train-predictor")
 def train_predictor_command(
     trace: Path = typer.Option(..., "--trace", help="Access log or session file."),
-    model: str = typer.Option("ppm", "--model", help="Predictor name (popularity, markov, ppm, sknn, ...)."),
+    model: str = typer.Option(
+        "ppm", "--model", help="Predictor name (popularity, markov-count, markov, ppm, sknn, attention, auto)."),
     out: Path = typer.Option(..., "--out", help="Model directory to write (created)."),
     fmt: str = typer.Option("auto", "--format", help="Trace format, or auto."),
 ) -> None:

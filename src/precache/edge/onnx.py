@@ -21,6 +21,11 @@ def export_onnx(predictor: Any, version: str, k: int = DEFAULT_K) -> EdgeExport:
     vocabulary = predictor.vocabulary
     if runtime is None or vocabulary is None or not predictor.onnx_bytes:
         raise ValueError("the attention predictor has no ONNX model loaded")
+    if getattr(predictor, "tables", None) is not None:
+        raise ValueError(
+            "this attention model keeps its int8 page table, path segments and Markov term outside the ONNX "
+            "graph (attention format 2, issue 18); the ORT Worker still expects the ids -> logits graph and "
+            "cannot serve it yet. Serve a markov or ppm model with --worker table")
     pages = vocabulary.pages[1:]
     k = min(k, len(pages))
     unknown = "\0unknown"

@@ -23,7 +23,9 @@ chain of checksums (manifest -> auto.json -> component manifest -> component fil
 
 from __future__ import annotations
 
+import math
 import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,19 +44,45 @@ from precache.models.base import (
     sha256_file,
     write_json,
 )
-from precache.models.calibration import apply_isotonic, ece, fit_isotonic
+from precache.models.calibration import apply_isotonic, apply_platt, ece, fit_isotonic, fit_platt
 from precache.models.registry import build_predictor, load_predictor, register_predictor
 from precache.scoring import ranking_scores
 from precache.traces.model import Session
 
 AUTO_FILE = "auto.json"
-AUTO_FORMAT = 2  # 2: optional learned gate over 2+ components
+AUTO_FORMAT = 3  # 2: optional learned gate over 2+ components; 3: Platt or isotonic calibration map
 FloatArray = npt.NDArray[np.float64]
 
 def blend(a: Prediction, b: Prediction, weight: float, k: int) -> Prediction:
     """``weight * P_a + (1 - weight) * P_b`` over the union of both lists (a page missing from a list
     gets 0 from it, a lower bound since the lists are the heads of the distributions)."""
     return blend_many((a, b), (weight, 1.0 - weight), k)
+
+
+BASELINES = ("markov-count", "markov", "ppm", "sknn", "popularity")
+AUTO_FILE_ALLOWANCE = 16_384  # auto.json (gate parameters, calibration knots) and the manifests
+
+
+def components_of(candidate: str) -> list[str]:
+    """The component kinds a candidate ships: ``gate(a+b)`` -> [a, b]; ``attention+ppm@0.5`` -> both."""
+    name = candidate[len("gate(") : -1] if candidate.startswith("gate(") else candidate.partition("@")[0]
+    return name.split("+")
+
+
+def saved_size(model: PagePredictorBase) -> int:
+    """Bytes on disk of the model's directory (what a service or an edge worker loads)."""
+    with tempfile.TemporaryDirectory(prefix="precache-size-") as tmp:
+        model.save(tmp)
+        return model.size_bytes(tmp)
+
+
+def best_baseline(results: Mapping[str, Mapping[str, float]], allowed: Sequence[str]) -> dict[str, Any] | None:
+    """The best single baseline by validation HR@5 among those within the budget (auto's floor)."""
+    names = [n for n in allowed if n in BASELINES]
+    if not names:
+        return None
+    name = max(names, key=lambda n: (results[n]["hr5"], results[n]["mrr5"]))
+    return {"name": name, "hr5": results[name]["hr5"]}
 
 
 class AutoPredictor(PagePredictorBase):
@@ -65,14 +93,15 @@ class AutoPredictor(PagePredictorBase):
     def __init__(
         self,
         name: str | None = None,
-        candidates: Sequence[str] = ("markov", "ppm", "sknn", "attention"),
-        blend_with: Sequence[str] = ("markov", "ppm", "sknn"),
+        candidates: Sequence[str] = ("markov-count", "markov", "ppm", "sknn", "attention"),
+        blend_with: Sequence[str] = ("markov-count", "markov", "ppm", "sknn"),
         weights: Sequence[float] = (0.2, 0.35, 0.5, 0.65, 0.8),
         attention_options: Mapping[str, Any] | None = None,
         max_validation_transitions: int = 20_000,
         blend_depth: int = 50,
         gates: Sequence[str] = ("attention+ppm", "attention+markov", "attention+ppm+sknn",
-                                "attention+markov+ppm+sknn"),
+                                "attention+markov+ppm+sknn", "attention+markov-count+ppm+sknn"),
+        size_budget: int | None = 1_000_000,
     ) -> None:
         super().__init__(name)
         self.candidates = list(candidates)
@@ -82,19 +111,20 @@ class AutoPredictor(PagePredictorBase):
         self.max_validation_transitions = int(max_validation_transitions)
         self.blend_depth = int(blend_depth)
         self.gates = [str(g) for g in gates]
+        self.size_budget = size_budget
         self.gate: Gate | None = None
         self.components: list[PagePredictorBase] = []
         self.weight = 1.0
         self.choice = ""
         self.fitted_candidates: dict[str, PagePredictorBase] = {}  # after fit only (reports); never saved
-        self.knots: tuple[list[float], list[float]] | None = None
+        self.calibration_map: tuple[str, Any] | None = None  # ("isotonic", knots) | ("platt", (a, b))
 
     def config(self) -> dict[str, Any]:
         return {
             "candidates": self.candidates, "blend_with": self.blend_with, "weights": self.weights,
             "attention_options": self.attention_options,
             "max_validation_transitions": self.max_validation_transitions, "blend_depth": self.blend_depth,
-            "gates": self.gates,
+            "gates": self.gates, "size_budget": self.size_budget,
         }
 
     @property
@@ -153,7 +183,19 @@ class AutoPredictor(PagePredictorBase):
             results[f"gate({spec})"] = ranking_scores(gate_lists[spec], targets)
         if not results:
             raise ValueError(f"auto: no candidate could be fitted: {errors}")
-        best = max(results, key=lambda name: (results[name]["hr5"], results[name]["mrr5"]))
+        for kind, model in fitted.items():
+            if kind != "attention":  # what ships: the baselines refit with the latest sessions too
+                refit_started = time.perf_counter()
+                model.fit(train, validation)
+                fit_seconds[kind] = round(fit_seconds[kind] + time.perf_counter() - refit_started, 2)
+        sizes = {kind: saved_size(model) for kind, model in fitted.items()}
+        budget = math.inf if self.size_budget is None else self.size_budget
+        totals = {name: sum(sizes[k] for k in components_of(name)) + AUTO_FILE_ALLOWANCE for name in results}
+        over = {name: total for name, total in totals.items() if total > budget}
+        allowed = [name for name in results if name not in over]
+        if not allowed:
+            raise ValueError(f"auto: no candidate fits the size budget of {self.size_budget:,} bytes: {over}")
+        best = max(allowed, key=lambda name: (results[name]["hr5"], results[name]["mrr5"]))
         self.choice = best
         self.gate = None
         if best.startswith("gate("):
@@ -175,42 +217,60 @@ class AutoPredictor(PagePredictorBase):
             self.weight = 1.0
             chosen = heads[best]
         calibration = self._fit_calibration(chosen, targets)
-        runner_up = sorted(results, key=lambda n: (-results[n]["hr5"], -results[n]["mrr5"]))[:3]
+        runner_up = sorted(allowed, key=lambda n: (-results[n]["hr5"], -results[n]["mrr5"]))[:3]
         top = ", ".join(f"{n}={results[n]['hr5']:.4f}" for n in runner_up)
         self.metrics = {
             "choice": best,
-            "reason": f"highest validation HR@5 ({results[best]['hr5']:.4f}) of {len(results)} candidates; "
-            f"top: {top}",
+            "reason": f"highest validation HR@5 ({results[best]['hr5']:.4f}) of {len(allowed)} candidates within "
+            f"the size budget ({len(over)} over it); top: {top}",
             "validation": results,
             "skipped": errors,
             "calibration": calibration,
             "fit_seconds": fit_seconds,
+            "component_bytes": sizes,
+            "over_budget": over,
+            "best_single_baseline": best_baseline(results, allowed),
             "components": {c.kind: c.metrics for c in self.components},
         }
-        for kind, model in fitted.items():
-            if kind != "attention":  # the choice is made; ship the baselines with the latest sessions too
-                refit_started = time.perf_counter()
-                model.fit(train, validation)
-                fit_seconds[kind] = round(fit_seconds[kind] + time.perf_counter() - refit_started, 2)
         self.fitted_candidates = fitted
         self.fitted = True
 
-    def _fit_calibration(self, chosen: list[Prediction], targets: list[str]) -> dict[str, float]:
-        """Isotonic map of the shipped lists' probabilities, fit on the validation top-1 (the chosen
-        model may be an uncalibrated baseline or a blend, which have no logits to temperature-scale)."""
+    def _fit_calibration(self, chosen: list[Prediction], targets: list[str]) -> dict[str, Any]:
+        """A monotone map of the shipped lists' probabilities, fit on the validation top-1 (the chosen
+        model may be an uncalibrated baseline or a blend, which have no logits to temperature-scale).
+
+        Which map -- none, Platt (2 parameters) or isotonic (one knot per block) -- is chosen by 2-fold
+        cross-fitted ECE on the validation slice, so a small slice (small traces: a few hundred
+        transitions) gets the map that does not overfit it rather than the one that fits it best."""
         confidence = np.array([r[0][1] if r else 0.0 for r in chosen])
         correct = np.array([bool(r) and r[0][0] == t for r, t in zip(chosen, targets, strict=True)])
-        before = ece(confidence, correct)
-        knots = fit_isotonic(confidence, correct)
-        after = ece(apply_isotonic(confidence, knots), correct)
-        self.knots = knots if after < before else None
-        return {"validation_ece_before": before, "validation_ece_after": min(before, after),
-                "isotonic": self.knots is not None}
+        folds = np.arange(len(confidence)) % 2 == 0
+        fitters: dict[str, Any] = {
+            "none": (lambda c, y: None, lambda p, m: p),
+            "platt": (fit_platt, apply_platt),
+            "isotonic": (fit_isotonic, apply_isotonic),
+        }
+        cross: dict[str, float] = {}
+        for name, (fit, apply) in fitters.items():
+            mapped = confidence.copy()
+            for held in (folds, ~folds):
+                if held.all() or not held.any():
+                    continue
+                mapped[held] = apply(confidence[held], fit(confidence[~held], correct[~held]))
+            cross[name] = ece(mapped, correct)
+        method = min(cross, key=lambda n: (cross[n], n != "none"))
+        fit, apply = fitters[method]
+        params = fit(confidence, correct)
+        self.calibration_map = (method, params) if method != "none" else None
+        return {"validation_ece_before": ece(confidence, correct), "method": method, "cross_fitted_ece": cross,
+                "validation_ece_after": ece(apply(confidence, params), correct), "transitions": len(targets)}
 
     def _calibrated(self, ranked: Prediction) -> Prediction:
-        if self.knots is None or not ranked:
+        if self.calibration_map is None or not ranked:
             return ranked
-        mapped = apply_isotonic(np.array([p for _, p in ranked]), self.knots)
+        method, params = self.calibration_map
+        probabilities = np.array([p for _, p in ranked])
+        mapped = apply_isotonic(probabilities, params) if method == "isotonic" else apply_platt(probabilities, params)
         total = float(mapped.sum())
         if total > 1.0:  # keep a distribution: the listed pages cannot hold more than all the mass
             mapped = mapped / total
@@ -244,7 +304,8 @@ class AutoPredictor(PagePredictorBase):
                             "manifest_sha256": sha256_file(sub / "manifest.json")})
         write_json(directory / AUTO_FILE, {
             "auto_format": AUTO_FORMAT, "choice": self.choice, "weight": self.weight, "components": entries,
-            "isotonic": None if self.knots is None else {"x": self.knots[0], "y": self.knots[1]},
+            "calibration": None if self.calibration_map is None else {
+                "method": self.calibration_map[0], "params": self.calibration_map[1]},
             "gate": None if self.gate is None else self.gate.as_dict(),
         })
         return [AUTO_FILE]
@@ -269,8 +330,10 @@ class AutoPredictor(PagePredictorBase):
         self.components = components
         self.weight = float(data["weight"])
         self.choice = str(data["choice"])
-        iso = data.get("isotonic")
-        self.knots = (list(map(float, iso["x"])), list(map(float, iso["y"]))) if isinstance(iso, dict) else None
+        try:
+            self.calibration_map = _calibration_map(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{files.root / AUTO_FILE}: bad calibration map: {exc}") from exc
         gate = data.get("gate")
         self.gate = Gate.from_dict(gate) if isinstance(gate, dict) else None
         self._check_parts(files.root)
@@ -284,13 +347,31 @@ class AutoPredictor(PagePredictorBase):
                 raise ModelFileError(f"{where}: gate {shapes[0]} does not fit {n} components")
         elif n > 2 or not 0.0 <= self.weight <= 1.0:
             raise ModelFileError(f"{where}: {n} components with blend weight {self.weight} (no gate)")
-        if self.knots is not None:
-            xs, ys = np.asarray(self.knots[0]), np.asarray(self.knots[1])
+        if self.calibration_map is not None and self.calibration_map[0] == "isotonic":
+            xs, ys = np.asarray(self.calibration_map[1][0]), np.asarray(self.calibration_map[1][1])
             if (
                 len(xs) != len(ys) or len(xs) < 2 or not np.all(np.isfinite(xs) & np.isfinite(ys))
                 or np.any(np.diff(xs) < -1e-9) or np.any((ys < 0) | (ys > 1))
             ):
                 raise ModelFileError(f"{where}: the isotonic calibration map is malformed")
+        if self.calibration_map is not None and self.calibration_map[0] == "platt" and not all(
+                math.isfinite(v) for v in self.calibration_map[1]):
+            raise ModelFileError(f"{where}: the Platt calibration map is malformed")
+
+
+def _calibration_map(data: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """The calibration map of an auto.json: format 3's {"method", "params"}, or format 2's isotonic knots."""
+    entry = data.get("calibration")
+    if isinstance(entry, dict) and entry.get("method") == "platt":
+        a, b = entry["params"]
+        return "platt", (float(a), float(b))
+    if isinstance(entry, dict) and entry.get("method") == "isotonic":
+        xs, ys = entry["params"]
+        return "isotonic", (list(map(float, xs)), list(map(float, ys)))
+    iso = data.get("isotonic")
+    if isinstance(iso, dict):
+        return "isotonic", (list(map(float, iso["x"])), list(map(float, iso["y"])))
+    return None
 
 
 # -- learned gate --------------------------------------------------------------------------------------

@@ -138,3 +138,33 @@ def apply_isotonic(probabilities: np.ndarray, knots: tuple[Sequence[float], Sequ
     """Map probabilities through the fitted knots (piecewise linear, clipped to [0, 1])."""
     mapped: np.ndarray = np.clip(np.interp(probabilities, knots[0], knots[1]), 0.0, 1.0)
     return mapped
+
+
+def fit_platt(confidence: np.ndarray, correct: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """Logistic map ``sigmoid(a * logit(p) + b)`` of a stated probability, fit by Newton's method on
+    the log loss. Two parameters instead of isotonic's one knot per block: it cannot overfit a small
+    calibration set (a few hundred transitions), which is what small traces give."""
+    p = np.clip(np.asarray(confidence, dtype=np.float64), 1e-6, 1 - 1e-6)
+    y = np.asarray(correct, dtype=np.float64)
+    x = np.log(p / (1 - p))
+    a, b = 1.0, 0.0
+    for _ in range(iterations):
+        q = 1.0 / (1.0 + np.exp(-(a * x + b)))
+        w = q * (1 - q) + 1e-9
+        grad = np.array([np.sum((q - y) * x), np.sum(q - y)]) + 1e-3 * np.array([a - 1.0, b])
+        hess = np.array([[np.sum(w * x * x) + 1e-3, np.sum(w * x)], [np.sum(w * x), np.sum(w) + 1e-3]])
+        try:
+            step = np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError:
+            break
+        a, b = a - float(step[0]), b - float(step[1])
+        if float(np.abs(step).max()) < 1e-8:
+            break
+    return a, b
+
+
+def apply_platt(probabilities: np.ndarray, params: Sequence[float]) -> np.ndarray:
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-6, 1 - 1e-6)
+    z = params[0] * np.log(p / (1 - p)) + params[1]
+    mapped: np.ndarray = np.where(np.asarray(probabilities) <= 0, 0.0, 1.0 / (1.0 + np.exp(-z)))
+    return mapped

@@ -23,6 +23,7 @@ from precache.models.files import open_model_dir
 _REGISTRY: dict[str, type[PagePredictorBase] | str] = {
     "popularity": "precache.models.popularity:PopularityPredictor",
     "markov": "precache.models.markov:MarkovPredictor",
+    "markov-count": "precache.models.markov_count:CountMarkovPredictor",
     "ppm": "precache.models.ppm:PPMPredictor",
     "sknn": "precache.models.sknn:SessionKNNPredictor",
     "attention": "precache.models.attention.predictor:AttentionPredictor",

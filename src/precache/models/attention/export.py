@@ -1,9 +1,11 @@
-"""ONNX export (and optional dynamic int8 quantization) of a trained :class:`SASRec`.
+"""ONNX export (and optional dynamic int8 quantization) of a trained attention :class:`Encoder`.
 
-The exported graph takes ``ids`` [batch, seq] int64, left-padded with PAD=0, and returns ``logits``
-[batch, vocab] of the last position. Logits (not probabilities) so that the calibration temperature
-stays a manifest number that can be refit without re-exporting. Traps avoided (STACK-NOTES): the
-example batch is 2 so the batch axis stays dynamic; ``external_data=False`` gives one file.
+The exported graph takes ``emb`` [batch, seq, d] float32 (page + segment vectors, left-padded with zero
+rows), ``real`` [batch, seq] float32 (1 for a page, 0 for padding) and ``entry`` [batch, d] float32 (the
+entry page's vector), and returns ``hidden`` [batch, d], the last position's state. The page table, the
+output layer, the Markov term and the temperature are applied in numpy by the runtime (see
+:mod:`precache.models.attention.network` for why). Traps avoided (STACK-NOTES): the example batch is 2 so
+the batch axis stays dynamic; ``external_data=False`` gives one file.
 """
 
 from __future__ import annotations
@@ -14,32 +16,48 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from precache.models.attention.network import OOV_ID, LastLogits, SASRec
+from precache.models.attention.network import Encoder
 
-INPUT_NAME = "ids"
-OUTPUT_NAME = "logits"
+INPUT_NAMES = ("emb", "real", "entry")
+OUTPUT_NAME = "hidden"
 OPSET = 20
 
 
-def export_onnx(net: SASRec, path: Path) -> Path:
-    """Write the fp32 model to ``path`` (dynamic batch and sequence axes)."""
-    net.eval()
-    wrapper = LastLogits(net).eval()
-    example = torch.full((2, 5), OOV_ID, dtype=torch.int64)
-    example[0, :2] = 0  # one left-padded row so padding is traced through
+class _LastHidden(nn.Module):
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, emb: torch.Tensor, real: torch.Tensor, entry: torch.Tensor) -> torch.Tensor:
+        hidden: torch.Tensor = self.encoder(emb, real, entry, last=True)
+        return hidden
+
+
+def export_onnx(encoder: Encoder, path: Path) -> Path:
+    """Write the fp32 encoder to ``path`` (dynamic batch and sequence axes)."""
+    encoder.eval()
+    wrapper = _LastHidden(encoder).eval()
+    d = encoder.config.d_model
+    t = max(2, min(5, encoder.config.max_len))  # an example length inside the dynamic range (1 would specialise)
+    emb = torch.randn(2, t, d) * 0.05
+    real = torch.ones(2, t)
+    real[0, :2] = 0.0  # one left-padded row so padding is traced through
+    emb[0, :2] = 0.0
+    entry = torch.randn(2, d) * 0.05
     batch = torch.export.Dim("batch", min=1, max=65536)
-    seq = torch.export.Dim("seq", min=1, max=net.config.max_len)
+    seq = torch.export.Dim("seq", min=1, max=max(2, encoder.config.max_len))
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             wrapper,
-            (example,),
+            (emb, real, entry),
             dynamo=True,
-            input_names=[INPUT_NAME],
+            input_names=list(INPUT_NAMES),
             output_names=[OUTPUT_NAME],
-            dynamic_shapes={"ids": {0: batch, 1: seq}},
+            dynamic_shapes={"emb": {0: batch, 1: seq}, "real": {0: batch, 1: seq}, "entry": {0: batch}},
             opset_version=OPSET,
             external_data=False,
             verbose=False,

@@ -1,14 +1,24 @@
-"""The SASRec-style causal transformer over page ids (PyTorch; imported only for training and export).
+"""The SASRec-style causal transformer over page vectors (PyTorch; imported only for training and export).
+
+Why the embeddings live *outside* the exported graph: the page table is most of the model (10,000
+pages x 64 dims), and keeping it in numpy lets it be stored once, as int8 with one scale per page, for
+both the input lookup and the tied output layer (an ONNX graph holding a tied table stores it twice,
+and its int8 Gather lost accuracy). The graph, :class:`Encoder`, maps page vectors to the hidden state of
+the last position; :class:`PageModel` adds what training needs around it: the page table, the
+path-segment table, the entry-page input and the logits. The logits are::
+
+    logits(x) = h . v(x) + bias(x) + alpha * M[last, x]
+
+where ``v(x) = E[x] + S[segment(x)]`` (page + path-segment vector, tied input/output), ``bias`` starts at
+log popularity and ``M`` is the sparse first-order Markov log-odds term (see ``markov_table``): with
+``alpha`` = 1 and a near-zero ``h`` the network *starts* as a smoothed Markov model and only has to
+learn what Markov misses.
 
 Why a hand-written attention block instead of ``nn.TransformerEncoder``: sessions are *left-padded*
-and the pad keys must be masked per row. The stock encoder needs ``is_causal=True`` to export (see
-STACK-NOTES) and then may ignore a per-batch padding mask; here causal + padding masking is a plain
-additive mask with a large *finite* negative, so fully padded rows stay finite (no NaN) and the graph
-exports to ONNX as ordinary MatMul/Softmax nodes.
-
-Positions count from the first real page of the window (0, 1, 2, ...), not from the window's left
-edge: a prefix of a session then gets exactly the same representation whether it is seen inside a
-long training window or alone at inference time, however much padding precedes it.
+and the pad keys must be masked per row; here causal + padding masking is a plain additive mask with a
+large *finite* negative, so fully padded rows stay finite (no NaN) and the graph exports to ONNX as
+ordinary MatMul/Softmax nodes. Positions count from the first real page of the window, so a prefix gets
+the same representation inside a long training window or alone at inference time.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ class NetworkConfig:
     heads: int = 2
     layers: int = 2
     dropout: float = 0.2
+    segments: int = 0  # path-segment table size (0: no segment input)
+    entry: bool = True  # the session's entry page as an extra input
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,8 +72,7 @@ class _Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """``last_only``: keys/values for every position but queries, projection and feed-forward for
-        the last position only (``[b, 1, d]`` out) -- what the exported final block needs; it removes
-        about a third of the serving FLOPs and gives the same numbers as the full pass."""
+        the last position only (``[b, 1, d]`` out) -- what the exported final block needs."""
         b, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
         if last_only:
@@ -78,61 +89,86 @@ class _Block(nn.Module):
         return out
 
 
-class SASRec(nn.Module):
-    """Page embeddings + positions -> causal blocks -> tied output layer.
+class Encoder(nn.Module):
+    """Page vectors ``[b, t, d]`` + real-page mask ``[b, t]`` (+ entry vector ``[b, d]``) -> hidden states.
 
-    ``forward(ids)`` returns logits for *every* position ``[batch, seq, vocab]`` (training uses every
-    prefix); ``last_logits(ids)`` returns only the last position ``[batch, vocab]`` (what is exported).
-    """
+    This is the part exported to ONNX (``last=True``: only the last position's state, ``[b, d]``)."""
 
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
         self.config = config
-        self.item = nn.Embedding(config.vocab_size, config.d_model, padding_idx=PAD_ID)
-        self.pos = nn.Embedding(config.max_len, config.d_model)
+        d = config.d_model
+        self.pos = nn.Embedding(config.max_len, d)
+        self.entry = nn.Linear(d, d, bias=False) if config.entry else None
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(_Block(config.d_model, config.heads, config.dropout) for _ in range(config.layers))
-        self.norm = nn.LayerNorm(config.d_model)
-        self.out_bias = nn.Parameter(torch.zeros(config.vocab_size))
-        # GPT-2-style small init: with the default N(0, 1) positions would drown the page signal
-        nn.init.normal_(self.item.weight, std=0.05)
+        self.blocks = nn.ModuleList(_Block(d, config.heads, config.dropout) for _ in range(config.layers))
+        self.norm = nn.LayerNorm(d)
         nn.init.normal_(self.pos.weight, std=0.02)
-        with torch.no_grad():
-            self.item.weight[PAD_ID].zero_()
+        if self.entry is not None:
+            nn.init.zeros_(self.entry.weight)  # starts without the input; learns whether it helps
 
-    def hidden(self, ids: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        real = (ids != PAD_ID).to(torch.int64)
-        positions = torch.clamp(torch.cumsum(real, dim=1) - 1, min=0)
-        x = self.item(ids) + self.pos(positions)
+    def forward(self, emb: torch.Tensor, real: torch.Tensor, entry: torch.Tensor, last: bool = False) -> torch.Tensor:
+        positions = torch.clamp(torch.cumsum(real, dim=1) - 1, min=0).to(torch.int64)
+        x = emb + self.pos(positions)
+        if self.entry is not None:
+            x = x + self.entry(entry).unsqueeze(1)
         x = self.drop(x)
-        t = ids.shape[1]
-        idx = torch.arange(t, device=ids.device)
+        t = emb.shape[1]
+        idx = torch.arange(t, device=emb.device)
         causal = (idx.unsqueeze(0) > idx.unsqueeze(1)).to(x.dtype) * _NEG  # [t, t]: key after query
-        pad_keys = (1 - real).to(x.dtype).unsqueeze(1).unsqueeze(1) * _NEG  # [b, 1, 1, t]
+        pad_keys = (1.0 - real).to(x.dtype).unsqueeze(1).unsqueeze(1) * _NEG  # [b, 1, 1, t]
         mask = causal.unsqueeze(0).unsqueeze(0) + pad_keys
         n = len(self.blocks)
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, last_only=last_only and i == n - 1)
-        normed: torch.Tensor = self.norm(x)
-        return normed
-
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Output layer tied to the page embeddings (halves the parameters; helps rare pages)."""
-        return torch.matmul(h, self.item.weight.t()) + self.out_bias
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.hidden(ids))
-
-    def last_logits(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.hidden(ids, last_only=True)[:, -1, :])
+            x = block(x, mask, last_only=last and i == n - 1)
+        h: torch.Tensor = self.norm(x)
+        return h[:, -1, :] if last else h
 
 
-class LastLogits(nn.Module):
-    """Export wrapper: ``ids`` [batch, seq] int64 (left-padded) -> logits of the last position."""
+class PageModel(nn.Module):
+    """Training-time model: page + segment tables, the encoder and the logits of the module docstring.
 
-    def __init__(self, net: SASRec) -> None:
+    ``segment_of`` maps network page id -> segment id (0 = none); ``markov`` is added by the caller as
+    dense rows (``alpha`` scales it), so this module stays independent of how the table is stored."""
+
+    def __init__(self, config: NetworkConfig, segment_of: torch.Tensor | None, log_prior: torch.Tensor) -> None:
         super().__init__()
-        self.net = net
+        self.config = config
+        d = config.d_model
+        self.item = nn.Embedding(config.vocab_size, d, padding_idx=PAD_ID)
+        self.segment = nn.Embedding(max(1, config.segments), d, padding_idx=0) if config.segments else None
+        self.register_buffer("segment_of", segment_of if segment_of is not None else torch.zeros(0, dtype=torch.int64))
+        self.encoder = Encoder(config)
+        self.out_bias = nn.Parameter(log_prior.clone().to(torch.float32))
+        self.alpha = nn.Parameter(torch.ones(()))
+        nn.init.normal_(self.item.weight, std=0.05)
+        with torch.no_grad():
+            self.item.weight[PAD_ID].zero_()
+            if self.segment is not None:
+                nn.init.normal_(self.segment.weight, std=0.02)
+                self.segment.weight[0].zero_()
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.net.last_logits(ids)
+    def page_vectors(self) -> torch.Tensor:
+        """``v(x) = E[x] + S[segment(x)]`` for every network id (row 0, PAD, is zero): the output layer."""
+        table = self.item.weight
+        if self.segment is not None:
+            table = table + self.segment(self.segment_of)
+        out: torch.Tensor = table
+        return out
+
+    def vectors(self, ids: torch.Tensor, segs: torch.Tensor) -> torch.Tensor:
+        """Input vectors of pages given per position: an OOV page still carries its path segment."""
+        out: torch.Tensor = self.item(ids)
+        return out + self.segment(segs) if self.segment is not None else out
+
+    def hidden(self, ids: torch.Tensor, segs: torch.Tensor, entry_ids: torch.Tensor, entry_segs: torch.Tensor,
+               last: bool = False) -> torch.Tensor:
+        emb = self.vectors(ids, segs)
+        real = (ids != PAD_ID).to(emb.dtype)
+        entry = self.vectors(entry_ids, entry_segs)
+        hidden: torch.Tensor = self.encoder(emb, real, entry, last=last)
+        return hidden
+
+    def logits(self, h: torch.Tensor, markov: torch.Tensor | None = None) -> torch.Tensor:
+        out = torch.matmul(h, self.page_vectors().t()) + self.out_bias
+        return out if markov is None else out + self.alpha * markov
