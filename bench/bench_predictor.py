@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -66,18 +67,24 @@ def row_for(model: PagePredictorBase, split: Any, histories: list[list[str]], fi
 
 
 def engine_latency(directory: Path, histories: list[list[str]]) -> dict[str, float]:
-    """Batch-1 p50/p99 of ``InferenceEngine.predict`` on the saved directory (what a service runs)."""
+    """Batch-1 p50/p99 of ``InferenceEngine.predict`` on the saved directory (what a service runs), in wall
+    time and in this thread's CPU time: on a shared, overloaded machine the wall-time p99 is the scheduler's
+    time slice (a descheduled query waits tens of ms), the CPU-time p99 is what the query itself costs."""
     engine = InferenceEngine.load(directory)
     for history in histories[:50]:
         engine.predict(history, 10)
-    samples = []
+    wall, cpu = [], []
     for history in histories[:2000]:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         engine.predict(history, 10)
-        samples.append(time.perf_counter() - started)
-    samples.sort()
-    return {"engine_p50_us": samples[len(samples) // 2] * 1e6,
-            "engine_p99_us": samples[min(len(samples) - 1, int(0.99 * len(samples)))] * 1e6}
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.thread_time() - started_cpu)
+    out = {}
+    for label, samples in (("engine", wall), ("engine_cpu", cpu)):
+        samples.sort()
+        out[f"{label}_p50_us"] = samples[len(samples) // 2] * 1e6
+        out[f"{label}_p99_us"] = samples[min(len(samples) - 1, int(0.99 * len(samples)))] * 1e6
+    return out
 
 
 def bench_trace(key: str, args: argparse.Namespace, console: Console) -> dict[str, Any]:
@@ -87,7 +94,7 @@ def bench_trace(key: str, args: argparse.Namespace, console: Console) -> dict[st
     read_seconds = time.perf_counter() - started
     train_transitions = sum(max(0, len(s.pages) - 1) for s in split.train)
     test_transitions = sum(max(0, len(s.pages) - 1) for s in split.test)
-    console.print(f"[{key}] {len(sessions):,} sessions, {train_transitions:,} training transitions "
+    console.print(f"{key}: {len(sessions):,} sessions, {train_transitions:,} training transitions "
                   f"(read {read_seconds:.1f} s)")
     histories = sample_histories(split.test, 2000)
     rows: dict[str, dict[str, Any]] = {}
@@ -107,7 +114,7 @@ def bench_trace(key: str, args: argparse.Namespace, console: Console) -> dict[st
         auto.save(tmp)
         pipeline_seconds = time.perf_counter() - started  # read + split + every fit + choice + save
         engine = engine_latency(Path(tmp), histories)
-    console.print(f"[{key}] auto chose {auto.choice} in {auto_fit:.0f} s: {auto.metrics['reason']}")
+    console.print(f"{key}: auto chose {auto.choice} in {auto_fit:.0f} s: {auto.metrics['reason']}")
     for name in ("markov-count", "markov", "ppm", "sknn", "attention"):
         model = auto.fitted_candidates.get(name)
         if model is not None:
@@ -149,6 +156,8 @@ def goals(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out["attention_within_2pts_of_markov_on_bms"] = results["bms"]["attention_minus_markov_hr5"] >= -0.02
     out["auto_le_1MB"] = {k: auto_row(r)["size_bytes"] <= BUDGET for k, r in results.items()}
     out["engine_batch1_p99_le_1ms"] = {k: auto_row(r)["engine_p99_us"] <= 1000 for k, r in results.items()}
+    out["engine_batch1_cpu_p99_le_1ms"] = {k: auto_row(r).get("engine_cpu_p99_us", math.inf) <= 1000
+                                           for k, r in results.items()}
     out["auto_ece_le_0.05"] = {k: auto_row(r)["ece"] <= 0.05 for k, r in results.items()
                                if r["test_transitions_scored"] >= 300}
     if "msnbc" in results:
@@ -175,7 +184,8 @@ def print_table(results: dict[str, dict[str, Any]], console: Console) -> None:
 
 def markdown(results: dict[str, dict[str, Any]]) -> str:
     lines = ["| trace | train trans. | test trans. | popularity | markov-count | markov | ppm | sknn | attention "
-             "| auto (choice) | auto − best baseline | auto size KB | ECE auto | engine p99 µs | pipeline s |",
+             "| auto (choice) | auto − best baseline | auto size KB | ECE auto | engine p50/p99 µs (CPU p99) "
+             "| pipeline s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in results.items():
         hr = {m["model"]: f"{m['hr5']:.3f}" for m in r["models"]}
@@ -185,7 +195,8 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
             + " | ".join(hr.get(m, "-") for m in MODELS[:-1])
             + f" | {hr['auto']} ({r['auto_choice']}) | {r['auto_minus_best_baseline_hr5'] * 100:+.1f} "
             f"({r['best_baseline']}) | {auto['size_bytes'] / 1000:,.0f} | {auto['ece']:.3f} "
-            f"| {auto['engine_p99_us']:,.0f} | {r['pipeline_seconds']:.0f} |")
+            f"| {auto['engine_p50_us']:,.0f}/{auto['engine_p99_us']:,.0f} "
+            f"({auto.get('engine_cpu_p99_us', math.nan):,.0f}) | {r['pipeline_seconds']:.0f} |")
     return "\n".join(lines)
 
 
