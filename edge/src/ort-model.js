@@ -12,7 +12,7 @@
 
 import * as ort from "onnxruntime-web/wasm";
 import ortWasm from "../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm";
-import { ModelError } from "./verify.js";
+import { ModelError, readVocabulary } from "./verify.js";
 
 const PLACEHOLDER = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x70, 0x72, 0x65, 0x63]); // "\0asm" + "prec"
 let cacheLimit = 4096; // PREDICTION_CACHE_SIZE: recent contexts' top-k per isolate (0 = off)
@@ -51,16 +51,7 @@ export class OrtModel {
     if (!p || !Number.isInteger(p.max_len) || p.max_len < 1 || !(p.temperature > 0)) {
       throw new ModelError("onnx manifest needs max_len and a positive temperature");
     }
-    if (!files["edge-model.onnx"] || !files["edge-vocabulary.json"]) throw new ModelError("onnx model needs edge-model.onnx and edge-vocabulary.json");
-    let vocab;
-    try {
-      vocab = JSON.parse(new TextDecoder().decode(files["edge-vocabulary.json"]));
-    } catch (err) {
-      throw new ModelError(`edge-vocabulary.json is not JSON: ${err.message}`);
-    }
-    if (!vocab || !Array.isArray(vocab.pages) || !Array.isArray(vocab.counts) || vocab.counts.length !== vocab.pages.length) {
-      throw new ModelError("edge-vocabulary.json must hold {pages, counts}");
-    }
+    const vocab = readVocabulary(files, "onnx", "edge-model.onnx");
     initOrt();
     let session;
     try {

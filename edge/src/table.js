@@ -11,7 +11,7 @@
 //   ctx   uint32[C_n * n]    the contexts (n page ids each, oldest first), sorted lexicographically
 // where C_n = manifest.table.contexts[n] (C_0 = 1: the empty context) and k = manifest.k.
 
-import { ModelError } from "./verify.js";
+import { ModelError, readVocabulary } from "./verify.js";
 
 const pad8 = (n) => (n + 7) & ~7;
 
@@ -26,16 +26,7 @@ export class TableModel {
         || !Array.isArray(table.contexts) || table.contexts.length !== table.max_order + 1 || table.contexts[0] !== 1) {
       throw new ModelError("table manifest needs max_order (0..8) and contexts per order (order 0 = 1)");
     }
-    if (!files["edge-vocabulary.json"] || !files["edge-table.bin"]) throw new ModelError("table model needs edge-vocabulary.json and edge-table.bin");
-    let vocab;
-    try {
-      vocab = JSON.parse(new TextDecoder().decode(files["edge-vocabulary.json"]));
-    } catch (err) {
-      throw new ModelError(`edge-vocabulary.json is not JSON: ${err.message}`);
-    }
-    if (!vocab || !Array.isArray(vocab.pages) || !vocab.pages.every((p) => typeof p === "string")) {
-      throw new ModelError("edge-vocabulary.json must hold {pages: [string]}");
-    }
+    const vocab = readVocabulary(files, "table", "edge-table.bin");
     return new TableModel(manifest, vocab.pages, files["edge-table.bin"]);
   }
 

@@ -48,6 +48,24 @@ export function parseManifest(raw, maxBytes) {
   return manifest;
 }
 
+/** The files a model kind needs (all present), and edge-vocabulary.json parsed: {pages, counts}. */
+export function readVocabulary(files, kind, ...needed) {
+  for (const name of ["edge-vocabulary.json", ...needed]) {
+    if (!files[name]) throw new ModelError(`${kind} model needs ${name}`);
+  }
+  let vocab;
+  try {
+    vocab = JSON.parse(new TextDecoder().decode(files["edge-vocabulary.json"]));
+  } catch (err) {
+    throw new ModelError(`edge-vocabulary.json is not JSON: ${err.message}`);
+  }
+  if (!vocab || !Array.isArray(vocab.pages) || !vocab.pages.every((p) => typeof p === "string")
+      || !Array.isArray(vocab.counts) || vocab.counts.length !== vocab.pages.length) {
+    throw new ModelError("edge-vocabulary.json must hold {pages: [string], counts: [number]}");
+  }
+  return vocab;
+}
+
 /** Check one file's length and sha256 against its manifest entry. */
 export async function verifyFile(name, bytes, entry) {
   if (bytes.byteLength !== entry.bytes) {

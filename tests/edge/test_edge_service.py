@@ -13,7 +13,7 @@ import pytest
 from edge_harness import build_worker, require_edge_tools, running
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))  # the service tests' process helpers
-from serve_harness import running_service, service_env, train_model
+from serve_harness import TOKEN, running_service, service_env, train_model
 
 from conftest import RedisProcess
 from precache.edge.build import export_predictor
@@ -77,3 +77,47 @@ def test_slow_edge_costs_one_short_timeout_then_the_breaker_opens(
             metrics = api.get("/api/ml/metrics").json()
             assert metrics["edgeTimeouts"] == 3 and metrics["edgeSkippedBreakerOpen"] == 3, metrics
             assert elapsed < 3.0, elapsed
+
+
+def test_worker_syncs_from_the_real_service(redis_server: RedisProcess, tmp_path: Path) -> None:
+    """The whole path: registry version -> `precache edge build --publish` -> the service's model-file endpoint
+    -> the Worker's sync (ETag, Bearer token); activating another version swaps the Worker's model."""
+    require_edge_tools()
+    from conftest import hub_sessions
+    from precache.edge.workerd import http_json
+    from precache.models import build_predictor
+    from precache.registry import ModelRegistry
+
+    registry = ModelRegistry(tmp_path / "store", tmp_path / "backup")
+    models = {}
+    for kind in ("ppm", "markov"):
+        model = build_predictor(kind)
+        model.fit(hub_sessions(300))
+        model.save(tmp_path / kind)
+        info = registry.register("page-predictor", tmp_path / kind)
+        export_predictor(model, info.version, "table", 5).write(info.path)  # what --publish writes
+        models[info.version] = model
+    first, second = sorted(models)
+    registry.activate("page-predictor", first)
+    dist, _ = build_worker("table", tmp_path / "dist")
+    env = service_env(redis_server.url, None, MODEL_STORAGE_PATH=str(tmp_path / "store"),
+                      MODEL_BACKUP_PATH=str(tmp_path / "backup"))
+    with running_service(env) as service:
+        url = f"{service.url}/api/ml/models/page-predictor/active/files/edge-manifest.json"
+        with running(dist, "table", {"MODEL_MANIFEST_URL": url, "MODEL_SYNC_TOKEN": TOKEN,
+                                     "SYNC_INTERVAL_MS": "50"}) as worker:
+            for version in (first, second):
+                if version == second:
+                    registry.activate("page-predictor", second)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    status, info = http_json("GET", worker.url + "/model")
+                    if status == 200 and info["version"] == version:
+                        break
+                    time.sleep(0.05)
+                assert info["version"] == version, info
+                status, body = http_json("POST", worker.url + "/predict",
+                                         {"context": {"history": ["/entry0", "/a3", "/hub"]}, "options": {"topK": 3}})
+                assert status == 200
+                got = [(p["page"], p["probability"]) for p in body["predictions"]]
+                assert got == models[version].predict(["/entry0", "/a3", "/hub"], 3)
