@@ -126,3 +126,17 @@ def test_gate_rules() -> None:
     both = decide("HR@5", 0.38, target=0.5, tolerance=0.01, active=0.40, active_version="v1")
     assert not both.accepted and "below the target" in both.reason and "worse than" in both.reason
     assert not decide("HR@5", float("nan"), target=None, tolerance=0.01).accepted
+
+
+def test_candidate_not_activated_over_a_version_that_went_live_meanwhile(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path / "models", tmp_path / "backups")
+    run_pipeline(markov_request(), reg)  # v1 active
+    other = reg.get("page-predictor", "v1").path
+
+    def another_process_activates(message: str) -> None:  # between this run's gate and its activation
+        if "gate accepted" in message:
+            reg.activate("page-predictor", reg.register("page-predictor", other).version)
+
+    (outcome,) = run_pipeline(markov_request(), reg, progress=another_process_activates).outcomes
+    assert outcome.status == "registered" and "not activated" in outcome.reason
+    assert reg.pointer("page-predictor")["version"] == "v2" and outcome.version == "v3"

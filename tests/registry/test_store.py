@@ -11,7 +11,7 @@ from registry_helpers import save_markov
 
 from conftest import shared_file
 from precache.models.files import ModelFileError
-from precache.registry import ActiveModel, ModelRegistry, RegistryError
+from precache.registry import ActiveChangedError, ActiveModel, ModelRegistry, RegistryError
 
 NASA_JUL = "nasa-http/NASA_access_log_small.gz"
 
@@ -48,6 +48,17 @@ def test_register_activate_rollback_and_revision(tmp_path: Path, model_dirs: lis
         reg.activate("page-predictor", "v9")
     with pytest.raises(RegistryError, match="unknown model name"):
         reg.versions("backup")
+
+
+def test_activate_if_active_is_a_compare_and_swap(tmp_path: Path, model_dirs: list[Path]) -> None:
+    reg = make_registry(tmp_path)
+    for _ in range(3):
+        reg.register("page-predictor", model_dirs[0])
+    reg.activate("page-predictor", "v1", if_active=None)
+    with pytest.raises(ActiveChangedError, match="active version is v1, not None"):
+        reg.activate("page-predictor", "v2", if_active=None)  # gated when nothing was active: too late now
+    reg.activate("page-predictor", "v2", if_active="v1")
+    assert reg.pointer("page-predictor")["version"] == "v2"
 
 
 def test_backup_inside_storage_is_refused(tmp_path: Path) -> None:

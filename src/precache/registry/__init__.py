@@ -8,11 +8,12 @@ from precache.registry.active import ActiveModel
 from precache.registry.files import ModelFileError, load_model_dir, verify_model_dir
 from precache.registry.notify import CHANNEL, RedisNotifier
 from precache.registry.settings import RegistrySettings, open_registry
-from precache.registry.store import MODEL_NAMES, ModelRegistry, RegistryError, VersionInfo
+from precache.registry.store import MODEL_NAMES, ActiveChangedError, ModelRegistry, RegistryError, VersionInfo
 
 __all__ = [
     "CHANNEL",
     "MODEL_NAMES",
+    "ActiveChangedError",
     "ActiveModel",
     "ModelFileError",
     "ModelRegistry",

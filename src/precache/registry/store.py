@@ -49,6 +49,13 @@ class RegistryError(ValueError):
     """A registry operation cannot be done (unknown name or version, a rejected version, no previous one)."""
 
 
+class ActiveChangedError(RegistryError):
+    """``activate(..., if_active=X)`` found another active version than X (someone activated meanwhile)."""
+
+
+ANY: Any = object()  # ``if_active`` default: activate whatever is active now
+
+
 @dataclass(slots=True)
 class VersionInfo:
     """One registered version, as ``registry.json`` records it (plus where it lives)."""
@@ -201,8 +208,12 @@ class ModelRegistry:
         self._notify(revision, name, "rejected" if status == "rejected" else "registered", version)
         return self.get(name, version)
 
-    def activate(self, name: str, version: str, *, force: bool = False) -> VersionInfo:
-        """Point ``name`` at ``version`` (verified first, then backed up). A rejected version needs ``force``."""
+    def activate(self, name: str, version: str, *, force: bool = False, if_active: str | None = ANY) -> VersionInfo:
+        """Point ``name`` at ``version`` (verified first, then backed up). A rejected version needs ``force``.
+
+        ``if_active`` makes it a compare-and-swap: only if the active version is still ``if_active`` (None:
+        still nothing active), else :class:`ActiveChangedError` -- a candidate gated against one version
+        must not replace another that went live meanwhile."""
         info = self.get(name, version)
         if info.status == "rejected" and not force:
             raise RegistryError(f"{name} {version} was rejected ({info.reason}); pass force to activate it anyway")
@@ -212,6 +223,9 @@ class ModelRegistry:
             if not (info.path / RECORD).is_file():  # pruned by another process since we looked
                 raise RegistryError(f"{name} {version} was deleted while being activated")
             current = self.pointer(name).get("version")
+            if if_active is not ANY and current != if_active:
+                raise ActiveChangedError(f"{name}: the active version is {current}, not {if_active}; {version} was "
+                                         "not activated")
             previous = current if current and current != version else self.pointer(name).get("previous")
             revision = self._bump()
             write_json_atomic(self.root / name / ACTIVE, {

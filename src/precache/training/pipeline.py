@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from precache.registry.store import ModelRegistry
+from precache.registry.store import ActiveChangedError, ModelRegistry
 from precache.training.gate import GateDecision, decide
 from precache.training.request import TrainRequest
 from precache.training.worker import REQUEST, RESULT
@@ -158,7 +158,10 @@ def _gate_and_register(name: str, model_dir: Path, produced: dict[str, Any], act
     outcome = ModelOutcome(name, "rejected" if not decision.accepted else "registered", info.version,
                            decision.reason, decision, dict(produced.get("seconds", {})))
     if decision.accepted and activate:
-        registry.activate(name, info.version)
-        outcome.status = "activated"
+        try:  # only over the version it was compared with: another run may have activated one meanwhile
+            registry.activate(name, info.version, if_active=active.version if active is not None else None)
+            outcome.status = "activated"
+        except ActiveChangedError as exc:
+            outcome.reason = f"{decision.reason}; not activated: {exc}"
     outcome.seconds["register_activate"] = time.perf_counter() - started
     return outcome
