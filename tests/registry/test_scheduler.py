@@ -129,8 +129,12 @@ def test_two_schedulers_run_a_job_once(tmp_path: Path, private_redis: RedisProce
 
 def test_auto_training_setting_installs_its_schedule(tmp_path: Path, private_redis: RedisProcess) -> None:
     client = redis.Redis.from_url(private_redis.url)
+    private_redis.stop()  # the scheduler starts while Redis is down: it stands by instead of dying
     proc = start_scheduler(tmp_path, private_redis.url, ML_AUTO_TRAINING_ENABLED="true", ML_TRAINING_SCHEDULE="weekly")
     try:
+        time.sleep(1.5)
+        assert proc.poll() is None
+        private_redis.start()
         assert wait_for(lambda: client.hexists(JOBS_KEY, AUTO_ID), 30)
     finally:
         stop(proc)

@@ -149,17 +149,28 @@ class SchedulerProcess:
         self.leading = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
+        """Until ``stop``: stand by, lead while holding the lock; Redis being down means standing by."""
+        import redis
+
         while not stop.is_set():
-            lock = self.client.lock(LOCK_KEY, timeout=self.lock_ttl, thread_local=False)
-            if lock.acquire(blocking=True, blocking_timeout=self.lock_ttl / 3):
-                try:
-                    self._lead(lock, stop)
-                finally:
-                    self.leading.clear()
-                    try:
-                        lock.release()
-                    except Exception:  # already expired or taken over: nothing to release
-                        pass
+            try:
+                self._stand_by_then_lead(stop)
+            except redis.RedisError as exc:
+                log.warning("scheduler: Redis unavailable (%s); standing by", exc)
+                stop.wait(self.lock_ttl / 3)
+
+    def _stand_by_then_lead(self, stop: threading.Event) -> None:
+        lock = self.client.lock(LOCK_KEY, timeout=self.lock_ttl, thread_local=False)
+        if not lock.acquire(blocking=True, blocking_timeout=self.lock_ttl / 3):
+            return
+        try:
+            self._lead(lock, stop)
+        finally:
+            self.leading.clear()
+            try:
+                lock.release()
+            except Exception:  # already expired, taken over or Redis gone: nothing to release
+                pass
 
     def _lead(self, lock: Any, stop: threading.Event) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
