@@ -133,21 +133,30 @@ def main() -> int:
         log(f"training the attention model (<= {args.attention_seconds:.0f} s)")
         attention = build_predictor("attention", max_seconds=args.attention_seconds, threads=2)
         attention.fit(split.train, split.validation)
-        onnx = export_predictor(attention, "bms-attention", "ort", 10)
-        onnx.write(scratch / "ort-model")
-        dist, _ = build_worker("ort", scratch / "ort-dist", scratch / "ort-model")
-        results["workers"]["ort"] = bench_worker("ort", dist, bodies, args.seconds, scratch)
-        results["workers"]["ort"]["model"] = {"kind": "attention", "onnx_bytes": len(onnx.files["edge-model.onnx"])}
+        try:
+            onnx = export_predictor(attention, "bms-attention", "ort", 10)
+        except ValueError as exc:  # attention format 2 (issue 18) is not servable by the ORT Worker yet
+            log(f"ort worker skipped: {exc}")
+            results["workers"]["ort"] = {"skipped": str(exc)}
+        else:
+            onnx.write(scratch / "ort-model")
+            dist, _ = build_worker("ort", scratch / "ort-dist", scratch / "ort-model")
+            results["workers"]["ort"] = bench_worker("ort", dist, bodies, args.seconds, scratch)
+            results["workers"]["ort"]["model"] = {"kind": "attention",
+                                                  "onnx_bytes": len(onnx.files["edge-model.onnx"])}
 
     t, o = results["workers"]["table"], results["workers"]["ort"]
     results["goals"] = {
         "table_p99_c1_le_5ms": t["concurrency"]["1"]["p99_ms"] <= 5,
         "table_rps_c32_ge_5000": t["concurrency"]["32"]["rps"] >= 5000,
-        "ort_p99_c1_le_5ms": o["concurrency"]["1"]["p99_ms"] <= 5,
-        "ort_batch64_ge_5x_single": o["batch64_vs_single_c1"] >= 5,
         "table_bms_ppm_bundle_le_3mb_gzip": t["bundle_gzip_bytes"] <= FREE_PLAN,
-        "ort_bundle_le_10mb_gzip": o["bundle_gzip_bytes"] <= PAID_PLAN,
     }
+    if "skipped" not in o:
+        results["goals"].update({
+            "ort_p99_c1_le_5ms": o["concurrency"]["1"]["p99_ms"] <= 5,
+            "ort_batch64_ge_5x_single": o["batch64_vs_single_c1"] >= 5,
+            "ort_bundle_le_10mb_gzip": o["bundle_gzip_bytes"] <= PAID_PLAN,
+        })
     print(table_text(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
@@ -158,16 +167,18 @@ def main() -> int:
 def table_text(results: dict[str, Any]) -> str:
     lines = ["| worker | concurrency | req/s | p50 ms | p99 ms | errors | req/s vs /healthz |",
              "|---|---|---|---|---|---|---|"]
-    for name, w in results["workers"].items():
+    workers = {name: w for name, w in results["workers"].items() if "skipped" not in w}
+    for name, w in workers.items():
         for c, p in w["concurrency"].items():
             lines.append(f"| {name} | {c} | {p['rps']:,.0f} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | {p['errors']} "
                          f"| {p['rps_vs_healthz']:.2f} |")
     lines += ["", "| worker | bundle gzip | cold start to /healthz | to first /predict | batch64 sessions/s (c=1) "
               "| batch64 / single (c=1) |", "|---|---|---|---|---|---|"]
-    for name, w in results["workers"].items():
+    for name, w in workers.items():
         lines.append(f"| {name} | {w['bundle_gzip_bytes'] / 1e6:.2f} MB | {w['cold_start']['healthz_ms']:.0f} ms "
                      f"| {w['cold_start']['first_predict_ms']:.0f} ms | {w['batch64_c1']['sessions_per_s']:,.0f} "
                      f"| {w['batch64_vs_single_c1']:.1f}x |")
+    lines += [f"{name}: skipped ({w['skipped']})" for name, w in results["workers"].items() if "skipped" in w]
     lines += ["", "goals: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in results["goals"].items())]
     return "\n".join(lines)
 
