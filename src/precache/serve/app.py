@@ -23,6 +23,7 @@ from fastapi.security import HTTPBearer
 
 from precache.config import ConfigError, Settings, get_settings
 from precache.edge.client import EdgeInference
+from precache.monitoring.dashboard import dashboard_router
 from precache.registry import CHANNEL as REGISTRY_CHANNEL
 from precache.registry import ModelRegistry, open_registry
 from precache.serve.auth import Authenticator, Caller, Role
@@ -32,6 +33,7 @@ from precache.serve.events import ClientHasher, EventRecorder
 from precache.serve.limits import BodySizeLimit, RateLimiter
 from precache.serve.metrics import RequestCounter, ServiceMetrics
 from precache.serve.model import ModelHolder, ServedModel
+from precache.serve.monitoring import ServiceMonitoring
 from precache.serve.registry_routes import register_routes
 from precache.serve.schemas import (
     CacheDecision,
@@ -75,6 +77,7 @@ class ServiceState:
     redis: Any
     edge: EdgeInference | None = None
     follower: RegistryFollower | None = None
+    monitoring: ServiceMonitoring | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def current_advisor(self) -> CacheAdvisor | None:
@@ -138,6 +141,9 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
         models=ModelHolder(max_history=serve.max_history, cache_size=serve.prediction_cache_size),
         limiter=RateLimiter(serve.events_per_second, serve.events_burst), redis=redis,
         advisor=None, advisor_error=None, registry=open_registry(settings))
+    monitoring = state.monitoring = ServiceMonitoring(
+        settings, redis, lambda: state.models.current.directory if state.models.current else None,
+        prefix=serve.redis_prefix)
     if serve.edge_inference_url:
         state.edge = EdgeInference(serve.edge_inference_url, token=serve.edge_inference_token,
                                    timeout=serve.edge_inference_timeout_ms / 1000)
@@ -175,9 +181,11 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
                 state.follower = follower
                 await follower.sync()
                 watcher = asyncio.get_running_loop().create_task(follower.run(settings.redis_url, REGISTRY_CHANNEL))
+        monitoring.start()
         try:
             yield
         finally:
+            await monitoring.stop()
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -202,7 +210,20 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
     app.add_middleware(RequestCounter, metrics=metrics)
     _routes(app, state)
     register_routes(app, state, api_caller, training_caller)
+    if settings.api_token:
+        app.include_router(dashboard_router(settings.api_token, monitoring.summary, lambda: _model_history(state)))
     return app
+
+
+async def _model_history(state: ServiceState) -> dict[str, Any]:
+    """The dashboard's model panel: the active page predictor and every version with its gate decision."""
+    current = state.models.current
+    history = []
+    for name in ("page-predictor", "cache-optimizer"):
+        for info in state.registry.versions(name)[-10:]:
+            history.append({"name": name, "version": info.version, "status": info.status, "reason": info.reason})
+    active = {"name": "page-predictor", "version": current.version} if current is not None else None
+    return {"active": active, "history": history}
 
 
 _bearer = HTTPBearer(auto_error=False, description=AUTH_DESCRIPTION)
@@ -224,6 +245,9 @@ async def training_caller(request: Request, _: Any = Depends(_bearer)) -> Caller
 
 
 def _routes(app: FastAPI, state: ServiceState) -> None:
+    monitoring = state.monitoring
+    assert monitoring is not None, "create_app sets state.monitoring before the routes"
+
     def model_or_503() -> ServedModel:
         if not state.settings.ml_enabled:
             state.metrics.unavailable += 1
@@ -265,6 +289,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         if page is None:
             raise ApiError(422, "validation_error", f"body.context.currentPath: required for type={body.type}")
         history = await state.histories.append(body.sessionId, [page])
+        monitoring.page_view(body.sessionId, page)
         if body.type == "warming":
             predictive = state.settings.predictive
             threshold = body.options.threshold if body.options.threshold is not None else predictive.warming_threshold
@@ -273,6 +298,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             items = [WarmingItem(page=p, probability=_prob(pr)) for p, pr in ranked if pr >= threshold]
             latency = (time.perf_counter() - start) * 1000
             state.metrics.observe_prediction("warming", latency, cached)
+            monitoring.prediction(latency / 1000, "warming", version=served.version)
             return WarmingResponse(preload=items, threshold=threshold, latency=round(latency, 3),
                                    modelVersion=served.version)
         threshold = body.options.threshold or 0.0
@@ -281,6 +307,8 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             if answer is not None:  # else: down, slow, refused or breaker open -> answer locally below
                 latency = (time.perf_counter() - start) * 1000
                 state.metrics.observe_prediction("page", latency, False)
+                monitoring.prediction(latency / 1000, "page", body.sessionId, [p for p, _ in answer.predictions],
+                                      answer.model_version)
                 return PageResponse(predictions=[PagePrediction(page=p, probability=_prob(pr))
                                                  for p, pr in answer.predictions if pr >= threshold],
                                     latency=round(latency, 3), cached=False, modelVersion=answer.model_version,
@@ -289,6 +317,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         predictions = [PagePrediction(page=p, probability=_prob(pr)) for p, pr in ranked if pr >= threshold]
         latency = (time.perf_counter() - start) * 1000
         state.metrics.observe_prediction("page", latency, cached)
+        monitoring.prediction(latency / 1000, "page", body.sessionId, [p for p, _ in ranked], served.version)
         return PageResponse(predictions=predictions, latency=round(latency, 3), cached=cached,
                             modelVersion=served.version)
 
@@ -306,6 +335,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         decision = advisor.decide(key, accesses, time.time())
         latency = (time.perf_counter() - start) * 1000
         state.metrics.observe_prediction("cache", latency, None)
+        monitoring.prediction(latency / 1000, "cache", version=advisor.version)
         return CacheDecision(key=key, basedOnEvents=len(accesses), latency=round(latency, 3),
                              modelVersion=advisor.version, **decision)  # type: ignore[arg-type]
 
@@ -317,6 +347,11 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             raise ApiError(429, "rate_limited", f"more than {state.serve.events_per_second:g} events/s for this token",
                            {"Retry-After": str(state.limiter.retry_after(len(body.events)))})
         streamed = await state.events.record(body.events)
+        for event in body.events:
+            if event.page is not None:
+                monitoring.page_view(event.sessionId, event.page)
+            if event.key is not None:
+                monitoring.access(event.tier)
         return EventsResponse(accepted=len(body.events), streamed=streamed)
 
     @app.get("/api/ml/metrics", tags=["ops"], summary="Service counters (JSON or Prometheus text)",
@@ -327,9 +362,13 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
                       format: Annotated[Literal["json", "prometheus"], Query()] = "json",
                       duration: Annotated[int | None, Query(ge=1, le=7 * 86400 * 1000,
                                                             description="latency window, ms")] = None) -> Response:
+        if state.models.current is not None:
+            monitoring.set_model("page-predictor", state.models.current.version)
         if format == "prometheus":
-            return Response(state.metrics.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8")
-        return JSONResponse(state.metrics.snapshot(duration))
+            text = await monitoring.prometheus() + state.metrics.prometheus()
+            return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+        summary = await monitoring.summary(duration or 60_000)
+        return JSONResponse({**summary, **state.metrics.snapshot(duration)})
 
 
 def _prob(value: float) -> float:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -78,20 +78,12 @@ class _Exporter(Collector):
         for (route, status), n in sorted(m.requests.items()):
             requests.add_metric([route, str(status)], n)
         yield requests
-        predictions = CounterMetricFamily("precache_predictions", "predictions answered", labels=["type"])
-        for kind, n in sorted(m.predictions.items()):
-            predictions.add_metric([kind], n)
-        yield predictions
+        # predictions and their latency histogram are exported by precache.monitoring (summed over workers)
         cache = CounterMetricFamily("precache_prediction_cache", "prediction cache lookups", labels=["result"])
         cache.add_metric(["hit"], m.prediction_cache_hits)
         cache.add_metric(["miss"], m.prediction_cache_misses)
         yield cache
         yield CounterMetricFamily("precache_unavailable", "requests refused with 503", value=m.unavailable)
-        values = [ms / 1000 for _, ms in m.latencies]
-        summary = SummaryMetricFamily("precache_prediction_latency_seconds",
-                                      f"prediction latency over the last {LATENCY_RING} predictions",
-                                      count_value=len(values), sum_value=sum(values))
-        yield summary
         for name, read in sorted(m.gauges.items()):
             yield GaugeMetricFamily(f"precache_{_snake(name)}", name, value=float(read()))
 

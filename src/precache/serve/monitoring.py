@@ -1,0 +1,145 @@
+"""The service's monitoring: one :class:`~precache.monitoring.Monitor` per worker, summed over workers.
+
+What the service feeds it: every served prediction (latency, and the predicted pages for online
+scoring), every page view it learns of (``/predict``'s ``currentPath`` and ``/events`` page views, which
+score the session's previous prediction), and the cache accesses back ends report through ``/events``
+(their ``tier``), which give the hit ratio of the caches that report to this service. Memory is the
+loaded model's bytes on disk. With Redis, each worker publishes its snapshot
+(:class:`~precache.monitoring.share.RedisSnapshotShare`) and ``/api/ml/metrics`` answers the sum over the
+live workers; without Redis, this worker's own figures (the JSON says how many workers were summed).
+Alerts are evaluated on the summed 1-hour summary and POSTed to ``ML_ALERT_WEBHOOK`` when set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from precache.monitoring.alerts import AlertEvaluator, AlertLoop, Notifier, rules_from_settings
+from precache.monitoring.exposition import render_prometheus
+from precache.monitoring.monitor import Monitor, MonitorSources
+from precache.monitoring.share import RedisSnapshotShare
+from precache.monitoring.snapshot import Snapshot
+from precache.monitoring.summary import summarize
+from precache.monitoring.webhook import WebhookNotifier
+
+log = logging.getLogger("precache.serve")
+ALERT_WINDOW_MS = 3_600_000
+_TIER_STAT = {"l1": "l1_hits", "l2": "l2_hits", "stale": "stale_hits", "origin": "misses", "miss": "misses"}
+
+
+class ReportedAccesses:
+    """Cache accesses back ends report through ``/events``, counted like ``CacheStats``."""
+
+    def __init__(self) -> None:
+        self.counts = {"l1_hits": 0, "l2_hits": 0, "stale_hits": 0, "misses": 0}
+
+    def record(self, tier: str) -> None:
+        stat = _TIER_STAT.get(tier)
+        if stat is not None:
+            self.counts[stat] += 1
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+def directory_bytes(directory: Path | None) -> int:
+    if directory is None or not directory.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+
+
+class ServiceMonitoring:
+    def __init__(self, settings: Any, redis: Any | None, model_dir: Callable[[], Path | None], *,
+                 prefix: str = "", share_interval: float = 2.0) -> None:
+        self.accesses = ReportedAccesses()
+        self._model_dir = model_dir
+        self._model_bytes: tuple[Path | None, int] = (None, 0)
+        self.monitor = Monitor(
+            MonitorSources(cache_stats=self.accesses.as_dict, model_bytes=self.model_bytes),
+            session_gap=float(settings.session_gap_seconds),
+        )
+        # One hash tag per deployment prefix, so the workers' keys share a Cluster slot.
+        self.share = (RedisSnapshotShare(redis, self.monitor, interval=share_interval,
+                                         prefix="{" + prefix + "precache:metrics}") if redis is not None else None)
+        self.evaluator = AlertEvaluator(rules_from_settings(settings))
+        self.webhook = WebhookNotifier(settings.ml_alert_webhook) if settings.ml_alert_webhook else None
+        notifiers: list[Notifier] = [self.webhook] if self.webhook is not None else []
+        self.alerts = AlertLoop(self.evaluator, self._alert_values, notifiers)
+        self._last_summary: dict[str, Any] = {}
+        self._alert_task: asyncio.Task[None] | None = None
+
+    def model_bytes(self) -> int:
+        directory = self._model_dir()
+        if directory != self._model_bytes[0]:
+            self._model_bytes = (directory, directory_bytes(directory))
+        return self._model_bytes[1]
+
+    # -- what the routes report ----------------------------------------------------------------------
+    def page_view(self, session_id: str, page: str) -> None:
+        self.monitor.record_page_view(session_id, page)
+
+    def prediction(self, seconds: float, kind: str, session_id: str | None = None, pages: Sequence[str] = (),
+                   version: str | None = None) -> None:
+        self.monitor.record_prediction(seconds, kind=kind, session_id=session_id, pages=pages,
+                                       model_version=version)
+
+    def access(self, tier: str) -> None:
+        self.accesses.record(tier)
+
+    def set_model(self, name: str, version: str) -> None:
+        self.monitor.set_model(name, version)
+
+    # -- reading ----------------------------------------------------------------------------------
+    async def merged(self) -> tuple[Snapshot, int]:
+        """The sum over live workers; this worker alone when Redis is missing or failing."""
+        if self.share is not None:
+            try:
+                return await self.share.collect()
+            except Exception as exc:
+                log.warning("metrics: Redis unavailable, answering for this worker only (%s)", exc)
+        return self.monitor.snapshot(), 1
+
+    async def summary(self, duration_ms: float) -> dict[str, Any]:
+        snapshot, workers = await self.merged()
+        out = summarize(snapshot, duration_ms, self.evaluator.active())
+        out["workers"] = workers
+        return out
+
+    async def prometheus(self) -> bytes:
+        snapshot, _ = await self.merged()
+        return render_prometheus(snapshot)
+
+    def _alert_values(self) -> dict[str, Any]:
+        return self._last_summary
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.monitor.start()
+        if self.share is not None:
+            self.share.start()
+        if self.webhook is not None:
+            self.webhook.start()
+        self._alert_task = asyncio.get_running_loop().create_task(self._alert_run())
+
+    async def _alert_run(self, interval: float = 15.0) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                self._last_summary = await self.summary(ALERT_WINDOW_MS)
+                self.alerts.tick()
+            await asyncio.sleep(interval)
+
+    async def stop(self) -> None:
+        if self._alert_task is not None:
+            self._alert_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._alert_task
+        await self.monitor.stop()
+        if self.share is not None:
+            await self.share.stop()
+        if self.webhook is not None:
+            await self.webhook.stop()
