@@ -33,8 +33,8 @@ def test_ctrl_c_prints_aborted_exits_130_and_leaves_no_report(tmp_path: Path) ->
     out = tmp_path / "report"
     started = tmp_path / "started"
     # The marker says the imports are done and main() is about to run (imports are slow on a busy machine).
-    code = ("import sys, pathlib; from precache.cli import main; sys.argv = ['precache', *sys.argv[2:]]; "
-            "pathlib.Path(sys.argv[1]).touch(); main()")
+    code = ("import sys, pathlib; from precache.cli import main; pathlib.Path(sys.argv[1]).touch(); "
+            "sys.argv = ['precache', *sys.argv[2:]]; main()")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(started), "demo", "--requests", "400000", "--out", str(out)],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections import Counter
 
 import pytest
@@ -59,16 +58,13 @@ def test_nasa_sessions_have_pages_only() -> None:
 def test_msnbc_full() -> None:
     path = shared_file("msnbc-anonymous-web/msnbc990928.zip")
     assert detect_format(path) == "seq"
-    started = time.perf_counter()
-    sessions = read_sessions(path)
-    elapsed = time.perf_counter() - started
+    sessions = read_sessions(path)  # its speed is bench/bench_traces.py's job, not a test's
     assert len(sessions) == 989_818
     assert sum(len(s) for s in sessions) == 4_698_794
     assert max(len(s) for s in sessions) == 14_795
     assert sessions[0].pages == ["frontpage", "frontpage"]
     assert sessions[1].pages == ["news"]
     assert len({p for s in sessions for p in s.pages}) == 17
-    assert elapsed < 60  # the benchmark tracks the real figure; this only catches a pathological slowdown
 
 
 def test_bms_webview_1() -> None:
