@@ -357,9 +357,17 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=float(os.environ.get("PRECACHE_BENCH_SCALE", "1.0")),
                         help="multiply every operation count (default: $PRECACHE_BENCH_SCALE or 1.0)")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
+    parser.add_argument("--metrics", action="store_true",
+                        help="only measure the cost of monitoring on L1 hits (metrics on vs off, same run); "
+                             "writes bench/results/cache_metrics.json")
     args = parser.parse_args()
     if args.scale <= 0:
         parser.error("--scale must be > 0")
+    if args.metrics:
+        import metrics_cost
+
+        metrics_cost.main()
+        return
     SCALE = args.scale
     imports = import_times()
     proc, url = start_redis()
