@@ -46,8 +46,10 @@ def test_binary_garbage_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, "garbage.bin", os.urandom(200_000))
     with pytest.raises(TraceFormatError, match=r"binary|unknown"):
         detect_format(path)
-    # forced through the CLF reader it is a counted skip, not a crash
-    reader = read_requests(path, format="clf")
+    # forced through the CLF reader it is a loud failure naming the format, not a crash or a silent 0
+    with pytest.raises(TraceFormatError, match=r"of the first 1,000 non-empty lines are not clf records"):
+        list(read_requests(path, format="clf"))
+    reader = read_requests(path, format="clf", max_malformed=1.0)  # told to read anyway: a counted skip
     assert list(reader) == []
     assert reader.report.malformed > 0
 
@@ -107,7 +109,7 @@ def test_unknown_format(tmp_path: Path) -> None:
 def test_session_format_refused_by_read_requests(tmp_path: Path) -> None:
     path = _write(tmp_path, "s.txt", b"1 -1 2 -1 3\n4 -1 5\n")
     assert detect_format(path) == "spmf"
-    with pytest.raises(TraceFormatError, match="read_sessions"):
+    with pytest.raises(TraceFormatError, match="session file .* evaluate and train-predictor accept it"):
         read_requests(path)
 
 

@@ -52,7 +52,7 @@ def test_clf_garbage_is_rejected(line: str) -> None:
 
 def test_split_request() -> None:
     assert split_request("GET /a HTTP/1.0") == ("GET", "/a")
-    assert split_request("get /a HTTP/1.0") is None
+    assert split_request("get /a HTTP/1.0") == ("GET", "/a")  # lower-case methods are read, upper-cased
     assert split_request("GET") is None
 
 

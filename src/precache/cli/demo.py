@@ -12,7 +12,9 @@ from typing import Any
 import typer
 
 from precache.cli.app import app
+from precache.cli.trace_options import load_requests, trace_options
 from precache.defaults import WARMING_THRESHOLD
+from precache.traces.options import ReadOptions
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> Any:
@@ -72,6 +74,7 @@ def _summary(exp: Any) -> str:
 
 
 @app.command()
+@trace_options
 def demo(
     trace: Path | None = typer.Option(None, "--trace", help="replay this access log instead of the synthetic site"),
     requests: int = typer.Option(100_000, "--requests", min=1_000, help="requests to generate or read"),
@@ -80,6 +83,8 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
     sweep: bool = typer.Option(True, "--sweep/--no-sweep", help="also sweep the warming threshold"),
     learned_policy: bool = typer.Option(True, "--learned-policy/--no-learned-policy"),
+    *,
+    read_options: ReadOptions,
 ) -> None:
     """Generate a workload, train the models, replay it with and without ML, write the report."""
     from rich.console import Console
@@ -93,14 +98,7 @@ def demo(
         console = Console(width=max(console.width, 160))
     updates: list[tuple[float, str]] = []
     if trace is not None:
-        from precache.traces.reader import read_requests
-
-        reader = read_requests(trace)
-        reqs = []
-        for r in reader:
-            reqs.append(r)
-            if len(reqs) >= requests:
-                break
+        reqs = load_requests(trace, read_options, limit=requests)
         name = trace.name
     else:
         from precache.traces.synthetic import SyntheticWorkload

@@ -19,7 +19,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from precache.cli.app import app
+from precache.cli.trace_options import load_sessions, trace_options
 from precache.evaluation import ModelReport, Split, compare_predictors, evaluate, time_split
+from precache.traces.options import ReadOptions
 
 DEFAULT_MODELS = "popularity,markov-count,markov,ppm,sknn"
 
@@ -36,14 +38,12 @@ def parse_models(models: str) -> list[str]:
     return names
 
 
-def load_split(trace: Path, fmt: str, progress: Progress | None = None) -> tuple[Split, int]:
+def load_split(trace: Path, options: ReadOptions, progress: Progress | None = None) -> tuple[Split, int]:
     """Read and sessionize the trace, then split it; returns (split, number of sessions)."""
-    from precache.traces import read_sessions
-
     if not trace.exists():
         raise ValueError(f"trace {trace} does not exist")
     task = progress.add_task(f"reading {trace.name}", total=None) if progress else None
-    sessions = read_sessions(trace, format=fmt)
+    sessions = load_sessions(trace, options)
     if progress is not None and task is not None:
         progress.update(task, description=f"read {len(sessions):,} sessions from {trace.name}", completed=1, total=1)
     if sum(max(0, len(s.pages) - 1) for s in sessions) == 0:
@@ -80,12 +80,12 @@ def report_table(title: str, reports: list[ModelReport]) -> Table:
 
 
 def run_evaluate(
-    trace: Path, fmt: str, names: list[str], max_transitions: int | None, console: Console
+    trace: Path, options: ReadOptions, names: list[str], max_transitions: int | None, console: Console
 ) -> dict[str, Any]:
     """Evaluate ``names`` on one trace; print the table; return the JSON-able result."""
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
-        split, n_sessions = load_split(trace, fmt, progress)
+        split, n_sessions = load_split(trace, options, progress)
         task = progress.add_task("models", total=None)
         reports = compare_predictors(
             split, names, max_transitions=max_transitions,
@@ -109,19 +109,21 @@ def run_evaluate(
 
 
 @app.command("evaluate")
+@trace_options
 def evaluate_command(
     trace: Path = typer.Option(..., "--trace", help="Access log or session file (see trace-stats)."),
-    fmt: str = typer.Option("auto", "--format", help="Trace format, or auto."),
     models: str = typer.Option(DEFAULT_MODELS, "--models", help="Comma-separated predictor names."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON here."),
     max_test_transitions: int | None = typer.Option(
         None, "--max-test-transitions", min=1, help="Score only the first N test transitions (faster)."
     ),
+    *,
+    read_options: ReadOptions,
 ) -> None:
     """Compare predictors with the evaluation protocol: HR@1/5/10, MRR@5, ECE, fit time, size, latency."""
     names = parse_models(models)
     console = _console()
-    result = run_evaluate(trace, fmt, names, max_test_transitions, console)
+    result = run_evaluate(trace, read_options, names, max_test_transitions, console)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
@@ -129,12 +131,14 @@ def evaluate_command(
 
 
 @app.command("train-predictor")
+@trace_options
 def train_predictor_command(
     trace: Path = typer.Option(..., "--trace", help="Access log or session file."),
     model: str = typer.Option(
         "ppm", "--model", help="Predictor name (popularity, markov-count, markov, ppm, sknn, attention, auto)."),
     out: Path = typer.Option(..., "--out", help="Model directory to write (created)."),
-    fmt: str = typer.Option("auto", "--format", help="Trace format, or auto."),
+    *,
+    read_options: ReadOptions,
 ) -> None:
     """Fit one predictor on the training part of a trace, score it on the test part, save it to --out."""
     from precache.models.registry import build_predictor
@@ -146,7 +150,7 @@ def train_predictor_command(
     predictor = build_predictor(name)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
-        split, _ = load_split(trace, fmt, progress)
+        split, _ = load_split(trace, read_options, progress)
         task = progress.add_task(f"fitting {name}", total=None)
         started = time.perf_counter()
         predictor.fit(split.train, split.validation)

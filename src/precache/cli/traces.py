@@ -11,7 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from precache.cli.app import app
+from precache.cli.trace_options import announce, no_records_error, trace_options
 from precache.defaults import SESSION_GAP_SECONDS
+from precache.traces.options import ReadOptions
+from precache.traces.report import ReadReport
 from precache.traces.stats import TraceStats, trace_stats
 
 
@@ -47,6 +50,8 @@ def render(stats: TraceStats, console: Console) -> None:
         ("other (not page/asset)", _count(stats.ignored)),
         ("malformed lines", _count(stats.malformed)
          + (f" (first at {stats.malformed_line_numbers[:5]})" if stats.malformed_line_numbers else "")),
+        ("crawler requests dropped", _count(stats.bots)),
+        ("out-of-order requests", _count(stats.out_of_order)),
         ("mean pages/session", f"{stats.mean_session_pages:.2f}"),
         ("first", _when(stats.first_time)),
         ("last", _when(stats.last_time)),
@@ -67,17 +72,28 @@ def render(stats: TraceStats, console: Console) -> None:
 
 
 @app.command("trace-stats")
+@trace_options
 def trace_stats_command(
     file: str = typer.Argument(..., help="trace file (plain/.gz/.zip), or synthetic:N for the synthetic site"),
-    format: str = typer.Option("auto", "--format", help="auto, clf, tsv, csv, seq, spmf or itemviews"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the statistics as JSON here"),
     gap: float = typer.Option(SESSION_GAP_SECONDS, "--gap", help="session idle gap in seconds (logs only)"),
     top: int = typer.Option(10, "--top", help="how many top pages to list"),
+    *,
+    read_options: ReadOptions,
 ) -> None:
-    """Requests, clients, sessions, pages, assets, malformed lines, time span and top pages of a trace."""
+    """Requests, clients, sessions, pages, assets, malformed lines, time span and top pages of a trace.
+
+    Exits 2 when the trace yields no request (or no session), instead of printing an empty table.
+    """
     if gap <= 0:
         raise ValueError("--gap must be positive")
-    stats = trace_stats(file, format, gap_seconds=gap, top=max(0, top))
+    stats = trace_stats(file, gap_seconds=gap, top=max(0, top), options=read_options)
+    report = ReadReport(path=file, format=stats.format, lines=stats.lines, malformed=stats.malformed,
+                        malformed_line_numbers=stats.malformed_line_numbers, bots=stats.bots,
+                        out_of_order=stats.out_of_order, notes=stats.notes)
+    announce(report)
+    if not (stats.requests or stats.sessions):
+        raise no_records_error(report)
     render(stats, Console())
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

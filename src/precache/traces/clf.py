@@ -26,7 +26,8 @@ def split_request(text: str) -> tuple[str, str] | None:
     """``(method, target)`` of a request line, or ``None`` when it is not a request.
 
     Accepts ``METHOD target PROTO``, ``METHOD target`` (HTTP/0.9 style), a bare ``/target`` (method GET)
-    and targets containing spaces.
+    and targets containing spaces. A lower-case method (``get``, written by some clients and proxies) is
+    upper-cased.
     """
     parts = text.split(" ")
     count = len(parts)
@@ -45,9 +46,9 @@ def split_request(text: str) -> tuple[str, str] | None:
         target = " ".join(part for part in middle if part)
     else:
         return None
-    if not target or not method or len(method) > _MAX_METHOD or not method.isalpha() or not method.isupper():
+    if not target or not method or len(method) > _MAX_METHOD or not method.isalpha():
         return None
-    return method, target
+    return (method if method.isupper() else method.upper()), target
 
 
 def make_clf_parser() -> Callable[[str], Request | None]:

@@ -11,6 +11,8 @@ class Request:
 
     ``time`` is epoch seconds (float); ``size`` is the response size in bytes (0 when the log says ``-``);
     ``path`` is the raw request target, query string included (normalisation happens in the sessionizer).
+    ``referrer`` and ``agent`` (the ``Referer`` and ``User-Agent`` headers) are kept when the log has them,
+    else ``None``; a log's ``-`` placeholder reads as ``None`` too.
     """
 
     time: float
@@ -19,6 +21,8 @@ class Request:
     method: str = "GET"
     status: int = 200
     size: int = 0
+    referrer: str | None = None
+    agent: str | None = None
 
 
 @dataclass(slots=True)

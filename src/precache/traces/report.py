@@ -25,6 +25,15 @@ class ReadReport:
     blank: int = 0
     overlong: int = 0
     malformed_line_numbers: list[int] = field(default_factory=list)
+    first_bad_line: str | None = None
+    """The first malformed line itself (cut to 200 characters), quoted by the loud failure."""
+    first_bad_line_number: int | None = None
+    bots: int = 0
+    """Requests skipped as crawler traffic (``drop_bots``)."""
+    out_of_order: int = 0
+    """Requests older than their client's previous one by more than a minute (the log is not in time order)."""
+    notes: list[str] = field(default_factory=list)
+    """What the user should know about this read (which format ``auto`` chose, assumptions made)."""
 
     def add_malformed(self, line_number: int, line: str, strict: bool) -> None:
         """Count one bad line, or raise on it when reading strictly."""
@@ -34,6 +43,9 @@ class ReadReport:
                 f"malformed {self.format} record: {shown!r}", path=self.path, line_number=line_number
             )
         self.malformed += 1
+        if self.first_bad_line is None:
+            self.first_bad_line = line if len(line) <= 200 else line[:197] + "..."
+            self.first_bad_line_number = line_number
         if len(self.malformed_line_numbers) < MAX_KEPT_LINE_NUMBERS:
             self.malformed_line_numbers.append(line_number)
 

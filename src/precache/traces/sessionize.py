@@ -16,6 +16,9 @@ from precache.traces.model import Request, Session
 from precache.traces.paths import ASSET_EXTENSIONS, is_page, normalize_path
 from precache.traces.paths import is_asset as path_is_asset
 
+OUT_OF_ORDER_SECONDS = 60.0
+"""Proxies and threaded servers reorder requests by a few seconds; more than this is an unsorted log."""
+
 
 @dataclass(slots=True)
 class SessionizerStats:
@@ -29,6 +32,9 @@ class SessionizerStats:
     dropped_sessions: int = 0
     """Sessions with assets but no page: not emitted unless ``keep_empty``."""
     max_open: int = 0
+    out_of_order: int = 0
+    """Requests more than :data:`OUT_OF_ORDER_SECONDS` older than their client's previous request: the
+    log is not in time order and the sessions drawn from it are wrong (sort the log by time)."""
 
 
 class _Open:
@@ -117,6 +123,8 @@ class Sessionizer:
                     stats.max_open = len(open_sessions)
             elif moment > current.last:
                 current.last = moment
+            elif moment < current.last - OUT_OF_ORDER_SECONDS:
+                stats.out_of_order += 1
             session = current.session
             if kind == 0:
                 session.pages.append(page)

@@ -14,8 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from precache.defaults import SESSION_GAP_SECONDS
+from precache.traces.detect import SESSION_FORMATS
 from precache.traces.model import Request, Session
-from precache.traces.reader import RequestReader, resolve_format
+from precache.traces.options import ReadOptions
+from precache.traces.reader import RequestReader, merge_options, resolve_format
 from precache.traces.report import ReadReport
 from precache.traces.sessionize import Sessionizer
 from precache.traces.sessions import iter_sessions
@@ -44,6 +46,9 @@ class TraceStats:
     last_time: float | None
     mean_session_pages: float
     top_pages: list[tuple[str, int]] = field(default_factory=list)
+    out_of_order: int = 0
+    bots: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def span_seconds(self) -> float | None:
@@ -74,8 +79,11 @@ def parse_synthetic(source: str) -> int | None:
 
 
 def trace_stats(source: str | os.PathLike[str], format: str = "auto", *, gap_seconds: float = SESSION_GAP_SECONDS,
-                top: int = 10, seed: int = 0) -> TraceStats:
-    """Statistics of a trace file, or of the synthetic workload when ``source`` is ``synthetic:N``."""
+                top: int = 10, seed: int = 0, options: ReadOptions | None = None) -> TraceStats:
+    """Statistics of a trace file, or of the synthetic workload when ``source`` is ``synthetic:N``.
+
+    ``options`` says how to read a log (:class:`ReadOptions`); an explicit ``format`` overrides its own.
+    """
     text = os.fspath(source)
     n_synthetic = parse_synthetic(text)
     if n_synthetic is not None:
@@ -84,10 +92,11 @@ def trace_stats(source: str | os.PathLike[str], format: str = "auto", *, gap_sec
     path = Path(text)
     if not path.exists():
         raise FileNotFoundError(f"no such trace file: {path}")
-    name = resolve_format(path, format)
-    if name in ("clf", "tsv", "csv"):
-        reader = RequestReader(path, name)
-        return _request_stats(text, name, reader, reader.report, gap_seconds, top, reader=reader)
+    options = merge_options(format, False, options)
+    name, _ = resolve_format(path, options.format, options)
+    if name not in SESSION_FORMATS:
+        reader = RequestReader(path, options=options)
+        return _request_stats(text, reader.report.format, reader, reader.report, gap_seconds, top, reader=reader)
     report = ReadReport()
     return _session_stats(text, name, iter_sessions(path, name, report=report), report, top)
 
@@ -125,6 +134,7 @@ def _request_stats(source: str, name: str, requests: Iterable[Request], report: 
         lines=report.lines if reader is not None else counted[0],
         first_time=bounds[0] if counted[0] else None, last_time=bounds[1] if counted[0] else None,
         mean_session_pages=stats.pages / sessions if sessions else 0.0, top_pages=pages.most_common(top),
+        out_of_order=stats.out_of_order, bots=report.bots, notes=list(report.notes),
     )
 
 

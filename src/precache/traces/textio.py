@@ -1,7 +1,8 @@
 """Open a trace as decoded text lines, whatever its compression, with bounded memory per line.
 
-Traces arrive plain, gzipped or zipped (the MSNBC copy is a zip with macOS junk members), sometimes
-truncated, sometimes with bytes that are not UTF-8. Readers should not care: they get ``str`` lines without
+Traces arrive plain, gzipped or zipped (the MSNBC copy is a zip with macOS junk members; a zip of several
+logs is read member after member), sometimes truncated, sometimes with bytes that are not UTF-8, a BOM
+or in UTF-16 (Windows tools). Readers should not care: they get ``str`` lines without
 line endings. Compression is sniffed from magic bytes, not the file name, so a mislabelled file still reads.
 Lines longer than ``max_line_chars`` are skipped (and counted) by reading them in bounded pieces, so a
 1 GB line never sits in memory.
@@ -16,7 +17,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from precache.traces.errors import TraceFormatError
 
@@ -53,8 +54,11 @@ def _open_binary(path: Path) -> tuple[IO[bytes], list[_Closable]]:
             if not members:
                 archive.close()
                 raise TraceFormatError("zip archive holds no data member", path=str(path))
-            member = archive.open(members[0])
-            return member, [member, archive, raw]
+            if len(members) == 1:
+                member = archive.open(members[0])
+                return member, [member, archive, raw]
+            chained = io.BufferedReader(_Members(archive, members))
+            return chained, [chained, archive, raw]
         return raw, [raw]
     except zipfile.BadZipFile as exc:
         raw.close()
@@ -62,6 +66,55 @@ def _open_binary(path: Path) -> tuple[IO[bytes], list[_Closable]]:
     except BaseException:
         raw.close()
         raise
+
+
+class _Members(io.RawIOBase):
+    """The data members of a zip, read one after the other (rotated logs zipped together are one log).
+
+    A member that does not end with a newline gets one, so its last line does not merge with the next
+    member's first line.
+    """
+
+    def __init__(self, archive: zipfile.ZipFile, members: list[zipfile.ZipInfo]) -> None:
+        self._archive = archive
+        self._pending = list(members)
+        self._current: IO[bytes] | None = None
+        self._last = b"\n"
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            if self._current is None:
+                if not self._pending:
+                    return 0
+                self._current = self._archive.open(self._pending.pop(0))
+            data = self._current.read(len(buffer))
+            if data:
+                buffer[: len(data)] = data
+                self._last = data[-1:]
+                return len(data)
+            self._current.close()
+            self._current = None
+            if self._last != b"\n":
+                self._last = b"\n"
+                buffer[:1] = b"\n"
+                return 1
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+        super().close()
+
+
+def _encoding(stream: IO[bytes]) -> str:
+    """``utf-16`` for a UTF-16 byte-order mark, else ``utf-8-sig`` (which drops a UTF-8 BOM if present)."""
+    peek = getattr(stream, "peek", None)
+    head = peek(4)[:4] if callable(peek) else b""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    return "utf-8-sig"
 
 
 class TextLines:
@@ -98,7 +151,7 @@ class TextLines:
         self.overlong_line_numbers = []
         stream, handles = _open_binary(self.path)
         try:
-            text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None)
+            text = io.TextIOWrapper(stream, encoding=_encoding(stream), errors="replace", newline=None)
             handles.insert(0, text)
             yield from self._lines(text)
         except (EOFError, gzip.BadGzipFile, zlib.error, zipfile.BadZipFile) as exc:

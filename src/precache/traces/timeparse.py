@@ -23,6 +23,21 @@ _CLF_LOOSE = re.compile(
 )
 
 
+MIN_TIME = 0.0
+"""1970-01-01: no web log is older, and a negative epoch is a misread field."""
+MAX_TIME = 253_370_764_800.0
+"""9999-01-01 UTC: later moments cannot be shown as dates (datetime stops at year 9999)."""
+
+
+def _valid_date(year: int, month: int, day: int) -> bool:
+    if not (1 <= year <= 9999 and 1 <= month <= 12):
+        return False
+    return 1 <= day <= calendar.monthrange(year, month)[1]
+
+
+_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
 def _zone_offset(zone: str | None) -> int:
     if not zone or zone in ("Z", "GMT", "UTC"):
         return 0
@@ -34,7 +49,9 @@ def _zone_offset(zone: str | None) -> int:
 class ClfTimeParser:
     """Parses ``DD/Mon/YYYY:HH:MM:SS ±ZZZZ`` into epoch seconds, caching per day and zone.
 
-    Returns ``None`` for a string it cannot read, so the caller counts the line as malformed.
+    Returns ``None`` for a string it cannot read, an impossible date or time of day (``00/Jan``,
+    ``32/Jan``, ``25:61:61``) or a moment outside ``MIN_TIME .. MAX_TIME``, so the caller counts the line
+    as malformed instead of silently reading another date.
     """
 
     def __init__(self) -> None:
@@ -57,9 +74,12 @@ class ClfTimeParser:
                     self._day_base[key] = base
             if base is not None:
                 try:
-                    value = float(base + int(text[12:14]) * 3600 + int(text[15:17]) * 60 + int(text[18:20]))
+                    hour, minute, second = int(text[12:14]), int(text[15:17]), int(text[18:20])
                 except ValueError:
-                    value = None
+                    return None
+                if hour > 23 or minute > 59 or second > 60 or hour < 0 or minute < 0 or second < 0:
+                    return None
+                value = float(base + hour * 3600 + minute * 60 + second)
         if value is None:
             value = parse_loose_time(text)
             if value is None:
@@ -73,11 +93,14 @@ class ClfTimeParser:
         month_number = _MONTHS.get(month.lower())
         if month_number is None or not (day.isdigit() and year.isdigit()):
             return None
+        if not _valid_date(int(year), month_number, int(day)):
+            return None
         try:
             midnight = calendar.timegm((int(year), month_number, int(day), 0, 0, 0, 0, 0, 0))
-            return midnight - _zone_offset(zone)
+            base = midnight - _zone_offset(zone)
         except (ValueError, IndexError):
             return None
+        return base if base >= MIN_TIME and base + 86_400 < MAX_TIME else None
 
 
 def parse_loose_time(text: str) -> float | None:
@@ -92,26 +115,28 @@ def parse_loose_time(text: str) -> float | None:
     else:
         if number != number or number in (float("inf"), float("-inf")):
             return None
-        return number / 1000.0 if number > 1e11 else number  # epoch milliseconds are common too
+        return _bounded(number / 1000.0 if number > 1e11 else number)  # epoch milliseconds are common too
     match = _CLF_LOOSE.match(text)
     if match:
         day, month, year, hour, minute, second, fraction, zone = match.groups()
         month_number = _MONTHS.get(month.lower())
-        if month_number is None:
+        if month_number is None or not _valid_date(int(year), month_number, int(day)):
             return None
-        try:
-            base = calendar.timegm(
-                (int(year), month_number, int(day), int(hour), int(minute), int(second), 0, 0, 0)
-            )
-        except ValueError:
+        if not (int(hour) < 24 and int(minute) < 60 and int(second) < 61):
             return None
-        if not (1 <= int(day) <= 31 and int(hour) < 24 and int(minute) < 60 and int(second) < 61):
-            return None
-        return base - _zone_offset(zone) + (float(fraction) if fraction else 0.0)
+        base = calendar.timegm((int(year), month_number, int(day), int(hour), int(minute), int(second), 0, 0, 0))
+        return _bounded(base - _zone_offset(zone) + (float(fraction) if fraction else 0.0))
+    match = _LONG_FRACTION.search(text)
+    if match:  # Go and Traefik write nanoseconds; datetime keeps microseconds
+        text = text[: match.start()] + match.group(1) + text[match.end() :]
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return _bounded(moment.timestamp())
+
+
+def _bounded(moment: float) -> float | None:
+    return moment if MIN_TIME <= moment < MAX_TIME else None
