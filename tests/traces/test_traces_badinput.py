@@ -109,7 +109,7 @@ def test_unknown_format(tmp_path: Path) -> None:
 def test_session_format_refused_by_read_requests(tmp_path: Path) -> None:
     path = _write(tmp_path, "s.txt", b"1 -1 2 -1 3\n4 -1 5\n")
     assert detect_format(path) == "spmf"
-    with pytest.raises(TraceFormatError, match="session file .* evaluate and train-predictor accept it"):
+    with pytest.raises(TraceFormatError, match=r"session file .* evaluate and train-predictor accept it"):
         read_requests(path)
 
 

@@ -98,5 +98,6 @@ def test_cloudphysics_csv_reads_as_requests() -> None:
     requests = list(read_requests(path))
     assert len(requests) == 113_872
     assert len({r.path for r in requests}) == 48_974
-    assert Counter(r.method for r in requests) == {"2a": 66_898, "28": 46_974}
+    # its "op" column holds SCSI opcodes (2a write, 28 read), not HTTP methods: every request is a GET
+    assert Counter(r.method for r in requests) == {"GET": 113_872}
     assert requests[0].time == 5633898 and requests[-1].time == 5641098

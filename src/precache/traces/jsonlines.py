@@ -30,7 +30,8 @@ DEFAULT_PATHS: dict[str, tuple[str, ...]] = {
     "request": ("request",),
     "status": ("status", "response_code", "status_code", "DownstreamStatus", "response.status", "sc-status"),
     "size": ("body_bytes_sent", "bytes_sent", "size", "DownstreamContentSize", "response_size", "sc-bytes"),
-    "referrer": ("http_referer", "referer", "referrer", "request.headers.Referer", "request_Referer"),
+    "referrer": ("http_referer", "http_referrer", "referer", "referrer", "request.headers.Referer",
+                 "request_Referer"),
     "agent": ("http_user_agent", "user_agent", "request.headers.User-Agent", "request_User-Agent", "useragent",
               "agent"),
 }  # fmt: skip

@@ -48,8 +48,8 @@ _APACHE: dict[str, str] = {
     "M": "", "n": "", "o": "", "p": "", "P": "", "R": "", "S": "", "T": "", "u": "", "v": "", "V": "",
     "X": "", "^ti": "", "^to": "",
 }  # fmt: skip
-_FREE_TEXT = frozenset({"C", "e", "i", "n", "o", "^ti", "^to"})
-"""Directives whose value may contain spaces (headers, cookies, environment)."""
+_FREE_TEXT = frozenset({"C", "e", "i", "n", "o", "r", "^ti", "^to"})
+"""Directives whose value may contain spaces (request line, headers, cookies, environment)."""
 
 _NGINX: dict[str, str] = {
     "remote_addr": "client", "realip_remote_addr": "client", "time_local": "time", "time_iso8601": "time",
@@ -64,7 +64,7 @@ _APACHE_TIME_UNITS = {"sec": "epoch", "msec": "ms", "usec": "us"}
 @dataclass(frozen=True, slots=True)
 class _Piece:
     field: str  # one of FIELDS, or "" for a field read past
-    kind: str  # "word" (no spaces), "free" (may hold spaces), "digits", "status", "size", "time_clf"
+    kind: str  # "word" (no spaces), "free" (may hold spaces), "stem", "query", "status", "size", "time_clf"
 
 
 def resolve_log_format(text: str) -> str:
@@ -101,6 +101,8 @@ def _tokens(text: str) -> tuple[list[str | _Piece], str | None]:
                 kind = "time_clf" if name == "time_local" else "word"
             elif field in ("status", "size"):
                 kind = field
+            elif name in ("uri", "document_uri"):
+                kind = "stem"
             elif field in ("client", "method", "path", "query"):
                 kind = "word"
             out.append(_Piece(field, kind))
@@ -118,7 +120,7 @@ def _tokens(text: str) -> tuple[list[str | _Piece], str | None]:
         if letter == "i" and argument is not None:
             header = argument.strip().lower()
             field = {"referer": "referrer", "referrer": "referrer", "user-agent": "agent"}.get(header, "")
-        kind = "free" if letter in _FREE_TEXT else "word"
+        kind = "free" if letter in _FREE_TEXT else {"U": "stem", "q": "query"}.get(letter, "word")
         if field == "time":
             if argument is None:
                 kind, time_format = "time_clf", "clf"
@@ -161,6 +163,11 @@ def _piece_regex(piece: _Piece, before: str, after: str, last: bool, seen: set[s
         body = r"\d{3}|-"
     elif piece.kind == "size":
         body = r"\d+|-"
+    elif piece.kind == "stem":  # a path without its query (%U, $uri)
+        body = r'[^\s?"]+'
+    elif piece.kind == "query":  # Apache's %q: empty, or "?" and the query
+        body = r'(?:\?[^\s"]*)?'
+
     elif quoted:
         body = _QUOTED
     elif piece.kind == "free":

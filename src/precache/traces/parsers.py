@@ -1,9 +1,10 @@
 """One line parser per request format, chosen once per read.
 
 A line parser takes one decoded line and returns a :class:`Request`, ``None`` for a malformed (or blank)
-line, or :data:`~precache.traces.records.NOT_A_RECORD` for a line that is part of the format but carries
-no request (a W3C ``#Fields:`` directive, a TSV header). Stateful formats (W3C headers that change mid-file, ITA day numbers
-that roll over to the next month, a TSV header) keep their state in the parser object, one per read.
+line, or :data:`~precache.traces.records.NOT_A_RECORD` for a line that is part of the format but
+carries no request (a W3C ``#Fields:`` directive, a TSV header). Stateful formats (W3C headers that
+change mid-file, ITA day numbers that roll over to the next month, a TSV header) keep their state in the
+parser object, one per read.
 """
 
 from __future__ import annotations

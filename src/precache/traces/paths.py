@@ -64,10 +64,23 @@ def is_asset(path: str, asset_extensions: Collection[str] = ASSET_EXTENSIONS) ->
     return extension(normalize_path(path)) in asset_extensions
 
 
+NON_PAGE_METHODS: frozenset[str] = frozenset({"OPTIONS", "CONNECT", "TRACE"})
+"""Methods that never fetch a page (CORS preflights, proxy tunnels, diagnostics)."""
+
+
 def is_page(
     request: Request,
     asset_extensions: Collection[str] = ASSET_EXTENSIONS,
     statuses: Collection[int] = PAGE_STATUSES,
 ) -> bool:
-    """Default page filter: a 200/304 response whose path is not a static asset."""
-    return request.status in statuses and not is_asset(request.path, asset_extensions)
+    """Default page filter: a 200/304 response to a page-fetching method whose path is not a static asset.
+
+    ``OPTIONS *`` and ``CONNECT host:443`` are not page views: their method fetches nothing (and ``*``
+    names the server, not a page).
+    """
+    return (
+        request.status in statuses
+        and request.method not in NON_PAGE_METHODS
+        and request.path != "*"
+        and not is_asset(request.path, asset_extensions)
+    )

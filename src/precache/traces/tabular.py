@@ -19,10 +19,11 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "time": ("time", "timestamp", "ts", "epoch", "datetime", "date_time", "time_local", "request_time"),
     "path": ("url", "path", "uri", "request_uri", "cs-uri-stem", "target", "page", "resource", "key",
              "obj_id", "object_id", "lbn", "item_id"),
-    "method": ("method", "verb", "cs-method", "request_method", "op"),
+    "method": ("method", "verb", "cs-method", "request_method"),
     "status": ("response", "status", "code", "status_code", "sc-status", "http_status"),
     "size": ("bytes", "size", "body_bytes_sent", "sc-bytes", "object_size", "length", "bytes_sent"),
 }
+# No "op": block traces (CloudPhysics) use it for SCSI opcodes (2a, 28), not HTTP methods.
 REQUIRED = ("time", "path")
 """A block or CDN trace has no client column: its requests get client ``-`` (one client)."""
 
