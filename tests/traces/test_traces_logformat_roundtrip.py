@@ -13,7 +13,7 @@ _TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-~", min_size=1
 _PATH = st.lists(_TOKEN, min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts))
 _FREE = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789 ;:/()+.,[]-", min_size=1, max_size=40)
 
-# directive -> (record field or None, how the field is written)
+# directives that carry no field of ours, mixed in to check that they are read past
 _EXTRAS = ["%l", "%u", "%D", "%T", "%v", "%k", "%X", "%{X-Forwarded-For}i"]
 
 
@@ -47,7 +47,7 @@ def _write(directive: str, record: dict[str, object]) -> str:
         "%>s": str(record["status"]), "%b": str(record["size"]) if record["size"] else "-",
         '"%{Referer}i"': f'"{record["referrer"] or "-"}"', '"%{User-agent}i"': f'"{record["agent"] or "-"}"',
         "%l": "-", "%u": "frank", "%D": "1234", "%T": "0", "%v": "www.example.org", "%k": "3", "%X": "+",
-        "%{X-Forwarded-For}i": "10.0.0.1, 10.0.0.2",
+        "%{X-Forwarded-For}i": "10.0.0.1",  # unquoted text with spaces next to %h would be ambiguous
     }
     return values[directive]
 

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from precache.cli.app import app
+from precache.cli.outputs import check_output_dir
 from precache.cli.trace_options import load_requests, trace_options
 from precache.defaults import WARMING_THRESHOLD
 from precache.traces.options import ReadOptions
@@ -93,6 +94,7 @@ def demo(
     from precache.sim.experiment import ExperimentConfig, run_experiment
     from precache.sim.report import write_report
 
+    check_output_dir(out, "--out")
     console = Console()
     if not console.is_terminal:  # piped (make, CI): rich would assume 80 columns and squash the table
         console = Console(width=max(console.width, 160))

@@ -19,6 +19,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from precache.cli.app import app
+from precache.cli.outputs import check_output_dir, check_output_file
 from precache.cli.trace_options import load_sessions, trace_options
 from precache.evaluation import ModelReport, Split, compare_predictors, evaluate, time_split
 from precache.traces.options import ReadOptions
@@ -122,6 +123,7 @@ def evaluate_command(
 ) -> None:
     """Compare predictors with the evaluation protocol: HR@1/5/10, MRR@5, ECE, fit time, size, latency."""
     names = parse_models(models)
+    check_output_file(json_out, "--json")
     console = _console()
     result = run_evaluate(trace, read_options, names, max_test_transitions, console)
     if json_out is not None:
@@ -146,6 +148,7 @@ def train_predictor_command(
     (name,) = parse_models(model) if "," not in model else (None,)
     if name is None:
         raise ValueError("--model takes one predictor name")
+    check_output_dir(out, "--out")
     console = _console()
     predictor = build_predictor(name)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from precache.cli.app import app
+from precache.cli.outputs import check_output_file
 from precache.cli.trace_options import announce, no_records_error, trace_options
 from precache.defaults import SESSION_GAP_SECONDS
 from precache.traces.options import ReadOptions
@@ -87,6 +88,7 @@ def trace_stats_command(
     """
     if gap <= 0:
         raise ValueError("--gap must be positive")
+    check_output_file(json_out, "--json")
     stats = trace_stats(file, gap_seconds=gap, top=max(0, top), options=read_options)
     report = ReadReport(path=file, format=stats.format, lines=stats.lines, malformed=stats.malformed,
                         malformed_line_numbers=stats.malformed_line_numbers, bots=stats.bots,
