@@ -307,3 +307,22 @@ def test_unknown_time_format_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path, "x.log", "a b\n")
     with pytest.raises(TraceFormatError, match="unknown --time-format 'fortnights'"):
         read_requests(path, pattern=r"(?P<path>\S+)", time_format="fortnights")
+
+
+SYSLOG_NGINX = """<190>Mar 22 10:15:32 web1 nginx: 192.0.2.1 - - [22/Mar/2024:10:15:32 +0000] "GET /a.html HTTP/1.1" 200 615 "-" "curl/8.0"
+<190>Mar 22 10:15:33 web1 nginx[812]: 192.0.2.2 - - [22/Mar/2024:10:15:33 +0000] "GET /b.html HTTP/1.1" 200 615 "-" "curl/8.0"
+2024-03-22T10:15:34.120+00:00 web1 nginx: 192.0.2.1 - - [22/Mar/2024:10:15:34 +0000] "GET /c.html HTTP/1.1" 304 0 "-" "curl/8.0"
+"""
+
+
+def test_syslog_wrapped_nginx_lines(tmp_path: Path) -> None:
+    path = _write(tmp_path, "syslog", SYSLOG_NGINX)
+    assert detect_format(path) == "syslog+clf"
+    requests = list(read_requests(path))
+    assert [(r.client, r.path, r.status) for r in requests] == [
+        ("192.0.2.1", "/a.html", 200), ("192.0.2.2", "/b.html", 200), ("192.0.2.1", "/c.html", 304)]
+    reader = read_requests(path, format="syslog+nginx")
+    assert [r.agent for r in reader] == ["curl/8.0"] * 3 and reader.report.format == "syslog+logformat 'nginx'"
+    assert len(list(read_requests(path, format="syslog", log_format="combined"))) == 3
+    with pytest.raises(TraceFormatError, match="inner format"):
+        read_requests(path, format="syslog")

@@ -21,6 +21,8 @@ from precache.traces.jsonlines import make_json_parser
 from precache.traces.logformat import PRESETS, make_log_format_parser
 from precache.traces.model import Request
 from precache.traces.sequences import ITEMVIEW_COLUMNS
+from precache.traces.syslog import PREFIX as SYSLOG
+from precache.traces.syslog import strip_header
 from precache.traces.tabular import looks_like_header
 from precache.traces.textio import MAX_LINE_CHARS, TextLines
 
@@ -85,6 +87,16 @@ def _candidates() -> list[tuple[str, Callable[[str], Request | None]]]:
     ]
 
 
+def _best_line_format(lines: list[str]) -> tuple[str, int]:
+    """The candidate line format that reads the most ``lines``, and how many it reads."""
+    best, best_score = "", 0
+    for name, parse in _candidates():
+        score = sum(1 for line in lines if parse(line))
+        if score > best_score:
+            best, best_score = name, score
+    return best, best_score
+
+
 def detect(path: str | os.PathLike[str]) -> Detection:
     """The format of a trace, with the evidence; TraceFormatError when none fits."""
     lines, reader = _sample(path)
@@ -116,11 +128,12 @@ def detect(path: str | os.PathLike[str]) -> Detection:
         return Detection("seq", count, count)
     if first.startswith("%") and body and all(line.replace(" ", "").isdigit() for line in body[1:]):
         return Detection("seq", count, count)
-    best, best_score = "", 0
-    for name, parse in _candidates():
-        score = sum(1 for line in lines if parse(line))
-        if score > best_score:
-            best, best_score = name, score
+    best, best_score = _best_line_format(lines)
+    unwrapped = [text for text in map(strip_header, lines) if text is not None]
+    if len(unwrapped) >= count / 2:  # syslog-wrapped: the loose CLF reader would take "<190>Mar" as the client
+        inner, inner_score = _best_line_format(unwrapped)
+        if inner and inner_score >= best_score:
+            best, best_score = SYSLOG + inner, inner_score
     if best and best_score >= count / 2:
         return Detection(best, best_score, count)
     shown = first if len(first) <= 100 else first[:97] + "..."

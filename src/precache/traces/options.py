@@ -52,7 +52,7 @@ class ReadOptions:
         if self.pattern is not None and self.log_format is not None:
             raise TraceFormatError("give either --pattern or --log-format, not both")
         explicit = self.pattern is not None or self.log_format is not None
-        if explicit and self.format.lower() not in ("auto", "pattern", "logformat"):
+        if explicit and self.format.lower() not in ("auto", "pattern", "logformat", "syslog"):
             raise TraceFormatError(
                 f"--format {self.format} conflicts with --{'pattern' if self.pattern else 'log-format'}"
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from precache.traces import syslog
 from precache.traces.clf import make_clf_parser
 from precache.traces.errors import TraceFormatError
 from precache.traces.ita import ItaParser
@@ -31,6 +32,8 @@ LINE_FORMATS = ("clf", "logformat", "json", "w3c", "ita", "pattern", "tsv", "csv
 
 def describe(name: str, options: ReadOptions) -> str:
     """How a read is described to the user: ``logformat 'combined'``, ``pattern '...'``, ``clf``."""
+    if name.startswith(syslog.PREFIX):
+        return syslog.PREFIX + describe(name[len(syslog.PREFIX) :], options)
     if name == "logformat":
         return f"logformat {options.log_format!r}"
     if name == "pattern":
@@ -42,6 +45,8 @@ def describe(name: str, options: ReadOptions) -> str:
 
 def make_line_parser(name: str, options: ReadOptions) -> LineParser:
     """The parser for a resolved format name (see :func:`precache.traces.reader.resolve_format`)."""
+    if name.startswith(syslog.PREFIX):
+        return syslog.unwrap(make_line_parser(name[len(syslog.PREFIX) :], options))
     if name == "clf":
         return make_clf_parser()
     if name in PRESETS:

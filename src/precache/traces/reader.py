@@ -22,6 +22,7 @@ from precache.traces.options import DEFAULT_MAX_MALFORMED, SAMPLE_LINES, ReadOpt
 from precache.traces.parsers import LineParser, describe, make_line_parser
 from precache.traces.records import NOT_A_RECORD
 from precache.traces.report import ReadReport
+from precache.traces.syslog import PREFIX as SYSLOG
 from precache.traces.textio import MAX_LINE_CHARS, TextLines
 
 SESSION_FILE_HINT = (
@@ -37,20 +38,25 @@ def resolve_format(
 
     ``--pattern``/``--log-format`` decide the format themselves; unknown names are refused.
     """
-    if options is not None and options.pattern is not None:
-        return "pattern", None
-    if options is not None and options.log_format is not None:
-        return "logformat", None
     name = format.strip().lower()
-    if name == "auto":
+    wrapper = ""
+    if name == "syslog" or name.startswith(SYSLOG):
+        wrapper, name = SYSLOG, name[len(SYSLOG) :] or "auto"
+    if options is not None and options.pattern is not None:
+        return wrapper + "pattern", None
+    if options is not None and options.log_format is not None:
+        return wrapper + "logformat", None
+    if name == "auto" and not wrapper:
         found = detect(path)
         return found.format, found.describe()
+    if wrapper and (name == "auto" or name in SESSION_FORMATS):
+        raise TraceFormatError("--format syslog needs the inner format: syslog+clf, syslog+nginx, syslog+json ...")
     if name not in FORMATS and name not in PRESETS:
         raise TraceFormatError(
             f"unknown format {format!r}; expected auto, one of {', '.join(FORMATS)} "
-            f"or a LogFormat preset ({', '.join(PRESETS)})"
+            f"or a LogFormat preset ({', '.join(PRESETS)}), optionally after syslog+"
         )
-    return name, None
+    return wrapper + name, None
 
 
 def merge_options(format: str, strict: bool, options: ReadOptions | None) -> ReadOptions:
