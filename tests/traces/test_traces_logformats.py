@@ -326,3 +326,18 @@ def test_syslog_wrapped_nginx_lines(tmp_path: Path) -> None:
     assert len(list(read_requests(path, format="syslog", log_format="combined"))) == 3
     with pytest.raises(TraceFormatError, match="inner format"):
         read_requests(path, format="syslog")
+
+
+ALB_LINES = """http 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 "GET http://www.example.com:80/ HTTP/1.1" "curl/7.46.0" - - arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "Root=1-58337262-36d228ad5d99923122bbe354" "-" "-" 0 2018-07-02T22:22:48.364000Z "forward" "-" "-" "10.0.0.1:80" "200" "-" "-"
+https 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 10.0.0.1:80 0.086 0.048 0.037 200 200 0 57 "GET https://www.example.com:443/about.html HTTP/1.1" "Mozilla/5.0 (X11)" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "Root=1-58337281-1d84f3d73c47ec4e58577259" "www.example.com" "arn:aws:acm:us-east-2:123456789012:certificate/12345678-1234-1234-1234-123456789012" 1 2018-07-02T22:22:48.364000Z "authenticate,forward" "-" "-" "10.0.0.1:80" "200" "-" "-"
+"""
+
+
+def test_aws_alb_lines(tmp_path: Path) -> None:
+    path = _write(tmp_path, "alb.log", ALB_LINES)
+    assert detect_format(path) == "alb"
+    first, second = list(read_requests(path))
+    assert (first.client, first.path, first.status, first.size, first.agent) == (
+        "192.168.131.39", "http://www.example.com:80/", 200, 366, "curl/7.46.0")
+    assert second.path == "https://www.example.com:443/about.html" and second.agent == "Mozilla/5.0 (X11)"
+    assert first.time == pytest.approx(calendar.timegm((2018, 7, 2, 22, 23, 0, 0, 0, 0)) + 0.186641)

@@ -31,7 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _OPTIONS: list[tuple[str, Any, Any]] = [
     ("format", str, typer.Option(
-        "auto", "--format", help="trace format: auto, clf, json, w3c, ita, tsv, csv, seq, spmf, itemviews, "
+        "auto", "--format", help="trace format: auto, clf, json, w3c, alb, ita, tsv, csv, seq, spmf, itemviews, "
         "or a LogFormat preset (common, combined, vhost_combined, nginx); syslog+FORMAT for syslog-wrapped lines")),
     ("log_format", str | None, typer.Option(
         None, "--log-format", help="Apache LogFormat or nginx log_format string, or a preset name "

@@ -20,13 +20,14 @@ from precache.traces.ita import ItaParser
 from precache.traces.jsonlines import make_json_parser
 from precache.traces.logformat import PRESETS, make_log_format_parser
 from precache.traces.model import Request
+from precache.traces.pattern import ALB, make_pattern_parser
 from precache.traces.sequences import ITEMVIEW_COLUMNS
 from precache.traces.syslog import PREFIX as SYSLOG
 from precache.traces.syslog import strip_header
 from precache.traces.tabular import looks_like_header
 from precache.traces.textio import MAX_LINE_CHARS, TextLines
 
-REQUEST_FORMATS = ("clf", "logformat", "json", "w3c", "ita", "pattern", "tsv", "csv")
+REQUEST_FORMATS = ("clf", "logformat", "json", "w3c", "alb", "ita", "pattern", "tsv", "csv")
 SESSION_FORMATS = ("seq", "spmf", "itemviews")
 FORMATS = (*REQUEST_FORMATS, *SESSION_FORMATS)
 """Format names; the LogFormat presets (common, combined, vhost_combined, nginx) are accepted too."""
@@ -84,6 +85,7 @@ def _candidates() -> list[tuple[str, Callable[[str], Request | None]]]:
         ("clf", make_clf_parser()),
         ("json", make_json_parser()),
         ("ita", ItaParser()),
+        ("alb", make_pattern_parser(ALB, "iso8601")),
     ]
 
 

@@ -19,15 +19,12 @@ from precache.traces.jsonlines import make_json_parser
 from precache.traces.logformat import PRESETS, make_log_format_parser
 from precache.traces.model import Request
 from precache.traces.options import ReadOptions
-from precache.traces.pattern import make_pattern_parser
+from precache.traces.pattern import ALB, make_pattern_parser
 from precache.traces.records import NOT_A_RECORD
 from precache.traces.tabular import make_tabular_parser
 from precache.traces.w3c import W3cParser
 
 LineParser = Callable[[str], Request | None]
-
-LINE_FORMATS = ("clf", "logformat", "json", "w3c", "ita", "pattern", "tsv", "csv")
-"""Request formats read line by line; LogFormat presets (:data:`PRESETS`) are accepted as names too."""
 
 
 def describe(name: str, options: ReadOptions) -> str:
@@ -63,6 +60,8 @@ def make_line_parser(name: str, options: ReadOptions) -> LineParser:
         return make_json_parser(options.json_fields, options.time_format)
     if name == "w3c":
         return W3cParser()
+    if name == "alb":
+        return make_pattern_parser(ALB, "iso8601")
     if name == "ita":
         return ItaParser(options.base_month())
     if name in ("tsv", "csv"):

@@ -22,6 +22,13 @@ GROUPS = ("path", "request", "time", "host", "client", "session", "method", "que
           "referrer", "agent")  # fmt: skip
 
 
+ALB = (
+    r'^\S+ (?P<time>\d{4}-\d\d-\d\dT\S+) \S+ (?P<client>[^\s:]+|\[[^\]]+\]):\d+ \S+ \S+ \S+ \S+ '
+    r'(?P<status>\d{3}|-) \S+ \S+ (?P<size>\d+|-) "(?P<request>[^"]*)" "(?P<agent>[^"]*)"'
+)
+"""AWS Application Load Balancer access logs (space-separated, no header): ``--format alb``."""
+
+
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """The compiled ``--pattern``; TraceFormatError names a bad regex, an unknown group or a missing path."""
     try:
