@@ -33,7 +33,10 @@ def test_ctrl_c_prints_aborted_exits_130_and_leaves_no_report(tmp_path: Path) ->
     out = tmp_path / "report"
     started = tmp_path / "started"
     # The marker says the imports are done and main() is about to run (imports are slow on a busy machine).
-    code = ("import sys, pathlib; from precache.cli import main; pathlib.Path(sys.argv[1]).touch(); "
+    # SIGINT gets Python's default handler back: a test run started in the background by a script inherits
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler (a terminal's Ctrl-C is unaffected).
+    code = ("import signal, sys, pathlib; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from precache.cli import main; pathlib.Path(sys.argv[1]).touch(); "
             "sys.argv = ['precache', *sys.argv[2:]]; main()")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
     proc = subprocess.Popen(
