@@ -140,3 +140,18 @@ def test_candidate_not_activated_over_a_version_that_went_live_meanwhile(tmp_pat
     (outcome,) = run_pipeline(markov_request(), reg, progress=another_process_activates).outcomes
     assert outcome.status == "registered" and "not activated" in outcome.reason
     assert reg.pointer("page-predictor")["version"] == "v2" and outcome.version == "v3"
+
+
+def test_trace_read_options_reach_the_worker(tmp_path: Path) -> None:
+    """The shared trace options travel to the worker process: a LogFormat reads the log; a bad option is a
+    clear error before anything is registered."""
+    reg = ModelRegistry(tmp_path / "models", tmp_path / "backups")
+    path = str(shared_file(NASA_JUL))
+    with pytest.raises(ValueError, match="max-malformed"):
+        run_pipeline(TrainRequest("page-predictor", [TraceSource(path, options={"max_malformed": 5.0})],
+                                  config=TrainingConfig(predictor="markov")), reg)
+    assert reg.revision() == 0
+    (outcome,) = run_pipeline(TrainRequest("page-predictor", [TraceSource(path, options={"log_format": "common"})],
+                                           config=TrainingConfig(predictor="markov")), reg).outcomes
+    assert outcome.status == "activated" and outcome.decision is not None
+    assert outcome.decision.candidate == pytest.approx(0.40, abs=0.02)

@@ -1,6 +1,7 @@
 """``precache train``: the full pipeline once (collect → … → activate), or put it on a schedule.
 
-It reads traces with the same options as the other commands (``--trace``, ``--format``, ``--gap``) and/or the
+It reads traces with the options every command shares (``@trace_options``: ``--format``, ``--log-format``,
+``--pattern``, ``--drop-bots`` ..., handed to the worker process as JSON) plus ``--gap``, and/or the
 event files the stream collector wrote (``--events DIR``). Training runs in a worker process with a timeout.
 ``--schedule`` does not train now: it declares the run as a schedule that ``precache scheduler`` executes.
 """
@@ -8,6 +9,7 @@ event files the stream collector wrote (``--events DIR``). Training runs in a wo
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,15 +19,17 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from precache.cli.app import app
+from precache.cli.trace_options import trace_options
+from precache.traces.options import ReadOptions  # at run time: typer resolves the annotation
 
 if TYPE_CHECKING:
     from precache.training import TrainRequest
 
 
 @app.command("train")
+@trace_options
 def train_command(
     trace: list[Path] = typer.Option([], "--trace", help="Access log or session file (repeatable)."),
-    fmt: str = typer.Option("auto", "--format", help="Trace format, or auto."),
     gap: float = typer.Option(1800.0, "--gap", help="Session idle gap in seconds (logs only)."),
     keep_query: bool = typer.Option(False, "--keep-query", help="Keep query strings in page ids."),
     events: Path | None = typer.Option(None, "--events", help="Directory of collected event files."),
@@ -40,6 +44,8 @@ def train_command(
     schedule: str | None = typer.Option(
         None, "--schedule", help="once, daily, weekly, monthly or a number of seconds: store a schedule instead."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the outcome as JSON here."),
+    *,
+    read_options: ReadOptions,
 ) -> None:
     """Train, evaluate on the latest held-out slice, gate, register and activate."""
     from precache.training import TraceSource, TrainingConfig, TrainRequest
@@ -48,7 +54,9 @@ def train_command(
         raise ValueError("--gap must be positive")
     config = TrainingConfig(epochs=epochs, batch_size=batch_size, target_accuracy=target_accuracy,
                             tolerance=tolerance, predictor=predictor, timeout_seconds=timeout)
-    sources = [TraceSource(str(path), fmt, gap, keep_query) for path in trace]
+    options = {k: (dict(v) if k == "json_fields" and v else v) for k, v in asdict(read_options).items()
+               if k != "format"}
+    sources = [TraceSource(str(path), read_options.format, gap, keep_query, options) for path in trace]
     for source in sources:
         if not Path(source.path).is_file():
             raise ValueError(f"trace {source.path} does not exist")

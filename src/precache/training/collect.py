@@ -94,20 +94,27 @@ def requests_from_events(events: list[dict[str, Any]]) -> list[Request]:
 
 def _collect_trace(source: TraceSource, want_requests: bool, out: Collected) -> None:
     from precache.traces import SESSION_FORMATS, detect_format, read_requests, read_sessions
+    from precache.traces.report import ReadReport
 
     path = Path(source.path)
     if not path.is_file():
         raise ValueError(f"trace {path} does not exist")
+    options = source.read_options()
     out.sources.append(str(path))
-    out.sessions.extend(read_sessions(path, source.format, gap_seconds=source.gap_seconds,
-                                      keep_query=source.keep_query))
+    report = ReadReport()
+    out.sessions.extend(read_sessions(path, gap_seconds=source.gap_seconds, keep_query=source.keep_query,
+                                      options=options, report=report))
+    out.notes.extend(f"{path.name}: {note}" for note in report.notes)
+    if report.malformed:
+        out.notes.append(f"{path.name}: skipped {report.malformed:,} malformed line(s)")
     if not want_requests:
         return
-    fmt = source.format if source.format != "auto" else detect_format(path)
+    explicit = options.log_format is not None or options.pattern is not None
+    fmt = options.format if options.format != "auto" or explicit else detect_format(path)
     if fmt in SESSION_FORMATS:
         out.notes.append(f"{path.name}: a session file has no requests; the cache optimizer cannot learn from it")
         return
-    out.requests.extend(read_requests(path, source.format))
+    out.requests.extend(read_requests(path, options=options))
 
 
 def collect(request: TrainRequest) -> Collected:

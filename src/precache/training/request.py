@@ -69,12 +69,21 @@ class TrainingConfig:
 
 @dataclass(slots=True)
 class TraceSource:
-    """A log or session file read through :mod:`precache.traces` (the options every command takes)."""
+    """A log or session file read through :mod:`precache.traces` with the options every command takes:
+    ``options`` holds the other :class:`~precache.traces.options.ReadOptions` fields (log format, pattern,
+    time format, bots ...) as JSON, so the worker process reads the trace exactly as the CLI was told."""
 
     path: str
     format: str = "auto"
     gap_seconds: float = 1800.0
     keep_query: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def read_options(self) -> Any:
+        """The :class:`precache.traces.options.ReadOptions` to read this source with (bad ones raise)."""
+        from precache.traces.options import ReadOptions
+
+        return ReadOptions(**{**self.options, "format": self.format})
 
 
 @dataclass(slots=True)

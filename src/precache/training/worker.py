@@ -39,6 +39,8 @@ def run_job(job: Path) -> dict[str, Any]:
     data = collect(request)
     collect_seconds = time.perf_counter() - started
     _progress(f"collect: {len(data.sessions):,} sessions, {len(data.requests):,} requests")
+    for note in data.notes:
+        _progress(f"collect: {note}")
     results: dict[str, Any] = {"data_span": data.span(), "notes": data.notes, "models": {},
                                "collect_seconds": collect_seconds}
     for name in request.names:
