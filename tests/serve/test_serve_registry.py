@@ -55,6 +55,13 @@ def version_of(service: Service, session: str = "v") -> str:
         return str(r.json()["modelVersion"])
 
 
+def served_version(service: Service, session: str = "v") -> str | None:
+    """The version a replica answers with, or None while it has no model yet (503): for polling."""
+    with service.client() as client:
+        r = client.post("/api/ml/predict", json={"sessionId": session, "context": {"currentPath": "/a1"}})
+        return str(r.json()["modelVersion"]) if r.status_code == 200 else None
+
+
 def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -84,10 +91,10 @@ def test_activation_and_rollback_reach_every_running_replica(replicas: tuple[Ser
         assert r.json()["version"] == "v2"
         assert version_of(a) == "v2"  # the replica that took the call, at once
         # the other one through the registry's notification (its poll is 30 s: this is the message)
-        assert eventually(lambda: version_of(b) == "v2", timeout=8.0)
+        assert eventually(lambda: served_version(b) == "v2", timeout=20.0)
         r = admin.post("/api/ml/models/page-predictor/rollback")
         assert r.status_code == 200 and r.json()["version"] == "v1"
-        assert eventually(lambda: version_of(b) == "v1", timeout=8.0)
+        assert eventually(lambda: served_version(b) == "v1", timeout=20.0)
         assert version_of(a) == "v1"
 
 
@@ -210,7 +217,7 @@ def test_train_gate_activate_predict_cycle(redis_server: RedisProcess, tmp_path:
         assert outcome["status"] == "activated" and outcome["version"] == "v1"
         assert outcome["gate"]["accepted"] is True
         # every replica serves the new version (the job ran in its own process; the registry notified)
-        assert eventually(lambda: version_of(a) == "v1" and version_of(b) == "v1", timeout=10.0)
+        assert eventually(lambda: served_version(a) == "v1" and served_version(b) == "v1", timeout=30.0)
         # a target the data cannot reach: the candidate is kept, rejected, and the active one stays
         body["config"]["targetAccuracy"] = 0.99
         job = wait_job(admin, admin.post("/api/ml/train", json=body).json()["jobId"])
