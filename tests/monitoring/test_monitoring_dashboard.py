@@ -121,9 +121,10 @@ def test_the_dashboard_renders_live_charts_in_chromium(server: tuple[str, _LogCa
             assert TOKEN not in cookie["value"]
             page.wait_for_function("Number(document.body.dataset.updates || 0) >= 3", timeout=60_000)
             assert page.locator(".uplot canvas").count() >= 6  # six charts drawn
-            first = page.inner_text("#v-hitRate"), page.inner_text("#v-latency")
+            shown = ("#v-hitRate", "#v-latency", "#v-accuracy", "#v-memory")
+            first = tuple(page.inner_text(sel) for sel in shown)
             page.wait_for_function("Number(document.body.dataset.updates || 0) >= 12", timeout=60_000)
-            second = page.inner_text("#v-hitRate"), page.inner_text("#v-latency")
+            second = tuple(page.inner_text(sel) for sel in shown)
             assert first != second, "the values did not change while traffic flowed"
             assert "%" in second[0] and "ms" in second[1]
             assert "v7" in page.inner_text("#model")
