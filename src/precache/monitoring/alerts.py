@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from precache.monitoring.background import cancel_task
+
 Op = Literal["<", ">"]
 State = Literal["inactive", "pending", "firing"]
 
@@ -152,10 +154,5 @@ class AlertLoop:
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None

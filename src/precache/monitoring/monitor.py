@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from precache.monitoring.accuracy import OnlineAccuracyTracker
+from precache.monitoring.background import cancel_task
 from precache.monitoring.families import LATENCY_BUCKETS
 from precache.monitoring.snapshot import Snapshot, series_key
 from precache.monitoring.windows import WINDOWS, RollingVector
@@ -161,13 +162,8 @@ class Monitor:
             await asyncio.sleep(interval)
 
     async def stop(self) -> None:
-        if self._sampler is not None:
-            self._sampler.cancel()
-            try:
-                await self._sampler
-            except asyncio.CancelledError:
-                pass
-            self._sampler = None
+        await cancel_task(self._sampler)
+        self._sampler = None
 
     # -- snapshot --------------------------------------------------------------------------------
     def snapshot(self, now: float | None = None) -> Snapshot:

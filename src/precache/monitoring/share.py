@@ -17,6 +17,7 @@ import socket
 import time
 from typing import Any
 
+from precache.monitoring.background import cancel_task
 from precache.monitoring.monitor import Monitor
 from precache.monitoring.snapshot import Snapshot, merge
 
@@ -80,10 +81,5 @@ class RedisSnapshotShare:
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None

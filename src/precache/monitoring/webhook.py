@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from precache.monitoring.background import cancel_task
+
 
 @dataclass(slots=True)
 class WebhookStats:
@@ -85,10 +87,5 @@ class WebhookNotifier:
         await self._queue.join()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None

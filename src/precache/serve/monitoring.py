@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from precache.monitoring.alerts import AlertEvaluator, AlertLoop, Notifier, rules_from_settings
+from precache.monitoring.background import cancel_task
 from precache.monitoring.exposition import render_prometheus
 from precache.monitoring.monitor import Monitor, MonitorSources
 from precache.monitoring.share import RedisSnapshotShare
@@ -134,10 +135,7 @@ class ServiceMonitoring:
             await asyncio.sleep(interval)
 
     async def stop(self) -> None:
-        if self._alert_task is not None:
-            self._alert_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._alert_task
+        await cancel_task(self._alert_task)
         await self.monitor.stop()
         if self.share is not None:
             await self.share.stop()
