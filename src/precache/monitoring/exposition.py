@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from precache.monitoring.families import BY_NAME, FAMILIES, LATENCY_BUCKETS, Family
+from precache.monitoring.families import FAMILIES, LATENCY_BUCKETS, Family
 from precache.monitoring.snapshot import Snapshot, parse_series_key
 from precache.monitoring.summary import window_rates
 
@@ -44,7 +44,9 @@ def _derived(snapshot: Snapshot) -> dict[str, list[tuple[dict[str, str], float]]
         out["precache_preload_efficiency"] = [({}, v.get("precache_preloads_total{outcome=used}", 0.0) / completed)]
     accuracy: list[tuple[dict[str, str], float]] = []
     for window, parts in sorted(snapshot.windows.items(), key=lambda item: int(item[0])):
-        rates = window_rates(parts.get("current", []) or [0.0])
+        if "current" not in parts:
+            continue
+        rates = window_rates(parts["current"])
         label = _WINDOW_LABEL.get(window, window)
         for k, key in (("1", "hr1"), ("5", "accuracy")):
             value = rates[key]
@@ -95,4 +97,4 @@ def render_prometheus(snapshot: Snapshot) -> bytes:
     return generate_latest(registry)
 
 
-__all__ = ["BY_NAME", "SnapshotCollector", "render_prometheus"]
+__all__ = ["SnapshotCollector", "render_prometheus"]

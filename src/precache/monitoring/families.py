@@ -75,9 +75,6 @@ FAMILIES: tuple[Family, ...] = (
            "Memory the alert watches: L1 bytes plus loaded model bytes (not the process RSS).", ("component",)),
 )
 
-BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
-
-
 def exported_series_names() -> set[str]:
     """Every series name a scrape can contain (histograms add ``_bucket``, ``_sum`` and ``_count``)."""
     names: set[str] = set()
