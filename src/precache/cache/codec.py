@@ -99,7 +99,7 @@ def decode_parts(raw: bytes) -> tuple[Any, float | None, float]:
     value: Any
     if raw.startswith(_JSON_PREFIX):  # the common record: one prefix compare, no header tuple
         try:
-            value = _loads(memoryview(raw)[HEADER_SIZE:])
+            value = _loads(raw[HEADER_SIZE:])  # a bytes slice parses faster than a memoryview (measured)
         except _JSONDecodeError:
             raise PoisonedValueError("record payload is not valid JSON") from None
         soft, delta = _unpack_meta(raw, 4)

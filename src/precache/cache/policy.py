@@ -244,53 +244,57 @@ class S3FIFOPolicy:
 
     def evict(self, bytes_over: int, items_over: int) -> list[str]:
         """Choose and forget victims until their sizes sum to at least ``bytes_over`` and there are at
-        least ``items_over`` of them (or nothing is left). The batch form of :meth:`victim`, same order."""
+        least ``items_over`` of them (or nothing is left). The batch form of :meth:`victim`, same order.
+
+        This is the inner loop of every L2 batch fill (one victim per filled key once L1 is full), so
+        it binds its lookups once and trims the ghost queue once at the end, not per victim."""
         out: list[str] = []
+        add_victim = out.append
         nodes, small, main, ghost = self._nodes, self._small, self._main, self._ghost
+        tracked = nodes.get
+        small_pop, main_pop, main_push = small.popleft, main.popleft, main.append
         ghost_items = self._ghost_items
         ratio = self.small_ratio
         small_bytes, main_bytes = self._small_bytes, self._main_bytes
         freed = 0
-        while (freed < bytes_over or len(out) < items_over) and nodes and (small or main):
-            if small and (small_bytes >= ratio * (small_bytes + main_bytes) or not main):
-                info = small.popleft()
+        count = 0
+        while freed < bytes_over or count < items_over:
+            if small and (not main or small_bytes >= ratio * (small_bytes + main_bytes)):
+                info = small_pop()
                 key = info.key
-                if nodes.get(key) is not info:
+                if tracked(key) is not info:
                     continue  # tombstone
-                state = info.policy_data
-                if not isinstance(state, int) or state & _MAIN:  # pragma: no cover - defensive
-                    continue
+                state = _s3_state(info)
                 size = info.size
                 small_bytes -= size
-                if state:  # accessed while in small: promote to main with frequency 0
+                if state:  # accessed while in small (never the _MAIN bit here): promote, frequency 0
                     info.policy_data = _MAIN
-                    main.append(info)
+                    main_push(info)
                     main_bytes += size
                     continue
                 del nodes[key]
                 if ghost_items:
                     ghost[key] = None
-                    if len(ghost) > ghost_items:
-                        ghost.popitem(last=False)
-            else:
-                if not main:  # pragma: no cover - guarded by the branch condition
-                    break
-                info = main.popleft()
+            elif main:
+                info = main_pop()
                 key = info.key
-                if nodes.get(key) is not info:
+                if tracked(key) is not info:
                     continue
-                state = info.policy_data
-                if not isinstance(state, int) or not state & _MAIN:  # pragma: no cover - defensive
-                    continue
+                state = _s3_state(info)
                 if state & 3:
                     info.policy_data = state - 1
-                    main.append(info)
+                    main_push(info)
                     continue
                 size = info.size
                 main_bytes -= size
                 del nodes[key]
+            else:
+                break
             freed += size
-            out.append(key)
+            count += 1
+            add_victim(key)
+        for _ in range(len(ghost) - ghost_items):
+            ghost.popitem(last=False)
         self._small_bytes, self._main_bytes = small_bytes, main_bytes
         return out
 
