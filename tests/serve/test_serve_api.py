@@ -246,6 +246,8 @@ def test_metrics_json_and_prometheus(api: httpx.Client) -> None:
     predict(api, "m-1", "/a1")
     data = api.get("/api/ml/metrics", params={"format": "json", "duration": 60_000}).json()
     assert data["predictions"]["page"] >= 1 and data["predictionLatencyMs"]["count"] >= 1
+    assert data["predictionLatencyMs"]["p50"] > 0 and data["predictionLatencyMs"]["windowMs"] == 60_000
+    assert data["gcFrozenObjects"] > 10_000  # startup state is out of the full collections' reach
     assert any(r["route"] == "/api/ml/predict" and r["status"] == 200 for r in data["requests"])
     text = api.get("/api/ml/metrics", params={"format": "prometheus"})
     assert text.headers["content-type"].startswith("text/plain")

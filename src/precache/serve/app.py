@@ -30,9 +30,11 @@ from precache.serve.auth import Authenticator, Caller, Role
 from precache.serve.decisions import CacheAdvisor
 from precache.serve.errors import ApiError, error_responses, install_error_handlers
 from precache.serve.events import ClientHasher, EventRecorder
+from precache.serve.heap import heap_gauges, settle_after_startup
 from precache.serve.limits import BodySizeLimit, RateLimiter
 from precache.serve.metrics import RequestCounter, ServiceMetrics
 from precache.serve.model import ModelHolder, ServedModel
+from precache.serve.model_history import ModelHistory
 from precache.serve.monitoring import ServiceMonitoring
 from precache.serve.registry_routes import register_routes
 from precache.serve.schemas import (
@@ -162,6 +164,8 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
         "eventsStreamed": lambda: float(state.events.streamed),
         "eventsRateLimited": lambda: float(state.limiter.refused),
         "modelLoads": lambda: float(state.models.loads),
+        "alertLoopErrors": lambda: float(monitoring.alert_errors),
+        **heap_gauges(),
     })
 
     @asynccontextmanager
@@ -182,6 +186,7 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
                 await follower.sync()
                 watcher = asyncio.get_running_loop().create_task(follower.run(settings.redis_url, REGISTRY_CHANNEL))
         monitoring.start()
+        settle_after_startup()
         try:
             yield
         finally:
@@ -211,19 +216,9 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
     _routes(app, state)
     register_routes(app, state, api_caller, training_caller)
     if settings.api_token:
-        app.include_router(dashboard_router(settings.api_token, monitoring.summary, lambda: _model_history(state)))
+        history = ModelHistory(state.registry, lambda: state.models.current.version if state.models.current else None)
+        app.include_router(dashboard_router(settings.api_token, monitoring.summary, history))
     return app
-
-
-async def _model_history(state: ServiceState) -> dict[str, Any]:
-    """The dashboard's model panel: the active page predictor and every version with its gate decision."""
-    current = state.models.current
-    history = []
-    for name in ("page-predictor", "cache-optimizer"):
-        for info in state.registry.versions(name)[-10:]:
-            history.append({"name": name, "version": info.version, "status": info.status, "reason": info.reason})
-    active = {"name": "page-predictor", "version": current.version} if current is not None else None
-    return {"active": active, "history": history}
 
 
 _bearer = HTTPBearer(auto_error=False, description=AUTH_DESCRIPTION)
@@ -297,7 +292,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             ranked, cached = await state.models.predict(served, history, k)
             items = [WarmingItem(page=p, probability=_prob(pr)) for p, pr in ranked if pr >= threshold]
             latency = (time.perf_counter() - start) * 1000
-            state.metrics.observe_prediction("warming", latency, cached)
+            state.metrics.cache_lookup(cached)
             monitoring.prediction(latency / 1000, "warming", version=served.version)
             return WarmingResponse(preload=items, threshold=threshold, latency=round(latency, 3),
                                    modelVersion=served.version)
@@ -306,7 +301,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             answer = await state.edge.predict(body.sessionId, page, history[:-1], body.options.topK)
             if answer is not None:  # else: down, slow, refused or breaker open -> answer locally below
                 latency = (time.perf_counter() - start) * 1000
-                state.metrics.observe_prediction("page", latency, False)
+                state.metrics.cache_lookup(False)
                 monitoring.prediction(latency / 1000, "page", body.sessionId, [p for p, _ in answer.predictions],
                                       answer.model_version)
                 return PageResponse(predictions=[PagePrediction(page=p, probability=_prob(pr))
@@ -316,7 +311,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         ranked, cached = await state.models.predict(served, history, body.options.topK)
         predictions = [PagePrediction(page=p, probability=_prob(pr)) for p, pr in ranked if pr >= threshold]
         latency = (time.perf_counter() - start) * 1000
-        state.metrics.observe_prediction("page", latency, cached)
+        state.metrics.cache_lookup(cached)
         monitoring.prediction(latency / 1000, "page", body.sessionId, [p for p, _ in ranked], served.version)
         return PageResponse(predictions=predictions, latency=round(latency, 3), cached=cached,
                             modelVersion=served.version)
@@ -334,7 +329,6 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         accesses = await state.events.key_history(key)
         decision = advisor.decide(key, accesses, time.time())
         latency = (time.perf_counter() - start) * 1000
-        state.metrics.observe_prediction("cache", latency, None)
         monitoring.prediction(latency / 1000, "cache", version=advisor.version)
         return CacheDecision(key=key, basedOnEvents=len(accesses), latency=round(latency, 3),
                              modelVersion=advisor.version, **decision)  # type: ignore[arg-type]
@@ -367,8 +361,8 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         if format == "prometheus":
             text = await monitoring.prometheus() + state.metrics.prometheus()
             return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
-        summary = await monitoring.summary(duration or 60_000)
-        return JSONResponse({**summary, **state.metrics.snapshot(duration)})
+        figures = await monitoring.metrics_json(duration or 60_000)
+        return JSONResponse({**figures, **state.metrics.snapshot()})
 
 
 def _prob(value: float) -> float:

@@ -1,15 +1,17 @@
 """``/api/ml/metrics``: the counters this service keeps, as JSON or the Prometheus text format.
 
-What exists today: requests by route and status, prediction latency (window ``duration`` ms, from a
-bounded ring), the per-replica prediction cache's hits and misses, events received / streamed / refused,
-session-history fallbacks to memory, model loads. The monitoring issue adds online accuracy and alerts.
-Counters are per replica (Prometheus sums them across replicas by its own labels).
+What this module keeps: requests by route and status, the per-replica prediction cache's hits and misses,
+503s, and gauges (events received / streamed / refused, session-history fallbacks to memory, model loads,
+alert-loop errors). Served predictions and their latency are *not* counted here: their one source of truth is
+the :class:`~precache.monitoring.Monitor` (:mod:`precache.serve.monitoring`), whose counts and latency
+histogram are summed over workers; the JSON's ``predictions`` and ``predictionLatencyMs`` come from it.
+These counters are per replica (Prometheus sums them across replicas by its own labels).
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,45 +20,27 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-LATENCY_RING = 10_000
-
 
 class ServiceMetrics:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, int]] = Counter()
-        self.predictions: Counter[str] = Counter()  # by type
         self.prediction_cache_hits = 0
         self.prediction_cache_misses = 0
         self.unavailable = 0
-        self.latencies: deque[tuple[float, float]] = deque(maxlen=LATENCY_RING)  # (unix time, ms)
         self.started = time.time()
         self.gauges: dict[str, Callable[[], float]] = {}
 
-    def observe_prediction(self, kind: str, latency_ms: float, cached: bool | None) -> None:
-        self.predictions[kind] += 1
-        self.latencies.append((time.time(), latency_ms))
+    def cache_lookup(self, cached: bool | None) -> None:
+        """One prediction answered from the prediction cache (True), computed (False), or neither (None)."""
         if cached is True:
             self.prediction_cache_hits += 1
         elif cached is False:
             self.prediction_cache_misses += 1
 
-    def latency_summary(self, duration_ms: float | None) -> dict[str, Any]:
-        since = time.time() - duration_ms / 1000 if duration_ms else 0.0
-        values = sorted(ms for t, ms in self.latencies if t >= since)
-        if not values:
-            return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
-
-        def q(p: float) -> float:
-            return round(values[min(len(values) - 1, int(p * len(values)))], 3)
-
-        return {"count": len(values), "p50": q(0.5), "p95": q(0.95), "p99": q(0.99), "max": round(values[-1], 3)}
-
-    def snapshot(self, duration_ms: float | None) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
         return {
             "uptimeSeconds": round(time.time() - self.started, 1),
             "requests": [{"route": r, "status": s, "count": n} for (r, s), n in sorted(self.requests.items())],
-            "predictions": dict(self.predictions),
-            "predictionLatencyMs": {"windowMs": duration_ms, **self.latency_summary(duration_ms)},
             "predictionCache": {"hits": self.prediction_cache_hits, "misses": self.prediction_cache_misses},
             "unavailable": self.unavailable,
             **{name: read() for name, read in sorted(self.gauges.items())},

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from precache.inference import InferenceEngine
+from precache.serve.heap import freeze_model
 from precache.types import Prediction
 
 log = logging.getLogger("precache.serve")
@@ -98,6 +99,7 @@ class ModelHolder:
         self.loads += 1
         if old is not None:
             self._retire(old)
+        freeze_model()
         log.info("serving model %s from %s", served.version, served.directory)
         return served
 

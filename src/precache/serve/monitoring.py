@@ -7,13 +7,16 @@ score the session's previous prediction), and the cache accesses back ends repor
 loaded model's bytes on disk. With Redis, each worker publishes its snapshot
 (:class:`~precache.monitoring.share.RedisSnapshotShare`) and ``/api/ml/metrics`` answers the sum over the
 live workers; without Redis, this worker's own figures (the JSON says how many workers were summed).
-Alerts are evaluated on the summed 1-hour summary and POSTed to ``ML_ALERT_WEBHOOK`` when set.
+Alerts are evaluated on the summed 1-hour summary and POSTed to ``ML_ALERT_WEBHOOK`` when set; a failing
+evaluation is logged and counted (``alert_errors``, the ``alertLoopErrors`` gauge), never silently dropped.
+The monitor is also the one record of served predictions: ``/api/ml/metrics``' ``predictions`` (by type) and
+``predictionLatencyMs`` (percentiles estimated from the latency histogram of the chosen window) are read
+from the merged snapshot (:func:`prediction_figures`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,10 +25,10 @@ from typing import Any
 from precache.monitoring.alerts import AlertEvaluator, AlertLoop, Notifier, rules_from_settings
 from precache.monitoring.background import cancel_task
 from precache.monitoring.exposition import render_prometheus
-from precache.monitoring.monitor import Monitor, MonitorSources
+from precache.monitoring.monitor import WINDOW_FIELDS, Monitor, MonitorSources
 from precache.monitoring.share import RedisSnapshotShare
-from precache.monitoring.snapshot import Snapshot
-from precache.monitoring.summary import summarize
+from precache.monitoring.snapshot import Snapshot, parse_series_key
+from precache.monitoring.summary import quantile_from_buckets, snap_duration, summarize
 from precache.monitoring.webhook import WebhookNotifier
 
 log = logging.getLogger("precache.serve")
@@ -46,6 +49,32 @@ class ReportedAccesses:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.counts)
+
+
+_PREDICTIONS = WINDOW_FIELDS.index("predictions")
+_BUCKET0 = WINDOW_FIELDS.index("latency_bucket_0")
+
+
+def prediction_figures(snapshot: Snapshot, duration_ms: float) -> dict[str, Any]:
+    """``predictions`` (served since the workers started, by type) and ``predictionLatencyMs`` over the kept
+    window nearest ``duration_ms``: its count and p50/p95/p99 interpolated inside the histogram's buckets
+    (the estimate Prometheus' ``histogram_quantile`` gives), in milliseconds."""
+    by_type: dict[str, int] = {}
+    for key, value in snapshot.values.items():
+        family, labels = parse_series_key(key)
+        if family == "precache_predictions_total":
+            by_type[labels.get("type", "unknown")] = int(value)
+    window = snap_duration(duration_ms)
+    vector = snapshot.windows.get(window, {}).get("current") or [0.0] * len(WINDOW_FIELDS)
+    buckets = vector[_BUCKET0:]
+
+    def ms(q: float) -> float | None:
+        seconds = quantile_from_buckets(q, buckets)
+        return None if seconds is None else round(seconds * 1000, 3)
+
+    return {"predictions": by_type,
+            "predictionLatencyMs": {"windowMs": int(window) * 1000, "count": int(vector[_PREDICTIONS]),
+                                    "p50": ms(0.5), "p95": ms(0.95), "p99": ms(0.99)}}
 
 
 def directory_bytes(directory: Path | None) -> int:
@@ -72,6 +101,7 @@ class ServiceMonitoring:
         notifiers: list[Notifier] = [self.webhook] if self.webhook is not None else []
         self.alerts = AlertLoop(self.evaluator, self._alert_values, notifiers)
         self._last_summary: dict[str, Any] = {}
+        self.alert_errors = 0
         self._alert_task: asyncio.Task[None] | None = None
 
     def model_bytes(self) -> int:
@@ -111,6 +141,14 @@ class ServiceMonitoring:
         out["workers"] = workers
         return out
 
+    async def metrics_json(self, duration_ms: float) -> dict[str, Any]:
+        """The summary plus the prediction figures, from one merged snapshot."""
+        snapshot, workers = await self.merged()
+        out = summarize(snapshot, duration_ms, self.evaluator.active())
+        out["workers"] = workers
+        out.update(prediction_figures(snapshot, duration_ms))
+        return out
+
     async def prometheus(self) -> bytes:
         snapshot, _ = await self.merged()
         return render_prometheus(snapshot)
@@ -129,10 +167,18 @@ class ServiceMonitoring:
 
     async def _alert_run(self, interval: float = 15.0) -> None:
         while True:
-            with contextlib.suppress(Exception):
-                self._last_summary = await self.summary(ALERT_WINDOW_MS)
-                self.alerts.tick()
+            await self.alert_once()
             await asyncio.sleep(interval)
+
+    async def alert_once(self) -> None:
+        """One evaluation; a failure (Redis, a notifier, a bug) is logged and counted, and the loop goes on."""
+        try:
+            self._last_summary = await self.summary(ALERT_WINDOW_MS)
+            self.alerts.tick()
+        except Exception:
+            self.alert_errors += 1
+            log.exception("alert evaluation failed (%d so far); alerts are stale until it works again",
+                          self.alert_errors)
 
     async def stop(self) -> None:
         await cancel_task(self._alert_task)
