@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -31,6 +31,7 @@ from precache.serve.decisions import CacheAdvisor
 from precache.serve.errors import ApiError, error_responses, install_error_handlers
 from precache.serve.events import ClientHasher, EventRecorder
 from precache.serve.heap import heap_gauges, settle_after_startup
+from precache.serve.jobs import JobStore
 from precache.serve.limits import BodySizeLimit, RateLimiter
 from precache.serve.metrics import RequestCounter, ServiceMetrics
 from precache.serve.model import ModelHolder, ServedModel
@@ -81,6 +82,12 @@ class ServiceState:
     follower: RegistryFollower | None = None
     monitoring: ServiceMonitoring | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background until it ends or the app stops (then it is cancelled)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     def current_advisor(self) -> CacheAdvisor | None:
         """The cache optimizer in use: the pinned directory's, else the registry's active version."""
@@ -186,6 +193,7 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
                 await follower.sync()
                 watcher = asyncio.get_running_loop().create_task(follower.run(settings.redis_url, REGISTRY_CHANNEL))
         monitoring.start()
+        state.spawn(_check_training_lock(state))
         settle_after_startup()
         try:
             yield
@@ -219,6 +227,15 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
         history = ModelHistory(state.registry, lambda: state.models.current.version if state.models.current else None)
         app.include_router(dashboard_router(settings.api_token, monitoring.summary, history))
     return app
+
+
+async def _check_training_lock(state: ServiceState) -> None:
+    """A training job left "running" by a process that died while no replica watched it is marked failed."""
+    jobs = JobStore(state.redis, state.serve.redis_prefix, state.serve.training_job_retention_seconds)
+    try:
+        await jobs.check_holder()
+    except Exception as exc:
+        log.warning("could not check the training lock: %s", exc)
 
 
 _bearer = HTTPBearer(auto_error=False, description=AUTH_DESCRIPTION)

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 
 from precache.serve.auth import Caller
 from precache.serve.errors import ApiError, error_responses
-from precache.serve.jobs import JobStore, new_job
+from precache.serve.jobs import ACTIVE, JobStore, new_job
 from precache.serve.schemas import (
     ActivationResponse,
     ModelEntry,
@@ -245,9 +245,16 @@ async def spawn_job(state: ServiceState, job_id: str) -> None:
 
     async def reap() -> None:
         code = await proc.wait()
-        if code != 0:
-            log.warning("training job %s ended with status %d", job_id, code)
+        if code == 0:
+            return
+        log.warning("training job %s ended with status %d", job_id, code)
+        jobs = JobStore(state.redis, state.serve.redis_prefix, state.serve.training_job_retention_seconds)
+        try:
+            job = await jobs.get(job_id)
+            if job is not None and job["status"] in ACTIVE:  # it died before recording an outcome
+                how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+                await jobs.mark_lost(job, f"the job process ended ({how}) before recording an outcome")
+        except Exception as exc:  # Redis away: the alive key expires and the next reader marks it
+            log.warning("training job %s: could not record its end: %s", job_id, exc)
 
-    task = asyncio.get_running_loop().create_task(reap())
-    state.background.add(task)
-    task.add_done_callback(state.background.discard)
+    state.spawn(reap())

@@ -208,6 +208,8 @@ class TrainJob(BaseModel):
     outcomes: list[dict[str, Any]] = Field(default_factory=list,
                                            description="per model: status, version, reason, gate decision")
     error: str | None = None
+    pid: int | None = Field(None, description="the job process's id, on host (set when it starts)")
+    host: str | None = None
 
 
 class VersionOut(BaseModel):

@@ -9,7 +9,10 @@ activation notifies every replica, which then loads the new version.
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -19,7 +22,7 @@ def run(job_id: str) -> int:
 
     from precache.config import get_settings
     from precache.registry import open_registry
-    from precache.serve.jobs import SyncJobStore
+    from precache.serve.jobs import HEARTBEAT_SECONDS, SyncJobStore
     from precache.serve.settings import get_serve_settings
     from precache.training import TrainRequest, run_pipeline
 
@@ -36,8 +39,20 @@ def run(job_id: str) -> int:
     if job is None:
         print(f"training job {job_id} is not recorded in Redis", file=sys.stderr)
         return 2
+    stop = threading.Event()
+
+    def heartbeat() -> None:  # the alive key that tells replicas this process still runs (see jobs.py)
+        while not stop.is_set():
+            try:
+                store.beat(job_id)
+            except Exception as exc:  # Redis away for a moment: the next beat may work
+                print(f"heartbeat: {exc}", file=sys.stderr)
+            stop.wait(HEARTBEAT_SECONDS)
+
+    beater = threading.Thread(target=heartbeat, name="heartbeat", daemon=True)
+    beater.start()
     try:
-        store.update(job, status="running", stage="collect")
+        store.update(job, status="running", stage="collect", pid=os.getpid(), host=socket.gethostname())
         request = TrainRequest.from_json(job["request"])
 
         def progress(message: str) -> None:
@@ -53,6 +68,9 @@ def run(job_id: str) -> int:
         traceback.print_exc()
         return 1
     finally:
+        stop.set()
+        beater.join(timeout=HEARTBEAT_SECONDS + 1)
+        store.stop_beating(job_id)
         store.release(job_id)
         client.close()
 
