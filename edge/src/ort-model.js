@@ -6,9 +6,14 @@
 // placeholder, WebAssembly.instantiate is redirected to the precompiled module. This depends on ORT's
 // loader: keep onnxruntime-web pinned (package.json) and re-run the ORT parity test when bumping it.
 //
-// Encoding mirrors precache.models.attention.runtime.AttentionRuntime: ids 0 PAD, 1 OOV, vocabulary
-// id + 1 for pages; the last max_len pages, left-padded to max_len (one input shape: fast in wasm);
-// logits / temperature, softmax without the PAD column; an empty history gets the popularity prior.
+// The model is attention format 2 (precache.edge.onnx, docs/contracts.md "Edge"): the ONNX graph is only
+// the encoder (page vectors -> last hidden state); this file repeats the rest of
+// precache.models.attention.runtime.AttentionRuntime: network ids (0 PAD, 1 OOV, 2 + i for pages[i]),
+// input vectors = int8 page row * its scale (+ the path segment's vector; an unseen page keeps its
+// segment), the last max_len pages left-padded to max_len (one input shape: fast in wasm; the encoder
+// masks padding and counts positions from the first real page), the entry (first) page's vector, then
+// logits = h . V^T + bias + alpha * M[last page] in float32 (V = page + segment vectors, tied), / temperature,
+// softmax without the PAD column; an empty history gets the training popularity prior.
 
 import * as ort from "onnxruntime-web/wasm";
 import ortWasm from "../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm";
@@ -38,6 +43,44 @@ function initOrt() {
   ort.env.logLevel = "error";
 }
 
+const ATTENTION_FORMAT = 2;
+const PAD = 0;
+const OOV = 1;
+const RESERVED = 2;
+const TYPED = { int8: Int8Array, float32: Float32Array, uint32: Uint32Array };
+
+/** The first directory of a path-like page ("/shuttle/x.html" -> "shuttle"), else "" (precache's segment_key). */
+export function segmentKey(page) {
+  if (!page.startsWith("/")) return "";
+  const parts = page.split("?", 1)[0].replace(/^\/+|\/+$/g, "").split("/");
+  return parts.length >= 2 && parts[0] ? parts[0] : "";
+}
+
+/** Typed views of edge-attention.bin's arrays, each checked against the layout and the expected shape. */
+function readArrays(bin, layout, shapes) {
+  const buffer = bin instanceof ArrayBuffer ? bin : bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength);
+  if (!layout || typeof layout !== "object") throw new ModelError("onnx manifest needs the arrays layout");
+  const out = {};
+  for (const [name, [dtype, shape, required]] of Object.entries(shapes)) {
+    const entry = layout[name];
+    if (!entry) {
+      if (required) throw new ModelError(`edge-attention.bin lacks ${name}`);
+      continue;
+    }
+    const Typed = TYPED[dtype];
+    const given = Array.isArray(entry.shape) ? entry.shape : [];
+    if (entry.dtype !== dtype || given.length !== shape.length || given.some((n, i) => !Number.isInteger(n) || n < 0 || (shape[i] !== null && n !== shape[i]))) {
+      throw new ModelError(`edge-attention.bin ${name}: ${entry.dtype}${JSON.stringify(given)}, expected ${dtype}${JSON.stringify(shape)}`);
+    }
+    const count = given.reduce((a, b) => a * b, 1);
+    if (!Number.isInteger(entry.offset) || entry.offset < 0 || entry.offset % 8 || entry.offset + count * Typed.BYTES_PER_ELEMENT > buffer.byteLength) {
+      throw new ModelError(`edge-attention.bin ${name}: offset ${entry.offset} is outside the file`);
+    }
+    out[name] = new Typed(buffer, entry.offset, count);
+  }
+  return out;
+}
+
 export class OrtModel {
   static kind = "onnx";
   static tolerance = 1e-4; // wasm vs native onnxruntime float noise
@@ -48,10 +91,29 @@ export class OrtModel {
 
   static async build(manifest, files) {
     const p = manifest.onnx;
-    if (!p || !Number.isInteger(p.max_len) || p.max_len < 1 || !(p.temperature > 0)) {
-      throw new ModelError("onnx manifest needs max_len and a positive temperature");
+    if (!p || p.attention_format !== ATTENTION_FORMAT) {
+      throw new ModelError(`this worker serves attention format ${ATTENTION_FORMAT} exports, not ${p?.attention_format ?? 1}: re-export with \`precache edge build --worker ort\``);
     }
-    const vocab = readVocabulary(files, "onnx", "edge-model.onnx");
+    if (!Number.isInteger(p.max_len) || p.max_len < 1 || !(p.temperature > 0) || !Number.isInteger(p.d_model) || p.d_model < 1
+        || !Number.isFinite(p.alpha) || !Array.isArray(p.segments) || !p.segments.every((s) => typeof s === "string")) {
+      throw new ModelError("onnx manifest needs max_len, d_model, a positive temperature, alpha and the segment names");
+    }
+    const vocab = readVocabulary(files, "onnx", "edge-model.onnx", "edge-attention.bin");
+    const N = vocab.pages.length + RESERVED;
+    const d = p.d_model;
+    const arrays = readArrays(files["edge-attention.bin"], p.arrays, {
+      page_q: ["int8", [N, d], true], page_scale: ["float32", [N], true], bias: ["float32", [N], true],
+      segment_table: ["float32", [p.segments.length + 1, d], false],
+      markov_indptr: ["uint32", [N + 1], false], markov_indices: ["uint32", [null], false], markov_values: ["float32", [null], false],
+    });
+    const markovParts = ["markov_indptr", "markov_indices", "markov_values"].filter((n) => arrays[n]).length;
+    if (markovParts !== 0 && markovParts !== 3) throw new ModelError("edge-attention.bin has part of the Markov term");
+    if (markovParts === 3) {
+      const { markov_indptr: ptr, markov_indices: idx, markov_values: val } = arrays;
+      if (ptr[0] !== 0 || ptr[N] !== idx.length || val.length !== idx.length) throw new ModelError("the Markov term's rows do not add up");
+      for (let i = 0; i < N; i++) if (ptr[i + 1] < ptr[i]) throw new ModelError("the Markov term's rows are not ordered");
+      for (let i = 0; i < idx.length; i++) if (idx[i] >= N) throw new ModelError("the Markov term names a page outside the vocabulary");
+    }
     initOrt();
     let session;
     try {
@@ -61,22 +123,72 @@ export class OrtModel {
     } catch (err) {
       throw new ModelError(`onnxruntime-web cannot load edge-model.onnx: ${err.message ?? err}`);
     }
-    return new OrtModel(manifest, vocab, session);
+    for (const name of ["emb", "real", "entry"]) {
+      if (!session.inputNames.includes(name)) {
+        session.release?.();
+        throw new ModelError(`edge-model.onnx has no input ${name} (inputs: ${session.inputNames.join(", ")})`);
+      }
+    }
+    return new OrtModel(manifest, vocab, arrays, session);
   }
 
-  constructor(manifest, vocab, session) {
+  constructor(manifest, vocab, arrays, session) {
+    const p = manifest.onnx;
     this.manifest = manifest;
     this.k = manifest.k;
-    this.maxLen = manifest.onnx.max_len;
-    this.temperature = manifest.onnx.temperature;
-    this.inputName = manifest.onnx.input ?? session.inputNames[0];
+    this.maxLen = p.max_len;
+    this.d = p.d_model;
+    this.temperature = p.temperature;
+    this.alpha = Math.fround(p.alpha);
     this.pages = vocab.pages;
-    this.index = new Map(vocab.pages.map((p, i) => [p, i + 2]));
+    this.index = new Map(vocab.pages.map((page, i) => [page, i + RESERVED]));
+    this.segmentIds = new Map(p.segments.map((s, i) => [s, i + 1]));
+    const N = vocab.pages.length + RESERVED;
+    const d = this.d;
+    // Float32Array stores round each float64 result once: the same float32 numbers numpy computes.
+    this.inputTable = new Float32Array(N * d);
+    for (let x = RESERVED - 1; x < N; x++) {
+      const scale = arrays.page_scale[x];
+      for (let c = 0; c < d; c++) this.inputTable[x * d + c] = arrays.page_q[x * d + c] * scale;
+    }
+    this.segmentTable = arrays.segment_table ?? null;
+    this.segmentOf = new Int32Array(N);
+    vocab.pages.forEach((page, i) => { this.segmentOf[i + RESERVED] = this.segmentIds.get(segmentKey(page)) ?? 0; });
+    this.outputTable = Float32Array.from(this.inputTable);
+    if (this.segmentTable) {
+      for (let x = 0; x < N; x++) {
+        const s = this.segmentOf[x] * d;
+        for (let c = 0; c < d; c++) this.outputTable[x * d + c] += this.segmentTable[s + c];
+      }
+    }
+    this.bias = arrays.bias;
+    this.markov = arrays.markov_indptr ? { ptr: arrays.markov_indptr, idx: arrays.markov_indices, val: arrays.markov_values } : null;
     const total = vocab.counts.reduce((a, b) => a + b, 0);
     const prior = total > 0 ? vocab.counts.map((c) => c / total) : vocab.pages.map(() => 1 / Math.max(1, vocab.pages.length));
     this.priorTop = this.topOf(Float64Array.from(prior), 0, this.k);
     this.session = session;
     this.cache = new Map();
+    this.logits = new Float32Array(N);
+    this.probs = new Float64Array(vocab.pages.length);
+  }
+
+  /** [network id, segment id] of a page; an unseen page is OOV but keeps its path segment. */
+  encode(page) {
+    const id = this.index.get(page);
+    if (id !== undefined) return [id, this.segmentOf[id]];
+    return [OOV, this.segmentTable ? this.segmentIds.get(segmentKey(page)) ?? 0 : 0];
+  }
+
+  /** Write the input vector of (id, segment) into out[at .. at + d). */
+  vector(id, seg, out, at) {
+    const d = this.d;
+    const row = id * d;
+    if (this.segmentTable) {
+      const s = seg * d;
+      for (let c = 0; c < d; c++) out[at + c] = this.inputTable[row + c] + this.segmentTable[s + c];
+    } else {
+      out.set(this.inputTable.subarray(row, row + d), at);
+    }
   }
 
   topOf(probs, offset, k) {
@@ -96,39 +208,72 @@ export class OrtModel {
     return best.map((j) => ({ page: this.pages[j], probability: probs[offset + j] }));
   }
 
+  /** Calibrated top-k pages from one hidden state and the history's last network id. */
+  answer(hidden, at, last) {
+    const d = this.d;
+    const z = this.logits;
+    const N = z.length;
+    const out = this.outputTable;
+    for (let x = 0; x < N; x++) {
+      let s = 0;
+      const row = x * d;
+      for (let c = 0; c < d; c++) s += hidden[at + c] * out[row + c];
+      z[x] = s;
+      z[x] += this.bias[x];
+    }
+    if (this.markov) {
+      const { ptr, idx, val } = this.markov;
+      for (let e = ptr[last]; e < ptr[last + 1]; e++) z[idx[e]] += Math.fround(this.alpha * val[e]);
+    }
+    const T = this.temperature;
+    let max = -Infinity;
+    for (let x = 1; x < N; x++) max = Math.max(max, z[x] / T); // column 0 (PAD) is never a next page
+    let sum = 0;
+    for (let x = 1; x < N; x++) sum += Math.exp(z[x] / T - max);
+    const probs = this.probs;
+    for (let j = 0; j < probs.length; j++) probs[j] = Math.exp(z[j + RESERVED] / T - max) / sum;
+    return this.topOf(probs, 0, this.k);
+  }
+
   /** One session.run for every history that is not empty and not cached. */
   async predictBatch(histories, topK) {
     const results = new Array(histories.length);
     const cached = histories.map(() => false);
     const todo = [];
-    const keys = histories.map((h) => h.slice(-this.maxLen).map((p) => this.index.get(p) ?? 1).join(","));
+    const encoded = histories.map((h) => (h.length ? [h[0], ...h.slice(-this.maxLen)].map((p) => this.encode(p)) : null));
+    const keys = encoded.map((e) => (e && cacheLimit > 0 ? e.join(";") : null));
     histories.forEach((h, i) => {
       if (h.length === 0) { results[i] = this.priorTop.slice(0, topK); return; }
-      const hit = this.cache.get(keys[i]);
+      const hit = keys[i] !== null ? this.cache.get(keys[i]) : undefined;
       if (hit) { results[i] = hit.slice(0, topK); cached[i] = true; return; }
       todo.push(i);
     });
     if (todo.length) {
       const L = this.maxLen;
-      const ids = new BigInt64Array(todo.length * L); // zeros = PAD (left padding)
+      const d = this.d;
+      const n = todo.length;
+      const emb = new Float32Array(n * L * d); // zero rows = PAD (left padding)
+      const real = new Float32Array(n * L);
+      const entry = new Float32Array(n * d);
+      const last = new Int32Array(n);
       todo.forEach((i, row) => {
-        const tail = histories[i].slice(-L);
-        tail.forEach((p, j) => { ids[row * L + (L - tail.length) + j] = BigInt(this.index.get(p) ?? 1); });
+        const [first, ...tail] = encoded[i];
+        const pad = L - tail.length;
+        tail.forEach(([id, seg], j) => {
+          this.vector(id, seg, emb, (row * L + pad + j) * d);
+          real[row * L + pad + j] = 1;
+        });
+        this.vector(first[0], first[1], entry, row * d);
+        last[row] = tail[tail.length - 1][0];
       });
-      const feeds = { [this.inputName]: new ort.Tensor("int64", ids, [todo.length, L]) };
-      const output = await this.session.run(feeds);
-      const logits = output[this.session.outputNames[0]];
-      const width = logits.dims[1];
-      const V = this.pages.length;
-      const probs = new Float64Array(V);
+      const output = await this.session.run({
+        emb: new ort.Tensor("float32", emb, [n, L, d]),
+        real: new ort.Tensor("float32", real, [n, L]),
+        entry: new ort.Tensor("float32", entry, [n, d]),
+      });
+      const hidden = output[this.session.outputNames[0]].data;
       todo.forEach((i, row) => {
-        const base = row * width;
-        let max = -Infinity;
-        for (let c = 1; c < width; c++) max = Math.max(max, logits.data[base + c] / this.temperature);
-        let sum = 0;
-        for (let c = 1; c < width; c++) sum += Math.exp(logits.data[base + c] / this.temperature - max);
-        for (let j = 0; j < V; j++) probs[j] = Math.exp(logits.data[base + j + 2] / this.temperature - max) / sum;
-        const top = this.topOf(probs, 0, this.k);
+        const top = this.answer(hidden, row * d, last[row]);
         if (cacheLimit > 0) {
           if (this.cache.size >= cacheLimit) this.cache.delete(this.cache.keys().next().value);
           this.cache.set(keys[i], top);

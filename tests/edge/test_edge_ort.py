@@ -1,5 +1,6 @@
-"""The opt-in ORT Worker (attention model through onnxruntime-web) in workerd: parity with Python's
-onnxruntime, the Paid-plan bundle limit, and that the table Worker refuses an ONNX model (issue 19)."""
+"""The opt-in ORT Worker (attention model, format 2, through onnxruntime-web) in workerd: parity with the
+Python attention predictor (encoder in wasm, page table, path segments and Markov term in JavaScript), the
+Paid-plan bundle limit, and that the table Worker refuses an ONNX model (issue 19)."""
 
 from __future__ import annotations
 
@@ -20,22 +21,6 @@ K = 10
 TOKEN = "t"
 
 
-# Issue 18 moved the attention model's page table, path segments and Markov term out of its ONNX graph; the
-# ORT Worker (JavaScript) still implements the ids -> logits graph, so exporting an attention model to it is
-# refused until the Worker learns the tables (follow-up, reported by the predictor helper).
-ORT_PENDING = pytest.mark.skip(reason="attention format 2 (issue 18) is not served by the ORT Worker yet")
-
-
-def test_attention_export_to_the_ort_worker_is_refused_with_a_clear_error() -> None:
-    from conftest import hub_sessions
-
-    sessions = hub_sessions(300)
-    model = build_predictor("attention", epochs=1, d_model=16, layers=1, max_len=4, threads=1, dropout=0.0)
-    model.fit(sessions[:250], sessions[250:])
-    with pytest.raises(ValueError, match="ORT Worker"):
-        export_predictor(model, "att-1", "ort", K)
-
-
 @pytest.fixture(scope="module")
 def attention(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
     require_edge_tools()
@@ -47,7 +32,6 @@ def attention(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]
     return model, split, directory
 
 
-@ORT_PENDING
 def test_ort_worker_parity_and_paid_plan_size(attention: tuple[Any, Any, Path], tmp_path: Path) -> None:
     model, split, directory = attention
     dist, _ = build_worker("ort", tmp_path / "dist", directory)
@@ -55,7 +39,11 @@ def test_ort_worker_parity_and_paid_plan_size(attention: tuple[Any, Any, Path], 
     assert size <= 10 * 1024 * 1024, size  # Workers Paid plan limit (over Free's 3 MB: onnxruntime's wasm)
     histories = [h for h, _ in transitions(split.test)][:600]
     pages = model.vocabulary.pages[1:]
-    histories += [[], ["/never/seen"], [pages[i % 40] for i in range(200)], [pages[0], "/never/seen", pages[1]]]
+    segment = model.tables.segments[0]
+    assert model.tables.markov is not None and model.tables.segment_table is not None  # format 2 in full
+    unseen = f"/{segment}/never-seen.html"  # OOV, but it keeps its path segment's vector
+    histories += [[], ["/never/seen"], [unseen], [pages[i % 40] for i in range(200)],
+                  [pages[0], "/never/seen", pages[1]], [unseen, *pages[:3]], [pages[5], unseen]]
     with running(dist, "ort", {}) as worker:
         got: list[list[tuple[str, float]]] = []
         for i in range(0, len(histories), 64):  # 64 sessions per model run
@@ -73,7 +61,6 @@ def test_ort_worker_parity_and_paid_plan_size(attention: tuple[Any, Any, Path], 
     assert same >= 0.99 * len(histories), (same, len(histories))
 
 
-@ORT_PENDING
 def test_table_worker_refuses_onnx_model(attention: tuple[Any, Any, Path], tmp_path: Path) -> None:
     _, _, directory = attention
     dist, _ = build_worker("table", tmp_path / "dist")
@@ -82,3 +69,26 @@ def test_table_worker_refuses_onnx_model(attention: tuple[Any, Any, Path], tmp_p
         status, body = get(worker.url + "/readyz")
         assert status == 503 and "ORT worker" in body["reason"], body
         assert origin.hits["edge-model.onnx"] == 0  # refused from the manifest alone, nothing downloaded
+
+
+def test_ort_worker_syncs_the_attention_model(attention: tuple[Any, Any, Path], tmp_path: Path) -> None:
+    """No bundled model: the ORT Worker fetches the three files over HTTP, verifies them, replays the probes
+    and serves the Python predictor's answers."""
+    model, split, directory = attention
+    dist, _ = build_worker("ort", tmp_path / "dist")
+    histories = [h for h, _ in transitions(split.test)][:64]
+    with Origin(directory, TOKEN) as origin, running(dist, "ort", {
+            "MODEL_MANIFEST_URL": origin.manifest_url, "MODEL_SYNC_TOKEN": TOKEN, "SYNC_INTERVAL_MS": "50"}) as worker:
+        status, info = get(worker.url + "/model")
+        assert status == 200 and info["version"] == "att-1" and info["source"] == "sync", info
+        assert {origin.hits[n] for n in ("edge-model.onnx", "edge-attention.bin", "edge-vocabulary.json")} == {1}
+        status, body = post(worker.url + "/predict/batch", {
+            "requests": [{"context": {"history": h}} for h in histories], "options": {"topK": 5}})
+        assert status == 200, body
+    same = 0
+    for result, history in zip(body["results"], histories, strict=True):
+        got = [(p["page"], p["probability"]) for p in result["predictions"]]
+        want = model.predict(history, 5)
+        assert max(abs(g[1] - w[1]) for g, w in zip(got, want, strict=True)) < 1e-5
+        same += [p for p, _ in got] == [p for p, _ in want]
+    assert same >= 0.95 * len(histories), same

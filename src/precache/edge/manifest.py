@@ -79,7 +79,7 @@ class EdgeExport:
         return root
 
 
-KNOWN_FILES = ("edge-table.bin", "edge-vocabulary.json", "edge-model.onnx")
+KNOWN_FILES = ("edge-table.bin", "edge-vocabulary.json", "edge-model.onnx", "edge-attention.bin")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
