@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     model_keep_versions: int = Field(
         5, ge=2, validation_alias=_env("MODEL_KEEP_VERSIONS", "model_keep_versions")
     )
+    # Activating a page-predictor version writes the edge Workers' files beside it (precache.edge.publish).
+    model_edge_publish: bool = Field(True, validation_alias=_env("MODEL_EDGE_PUBLISH", "model_edge_publish"))
     ml_metrics_enabled: bool = Field(True, validation_alias=_env("ML_METRICS_ENABLED", "ml_metrics_enabled"))
     ml_alert_webhook: str | None = Field(None, validation_alias=_env("ML_ALERT_WEBHOOK", "ml_alert_webhook"))
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL", "redis_url"))

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from conftest import hub_sessions
 from precache.edge.build import export_predictor
 from precache.edge.manifest import EDGE_MANIFEST
@@ -91,3 +93,48 @@ def test_build_from_the_registry_active_version_and_publish(tmp_path: Path) -> N
     assert published is not None and (published.path / EDGE_MANIFEST).is_file()
     assert json.loads((published.path / EDGE_MANIFEST).read_text())["version"] == version
     assert registry.verify("page-predictor") == [(version, None)]
+
+
+def test_activation_writes_the_edge_files_once_and_only_for_servable_kinds(tmp_path: Path) -> None:
+    """The registry opened from the settings publishes on activation: tables for an n-gram model (in the
+    version's directory, so the service's model-file endpoint serves them; the backup has them too), nothing
+    for a kind no Worker serves, nothing again on a rollback; MODEL_EDGE_PUBLISH=false turns it off."""
+    from precache.edge.publish import publish_version, published_version
+    from precache.registry import RegistrySettings
+
+    registry = RegistrySettings(tmp_path / "store", tmp_path / "backup").open()
+    ppm = registry.register("page-predictor", saved("ppm", tmp_path / "ppm")).version
+    sknn = registry.register("page-predictor", saved("sknn", tmp_path / "sknn")).version
+    first = registry.activate("page-predictor", ppm)
+    manifest = json.loads((first.path / EDGE_MANIFEST).read_text())
+    assert manifest["version"] == ppm and manifest["kind"] == "table" and manifest["model_kind"] == "ppm"
+    assert manifest["source"] == {"registry": f"page-predictor {ppm}"}
+    assert published_version(tmp_path / "backup" / "page-predictor" / ppm) == ppm
+    written = (first.path / EDGE_MANIFEST).stat().st_mtime_ns
+    second = registry.activate("page-predictor", sknn)
+    assert published_version(second.path) is None
+    assert "cannot be served at the edge" in publish_version(second)
+    registry.rollback("page-predictor")
+    assert (first.path / EDGE_MANIFEST).stat().st_mtime_ns == written  # already published: left alone
+    assert "already published" in publish_version(first)
+    assert registry.verify("page-predictor") == [(ppm, None), (sknn, None)]
+    assert RegistrySettings(tmp_path / "store", tmp_path / "backup", edge_publish=False).open().on_activate is None
+
+
+def test_attention_exports_for_the_ort_worker_with_its_tables(tmp_path: Path) -> None:
+    """Attention format 2: the encoder graph, the vocabulary and edge-attention.bin, whose layout covers the
+    int8 page table, scales, bias, segment table and Markov rows the Worker needs."""
+    sessions = hub_sessions(300)
+    model = build_predictor("attention", epochs=1, d_model=16, layers=1, max_len=4, threads=1, dropout=0.0)
+    model.fit(sessions[:250], sessions[250:])
+    export = export_predictor(model, "att-1", "ort", 10)
+    assert export.kind == "onnx" and set(export.files) == {"edge-model.onnx", "edge-vocabulary.json",
+                                                           "edge-attention.bin"}
+    params, n = export.params, model.vocabulary_size + 2
+    arrays = params["arrays"]
+    assert params["attention_format"] == 2 and params["max_len"] == 4 and params["d_model"] == 16
+    assert arrays["page_q"] == {"dtype": "int8", "shape": [n, 16], "offset": 0}
+    assert arrays["markov_indptr"]["shape"] == [n + 1]
+    end = max(a["offset"] + int(np.prod(a["shape"])) * np.dtype(a["dtype"]).itemsize for a in arrays.values())
+    assert len(export.files["edge-attention.bin"]) == end + (-end % 8)
+    assert export.probes and export.probes[0]["history"] == [] and len(export.probes[0]["top"]) == 10

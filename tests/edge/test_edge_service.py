@@ -13,7 +13,7 @@ import pytest
 from edge_harness import build_worker, require_edge_tools, running
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))  # the service tests' process helpers
-from serve_harness import TOKEN, running_service, service_env, train_model
+from serve_harness import TOKEN, TRAINING_KEY, running_service, service_env, train_model
 
 from conftest import RedisProcess
 from precache.edge.build import export_predictor
@@ -79,45 +79,50 @@ def test_slow_edge_costs_one_short_timeout_then_the_breaker_opens(
             assert elapsed < 3.0, elapsed
 
 
-def test_worker_syncs_from_the_real_service(redis_server: RedisProcess, tmp_path: Path) -> None:
-    """The whole path: registry version -> `precache edge build --publish` -> the service's model-file endpoint
-    -> the Worker's sync (ETag, Bearer token); activating another version swaps the Worker's model."""
+def test_activation_publishes_and_the_worker_syncs_from_the_real_service(redis_server: RedisProcess,
+                                                                          tmp_path: Path) -> None:
+    """The whole path: registered versions without edge files -> activated through the service's API (which
+    writes the version's edge files) -> the service's model-file endpoint -> the Worker's sync (ETag, Bearer
+    token); activating another version swaps the Worker's model; the registry still verifies both."""
     require_edge_tools()
     from conftest import hub_sessions
+    from precache.edge.manifest import EDGE_MANIFEST
     from precache.edge.workerd import http_json
     from precache.models import build_predictor
     from precache.registry import ModelRegistry
 
-    registry = ModelRegistry(tmp_path / "store", tmp_path / "backup")
+    registry = ModelRegistry(tmp_path / "store", tmp_path / "backup")  # registering only: no edge files
     models = {}
     for kind in ("ppm", "markov"):
         model = build_predictor(kind)
         model.fit(hub_sessions(300))
         model.save(tmp_path / kind)
         info = registry.register("page-predictor", tmp_path / kind)
-        export_predictor(model, info.version, "table", 5).write(info.path)  # what --publish writes
+        assert not (info.path / EDGE_MANIFEST).exists()
         models[info.version] = model
     first, second = sorted(models)
-    registry.activate("page-predictor", first)
     dist, _ = build_worker("table", tmp_path / "dist")
     env = service_env(redis_server.url, None, MODEL_STORAGE_PATH=str(tmp_path / "store"),
                       MODEL_BACKUP_PATH=str(tmp_path / "backup"))
-    with running_service(env) as service:
+    history = ["/entry0", "/a3", "/hub"]
+    with running_service(env) as service, service.client(TRAINING_KEY) as trainer:
         url = f"{service.url}/api/ml/models/page-predictor/active/files/edge-manifest.json"
         with running(dist, "table", {"MODEL_MANIFEST_URL": url, "MODEL_SYNC_TOKEN": TOKEN,
                                      "SYNC_INTERVAL_MS": "50"}) as worker:
             for version in (first, second):
-                if version == second:
-                    registry.activate("page-predictor", second)
+                response = trainer.post(f"/api/ml/models/page-predictor/activate/{version}")
+                assert response.status_code == 200, response.text
+                assert (registry.get("page-predictor", version).path / EDGE_MANIFEST).is_file()
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
                     status, info = http_json("GET", worker.url + "/model")
                     if status == 200 and info["version"] == version:
                         break
                     time.sleep(0.05)
-                assert info["version"] == version, info
+                assert info["version"] == version and info["source"] == "sync", info
                 status, body = http_json("POST", worker.url + "/predict",
-                                         {"context": {"history": ["/entry0", "/a3", "/hub"]}, "options": {"topK": 3}})
+                                         {"context": {"history": history}, "options": {"topK": 3}})
                 assert status == 200
                 got = [(p["page"], p["probability"]) for p in body["predictions"]]
-                assert got == models[version].predict(["/entry0", "/a3", "/hub"], 3)
+                assert got == models[version].predict(history, 3)
+    assert registry.verify("page-predictor") == [(first, None), (second, None)]

@@ -46,6 +46,7 @@ def build_command(
         default_version,
         export_predictor,
         gzip_size,
+        label_export,
         load_model_dir,
         model_hr5,
         train_for_edge,
@@ -72,11 +73,8 @@ def build_command(
         source, label = {"registry": summary.version}, summary.version.split()[-1]
     export = export_predictor(predictor, "pending", worker, k)
     digest = hashlib.sha256(b"".join(export.files[n] for n in sorted(export.files))).digest()
-    export.version = label or default_version(export.model_kind, manifest, digest)
-    export.name = name
-    export.created = (manifest or {}).get("created")
-    export.metrics = {f"{slice_name.replace('-', '_')}_hr5": hr5}
-    export.source = source
+    label_export(export, name=name, version=label or default_version(export.model_kind, manifest, digest),
+                 manifest=manifest, hr5=hr5, slice_name=slice_name, source=source)
     written = []
     if out is not None and str(out):
         written.append(str(export.write(out)))

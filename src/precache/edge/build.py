@@ -78,6 +78,32 @@ def export_predictor(predictor: Any, version: str, worker: str = "table", k: int
     return export_onnx(predictor, version, k)
 
 
+def label_export(export: EdgeExport, *, name: str, version: str, manifest: Mapping[str, Any] | None,
+                 hr5: float | None, slice_name: str, source: dict[str, Any]) -> EdgeExport:
+    """Give an export its identity (version label, model name, the source model's created time, its HR@5
+    and where it came from). Deterministic: the same model exported twice gives the same manifest bytes."""
+    export.version = version
+    export.name = name
+    export.created = (manifest or {}).get("created")
+    export.metrics = {f"{slice_name.replace('-', '_')}_hr5": hr5}
+    export.source = source
+    return export
+
+
+def edge_worker_for(kind: str) -> str | None:
+    """The Worker that can serve a model kind: "table" (n-gram predictors), "ort" (attention), or None."""
+    if kind in ONNX_KINDS:
+        return "ort"
+    from precache.models.ppm import NgramPredictor
+    from precache.models.registry import predictor_class
+
+    try:
+        cls = predictor_class(kind)
+    except ValueError:
+        return None
+    return "table" if issubclass(cls, NgramPredictor) else None
+
+
 def load_model_dir(directory: Path) -> tuple[Any, dict[str, Any]]:
     """A saved predictor and its manifest, through the one verified loader (every sha256 checked, a probe
     prediction run); any fault is a ``ModelFileError`` (a ``ValueError``: exit 2)."""

@@ -16,16 +16,22 @@ class RegistrySettings:
     backup: Path
     keep: int = 5
     redis_url: str | None = None
+    edge_publish: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> RegistrySettings:
         s = settings or get_settings()
         return cls(storage=s.model_storage_path, backup=s.model_backup_path, keep=s.model_keep_versions,
-                   redis_url=s.redis_url)
+                   redis_url=s.redis_url, edge_publish=s.model_edge_publish)
 
     def open(self) -> ModelRegistry:
         notify = RedisNotifier(self.redis_url) if self.redis_url else None
-        return ModelRegistry(self.storage, self.backup, keep=self.keep, notify=notify)
+        on_activate = None
+        if self.edge_publish:  # activating a page predictor writes the edge Workers' files (issue 19)
+            from precache.edge.publish import publish_on_activate
+
+            on_activate = publish_on_activate
+        return ModelRegistry(self.storage, self.backup, keep=self.keep, notify=notify, on_activate=on_activate)
 
 
 def open_registry(settings: Settings | None = None) -> ModelRegistry:

@@ -109,11 +109,14 @@ class ModelRegistry:
 
     ``keep`` is how many versions per name ``prune`` keeps (never deleting the active or previous one).
     ``notify`` is called with ``{"revision", "name", "event", "version"}`` after each change (for example
-    :class:`precache.registry.notify.RedisNotifier`); it must not raise.
+    :class:`precache.registry.notify.RedisNotifier`); it must not raise. ``on_activate`` is called with the
+    verified version before the pointer moves to it (for example
+    :func:`precache.edge.publish.publish_on_activate`, which writes the edge Workers' files beside the
+    model's own); it must not raise either.
     """
 
     def __init__(self, root: str | Path, backup_root: str | Path, keep: int = 5, notify: Notify | None = None,
-                 lock_timeout: float = 60.0) -> None:
+                 lock_timeout: float = 60.0, on_activate: Callable[[VersionInfo], None] | None = None) -> None:
         self.root = Path(root).resolve()
         self.backup_root = Path(backup_root).resolve()
         if self.backup_root == self.root or self.root in self.backup_root.parents:
@@ -126,6 +129,7 @@ class ModelRegistry:
         self.keep = keep
         self.notify = notify
         self.lock_timeout = lock_timeout
+        self.on_activate = on_activate
 
     # -- reading ---------------------------------------------------------------------------------------
     def revision(self) -> int:
@@ -218,6 +222,8 @@ class ModelRegistry:
         if info.status == "rejected" and not force:
             raise RegistryError(f"{name} {version} was rejected ({info.reason}); pass force to activate it anyway")
         verify_model_dir(info.path)
+        if self.on_activate is not None:  # before the backup, so that copies what the hook added
+            self.on_activate(info)
         self.backup(info)
         with self._locked():
             if not (info.path / RECORD).is_file():  # pruned by another process since we looked

@@ -1,0 +1,79 @@
+"""Activation writes the edge files: the registry's hook that publishes a version for the Workers.
+
+Why at activation, in the version's own directory: the service serves ``.../active/files/edge-manifest.json``
+and the files it names from the *active* version's directory (docs/contracts.md, "Edge"), so the files are
+written before the registry moves its pointer, and the Workers' next poll sees the new manifest. The
+version's model files and ``manifest.json`` are not touched (the registry still verifies the version);
+the edge files are derived from them, deterministically. Idempotent: a version whose edge manifest already
+names it (an earlier activation, or ``precache edge build --publish``) is left alone, so a rollback costs
+nothing. Kinds no Worker serves (sknn, auto) get no edge files: the Workers keep the model they have, and
+the reason is logged. Markov / PPM / popularity become tables (the default Worker), attention goes to the
+ORT Worker (a table Worker refuses it from the manifest alone and keeps its model).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from precache.registry.store import VersionInfo
+
+log = logging.getLogger(__name__)
+
+
+def published_version(directory: Path) -> str | None:
+    """The version named by ``directory``'s edge manifest when every file it lists is present, else None."""
+    from precache.edge.manifest import EDGE_MANIFEST
+
+    try:
+        manifest = json.loads((directory / EDGE_MANIFEST).read_bytes())
+        files = manifest["files"]
+        if all((directory / str(name)).is_file() for name in files):
+            version = manifest.get("version")
+            return str(version) if version is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def publish_version(info: VersionInfo, k: int | None = None) -> str:
+    """Write the edge files of a registry version into its directory unless they are there; return what
+    was done, one line. Errors propagate."""
+    from precache.edge.build import (
+        REGISTRY_NAME,
+        edge_worker_for,
+        export_predictor,
+        label_export,
+        load_model_dir,
+        model_hr5,
+    )
+    from precache.edge.tables import DEFAULT_K
+
+    where = f"{info.name} {info.version}"
+    if info.name != REGISTRY_NAME:
+        return f"{where}: not a page predictor, no edge files"
+    worker = edge_worker_for(info.kind)
+    if worker is None:
+        return f"{where}: a {info.kind!r} model cannot be served at the edge; the Workers keep their model"
+    path = info.path
+    if published_version(path) == info.version:
+        return f"{where}: edge files already published"
+    predictor, manifest = load_model_dir(path)
+    hr5, slice_name = model_hr5(info.metrics or {})
+    export = label_export(export_predictor(predictor, info.version, worker, k or DEFAULT_K), name=info.name,
+                          version=info.version, manifest=manifest, hr5=hr5, slice_name=slice_name,
+                          source={"registry": where})
+    export.write(path)
+    return f"{where}: published the {export.kind} edge files ({sum(len(b) for b in export.files.values()):,} bytes)"
+
+
+def publish_on_activate(info: VersionInfo) -> None:
+    """The registry's ``on_activate`` hook: publish, and never fail the activation (the service's model
+    matters more than the edge's; a Worker without a new manifest keeps serving the model it has)."""
+    try:
+        log.info("%s", publish_version(info))
+    except Exception as exc:  # any fault of the export must not block activating the service's model
+        log.warning("%s %s: edge files not published: %s", info.name, info.version, exc)
