@@ -5,9 +5,11 @@
 // sha256 and length, build the model, run the manifest's probes, then swap one reference. Requests
 // hold the model they started with (acquire/release), so in-flight requests finish on the old model;
 // the old one is released when its last request ends. A manifest that fails verification or probing
-// is remembered by its sha256 and not downloaded again; network errors are not held against it.
+// is remembered by its sha256 and not downloaded again; network errors are not held against it, and
+// neither is a file that does not match because the origin switched versions between the manifest and
+// the file (files are fetched by name from the active version: the manifest is read again to tell).
 
-import { ModelError, parseManifest, probe, sha256Hex, verifyFile } from "./verify.js";
+import { FileError, ModelError, parseManifest, probe, sha256Hex, verifyFile } from "./verify.js";
 
 const MAX_MANIFEST_BYTES = 1 << 20;
 const MAX_REJECTED = 64;
@@ -38,9 +40,9 @@ class Slot {
 
 async function readCapped(response, limit, what) {
   const declared = Number(response.headers.get("content-length") ?? "0");
-  if (declared > limit) throw new ModelError(`${what} is ${declared} bytes, above the limit ${limit}`);
+  if (declared > limit) throw new FileError(`${what} is ${declared} bytes, above the limit ${limit}`);
   const bytes = await response.arrayBuffer();
-  if (bytes.byteLength > limit) throw new ModelError(`${what} is ${bytes.byteLength} bytes, above the limit ${limit}`);
+  if (bytes.byteLength > limit) throw new FileError(`${what} is ${bytes.byteLength} bytes, above the limit ${limit}`);
   return bytes;
 }
 
@@ -150,13 +152,14 @@ export class ModelHolder {
           throw new TransientError(`fetching ${name} failed: ${err.message}`);
         }
         if (file.status >= 500 || file.status === 429) throw new TransientError(`fetching ${name}: HTTP ${file.status}`);
-        if (!file.ok) throw new ModelError(`fetching ${name}: HTTP ${file.status}`);
+        if (!file.ok) throw new FileError(`fetching ${name}: HTTP ${file.status}`);
         return readCapped(file, Math.min(maxBytes, entry.bytes + 1), name);
       }, "sync", maxBytes);
     } catch (err) {
-      if (err instanceof TransientError) {
+      const moved = err instanceof FileError && await originMoved(url, auth, timeout, etag);
+      if (err instanceof TransientError || moved) {
         this.lastSeenEtag = null; // try this manifest again next time
-        return { status: "error", reason: err.message };
+        return { status: "error", reason: moved ? `${err.message}; the origin's manifest changed meanwhile` : err.message };
       }
       const reason = err instanceof ModelError ? err.message : `${err.name}: ${err.message}`;
       if (this.rejected.size >= MAX_REJECTED) this.rejected.delete(this.rejected.keys().next().value);
@@ -167,6 +170,17 @@ export class ModelHolder {
     }
     this.swap(slot);
     return { status: "swapped", etag, version: slot.manifest.version };
+  }
+}
+
+/** Whether the origin's manifest is no longer the one with sha256 `etag` (unknown counts as moved). */
+async function originMoved(url, auth, timeout, etag) {
+  try {
+    const response = await fetchRetry(url, auth, timeout);
+    if (!response.ok) return true;
+    return (await sha256Hex(await readCapped(response, MAX_MANIFEST_BYTES, "edge manifest"))) !== etag;
+  } catch {
+    return true;
   }
 }
 

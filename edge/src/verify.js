@@ -9,6 +9,8 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const SAFE_NAME = /^[A-Za-z0-9._-]{1,100}$/;
 
 export class ModelError extends Error {}
+/** A file that is not what the manifest says (length, sha256, or missing at the origin). */
+export class FileError extends ModelError {}
 
 export async function sha256Hex(bytes) {
   const digest = await crypto.subtle.digest("SHA-256", bytes);
@@ -69,11 +71,11 @@ export function readVocabulary(files, kind, ...needed) {
 /** Check one file's length and sha256 against its manifest entry. */
 export async function verifyFile(name, bytes, entry) {
   if (bytes.byteLength !== entry.bytes) {
-    throw new ModelError(`file ${name} has ${bytes.byteLength} bytes, the manifest says ${entry.bytes} (truncated?)`);
+    throw new FileError(`file ${name} has ${bytes.byteLength} bytes, the manifest says ${entry.bytes} (truncated?)`);
   }
   const actual = await sha256Hex(bytes);
   if (actual !== entry.sha256) {
-    throw new ModelError(`file ${name} sha256 ${actual.slice(0, 12)}... != manifest ${entry.sha256.slice(0, 12)}...`);
+    throw new FileError(`file ${name} sha256 ${actual.slice(0, 12)}... != manifest ${entry.sha256.slice(0, 12)}...`);
   }
 }
 

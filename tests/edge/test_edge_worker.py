@@ -248,6 +248,22 @@ def test_tampered_model_rejected_old_kept(how: str, versions: dict[str, Path], t
         wait_for(worker.url, "v3")
 
 
+def test_version_switched_between_manifest_and_files_is_not_held_against_it(
+        versions: dict[str, Path], table_dist: Path) -> None:
+    """Files are fetched by name from the active version: when the origin switches versions right after the
+    Worker read the manifest, the files do not match it. That is the origin moving, not a bad model: the
+    Worker takes the new version and can still take the first one later (it was not remembered as rejected)."""
+    with Origin(versions["v1"], TOKEN) as origin:
+        origin.then = versions["v2"]
+        with running(table_dist, "table", bindings(origin, 50)) as worker:
+            info = wait_for(worker.url, "v2")
+            assert info["rejected"] == [], info
+            assert origin.hits["edge-manifest.json"] >= 3  # v1's, the re-read that saw the switch, v2's
+            origin.serve(versions["v1"])
+            info = wait_for(worker.url, "v1")
+            assert info["rejected"] == [], info
+
+
 def test_sync_needs_the_secret(versions: dict[str, Path], table_dist: Path) -> None:
     with Origin(versions["v1"], TOKEN) as origin, running(table_dist, "table", bindings(origin, 50, "wrong")) as w:
         status, body = get(w.url + "/readyz")
