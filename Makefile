@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned (a CPU build lies on disk); unpinned, pip would fetch a CUDA build.
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[train,bench,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[train,bench,dev,web]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,0 +1,88 @@
+"""Which predicted pages the browser is told to prefetch, and how (Speculation Rules, ``Link`` headers).
+
+Only what is safe to fetch ahead: a same-origin path (``/...``, never ``//host``), matching an allow
+pattern and no deny pattern, not a page whose response the cache refused to store (a personal or
+side-effecting page), predicted with probability >= the threshold; a few per response and a budget of
+distinct URLs per session, so a wrong model cannot make a browser fetch the whole site.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from precache.web.config import HintConfig
+from precache.web.sessions import BoundedSet, SessionTracker
+
+RULES_MEDIA_TYPE = "application/speculationrules+json"
+_SAFE_PATH_CHARS = "/-._~!$&'()*+,;=:@%"
+
+
+class Predictor(Protocol):
+    def predict(self, history: Sequence[str], k: int) -> list[tuple[str, float]]: ...
+
+
+class HintPlanner:
+    """Turns a session's history into the URLs to hint (see the module docstring)."""
+
+    def __init__(self, config: HintConfig, predictor: Predictor | None, sessions: SessionTracker,
+                 uncacheable: BoundedSet) -> None:
+        self.config = config
+        self.predictor = predictor
+        self.sessions = sessions
+        self.uncacheable = uncacheable
+        self._allow = [re.compile(p) for p in config.allow]
+        self._deny = [re.compile(p) for p in config.deny]
+        self.errors = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.predictor is not None and self.config.mode != "none" and self.config.max_per_page > 0
+
+    def safe(self, page: str) -> bool:
+        if not page.startswith("/") or page.startswith("//") or "\\" in page:
+            return False
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in page):
+            return False
+        if page in self.uncacheable:
+            return False
+        return any(p.search(page) for p in self._allow) and not any(p.search(page) for p in self._deny)
+
+    def choose(self, session_id: str, history: Sequence[str]) -> list[str]:
+        """The URLs (quoted paths) to hint after ``history`` (most recent page last)."""
+        if not self.enabled or not history:
+            return []
+        assert self.predictor is not None
+        cfg = self.config
+        try:
+            predicted = self.predictor.predict(list(history), max(cfg.max_per_page * 2, 5))
+        except Exception:  # a model failure costs the hints, never the page
+            self.errors += 1
+            return []
+        current = history[-1]
+        pages = [page for page, p in predicted
+                 if p >= cfg.threshold and page != current and self.safe(page)][: cfg.max_per_page]
+        urls = [quote(page, safe=_SAFE_PATH_CHARS) for page in pages]
+        return self.sessions.spend(session_id, urls, cfg.budget_per_session)
+
+    def rules_json(self, urls: Sequence[str]) -> bytes:
+        """A speculation rules document prefetching ``urls`` (an empty list is a valid no-op)."""
+        rules: dict[str, Any] = {"prefetch": []}
+        if urls:
+            rules["prefetch"].append({"source": "list", "urls": list(urls), "eagerness": self.config.eagerness})
+        return json.dumps(rules, separators=(",", ":")).encode()
+
+    def rules_header(self, page: str, view: bool) -> str:
+        """The ``Speculation-Rules`` header value: a structured-field string naming this session's route.
+        ``view``: the page was fetched as a prefetch, so the route counts it as viewed when the browser
+        loads it (the browser fetches the rules only once it shows the page)."""
+        url = f"{self.config.route}?page={quote(page, safe='')}" + ("&view=1" if view else "")
+        return f'"{url}"'
+
+
+def link_header(urls: Sequence[str]) -> str:
+    """``Link: </a>; rel=prefetch, </b>; rel=prefetch``."""
+    return ", ".join(f"<{url}>; rel=prefetch" for url in urls)
