@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.precache-installed
 SYSTEM := redis-server:redis-server redis-cli:redis-tools promtool:prometheus chromium:chromium
 
-.PHONY: demo test lint typecheck pytest bench system venv clean edge edge-deps
+.PHONY: demo example test lint typecheck pytest bench system venv clean edge edge-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "precache needs Python 3.11+ (python3.11 or python3 on PATH)" >&2; exit 1; }
@@ -25,8 +25,12 @@ system:
 demo: venv
 	$(BIN)/precache demo $(ARGS)
 
+# The example site (examples/site): a slow SQLite news site behind precache's middleware, on :8000.
+example: venv
+	$(BIN)/python -m examples.site $(ARGS)
+
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 
 typecheck: venv
 	$(BIN)/mypy

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from web_harness import SiteUnderTest, asgi_app, serve_asgi, serve_wsgi, wsgi_app
 
 from precache.cache import MemoryTier, PredictiveCache
 from precache.web import PrecacheMiddleware, PrecacheWSGIMiddleware, WebConfig
-from web_harness import SiteUnderTest, asgi_app, serve_asgi, serve_wsgi, wsgi_app
 
 CONFIG = WebConfig(max_body_bytes=100_000, ignore_cookies=(r"_ga.*",))
 
@@ -121,6 +121,7 @@ def test_a_logged_in_users_page_is_never_shown_to_another_session(served: tuple[
         assert "secret-a" in anon.get("/auth", headers=bearer).text
         other = anon.get("/auth")
         assert "secret-a" not in other.text and other.headers["x-precache"] == "miss"
+    assert site.calls["/me"] == 5  # alice three times, anonymous once (then a hit), bob once
 
 
 def test_a_credentialed_response_marked_public_is_shared(served: tuple[str, SiteUnderTest, Any]) -> None:
@@ -170,7 +171,7 @@ def test_streams_and_large_bodies_pass_through_unbuffered(served: tuple[str, Sit
 
 
 def test_methods_and_request_no_cache_bypass(served: tuple[str, SiteUnderTest, Any]) -> None:
-    base, site, _ = served
+    base, _, _ = served
     with _client(base) as c:
         c.get("/public")
         assert c.post("/public").headers["x-precache"] == "pass"

@@ -63,7 +63,8 @@ class SiteUnderTest:
         if path == "/big":
             return 200, [("content-type", "application/octet-stream"), ("cache-control", "max-age=60")], b"x" * 300_000
         if path == "/sse":
-            return 200, [("content-type", "text/event-stream"), ("cache-control", "max-age=60")], self._stream(b"data: 1\n\n")
+            sse = [("content-type", "text/event-stream"), ("cache-control", "max-age=60")]
+            return 200, sse, self._stream(b"data: 1\n\n")
         if path == "/stream":
             return 200, [("content-type", "text/plain"), ("cache-control", "max-age=60")], self._stream(b"first;")
         if path == "/release":

@@ -2,7 +2,14 @@
 
 from precache.warming.assets import AssetModel
 from precache.warming.limits import Backoff, TokenBucket
-from precache.warming.resolver import HttpOriginResolver, Loader, MappingResolver, OriginError, Resolver
+from precache.warming.resolver import (
+    HttpOriginResolver,
+    Loader,
+    MappingResolver,
+    NotPreloadable,
+    OriginError,
+    Resolver,
+)
 from precache.warming.warmer import WarmableCache, Warmer, WarmerConfig, WarmerStats
 
 __all__ = [
@@ -11,6 +18,7 @@ __all__ = [
     "HttpOriginResolver",
     "Loader",
     "MappingResolver",
+    "NotPreloadable",
     "OriginError",
     "Resolver",
     "TokenBucket",

@@ -27,6 +27,11 @@ class OriginError(RuntimeError):
     """The origin answered with an error status (the warmer backs off on these)."""
 
 
+class NotPreloadable(Exception):
+    """A loader's way to say the page exists but must not be cached (HTTP said ``private``, ``no-store``…):
+    the warmer skips it (``stats.skipped["not_preloadable"]``) without backing off, unlike an origin error."""
+
+
 class HttpOriginResolver:
     """Fetch pages from an HTTP origin with one shared ``httpx.AsyncClient``.
 

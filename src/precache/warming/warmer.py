@@ -26,7 +26,7 @@ from precache.defaults import WARMING_THRESHOLD
 from precache.types import Prediction
 from precache.warming.assets import AssetModel
 from precache.warming.limits import Backoff, Clock, TokenBucket
-from precache.warming.resolver import Loader, Resolver
+from precache.warming.resolver import Loader, NotPreloadable, Resolver
 
 
 class WarmableCache(Protocol):
@@ -361,12 +361,16 @@ class Warmer:
     async def _preload(self, key: str, loader: Loader, session: str) -> None:
         size = 0
         origin_error = False
+        refused = False
 
         async def sized() -> bytes:
             # the cache's prefetch swallows loader errors (returns False); we still need to see them
-            nonlocal size, origin_error
+            nonlocal size, origin_error, refused
             try:
                 value = await loader()
+            except NotPreloadable:
+                refused = True
+                raise
             except Exception:
                 origin_error = True
                 raise
@@ -383,6 +387,10 @@ class Warmer:
             self._release(key, session)
             self.stats.failed += 1
             self.backoff.failure()
+            return
+        if refused:
+            self._release(key, session)
+            self.stats.skipped["not_preloadable"] += 1
             return
         if origin_error:
             self._release(key, session)

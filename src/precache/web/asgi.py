@@ -33,6 +33,7 @@ from precache.cache.errors import CacheError
 from precache.cache.events import AccessEvent
 from precache.cache.layered import PredictiveCache
 from precache.traces.paths import is_asset, normalize_path
+from precache.warming.resolver import NotPreloadable
 from precache.web import stored as codec
 from precache.web.config import WebConfig
 from precache.web.hints import RULES_MEDIA_TYPE, HintPlanner, Predictor, link_header
@@ -59,10 +60,6 @@ _ANONYMOUS_DROP = frozenset({b"cookie", b"authorization", b"proxy-authorization"
 _KEY_SAFE = "/-._~!$&'()*+,;=:@%"
 
 HeaderList = list[tuple[bytes, bytes]]
-
-
-class NotStorable(Exception):
-    """A page the warmer asked for cannot be stored (the reason is the message)."""
 
 
 def header_map(raw: HeaderList | list[tuple[str, str]]) -> dict[str, str]:
@@ -127,6 +124,7 @@ class PrecacheMiddleware:
         self.cache = cache if cache is not None else PredictiveCache()
         self.sessions = SessionTracker(cfg.max_sessions, cfg.max_history)
         self.uncacheable = BoundedSet(cfg.max_uncacheable)
+        self._nonces = BoundedSet(cfg.max_sessions)
         self.hints = HintPlanner(cfg.hints, predictor, self.sessions, self.uncacheable)
         self.stats: Counter[str] = Counter()
         self._ignore = [re.compile(p) for p in cfg.ignore_cookies]
@@ -401,9 +399,12 @@ class PrecacheMiddleware:
         if not exchange.new_session and exchange.session_id and page_param.startswith("/"):
             page = normalize_path(page_param, self.config.keep_query)
             session_id = exchange.session_id
-            if params.get("view") == ["1"]:  # shown from the browser's prefetch cache: a page view
+            nonce = params.get("n", [""])[0][:32]
+            repeat = nonce in self._nonces
+            self._nonces.add(nonce)
+            if params.get("view") == ["1"] or repeat:  # shown from the prefetch or HTTP cache: a page view
                 self._record_view(session_id, page)
-                self.stats["prefetch_views"] += 1
+                self.stats["beacon_views"] += 1
                 if self.cache.events.handlers:
                     key = self._key(scope["scheme"], headers, dict(scope, path=page, query_string=b""))
                     self.cache.events.emit(AccessEvent(self.cache.clock.now(), key, session_id,
@@ -423,10 +424,10 @@ class PrecacheMiddleware:
     # -- warming: the application in process, anonymously -----------------------------------------
     async def render_for_cache(self, page: str) -> bytes:
         """Fetch ``page`` from the application as an anonymous ``GET`` (no cookies, no credentials) and
-        return what belongs under its key; raise :class:`NotStorable` when HTTP forbids storing it."""
+        return what belongs under its key; raise :class:`NotPreloadable` when HTTP forbids storing it."""
         template = self._template
         if template is None:
-            raise NotStorable("no request seen yet")
+            raise NotPreloadable("no request seen yet")
         path, _, query = page.partition("?")
         scope: dict[str, Any] = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": template.http_version,
@@ -441,7 +442,7 @@ class PrecacheMiddleware:
         decision = self._decision(view, status, header_map(raw))
         if not decision.store:
             self._not_stored(page, decision)
-            raise NotStorable(decision.reason)
+            raise NotPreloadable(decision.reason)
         self.stats["warm_rendered"] += 1
         key = self._key_for(template.scheme, template.host, path, query)
         response = self._stored(status, raw, body, decision.ttl)

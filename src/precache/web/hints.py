@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -58,7 +59,7 @@ class HintPlanner:
         assert self.predictor is not None
         cfg = self.config
         try:
-            predicted = self.predictor.predict(list(history), max(cfg.max_per_page * 2, 5))
+            predicted = self.predictor.predict(list(history), max(cfg.max_per_page * 3, 10))  # room for unsafe ones
         except Exception:  # a model failure costs the hints, never the page
             self.errors += 1
             return []
@@ -77,11 +78,13 @@ class HintPlanner:
 
     def rules_header(self, page: str, view: bool) -> str:
         """The ``Speculation-Rules`` header value: a structured-field string naming this session's route.
-        ``view``: the page was fetched as a prefetch, so the route counts it as viewed when the browser
-        loads it (the browser fetches the rules only once it shows the page)."""
-        url = f"{self.config.route}?page={quote(page, safe='')}" + ("&view=1" if view else "")
-        return f'"{url}"'
 
+        The route doubles as a page-view beacon for views the server would not otherwise see: ``view``
+        says the page was fetched as a prefetch (the browser fetches a document's rules only once it
+        shows it), and ``n``, unique per response, tells a first fetch from a repeat, which means the
+        browser showed this response again from its own HTTP cache."""
+        url = f"{self.config.route}?page={quote(page, safe='')}&n={secrets.token_hex(6)}" + ("&view=1" if view else "")
+        return f'"{url}"'
 
 def link_header(urls: Sequence[str]) -> str:
     """``Link: </a>; rel=prefetch, </b>; rel=prefetch``."""

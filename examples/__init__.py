@@ -1,0 +1,1 @@
+"""Runnable examples of precache (``make example`` starts ``examples.site``)."""

@@ -1,0 +1,88 @@
+"""Warming through the middleware: a predicted page is fetched by calling the app in process, as an
+anonymous request (never the visitor's credentials), and the visitor's next request is a predictive hit."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from precache.cache import MemoryTier, PredictiveCache
+from precache.models import build_predictor
+from precache.traces.model import Session
+from precache.warming import WarmerConfig
+from precache.web import HintConfig, PrecacheMiddleware, WebConfig
+from web_harness import serve_asgi
+
+SEEN: list[dict[str, Any]] = []
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+    SEEN.append({"path": scope["path"], "cookie": headers.get("cookie"), "auth": headers.get("authorization"),
+                 "client": scope.get("client")})
+    body = f"<a href='/b'>{scope['path']}</a>".encode()
+    cc = b"private" if scope["path"] == "/secret" else b"max-age=60"
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/html"), (b"content-length", str(len(body)).encode()), (b"cache-control", cc)]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _predictor() -> Any:
+    sessions = [Session(str(i), str(i), float(i), ["/a", "/b", "/c"], [], []) for i in range(20)]
+    sessions += [Session("x", "x", 99.0, ["/c", "/secret"], [], [])] * 20
+    model = build_predictor("markov")
+    model.fit(sessions)
+    return model
+
+
+def _wait(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_warming_calls_the_app_in_process_without_credentials() -> None:
+    SEEN.clear()
+    cache = PredictiveCache(MemoryTier(max_bytes=4 * 1024 * 1024))
+    config = WebConfig(hints=HintConfig(mode="link", threshold=0.5))
+    mw = PrecacheMiddleware(app, cache, predictor=_predictor(), config=config,
+                            warmer_config=WarmerConfig(threshold=0.5))
+    with serve_asgi(mw) as base, httpx.Client(base_url=base, timeout=20) as alice:
+        alice.get("/c")  # an anonymous view first: the template of warming requests
+        alice.cookies.set("login", "alice")
+        alice.headers["authorization"] = "Bearer alice-token"
+        first = alice.get("/a")
+        assert first.headers["x-precache"] == "bypass"
+        assert first.headers["link"] == "</b>; rel=prefetch"  # the predicted next page, as a Link hint
+        _wait(lambda: any(s["path"] == "/b" for s in SEEN))
+        warm = next(s for s in SEEN if s["path"] == "/b")
+        assert warm["cookie"] is None and warm["auth"] is None  # anonymous, whoever triggered it
+        assert warm["client"] is None  # in process: no network peer
+        _wait(lambda: mw.stats["warm_rendered"] >= 1)
+        del alice.headers["authorization"]
+        alice.cookies.delete("login")
+        second = alice.get("/b")
+        assert second.headers["x-precache"] == "hit"
+        assert sum(1 for s in SEEN if s["path"] == "/b") == 1
+        assert mw.warmer.stats.predictive_hits >= 1
+        # the first /c view predicted /secret (private): refused without backing off, so /b was still warmed
+        assert mw.warmer.stats.skipped["not_preloadable"] >= 1 and mw.warmer.stats.failed == 0
+        # /c predicts /secret, which is private: fetched once by the warmer, refused, never hinted again
+        alice.get("/c")
+        _wait(lambda: mw.stats["not_stored:private"] >= 1)
+        assert "/secret" in mw.uncacheable
+        assert "link" not in alice.get("/c", headers={"cache-control": "no-cache"}).headers
+
+
+def test_a_forged_session_cookie_gets_a_new_session() -> None:
+    mw = PrecacheMiddleware(app, PredictiveCache())
+    with serve_asgi(mw) as base, httpx.Client(base_url=base, timeout=20) as c:
+        c.cookies.set("precache_sid", "bad value;")
+        r = c.get("/a")
+        assert r.headers["x-precache"] == "miss"  # the session cookie is not a credential
+        assert r.headers["set-cookie"].startswith("precache_sid=") and "bad" not in r.headers["set-cookie"]
