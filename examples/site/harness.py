@@ -95,6 +95,8 @@ class Navigation:
     response_start_ms: float
     server_saw: bool
     """A non-prefetch request for this page reached the server during this navigation."""
+    clicked: bool = True
+    """False for a visit's first page (typed, so never predicted)."""
 
 
 def replay(browser: Any, base: str, log: RequestLog, pages: list[str], think: float = 0.6) -> list[Navigation]:
@@ -116,7 +118,7 @@ def replay(browser: Any, base: str, log: RequestLog, pages: list[str], think: fl
             timing = tab.evaluate(NAVIGATION_JS)
             saw = any(e.path == page and e.purpose is None for e in log.entries[before:])
             out.append(Navigation(page, timing["deliveryType"] or "network", float(timing["duration"]),
-                                  float(timing["responseStart"]), saw))
+                                  float(timing["responseStart"]), saw, clicked=i > 0))
             time.sleep(think)
     finally:
         context.close()

@@ -7,13 +7,13 @@ import time
 from typing import Any
 
 import httpx
+from web_harness import serve_asgi
 
 from precache.cache import MemoryTier, PredictiveCache
 from precache.models import build_predictor
 from precache.traces.model import Session
 from precache.warming import WarmerConfig
 from precache.web import HintConfig, PrecacheMiddleware, WebConfig
-from web_harness import serve_asgi
 
 SEEN: list[dict[str, Any]] = []
 
