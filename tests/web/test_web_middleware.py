@@ -14,7 +14,7 @@ from web_harness import SiteUnderTest, asgi_app, serve_asgi, serve_wsgi, wsgi_ap
 from precache.cache import MemoryTier, PredictiveCache
 from precache.web import PrecacheMiddleware, PrecacheWSGIMiddleware, WebConfig
 
-CONFIG = WebConfig(max_body_bytes=100_000, ignore_cookies=(r"_ga.*",))
+CONFIG = WebConfig(max_body_bytes=100_000, ignore_cookies=(r"_ga.*",), credential_headers=("X-Api-Key",))
 
 
 @pytest.fixture(params=["asgi", "wsgi"])
@@ -121,6 +121,7 @@ def test_a_logged_in_users_page_is_never_shown_to_another_session(served: tuple[
         assert "secret-a" in anon.get("/auth", headers=bearer).text
         other = anon.get("/auth")
         assert "secret-a" not in other.text and other.headers["x-precache"] == "miss"
+        assert anon.get("/public", headers={"x-api-key": "k"}).headers["x-precache"] == "bypass"
     assert site.calls["/me"] == 5  # alice three times, anonymous once (then a hit), bob once
 
 

@@ -52,8 +52,12 @@ def test_warming_calls_the_app_in_process_without_credentials() -> None:
     config = WebConfig(hints=HintConfig(mode="link", threshold=0.5))
     mw = PrecacheMiddleware(app, cache, predictor=_predictor(), config=config,
                             warmer_config=WarmerConfig(threshold=0.5))
+    events: list[Any] = []
+    cache.subscribe(events.append)
     with serve_asgi(mw) as base, httpx.Client(base_url=base, timeout=20) as alice:
         alice.get("/c")  # an anonymous view first: the template of warming requests
+        # /c predicts /secret, which is private: the warmer fetches it once and is refused, without back-off
+        _wait(lambda: mw.warmer.stats.skipped["not_preloadable"] >= 1)
         alice.cookies.set("login", "alice")
         alice.headers["authorization"] = "Bearer alice-token"
         first = alice.get("/a")
@@ -69,14 +73,22 @@ def test_warming_calls_the_app_in_process_without_credentials() -> None:
         second = alice.get("/b")
         assert second.headers["x-precache"] == "hit"
         assert sum(1 for s in SEEN if s["path"] == "/b") == 1
-        assert mw.warmer.stats.predictive_hits >= 1
-        # the first /c view predicted /secret (private): refused without backing off, so /b was still warmed
-        assert mw.warmer.stats.skipped["not_preloadable"] >= 1 and mw.warmer.stats.failed == 0
-        # /c predicts /secret, which is private: fetched once by the warmer, refused, never hinted again
-        alice.get("/c")
-        _wait(lambda: mw.stats["not_stored:private"] >= 1)
-        assert "/secret" in mw.uncacheable
+        _wait(lambda: mw.warmer.stats.predictive_hits >= 1)  # access events are delivered after the response
+        assert mw.warmer.stats.failed == 0  # the refusal did not count as an origin failure (no back-off)
+        assert mw.stats["not_stored:private"] == 1 and "/secret" in mw.uncacheable  # never hinted again
         assert "link" not in alice.get("/c", headers={"cache-control": "no-cache"}).headers
+
+        # every page view became an access event with the page and the session (bypassed ones too)
+        def page_views() -> list[tuple[str, str, str]]:
+            return [(e.session_id, e.context["currentPath"], e.tier) for e in list(events)
+                    if isinstance(e.context, dict) and "currentPath" in e.context]
+
+        _wait(lambda: len(page_views()) >= 4)
+    views = page_views()
+    sessions = {sid for sid, _, _ in views}
+    assert len(sessions) == 1 and None not in sessions
+    assert [(page, tier) for _, page, tier in views] == [
+        ("/c", "miss"), ("/a", "origin"), ("/b", "l1"), ("/c", "origin")]
 
 
 def test_a_forged_session_cookie_gets_a_new_session() -> None:

@@ -57,6 +57,9 @@ from precache.web.stored import StoredResponse, VaryMarker
 _ANONYMOUS_DROP = frozenset({b"cookie", b"authorization", b"proxy-authorization", b"if-none-match",
                              b"if-modified-since", b"if-match", b"if-unmodified-since", b"if-range"})
 """Request headers the application never sees on the cached path."""
+_NOT_TEMPLATE = frozenset({b"sec-purpose", b"purpose", b"content-length", b"content-type", b"connection",
+                           b"keep-alive", b"te", b"upgrade", b"x-forwarded-for", b"forwarded"})
+"""Not copied from a visitor's request into the anonymous warming requests."""
 _KEY_SAFE = "/-._~!$&'()*+,;=:@%"
 
 HeaderList = list[tuple[bytes, bytes]]
@@ -128,6 +131,7 @@ class PrecacheMiddleware:
         self.hints = HintPlanner(cfg.hints, predictor, self.sessions, self.uncacheable)
         self.stats: Counter[str] = Counter()
         self._ignore = [re.compile(p) for p in cfg.ignore_cookies]
+        self._credential_headers = frozenset(h.lower() for h in cfg.credential_headers)
         self._template: _Template | None = None
         self._started = False
         self.warmer: Any = None
@@ -177,7 +181,7 @@ class PrecacheMiddleware:
         headers = header_map(scope.get("headers", []))
         exchange = self._exchange(scope, headers)
         method = scope["method"]
-        view = RequestView(method, headers, self._anonymous_cookies(headers))
+        view = RequestView(method, headers, self._anonymous_cookies(headers), self._credential_headers)
         bypass = lookup_bypass(view) if cfg.cache_responses else "disabled"
         key = self._key(scope["scheme"], headers, scope)
         context = {"currentPath": exchange.page} if exchange.page and not exchange.prefetch else None
@@ -190,10 +194,11 @@ class PrecacheMiddleware:
                 self.stats["hit"] += 1
                 await self._send_stored(found, method, exchange, send)
                 return
-            if exchange.page is not None and method == "GET":
+            if exchange.page is not None and method == "GET" and not exchange.prefetch:
                 self._template = _Template(scope["scheme"], headers.get("host", ""), scope.get("server"),
                                            scope.get("root_path", ""), scope.get("http_version", "1.1"),
-                                           anonymous, scope.get("state"))
+                                           [(n, v) for n, v in anonymous if n.lower() not in _NOT_TEMPLATE],
+                                           scope.get("state"))
             app_scope: Scope = dict(scope, headers=anonymous)
             app_view = RequestView(method, anonymous_map)
             status = "miss"

@@ -54,8 +54,10 @@ class WebConfig:
 
     Caching (``cache_responses``): ``GET``/``HEAD`` under the rules of :mod:`precache.web.rules`;
     ``ignore_cookies`` are cookie names (regular expressions, full match) that do not make a request
-    personal (analytics cookies); ``heuristic_ttl`` is the lifetime of a cacheable response that states
-    none (None: store only responses with explicit freshness); ``max_ttl`` caps every lifetime;
+    personal (analytics cookies); ``credential_headers`` are request headers that identify a user like
+    ``Authorization`` does (``X-Api-Key``): such requests bypass the cache; ``heuristic_ttl`` is the
+    lifetime of a cacheable response that states none (None: store only responses with explicit
+    freshness); ``max_ttl`` caps every lifetime;
     ``max_body_bytes`` bounds what is buffered and stored (larger, streamed and event-stream responses
     pass through unbuffered); ``etag`` adds a strong ``ETag`` to stored responses that have none.
     ``keep_query``: the page id the predictor sees keeps the query string (the cache key always does).
@@ -67,6 +69,7 @@ class WebConfig:
     session_max_age: int = 30 * 24 * 3600
     cache_responses: bool = True
     ignore_cookies: tuple[str, ...] = ()
+    credential_headers: tuple[str, ...] = ()
     heuristic_ttl: float | None = 60.0
     max_ttl: float = 24 * 3600.0
     max_body_bytes: int = 1024 * 1024

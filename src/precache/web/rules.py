@@ -6,6 +6,7 @@ separate and tested on their own. What it follows:
 
 * only ``GET``/``HEAD`` are looked up and stored; a request with ``Authorization`` or with any cookie
   besides the session cookie and the ignore list is never answered from the cache (Varnish's default),
+  (so does one with a configured credential header, such as ``X-Api-Key``),
   and its response is stored only when it says it may be shared (``public``; for ``Authorization`` also
   ``s-maxage``/``must-revalidate``, RFC 9111 §3.5);
 * a response is stored only when its status is heuristically cacheable (or it has explicit freshness
@@ -120,10 +121,13 @@ class RequestView:
     method: str
     headers: Mapping[str, str]
     anonymous_cookies: frozenset[str] = frozenset()
+    credential_headers: frozenset[str] = frozenset()
+    """Other request headers (lower-case) that identify a user, such as ``x-api-key``: treated like
+    ``Authorization``."""
 
     def credentials(self) -> str | None:
         """Why this request carries credentials (``"authorization"``, ``"cookie"``) or None."""
-        if "authorization" in self.headers:
+        if "authorization" in self.headers or any(name in self.headers for name in self.credential_headers):
             return "authorization"
         if any(name not in self.anonymous_cookies for name in cookie_names(self.headers.get("cookie"))):
             return "cookie"
