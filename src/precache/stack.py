@@ -12,7 +12,11 @@ What the seed system's ``initializeMLSystem({...})`` did, from :mod:`precache.co
 * the warmer's threshold and budgets from ``PRECACHE_PREDICTIVE__*`` (it needs a ``resolver``, the
   application's way to load a page, or ``PRECACHE_PREDICTIVE__ORIGIN_URL`` for an HTTP origin);
 * ``ML_ENABLED=false`` turns the learned layer off everywhere: a plain cache, no model loaded, nothing
-  warmed.
+  warmed;
+* experiments (through the protocols in :mod:`precache.types`, never ``precache.experiments`` itself):
+  ``session_params`` gives the warmer each session's arm (warming off, threshold, a pinned registry
+  version of the page predictor, loaded and verified on first use); ``replica_arm`` fixes this replica's
+  cache policy (learned or S3-FIFO) and TTL mode (fixed or adaptive) for the life of the stack.
 
 Heavy parts (pydantic for the settings, numpy/onnxruntime for models, redis-py, httpx) load here, on
 call, never at ``import precache``.
@@ -29,13 +33,13 @@ from precache.cache.clock import SystemClock
 from precache.cache.config import CacheConfig
 from precache.cache.layered import PredictiveCache
 from precache.cache.memory import MemoryTier
-from precache.types import Clock
+from precache.types import Clock, ReplicaArm, SessionParameters
 
 if TYPE_CHECKING:
     from precache.cache.policy import EvictionPolicy
     from precache.config import Settings
     from precache.warming.resolver import Resolver
-    from precache.warming.warmer import Warmer
+    from precache.warming.warmer import Predictor, PredictorSource, Warmer
 
 
 @dataclass
@@ -76,6 +80,8 @@ def build_stack(
     l1: MemoryTier | None = None,
     l2: bool = True,
     clock: Clock | None = None,
+    session_params: SessionParameters | None = None,
+    replica_arm: ReplicaArm | None = None,
 ) -> Stack:
     """Build cache, predictor, learned policy and warmer from ``settings`` (default: the environment).
 
@@ -95,8 +101,17 @@ def build_stack(
     optimizer_dir: Path | None = None
     if ml:
         predictor_dir, optimizer_dir = _model_dirs(settings, model_dir, loaded)
+    adaptive_ttl = settings.predictive.adaptive_ttl
+    if replica_arm is not None:
+        loaded["replica arm"] = f"{replica_arm.experiment}:{replica_arm.arm}"
+        if replica_arm.ttl_mode is not None:
+            adaptive_ttl = replica_arm.ttl_mode == "adaptive"
+        if replica_arm.cache_policy == "s3fifo":
+            optimizer_dir = None
+        elif replica_arm.cache_policy == "learned" and optimizer_dir is None:
+            loaded["replica arm"] += " (no cache optimizer to load: S3-FIFO)"
     if optimizer_dir is not None and l1 is None:
-        policy = _load_policy(optimizer_dir, clock, settings, loaded)
+        policy = _load_policy(optimizer_dir, clock, adaptive_ttl, loaded)
     if predictor_dir is not None:
         predictor = _load_predictor(predictor_dir, loaded)
     if l1 is None:
@@ -120,8 +135,10 @@ def build_stack(
         if resolver is not None:
             from precache.warming.warmer import Warmer, WarmerConfig
 
+            versions = _registry_versions(settings) if session_params is not None and model_dir is None else None
             warmer = Warmer(cache, resolver, clock, predictor=predictor,
-                            config=WarmerConfig.from_settings(settings))
+                            config=WarmerConfig.from_settings(settings), params=session_params,
+                            predictors=versions)
     return Stack(settings, cache, predictor, warmer, predictor_dir or optimizer_dir, loaded)
 
 
@@ -153,9 +170,31 @@ def _load_predictor(directory: Path, loaded: dict[str, str]) -> Any:
     return predictor
 
 
-def _load_policy(directory: Path, clock: Clock, settings: Settings, loaded: dict[str, str]) -> EvictionPolicy:
+def _load_policy(directory: Path, clock: Clock, adaptive_ttl: bool, loaded: dict[str, str]) -> EvictionPolicy:
     from precache.models.optimizer import LearnedPolicy, OptimizerModel
 
     model = OptimizerModel.load(directory)
     loaded["optimizer"] = model.version or "unversioned"
-    return LearnedPolicy(model, clock, adaptive_ttl=settings.predictive.adaptive_ttl)
+    return LearnedPolicy(model, clock, adaptive_ttl=adaptive_ttl)
+
+
+def _registry_versions(settings: Settings) -> PredictorSource:
+    """Pinned ``page-predictor`` versions from the registry, loaded (sha256-verified) on first use and kept.
+
+    A version that does not exist or fails verification answers None (the warmer then skips that arm's
+    sessions rather than serving them another model) and is not retried."""
+    from precache.models import load_predictor
+    from precache.registry import open_registry
+
+    registry = open_registry(settings)
+    cache: dict[str, Predictor | None] = {}
+
+    def source(version: str) -> Predictor | None:
+        if version not in cache:
+            try:
+                cache[version] = load_predictor(registry.get("page-predictor", version).path)
+            except Exception:
+                cache[version] = None
+        return cache[version]
+
+    return source

@@ -6,6 +6,10 @@
   awaitable of it (an ``async def`` function, a lambda, a bound method).
 * :data:`Prediction` — what every page predictor, the inference engine and the warmer pass around: the
   ranked next pages of a session as ``(page, probability)`` pairs, most probable first.
+* :class:`SessionArm` / :class:`SessionParameters` — how an experiment's arm reaches the warmer (and any
+  other per-session consumer) without it importing ``precache.experiments``: per session, warming on or
+  off, a warming threshold, a pinned model version. :class:`ReplicaArm` is the same for what cannot differ
+  per session (the cache policy and the TTL mode, fixed when a replica builds its stack).
 
 Keep this module light: no third-party import, no import of another precache module.
 """
@@ -13,9 +17,10 @@ Keep this module light: no third-party import, no import of another precache mod
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-__all__ = ["Clock", "Loader", "Prediction"]
+__all__ = ["Clock", "Loader", "Prediction", "ReplicaArm", "SessionArm", "SessionParameters"]
 
 
 @runtime_checkable
@@ -31,3 +36,40 @@ Loader: TypeAlias = Callable[[], Awaitable[Any] | Any]
 
 Prediction: TypeAlias = list[tuple[str, float]]
 """Ranked next pages with their probabilities, most probable first (at most k of them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionArm:
+    """What an experiment arm changes for one session. ``None`` fields keep the configured default.
+
+    ``model_version`` pins a registry version of the page predictor (it need not be the active one).
+    ``experiment`` and ``arm`` label the assignment for whoever records per-arm metrics."""
+
+    warming: bool = True
+    threshold: float | None = None
+    model_version: str | None = None
+    experiment: str = ""
+    arm: str = ""
+
+
+@runtime_checkable
+class SessionParameters(Protocol):
+    """Per-session parameters: the arm a session is in, or None (no experiment: defaults apply).
+
+    Called on the warmer's background side once per prediction batch and session, so it must be cheap
+    and must not do I/O (keep definitions in memory; refresh them elsewhere)."""
+
+    def for_session(self, session_id: str) -> SessionArm | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaArm:
+    """What a replica-scoped arm fixes when the stack is built. ``None`` keeps the default.
+
+    ``cache_policy``: "learned" (the cache optimizer's policy) or "s3fifo" (the heuristic);
+    ``ttl_mode``: "fixed" (the configured TTL) or "adaptive" (the learned policy chooses TTLs)."""
+
+    cache_policy: Literal["learned", "s3fifo"] | None = None
+    ttl_mode: Literal["fixed", "adaptive"] | None = None
+    experiment: str = ""
+    arm: str = ""

@@ -29,7 +29,13 @@ async def test_replicas_flush_and_the_readout_sums_them(redis_url: str) -> None:
             arm = rec.arm_for(exp, f"s{i}")
             assert arm is not None
             hit_rate = 0.6 if arm.name == "on" else 0.4  # warming on: clearly better
-            rec.stats(exp.id, arm.name).record_request(rng.random() < hit_rate, rng.uniform(5, 50))
+            stats = rec.stats(exp.id, arm.name)
+            hits = 0
+            for _ in range(3):  # a session of three requests
+                hit = rng.random() < hit_rate
+                hits += hit
+                stats.record_request(hit, rng.uniform(5, 50))
+            stats.record_session(3 - hits, 3000 * (3 - hits), requests=3, hits=hits)
         for rec in replicas:
             await rec.flush()
         arms = await ExperimentRecorder(client, replica_id="reader").collect(exp.id)
@@ -40,6 +46,8 @@ async def test_replicas_flush_and_the_readout_sums_them(redis_url: str) -> None:
         assert on["verdict"] == "treatment better"
         assert not out["sampleRatio"]["mismatch"]
         assert on["metrics"]["latency_ms"]["status"] == "ok"
+        assert on["metrics"]["hits"]["unit"] == "session (delta method)"
+        assert on["metrics"]["origin_requests"]["fixedHorizon"]["diff"] < 0
     finally:
         await client.aclose()
 

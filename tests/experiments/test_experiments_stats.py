@@ -79,4 +79,4 @@ def test_definitions_are_validated() -> None:
         Experiment("e", "warming", (Arm("a", 1), Arm("a", 1))).validate()
     with pytest.raises(ExperimentError):
         Experiment("bad id!", "warming", (Arm("a", 1), Arm("b", 1))).validate()
-    assert Experiment("e", "cache_policy", (Arm("lru", 1), Arm("learned", 1))).validate().scope == "replica"
+    assert Experiment("e", "cache_policy", (Arm("s3fifo", 1), Arm("learned", 1))).validate().scope == "replica"

@@ -1,6 +1,9 @@
 """Per-arm accumulators: counts and running moments that a readout compares and replicas can sum.
 
-Ratio metrics (hit ratio, HR@5, preload efficiency) are pairs (successes, trials). Mean metrics (load
+Ratio metrics (hit ratio, HR@5, preload efficiency) are pairs (successes, trials). When arms are assigned
+per session, the requests of one session are not independent draws (a session that hits keeps hitting),
+so the hit ratio also keeps per-session sums (:class:`Clustered`) for the delta-method variance: the
+session is the unit of randomization, and a test on requests alone is too confident. Mean metrics (load
 latency, origin requests and bytes per session) keep count, mean and the sum of squared deviations
 (Welford), merged exactly across replicas with Chan's formula. The p95 of load latency comes from a
 fixed log-spaced histogram, also summable.
@@ -53,6 +56,56 @@ class Ratio:
 
 
 @dataclass(slots=True)
+class Clustered:
+    """Per-session sums of (trials n, successes x) for a ratio metric: sessions m, sums of n, x, n², x², n·x.
+
+    The ratio R = Σx / Σn has, by the delta method (Deng, Knoblich, Lu 2018), the variance
+    Var(R) ≈ (s_xx − 2 R s_nx + R² s_nn) / (m · n̄²), with s the sample (co)variances over sessions."""
+
+    m: float = 0.0
+    n: float = 0.0
+    x: float = 0.0
+    nn: float = 0.0
+    xx: float = 0.0
+    nx: float = 0.0
+
+    def add(self, trials: float, successes: float) -> None:
+        self.m += 1
+        self.n += trials
+        self.x += successes
+        self.nn += trials * trials
+        self.xx += successes * successes
+        self.nx += trials * successes
+
+    def merge(self, other: Clustered) -> None:
+        self.m += other.m
+        self.n += other.n
+        self.x += other.x
+        self.nn += other.nn
+        self.xx += other.xx
+        self.nx += other.nx
+
+    def ratio_variance(self) -> tuple[float, float] | None:
+        """(R, Var(R)), or None with fewer than 2 sessions."""
+        m = self.m
+        if m < 2 or self.n <= 0:
+            return None
+        mean_n, mean_x = self.n / m, self.x / m
+        s_nn = (self.nn - m * mean_n * mean_n) / (m - 1)
+        s_xx = (self.xx - m * mean_x * mean_x) / (m - 1)
+        s_nx = (self.nx - m * mean_n * mean_x) / (m - 1)
+        r = self.x / self.n
+        return r, max(0.0, (s_xx - 2 * r * s_nx + r * r * s_nn) / (m * mean_n * mean_n))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"m": self.m, "n": self.n, "x": self.x, "nn": self.nn, "xx": self.xx, "nx": self.nx}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, float]) -> Clustered:
+        return cls(*(float(data[k]) for k in ("m", "n", "x", "nn", "xx", "nx")))
+
+
+@dataclass(slots=True)
 class ArmStats:
     """What one arm saw. ``sessions`` counts assignments (for the sample-ratio check)."""
 
@@ -64,15 +117,21 @@ class ArmStats:
     latency_hist: list[float] = field(default_factory=lambda: [0.0] * (len(LATENCY_BOUNDS_MS) + 1))
     origin_requests: Moments = field(default_factory=Moments)  # per session
     origin_bytes: Moments = field(default_factory=Moments)  # per session
+    session_hits: Clustered = field(default_factory=Clustered)
+    """The hit ratio's per-session sums (filled by :meth:`record_session`), for the delta method."""
 
     def record_request(self, hit: bool, latency_ms: float) -> None:
         self.hits.add(hit)
         self.latency_ms.add(latency_ms)
         self.latency_hist[bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms)] += 1
 
-    def record_session(self, origin_requests: float, origin_bytes: float) -> None:
+    def record_session(self, origin_requests: float, origin_bytes: float, requests: float | None = None,
+                       hits: float | None = None) -> None:
+        """A session ended: its origin costs and, when known, its requests and hits (for the delta method)."""
         self.origin_requests.add(origin_requests)
         self.origin_bytes.add(origin_bytes)
+        if requests is not None and hits is not None and requests > 0:
+            self.session_hits.add(requests, hits)
 
     def p95_latency_ms(self) -> float | None:
         total = sum(self.latency_hist)
@@ -93,6 +152,7 @@ class ArmStats:
         self.latency_ms.merge(other.latency_ms)
         self.origin_requests.merge(other.origin_requests)
         self.origin_bytes.merge(other.origin_bytes)
+        self.session_hits.merge(other.session_hits)
         self.latency_hist = [a + b for a, b in zip(self.latency_hist, other.latency_hist, strict=True)]
 
     def as_dict(self) -> dict[str, Any]:
@@ -106,7 +166,7 @@ class ArmStats:
             "sessions": self.sessions, "hits": ratio(self.hits), "accuracy": ratio(self.accuracy),
             "preloads": ratio(self.preloads), "latency_ms": moments(self.latency_ms),
             "latency_hist": self.latency_hist, "origin_requests": moments(self.origin_requests),
-            "origin_bytes": moments(self.origin_bytes),
+            "origin_bytes": moments(self.origin_bytes), "session_hits": self.session_hits.as_dict(),
         }
 
     @classmethod
@@ -120,5 +180,7 @@ class ArmStats:
         hist = [float(x) for x in data["latency_hist"]]
         if len(hist) != len(LATENCY_BOUNDS_MS) + 1:
             raise ValueError("latency histogram of the wrong length")
+        session_hits = Clustered.from_dict(data["session_hits"]) if "session_hits" in data else Clustered()
         return cls(int(data["sessions"]), ratio(data["hits"]), ratio(data["accuracy"]), ratio(data["preloads"]),
-                   moments(data["latency_ms"]), hist, moments(data["origin_requests"]), moments(data["origin_bytes"]))
+                   moments(data["latency_ms"]), hist, moments(data["origin_requests"]), moments(data["origin_bytes"]),
+                   session_hits)

@@ -4,6 +4,16 @@ Why scopes: warming, threshold and model arms change what one session gets, so t
 session. Cache-policy and TTL arms cannot be: sessions share cache entries, so a session in arm B would
 read entries arm A's policy kept. They are assigned per replica (each replica runs one arm) and the
 readout says so (``spillover``: shared keys in L2 still mix the arms).
+
+What an arm does is read from its parameters (or, for the simple kinds, its name), checked when the
+experiment is created, and handed to the warmer and the stack as :class:`precache.types.SessionArm` /
+:class:`precache.types.ReplicaArm`:
+
+- ``warming``: ``{"warming": false}`` or an arm named off/false/no/disabled/control-off turns warming off;
+- ``threshold``: ``{"threshold": 0.5}`` (in (0, 1]); no parameter = the configured threshold;
+- ``model_version``: ``{"version": "v3"}`` pins a registry version of the page predictor; none = active;
+- ``cache_policy``: ``{"policy": "learned" | "s3fifo"}`` or an arm named so;
+- ``ttl_mode``: ``{"mode": "fixed" | "adaptive"}`` or an arm named so.
 """
 
 from __future__ import annotations
@@ -11,6 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from precache.types import ReplicaArm, SessionArm
 
 Kind = Literal["warming", "threshold", "model_version", "cache_policy", "ttl_mode"]
 Scope = Literal["session", "replica"]
@@ -20,6 +32,9 @@ SCOPE_OF: dict[str, Scope] = {
     "cache_policy": "replica", "ttl_mode": "replica",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+OFF_NAMES = frozenset({"off", "false", "no", "disabled", "none"})
+POLICIES = ("learned", "s3fifo")
+TTL_MODES = ("fixed", "adaptive")
 
 
 class ExperimentError(ValueError):
@@ -71,6 +86,11 @@ class Experiment:
             raise ExperimentError("holdout must be in [0, 1)")
         if not 0 < self.alpha < 0.5 or not 0.5 <= self.power < 1 or not self.mde > 0:
             raise ExperimentError("need 0 < alpha < 0.5, 0.5 <= power < 1, mde > 0")
+        for arm in self.arms:  # every arm must mean something the stack can do
+            if self.scope == "session":
+                session_arm(self, arm)
+            else:
+                replica_arm(self, arm)
         return self
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,3 +110,43 @@ class Experiment:
             if isinstance(exc, ExperimentError):
                 raise
             raise ExperimentError(f"malformed experiment definition: {exc}") from exc
+
+
+def session_arm(experiment: Experiment, arm: Arm) -> SessionArm:
+    """What ``arm`` of a session-scoped experiment changes (see the module docstring)."""
+    p, kind = arm.params, experiment.kind
+    where = f"arm {arm.name!r} of a {kind} experiment"
+    if kind == "warming":
+        on = p.get("warming", arm.name.lower() not in OFF_NAMES)
+        if not isinstance(on, bool):
+            raise ExperimentError(f"{where}: 'warming' must be true or false")
+        return SessionArm(warming=on, experiment=experiment.id, arm=arm.name)
+    if kind == "threshold":
+        threshold = p.get("threshold")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)
+                                      or not 0 < threshold <= 1):
+            raise ExperimentError(f"{where}: 'threshold' must be a number in (0, 1]")
+        return SessionArm(threshold=None if threshold is None else float(threshold), experiment=experiment.id,
+                          arm=arm.name)
+    if kind == "model_version":
+        version = p.get("version")
+        if version is not None and (not isinstance(version, str) or not _NAME.match(version)):
+            raise ExperimentError(f"{where}: 'version' must be a registry version such as 'v3'")
+        return SessionArm(model_version=version, experiment=experiment.id, arm=arm.name)
+    raise ExperimentError(f"{kind} experiments are assigned per replica, not per session")
+
+
+def replica_arm(experiment: Experiment, arm: Arm) -> ReplicaArm:
+    """What ``arm`` of a replica-scoped experiment fixes when a replica builds its stack."""
+    p, kind = arm.params, experiment.kind
+    field_name, allowed = {"cache_policy": ("policy", POLICIES), "ttl_mode": ("mode", TTL_MODES)}.get(
+        kind, ("", ()))
+    if not allowed:
+        raise ExperimentError(f"{kind} experiments are assigned per session, not per replica")
+    value = p.get(field_name, arm.name.lower() if arm.name.lower() in allowed else None)
+    if value not in allowed:
+        raise ExperimentError(f"arm {arm.name!r} of a {kind} experiment: '{field_name}' must be one of "
+                              f"{', '.join(allowed)} (or name the arm so)")
+    if kind == "cache_policy":
+        return ReplicaArm(cache_policy=value, experiment=experiment.id, arm=arm.name)
+    return ReplicaArm(ttl_mode=value, experiment=experiment.id, arm=arm.name)

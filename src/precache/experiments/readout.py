@@ -17,6 +17,7 @@ from precache.experiments.stats import (
     Comparison,
     min_sample_size_proportion,
     msprt,
+    ratio_difference,
     sample_ratio_mismatch,
     two_proportions,
     welch,
@@ -48,7 +49,15 @@ def _tau(metric: str, experiment: Experiment, control: ArmStats) -> float:
 
 def compare(metric: str, control: ArmStats, treatment: ArmStats, experiment: Experiment) -> dict[str, Any]:
     result: Comparison | None
-    if metric in RATIO_METRICS:
+    unit = "request"
+    if metric == PRIMARY and experiment.scope == "session":
+        # The session is the unit of randomization: the delta method over closed sessions, never a test that
+        # treats one session's correlated requests as independent draws.
+        unit = "session (delta method)"
+        ra, rb = control.session_hits.ratio_variance(), treatment.session_hits.ratio_variance()
+        result = ratio_difference(ra[0], ra[1], rb[0], rb[1], experiment.alpha) if ra and rb else None
+        values = {"control": ra[0] if ra else None, "treatment": rb[0] if rb else None}
+    elif metric in RATIO_METRICS:
         a, b = _ratio(control, metric), _ratio(treatment, metric)
         result = two_proportions(a.successes, a.trials, b.successes, b.trials, experiment.alpha)
         values = {"control": a.successes / a.trials if a.trials else None,
@@ -58,11 +67,12 @@ def compare(metric: str, control: ArmStats, treatment: ArmStats, experiment: Exp
         result = welch(ma.mean, ma.variance, ma.n, mb.mean, mb.variance, mb.n, experiment.alpha) \
             if ma.n >= 2 and mb.n >= 2 else None
         values = {"control": ma.mean if ma.n else None, "treatment": mb.mean if mb.n else None}
+        unit = "session" if metric.startswith("origin") else "request"
     if result is None or not math.isfinite(result.se):
-        return {"status": INSUFFICIENT, **values}
+        return {"status": INSUFFICIENT, "unit": unit, **values}
     seq = msprt(result.diff, result.se, _tau(metric, experiment, control), experiment.alpha)
     return {
-        "status": "ok", **values, "fixedHorizon": result.as_dict(), "sequential": seq.as_dict(),
+        "status": "ok", "unit": unit, **values, "fixedHorizon": result.as_dict(), "sequential": seq.as_dict(),
         "significant": seq.p_value < experiment.alpha,
     }
 
@@ -75,14 +85,21 @@ def readout(experiment: Experiment, arms: Mapping[str, ArmStats]) -> dict[str, A
     base = _ratio(control, PRIMARY)
     p0 = base.successes / base.trials if base.trials else None
     needed = None
+    design_effect = 1.0
     if p0 is not None and 0 < p0 < 1 and p0 + experiment.mde < 1:
         needed = min_sample_size_proportion(p0, experiment.mde, experiment.alpha, experiment.power)
+        clustered = control.session_hits.ratio_variance() if experiment.scope == "session" else None
+        if clustered is not None and 0 < clustered[0] < 1:
+            # correlated requests within sessions carry less information than independent ones
+            design_effect = max(1.0, clustered[1] / (clustered[0] * (1 - clustered[0]) / control.session_hits.n))
+            needed = math.ceil(needed * design_effect)
     out: dict[str, Any] = {
         "experiment": experiment.id, "kind": experiment.kind, "scope": experiment.scope,
         "status": experiment.status, "control": control_name,
         "assignments": dict(zip([a.name for a in experiment.arms], counts, strict=True)),
         "sampleRatio": srm.as_dict() if srm else {"status": INSUFFICIENT},
-        "minSampleSize": {"metric": PRIMARY, "perArm": needed, "mde": experiment.mde, "power": experiment.power},
+        "minSampleSize": {"metric": PRIMARY, "perArm": needed, "unit": "requests", "mde": experiment.mde,
+                          "power": experiment.power, "designEffect": round(design_effect, 3)},
         "arms": {},
     }
     if experiment.scope == "replica":

@@ -57,6 +57,15 @@ def welch(mean_a: float, var_a: float, n_a: float, mean_b: float, var_b: float, 
     return Comparison(diff, diff - t * se, diff + t * se, float(result.pvalue), se)
 
 
+def ratio_difference(r_a: float, var_a: float, r_b: float, var_b: float, alpha: float = 0.05) -> Comparison:
+    """Difference of two ratios (b - a) with given variances (e.g. the delta method's): z-test and interval."""
+    diff = r_b - r_a
+    se = math.sqrt(var_a + var_b)
+    p_value = float(2 * _st.norm.sf(abs(diff) / se)) if se > 0 else (1.0 if diff == 0 else 0.0)
+    z = float(_st.norm.ppf(1 - alpha / 2))
+    return Comparison(diff, diff - z * se, diff + z * se, p_value, se)
+
+
 @dataclass(frozen=True, slots=True)
 class Sequential:
     """Always-valid p-value and interval from the normal mixture SPRT (Johari, Pekelis, Walsh 2017)."""

@@ -26,7 +26,15 @@ class RedisExperimentStore:
         return f"{self.prefix}:def:{experiment_id}"
 
     async def create(self, experiment: Experiment) -> Experiment:
+        """Store a new experiment. Refused: an id already used, or a second running experiment of the same
+        kind (two warming experiments would fight over the same sessions; stop the first one). The kind
+        check and the write are two commands: two creates racing can both pass it, and then the oldest
+        applies (:func:`precache.experiments.params.running_by_kind`)."""
         experiment.validate()
+        clash = [e.id for e in await self.list()
+                 if e.kind == experiment.kind and e.status == "running" and e.id != experiment.id]
+        if clash and experiment.status == "running":
+            raise ExperimentError(f"experiment {clash[0]!r} of kind {experiment.kind} is running: stop it first")
         if not experiment.created:
             experiment = Experiment(**{**_fields(experiment), "created": time.time()})
         stored = await self.redis.set(self._key(experiment.id), json.dumps(experiment.as_dict()), nx=True)

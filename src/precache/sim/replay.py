@@ -44,9 +44,10 @@ from precache.sim.eager import start_eager
 from precache.sim.metrics import ReplayResult
 from precache.sim.origin import LatencyModel, SimOrigin, jitter_table
 from precache.sim.workload import PreparedTrace
+from precache.types import SessionParameters
 from precache.warming.assets import AssetModel
 from precache.warming.resolver import Loader, MappingResolver
-from precache.warming.warmer import Predictor, Warmer, WarmerConfig
+from precache.warming.warmer import Predictor, PreloadObserver, Warmer, WarmerConfig
 
 # outcome codes stored per request (JOINED: waited on a preload; JOINED_USER: on another request's fetch)
 HIT_L1, HIT_L2, STALE, JOINED, ORIGIN, ERROR, JOINED_USER = 0, 1, 2, 3, 4, 5, 6
@@ -56,7 +57,8 @@ PolicyFactory = Callable[[Clock], EvictionPolicy]
 
 @dataclass(slots=True)
 class Mode:
-    """One configuration to compare. ``warming``: "none" | "predictor" | "oracle"."""
+    """One configuration to compare. ``warming``: "none" | "predictor" | "oracle". ``params`` and
+    ``observer`` go to the warmer (per-session experiment arms; per-session preload costs)."""
 
     name: str
     cache: bool = True
@@ -65,6 +67,8 @@ class Mode:
     warming: str = "none"
     threshold: float | None = None
     label: str = ""
+    params: SessionParameters | None = None
+    observer: PreloadObserver | None = None
 
 
 @dataclass(slots=True)
@@ -229,7 +233,8 @@ async def _replay(
         if mode.threshold is not None:
             wcfg.threshold = mode.threshold
         warmer = Warmer(cache, MappingResolver(make_loader), clock, predictor=predictor, config=wcfg,
-                        assets=assets, keep_predictions=True, spawn=_spawn_eager)
+                        assets=assets, keep_predictions=True, spawn=_spawn_eager, params=mode.params,
+                        on_preload=mode.observer)
     oracle = mode.warming == "oracle"
     session_seen: set[str] = set()
 

@@ -11,6 +11,10 @@ Why it looks like this:
   and an exponential back-off when the origin errors or slows down.
 - It keeps the two numbers that say whether warming pays: preload efficiency (preloads a user then used /
   preloads completed) and predictive hits (user hits served by a preloaded entry).
+- Experiments reach it through :class:`precache.types.SessionParameters` (``params=``): per session,
+  warming off, another threshold, or a pinned model version (``predictors=`` loads that version). It
+  never imports ``precache.experiments``. ``on_preload`` (a :class:`PreloadObserver`) is told each
+  preload's session when it is loaded and when it is used, so costs and efficiency can be counted per arm.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from precache.defaults import WARMING_THRESHOLD
-from precache.types import Prediction
+from precache.types import Prediction, SessionArm, SessionParameters
 from precache.warming.assets import AssetModel
 from precache.warming.limits import Backoff, Clock, TokenBucket
 from precache.warming.resolver import Loader, NotPreloadable, Resolver
@@ -40,9 +44,22 @@ class WarmableCache(Protocol):
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None] | None"]
 """Start a preload coroutine: return its task, or None if it already finished (an eager start)."""
 
+class PreloadObserver(Protocol):
+    """Told, per session, what warming cost and what it earned (per-arm origin costs and efficiency)."""
+
+    def loaded(self, session: str, key: str, size: int) -> None:
+        """A preload for ``session`` came back from the origin with ``size`` bytes (admitted or not)."""
+
+    def used(self, session: str, key: str) -> None:
+        """A completed preload for ``session`` served a user request (counted once, like ``stats.used``)."""
+
 
 class Predictor(Protocol):
     def predict(self, history: Sequence[str], k: int) -> Prediction: ...
+
+
+PredictorSource = Callable[[str], "Predictor | None"]
+"""A pinned model version -> its predictor (None when it cannot be loaded)."""
 
 
 @dataclass(slots=True)
@@ -150,6 +167,9 @@ class Warmer:
         assets: AssetModel | None = None,
         keep_predictions: bool = False,
         spawn: Spawn | None = None,
+        params: SessionParameters | None = None,
+        predictors: PredictorSource | None = None,
+        on_preload: PreloadObserver | None = None,
     ) -> None:
         self.cache = cache
         self.resolver = resolver
@@ -160,6 +180,10 @@ class Warmer:
         self.stats = WarmerStats()
         self.keep_predictions = keep_predictions
         self._spawn = spawn
+        self.params = params
+        self.predictors = predictors
+        self.on_preload = on_preload
+        self._arms: dict[str, SessionArm | None] = {}
         self.latest: dict[str, Prediction] = {}
         cfg = self.config
         self._bucket = TokenBucket(clock, cfg.rate_per_second, cfg.burst)
@@ -212,6 +236,8 @@ class Warmer:
             self._forget(entry)
             self.stats.used += 1
             self.stats.predictive_hits += 1
+            if self.on_preload is not None:
+                self.on_preload.used(entry.session, key)
 
     def record_miss(self, key: str) -> None:
         """A user request was not served from the cache: it joined a preload in flight (used), or the
@@ -253,10 +279,21 @@ class Warmer:
         Returns how many preloads were started."""
         items: list[tuple[str, Prediction, str | None]] = self._offers
         self._offers = []
+        params = self.params
+        self._arms = {}
+        if params is not None:  # one lookup per session and step; sessions in a "warming off" arm stop here
+            sessions = {s for s, _, _ in items} | set(self._pending)
+            self._arms = {s: params.for_session(s) for s in sessions}
+            off = {s for s, arm in self._arms.items() if arm is not None and not arm.warming}
+            if off:
+                self.stats.skipped["arm_off"] += len(off)
+                items = [item for item in items if item[0] not in off]
+                for s in off:
+                    self._pending.pop(s, None)
         if self._pending:
-            sessions = list(self._pending)
+            sessions_now = list(self._pending)
             self._pending.clear()
-            items.extend(self._predict(sessions))
+            items.extend(self._predict(sessions_now))
         if not items:
             return 0
         self._expire()
@@ -266,7 +303,24 @@ class Warmer:
         return self._schedule(items)
 
     def _predict(self, sessions: list[str]) -> list[tuple[str, Prediction, str | None]]:
-        predictor = self.predictor
+        """One batch per model: the default predictor, and each pinned version an arm asks for."""
+        groups: dict[str | None, list[str]] = {}
+        for s in sessions:
+            arm = self._arms.get(s)
+            groups.setdefault(arm.model_version if arm is not None else None, []).append(s)
+        out: list[tuple[str, Prediction, str | None]] = []
+        for version, members in groups.items():
+            predictor = self.predictor
+            if version is not None:
+                predictor = self.predictors(version) if self.predictors is not None else None
+                if predictor is None:  # never fall back to another model: that would mix the arms
+                    self.stats.skipped["model_unavailable"] += len(members)
+                    continue
+            out.extend(self._predict_with(predictor, members))
+        return out
+
+    def _predict_with(self, predictor: Predictor | None,
+                      sessions: list[str]) -> list[tuple[str, Prediction, str | None]]:
         histories = [list(self._history.get(s, ())) for s in sessions]
         if predictor is None:
             return [(s, [], h[-1] if h else None) for s, h in zip(sessions, histories, strict=True)]
@@ -288,10 +342,12 @@ class Warmer:
 
     def _candidates(self, items: list[tuple[str, Prediction, str | None]]) -> list[tuple[float, str, str]]:
         """``(expected benefit, page, session)``, pages and their assets, best first."""
-        threshold = self.config.threshold
+        default = self.config.threshold
         out: list[tuple[float, str, str]] = []
         assets = self.assets if self.config.preload_assets else None
         for session, predictions, current in items:
+            arm = self._arms.get(session)
+            threshold = arm.threshold if arm is not None and arm.threshold is not None else default
             if assets is not None and current is not None and self.config.current_page_assets:
                 for asset, pa in assets.assets_of(current):
                     if pa < threshold:
@@ -375,6 +431,8 @@ class Warmer:
                 origin_error = True
                 raise
             size = _size_of(value)
+            if self.on_preload is not None:
+                self.on_preload.loaded(session, key, size)
             return value
 
         begun = self.clock.now()
@@ -416,6 +474,8 @@ class Warmer:
             self._per_session[session] -= 1
             self.stats.used += 1
             self.stats.joined += 1
+            if self.on_preload is not None:
+                self.on_preload.used(session, key)
             return
         self._unused[key] = _Unused(session, size, self.clock.now())
         self._unused_bytes += size
