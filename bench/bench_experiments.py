@@ -7,7 +7,17 @@ mixture SPRT's always-valid p-value (tau = 0.02) below 0.05 at any look. The pow
 effect to the treatment arm. Writes ``bench/results/experiments.json`` with
 ``sequential.false_positive_rate`` and ``naive.false_positive_rate``.
 
-Run: ``.venv/bin/python bench/bench_experiments.py [--runs 2000]``.
+The replay experiment (``replay`` in the JSON): a warming off/on experiment, arms assigned per session,
+replayed through the real cache and warmer on the fair stick (issue 10: same TTL, bounded L1/L2 at the
+"medium" size, same origin draws and warm-up) on each NASA trace, and on a 50,000-request synthetic site
+for contrast. Both arms share one cache, as in production. Per trace: the readout (hit ratio per session
+by the delta method, fixed-horizon and always-valid p-values, the verdict), ten looks during the replay
+(with the p-value a test treating requests as independent would have shown), an A/A replay (both arms
+warming) as a check, and the same trace replayed twice without the split (warming off for everyone vs on
+for everyone): the difference warming makes when it serves every session, which the per-session split
+underestimates because warmed pages also serve the control arm.
+
+Run: ``.venv/bin/python bench/bench_experiments.py [--runs 2000] [--only peeking,replay]``.
 """
 
 from __future__ import annotations
@@ -18,14 +28,106 @@ import math
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from precache.experiments.model import Arm, Experiment
 from precache.experiments.simulate import peeking
+from shared_traces import NASA_AUG, NASA_JUL
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "experiments.json"
+
+
+def _replay_trace(name: str, requests: list[Any], updates: list[tuple[float, str]]) -> dict[str, Any]:
+    from precache.experiments.replay import replay_experiment
+    from precache.models import build_predictor
+    from precache.sim.origin import LatencyModel
+    from precache.sim.replay import Mode, ReplayConfig, replay
+    from precache.sim.workload import prepare
+    from precache.traces.paths import normalize_path
+    from precache.warming.assets import AssetModel
+
+    started = time.perf_counter()
+    trace = prepare(requests, name, 0.5, 0.1, updates=updates)
+    predictor = build_predictor("ppm")
+    predictor.fit(trace.train, trace.validation)
+    assets = AssetModel(normalize=normalize_path).fit(trace.train)
+    distinct = sum(trace.sizes.get(k, 0) for k in set(trace.events.keys))
+    config = ReplayConfig(l1_bytes=max(1, int(distinct * 0.05)), l2_bytes=max(1, int(distinct * 0.30)),
+                          latency=LatencyModel.calibrated(trace.page_sizes, target=0.12))
+    full = Mode("full", warming="predictor")
+    ab = Experiment(f"{name}-warming", "warming", (Arm("off", 1), Arm("on", 1)), mde=0.02).validate()
+    _, arms, out = replay_experiment(trace, ab, full, config, predictor, assets)
+    aa = Experiment(f"{name}-aa", "warming", (Arm("on-a", 1, {"warming": True}), Arm("on-b", 1, {"warming": True})),
+                    mde=0.02, seed="aa").validate()
+    _, _, aa_out = replay_experiment(trace, aa, full, config, predictor, assets)
+    everyone = {mode.name: replay(trace, mode, config, predictor, assets).summary()
+                for mode in (Mode("heuristic"), full)}
+    on = out["arms"]["on"]
+    aa_hits = aa_out["arms"]["on-b"]["metrics"]["hits"]
+    return {
+        "requests": len(requests), "measured": trace.measured, "readout": out,
+        "per_arm": {n: {"sessions": a.sessions, "requests": a.hits.trials, "hit_rate": a.hits.successes / a.hits.trials
+                        if a.hits.trials else None, "avg_load_ms": a.latency_ms.mean,
+                        "origin_requests_per_session": a.origin_requests.mean,
+                        "origin_bytes_per_session": a.origin_bytes.mean,
+                        "preloads": a.preloads.trials, "preloads_used": a.preloads.successes} for n, a in arms.items()},
+        "ab_hit_rate_diff": on["metrics"]["hits"].get("fixedHorizon", {}).get("diff"),
+        "verdict": on["verdict"],
+        "aa": {"diff": aa_hits.get("fixedHorizon", {}).get("diff"), "p_value": aa_hits.get("fixedHorizon", {}).get(
+            "pValue"), "always_valid_p": aa_hits.get("sequential", {}).get("pValue"),
+            "verdict": aa_out["arms"]["on-b"]["verdict"]},
+        "everyone": {"hit_rate_off": everyone["heuristic"]["hit_rate"], "hit_rate_on": everyone["full"]["hit_rate"],
+                     "avg_load_ms_off": everyone["heuristic"]["avg_load_ms"],
+                     "avg_load_ms_on": everyone["full"]["avg_load_ms"],
+                     "hit_rate_diff": everyone["full"]["hit_rate"] - everyone["heuristic"]["hit_rate"]},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def run_replays(traces: list[str], synthetic: int) -> dict[str, Any]:
+    from precache.traces.reader import read_requests
+    from precache.traces.synthetic import SyntheticWorkload
+
+    results: dict[str, Any] = {}
+    for name in traces:
+        updates: list[tuple[float, str]] = []
+        if name == "nasa-jul":
+            requests = list(read_requests(NASA_JUL))
+        elif name == "nasa-aug":
+            requests = list(read_requests(NASA_AUG))
+        else:
+            workload = SyntheticWorkload(synthetic, seed=0)
+            requests = list(workload.requests())
+            updates = [u for u in workload.updates() if u[0] <= requests[-1].time]
+            name = f"synthetic-{synthetic}"
+        results[name] = _replay_trace(name, requests, updates)
+    return results
+
+
+def replay_table(results: dict[str, Any]) -> Table:
+    table = Table(title="Warming off vs on, arms per session, one shared cache (fair stick, medium size)")
+    for col in ("trace", "sessions off/on", "hit ratio off -> on (A/B)", "95% CI (per session)", "p fixed",
+                "p always-valid", "verdict", "first-look p: per request / per session", "A/A p",
+                "everyone off -> on", "origin req/session off -> on"):
+        table.add_column(col)
+    for name, r in results.items():
+        hits = r["readout"]["arms"]["on"]["metrics"]["hits"]
+        fh, seq = hits.get("fixedHorizon", {}), hits.get("sequential", {})
+        first = next((look for look in r["readout"]["looks"] if "fixedPValue" in look), {})
+        arms, ev = r["per_arm"], r["everyone"]
+        table.add_row(
+            name, f"{arms['off']['sessions']}/{arms['on']['sessions']}",
+            f"{arms['off']['hit_rate']:.3f} -> {arms['on']['hit_rate']:.3f}",
+            f"[{fh.get('ciLow', float('nan')):+.3f}, {fh.get('ciHigh', float('nan')):+.3f}]",
+            f"{fh.get('pValue', float('nan')):.3f}", f"{seq.get('pValue', float('nan')):.3f}", r["verdict"],
+            f"{first.get('requestLevelPValue') or float('nan'):.4f} / {first.get('fixedPValue', float('nan')):.4f}",
+            f"{r['aa']['p_value']:.3f}", f"{ev['hit_rate_off']:.3f} -> {ev['hit_rate_on']:.3f}",
+            f"{arms['off']['origin_requests_per_session']:.2f} -> {arms['on']['origin_requests_per_session']:.2f}")
+    return table
 
 
 def main() -> None:
@@ -34,7 +136,24 @@ def main() -> None:
     parser.add_argument("--looks", type=int, default=20, help="looks (batches) per run")
     parser.add_argument("--batch", type=int, default=200, help="observations per arm per batch")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--only", default="peeking,replay", help="peeking and/or replay")
+    parser.add_argument("--traces", default="nasa-jul,nasa-aug,synthetic", help="replay traces")
+    parser.add_argument("--synthetic", type=int, default=50_000, help="requests of the synthetic trace")
     args = parser.parse_args()
+    parts = set(args.only.split(","))
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if "replay" in parts:
+        started = time.perf_counter()
+        replays = run_replays(args.traces.split(","), args.synthetic)
+        Console(width=250).print(replay_table(replays))
+        previous["replay"] = {"config": {"sizes": {"l1_share": 0.05, "l2_share": 0.30}, "ttl": 3600.0,
+                                         "predictor": "ppm", "threshold": 0.7, "mde": 0.02, "alpha": 0.05},
+                              "traces": replays, "seconds": round(time.perf_counter() - started, 1)}
+        if "peeking" not in parts:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(previous, indent=1, default=str) + "\n")
+            Console().print(f"wrote {args.out}")
+            return
     alpha, tau, base = 0.05, 0.02, 0.3
     started = time.perf_counter()
     aa = peeking(args.runs, args.looks, args.batch, base, 0.0, alpha, tau, seed=11)
@@ -59,6 +178,8 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
     }
+    if "replay" in previous:
+        result["replay"] = previous["replay"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     Console().print(f"wrote {args.out}")

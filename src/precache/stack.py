@@ -16,7 +16,8 @@ What the seed system's ``initializeMLSystem({...})`` did, from :mod:`precache.co
 * experiments (through the protocols in :mod:`precache.types`, never ``precache.experiments`` itself):
   ``session_params`` gives the warmer each session's arm (warming off, threshold, a pinned registry
   version of the page predictor, loaded and verified on first use); ``replica_arm`` fixes this replica's
-  cache policy (learned or S3-FIFO) and TTL mode (fixed or adaptive) for the life of the stack.
+  cache policy (learned or S3-FIFO) and TTL mode (fixed or adaptive) for the life of the stack;
+  ``preload_observer`` is told each session's preloads (loaded, used), e.g. to count them per arm.
 
 Heavy parts (pydantic for the settings, numpy/onnxruntime for models, redis-py, httpx) load here, on
 call, never at ``import precache``.
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from precache.cache.policy import EvictionPolicy
     from precache.config import Settings
     from precache.warming.resolver import Resolver
-    from precache.warming.warmer import Predictor, PredictorSource, Warmer
+    from precache.warming.warmer import Predictor, PredictorSource, PreloadObserver, Warmer
 
 
 @dataclass
@@ -82,6 +83,7 @@ def build_stack(
     clock: Clock | None = None,
     session_params: SessionParameters | None = None,
     replica_arm: ReplicaArm | None = None,
+    preload_observer: PreloadObserver | None = None,
 ) -> Stack:
     """Build cache, predictor, learned policy and warmer from ``settings`` (default: the environment).
 
@@ -138,7 +140,7 @@ def build_stack(
             versions = _registry_versions(settings) if session_params is not None and model_dir is None else None
             warmer = Warmer(cache, resolver, clock, predictor=predictor,
                             config=WarmerConfig.from_settings(settings), params=session_params,
-                            predictors=versions)
+                            predictors=versions, on_preload=preload_observer)
     return Stack(settings, cache, predictor, warmer, predictor_dir or optimizer_dir, loaded)
 
 

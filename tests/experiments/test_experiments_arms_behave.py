@@ -147,6 +147,7 @@ def test_stack_applies_a_replicas_cache_policy_and_ttl_arm(tmp_path) -> None:  #
 
 @pytest.mark.realdata
 def test_warming_experiment_replayed_on_nasa_separates_the_arms() -> None:
+    """NASA 1 Aug through the real cache and warmer, warming off/on per session, three independent splits."""
     from precache.experiments.replay import replay_experiment
     from precache.models import build_predictor
     from precache.sim.origin import LatencyModel
@@ -156,34 +157,37 @@ def test_warming_experiment_replayed_on_nasa_separates_the_arms() -> None:
     from precache.traces.reader import read_requests
     from precache.warming.assets import AssetModel
 
-    trace = prepare(list(read_requests(shared_file("nasa-http/NASA_access_log_small.gz"))), "nasa-10k", 0.5, 0.1)
+    trace = prepare(list(read_requests(shared_file("nasa-http/nasa_19950801.tsv.gz"))), "nasa-aug", 0.5, 0.1)
     predictor = build_predictor("ppm")
     predictor.fit(trace.train, trace.validation)
     assets = AssetModel(normalize=normalize_path).fit(trace.train)
     distinct = sum(trace.sizes.get(k, 0) for k in set(trace.events.keys))
     config = ReplayConfig(l1_bytes=int(distinct * 0.05), l2_bytes=int(distinct * 0.3),
                           latency=LatencyModel.calibrated(trace.page_sizes, target=0.12))
-    experiment = Experiment("warm", "warming", (Arm("off", 1), Arm("on", 1)), mde=0.02).validate()
-    result, arms, out = replay_experiment(trace, experiment, Mode("full", warming="predictor"), config, predictor,
-                                          assets)
-    off, on = arms["off"], arms["on"]
-    assert off.preloads.trials == 0 and on.preloads.trials > 20  # the arms really behave differently
-    assert off.sessions + on.sessions == len({trace.events.sessions[i] for i in result.indices})
-    assert not out["sampleRatio"]["mismatch"]
-    # expected direction: warmed sessions hit more often and wait less
-    metrics = out["arms"]["on"]["metrics"]
-    hits = metrics["hits"]
-    assert hits["treatment"] > hits["control"] and metrics["latency_ms"]["treatment"] < metrics["latency_ms"]["control"]
-    assert hits["treatment"] == on.hits.successes / on.hits.trials  # the per-session sums add up to the requests
-    # the test is per session (the unit of randomization): wider than a test treating requests as independent
-    assert hits["unit"].startswith("session")
-    naive_se = (hits["control"] * (1 - hits["control"]) / off.hits.trials
-                + hits["treatment"] * (1 - hits["treatment"]) / on.hits.trials) ** 0.5
-    assert hits["fixedHorizon"]["se"] > naive_se and out["minSampleSize"]["designEffect"] > 1
-    # the readout says whether that is significant at this traffic, consistently with its own p-values
-    significant = hits["sequential"]["pValue"] < experiment.alpha
-    assert (out["arms"]["on"]["verdict"] == "no significant difference yet") == (not significant)
-    assert len(out["looks"]) == 10 and out["looks"][-1]["requests"] == sum(
-        s.hits.trials for s in arms.values())
-    ps = [look["alwaysValidPValue"] for look in out["looks"] if "alwaysValidPValue" in look]
-    assert ps == sorted(ps, reverse=True)  # always-valid: the running minimum never goes back up
+    hit_diffs, latency_diffs = [], []
+    for seed in ("a", "b", "c"):
+        experiment = Experiment("warm", "warming", (Arm("off", 1), Arm("on", 1)), mde=0.02, seed=seed).validate()
+        result, arms, out = replay_experiment(trace, experiment, Mode("full", warming="predictor"), config,
+                                              predictor, assets)
+        off, on = arms["off"], arms["on"]
+        assert off.preloads.trials == 0 and on.preloads.trials > 100  # the arms really behave differently
+        assert off.sessions + on.sessions == len({trace.events.sessions[i] for i in result.indices})
+        assert not out["sampleRatio"]["mismatch"]
+        metrics = out["arms"]["on"]["metrics"]
+        hits = metrics["hits"]
+        assert hits["treatment"] == on.hits.successes / on.hits.trials  # per-session sums add up to the requests
+        hit_diffs.append(hits["fixedHorizon"]["diff"])
+        latency_diffs.append(metrics["latency_ms"]["fixedHorizon"]["diff"])
+        # the test is per session (the unit of randomization): wider than one treating requests as independent
+        assert hits["unit"].startswith("session")
+        naive_se = (hits["control"] * (1 - hits["control"]) / off.hits.trials
+                    + hits["treatment"] * (1 - hits["treatment"]) / on.hits.trials) ** 0.5
+        assert hits["fixedHorizon"]["se"] > naive_se and out["minSampleSize"]["designEffect"] > 1
+        # the readout says whether the difference is significant at this traffic, consistently with its p-values
+        significant = hits["sequential"]["pValue"] < experiment.alpha
+        assert (out["arms"]["on"]["verdict"] == "no significant difference yet") == (not significant)
+        assert len(out["looks"]) == 10 and out["looks"][-1]["requests"] == off.hits.trials + on.hits.trials
+        ps = [look["alwaysValidPValue"] for look in out["looks"] if "alwaysValidPValue" in look]
+        assert ps == sorted(ps, reverse=True)  # always valid: the running minimum never goes back up
+    # expected direction, on average over the splits: warmed sessions hit more often and wait less
+    assert sum(hit_diffs) > 0 and sum(latency_diffs) < 0

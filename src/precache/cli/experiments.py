@@ -94,15 +94,11 @@ def stop_command(experiment_id: str = typer.Argument(...)) -> None:
 @experiments_app.command("show")
 def show_command(experiment_id: str = typer.Argument(...)) -> None:
     """The readout (JSON): per arm and metric, fixed-horizon and always-valid results, SRM, sample size."""
-    from precache.experiments.model import ExperimentError
-    from precache.experiments.readout import readout
+    from precache.experiments.hub import experiment_readout
     from precache.experiments.recorder import ExperimentRecorder
     from precache.experiments.store import RedisExperimentStore
 
     async def work(r: Any) -> dict[str, Any]:
-        experiment = await RedisExperimentStore(r).get(experiment_id)
-        if experiment is None:
-            raise ExperimentError(f"no experiment {experiment_id!r}")
-        return readout(experiment, await ExperimentRecorder(r, replica_id="cli").collect(experiment_id))
+        return await experiment_readout(RedisExperimentStore(r), ExperimentRecorder(r, replica_id="cli"), experiment_id)
 
     print(json.dumps(_run(work), indent=1))

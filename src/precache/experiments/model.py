@@ -41,6 +41,14 @@ class ExperimentError(ValueError):
     """A bad definition or a change that would invalidate a running experiment's readout."""
 
 
+class ExperimentConflict(ExperimentError):
+    """The definition is fine but clashes with what is stored (an id in use, a running experiment of the kind)."""
+
+
+class ExperimentNotFound(ExperimentError):
+    """No experiment with that id."""
+
+
 @dataclass(frozen=True, slots=True)
 class Arm:
     name: str

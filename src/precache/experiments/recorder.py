@@ -62,11 +62,26 @@ class ExperimentRecorder:
 
     async def flush(self) -> None:
         """Write this replica's documents (one per experiment)."""
+        for experiment_id, per_arm in self.arms.items():
+            await self.write(experiment_id, per_arm)
+
+    async def write(self, experiment_id: str, per_arm: dict[str, ArmStats]) -> None:
+        """Write ``per_arm`` as this replica's document for ``experiment_id``."""
         if self.redis is None:
             return
-        for experiment_id, per_arm in self.arms.items():
-            doc = {arm: stats.as_dict() for arm, stats in per_arm.items()}
-            await self.redis.hset(f"{self.prefix}:stats:{experiment_id}", self.replica_id, json.dumps(doc))
+        doc = {arm: stats.as_dict() for arm, stats in per_arm.items()}
+        await self.redis.hset(f"{self.prefix}:stats:{experiment_id}", self.replica_id, json.dumps(doc))
+
+    async def adopt(self) -> None:
+        """Load this replica id's documents back from Redis (a process taking over a fixed replica id, such
+        as the stream reader's, continues from what its predecessor wrote instead of overwriting it)."""
+        if self.redis is None:
+            return
+        for raw in await self.redis.smembers(f"{self.prefix}:ids"):
+            experiment_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            doc = await self.redis.hget(f"{self.prefix}:stats:{experiment_id}", self.replica_id)
+            if doc is not None:
+                self.arms[experiment_id] = {arm: ArmStats.from_dict(data) for arm, data in json.loads(doc).items()}
 
     async def collect(self, experiment_id: str) -> dict[str, ArmStats]:
         """Every replica's arms for ``experiment_id``, summed (this replica's unflushed state included)."""

@@ -30,7 +30,7 @@ from precache.experiments.assignment import assign
 from precache.experiments.model import Experiment
 from precache.experiments.params import ExperimentParameters
 from precache.experiments.readout import readout
-from precache.experiments.stats import SequentialTracker, ratio_difference
+from precache.experiments.stats import SequentialTracker, ratio_difference, two_proportions
 from precache.sim.metrics import HIT_CODES, ORIGIN_CODE, ReplayResult
 from precache.sim.replay import Mode, ReplayConfig, replay
 from precache.sim.workload import PreparedTrace
@@ -134,7 +134,8 @@ def _clustered(hit: np.ndarray[Any, Any], session: np.ndarray[Any, Any], n_sessi
 def _looks(experiment: Experiment, series: dict[str, Any], looks: int) -> list[dict[str, Any]]:
     """The primary comparison (hit ratio per session, delta method; control vs the first treatment) read at
     ``looks`` evenly spaced points of the measured requests, each time on everything seen so far: once with
-    the fixed-horizon test (what a naive dashboard shows) and once always-valid (the running mSPRT)."""
+    the fixed-horizon test (what a naive dashboard shows) and once always-valid (the running mSPRT); and,
+    for comparison, the p-value of a test that wrongly treats requests as independent."""
     if len(experiment.arms) < 2 or not series["arm"]:
         return []
     control, treatment = experiment.arms[0].name, experiment.arms[1].name
@@ -156,7 +157,9 @@ def _looks(experiment: Experiment, series: dict[str, Any], looks: int) -> list[d
         else:
             cmp = ratio_difference(a[0], a[1], b[0], b[1], experiment.alpha)
             seq = tracker.update(cmp.diff, cmp.se)
+            naive = two_proportions(part[control].x, part[control].n, part[treatment].x, part[treatment].n)
             row.update(diff=cmp.diff, fixedPValue=cmp.p_value, alwaysValidPValue=seq.p_value,
-                       significant=seq.p_value < experiment.alpha)
+                       significant=seq.p_value < experiment.alpha,
+                       requestLevelPValue=naive.p_value if naive is not None else None)
         out.append(row)
     return out

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from precache.experiments.model import Experiment, ExperimentError
+from precache.experiments.model import Experiment, ExperimentConflict, ExperimentError, ExperimentNotFound
 
 PREFIX = "{precache:experiments}"
 
@@ -34,12 +34,12 @@ class RedisExperimentStore:
         clash = [e.id for e in await self.list()
                  if e.kind == experiment.kind and e.status == "running" and e.id != experiment.id]
         if clash and experiment.status == "running":
-            raise ExperimentError(f"experiment {clash[0]!r} of kind {experiment.kind} is running: stop it first")
+            raise ExperimentConflict(f"experiment {clash[0]!r} of kind {experiment.kind} is running: stop it first")
         if not experiment.created:
             experiment = Experiment(**{**_fields(experiment), "created": time.time()})
         stored = await self.redis.set(self._key(experiment.id), json.dumps(experiment.as_dict()), nx=True)
         if not stored:
-            raise ExperimentError(f"experiment {experiment.id!r} exists: definitions are immutable, use a new id")
+            raise ExperimentConflict(f"experiment {experiment.id!r} exists: definitions are immutable, use a new id")
         await self.redis.sadd(self.index, experiment.id)
         return experiment
 
@@ -60,14 +60,14 @@ class RedisExperimentStore:
     async def stop(self, experiment_id: str) -> Experiment:
         current = await self.get(experiment_id)
         if current is None:
-            raise ExperimentError(f"no experiment {experiment_id!r}")
+            raise ExperimentNotFound(f"no experiment {experiment_id!r}")
         stopped = Experiment(**{**_fields(current), "status": "stopped"})
         await self.redis.set(self._key(experiment_id), json.dumps(stopped.as_dict()), xx=True)
         return stopped
 
     async def change_weights(self, experiment_id: str, weights: dict[str, float]) -> None:
         """Always refused: a weight change mid-run biases every metric that drifts over time."""
-        raise ExperimentError(
+        raise ExperimentConflict(
             f"experiment {experiment_id!r} is running: weights cannot change mid-run; stop it and start a new one")
 
 

@@ -104,7 +104,8 @@ def _dashboard_page() -> str:
         f'<main><div class=grid>{cells}</div>'
         '<section class=side><h2>Active model</h2><div id=model>–</div>'
         '<h2>Versions and gate decisions</h2><table id=history></table>'
-        '<h2>Alerts</h2><ul id=alerts><li>none</li></ul></section></main>'
+        '<h2>Alerts</h2><ul id=alerts><li>none</li></ul>'
+        '<h2>Experiments</h2><table id=experiments><tr><td>none running</td></tr></table></section></main>'
         '<script src="/dashboard/static/uPlot.iife.min.js"></script>'
         '<script src="/dashboard/static/dashboard.js"></script></body></html>'
     )

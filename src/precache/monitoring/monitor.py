@@ -78,6 +78,13 @@ class Monitor:
         self._windows = {w: RollingVector(len(WINDOW_FIELDS), b, n) for w, (b, n) in WINDOWS.items()}
         self._last: list[float] | None = None
         self._sampler: asyncio.Task[None] | None = None
+        self.sections: dict[str, Callable[[], Any]] = {}
+        self.section_errors = 0
+
+    def add_section(self, name: str, provider: Callable[[], Any]) -> None:
+        """Add ``provider()`` (JSON, cheap, no I/O: a value kept fresh elsewhere) to every snapshot under
+        ``extras[name]``; the JSON summary and the dashboard show it as ``name``."""
+        self.sections[name] = provider
 
     # -- hot path --------------------------------------------------------------------------------
     def record_prediction(
@@ -232,7 +239,13 @@ class Monitor:
         for name, window in self._windows.items():
             current, previous = window.totals(now)
             windows[name] = {"current": current, "previous": previous}
-        return Snapshot(values, {"precache_prediction_latency_seconds": histogram}, windows)
+        extras: dict[str, Any] = {}
+        for section, provider in self.sections.items():
+            try:
+                extras[section] = provider()
+            except Exception:  # a broken section must not take the metrics down with it
+                self.section_errors += 1
+        return Snapshot(values, {"precache_prediction_latency_seconds": histogram}, windows, extras)
 
 
 def watch_cache(cache: Any) -> MonitorSources:

@@ -6,7 +6,9 @@ each process turns its counts into a :class:`Snapshot` (JSON-safe), workers shar
 Redis, :mod:`precache.monitoring.share`), and the scrape renders the sum. Everything in a snapshot sums
 meaningfully across processes: counters, byte and item gauges, "processes in state X" gauges, histogram
 buckets, and the windowed count vectors the JSON summary is computed from. Ratios are never stored; they
-are computed after merging, from the summed counts.
+are computed after merging, from the summed counts. The one exception is ``extras``: named JSON sections
+that every worker computes from shared state (the experiments' readouts, read from Redis), so merging keeps
+one copy per name (the freshest by its ``at`` field) instead of a sum.
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ class Snapshot:
     values: dict[str, float] = field(default_factory=dict)
     histograms: dict[str, list[float]] = field(default_factory=dict)
     windows: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Named JSON sections added to the summary as they are (see the module docstring)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"values": self.values, "histograms": self.histograms, "windows": self.windows}
+        return {"values": self.values, "histograms": self.histograms, "windows": self.windows, "extras": self.extras}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
@@ -58,9 +62,10 @@ class Snapshot:
                 str(w): {str(part): [float(x) for x in vec] for part, vec in dict(parts).items()}
                 for w, parts in dict(data.get("windows", {})).items()
             }
+            extras = {str(k): v for k, v in dict(data.get("extras", {})).items()}
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"malformed metrics snapshot: {exc}") from exc
-        return cls(values, histograms, windows)
+        return cls(values, histograms, windows, extras)
 
 
 def _add_vectors(a: list[float] | None, b: list[float]) -> list[float]:
@@ -83,4 +88,12 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
             into = out.windows.setdefault(window, {})
             for part, vec in parts.items():
                 into[part] = _add_vectors(into.get(part), vec)
+        for name, section in snap.extras.items():
+            if name not in out.extras or _at(section) > _at(out.extras[name]):
+                out.extras[name] = section
     return out
+
+
+def _at(section: Any) -> float:
+    at = section.get("at") if isinstance(section, dict) else None
+    return float(at) if isinstance(at, int | float) else float("-inf")

@@ -7,7 +7,9 @@ user lookups that missed (the origin requests users caused). Latencies are in mi
 across workers (the input is a merged snapshot). ``duration`` snaps to the nearest window the monitor
 keeps (1 minute, 1 hour or 24 hours). A rate whose window saw nothing is ``null``, never 0. Trends
 compare the window with the one before it: ``up``/``down`` when the rate moved by more than
-``TREND_TOLERANCE``, otherwise (or without data on either side) ``stable``.
+``TREND_TOLERANCE``, otherwise (or without data on either side) ``stable``. Sections registered with
+:meth:`~precache.monitoring.monitor.Monitor.add_section` (e.g. ``experiments``: each experiment's readout)
+are added under their own names.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ def summarize(snapshot: Snapshot, duration_ms: float, alerts: Sequence[dict[str,
     def ms(seconds: float | None) -> float | None:
         return None if seconds is None else seconds * 1000.0
 
-    return {
+    out = {
         "accuracy": now["accuracy"],
         "cacheHitRate": now["cacheHitRate"],
         "predictiveHitRate": now["predictiveHitRate"],
@@ -114,3 +116,6 @@ def summarize(snapshot: Snapshot, duration_ms: float, alerts: Sequence[dict[str,
         },
         "window": {"durationMs": int(window) * 1000, "requestedMs": duration_ms},
     }
+    for name, section in snapshot.extras.items():
+        out.setdefault(name, section)
+    return out

@@ -30,6 +30,7 @@ from precache.serve.auth import Authenticator, Caller, Role
 from precache.serve.decisions import CacheAdvisor
 from precache.serve.errors import ApiError, error_responses, install_error_handlers
 from precache.serve.events import ClientHasher, EventRecorder
+from precache.serve.experiments_routes import include_experiments
 from precache.serve.heap import heap_gauges, settle_after_startup
 from precache.serve.jobs import JobStore
 from precache.serve.limits import BodySizeLimit, RateLimiter
@@ -223,6 +224,7 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
     app.add_middleware(RequestCounter, metrics=metrics)
     _routes(app, state)
     register_routes(app, state, api_caller, training_caller)
+    include_experiments(app, state, training_caller)
     if settings.api_token:
         history = ModelHistory(state.registry, lambda: state.models.current.version if state.models.current else None)
         app.include_router(dashboard_router(settings.api_token, monitoring.summary, history))

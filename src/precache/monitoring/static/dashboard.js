@@ -49,6 +49,23 @@
     $("v-overhead").textContent = pct(s.originOverhead);
     renderModels(data.models || {});
     renderAlerts(s.alerts || []);
+    renderExperiments((s.experiments || {}).experiments || []);
+  }
+
+  // One row per experiment arm against the control: hit ratios, the always-valid p-value and the verdict.
+  function renderExperiments(list) {
+    const rows = [];
+    for (const e of list) {
+      const flag = e.sampleRatioMismatch ? " (sample ratio mismatch!)" : "";
+      for (const a of e.arms || []) {
+        rows.push("<tr><td>" + esc(e.id) + " <small>" + esc(e.kind) + ", " + esc(e.status) + "</small></td><td>" +
+          esc(a.arm) + " vs " + esc(e.control) + "</td><td>" + pct(a.control) + " → " + pct(a.treatment) +
+          "</td><td>" + (a.pValue === null || a.pValue === undefined ? "–" : num(a.pValue, 3)) + "</td><td>" +
+          esc(a.verdict + flag) + "</td></tr>");
+      }
+    }
+    $("experiments").innerHTML = rows.length ? "<tr><th>experiment</th><th>arm</th><th>hit ratio</th>" +
+      "<th>p (always valid)</th><th>verdict</th></tr>" + rows.join("") : "<tr><td>none running</td></tr>";
   }
 
   function renderModels(models) {

@@ -1,0 +1,147 @@
+"""What one process holds for experiments: the shared definitions, its arms, its recorder, the readouts.
+
+Why a hub: the service's routes, its metrics summary, the dashboard and an embedded stack all need the
+same few things, kept fresh from Redis off the request path. :meth:`ExperimentHub.refresh` (every
+``refresh_seconds`` from :meth:`run`, and right after a change made through this process) reloads the
+definitions into :attr:`params` (a :class:`precache.types.SessionParameters` for the warmer), flushes
+this process's per-arm statistics, and recomputes a compact readout of every experiment that
+:meth:`section` returns without I/O (the monitor adds it to each snapshot as ``experiments``).
+
+In an application that embeds the stack: ``build_stack(session_params=hub.params, preload_observer=hub)``
+makes the warmer follow the arms and count each arm's preloads (loaded, used) here; with the cache's
+access events written to the stream (``CacheConfig(events=EventConfig(stream=...))``) and the hub given
+that stream, its hits, latencies and origin costs are recorded too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from precache.experiments.consume import StreamArmRecorder
+from precache.experiments.model import Experiment, ExperimentNotFound
+from precache.experiments.params import ExperimentParameters
+from precache.experiments.readout import PRIMARY, readout
+from precache.experiments.recorder import ExperimentRecorder
+from precache.experiments.store import PREFIX, RedisExperimentStore
+
+log = logging.getLogger("precache.experiments")
+MAX_SHOWN = 20
+
+
+async def experiment_readout(store: RedisExperimentStore, recorder: ExperimentRecorder,
+                             experiment_id: str) -> dict[str, Any]:
+    """The full readout of one experiment, summed over every process's recorded statistics."""
+    experiment = await store.get(experiment_id)
+    if experiment is None:
+        raise ExperimentNotFound(f"no experiment {experiment_id!r}")
+    out = readout(experiment, await recorder.collect(experiment_id))
+    out["definition"] = experiment.as_dict()
+    return out
+
+
+def compact(full: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard's row of a readout: per treatment arm, the primary metric and the verdict."""
+    arms = []
+    for name, arm in full["arms"].items():
+        primary = arm["metrics"][PRIMARY]
+        arms.append({
+            "arm": name, "control": primary.get("control"), "treatment": primary.get("treatment"),
+            "diff": primary.get("fixedHorizon", {}).get("diff"), "pValue": primary.get("sequential", {}).get("pValue"),
+            "verdict": arm["verdict"],
+        })
+    return {
+        "id": full["experiment"], "kind": full["kind"], "scope": full["scope"], "status": full["status"],
+        "control": full["control"], "assignments": full["assignments"],
+        "sampleRatioMismatch": bool(full["sampleRatio"].get("mismatch")), "arms": arms,
+    }
+
+
+class ExperimentHub:
+    """``stream``: also record per-arm statistics from that access-event stream (the service does)."""
+
+    def __init__(self, redis: Any, prefix: str = PREFIX, replica_id: str | None = None,
+                 refresh_seconds: float = 5.0, stream: str | None = None, session_gap: float = 1800.0,
+                 poll_seconds: float = 0.5) -> None:
+        self.store = RedisExperimentStore(redis, prefix)
+        self.recorder = ExperimentRecorder(redis, replica_id=replica_id, prefix=prefix)
+        self.consumer = (StreamArmRecorder(redis, stream, prefix, self.recorder.replica_id, session_gap)
+                         if stream else None)
+        self.params = ExperimentParameters()
+        self.refresh_seconds = refresh_seconds
+        self.poll_seconds = poll_seconds
+        self.errors = 0
+        self._experiments: list[Experiment] = []
+        self._section: dict[str, Any] = {"at": 0.0, "experiments": []}
+        self._task: asyncio.Task[None] | None = None
+
+    # -- PreloadObserver: each arm's preloads, for its preload efficiency --------------------------------
+    def _preload_arms(self, session: str) -> list[tuple[str, str]]:
+        out = []
+        for experiment in self.params.session_experiments():
+            arm = self.recorder.arm_for(experiment, session)
+            if arm is not None:
+                out.append((experiment.id, arm.name))
+        return out
+
+    def loaded(self, session: str, key: str, size: int) -> None:
+        for experiment_id, arm in self._preload_arms(session):
+            self.recorder.stats(experiment_id, arm).preloads.trials += 1
+
+    def used(self, session: str, key: str) -> None:
+        for experiment_id, arm in self._preload_arms(session):
+            self.recorder.stats(experiment_id, arm).preloads.successes += 1
+
+    def section(self) -> dict[str, Any]:
+        """The latest compact readouts (no I/O): ``{at, experiments: [...]}``, newest experiments first."""
+        return self._section
+
+    async def readout(self, experiment_id: str) -> dict[str, Any]:
+        if self.consumer is not None:
+            await self.consumer.flush()
+        return await experiment_readout(self.store, self.recorder, experiment_id)
+
+    async def refresh(self) -> None:
+        experiments = self._experiments = await self.store.list()
+        self.params.set(experiments)
+        await self.recorder.flush()
+        if self.consumer is not None:
+            await self.consumer.flush()
+        shown: list[Experiment] = sorted(experiments, key=lambda e: (e.status != "running", -e.created))[:MAX_SHOWN]
+        rows = [compact(readout(e, await self.recorder.collect(e.id))) for e in shown]
+        self._section = {"at": time.time(), "experiments": rows}
+
+    async def run(self) -> None:
+        """Read the stream and refresh, forever (cancel to stop); a failure (Redis away) keeps the last good
+        state and is retried on the next round."""
+        next_refresh = 0.0
+        while True:
+            try:
+                if time.monotonic() >= next_refresh:
+                    await self.refresh()
+                    next_refresh = time.monotonic() + self.refresh_seconds
+                if self.consumer is not None:
+                    while await self.consumer.step(self._experiments) >= self.consumer.batch:
+                        pass
+            except Exception as exc:
+                self.errors += 1
+                log.warning("experiments: refresh failed (%s: %s)", type(exc).__name__, exc)
+            await asyncio.sleep(self.poll_seconds)
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        try:
+            await self.recorder.flush()  # what this process saw since the last refresh
+            if self.consumer is not None:
+                await self.consumer.flush()
+        except Exception as exc:
+            log.warning("experiments: final flush failed (%s: %s)", type(exc).__name__, exc)

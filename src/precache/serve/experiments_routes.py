@@ -1,0 +1,136 @@
+"""``/api/ml/experiments``: create, list, read out and stop A/B experiments over HTTP (training key).
+
+Why the training key for reading too: a readout names what is being tested and how it is going; like a
+model's gate decisions, that is for the people who run the system, not for every API client. The routes
+are thin: definitions live in Redis (:class:`~precache.experiments.store.RedisExperimentStore`, immutable
+once created), readouts sum every replica's recorded statistics, and this replica's
+:class:`~precache.experiments.hub.ExperimentHub` refreshes its arms and the compact readouts the JSON
+metrics summary and the dashboard show (``experiments``). The app factory calls
+:func:`include_experiments` once; nothing else in the service changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
+
+from precache.experiments.hub import ExperimentHub
+from precache.experiments.model import (
+    KINDS,
+    Arm,
+    Experiment,
+    ExperimentConflict,
+    ExperimentError,
+    ExperimentNotFound,
+)
+from precache.serve.errors import ApiError, error_responses
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+ExperimentId = Annotated[str, PathParam(pattern=NAME, description="the experiment's id")]
+
+
+class ArmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME)
+    weight: float = Field(1.0, gt=0, le=1_000_000)
+    params: dict[str, Any] = Field(default_factory=dict, max_length=8,
+                                   description='what the arm changes, e.g. {"warming": false}, {"threshold": 0.5}, '
+                                               '{"version": "v3"}, {"policy": "s3fifo"}, {"mode": "adaptive"}')
+
+
+class ExperimentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=NAME)
+    kind: Literal["warming", "threshold", "model_version", "cache_policy", "ttl_mode"]
+    arms: list[ArmIn] = Field(min_length=2, max_length=16, description="the first arm is the control")
+    holdout: float = Field(0.0, ge=0, lt=1, description="share of traffic kept out of every arm")
+    mde: float = Field(0.01, gt=0, lt=1, description="minimum detectable effect on the hit ratio (absolute)")
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    power: float = Field(0.8, ge=0.5, lt=1)
+    description: str = Field("", max_length=500)
+
+
+def _experiment(body: ExperimentIn) -> Experiment:
+    arms = tuple(Arm(a.name, a.weight, dict(a.params)) for a in body.arms)
+    return Experiment(body.id, body.kind, arms, holdout=body.holdout, mde=body.mde, alpha=body.alpha,
+                      power=body.power, description=body.description).validate()
+
+
+@contextlib.contextmanager
+def _answers() -> Any:
+    """Map the experiments' errors to HTTP: 404 unknown, 409 clash with stored state, 422 bad definition,
+    503 Redis unusable."""
+    try:
+        yield
+    except ExperimentNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from exc
+    except ExperimentConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from exc
+    except ExperimentError as exc:
+        raise ApiError(422, "validation_error", str(exc)) from exc
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise ApiError(503, "unavailable", f"Redis is not usable: {type(exc).__name__}") from exc
+
+
+def include_experiments(app: FastAPI, state: Any, training_caller: Any) -> ExperimentHub:
+    """Mount the routes, give the monitor the ``experiments`` summary section, and run the hub's refresh
+    loop for the app's lifetime. ``state`` is the service's state (``redis``, ``serve.redis_prefix``,
+    ``monitoring``); the hub is also left at ``app.state.experiments``."""
+    hub = ExperimentHub(state.redis, prefix="{" + state.serve.redis_prefix + "experiments}",
+                        stream=state.serve.event_stream, session_gap=float(state.settings.session_gap_seconds))
+    app.state.experiments = hub
+    monitoring = getattr(state, "monitoring", None)
+    if monitoring is not None:
+        monitoring.monitor.add_section("experiments", hub.section)
+    router = APIRouter(prefix="/api/ml/experiments", tags=["experiments"], dependencies=[Depends(training_caller)])
+    errors = error_responses(401, 403, 422, 503)
+
+    @router.post("", status_code=201, summary="Create and start an experiment (definitions are immutable)",
+                 responses={**errors, **error_responses(409)})
+    async def create(body: ExperimentIn) -> JSONResponse:
+        with _answers():
+            created = await hub.store.create(_experiment(body))
+            await hub.refresh()
+        return JSONResponse(created.as_dict(), status_code=201)
+
+    @router.get("", summary="Every experiment with its definition and status", responses=errors)
+    async def list_all() -> dict[str, Any]:
+        with _answers():
+            return {"experiments": [e.as_dict() for e in await hub.store.list()], "kinds": list(KINDS)}
+
+    @router.get("/{experiment_id}", responses={**errors, **error_responses(404)},
+                summary="The readout: per arm and metric, fixed-horizon and always-valid results, the sample-ratio "
+                        "check and the minimum sample size")
+    async def read(experiment_id: ExperimentId) -> dict[str, Any]:
+        with _answers():
+            return await hub.readout(experiment_id)
+
+    @router.post("/{experiment_id}/stop", summary="Stop an experiment (its readout stays readable)",
+                 responses={**errors, **error_responses(404)})
+    async def stop(experiment_id: ExperimentId) -> dict[str, Any]:
+        with _answers():
+            stopped = await hub.store.stop(experiment_id)
+            await hub.refresh()
+        return stopped.as_dict()
+
+    app.include_router(router)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[Any]:
+        async with inner(application) as maybe_state:
+            hub.start()
+            try:
+                yield maybe_state
+            finally:
+                await hub.stop()
+
+    app.router.lifespan_context = lifespan
+    return hub
