@@ -47,6 +47,8 @@ async def test_replicas_flush_and_the_readout_sums_them(redis_url: str) -> None:
         assert not out["sampleRatio"]["mismatch"]
         assert on["metrics"]["latency_ms"]["status"] == "ok"
         assert on["metrics"]["hits"]["unit"] == "session (delta method)"
+        p95 = on["p95LatencyMs"]
+        assert 40 <= p95["control"] <= 60 and 40 <= p95["treatment"] <= 60  # uniform(5, 50): p95 ~ 47.75
         assert on["metrics"]["origin_requests"]["fixedHorizon"]["diff"] < 0
     finally:
         await client.aclose()

@@ -90,3 +90,18 @@ def test_the_hub_counts_each_arms_preloads_for_an_embedded_warmer() -> None:
     preloads = hub.recorder.stats("w", "on").preloads
     assert (preloads.successes, preloads.trials) == (1, 2)
     assert hub.recorder.stats("w", "on").sessions == 1  # the assignment counted once
+
+
+def test_a_route_can_read_a_sessions_arm_without_io() -> None:
+    from fastapi import FastAPI
+
+    from precache.experiments.hub import ExperimentHub
+    from precache.serve.experiments_routes import session_arm
+
+    app = FastAPI()
+    assert session_arm(app, "s1") is None  # nothing mounted: defaults
+    app.state.experiments = hub = ExperimentHub(None)
+    experiment = Experiment("w", "warming", (Arm("off", 1), Arm("on", 1))).validate()
+    hub.params.set([experiment])
+    arms = {session_arm(app, f"s{i}").warming for i in range(50)}  # type: ignore[union-attr]
+    assert arms == {True, False}

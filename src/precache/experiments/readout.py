@@ -121,5 +121,9 @@ def readout(experiment: Experiment, arms: Mapping[str, ArmStats]) -> dict[str, A
             verdict = "significant, but below the minimum sample size"
         else:
             verdict = "treatment better" if primary["fixedHorizon"]["diff"] > 0 else "control better"
-        out["arms"][arm.name] = {"metrics": metrics, "verdict": verdict}
+        out["arms"][arm.name] = {
+            "metrics": metrics, "verdict": verdict,
+            # descriptive only (a quantile from a summable histogram; no test): the tail the means can hide
+            "p95LatencyMs": {"control": control.p95_latency_ms(), "treatment": treatment.p95_latency_ms()},
+        }
     return out

@@ -31,6 +31,7 @@ from precache.experiments.model import (
     ExperimentNotFound,
 )
 from precache.serve.errors import ApiError, error_responses
+from precache.types import SessionArm
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 ExperimentId = Annotated[str, PathParam(pattern=NAME, description="the experiment's id")]
@@ -77,6 +78,14 @@ def _answers() -> Any:
         raise ApiError(422, "validation_error", str(exc)) from exc
     except (RedisError, OSError, TimeoutError) as exc:
         raise ApiError(503, "unavailable", f"Redis is not usable: {type(exc).__name__}") from exc
+
+
+def session_arm(app: FastAPI, session_id: str) -> SessionArm | None:
+    """The experiment arm of ``session_id`` on this replica (None: no experiment, or none mounted), for a
+    route that answers per session: ``/api/ml/predict`` type ``warming`` can apply it (warming off: an empty
+    preload list; ``threshold``; ``model_version``: that registry version). No I/O."""
+    hub = getattr(app.state, "experiments", None)
+    return hub.params.for_session(session_id) if isinstance(hub, ExperimentHub) else None
 
 
 def include_experiments(app: FastAPI, state: Any, training_caller: Any) -> ExperimentHub:
