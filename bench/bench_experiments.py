@@ -15,7 +15,9 @@ by the delta method, fixed-horizon and always-valid p-values, the verdict), ten 
 (with the p-value a test treating requests as independent would have shown), an A/A replay (both arms
 warming) as a check, and the same trace replayed twice without the split (warming off for everyone vs on
 for everyone): the difference warming makes when it serves every session, which the per-session split
-underestimates because warmed pages also serve the control arm.
+underestimates because warmed pages also serve the control arm. ``--splits N`` repeats the A/B and an A/A
+with N independent assignment seeds: the spread of the estimated difference across splits against the
+mean standard error the readout reported (if the per-session variance were wrong, they would disagree).
 
 Run: ``.venv/bin/python bench/bench_experiments.py [--runs 2000] [--only peeking,replay]``.
 """
@@ -26,6 +28,7 @@ import argparse
 import json
 import math
 import platform
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,27 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "experiments.json"
 
 
-def _replay_trace(name: str, requests: list[Any], updates: list[tuple[float, str]]) -> dict[str, Any]:
+def _splits(trace: Any, base: Any, config: Any, predictor: Any, assets: Any, n: int) -> dict[str, Any]:
+    from precache.experiments.replay import replay_experiment
+
+    found: dict[str, list[float]] = {"ab": [], "ab_se": [], "aa": [], "aa_se": []}
+    for seed in range(n):
+        for kind, arms in (("ab", (Arm("off", 1), Arm("on", 1))),
+                           ("aa", (Arm("a", 1, {"warming": True}), Arm("b", 1, {"warming": True})))):
+            experiment = Experiment(f"split-{kind}", "warming", arms, mde=0.02, seed=f"{kind}-{seed}").validate()
+            _, _, out = replay_experiment(trace, experiment, base, config, predictor, assets)
+            fixed = out["arms"][arms[1].name]["metrics"]["hits"].get("fixedHorizon")
+            if fixed is not None:
+                found[kind].append(fixed["diff"])
+                found[f"{kind}_se"].append(fixed["se"])
+    if len(found["ab"]) < 2 or len(found["aa"]) < 2:
+        return {"splits": n, "status": "insufficient data"}
+    return {"splits": n, "ab_mean_diff": statistics.mean(found["ab"]), "ab_sd_diff": statistics.stdev(found["ab"]),
+            "ab_mean_se": statistics.mean(found["ab_se"]), "aa_mean_diff": statistics.mean(found["aa"]),
+            "aa_sd_diff": statistics.stdev(found["aa"]), "aa_mean_se": statistics.mean(found["aa_se"])}
+
+
+def _replay_trace(name: str, requests: list[Any], updates: list[tuple[float, str]], splits: int) -> dict[str, Any]:
     from precache.experiments.replay import replay_experiment
     from precache.models import build_predictor
     from precache.sim.origin import LatencyModel
@@ -84,11 +107,12 @@ def _replay_trace(name: str, requests: list[Any], updates: list[tuple[float, str
                      "avg_load_ms_off": everyone["heuristic"]["avg_load_ms"],
                      "avg_load_ms_on": everyone["full"]["avg_load_ms"],
                      "hit_rate_diff": everyone["full"]["hit_rate"] - everyone["heuristic"]["hit_rate"]},
+        "splits": _splits(trace, full, config, predictor, assets, splits) if splits else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
-def run_replays(traces: list[str], synthetic: int) -> dict[str, Any]:
+def run_replays(traces: list[str], synthetic: int, splits: int) -> dict[str, Any]:
     from precache.traces.reader import read_requests
     from precache.traces.synthetic import SyntheticWorkload
 
@@ -104,7 +128,7 @@ def run_replays(traces: list[str], synthetic: int) -> dict[str, Any]:
             requests = list(workload.requests())
             updates = [u for u in workload.updates() if u[0] <= requests[-1].time]
             name = f"synthetic-{synthetic}"
-        results[name] = _replay_trace(name, requests, updates)
+        results[name] = _replay_trace(name, requests, updates, splits)
     return results
 
 
@@ -112,12 +136,12 @@ def replay_table(results: dict[str, Any]) -> Table:
     table = Table(title="Warming off vs on, arms per session, one shared cache (fair stick, medium size)")
     for col in ("trace", "sessions off/on", "hit ratio off -> on (A/B)", "95% CI (per session)", "p fixed",
                 "p always-valid", "verdict", "first-look p: per request / per session", "A/A p",
-                "everyone off -> on", "origin req/session off -> on"):
+                "everyone off -> on", "origin req/session off -> on", "splits: sd of diff / mean se"):
         table.add_column(col)
     for name, r in results.items():
         hits = r["readout"]["arms"]["on"]["metrics"]["hits"]
         fh, seq = hits.get("fixedHorizon", {}), hits.get("sequential", {})
-        first = next((look for look in r["readout"]["looks"] if "fixedPValue" in look), {})
+        first: dict[str, Any] = next((look for look in r["readout"]["looks"] if "fixedPValue" in look), {})
         arms, ev = r["per_arm"], r["everyone"]
         table.add_row(
             name, f"{arms['off']['sessions']}/{arms['on']['sessions']}",
@@ -126,7 +150,9 @@ def replay_table(results: dict[str, Any]) -> Table:
             f"{fh.get('pValue', float('nan')):.3f}", f"{seq.get('pValue', float('nan')):.3f}", r["verdict"],
             f"{first.get('requestLevelPValue') or float('nan'):.4f} / {first.get('fixedPValue', float('nan')):.4f}",
             f"{r['aa']['p_value']:.3f}", f"{ev['hit_rate_off']:.3f} -> {ev['hit_rate_on']:.3f}",
-            f"{arms['off']['origin_requests_per_session']:.2f} -> {arms['on']['origin_requests_per_session']:.2f}")
+            f"{arms['off']['origin_requests_per_session']:.2f} -> {arms['on']['origin_requests_per_session']:.2f}",
+            f"{sp['ab_sd_diff']:.4f} / {sp['ab_mean_se']:.4f} (A/A {sp['aa_sd_diff']:.4f} / {sp['aa_mean_se']:.4f})"
+            if (sp := r.get("splits")) and "ab_sd_diff" in sp else "-")
     return table
 
 
@@ -139,15 +165,17 @@ def main() -> None:
     parser.add_argument("--only", default="peeking,replay", help="peeking and/or replay")
     parser.add_argument("--traces", default="nasa-jul,nasa-aug,synthetic", help="replay traces")
     parser.add_argument("--synthetic", type=int, default=50_000, help="requests of the synthetic trace")
+    parser.add_argument("--splits", type=int, default=20, help="A/B and A/A repeats with other seeds (0: none)")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     if "replay" in parts:
         started = time.perf_counter()
-        replays = run_replays(args.traces.split(","), args.synthetic)
+        replays = run_replays(args.traces.split(","), args.synthetic, args.splits)
         Console(width=250).print(replay_table(replays))
         previous["replay"] = {"config": {"sizes": {"l1_share": 0.05, "l2_share": 0.30}, "ttl": 3600.0,
-                                         "predictor": "ppm", "threshold": 0.7, "mde": 0.02, "alpha": 0.05},
+                                         "predictor": "ppm", "threshold": 0.7, "mde": 0.02, "alpha": 0.05,
+                                         "splits": args.splits},
                               "traces": replays, "seconds": round(time.perf_counter() - started, 1)}
         if "peeking" not in parts:
             args.out.parent.mkdir(parents=True, exist_ok=True)
