@@ -10,8 +10,8 @@
 // the encoder (page vectors -> last hidden state); this file repeats the rest of
 // precache.models.attention.runtime.AttentionRuntime: network ids (0 PAD, 1 OOV, 2 + i for pages[i]),
 // input vectors = int8 page row * its scale (+ the path segment's vector; an unseen page keeps its
-// segment), the last max_len pages left-padded to max_len (one input shape: fast in wasm; the encoder
-// masks padding and counts positions from the first real page), the entry (first) page's vector, then
+// segment), the last max_len pages left-padded to a power-of-two width (a few shapes: fast in wasm; the
+// encoder masks padding and counts positions from the first real page), the entry (first) page's vector, then
 // logits = h . V^T + bias + alpha * M[last page] in float32 (V = page + segment vectors, tied), / temperature,
 // softmax without the PAD column; an empty history gets the training popularity prior.
 
@@ -235,7 +235,46 @@ export class OrtModel {
     return this.topOf(probs, 0, this.k);
   }
 
-  /** One session.run for every history that is not empty and not cached. */
+  /**
+   * The input width for a history of `length` pages: the next power of two, at most max_len. A few fixed
+   * widths keep onnxruntime-web on shapes it has planned (a new shape per request cost p90 ~4.7 ms), and a
+   * short history does not pay for max_len positions: a batch of 64 padded to max_len did 64x the work of
+   * one request, so batching gained nothing. Left padding never changes the answer (the encoder masks it
+   * and counts positions from the first real page).
+   */
+  widthFor(length) {
+    let width = 1;
+    while (width < length) width *= 2;
+    return Math.min(width, this.maxLen);
+  }
+
+  /** One session.run for encoded histories ([entry, ...last max_len pages]) at input width L: their top-k. */
+  async run(histories, L) {
+    const d = this.d;
+    const n = histories.length;
+    const emb = new Float32Array(n * L * d); // zero rows = PAD (left padding)
+    const real = new Float32Array(n * L);
+    const entry = new Float32Array(n * d);
+    const last = new Int32Array(n);
+    histories.forEach(([first, ...tail], row) => {
+      const pad = L - tail.length;
+      tail.forEach(([id, seg], j) => {
+        this.vector(id, seg, emb, (row * L + pad + j) * d);
+        real[row * L + pad + j] = 1;
+      });
+      this.vector(first[0], first[1], entry, row * d);
+      last[row] = tail[tail.length - 1][0];
+    });
+    const output = await this.session.run({
+      emb: new ort.Tensor("float32", emb, [n, L, d]),
+      real: new ort.Tensor("float32", real, [n, L]),
+      entry: new ort.Tensor("float32", entry, [n, d]),
+    });
+    const hidden = output[this.session.outputNames[0]].data;
+    return histories.map((_, row) => this.answer(hidden, row * d, last[row]));
+  }
+
+  /** One session.run per input width for the histories that are not empty and not cached. */
   async predictBatch(histories, topK) {
     const results = new Array(histories.length);
     const cached = histories.map(() => false);
@@ -248,37 +287,20 @@ export class OrtModel {
       if (hit) { results[i] = hit.slice(0, topK); cached[i] = true; return; }
       todo.push(i);
     });
-    if (todo.length) {
-      const L = this.maxLen;
-      const d = this.d;
-      const n = todo.length;
-      const emb = new Float32Array(n * L * d); // zero rows = PAD (left padding)
-      const real = new Float32Array(n * L);
-      const entry = new Float32Array(n * d);
-      const last = new Int32Array(n);
-      todo.forEach((i, row) => {
-        const [first, ...tail] = encoded[i];
-        const pad = L - tail.length;
-        tail.forEach(([id, seg], j) => {
-          this.vector(id, seg, emb, (row * L + pad + j) * d);
-          real[row * L + pad + j] = 1;
-        });
-        this.vector(first[0], first[1], entry, row * d);
-        last[row] = tail[tail.length - 1][0];
-      });
-      const output = await this.session.run({
-        emb: new ort.Tensor("float32", emb, [n, L, d]),
-        real: new ort.Tensor("float32", real, [n, L]),
-        entry: new ort.Tensor("float32", entry, [n, d]),
-      });
-      const hidden = output[this.session.outputNames[0]].data;
-      todo.forEach((i, row) => {
-        const top = this.answer(hidden, row * d, last[row]);
+    const groups = new Map(); // input width -> the todo rows that run at that width
+    for (const i of todo) {
+      const width = this.widthFor(encoded[i].length - 1);
+      if (!groups.has(width)) groups.set(width, []);
+      groups.get(width).push(i);
+    }
+    for (const [width, rows] of groups) {
+      const tops = await this.run(rows.map((i) => encoded[i]), width);
+      rows.forEach((i, row) => {
         if (cacheLimit > 0) {
           if (this.cache.size >= cacheLimit) this.cache.delete(this.cache.keys().next().value);
-          this.cache.set(keys[i], top);
+          this.cache.set(keys[i], tops[row]);
         }
-        results[i] = top.slice(0, topK);
+        results[i] = tops[row].slice(0, topK);
       });
     }
     return { results, cached };

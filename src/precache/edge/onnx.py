@@ -2,9 +2,10 @@
 
 The Worker repeats :class:`~precache.models.attention.runtime.AttentionRuntime` in JavaScript
 (``edge/src/ort-model.js``): network ids (0 PAD, 1 OOV, ``2 + i`` for ``pages[i]``), page + path-segment
-vectors of the last ``max_len`` pages left-padded to ``max_len`` (one input shape keeps onnxruntime-web
-fast; the encoder masks padding and counts positions from the first real page, so the state equals
-Python's shorter padding up to float noise), the entry page's vector, the encoder graph as it is
+vectors of the last ``max_len`` pages left-padded to a power-of-two width (a few input shapes keep
+onnxruntime-web fast, and short histories do not pay for ``max_len`` positions; the encoder masks padding
+and counts positions from the first real page, so the state equals Python's padding up to float noise),
+the entry page's vector, the encoder graph as it is
 (``model.onnx``), then ``logits = h . V^T + bias + alpha * M[last]``, / temperature, softmax without the
 PAD column, and the training popularity prior for an empty history.
 
