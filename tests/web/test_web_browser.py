@@ -73,3 +73,25 @@ def test_the_browser_prefetches_predicted_pages_served_from_the_cache(browser: A
     # through the rules route's beacon
     assert beacons >= len(from_prefetch)
     assert views == len(navigations)
+
+
+@pytest.mark.realdata
+def test_link_prefetch_hints_are_followed_too(browser: Any, tmp_path: Path) -> None:
+    """``HintConfig(mode="link")``: ``Link: <…>; rel=prefetch`` on the page; Chromium prefetches with
+    ``Sec-Purpose: prefetch`` into its HTTP cache and the click is answered from there, without a request."""
+    from examples.site.app import create_app
+
+    from precache.models import build_predictor
+    from precache.web import HintConfig, PrecacheMiddleware, WebConfig
+
+    trace = shared_file("msnbc-anonymous-web/msnbc990928.zip")
+    predictor = build_predictor("markov")
+    predictor.fit(list(as_sessions(msnbc_sessions(trace, limit=5_000))))
+    site = PrecacheMiddleware(create_app(tmp_path / "site.db", delay=0.05), predictor=predictor,
+                              config=WebConfig(hints=HintConfig(mode="link", threshold=0.25)))
+    log = RequestLog(site)
+    with serving(log) as base:
+        navigations = replay(browser, base, log, ["/section/news", "/article/news-1", "/article/news-2"], think=0.7)
+    prefetched = {e.path for e in log.pages(purpose="prefetch")}
+    assert "/article/news-1" in prefetched
+    assert navigations[1].delivery == "cache" and not navigations[1].server_saw

@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from web_harness import SiteUnderTest, asgi_app, serve_asgi, serve_wsgi, wsgi_app
+from examples.site.harness import serving
+from web_harness import SiteUnderTest, asgi_app, serve_wsgi, wsgi_app
 
 from precache.cache import MemoryTier, PredictiveCache
 from precache.web import PrecacheMiddleware, PrecacheWSGIMiddleware, WebConfig
@@ -23,7 +24,7 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, SiteUnderTest,
     cache = PredictiveCache(MemoryTier(max_bytes=8 * 1024 * 1024))
     if request.param == "asgi":
         mw = PrecacheMiddleware(asgi_app(site), cache, config=CONFIG)
-        with serve_asgi(mw) as base:
+        with serving(mw) as base:
             yield base, site, mw
     else:
         wmw = PrecacheWSGIMiddleware(wsgi_app(site), cache, config=CONFIG)
@@ -180,3 +181,13 @@ def test_methods_and_request_no_cache_bypass(served: tuple[str, SiteUnderTest, A
         assert fresh.headers["x-precache"] == "bypass" and fresh.text == "<p>public 3</p>"
         assert c.get("/noinfo").headers["x-precache"] == "miss"  # heuristic freshness (60 s)
         assert c.get("/noinfo").headers["x-precache"] == "hit"
+
+
+def test_the_session_can_come_from_a_header() -> None:
+    site = SiteUnderTest()
+    mw = PrecacheMiddleware(asgi_app(site), PredictiveCache(), config=WebConfig(session_header="X-Session-Id"))
+    with serving(mw) as base, _client(base) as c:
+        r = c.get("/public", headers={"x-session-id": "header-session-1"})
+        assert "set-cookie" not in r.headers and r.headers["x-precache"] == "miss"
+        c.get("/noinfo", headers={"x-session-id": "header-session-1"})
+    assert mw.sessions.history("header-session-1") == ["/public", "/noinfo"]

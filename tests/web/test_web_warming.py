@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import httpx
-from web_harness import serve_asgi
+from examples.site.harness import serving
 
 from precache.cache import MemoryTier, PredictiveCache
 from precache.models import build_predictor
@@ -54,7 +54,7 @@ def test_warming_calls_the_app_in_process_without_credentials() -> None:
                             warmer_config=WarmerConfig(threshold=0.5))
     events: list[Any] = []
     cache.subscribe(events.append)
-    with serve_asgi(mw) as base, httpx.Client(base_url=base, timeout=20) as alice:
+    with serving(mw) as base, httpx.Client(base_url=base, timeout=20) as alice:
         alice.get("/c")  # an anonymous view first: the template of warming requests
         # /c predicts /secret, which is private: the warmer fetches it once and is refused, without back-off
         _wait(lambda: mw.warmer.stats.skipped["not_preloadable"] >= 1)
@@ -93,7 +93,7 @@ def test_warming_calls_the_app_in_process_without_credentials() -> None:
 
 def test_a_forged_session_cookie_gets_a_new_session() -> None:
     mw = PrecacheMiddleware(app, PredictiveCache())
-    with serve_asgi(mw) as base, httpx.Client(base_url=base, timeout=20) as c:
+    with serving(mw) as base, httpx.Client(base_url=base, timeout=20) as c:
         c.cookies.set("precache_sid", "bad value;")
         r = c.get("/a")
         assert r.headers["x-precache"] == "miss"  # the session cookie is not a credential

@@ -1,13 +1,12 @@
-"""One small test application written once and served both ways: as an ASGI app under uvicorn and as a
-WSGI app under wsgiref's threaded server, each wrapped in the precache middleware (so the WSGI and ASGI
-middleware run the same behavioural tests). Every handler counts its calls, so a test can tell a
-cached answer from a fresh one."""
+"""One small test application written once and served both ways: as an ASGI app under uvicorn
+(``examples.site.harness.serving``) and as a WSGI app under wsgiref's threaded server, each wrapped in the
+precache middleware (so the WSGI and ASGI middleware run the same behavioural tests). Every handler counts
+its calls, so a test can tell a cached answer from a fresh one."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -15,8 +14,6 @@ from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-import uvicorn
 
 from conftest import free_port
 from precache.web.rules import cookie_value
@@ -129,23 +126,6 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-@contextmanager
-def serve_asgi(app: Any) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @contextmanager
