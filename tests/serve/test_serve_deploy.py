@@ -90,6 +90,8 @@ def test_without_redis_histories_stay_in_memory(model_dir: Path) -> None:
         assert ready["ready"] is True and ready["redis"].startswith("degraded") and "memory" in ready["sessions"]
         events = client.post("/api/ml/events", json={"events": [{"sessionId": "m", "page": "/hub"}]})
         assert events.status_code == 200 and events.json() == {"accepted": 1, "streamed": False}
+        # the rate limit falls back to this replica's own bucket (and says so)
+        assert client.get("/api/ml/metrics").json()["rateLimitRedisFailures"] >= 1
 
 
 def test_two_replicas_share_sessions_through_redis(redis_server: RedisProcess, model_dir: Path) -> None:
@@ -130,5 +132,22 @@ def test_on_redis_cluster_histories_and_events_work(redis_cluster: str, model_di
         events = [{"sessionId": f"c{i}", "page": f"/a{i % 6}", "key": f"k{i}"} for i in range(20)]
         r = client.post("/api/ml/events", json={"events": events})
         assert r.status_code == 200 and r.json() == {"accepted": 20, "streamed": True}
+        assert client.get("/api/ml/metrics").json()["rateLimitRedisFailures"] == 0  # the script runs on Cluster
         ready = httpx.get(f"{svc.url}/readyz").json()
         assert ready["redis"] == "ok" and ready["sessions"] == "redis"
+
+
+def test_the_event_rate_limit_holds_across_replicas(redis_server: RedisProcess, model_dir: Path) -> None:
+    env = service_env(redis_server.url, model_dir, PRECACHE_EVENTS_PER_SECOND="1", PRECACHE_EVENTS_BURST="10")
+    batch = {"events": [{"sessionId": "rl", "page": f"/p{i}"} for i in range(7)]}
+    with running_service(env) as a, running_service(env) as b, a.client() as ca, b.client() as cb:
+        assert ca.post("/api/ml/events", json=batch).status_code == 200
+        # per replica, b's own bucket would take these 7 as well; the token's one limit does not
+        refused = cb.post("/api/ml/events", json=batch)
+        assert refused.status_code == 429 and refused.json()["error"] == "rate_limited"
+        assert 1 <= int(refused.headers["retry-after"]) <= 5  # 4 events over the burst at 1/s
+        assert cb.post("/api/ml/events", json={"events": batch["events"][:3]}).status_code == 200  # the rest
+        for client in (ca, cb):
+            gauges = client.get("/api/ml/metrics").json()
+            assert gauges["rateLimitRedisFailures"] == 0
+        assert cb.get("/api/ml/metrics").json()["eventsRateLimited"] == 1

@@ -234,3 +234,42 @@ def test_train_gate_activate_predict_cycle(redis_server: RedisProcess, tmp_path:
         remove_schedule(redis_server.url, weekly.json()["jobId"])
         hourly = admin.post("/api/ml/train", json={**body, "schedule": "hourly"})
         assert hourly.status_code == 422 and "body.schedule" in hourly.json()["detail"]
+
+
+def test_files_of_an_auto_models_components_are_served(redis_server: RedisProcess, tmp_path: Path) -> None:
+    """An ``auto`` model keeps each component in a sub-directory; every file there is reachable, pinned by the
+    chain of checksums (manifest -> auto.json -> component manifest -> component files)."""
+    import hashlib
+    import json
+
+    from precache.models.auto import AutoPredictor
+    from precache.registry import ModelRegistry
+
+    sessions = hub_sessions(600)
+    auto = AutoPredictor(candidates=[], blend_with=["markov", "ppm"], weights=[], gates=["markov+ppm"])
+    auto.fit(sessions[:500], sessions[500:])
+    registry = ModelRegistry(tmp_path / "models", tmp_path / "backups")
+    registry.register("page-predictor", auto.save(tmp_path / "auto"))
+    registry.activate("page-predictor", "v1")
+    version = tmp_path / "models" / "page-predictor" / "v1"
+    components = json.loads((version / "auto.json").read_text())["components"]
+    assert len(components) == 2
+    env = registry_env(redis_server.url, tmp_path / "models", PRECACHE_REDIS_PREFIX="auto:")
+    url = "/api/ml/models/page-predictor/active/files/"
+    with running_service(env) as svc, svc.client() as client:
+        for entry in components:
+            sub = entry["dir"]
+            manifest = client.get(url + f"{sub}/manifest.json")
+            assert manifest.status_code == 200 and manifest.headers["etag"] == f'"{entry["manifest_sha256"]}"'
+            for name, digest in json.loads(manifest.content)["files"].items():
+                r = client.get(url + f"{sub}/{name}")
+                assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == digest
+                assert r.headers["etag"] == f'"{digest}"'
+                assert client.get(url + f"{sub}/{name}", headers={"If-None-Match": f'"{digest}"'}).status_code == 304
+        assert client.get(url + "auto.json").status_code == 200
+        sub = components[0]["dir"]
+        for bad in (f"{sub}/registry.json", "component-9/manifest.json", f"{sub}/..%2Fmanifest.json",
+                    f"{sub}/x/manifest.json"):
+            assert client.get(url + bad).status_code in (404, 422), bad
+        (version / sub / "manifest.json").write_text("{}")  # tampered: no longer the manifest auto.json pinned
+        assert client.get(url + f"{sub}/manifest.json").status_code == 409

@@ -33,11 +33,12 @@ from precache.serve.events import ClientHasher, EventRecorder
 from precache.serve.experiments_routes import include_experiments
 from precache.serve.heap import heap_gauges, settle_after_startup
 from precache.serve.jobs import JobStore
-from precache.serve.limits import BodySizeLimit, RateLimiter
+from precache.serve.limits import BodySizeLimit
 from precache.serve.metrics import RequestCounter, ServiceMetrics
 from precache.serve.model import ModelHolder, ServedModel
 from precache.serve.model_history import ModelHistory
 from precache.serve.monitoring import ServiceMonitoring
+from precache.serve.ratelimit import SharedRateLimiter
 from precache.serve.registry_routes import register_routes
 from precache.serve.schemas import (
     CacheDecision,
@@ -77,7 +78,7 @@ class ServiceState:
     advisor: CacheAdvisor | None
     advisor_error: str | None
     registry: ModelRegistry
-    limiter: RateLimiter
+    limiter: SharedRateLimiter
     redis: Any
     edge: EdgeInference | None = None
     follower: RegistryFollower | None = None
@@ -149,7 +150,8 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
                              maxlen=serve.event_stream_maxlen, retention=serve.event_retention_seconds,
                              hasher=ClientHasher(serve.client_hash_key or settings.api_token)),
         models=ModelHolder(max_history=serve.max_history, cache_size=serve.prediction_cache_size),
-        limiter=RateLimiter(serve.events_per_second, serve.events_burst), redis=redis,
+        limiter=SharedRateLimiter(redis, serve.redis_prefix, serve.events_per_second, serve.events_burst),
+        redis=redis,
         advisor=None, advisor_error=None, registry=open_registry(settings))
     monitoring = state.monitoring = ServiceMonitoring(
         settings, redis, lambda: state.models.current.directory if state.models.current else None,
@@ -171,6 +173,7 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
         "eventsReceived": lambda: float(state.events.received),
         "eventsStreamed": lambda: float(state.events.streamed),
         "eventsRateLimited": lambda: float(state.limiter.refused),
+        "rateLimitRedisFailures": lambda: float(state.limiter.redis_failures),
         "modelLoads": lambda: float(state.models.loads),
         "alertLoopErrors": lambda: float(monitoring.alert_errors),
         **heap_gauges(),
@@ -356,9 +359,10 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
               summary="Report a batch of accesses (page views and cache-key accesses)",
               responses=error_responses(401, 413, 422, 429))
     async def events(body: EventsRequest, caller: Caller = Depends(api_caller)) -> EventsResponse:
-        if not state.limiter.allow(caller.key, len(body.events)):
-            raise ApiError(429, "rate_limited", f"more than {state.serve.events_per_second:g} events/s for this token",
-                           {"Retry-After": str(state.limiter.retry_after(len(body.events)))})
+        allowed, retry_after = await state.limiter.allow(caller.key, len(body.events))
+        if not allowed:
+            raise ApiError(429, "rate_limited", f"more than {state.serve.events_per_second:g} events/s for this token "
+                           "(across replicas)", {"Retry-After": str(retry_after)})
         streamed = await state.events.record(body.events)
         for event in body.events:
             if event.page is not None:

@@ -1,4 +1,4 @@
-"""Bounded input: a request-body size limit (ASGI middleware) and per-token rate limits for events.
+"""Bounded input: a request-body size limit (ASGI middleware) and the per-replica token buckets for events.
 
 Why middleware for the size: FastAPI reads the whole body before validation, so a limit checked in a
 handler comes too late; this one refuses a too-large ``Content-Length`` before reading and reads a
@@ -71,7 +71,8 @@ class BodySizeLimit:
 class RateLimiter:
     """One token bucket per caller (hashed token), at most ``max_callers`` remembered (LRU).
 
-    Per replica: N replicas allow N times the rate in total, which bounds the load each one takes."""
+    Per replica: the fallback of :class:`~precache.serve.ratelimit.SharedRateLimiter` while Redis is away
+    (then N replicas allow N times the rate in total, which still bounds the load each one takes)."""
 
     def __init__(self, rate: float, burst: int, max_callers: int = 10_000) -> None:
         self.rate, self.burst, self.max_callers = rate, burst, max_callers

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("precache.serve")
 
 VERSION_PATTERN = r"^v[0-9]{1,9}$"
-FILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+FILE_PATTERN = rf"^{NAME_PATTERN}(/{NAME_PATTERN})?$"  # a file, or a file of a component sub-directory
 JOB_PATTERN = r"^[0-9a-f]{32}$"
 
 
@@ -103,8 +105,9 @@ def register_routes(app: FastAPI, state: ServiceState, api_caller: Any, training
                        _: Caller = Depends(training_caller)) -> ActivationResponse:
         return await change(name, lambda: registry.rollback(name, version))
 
-    @app.get("/api/ml/models/{name}/active/files/{file}", tags=["models"],
-             summary="A file of the active version, for edge workers' model sync (API token)",
+    @app.get("/api/ml/models/{name}/active/files/{file:path}", tags=["models"],
+             summary="A file of the active version (or of its component sub-directories: component-0/...), for "
+                     "edge workers' model sync (API token)",
              responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string",
                                                                                   "format": "binary"}}},
                               "description": "the file; ETag is its sha256"},
@@ -190,16 +193,23 @@ async def declare_schedule(state: ServiceState, request: dict[str, Any], schedul
 
 def servable_files(directory: Path) -> dict[str, str | None]:
     """The files of a version directory an edge worker may fetch, with the sha256 each must have: the model's
-    manifest and the files it lists, and, when ``precache edge build --publish`` wrote one, the edge manifest
-    and the files it lists (``files: {name: {sha256, bytes}}``). Manifests themselves are served as they are
-    (their ETag is still the sha256 of the bytes sent); nothing else in the directory is reachable."""
+    manifest and the files it lists; for an ``auto`` model, each component sub-directory's manifest (pinned
+    by the sha256 ``auto.json`` records for it) and the files that manifest lists, as ``component-0/<file>``;
+    and, when ``precache edge build --publish`` wrote one, the edge manifest and the files it lists (``files:
+    {name: {sha256, bytes}}``). The top manifest is served as it is (its ETag is still the sha256 of the bytes
+    sent); nothing else in the directory is reachable."""
     import json
 
-    out: dict[str, str | None] = {"manifest.json": None}
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-    for listing in (manifest.get("files"), manifest.get("sha256")):
-        if isinstance(listing, dict):
-            out.update({str(k): str(v) for k, v in listing.items() if isinstance(v, str)})
+    out = _listed(directory, "")
+    if "auto.json" in out:  # listed, so its bytes are checked against the manifest when served
+        auto = json.loads((directory / "auto.json").read_text(encoding="utf-8"))
+        components = auto.get("components") if isinstance(auto, dict) else None
+        for entry in components if isinstance(components, list) else []:
+            sub = entry.get("dir") if isinstance(entry, dict) else None
+            if isinstance(sub, str) and re.fullmatch(NAME_PATTERN, sub) and (directory / sub).is_dir():
+                out.update(_listed(directory / sub, f"{sub}/"))
+                pinned = entry.get("manifest_sha256")
+                out[f"{sub}/manifest.json"] = pinned if isinstance(pinned, str) else None
     edge = directory / "edge-manifest.json"
     if edge.is_file():
         out["edge-manifest.json"] = None
@@ -207,6 +217,19 @@ def servable_files(directory: Path) -> dict[str, str | None]:
         if isinstance(edge_files, dict):
             out.update({str(k): str(v["sha256"]) for k, v in edge_files.items()
                         if isinstance(v, dict) and isinstance(v.get("sha256"), str)})
+    return out
+
+
+def _listed(directory: Path, prefix: str) -> dict[str, str | None]:
+    """``manifest.json`` and the files its ``files`` (or older ``sha256``) table lists, under ``prefix``."""
+    import json
+
+    out: dict[str, str | None] = {f"{prefix}manifest.json": None}
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    for listing in (manifest.get("files"), manifest.get("sha256")):
+        if isinstance(listing, dict):
+            out.update({f"{prefix}{k}": str(v) for k, v in listing.items()
+                        if isinstance(v, str) and re.fullmatch(NAME_PATTERN, str(k))})
     return out
 
 
