@@ -109,6 +109,32 @@ def test_warming_lists_pages_above_the_threshold(api: httpx.Client) -> None:
     assert len(low.json()["preload"]) >= 5
 
 
+def test_warming_lists_carry_the_assets_reported_after_page_views(api: httpx.Client, service: Service) -> None:
+    events: list[dict[str, object]] = []
+    for i in range(10):
+        session = f"asset-{i}"
+        events += [{"sessionId": session, "page": "/hub"}, {"sessionId": session, "key": "/img/hub.png"},
+                   {"sessionId": session, "key": "/img/hub.png"}]  # twice in one view: counted once
+        events += [{"sessionId": session, "key": "/js/some.js"}] if i < 4 else []
+        events += [{"sessionId": session, "key": "/img/rare.gif"}] if i == 0 else []
+    # a view's accesses may arrive in a later batch: they belong to the session's last page
+    later = [{"sessionId": f"asset-{i}", "key": "/css/late.css"} for i in range(10)]
+    with service.client(TRAINING_KEY) as reporter:  # its own rate-limit bucket
+        for batch in (events, later):
+            assert reporter.post("/api/ml/events", json={"events": batch}).status_code == 200
+    body = api.post("/api/ml/predict", json={"sessionId": "asset-w", "type": "warming",
+                                             "context": {"currentPath": "/a4"}, "options": {"threshold": 0.2}})
+    assert body.status_code == 200, body.text
+    [hub] = body.json()["preload"]
+    assets = {a["page"]: a["probability"] for a in hub["assets"]}
+    # P(page) * P(asset | page); /img/rare.gif (1 view in 10, so at most 0.1) is below the threshold
+    assert set(assets) == {"/img/hub.png", "/css/late.css", "/js/some.js"}, assets
+    assert [a["page"] for a in hub["assets"]][-1] == "/js/some.js"  # most likely first
+    assert assets["/css/late.css"] == pytest.approx(assets["/img/hub.png"])
+    assert 0 < assets["/img/hub.png"] <= hub["probability"]
+    assert assets["/js/some.js"] == pytest.approx(0.4 * assets["/img/hub.png"])
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"sessionId": "x", "context": {"currentPath": "/a"}, "extra": 1}, "body.extra"),
     ({"sessionId": "x", "context": {"currentPath": "/a"}, "options": {"topK": "5"}}, "body.options.topK"),

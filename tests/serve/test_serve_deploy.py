@@ -132,7 +132,14 @@ def test_on_redis_cluster_histories_and_events_work(redis_cluster: str, model_di
         events = [{"sessionId": f"c{i}", "page": f"/a{i % 6}", "key": f"k{i}"} for i in range(20)]
         r = client.post("/api/ml/events", json={"events": events})
         assert r.status_code == 200 and r.json() == {"accepted": 20, "streamed": True}
-        assert client.get("/api/ml/metrics").json()["rateLimitRedisFailures"] == 0  # the script runs on Cluster
+        assets = [{"sessionId": f"c{i}", "key": f"/img/{i % 3}.png"} for i in range(20)]
+        assert client.post("/api/ml/events", json={"events": assets}).status_code == 200
+        gauges = client.get("/api/ml/metrics").json()
+        assert gauges["rateLimitRedisFailures"] == 0 and gauges["assetCountFailures"] == 0  # the scripts run there
+        warming = client.post("/api/ml/predict", json={"sessionId": "cw", "type": "warming",
+                                                       "context": {"currentPath": "/entry0"},
+                                                       "options": {"threshold": 0.01}}).json()
+        assert any(item["assets"] for item in warming["preload"])  # /a_j's assets, read back from the cluster
         ready = httpx.get(f"{svc.url}/readyz").json()
         assert ready["redis"] == "ok" and ready["sessions"] == "redis"
 

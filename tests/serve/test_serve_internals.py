@@ -106,3 +106,14 @@ def test_startup_freezes_the_heap_and_a_model_install_freezes_the_model() -> Non
         del tables
     finally:
         gc.unfreeze()  # the rest of this pytest process keeps the normal collector
+
+
+def test_assets_belong_to_the_view_before_them_once_per_view() -> None:
+    from precache.serve.assets import views_and_assets
+
+    events = [(None, "/logo.png"), ("/a", None), (None, "/x.js"), (None, "/x.js"), ("/b", "/b-key"), (None, "/x.js"),
+              ("/a", None), (None, "/y.css")]
+    views, together = views_and_assets(["/entry", "/home"], events)
+    assert views == {"/a": 2, "/b": 1}  # a page view that names its cache key is a view, not an asset
+    assert together == {("/home", "/logo.png"): 1, ("/a", "/x.js"): 1, ("/b", "/x.js"): 1, ("/a", "/y.css"): 1}
+    assert views_and_assets([], [(None, "/orphan.png")]) == ({}, {})  # no page before it: nobody's asset

@@ -26,6 +26,7 @@ from precache.edge.client import EdgeInference
 from precache.monitoring.dashboard import dashboard_router
 from precache.registry import CHANNEL as REGISTRY_CHANNEL
 from precache.registry import ModelRegistry, open_registry
+from precache.serve.assets import AssetCounts
 from precache.serve.auth import Authenticator, Caller, Role
 from precache.serve.decisions import CacheAdvisor
 from precache.serve.errors import ApiError, error_responses, install_error_handlers
@@ -148,7 +149,8 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
         metrics=metrics, histories=histories,
         events=EventRecorder(redis, histories, prefix=serve.redis_prefix, stream=serve.event_stream,
                              maxlen=serve.event_stream_maxlen, retention=serve.event_retention_seconds,
-                             hasher=ClientHasher(serve.client_hash_key or settings.api_token)),
+                             hasher=ClientHasher(serve.client_hash_key or settings.api_token),
+                             assets=AssetCounts(redis, serve.redis_prefix, serve.event_retention_seconds)),
         models=ModelHolder(max_history=serve.max_history, cache_size=serve.prediction_cache_size),
         limiter=SharedRateLimiter(redis, serve.redis_prefix, serve.events_per_second, serve.events_burst),
         redis=redis,
@@ -172,6 +174,7 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
         "historyRedisFailures": lambda: float(histories.failures),
         "eventsReceived": lambda: float(state.events.received),
         "eventsStreamed": lambda: float(state.events.streamed),
+        "assetCountFailures": lambda: float(state.events.assets.failures if state.events.assets else 0),
         "eventsRateLimited": lambda: float(state.limiter.refused),
         "rateLimitRedisFailures": lambda: float(state.limiter.redis_failures),
         "modelLoads": lambda: float(state.models.loads),
@@ -312,7 +315,12 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             threshold = body.options.threshold if body.options.threshold is not None else predictive.warming_threshold
             k = max(1, min(50, predictive.max_preload_items))
             ranked, cached = await state.models.predict(served, history, k)
-            items = [WarmingItem(page=p, probability=_prob(pr)) for p, pr in ranked if pr >= threshold]
+            pages = [(p, _prob(pr)) for p, pr in ranked if pr >= threshold]
+            assets = (await state.events.assets.of_pages(pages, threshold) if state.events.assets is not None
+                      else [[] for _ in pages])
+            items = [WarmingItem(page=p, probability=pr, assets=[PagePrediction(page=a, probability=_prob(pa))
+                                                                 for a, pa in listed])
+                     for (p, pr), listed in zip(pages, assets, strict=True)]
             latency = (time.perf_counter() - start) * 1000
             state.metrics.cache_lookup(cached)
             monitoring.prediction(latency / 1000, "warming", version=served.version)

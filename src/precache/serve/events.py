@@ -1,5 +1,6 @@
-"""``POST /api/ml/events``: reported accesses go to the session histories, the per-key access records and
-the access-event Redis Stream that the training pipeline's collector drains.
+"""``POST /api/ml/events``: reported accesses go to the session histories, the per-key access records, the
+page -> asset counts behind warming lists (:mod:`precache.serve.assets`) and the access-event Redis Stream
+that the training pipeline's collector drains.
 
 Stream entries have exactly the layout :class:`precache.cache.stream.StreamSink` writes for embedded
 caches (:func:`precache.cache.stream.event_fields`), on the same stream name (``PRECACHE_EVENT_STREAM``,
@@ -16,13 +17,14 @@ import hmac
 import logging
 import secrets
 import time
-from collections import OrderedDict, defaultdict, deque
+from collections import Counter, OrderedDict, defaultdict, deque
 from typing import Any
 
 from precache.cache.events import AccessEvent
 from precache.cache.stream import event_fields
+from precache.serve.assets import AssetCounts, views_and_assets
 from precache.serve.schemas import AccessEventIn
-from precache.serve.sessions import FailoverHistories
+from precache.serve.sessions import FailoverHistories, redis_tag
 
 log = logging.getLogger("precache.serve")
 
@@ -30,10 +32,6 @@ KEY_RECORDS = 64  # accesses remembered per cache key for type=cache features
 LOCAL_KEYS = 100_000  # keys remembered in process when Redis is absent or failing
 
 Access = tuple[float, int, float, str]  # (time, size, latency, client hash)
-
-
-def key_tag(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 class ClientHasher:
@@ -51,8 +49,8 @@ class ClientHasher:
 
 class EventRecorder:
     def __init__(self, redis: Any | None, histories: FailoverHistories, *, prefix: str, stream: str,
-                 maxlen: int, retention: float, hasher: ClientHasher) -> None:
-        self.redis, self.histories, self.prefix = redis, histories, prefix
+                 maxlen: int, retention: float, hasher: ClientHasher, assets: AssetCounts | None = None) -> None:
+        self.redis, self.histories, self.prefix, self.assets = redis, histories, prefix, assets
         self.stream, self.maxlen, self.retention, self.hasher = stream, maxlen, retention, hasher
         self.received = 0
         self.streamed = 0
@@ -60,18 +58,31 @@ class EventRecorder:
         self._local: OrderedDict[str, deque[Access]] = OrderedDict()
 
     def key_records(self, key: str) -> str:
-        return f"{self.prefix}keyev:{{{key_tag(key)}}}"
+        return f"{self.prefix}keyev:{{{redis_tag(key)}}}"
 
     async def record(self, events: list[AccessEventIn]) -> bool:
         """Store a validated batch; returns whether it reached Redis (the stream and key records)."""
         now = time.time()
         self.received += len(events)
-        pages: defaultdict[str, list[str]] = defaultdict(list)
+        by_session: defaultdict[str, list[tuple[str | None, str | None]]] = defaultdict(list)
         for event in events:
-            if event.page is not None:
-                pages[event.sessionId].append(event.page)
-        for session_id, viewed in pages.items():
-            await self.histories.append(session_id, viewed)
+            by_session[event.sessionId].append((event.page, event.key))
+        views: Counter[str] = Counter()
+        together: Counter[tuple[str, str]] = Counter()
+        for session_id, accesses in by_session.items():
+            viewed = [page for page, _ in accesses if page is not None]
+            history = await self.histories.append(session_id, viewed) if viewed else None
+            if self.assets is None:
+                continue
+            before: list[str] = []
+            if any(page is None for page, _ in accesses):  # key-only events: assets of the view they follow
+                history = history if history is not None else await self.histories.get(session_id)
+                before = history[:max(0, len(history) - len(viewed))]
+            session_views, session_assets = views_and_assets(before, accesses)
+            views.update(session_views)
+            together.update(session_assets)
+        if self.assets is not None:
+            await self.assets.add(views, together)
         if self.redis is not None:
             try:
                 await self._write(events, now)

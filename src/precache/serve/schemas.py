@@ -97,8 +97,10 @@ class PageResponse(BaseModel):
 class WarmingItem(BaseModel):
     page: str
     probability: float = Field(ge=0.0, le=1.0)
-    assets: list[PagePrediction] = Field(default_factory=list,
-                                         description="the page's likely assets, P(page) * P(asset | page)")
+    assets: list[PagePrediction] = Field(
+        default_factory=list, description="the page's likely assets (learned from the keys sessions fetched after "
+                                          "viewing it, reported to /api/ml/events), with P(page) * P(asset | page), "
+                                          "at or above the threshold")
 
 
 class WarmingResponse(BaseModel):

@@ -27,8 +27,10 @@ class HistoryStore(Protocol):
     async def get(self, session_id: str) -> list[str]: ...
 
 
-def session_tag(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode()).hexdigest()[:32]
+def redis_tag(text: str) -> str:
+    """What goes inside a key's ``{hash tag}`` for a session id, a page or a cache key: a sha256 prefix, so
+    any string makes a short, fixed-size, brace-free tag (and the key names reveal nothing)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class MemoryHistories:
@@ -71,7 +73,7 @@ class RedisHistories:
         self.ttl_ms = max(1, int(ttl * 1000))
 
     def key(self, session_id: str) -> str:
-        return f"{self.prefix}hist:{{{session_tag(session_id)}}}"
+        return f"{self.prefix}hist:{{{redis_tag(session_id)}}}"
 
     async def append(self, session_id: str, pages: list[str]) -> list[str]:
         key = self.key(session_id)
