@@ -267,6 +267,55 @@ def run_generator(port: int, requests_file: Path, **options: Any) -> dict[str, A
     return result
 
 
+# --- CPU accounting (Linux /proc): who used the 2 cores during a run ------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (0 when it is gone or /proc is absent)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's worker processes are children of ``precache serve``)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    out, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        out += frontier
+    return out
+
+
+def accounted(port: int, requests_file: Path, service_pid: int, redis_pid: int, requests: int,
+              **options: Any) -> dict[str, Any]:
+    """One load-generator run (:func:`run_generator` with ``options``) and what each party spent: CPU seconds
+    of the service's processes, of Redis and of the generator (a waited-for child), the machine's 1-minute
+    load average before and after, and the service's CPU per request (``requests`` sent in all)."""
+    import resource
+
+    tree = process_tree(service_pid)
+    service0, redis0 = {p: cpu_seconds(p) for p in tree}, cpu_seconds(redis_pid)
+    gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load0, t0 = os.getloadavg()[0], time.perf_counter()
+    result = run_generator(port, requests_file, **options)
+    wall = time.perf_counter() - t0
+    gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    service = sum(cpu_seconds(p) - c for p, c in service0.items())
+    result["cpu"] = {
+        "wall_s": round(wall, 2), "service_s": round(service, 2), "redis_s": round(cpu_seconds(redis_pid) - redis0, 2),
+        "generator_s": round(gen1.ru_utime + gen1.ru_stime - gen0.ru_utime - gen0.ru_stime, 2),
+        "service_ms_per_request": round(service / requests * 1000, 3) if requests else None,
+        "load1_before": round(load0, 2), "load1_after": round(os.getloadavg()[0], 2),
+    }
+    return result
+
+
 # --- the processes under test ---------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
@@ -369,13 +418,15 @@ def main() -> None:
                 requests_file = work / "requests.json"
                 requests_file.write_text(json.dumps(sequence))
                 for concurrency in (1, 16, 64):
-                    result = run_generator(port, requests_file, mode="closed", concurrency=concurrency,
-                                           duration=args.closed_duration, warmup=2.0)
+                    # requests sent in the warm-up are not counted: no per-request CPU for closed loops
+                    result = accounted(port, requests_file, proc.pid, redis_proc.pid, 0, mode="closed",
+                                       concurrency=concurrency, duration=args.closed_duration, warmup=2.0)
                     runs.append({"workers": workers, **result})
                     print(f"closed  workers={workers} c={concurrency:<3} {result['throughput_rps']:>8.0f} req/s  "
                           f"p50 {result['p50']} ms  p99 {result['p99']} ms", flush=True)
-                result = run_generator(port, requests_file, mode="open", rate=args.rate, duration=args.duration,
-                                       warmup=args.warmup)
+                result = accounted(port, requests_file, proc.pid, redis_proc.pid,
+                                   int(args.rate * (args.duration + args.warmup)), mode="open", rate=args.rate,
+                                   duration=args.duration, warmup=args.warmup)
                 runs.append({"workers": workers, **result})
                 print(f"open    workers={workers} {args.rate:.0f}/s  p50 {result['p50']} ms  p99 {result['p99']} ms  "
                       f"errors {result['errors']}", flush=True)
@@ -396,20 +447,30 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], baseline: dict[
     two = open_runs.get(2, {})
     goal_met = bool(two.get("p99") is not None and two["p99"] <= GOAL_P99_MS and two.get("errors") == 0)
     print()
-    print(f"{'run':<34} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9':>8} {'max':>8} {'errors':>7}")
+    print(f"{'run':<34} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9':>8} {'max':>8} {'errors':>7}"
+          f" {'CPU s: svc':>10} {'gen':>5} {'redis':>5} {'load1':>11}")
     for r in runs:
         name = (f"open {r['rate']:.0f}/s, {r['workers']} worker(s)" if r["mode"] == "open"
                 else f"closed c={r['concurrency']}, {r['workers']} worker(s)")
         rps = r.get("throughput_rps") or round(r["completed"] / r["duration_s"], 1)
+        cpu = r["cpu"]
         print(f"{name:<34} {rps:>9.0f} {r['p50']!s:>8} {r['p90']!s:>8} {r['p99']!s:>8} {r['p999']!s:>8} "
-              f"{r['max']!s:>8} {r['errors']:>7}")
+              f"{r['max']!s:>8} {r['errors']:>7} {cpu['service_s']:>10} {cpu['generator_s']:>5} {cpu['redis_s']:>5} "
+              f"{cpu['load1_before']:>5}->{cpu['load1_after']:<5}")
     print(f"{'in process (observe + predict)':<34} {'':>9} {baseline['p50']!s:>8} {baseline['p90']!s:>8} "
           f"{baseline['p99']!s:>8}")
     print(f"\nHTTP hop: p50 /predict (c=1, 1 worker) / p50 in process = {hop}x "
           f"({c1['p50']} ms vs {baseline['p50']} ms)")
     print(f"goal p99 <= {GOAL_P99_MS} ms at {args.rate:.0f} req/s open loop with 2 workers: "
           f"{'met' if goal_met else 'MISSED'} (p99 {two.get('p99')} ms)")
-    print("machine: 2 cores shared with other helpers' work; one run; generator in its own process")
+    for r in runs:
+        if r["mode"] == "open":
+            cpu = r["cpu"]
+            print(f"open loop, {r['workers']} worker(s): service {cpu['service_ms_per_request']} ms CPU per request; "
+                  f"service + generator + Redis used {(cpu['service_s'] + cpu['generator_s'] + cpu['redis_s']):.1f} "
+                  f"CPU s in {cpu['wall_s']} s on {os.cpu_count()} cores")
+    print("machine: 2 cores shared with other helpers' work; one run; generator in its own process; "
+          "load1 = the 1-minute load average before -> after each run")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "nice -n 10 .venv/bin/python bench/bench_service.py",
