@@ -4,7 +4,9 @@ WSGI one (wsgiref's threaded server), over real HTTP on loopback."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -12,7 +14,7 @@ import pytest
 from examples.site.harness import serving
 from web_harness import SiteUnderTest, asgi_app, serve_wsgi, wsgi_app
 
-from precache.cache import MemoryTier, PredictiveCache
+from precache.cache import MemoryTier, PredictiveCache, RedisTier
 from precache.web import PrecacheMiddleware, PrecacheWSGIMiddleware, WebConfig
 
 CONFIG = WebConfig(max_body_bytes=100_000, ignore_cookies=(r"_ga.*",), credential_headers=("X-Api-Key",))
@@ -191,3 +193,30 @@ def test_the_session_can_come_from_a_header() -> None:
         assert "set-cookie" not in r.headers and r.headers["x-precache"] == "miss"
         c.get("/noinfo", headers={"x-session-id": "header-session-1"})
     assert mw.sessions.history("header-session-1") == ["/public", "/noinfo"]
+
+
+def test_concurrent_misses_of_one_page_render_it_once(served: tuple[str, SiteUnderTest, Any]) -> None:
+    base, site, mw = served
+    with ThreadPoolExecutor(5) as pool:
+        replies = list(pool.map(lambda _: httpx.get(base + "/slow", timeout=20), range(5)))
+    assert {r.text for r in replies} == {"slow 1"}
+    assert sorted(r.headers["x-precache"] for r in replies) == ["hit"] * 4 + ["miss"]
+    assert site.calls["/slow"] == 1 and mw.stats["joined"] == 4
+
+
+def test_instances_share_stored_pages_through_redis(redis_url: str) -> None:
+    site = SiteUnderTest()
+    prefix = f"webtest-{uuid.uuid4().hex[:8]}:"
+    a = PrecacheMiddleware(asgi_app(site), PredictiveCache(MemoryTier(), RedisTier(redis_url, prefix=prefix)))
+    b = PrecacheMiddleware(asgi_app(site), PredictiveCache(MemoryTier(), RedisTier(redis_url, prefix=prefix)))
+    with serving(a) as base_a, serving(b) as base_b:
+        first = httpx.get(base_a + "/lang", headers={"accept-language": "fr"}, timeout=20)
+        port_a = base_a.rsplit(":", 1)[1]
+        # the same host name on both instances (the key includes it), as behind one load balancer
+        second = httpx.get(base_b + "/lang", headers={"accept-language": "fr", "host": f"127.0.0.1:{port_a}"},
+                           timeout=20)
+        third = httpx.get(base_b + "/lang", headers={"accept-language": "en", "host": f"127.0.0.1:{port_a}"},
+                          timeout=20)
+    assert first.headers["x-precache"] == "miss" and second.headers["x-precache"] == "hit"
+    assert second.text == first.text == "fr 1" and third.text == "en 2"
+    assert site.calls["/lang"] == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,9 @@ class SiteUnderTest:
         html = [("content-type", "text/html; charset=utf-8")]
         if path == "/public":
             return 200, [*html, ("cache-control", "max-age=60")], f"<p>public {n}</p>".encode()
+        if path == "/slow":  # long enough for concurrent requests to overlap
+            time.sleep(0.4)
+            return 200, [*html, ("cache-control", "max-age=60")], f"slow {n}".encode()
         if path == "/noinfo":
             return 200, html, f"<p>noinfo {n}</p>".encode()
         if path == "/private":
@@ -89,7 +93,7 @@ def asgi_app(site: SiteUnderTest) -> Callable[..., Any]:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        status, hdrs, body = site.handle(scope["path"], headers)
+        status, hdrs, body = await asyncio.to_thread(site.handle, scope["path"], headers)
         raw = [(k.encode(), v.encode()) for k, v in hdrs]
         if isinstance(body, bytes):
             raw.append((b"content-length", str(len(body)).encode()))

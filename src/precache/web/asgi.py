@@ -63,6 +63,8 @@ _NOT_TEMPLATE = frozenset({b"sec-purpose", b"purpose", b"content-length", b"cont
 _KEY_SAFE = "/-._~!$&'()*+,;=:@%"
 
 HeaderList = list[tuple[bytes, bytes]]
+_Shared = tuple[StoredResponse, dict[str, str]]
+"""A render's stored response and the request headers it was rendered for (to check ``Vary``)."""
 
 
 def header_map(raw: HeaderList | list[tuple[str, str]]) -> dict[str, str]:
@@ -132,6 +134,8 @@ class PrecacheMiddleware:
         self.stats: Counter[str] = Counter()
         self._ignore = [re.compile(p) for p in cfg.ignore_cookies]
         self._credential_headers = frozenset(h.lower() for h in cfg.credential_headers)
+        self._drop = _ANONYMOUS_DROP | {h.encode("latin-1") for h in self._credential_headers}
+        self._renders: dict[str, asyncio.Future[_Shared | None]] = {}
         self._template: _Template | None = None
         self._started = False
         self.warmer: Any = None
@@ -186,19 +190,22 @@ class PrecacheMiddleware:
         key = self._key(scope["scheme"], headers, scope)
         context = {"currentPath": exchange.page} if exchange.page and not exchange.prefetch else None
         event_session = exchange.session_id if context else None
+        anonymous = [(n, v) for n, v in scope.get("headers", []) if n.lower() not in self._drop]
+        if exchange.page is not None and method == "GET" and not exchange.prefetch:
+            self._template = _Template(scope["scheme"], headers.get("host", ""), scope.get("server"),
+                                       scope.get("root_path", ""), scope.get("http_version", "1.1"),
+                                       [(n, v) for n, v in anonymous if n.lower() not in _NOT_TEMPLATE],
+                                       scope.get("state"))
+        flight: asyncio.Future[_Shared | None] | None = None
         if bypass is None:
-            anonymous = [(n, v) for n, v in scope.get("headers", []) if n.lower() not in _ANONYMOUS_DROP]
             anonymous_map = header_map(anonymous)
             found = await self._lookup(key, anonymous_map, event_session, context)
+            if found is None and exchange.page not in self.uncacheable:
+                found, flight = await self._join_render(key, method, anonymous_map)
             if found is not None:
                 self.stats["hit"] += 1
                 await self._send_stored(found, method, exchange, send)
                 return
-            if exchange.page is not None and method == "GET" and not exchange.prefetch:
-                self._template = _Template(scope["scheme"], headers.get("host", ""), scope.get("server"),
-                                           scope.get("root_path", ""), scope.get("http_version", "1.1"),
-                                           [(n, v) for n, v in anonymous if n.lower() not in _NOT_TEMPLATE],
-                                           scope.get("state"))
             app_scope: Scope = dict(scope, headers=anonymous)
             app_view = RequestView(method, anonymous_map)
             status = "miss"
@@ -209,7 +216,36 @@ class PrecacheMiddleware:
             app_scope, app_view, status = scope, view, ("pass" if bypass == "method" else "bypass")
         self.stats[status] += 1
         store = cfg.cache_responses and method == "GET"
-        await self._forward(app_scope, receive, send, app_view, key, exchange, status, store)
+        try:
+            await self._forward(app_scope, receive, send, app_view, key, exchange, status, store, flight)
+        finally:
+            if flight is not None:
+                if not flight.done():
+                    flight.set_result(None)
+                if self._renders.get(key) is flight:
+                    del self._renders[key]
+
+    async def _join_render(self, key: str, method: str, headers: dict[str, str],
+                           ) -> tuple[StoredResponse | None, asyncio.Future[_Shared | None] | None]:
+        """Single flight for misses in this process: the first ``GET`` of a missing key renders it (and gets
+        a future to publish the result on); requests for the same key meanwhile wait for that render and
+        take its response when it was stored and is the same variant, else render for themselves."""
+        running = self._renders.get(key)
+        if running is None:
+            if method != "GET":
+                return None, None
+            future: asyncio.Future[_Shared | None] = asyncio.get_running_loop().create_future()
+            self._renders[key] = future
+            return None, future
+        shared = await asyncio.shield(running)
+        if shared is None:
+            return None, None
+        response, leader_headers = shared
+        names = vary_names(response.header("vary"))
+        if names and variant_suffix(names, headers) != variant_suffix(names, leader_headers):
+            return None, None
+        self.stats["joined"] += 1
+        return response, None
 
     def _exchange(self, scope: Scope, headers: dict[str, str]) -> _Exchange:
         cfg = self.config
@@ -292,7 +328,8 @@ class PrecacheMiddleware:
 
     # -- responses --------------------------------------------------------------------------------
     async def _forward(self, scope: Scope, receive: Receive, send: Send, view: RequestView, key: str,
-                       exchange: _Exchange, status_label: str, store: bool) -> None:
+                       exchange: _Exchange, status_label: str, store: bool,
+                       flight: asyncio.Future[_Shared | None] | None = None) -> None:
         """Run the application; buffer and store a storable answer, pass anything else straight through."""
         buffered: list[bytes] = []
         start: Message | None = None
@@ -327,16 +364,18 @@ class PrecacheMiddleware:
                                 "more_body": message.get("more_body", False)})
                     return
                 if not message.get("more_body", False):
-                    await self._finish(start, b"".join(buffered), key, view, exchange, status_label, send)
+                    await self._finish(start, b"".join(buffered), key, view, exchange, status_label, send, flight)
                 return
             await send(message)
 
         await self.app(scope, receive, capture)
 
     async def _finish(self, start: Message, body: bytes, key: str, view: RequestView, exchange: _Exchange,
-                      status_label: str, send: Send) -> None:
+                      status_label: str, send: Send, flight: asyncio.Future[_Shared | None] | None) -> None:
         ttl = float(start["precache_ttl"])
         response = self._stored(start["status"], start["headers"], body, ttl)
+        if flight is not None and not flight.done():  # waiting requests for this key take it now
+            flight.set_result((response, dict(view.headers)))
         try:
             await self.cache.set(key, await self._store(key, dict(view.headers), response, ttl), ttl=ttl)
             self.stats["stored"] += 1
