@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))  # the service tests' process helpers
-from serve_harness import TOKEN, TRAINING_KEY, Service, running_service, service_env
+from serve_harness import TOKEN, TRAINING_KEY, Service, running_service, service_env, train_model
 
 from precache.experiments.assignment import assign
 from precache.experiments.model import Experiment
@@ -27,7 +27,8 @@ WARMING = {"id": "warm-ab", "kind": "warming", "mde": 0.1,
 
 @pytest.fixture(scope="module")
 def service(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    env = service_env(redis_server.url, None, MODEL_STORAGE_PATH=str(tmp_path_factory.mktemp("exp") / "models"))
+    root = tmp_path_factory.mktemp("exp")
+    env = service_env(redis_server.url, train_model(root / "ppm"), MODEL_STORAGE_PATH=str(root / "models"))
     with running_service(env) as svc:
         yield svc
 
@@ -94,6 +95,10 @@ def test_create_record_read_summary_dashboard_stop(service: Service) -> None:
             events.append({"sessionId": sid, "page": "/a", "time": t0 + i})  # page views are not accesses
         for start in range(0, len(events), 1000):
             api.post("/api/ml/events", json={"events": events[start:start + 1000]}).raise_for_status()
+        for i in range(60):  # predictions scored against the next page: online HR@5 per arm
+            for page in ("/a3", "/hub"):  # the model predicts /hub after /a3
+                api.post("/api/ml/predict", json={"sessionId": f"visitor-{i}", "type": "page",
+                                                  "context": {"currentPath": page}}).raise_for_status()
 
         def read() -> dict[str, Any] | None:
             out: dict[str, Any] = admin.get("/api/ml/experiments/warm-ab").json()
@@ -106,6 +111,9 @@ def test_create_record_read_summary_dashboard_stop(service: Service) -> None:
         assert on["metrics"]["hits"]["control"] == pytest.approx(0.5, abs=0.05)
         assert on["metrics"]["origin_requests"]["fixedHorizon"]["diff"] < 0  # fewer origin requests per session
         assert on["verdict"] == "treatment better" and not out["sampleRatio"]["mismatch"]
+        accuracy = on["metrics"]["accuracy"]
+        assert accuracy["control"] == 1.0 and accuracy["treatment"] == 1.0  # every /a3 -> /hub was in the top 5
+        assert accuracy["status"] == "insufficient data" or accuracy["fixedHorizon"]["diff"] == 0
         assert out["definition"]["id"] == "warm-ab"
 
         # the JSON metrics summary (API token) and the dashboard carry the compact readout

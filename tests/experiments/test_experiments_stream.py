@@ -82,14 +82,14 @@ def test_the_hub_counts_each_arms_preloads_for_an_embedded_warmer() -> None:
 
     hub = ExperimentHub(None, replica_id="app")
     experiment = Experiment("w", "warming", (Arm("off", 1), Arm("on", 1))).validate()
-    hub.params.set([experiment])
+    hub.use([experiment])
     on = next(f"s{i}" for i in range(100) if assign(experiment, f"s{i}").name == "on")  # type: ignore[union-attr]
     hub.loaded(on, "/a", 100)
     hub.loaded(on, "/b", 100)
     hub.used(on, "/a")
     preloads = hub.recorder.stats("w", "on").preloads
     assert (preloads.successes, preloads.trials) == (1, 2)
-    assert hub.recorder.stats("w", "on").sessions == 1  # the assignment counted once
+    assert hub.recorder.stats("w", "on").sessions == 0  # assignments are counted by whoever records accesses
 
 
 def test_a_route_can_read_a_sessions_arm_without_io() -> None:
@@ -102,6 +102,50 @@ def test_a_route_can_read_a_sessions_arm_without_io() -> None:
     assert session_arm(app, "s1") is None  # nothing mounted: defaults
     app.state.experiments = hub = ExperimentHub(None)
     experiment = Experiment("w", "warming", (Arm("off", 1), Arm("on", 1))).validate()
-    hub.params.set([experiment])
+    hub.use([experiment])
     arms = {session_arm(app, f"s{i}").warming for i in range(50)}  # type: ignore[union-attr]
     assert arms == {True, False}
+
+
+async def test_an_embedded_replica_records_its_replica_arm_from_its_own_cache(redis_url: str, tmp_path: Any) -> None:
+    """A cache-policy experiment: each replica builds its stack with its arm and records its own accesses."""
+    from precache.cache.clock import ManualClock
+    from precache.cache.layered import PredictiveCache
+    from precache.cache.memory import MemoryTier
+    from precache.config import load_settings
+    from precache.experiments.hub import ExperimentHub
+    from precache.experiments.readout import readout
+    from precache.stack import build_stack
+
+    settings = load_settings(model_storage_path=str(tmp_path / "models"))
+    client = aioredis.from_url(redis_url)
+    prefix = "{embedded:experiments}"
+    try:
+        for key in await client.keys(prefix + "*"):
+            await client.delete(key)
+        experiment = await RedisExperimentStore(client, prefix).create(
+            Experiment("policy", "cache_policy", (Arm("s3fifo", 1), Arm("learned", 1))))
+        arms_seen = set()
+        for replica in ("replica-1", "replica-2", "replica-3", "replica-4"):
+            hub = ExperimentHub(client, prefix=prefix, replica_id=replica)
+            await hub.refresh()
+            arm = hub.replica_arm()
+            assert arm is not None and arm.experiment == "policy"
+            arms_seen.add(arm.cache_policy)
+            stack = build_stack(settings, l2=False, replica_arm=arm)  # no optimizer here: the learned arm says so
+            assert stack.loaded["replica arm"].startswith(f"policy:{arm.arm}")
+            clock = ManualClock(0.0)
+            cache = PredictiveCache(l1=MemoryTier(clock=clock), clock=clock)
+            cache.subscribe(hub.handle_event)
+            async with cache:
+                for i in range(30):
+                    await cache.get(f"k{i % 10}", session_id=f"{replica}-s{i % 3}", loader=lambda: b"v")
+                await asyncio.sleep(0.05)  # the event bus delivers off the request path
+            await hub.stop()  # the final flush
+        arms = await ExperimentRecorder(client, replica_id="reader", prefix=prefix).collect("policy")
+        assert sum(a.hits.trials for a in arms.values()) == 120 and sum(a.hits.successes for a in arms.values()) == 80
+        out = readout(experiment, arms)
+        assert out["scope"] == "replica" and "spillover" in out
+        assert arms_seen <= {"s3fifo", "learned"}
+    finally:
+        await client.aclose()

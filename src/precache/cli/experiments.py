@@ -41,6 +41,14 @@ def _run(work: Callable[[Any], Awaitable[T]]) -> T:
         raise ValueError(f"Redis at REDIS_URL is not usable: {exc}") from exc
 
 
+def _prefix() -> str:
+    """The service's key prefix for experiments (``PRECACHE_REDIS_PREFIX``), so the CLI and the service
+    (``/api/ml/experiments``) read and write the same definitions."""
+    from precache.serve.settings import get_serve_settings
+
+    return "{" + get_serve_settings().redis_prefix + "experiments}"
+
+
 def _parse_arm(spec: str) -> Any:
     from precache.experiments.model import Arm
 
@@ -68,7 +76,7 @@ def create_command(
 
     experiment = Experiment(experiment_id, kind, tuple(_parse_arm(a) for a in arm), holdout=holdout,  # type: ignore[arg-type]
                             mde=mde, alpha=alpha, power=power).validate()
-    created = _run(lambda r: RedisExperimentStore(r).create(experiment))
+    created = _run(lambda r: RedisExperimentStore(r, _prefix()).create(experiment))
     Console().print(f"created {created.id} ({created.kind}, {created.scope}-scoped): "
                     + ", ".join(f"{a.name} {a.weight:g}" for a in created.arms))
 
@@ -78,7 +86,7 @@ def list_command() -> None:
     """Every experiment with its status."""
     from precache.experiments.store import RedisExperimentStore
 
-    for e in _run(lambda r: RedisExperimentStore(r).list()):
+    for e in _run(lambda r: RedisExperimentStore(r, _prefix()).list()):
         print(f"{e.id}\t{e.kind}\t{e.scope}\t{e.status}\t" + ",".join(f"{a.name}:{a.weight:g}" for a in e.arms))
 
 
@@ -87,7 +95,7 @@ def stop_command(experiment_id: str = typer.Argument(...)) -> None:
     """Stop an experiment (its readout stays available)."""
     from precache.experiments.store import RedisExperimentStore
 
-    stopped = _run(lambda r: RedisExperimentStore(r).stop(experiment_id))
+    stopped = _run(lambda r: RedisExperimentStore(r, _prefix()).stop(experiment_id))
     Console().print(f"stopped {stopped.id}")
 
 
@@ -99,6 +107,8 @@ def show_command(experiment_id: str = typer.Argument(...)) -> None:
     from precache.experiments.store import RedisExperimentStore
 
     async def work(r: Any) -> dict[str, Any]:
-        return await experiment_readout(RedisExperimentStore(r), ExperimentRecorder(r, replica_id="cli"), experiment_id)
+        prefix = _prefix()
+        return await experiment_readout(RedisExperimentStore(r, prefix),
+                                        ExperimentRecorder(r, replica_id="cli", prefix=prefix), experiment_id)
 
     print(json.dumps(_run(work), indent=1))

@@ -1,4 +1,4 @@
-"""Per-arm statistics from the access-event stream: what the service records for experiments.
+"""Per-arm statistics from access events: from the stream (the service), or from a cache's own events.
 
 Why the stream: back ends report their cache accesses to ``POST /api/ml/events`` (and embedded caches can
 write the same stream, :mod:`precache.cache.stream`); each entry names its session. The arm of a session
@@ -10,6 +10,10 @@ session's accesses are all seen by the same process and its per-session sums sta
 first takes over the previous one's statistics document and unacknowledged entries. A session is closed
 (its origin costs and its requests/hits folded into the per-session statistics the delta method needs)
 once it has been idle for the session gap, in event time or in wall time.
+
+:class:`ArmAccounting` is the part both share: it attributes accesses to arms and keeps per-session sums.
+An embedded application can feed it its cache's events directly (``ExperimentHub.handle_event``), which
+also covers replica-scoped experiments (the events carry no replica id in the stream).
 
 What counts: entries with a session and a tier; ``l1``, ``l2``, ``stale`` are hits, ``origin`` and
 ``miss`` are not, an ``origin`` entry costs one origin request and its bytes; a page view reported without
@@ -49,95 +53,52 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-class StreamArmRecorder:
-    """Reads ``stream`` and records per-arm statistics into a recorder whose replica id is ``CONSUMER``."""
+class ArmAccounting:
+    """Accesses -> per-arm statistics in ``recorder``: per request (hit, latency) and per session (requests,
+    hits, origin requests and bytes, folded when the session closes). ``scopes``: which experiments it
+    attributes (replica-scoped ones only where the accesses are this replica's own, under the recorder's id)."""
 
-    def __init__(self, redis: Any, stream: str, prefix: str, owner: str, session_gap: float = 1800.0,
-                 batch: int = 500, lease_ms: int = 15_000, max_open: int = 200_000) -> None:
-        self.redis = redis
-        self.stream = stream
-        self.owner = owner
-        self.recorder = ExperimentRecorder(redis, replica_id=CONSUMER, prefix=prefix)
-        self.lease_key = f"{prefix}:consumer"
+    def __init__(self, recorder: ExperimentRecorder, session_gap: float = 1800.0, max_open: int = 200_000,
+                 scopes: tuple[str, ...] = ("session",)) -> None:
+        self.recorder = recorder
         self.session_gap = session_gap
-        self.batch = batch
-        self.lease_ms = lease_ms
         self.max_open = max_open
-        self.leading = False
+        self.scopes = scopes
         self.read = 0
         self.skipped = 0
         self._open: OrderedDict[str, _Open] = OrderedDict()
         self._latest_event = 0.0
-        self._pending_first = True
 
-    async def _lead(self) -> bool:
-        """Take or renew the lease; on taking it, adopt the previous leader's statistics and group."""
-        if await self.redis.set(self.lease_key, self.owner, nx=True, px=self.lease_ms):
-            await self._take_over()
-            return True
-        holder = await self.redis.get(self.lease_key)
-        if holder is not None and _text(holder) == self.owner:
-            await self.redis.pexpire(self.lease_key, self.lease_ms)
-            return True
-        self.leading = False
-        return False
-
-    async def _take_over(self) -> None:
-        self.leading, self._pending_first = True, True
+    def reset(self) -> None:
         self._open.clear()
         self.recorder.arms.clear()
-        await self.recorder.adopt()
-        try:
-            await self.redis.xgroup_create(self.stream, GROUP, id="$", mkstream=True)
-        except Exception as exc:  # BUSYGROUP: it exists already
-            if "BUSYGROUP" not in str(exc):
-                raise
 
-    async def step(self, experiments: list[Experiment], now: float | None = None) -> int:
-        """Read and record one batch if this process leads; returns the entries handled."""
-        now = time.time() if now is None else now
-        if not await self._lead():
-            return 0
-        running = [e for e in experiments if e.status == "running" and e.scope == "session"]
-        entries: list[Any] = []
-        if self._pending_first:  # first our own unacknowledged entries (a previous leader's), then new ones
-            entries = await self._read("0")
-            self._pending_first = bool(entries)
-        if not entries:
-            entries = await self._read(">")
-        ids = []
-        for entry_id, fields in entries:
-            ids.append(entry_id)
-            if fields:
-                self._record({_text(k): _text(v) for k, v in fields.items()}, running, now)
-        if ids:
-            await self.redis.xack(self.stream, GROUP, *ids)
-        self.close_idle(now)
-        return len(entries)
+    def applicable(self, experiments: list[Experiment]) -> list[Experiment]:
+        return [e for e in experiments if e.status == "running" and e.scope in self.scopes]
 
-    async def _read(self, start: str) -> list[Any]:
-        reply = await self.redis.xreadgroup(GROUP, CONSUMER, {self.stream: start}, count=self.batch)
-        return [entry for _, items in (reply or []) for entry in items]
-
-    def _record(self, fields: dict[str, str], running: list[Experiment], now: float) -> None:
-        session, tier, key = fields.get("session", ""), fields.get("tier", ""), fields.get("key", "")
-        if not session or tier not in COUNTED or not running:
-            self.skipped += 1
-            return
+    def record_fields(self, fields: dict[str, str], running: list[Experiment], now: float) -> None:
+        """One access in the stream's field layout (:func:`precache.cache.stream.event_fields`)."""
         try:
             context = json.loads(fields.get("context") or "null")
-        except ValueError:
-            context = None
-        if isinstance(context, dict) and context.get("currentPath") == key:
-            self.skipped += 1  # a page view, not a cache access
-            return
-        try:
-            latency_ms = float(fields.get("latency", "0")) * 1000.0
+            latency = float(fields.get("latency", "0"))
             size = int(float(fields.get("size", "0")))
             when = float(fields.get("time", "0"))
         except ValueError:
             self.skipped += 1
             return
+        self.record(fields.get("session", ""), fields.get("tier", ""), fields.get("key", ""), context, latency,
+                    size, when, running, now)
+
+    def record(self, session: str, tier: str, key: str, context: Any, latency: float, size: int, when: float,
+               running: list[Experiment], now: float) -> None:
+        """One access (``latency`` in seconds, ``when`` its event time, ``now`` the wall time)."""
+        if not session or tier not in COUNTED or not running:
+            self.skipped += 1
+            return
+        if isinstance(context, dict) and context.get("currentPath") == key:
+            self.skipped += 1  # a page view, not a cache access
+            return
+        latency_ms = latency * 1000.0
         self.read += 1
         hit = tier in HITS
         state = self._open.get(session)
@@ -179,8 +140,6 @@ class StreamArmRecorder:
     async def flush(self) -> None:
         """Write the statistics, with the sessions still open counted as they are so far (so a readout does
         not wait a session gap), without closing them."""
-        if not self.leading:
-            return
         for experiment_id, per_arm in self.recorder.arms.items():
             docs = {arm: ArmStats.from_dict(stats.as_dict()) for arm, stats in per_arm.items()}
             for state in self._open.values():
@@ -188,3 +147,74 @@ class StreamArmRecorder:
                     if eid == experiment_id and arm in docs:
                         docs[arm].record_session(state.origin_requests, state.origin_bytes, state.requests, state.hits)
             await self.recorder.write(experiment_id, docs)
+
+
+class StreamArmRecorder:
+    """Reads ``stream`` (while holding the lease) into an :class:`ArmAccounting` whose recorder's replica id
+    is ``CONSUMER``, so whichever process reads continues the same statistics document."""
+
+    def __init__(self, redis: Any, stream: str, prefix: str, owner: str, session_gap: float = 1800.0,
+                 batch: int = 500, lease_ms: int = 15_000, max_open: int = 200_000) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.owner = owner
+        self.accounting = ArmAccounting(ExperimentRecorder(redis, replica_id=CONSUMER, prefix=prefix), session_gap,
+                                        max_open)
+        self.recorder = self.accounting.recorder
+        self.lease_key = f"{prefix}:consumer"
+        self.batch = batch
+        self.lease_ms = lease_ms
+        self.leading = False
+        self._pending_first = True
+
+    async def _lead(self) -> bool:
+        """Take or renew the lease; on taking it, adopt the previous leader's statistics and group."""
+        if await self.redis.set(self.lease_key, self.owner, nx=True, px=self.lease_ms):
+            await self._take_over()
+            return True
+        holder = await self.redis.get(self.lease_key)
+        if holder is not None and _text(holder) == self.owner:
+            await self.redis.pexpire(self.lease_key, self.lease_ms)
+            return True
+        self.leading = False
+        return False
+
+    async def _take_over(self) -> None:
+        self.leading, self._pending_first = True, True
+        self.accounting.reset()
+        await self.recorder.adopt()
+        try:
+            await self.redis.xgroup_create(self.stream, GROUP, id="$", mkstream=True)
+        except Exception as exc:  # BUSYGROUP: it exists already
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def step(self, experiments: list[Experiment], now: float | None = None) -> int:
+        """Read and record one batch if this process leads; returns the entries handled."""
+        now = time.time() if now is None else now
+        if not await self._lead():
+            return 0
+        running = self.accounting.applicable(experiments)
+        entries: list[Any] = []
+        if self._pending_first:  # first our own unacknowledged entries (a previous leader's), then new ones
+            entries = await self._read("0")
+            self._pending_first = bool(entries)
+        if not entries:
+            entries = await self._read(">")
+        ids = []
+        for entry_id, fields in entries:
+            ids.append(entry_id)
+            if fields:
+                self.accounting.record_fields({_text(k): _text(v) for k, v in fields.items()}, running, now)
+        if ids:
+            await self.redis.xack(self.stream, GROUP, *ids)
+        self.accounting.close_idle(now)
+        return len(entries)
+
+    async def _read(self, start: str) -> list[Any]:
+        reply = await self.redis.xreadgroup(GROUP, CONSUMER, {self.stream: start}, count=self.batch)
+        return [entry for _, items in (reply or []) for entry in items]
+
+    async def flush(self) -> None:
+        if self.leading:
+            await self.accounting.flush()

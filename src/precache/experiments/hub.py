@@ -7,10 +7,18 @@ definitions into :attr:`params` (a :class:`precache.types.SessionParameters` for
 this process's per-arm statistics, and recomputes a compact readout of every experiment that
 :meth:`section` returns without I/O (the monitor adds it to each snapshot as ``experiments``).
 
-In an application that embeds the stack: ``build_stack(session_params=hub.params, preload_observer=hub)``
-makes the warmer follow the arms and count each arm's preloads (loaded, used) here; with the cache's
-access events written to the stream (``CacheConfig(events=EventConfig(stream=...))``) and the hub given
-that stream, its hits, latencies and origin costs are recorded too.
+In an application that embeds the stack::
+
+    hub = ExperimentHub(redis_client)        # or stream="precache:events" when the caches stream their events
+    await hub.refresh()
+    stack = build_stack(session_params=hub.params, preload_observer=hub, replica_arm=hub.replica_arm())
+    stack.cache.subscribe(hub.handle_event)  # this replica's accesses, per arm
+    hub.start()
+
+The warmer follows each session's arm and reports its preloads here; ``handle_event`` records this
+replica's cache accesses for its replica-scoped arm (and for session-scoped experiments when the hub reads
+no stream, so nothing is counted twice); :meth:`scored` records online HR@5 per arm (the service's monitor
+calls it for every scored prediction).
 """
 
 from __future__ import annotations
@@ -20,12 +28,14 @@ import logging
 import time
 from typing import Any
 
-from precache.experiments.consume import StreamArmRecorder
+from precache.experiments.assignment import assign
+from precache.experiments.consume import ArmAccounting, StreamArmRecorder
 from precache.experiments.model import Experiment, ExperimentNotFound
 from precache.experiments.params import ExperimentParameters
 from precache.experiments.readout import PRIMARY, readout
 from precache.experiments.recorder import ExperimentRecorder
 from precache.experiments.store import PREFIX, RedisExperimentStore
+from precache.types import ReplicaArm
 
 log = logging.getLogger("precache.experiments")
 MAX_SHOWN = 20
@@ -69,6 +79,8 @@ class ExperimentHub:
         self.recorder = ExperimentRecorder(redis, replica_id=replica_id, prefix=prefix)
         self.consumer = (StreamArmRecorder(redis, stream, prefix, self.recorder.replica_id, session_gap)
                          if stream else None)
+        self.local = ArmAccounting(self.recorder, session_gap,
+                                   scopes=("replica",) if self.consumer is not None else ("replica", "session"))
         self.params = ExperimentParameters()
         self.refresh_seconds = refresh_seconds
         self.poll_seconds = poll_seconds
@@ -77,21 +89,43 @@ class ExperimentHub:
         self._section: dict[str, Any] = {"at": 0.0, "experiments": []}
         self._task: asyncio.Task[None] | None = None
 
-    # -- PreloadObserver: each arm's preloads, for its preload efficiency --------------------------------
-    def _preload_arms(self, session: str) -> list[tuple[str, str]]:
+    def use(self, experiments: list[Experiment]) -> None:
+        """Take these definitions as the current ones (``refresh`` calls it with what Redis holds)."""
+        self._experiments = list(experiments)
+        self.params.set(experiments)
+
+    def replica_arm(self) -> ReplicaArm | None:
+        """This replica's arm of the running replica-scoped experiments (call after :meth:`refresh`)."""
+        return self.params.for_replica(self.recorder.replica_id)
+
+    def _arms(self, session: str) -> list[tuple[str, str]]:
+        """The session's arms, without counting an assignment (whoever records its accesses counts it once)."""
         out = []
-        for experiment in self.params.session_experiments():
-            arm = self.recorder.arm_for(experiment, session)
+        for experiment in self.params.by_kind.values():
+            arm = assign(experiment, session if experiment.scope == "session" else self.recorder.replica_id)
             if arm is not None:
                 out.append((experiment.id, arm.name))
         return out
 
+    # -- what this process observes --------------------------------------------------------------------
+    def handle_event(self, event: Any) -> None:
+        """A ``cache.subscribe`` handler: one of this replica's cache accesses (an ``AccessEvent``)."""
+        self.local.record(event.session_id or "", event.tier, event.key, event.context, event.latency, event.size,
+                          event.time, self.local.applicable(self._experiments), time.time())
+
+    def scored(self, session: str, hit5: bool) -> None:
+        """A prediction served to ``session`` was scored against its next page: HR@5 per arm."""
+        for experiment_id, arm in self._arms(session):
+            self.recorder.stats(experiment_id, arm).accuracy.add(hit5)
+
     def loaded(self, session: str, key: str, size: int) -> None:
-        for experiment_id, arm in self._preload_arms(session):
+        """PreloadObserver: a preload for ``session`` was loaded (its arm's preload efficiency counts it)."""
+        for experiment_id, arm in self._arms(session):
             self.recorder.stats(experiment_id, arm).preloads.trials += 1
 
     def used(self, session: str, key: str) -> None:
-        for experiment_id, arm in self._preload_arms(session):
+        """PreloadObserver: a preload for ``session`` served a user request."""
+        for experiment_id, arm in self._arms(session):
             self.recorder.stats(experiment_id, arm).preloads.successes += 1
 
     def section(self) -> dict[str, Any]:
@@ -99,14 +133,16 @@ class ExperimentHub:
         return self._section
 
     async def readout(self, experiment_id: str) -> dict[str, Any]:
+        await self.local.flush()
         if self.consumer is not None:
             await self.consumer.flush()
         return await experiment_readout(self.store, self.recorder, experiment_id)
 
     async def refresh(self) -> None:
-        experiments = self._experiments = await self.store.list()
-        self.params.set(experiments)
-        await self.recorder.flush()
+        experiments = await self.store.list()
+        self.use(experiments)
+        self.local.close_idle(time.time())
+        await self.local.flush()
         if self.consumer is not None:
             await self.consumer.flush()
         shown: list[Experiment] = sorted(experiments, key=lambda e: (e.status != "running", -e.created))[:MAX_SHOWN]
@@ -140,7 +176,7 @@ class ExperimentHub:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         try:
-            await self.recorder.flush()  # what this process saw since the last refresh
+            await self.local.flush()  # what this process saw since the last refresh
             if self.consumer is not None:
                 await self.consumer.flush()
         except Exception as exc:

@@ -104,7 +104,8 @@ def readout(experiment: Experiment, arms: Mapping[str, ArmStats]) -> dict[str, A
     }
     if experiment.scope == "replica":
         out["spillover"] = ("arms are assigned per replica: entries shared through L2 mix both arms' policies, "
-                            "so differences are diluted toward zero")
+                            "so differences are diluted toward zero; and the unit of randomization is the replica, "
+                            "so with few replicas the per-request tests here are too confident")
     for arm in experiment.arms[1:]:
         treatment = arms.get(arm.name, ArmStats())
         metrics = {m: compare(m, control, treatment, experiment) for m in (*RATIO_METRICS, *MEAN_METRICS)}

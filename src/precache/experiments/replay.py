@@ -2,7 +2,8 @@
 
 Why one replay and not one per arm: in production the arms of a session-scoped experiment share the
 cache, so a page warmed for a session in arm "on" can serve a session in arm "off" (interference that
-dilutes the difference toward zero). Replaying both arms together through one cache keeps that, exactly
+can dilute the difference toward zero; ``bench/bench_experiments.py`` compares it with warming on vs off
+for everyone). Replaying both arms together through one cache keeps that, exactly
 as a live experiment would see it. The warmer gets the arms through
 :class:`precache.types.SessionParameters` (:class:`~precache.experiments.params.ExperimentParameters`),
 and tells a :class:`_ArmCosts` observer what each session's preloads cost and earned.
@@ -75,8 +76,8 @@ def replay_experiment(
     arms, series = _arm_stats(trace, experiment, result, costs)
     out = readout(experiment, arms)
     out["looks"] = _looks(experiment, series, looks)
-    out["interference"] = ("the arms share one cache: pages warmed for one arm's sessions also serve the other's, "
-                           "so the measured difference understates what warming does when it serves everyone")
+    out["interference"] = ("the arms share one cache: pages warmed for one arm's sessions can also serve the "
+                           "other's, which pulls the difference toward zero; compare warming on vs off for everyone")
     return result, arms, out
 
 

@@ -79,6 +79,7 @@ class Monitor:
         self._last: list[float] | None = None
         self._sampler: asyncio.Task[None] | None = None
         self.sections: dict[str, Callable[[], Any]] = {}
+        self.scored_listeners: list[Callable[[str, bool], None]] = []
         self.section_errors = 0
 
     def add_section(self, name: str, provider: Callable[[], Any]) -> None:
@@ -104,8 +105,17 @@ class Monitor:
             self.accuracy.on_prediction(session_id, pages, model_version or "unknown", self.clock())
 
     def record_page_view(self, session_id: str, page: str) -> bool | None:
-        """The session visited ``page``: scores the prediction served to it before (see the tracker)."""
-        return self.accuracy.on_page(session_id, page, self.clock())
+        """The session visited ``page``: scores the prediction served to it before (see the tracker), and
+        tells the scored listeners (e.g. experiments: HR@5 per arm)."""
+        hit5 = self.accuracy.on_page(session_id, page, self.clock())
+        if hit5 is not None:
+            for listener in self.scored_listeners:
+                listener(session_id, hit5)
+        return hit5
+
+    def add_scored_listener(self, listener: Callable[[str, bool], None]) -> None:
+        """``listener(session_id, hit_at_5)`` for every scored prediction (called inline: keep it cheap)."""
+        self.scored_listeners.append(listener)
 
     # -- rarer events ----------------------------------------------------------------------------
     def record_training(self, result: str) -> None:

@@ -98,6 +98,7 @@ def include_experiments(app: FastAPI, state: Any, training_caller: Any) -> Exper
     monitoring = getattr(state, "monitoring", None)
     if monitoring is not None:
         monitoring.monitor.add_section("experiments", hub.section)
+        monitoring.monitor.add_scored_listener(hub.scored)  # online HR@5 per arm
     router = APIRouter(prefix="/api/ml/experiments", tags=["experiments"], dependencies=[Depends(training_caller)])
     errors = error_responses(401, 403, 422, 503)
 
