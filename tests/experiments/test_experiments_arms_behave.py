@@ -191,3 +191,39 @@ def test_warming_experiment_replayed_on_nasa_separates_the_arms() -> None:
         assert ps == sorted(ps, reverse=True)  # always valid: the running minimum never goes back up
     # expected direction, on average over the splits: warmed sessions hit more often and wait less
     assert sum(hit_diffs) > 0 and sum(latency_diffs) < 0
+
+
+async def test_a_model_arm_pins_a_registry_version_that_is_not_the_active_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """build_stack's warmer loads a pinned page-predictor version from the registry (verified), while the
+    active version keeps serving everyone else; an unknown version is skipped, not replaced."""
+    from conftest import hub_sessions
+    from precache.config import load_settings
+    from precache.models import build_predictor
+    from precache.registry import open_registry
+    from precache.stack import build_stack
+
+    settings = load_settings(model_storage_path=str(tmp_path / "models"), model_backup_path=str(tmp_path / "bak"))
+    registry = open_registry(settings)
+    popular = build_predictor("popularity")
+    popular.fit(hub_sessions(200))
+    popular.save(tmp_path / "v1")
+    ppm = build_predictor("ppm")
+    ppm.fit(hub_sessions(200))
+    ppm.save(tmp_path / "v2")
+    v1 = registry.register("page-predictor", tmp_path / "v1")
+    v2 = registry.register("page-predictor", tmp_path / "v2")
+    registry.activate("page-predictor", v2.version)
+    arms = ByName({"old": SessionArm(model_version=v1.version, experiment="m", arm="old"),
+                   "gone": SessionArm(model_version="v99", experiment="m", arm="gone")})
+    stack = build_stack(settings, l2=False, resolver=MappingResolver(lambda page: None), session_params=arms)
+    warmer = stack.warmer
+    assert warmer is not None and warmer.predictors is not None
+    assert stack.loaded["page-predictor version"] == v2.version  # the active one serves by default
+    pinned = warmer.predictors(v1.version)
+    assert pinned is not None and getattr(pinned, "name", "") == "popularity"
+    assert warmer.predictors(v1.version) is pinned  # loaded once
+    assert warmer.predictors("v99") is None
+    for session in ("old-1", "gone-1", "new-1"):
+        warmer.observe(session, "/a3")
+    await warmer.step()
+    assert warmer.stats.skipped["model_unavailable"] == 1 and warmer.stats.batches == 2  # v1 and the active one
