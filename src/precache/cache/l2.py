@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from precache.cache.clock import Clock, SystemClock
+from precache.cache.codec import HEADER_SIZE
 
 MessageHandler = Callable[[bytes], None]
 
@@ -72,6 +73,30 @@ class StreamWriter(Protocol):
     async def xadd_many(self, stream: str, entries: Sequence[dict[str, Any]], maxlen: int) -> None: ...
 
 
+class _ZeroRecord:
+    """A record whose payload is all zero bytes, kept as (header, full length)."""
+
+    __slots__ = ("header", "length")
+
+    def __init__(self, header: bytes, length: int) -> None:
+        self.header = header
+        self.length = length
+
+    @classmethod
+    def of(cls, raw: bytes) -> _ZeroRecord | None:
+        """The compact form of ``raw``, or None when its payload is not all zeros (or too short to matter)."""
+        payload = len(raw) - HEADER_SIZE
+        if payload < 256 or raw.count(0, HEADER_SIZE) != payload:
+            return None
+        return cls(raw[:HEADER_SIZE], len(raw))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def expand(self) -> bytes:
+        return self.header + bytes(self.length - HEADER_SIZE)
+
+
 class MemoryL2:
     """In-process L2 with :class:`RedisTier`'s interface; expiry on the injected clock; never fails.
 
@@ -81,13 +106,20 @@ class MemoryL2:
     ``max_bytes`` bounds it like Redis' ``maxmemory`` with ``allkeys-lru``: a read refreshes a key's
     recency, and a write that takes the stored bytes (value + key) over the budget evicts the least
     recently used keys first (exact LRU, where Redis samples). ``None`` = unbounded.
+
+    ``compact_zero_payloads`` (the simulator's setting, whose contents are placeholder zeros of each
+    object's size): a record whose payload is all zero bytes is kept as its header and a length, and
+    rebuilt byte for byte on read, so memory is per key rather than per byte. Sizes, budgets and
+    eviction count the full record, as without it.
     """
 
     name = "memory"
 
-    def __init__(self, clock: Clock | None = None, max_bytes: int | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, max_bytes: int | None = None,
+                 compact_zero_payloads: bool = False) -> None:
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self._data: dict[str, tuple[bytes, float | None]] = {}
+        self._data: dict[str, tuple[bytes | _ZeroRecord, float | None]] = {}
+        self.compact_zero_payloads = compact_zero_payloads
         self.max_bytes = max_bytes
         self.bytes = 0
         self.evictions = 0
@@ -106,14 +138,14 @@ class MemoryL2:
         if self.max_bytes is not None:  # LRU recency: the dict's order is the eviction order
             del self._data[key]
             self._data[key] = item
-        return raw
+        return raw if isinstance(raw, bytes) else raw.expand()
 
     def _drop(self, key: str) -> None:
         item = self._data.pop(key, None)
         if item is not None:
             self.bytes -= len(item[0]) + len(key)
 
-    def _store(self, key: str, raw: bytes, until: float | None) -> None:
+    def _store(self, key: str, raw: bytes | _ZeroRecord, until: float | None) -> None:
         self._drop(key)
         size = len(raw) + len(key)
         if self.max_bytes is not None:
@@ -134,7 +166,11 @@ class MemoryL2:
 
     async def set(self, key: str, raw: bytes, px: int | None, tags: Sequence[str] = ()) -> None:
         until = None if px is None else self.clock.now() + px / 1000.0
-        self._store(key, bytes(raw), until)
+        record = bytes(raw)
+        if self.compact_zero_payloads:
+            self._store(key, _ZeroRecord.of(record) or record, until)
+        else:
+            self._store(key, record, until)
         for tag in tags:
             self._tags.setdefault(tag, set()).add(key)
 

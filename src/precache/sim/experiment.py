@@ -31,6 +31,7 @@ from precache.scoring import misses_removed
 from precache.sim.analysis import miss_breakdown
 from precache.sim.metrics import ReplayResult
 from precache.sim.origin import LatencyModel
+from precache.sim.payloads import release_freed_memory
 from precache.sim.policies import PolicyFactory, lru, s3fifo, train_learned_policy
 from precache.sim.replay import Mode, ReplayConfig, replay
 from precache.sim.workload import Events, PreparedTrace, prepare
@@ -275,6 +276,7 @@ def run_experiment(
             results[mode_name] = result
             if mode_name == "no-cache":
                 nocache = result
+            release_freed_memory()  # RSS peaks at the largest replay, not their sum
             progress(stage, len(keys), len(keys))
         runs[pair.name] = SizeRun(size_meta, results)
         if pair.name == cfg.default_size:

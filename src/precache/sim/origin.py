@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from precache.sim.payloads import zero_payload
+
 
 @dataclass(frozen=True, slots=True)
 class LatencyModel:
@@ -80,7 +82,7 @@ class OriginCounters:
 class _Pending:
     done_at: float
     seq: int
-    future: asyncio.Future[bytes] = field(compare=False)
+    future: asyncio.Future[memoryview] = field(compare=False)
     size: int = field(compare=False)
     error: bool = field(compare=False, default=False)
 
@@ -105,14 +107,14 @@ class SimOrigin:
         mean = self.model.mean(size)
         return mean * float(self._jitter[serves]) if 0 <= serves < len(self._jitter) else mean
 
-    def fetch(self, now: float, size: int, preload: bool, serves: int = -1) -> asyncio.Future[bytes]:
+    def fetch(self, now: float, size: int, preload: bool, serves: int = -1) -> asyncio.Future[memoryview]:
         """Start a fetch at ``now`` for event ``serves``; the future resolves when the replay reaches its
         completion time."""
         counters = self.preload if preload else self.user
         counters.requests += 1
         counters.bytes += size
         took = self.latency(size, serves)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[memoryview] = asyncio.get_running_loop().create_future()
         error = self.error_rate > 0 and float(self._err_rng.random()) < self.error_rate
         if error:
             counters.errors += 1
@@ -130,7 +132,7 @@ class SimOrigin:
             if item.error:
                 item.future.set_exception(OriginFetchError("simulated origin error"))
             else:
-                item.future.set_result(bytes(item.size))
+                item.future.set_result(zero_payload(item.size))
         return item.done_at
 
     @property

@@ -43,6 +43,7 @@ from precache.scoring import hit_at
 from precache.sim.eager import start_eager
 from precache.sim.metrics import ReplayResult
 from precache.sim.origin import LatencyModel, SimOrigin, jitter_table
+from precache.sim.payloads import zero_payload
 from precache.sim.workload import PreparedTrace
 from precache.types import SessionParameters
 from precache.warming.assets import AssetModel
@@ -201,7 +202,7 @@ async def _replay(
 
     clock = ManualClock(ev.times[0])
     l1 = MemoryTier(max_bytes=config.l1_bytes, max_items=10_000_000, policy=mode.policy(clock), clock=clock)
-    l2 = MemoryL2(clock, max_bytes=config.l2_bytes) if config.l2_bytes else None
+    l2 = MemoryL2(clock, max_bytes=config.l2_bytes, compact_zero_payloads=True) if config.l2_bytes else None
     # Content updates in the trace are invalidated explicitly (cache.delete at update time), so the policy's
     # guesses about staleness have nothing to add here and would only add origin loads: off, like XFetch.
     # Staleness and adaptive TTL are measured in bench/bench_policies.py.
@@ -223,7 +224,7 @@ async def _replay(
             if size is None:
                 return None
 
-            async def load() -> bytes:
+            async def load() -> memoryview:
                 ledger.fetch(page)
                 return await origin.fetch(clock.now(), size, preload=True, serves=upcoming.get(page, -1))
 
@@ -238,13 +239,13 @@ async def _replay(
     oracle = mode.warming == "oracle"
     session_seen: set[str] = set()
 
-    async def oracle_load_size(size: int) -> bytes:
+    async def oracle_load_size(size: int) -> memoryview:
         origin.preload.requests += 1  # just in time: its latency is hidden, its cost is not
         origin.preload.bytes += size
         if ledger.counting:  # fetched for exactly the request that uses it
             ledger.fetched += 1
             ledger.used += 1
-        return bytes(size)
+        return zero_payload(size)
 
     drain = drain_loop
     pending_waits: list[tuple[int, float, list[bool], bool, asyncio.Task[Any]]] = []

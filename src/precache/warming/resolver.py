@@ -12,8 +12,9 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
-Loader = Callable[[], Awaitable[bytes]]
-"""A zero-argument coroutine function that fetches one value from the origin."""
+Loader = Callable[[], Awaitable[bytes | memoryview]]
+"""A zero-argument coroutine function that fetches one value from the origin (the simulator returns
+read-only views of a shared zero buffer; the cache encodes a view exactly as the bytes it shows)."""
 
 
 @runtime_checkable

@@ -419,7 +419,7 @@ class Warmer:
         origin_error = False
         refused = False
 
-        async def sized() -> bytes:
+        async def sized() -> bytes | memoryview:
             # the cache's prefetch swallows loader errors (returns False); we still need to see them
             nonlocal size, origin_error, refused
             try:
