@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,17 +158,19 @@ def train(train_set: Dataset, out_dir: str | Path, config: TrainConfig | None = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
-    data: dict[str, tuple[str, npt.NDArray[np.float32], npt.NDArray[Any]]] = {
-        "should_cache": ("classifier", train_set.X_access, train_set.should_cache),
-        "priority": ("regressor", train_set.X_priority, train_set.priority),
-        "ttl": ("regressor", train_set.X_access, train_set.ttl),
-        "invalidation": ("classifier", train_set.X_inval, train_set.invalidated),
+    # the priority rows (access + delayed) are concatenated only while that model is fitted: the copy
+    # is as large as both, and need not live through the other three fits
+    data: dict[str, tuple[str, Callable[[], tuple[npt.NDArray[np.float32], npt.NDArray[Any]]]]] = {
+        "should_cache": ("classifier", lambda: (train_set.X_access, train_set.should_cache)),
+        "priority": ("regressor", lambda: (train_set.X_priority, train_set.priority)),
+        "ttl": ("regressor", lambda: (train_set.X_access, train_set.ttl)),
+        "invalidation": ("classifier", lambda: (train_set.X_inval, train_set.invalidated)),
     }
     onnx_models: dict[str, Any] = {}
     files: dict[str, str] = {}
     rows: dict[str, int] = {}
-    for name, (kind, X, y) in data.items():
-        Xs, ys = _subsample(X, y, cfg.max_rows, rng)
+    for name, (kind, columns) in data.items():
+        Xs, ys = _subsample(*columns(), cfg.max_rows, rng)
         rows[name] = len(ys)
         model = _fit(kind, Xs, ys, cfg)
         om = _to_onnx(model, kind)
