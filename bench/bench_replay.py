@@ -14,11 +14,13 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from precache.sim.experiment import SPECIFIED_CLAIMS, Experiment, ExperimentConfig, run_experiment
 from precache.sim.report import write_report
+from precache.traces.model import Request
 from precache.traces.reader import read_requests
 from precache.traces.synthetic import SyntheticWorkload
 from shared_traces import NASA_AUG, NASA_JUL
@@ -60,18 +62,19 @@ def main() -> None:
     exps: list[Experiment] = []
     for name in traces:
         t0 = time.perf_counter()
-        updates: list[tuple[float, str]] = []
+        updates: Iterable[tuple[float, str]] = ()
         cfg = ExperimentConfig()
+        # generators: run_experiment holds the requests only until the trace is prepared (memory)
         if name == "nasa-jul":
-            reqs = list(read_requests(NASA_JUL))
+            reqs: Iterable[Request] = read_requests(NASA_JUL)
         elif name == "nasa-aug":
-            reqs = list(read_requests(NASA_AUG))
+            reqs = read_requests(NASA_AUG)
         else:
             wl = SyntheticWorkload(args.synthetic, seed=0)
-            reqs = list(wl.requests())
-            updates = [u for u in wl.updates() if u[0] <= reqs[-1].time]
+            reqs, updates = wl.requests(), wl.updates()  # updates after the last request are dropped
             cfg = ExperimentConfig(sweep_max_events=100_000)
         exp = run_experiment(reqs, name, cfg, updates=updates)
+        del reqs
         exps.append(exp)
         out["traces"][name] = {**exp.as_json(), "vs_claims": claims_row(exp),
                                "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}

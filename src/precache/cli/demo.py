@@ -6,6 +6,7 @@ log. ``--trace FILE`` replays a real access log instead. The HTML report lands i
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,13 @@ from precache.cli.app import app
 from precache.cli.outputs import check_output_dir
 from precache.cli.trace_options import load_requests, trace_options
 from precache.defaults import WARMING_THRESHOLD
+from precache.traces.model import Request
 from precache.traces.options import ReadOptions
+
+
+def iter_once(items: list[Request]) -> Iterator[Request]:
+    """The items, from a generator that drops its list when it is done (the caller keeps no reference)."""
+    yield from items
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> Any:
@@ -98,20 +105,19 @@ def demo(
     console = Console()
     if not console.is_terminal:  # piped (make, CI): rich would assume 80 columns and squash the table
         console = Console(width=max(console.width, 160))
-    updates: list[tuple[float, str]] = []
+    # the requests reach run_experiment as a generator, so that only it holds them, and only until the
+    # trace is prepared (at 1M requests they are ~150 MB the replays do not need)
+    source: Iterator[Request]
+    updates: Iterable[tuple[float, str]] = ()
     if trace is not None:
-        reqs = load_requests(trace, read_options, limit=requests)
+        source = iter_once(load_requests(trace, read_options, limit=requests))
         name = trace.name
     else:
         from precache.traces.synthetic import SyntheticWorkload
 
-        with console.status(f"generating a synthetic site workload of {requests:,} requests"):
-            workload = SyntheticWorkload(requests, seed=seed)
-            reqs = list(workload.requests())
-            end = reqs[-1].time if reqs else 0.0
-            updates = [u for u in workload.updates() if u[0] <= end]
+        workload = SyntheticWorkload(requests, seed=seed)
+        source, updates = workload.requests(), workload.updates()
         name = f"synthetic-{requests}"
-    console.print(f"[bold]{name}[/]: {len(reqs):,} requests")
     config = ExperimentConfig(threshold=threshold, seed=seed, sweep=ExperimentConfig().sweep if sweep else (),
                               sweep_max_events=50_000,
                               learned_policy=learned_policy)
@@ -125,7 +131,8 @@ def demo(
                 task = tasks[stage] = progress.add_task(stage, total=max(total, 1))
             progress.update(task, completed=done, total=max(total, 1))
 
-        exp = run_experiment(reqs, name, config, updates=updates, progress=tick)
+        exp = run_experiment(source, name, config, updates=updates, progress=tick)
+    console.print(f"[bold]{name}[/]: {exp.meta['requests']:,} requests")
     console.print(_table(exp.table(), f"precache before / after — {name} (threshold {threshold})"))
     console.print(_summary(exp))
     if exp.meta.get("learned_policy_error"):

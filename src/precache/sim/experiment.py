@@ -21,9 +21,9 @@ table (and the threshold sweep and miss breakdown) reports.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from precache.defaults import WARMING_THRESHOLD
 from precache.models import build_predictor
@@ -39,6 +39,9 @@ from precache.traces.model import Request
 from precache.traces.paths import normalize_path
 from precache.warming.assets import AssetModel
 from precache.warming.warmer import WarmerConfig
+
+if TYPE_CHECKING:
+    from precache.models.optimizer.labels import CacheTrace
 
 Progress = Callable[[str, int, int], None]
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -199,21 +202,54 @@ def _modes(cfg: ExperimentConfig, make_learned: Callable[..., PolicyFactory] | N
     return modes
 
 
+def _read(requests: Iterable[Request], progress: Progress) -> list[Request]:
+    out: list[Request] = []
+    for request in requests:
+        out.append(request)
+        if len(out) % 100_000 == 0:
+            progress("read requests", len(out), 0)
+    progress("read requests", len(out), len(out))
+    return out
+
+
 def run_experiment(
-    requests: Sequence[Request],
+    requests: Iterable[Request],
     name: str,
     config: ExperimentConfig | None = None,
-    updates: Sequence[tuple[float, str]] = (),
+    updates: Iterable[tuple[float, str]] = (),
     progress: Progress = _noop,
     modes: Sequence[str] = ALL_MODES,
 ) -> Experiment:
+    """Run the comparison on a time-ordered request trace (see the module docstring).
+
+    ``requests`` may be a generator: the requests are needed only until the trace is prepared and the
+    cache policy's training trace is built, and nothing keeps them after that unless the caller does
+    (at 1M requests they are ~150 MB). Content ``updates`` after the last request are ignored."""
     cfg = config or ExperimentConfig()
     if cfg.default_size not in {s.name for s in cfg.sizes}:
         raise ValueError(f"default_size {cfg.default_size!r} is not one of the size pairs")
-    meta: dict[str, Any] = {"trace": name, "requests": len(requests)}
+    reqs = _read(requests, progress)
+    del requests
+    last = reqs[-1].time if reqs else 0.0
+    updates = [u for u in updates if u[0] <= last]
+    meta: dict[str, Any] = {"trace": name, "requests": len(reqs)}
     t0 = time.perf_counter()
-    trace = prepare(requests, name, cfg.train_fraction, cfg.warmup_fraction, updates=updates)
+    trace = prepare(reqs, name, cfg.train_fraction, cfg.warmup_fraction, updates=updates)
     meta["prepare_seconds"] = time.perf_counter() - t0
+    policy_trace: CacheTrace | None = None
+    wants_policy = cfg.learned_policy and any(m.startswith("learned") or m in ("full", "oracle") for m in modes)
+    if wants_policy:
+        t0 = time.perf_counter()
+        try:
+            from precache.models.optimizer.labels import trace_from_requests
+
+            ordered = sorted(reqs, key=lambda r: r.time)[: int(len(reqs) * cfg.train_fraction)]
+            policy_trace = trace_from_requests(ordered, [u for u in updates if u[0] <= ordered[-1].time] or None)
+            del ordered
+        except Exception as exc:  # the optimizer is optional: say so and fall back
+            meta["learned_policy_error"] = repr(exc)
+        meta["policy_fit_seconds"] = time.perf_counter() - t0
+    del reqs  # from here on only the prepared trace and the policy's training trace are needed
     meta.update(train_sessions=len(trace.train), replayed=len(trace.events), measured=trace.measured,
                 measured_minutes=trace.duration / 60)
     progress("train predictor", 0, 1)
@@ -226,17 +262,16 @@ def run_experiment(
     meta["asset_pages"] = len(assets)
     progress("train predictor", 1, 1)
     make_learned: Callable[..., PolicyFactory] | None = None
-    if cfg.learned_policy and any(m.startswith("learned") or m in ("full", "oracle") for m in modes):
+    if policy_trace is not None:
         progress("train cache policy", 0, 1)
         t0 = time.perf_counter()
-        n_train = int(len(requests) * cfg.train_fraction)
         try:
-            ordered = sorted(requests, key=lambda r: r.time)[:n_train]
-            make_learned, info = train_learned_policy(ordered, [u for u in updates if u[0] <= ordered[-1].time])
+            make_learned, info = train_learned_policy(policy_trace)
             meta["learned_policy"] = {k: v for k, v in info.items() if isinstance(v, int | float | str)}
         except Exception as exc:  # the optimizer is optional: say so and fall back
             meta["learned_policy_error"] = repr(exc)
-        meta["policy_fit_seconds"] = time.perf_counter() - t0
+        meta["policy_fit_seconds"] += time.perf_counter() - t0
+        del policy_trace
         progress("train cache policy", 1, 1)
     keys = trace.events.keys
     distinct_bytes = sum(trace.sizes.get(k, 0) for k in set(keys))

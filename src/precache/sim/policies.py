@@ -7,12 +7,15 @@ dataset builder and trainer), then built fresh per replay on the replay's virtua
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from precache.cache.clock import Clock
 from precache.cache.policy import EvictionPolicy, LRUPolicy, S3FIFOPolicy
-from precache.traces.model import Request
+
+if TYPE_CHECKING:
+    from precache.models.optimizer.labels import CacheTrace
 
 PolicyFactory = Callable[[Clock], EvictionPolicy]
 
@@ -26,20 +29,19 @@ def s3fifo(clock: Clock) -> EvictionPolicy:
 
 
 def train_learned_policy(
-    train_requests: Sequence[Request],
-    updates: Sequence[tuple[float, str]] = (),
+    trace: CacheTrace,
     directory: str | Path | None = None,
     max_rows: int = 60_000,
 ) -> tuple[Callable[..., PolicyFactory], dict[str, object]]:
-    """Train the optimizer on ``train_requests``; returns ``make(**LearnedPolicy options) -> factory`` and
-    the training metrics. ``make(adaptive_ttl=False)`` keeps the tier's TTL (the fair comparison: every
+    """Train the optimizer on the training part of a trace (``trace_from_requests`` of the training
+    requests and their content updates); returns ``make(**LearnedPolicy options) -> factory`` and the
+    training metrics. ``make(adaptive_ttl=False)`` keeps the tier's TTL (the fair comparison: every
     configuration gets the same TTL); the adaptive TTL is its own ablation."""
-    from precache.models.optimizer.labels import build_dataset, trace_from_requests
+    from precache.models.optimizer.labels import build_dataset
     from precache.models.optimizer.model import OptimizerModel
     from precache.models.optimizer.policy import LearnedPolicy
     from precache.models.optimizer.train import TrainConfig, train
 
-    trace = trace_from_requests(train_requests, list(updates) or None)
     n = len(trace)
     split = int(n * 0.2)
     dataset = build_dataset(trace, split, n)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,12 +48,21 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _subsample(X: npt.NDArray[np.float32], y: npt.NDArray[Any], max_rows: int, rng: np.random.Generator
-               ) -> tuple[npt.NDArray[np.float32], npt.NDArray[Any]]:
+def _subsample(parts: Sequence[npt.NDArray[np.float32]], y: npt.NDArray[Any], max_rows: int,
+               rng: np.random.Generator) -> tuple[npt.NDArray[np.float32], npt.NDArray[Any]]:
+    """At most ``max_rows`` random rows of the rows ``parts`` hold one after another (labels ``y``), in
+    the order the concatenation would give, without building the concatenation (at 1M requests it
+    would be the largest array of the run)."""
     if len(y) <= max_rows:
-        return X, y
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts)), y
     idx = rng.choice(len(y), size=max_rows, replace=False)
-    return X[idx], y[idx]
+    out = np.empty((len(idx), parts[0].shape[1]), dtype=np.float32)
+    start = 0
+    for part in parts:
+        mine = (idx >= start) & (idx < start + len(part))
+        out[mine] = part[idx[mine] - start]
+        start += len(part)
+    return out, y[idx]
 
 
 def _fit(kind: str, X: npt.NDArray[np.float32], y: npt.NDArray[Any], cfg: TrainConfig) -> Any:
@@ -158,19 +167,18 @@ def train(train_set: Dataset, out_dir: str | Path, config: TrainConfig | None = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
-    # the priority rows (access + delayed) are concatenated only while that model is fitted: the copy
-    # is as large as both, and need not live through the other three fits
-    data: dict[str, tuple[str, Callable[[], tuple[npt.NDArray[np.float32], npt.NDArray[Any]]]]] = {
-        "should_cache": ("classifier", lambda: (train_set.X_access, train_set.should_cache)),
-        "priority": ("regressor", lambda: (train_set.X_priority, train_set.priority)),
-        "ttl": ("regressor", lambda: (train_set.X_access, train_set.ttl)),
-        "invalidation": ("classifier", lambda: (train_set.X_inval, train_set.invalidated)),
+    # the priority rows are the access rows followed by the delayed rows (never concatenated: see _subsample)
+    data: dict[str, tuple[str, list[npt.NDArray[np.float32]], npt.NDArray[Any]]] = {
+        "should_cache": ("classifier", [train_set.X_access], train_set.should_cache),
+        "priority": ("regressor", [train_set.X_access, train_set.X_delayed], train_set.priority),
+        "ttl": ("regressor", [train_set.X_access], train_set.ttl),
+        "invalidation": ("classifier", [train_set.X_inval], train_set.invalidated),
     }
     onnx_models: dict[str, Any] = {}
     files: dict[str, str] = {}
     rows: dict[str, int] = {}
-    for name, (kind, columns) in data.items():
-        Xs, ys = _subsample(*columns(), cfg.max_rows, rng)
+    for name, (kind, parts, y) in data.items():
+        Xs, ys = _subsample(parts, y, cfg.max_rows, rng)
         rows[name] = len(ys)
         model = _fit(kind, Xs, ys, cfg)
         om = _to_onnx(model, kind)
