@@ -23,6 +23,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -191,14 +192,15 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
 
     # rows go straight into float32 arrays (4 bytes a value, as the model reads them), not lists of
     # Python floats: a 500k-request slice would otherwise hold ~1 GB of row lists at once
+    # the labels too: array('f') stores the same float32 values np.asarray(list, float32) made
     xa = array("f")
-    ya: list[int] = []
-    pa: list[float] = []
-    tt: list[float] = []
+    ya = array("b")
+    pa = array("f")
+    tt = array("f")
     xd = array("f")
-    pd: list[float] = []
+    pd = array("f")
     xi = array("f")
-    yi: list[int] = []
+    yi = array("b")
     log_cap = math.log1p(cap)
     for i in range(start, end):
         k = keys[i]
@@ -246,10 +248,13 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
         # the replay's largest allocation, and a copy doubled it
         return np.frombuffer(rows, dtype=np.float32).reshape(-1, N_FEATURES)
 
+    def labels(values: array[int] | array[float], dtype: type[np.generic]) -> npt.NDArray[Any]:
+        return np.frombuffer(values, dtype=dtype)
+
     return Dataset(
-        X_access=arr(xa), should_cache=np.asarray(ya, dtype=np.int8), priority_access=np.asarray(pa, np.float32),
-        ttl=np.asarray(tt, dtype=np.float32), X_delayed=arr(xd), priority_delayed=np.asarray(pd, np.float32),
-        X_inval=arr(xi), invalidated=np.asarray(yi, dtype=np.int8), horizon=horizon, cap=cap,
+        X_access=arr(xa), should_cache=labels(ya, np.int8), priority_access=labels(pa, np.float32),
+        ttl=labels(tt, np.float32), X_delayed=arr(xd), priority_delayed=labels(pd, np.float32),
+        X_inval=arr(xi), invalidated=labels(yi, np.int8), horizon=horizon, cap=cap,
         change_signal=trace.change_signal,
     )
 
