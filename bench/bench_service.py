@@ -16,6 +16,10 @@ training part; every request sends one page of an interleaved session, the servi
 * **Closed loop** at concurrency 1, 16 and 64 (for information): throughput and latency.
 * **HTTP hop**: p50 of ``/predict`` at concurrency 1 (1 worker) over p50 of the same prediction in process
   (``InferenceEngine.observe`` + ``predict`` on the same model and the same request sequence).
+* **GC freeze**: the 2-worker open-loop run again with ``PRECACHE_GC_FREEZE=false`` (see
+  ``precache.serve.heap``), so the run shows what freezing the startup heap buys on the same machine state.
+* **CPU accounting** per run: CPU seconds of the service's processes, the generator and Redis, and the
+  1-minute load average before and after (the machine is shared: this says who had the 2 cores).
 
 The service's per-replica prediction cache is off (``PRECACHE_PREDICTION_CACHE_SIZE=0``) so every request runs
 the model, like the in-process baseline. The machine (2 cores) is shared with other work: the figures are
@@ -337,11 +341,13 @@ def wait_http(port: int, path: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"nothing answered 200 on :{port}{path}")
 
 
-def start_service(redis_url: str, model_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_service(redis_url: str, model_dir: Path, workers: int, gc_freeze: bool = True
+                  ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PRECACHE_", "ML_", "MODEL_"))}
     env.update({"REDIS_URL": redis_url, "PRECACHE_API_TOKEN": TOKEN, "PRECACHE_MODEL_DIR": str(model_dir),
-                "PRECACHE_PREDICTION_CACHE_SIZE": "0", "MODEL_STORAGE_PATH": str(model_dir.parent / "none")})
+                "PRECACHE_PREDICTION_CACHE_SIZE": "0", "MODEL_STORAGE_PATH": str(model_dir.parent / "none"),
+                "PRECACHE_GC_FREEZE": "true" if gc_freeze else "false"})
     proc = subprocess.Popen([str(Path(sys.executable).parent / "precache"), "serve", "--port", str(port),
                              "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_http(port, "/readyz")
@@ -432,6 +438,17 @@ def main() -> None:
                       f"errors {result['errors']}", flush=True)
             finally:
                 stop(proc)
+        # the same open-loop run with 2 workers and the heap freeze off: what the freeze buys, in this run
+        proc, port = start_service(redis_url, model_dir, 2, gc_freeze=False)
+        try:
+            result = accounted(port, requests_file, proc.pid, redis_proc.pid,
+                               int(args.rate * (args.duration + args.warmup)), mode="open", rate=args.rate,
+                               duration=args.duration, warmup=args.warmup)
+            runs.append({"workers": 2, "gc_freeze": False, **result})
+            print(f"open    workers=2 {args.rate:.0f}/s, gc freeze off  p50 {result['p50']} ms  p99 {result['p99']} ms",
+                  flush=True)
+        finally:
+            stop(proc)
         report(args, runs, baseline)
     finally:
         if redis_proc is not None:
@@ -441,7 +458,7 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, runs: list[dict[str, Any]], baseline: dict[str, Any]) -> None:
-    open_runs = {r["workers"]: r for r in runs if r["mode"] == "open"}
+    open_runs = {r["workers"]: r for r in runs if r["mode"] == "open" and r.get("gc_freeze", True)}
     c1 = next(r for r in runs if r["mode"] == "closed" and r["workers"] == 1 and r["concurrency"] == 1)
     hop = round(c1["p50"] / baseline["p50"], 1) if c1["p50"] and baseline["p50"] else None
     two = open_runs.get(2, {})
@@ -452,6 +469,7 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], baseline: dict[
     for r in runs:
         name = (f"open {r['rate']:.0f}/s, {r['workers']} worker(s)" if r["mode"] == "open"
                 else f"closed c={r['concurrency']}, {r['workers']} worker(s)")
+        name += "" if r.get("gc_freeze", True) else ", no gc freeze"
         rps = r.get("throughput_rps") or round(r["completed"] / r["duration_s"], 1)
         cpu = r["cpu"]
         print(f"{name:<34} {rps:>9.0f} {r['p50']!s:>8} {r['p90']!s:>8} {r['p99']!s:>8} {r['p999']!s:>8} "
@@ -466,7 +484,8 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], baseline: dict[
     for r in runs:
         if r["mode"] == "open":
             cpu = r["cpu"]
-            print(f"open loop, {r['workers']} worker(s): service {cpu['service_ms_per_request']} ms CPU per request; "
+            label = f"{r['workers']} worker(s)" + ("" if r.get("gc_freeze", True) else ", no gc freeze")
+            print(f"open loop, {label}: service {cpu['service_ms_per_request']} ms CPU per request; "
                   f"service + generator + Redis used {(cpu['service_s'] + cpu['generator_s'] + cpu['redis_s']):.1f} "
                   f"CPU s in {cpu['wall_s']} s on {os.cpu_count()} cores")
     print("machine: 2 cores shared with other helpers' work; one run; generator in its own process; "

@@ -151,7 +151,8 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
                              maxlen=serve.event_stream_maxlen, retention=serve.event_retention_seconds,
                              hasher=ClientHasher(serve.client_hash_key or settings.api_token),
                              assets=AssetCounts(redis, serve.redis_prefix, serve.event_retention_seconds)),
-        models=ModelHolder(max_history=serve.max_history, cache_size=serve.prediction_cache_size),
+        models=ModelHolder(max_history=serve.max_history, cache_size=serve.prediction_cache_size,
+                           freeze=serve.gc_freeze),
         limiter=SharedRateLimiter(redis, serve.redis_prefix, serve.events_per_second, serve.events_burst),
         redis=redis,
         advisor=None, advisor_error=None, registry=open_registry(settings))
@@ -201,7 +202,8 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
                 watcher = asyncio.get_running_loop().create_task(follower.run(settings.redis_url, REGISTRY_CHANNEL))
         monitoring.start()
         state.spawn(_check_training_lock(state))
-        settle_after_startup()
+        if serve.gc_freeze:
+            settle_after_startup()
         try:
             yield
         finally:

@@ -70,8 +70,9 @@ def _fast(engine: InferenceEngine) -> bool:
 class ModelHolder:
     """Holds at most one served page predictor; ``load`` swaps it, ``current`` is what requests use."""
 
-    def __init__(self, *, max_history: int, cache_size: int, retire_after: float = 30.0) -> None:
+    def __init__(self, *, max_history: int, cache_size: int, retire_after: float = 30.0, freeze: bool = True) -> None:
         self.max_history, self.cache_size, self.retire_after = max_history, cache_size, retire_after
+        self.freeze = freeze
         self.current: ServedModel | None = None
         self.last_error: str | None = None
         self.loads = 0
@@ -99,7 +100,8 @@ class ModelHolder:
         self.loads += 1
         if old is not None:
             self._retire(old)
-        freeze_model()
+        if self.freeze:
+            freeze_model()
         log.info("serving model %s from %s", served.version, served.directory)
         return served
 

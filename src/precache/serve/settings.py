@@ -61,6 +61,8 @@ class ServeSettings(BaseSettings):
         "PRECACHE_TRAINING_JOB_RETENTION_SECONDS", "training_job_retention_seconds"))
     registry_poll_seconds: float = Field(2.0, gt=0, validation_alias=_env("PRECACHE_REGISTRY_POLL_SECONDS",
                                                                          "registry_poll_seconds"))
+    # freeze the startup heap and models out of full collections (precache.serve.heap); off only to measure it
+    gc_freeze: bool = Field(True, validation_alias=_env("PRECACHE_GC_FREEZE", "gc_freeze"))
     prediction_cache_size: int = Field(10_000, ge=0, validation_alias=_env("PRECACHE_PREDICTION_CACHE_SIZE",
                                                                           "prediction_cache_size"))
     # Edge inference (issue 19): forward page predictions to the Cloudflare Worker, local fallback.
