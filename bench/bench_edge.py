@@ -1,7 +1,7 @@
 """Benchmark of the Cloudflare Worker (edge/) in workerd on loopback: the table and the ORT worker.
 
 Run:  .venv/bin/python bench/bench_edge.py [--seconds 5] [--attention-seconds 90] [--ort-warmup 20]
-      [--out bench/results/edge.json]        (needs Node and `make edge`; about 5 minutes on 2 cores)
+      [--out bench/results/edge.json]        (needs Node and `make edge`; about 7 minutes on 2 cores)
 
 Models come from BMS-WebView-1 (../shared/data), fitted on the training + validation slices of the
 evaluation protocol: PPM exported as tables (the default worker, bundled as `wrangler deploy` would) and
