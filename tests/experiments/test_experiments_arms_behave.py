@@ -171,6 +171,9 @@ def test_warming_experiment_replayed_on_nasa_separates_the_arms() -> None:
                                               predictor, assets)
         off, on = arms["off"], arms["on"]
         assert off.preloads.trials == 0 and on.preloads.trials > 100  # the arms really behave differently
+        # HR@5 per arm: only the warmed sessions had predictions, and they are all of the replay's scored ones
+        assert off.accuracy.trials == 0 and on.accuracy.trials == result.online_transitions > 0
+        assert on.accuracy.successes / on.accuracy.trials == result.online_hr5
         assert off.sessions + on.sessions == len({trace.events.sessions[i] for i in result.indices})
         assert not out["sampleRatio"]["mismatch"]
         metrics = out["arms"]["on"]["metrics"]

@@ -55,3 +55,40 @@ async def test_definitions_live_in_redis_and_cannot_change_mid_run(redis_url: st
             await store.get("broken")
     finally:
         await client.aclose()
+
+
+async def test_racing_creates_of_one_kind_leave_exactly_one_running(redis_url: str) -> None:
+    import asyncio
+
+    client = aioredis.from_url(redis_url)
+    try:
+        store = RedisExperimentStore(client, "{race:experiments}")
+        for key in await client.keys("{race:experiments}*"):
+            await client.delete(key)
+        outcomes = await asyncio.gather(*(store.create(_exp(f"race-{i}")) for i in range(12)),
+                                        return_exceptions=True)
+        won = [o for o in outcomes if isinstance(o, Experiment)]
+        assert len(won) == 1 and all(isinstance(o, ExperimentError) for o in outcomes if o not in won)
+        running = [e for e in await store.list() if e.status == "running"]
+        assert [e.id for e in running] == [won[0].id]
+        await store.stop(won[0].id)  # frees the kind
+        assert (await store.create(_exp("race-next"))).status == "running"
+    finally:
+        await client.aclose()
+
+
+async def test_the_store_works_on_redis_cluster(redis_cluster: str) -> None:
+    """Every key of a store shares one hash slot, so its transactions run on a cluster too."""
+    from redis.asyncio.cluster import RedisCluster
+
+    client = RedisCluster.from_url(redis_cluster)
+    try:
+        store = RedisExperimentStore(client, "{cluster:experiments}")
+        created = await store.create(_exp("on-cluster"))
+        with pytest.raises(ExperimentError, match="running"):
+            await store.create(_exp("second"))
+        assert (await store.stop(created.id)).status == "stopped"
+        assert (await store.create(_exp("second"))).status == "running"
+        assert sorted(e.id for e in await store.list()) == ["on-cluster", "second"]
+    finally:
+        await client.aclose()

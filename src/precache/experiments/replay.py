@@ -11,11 +11,12 @@ and tells a :class:`_ArmCosts` observer what each session's preloads cost and ea
 Per arm, from the replay's per-request records (the measured part only): hit ratio and load latency
 per request, and per session the origin requests and bytes it caused (its own misses plus the preloads
 made for it) and its requests and hits (the readout's hit-ratio test is per session, by the delta
-method: requests of one session are not independent). Preload efficiency per arm is the warmer's (used / loaded
-preloads made for that arm's sessions). HR@5 is not split per arm here (the replay scores predictions for
-all sessions together). The readout is the same :func:`~precache.experiments.readout.readout` the service
-shows, plus ``looks``: the hit-ratio comparison read at ten points in time, with the always-valid p-value,
-as someone checking a dashboard during the experiment would have seen it.
+method: requests of one session are not independent). Preload efficiency per arm is the warmer's (used /
+loaded preloads made for that arm's sessions); HR@5 per arm is the replay's online score of the
+predictions made for that arm's sessions (none in a "warming off" arm: no prediction is made there). The
+readout is the same :func:`~precache.experiments.readout.readout` the service shows, plus ``looks``: the
+hit-ratio comparison read at ten points in time, with the always-valid p-value, as someone checking a
+dashboard during the experiment would have seen it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class _ArmCosts:
     def __init__(self) -> None:
         self.loads: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
         self.uses: defaultdict[str, int] = defaultdict(int)
+        self.hr5: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])  # session -> [hits, scored]
 
     def loaded(self, session: str, key: str, size: int) -> None:
         entry = self.loads[session]
@@ -53,6 +55,11 @@ class _ArmCosts:
 
     def used(self, session: str, key: str) -> None:
         self.uses[session] += 1
+
+    def scored(self, session: str, hit5: bool) -> None:
+        entry = self.hr5[session]
+        entry[0] += hit5
+        entry[1] += 1
 
 
 def replay_experiment(
@@ -71,7 +78,7 @@ def replay_experiment(
         raise ValueError("only session-scoped experiments can share one replay (replica arms need one cache each)")
     costs = _ArmCosts()
     mode = dataclasses.replace(base, name=f"{base.name}+{experiment.id}", params=ExperimentParameters([experiment]),
-                               observer=costs)
+                               observer=costs, scored=costs.scored)
     result = replay(trace, mode, config, predictor, assets)
     arms, series = _arm_stats(trace, experiment, result, costs)
     out = readout(experiment, arms)
@@ -120,6 +127,9 @@ def _arm_stats(trace: PreparedTrace, experiment: Experiment, result: ReplayResul
         stats.record_session(origin_requests + preload_requests, origin_bytes + preload_bytes, requests, hits)
         stats.preloads.trials += preload_requests
         stats.preloads.successes += min(costs.uses.get(sid, 0), preload_requests)
+        hr_hits, hr_scored = costs.hr5.get(sid, (0, 0))
+        stats.accuracy.successes += hr_hits
+        stats.accuracy.trials += hr_scored
     return arms, series
 
 

@@ -59,7 +59,8 @@ PolicyFactory = Callable[[Clock], EvictionPolicy]
 @dataclass(slots=True)
 class Mode:
     """One configuration to compare. ``warming``: "none" | "predictor" | "oracle". ``params`` and
-    ``observer`` go to the warmer (per-session experiment arms; per-session preload costs)."""
+    ``observer`` go to the warmer (per-session experiment arms; per-session preload costs); ``scored``
+    hears each online HR@5 outcome with its session (per-arm accuracy)."""
 
     name: str
     cache: bool = True
@@ -70,6 +71,8 @@ class Mode:
     label: str = ""
     params: SessionParameters | None = None
     observer: PreloadObserver | None = None
+    scored: Callable[[str, bool], None] | None = None
+    """Told ``(session, hit@5)`` for each measured page view whose session had a prediction."""
 
 
 @dataclass(slots=True)
@@ -237,6 +240,7 @@ async def _replay(
                         assets=assets, keep_predictions=True, spawn=_spawn_eager, params=mode.params,
                         on_preload=mode.observer)
     oracle = mode.warming == "oracle"
+    scored = mode.scored
     session_seen: set[str] = set()
 
     async def oracle_load_size(size: int) -> memoryview:
@@ -323,8 +327,10 @@ async def _replay(
                         predicted = warmer.latest.get(sid)
                         if predicted is not None:
                             hr_total += 1
-                            if hit_at(predicted, key, 5):
-                                hr_hits += 1
+                            hit5 = hit_at(predicted, key, 5)
+                            hr_hits += hit5
+                            if scored is not None:
+                                scored(sid, hit5)
                     warmer.observe(sid, key)
             flag = [False]
 
