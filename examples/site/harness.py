@@ -99,13 +99,20 @@ class Navigation:
     """False for a visit's first page (typed, so never predicted)."""
 
 
-def replay(browser: Any, base: str, log: RequestLog, pages: list[str], think: float = 0.6) -> list[Navigation]:
+def replay(browser: Any, base: str, log: RequestLog, pages: list[str], think: float = 0.6,
+           latency_ms: float = 0.0) -> list[Navigation]:
     """One visitor in a fresh browser context: open ``pages[0]``, then click the link to each next page,
-    waiting ``think`` seconds on each page (the time a reader spends, when prefetches happen)."""
+    waiting ``think`` seconds on each page (the time a reader spends, when prefetches happen).
+    ``latency_ms``: emulated network round trip (Chromium's DevTools network emulation)."""
     context = browser.new_context()
     out: list[Navigation] = []
     try:
         tab = context.new_page()
+        if latency_ms:
+            cdp = context.new_cdp_session(tab)
+            cdp.send("Network.enable")
+            cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": latency_ms,
+                                                          "downloadThroughput": -1, "uploadThroughput": -1})
         for i, page in enumerate(pages):
             before = len(log.entries)
             if i == 0:

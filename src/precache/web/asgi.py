@@ -23,7 +23,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -34,6 +34,7 @@ from precache.cache.events import AccessEvent
 from precache.cache.layered import PredictiveCache
 from precache.traces.paths import is_asset, normalize_path
 from precache.warming.resolver import NotPreloadable
+from precache.warming.warmer import Warmer, WarmerConfig
 from precache.web import stored as codec
 from precache.web.config import WebConfig
 from precache.web.hints import RULES_MEDIA_TYPE, HintPlanner, Predictor, link_header
@@ -100,7 +101,6 @@ class _Exchange:
     prefetch: bool
     secure: bool
     headers: dict[str, str]
-    extra: HeaderList = field(default_factory=list)
 
 
 class PrecacheMiddleware:
@@ -121,7 +121,7 @@ class PrecacheMiddleware:
         predictor: Predictor | None = None,
         config: WebConfig | None = None,
         warm: bool = True,
-        warmer_config: Any = None,
+        warmer_config: WarmerConfig | None = None,
     ) -> None:
         self.app = app
         self.config = cfg = config if config is not None else WebConfig()
@@ -138,10 +138,8 @@ class PrecacheMiddleware:
         self._renders: dict[str, asyncio.Future[_Shared | None]] = {}
         self._template: _Template | None = None
         self._started = False
-        self.warmer: Any = None
+        self.warmer: Warmer | None = None
         if predictor is not None and warm:
-            from precache.warming.warmer import Warmer
-
             self.warmer = Warmer(self.cache, _AppResolver(self), self.cache.clock, predictor=predictor,
                                  config=warmer_config)
 

@@ -16,6 +16,7 @@ from typing import Any
 from a2wsgi import ASGIMiddleware, WSGIMiddleware
 
 from precache.cache.layered import PredictiveCache
+from precache.warming.warmer import WarmerConfig
 from precache.web.asgi import PrecacheMiddleware
 from precache.web.config import WebConfig
 from precache.web.hints import Predictor
@@ -35,7 +36,7 @@ class PrecacheWSGIMiddleware:
         predictor: Predictor | None = None,
         config: WebConfig | None = None,
         warm: bool = True,
-        warmer_config: Any = None,
+        warmer_config: WarmerConfig | None = None,
         workers: int = 10,
     ) -> None:
         self._loop = asyncio.new_event_loop()
