@@ -4,6 +4,7 @@ anonymous request (never the visitor's credentials), and the visitor's next requ
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -98,3 +99,40 @@ def test_a_forged_session_cookie_gets_a_new_session() -> None:
         r = c.get("/a")
         assert r.headers["x-precache"] == "miss"  # the session cookie is not a credential
         assert r.headers["set-cookie"].startswith("precache_sid=") and "bad" not in r.headers["set-cookie"]
+
+
+def test_processes_share_session_histories_through_redis(redis_url: str) -> None:
+    """Two app processes behind one load balancer: the session viewed /x then /a on one, and the browser's
+    rules fetch for /a lands on the other, which reads the history from Redis (the service's store)."""
+    import redis
+    from redis.asyncio import Redis
+
+    from precache.serve.sessions import RedisHistories
+
+    model = build_predictor("ppm")
+    model.fit([Session(str(i), str(i), float(i), [first, "/a", nxt], [], [])
+               for i in range(40) for first, nxt in (("/x", "/b"), ("/y", "/c"))])
+    assert model.predict(["/x", "/a"], 1)[0][0] == "/b" and model.predict(["/a"], 1)[0][1] < 0.7
+    prefix = f"webhist-{uuid.uuid4().hex[:8]}:"
+
+    def instance(shared: bool) -> PrecacheMiddleware:
+        histories = RedisHistories(Redis.from_url(redis_url), prefix, 20, 1800.0) if shared else None
+        return PrecacheMiddleware(app, PredictiveCache(), predictor=model, warm=False, histories=histories,
+                                  config=WebConfig(hints=HintConfig(threshold=0.7)))
+
+    a, b, alone = instance(True), instance(True), instance(False)
+    with serving(a) as base_a, serving(b) as base_b, serving(alone) as base_alone, \
+            httpx.Client(timeout=20) as visitor:
+        visitor.get(base_a + "/x")
+        sid = visitor.cookies["precache_sid"]
+        rules_header = visitor.get(base_a + "/a").headers["speculation-rules"]
+        route = rules_header.strip('"')
+        with redis.Redis.from_url(redis_url) as client:
+            stored = RedisHistories(client, prefix, 20, 1800.0).key(sid)
+            _wait(lambda: client.llen(stored) == 2)  # written after the response, off its path
+        cookie = {"cookie": f"precache_sid={sid}"}
+        shared = httpx.get(base_b + route, headers=cookie, timeout=20)
+        assert shared.headers["content-type"] == "application/speculationrules+json"
+        assert shared.json()["prefetch"][0]["urls"] == ["/b"]
+        local = httpx.get(base_alone + route, headers=cookie, timeout=20)  # no shared store: only [/a]
+        assert local.json() == {"prefetch": []}

@@ -52,7 +52,14 @@ from precache.web.rules import (
     variant_suffix,
     vary_names,
 )
-from precache.web.sessions import BoundedSet, SessionTracker, new_session_id, session_cookie, valid_session_id
+from precache.web.sessions import (
+    BoundedSet,
+    HistoryStore,
+    SessionTracker,
+    new_session_id,
+    session_cookie,
+    valid_session_id,
+)
 from precache.web.stored import StoredResponse, VaryMarker
 
 _ANONYMOUS_DROP = frozenset({b"cookie", b"authorization", b"proxy-authorization", b"if-none-match",
@@ -109,7 +116,11 @@ class PrecacheMiddleware:
     ``cache``: a :class:`~precache.cache.PredictiveCache` (default: an in-memory one this middleware owns
     and closes). ``predictor``: anything with ``predict(history, k) -> [(page, probability)]`` (a loaded
     precache model); without it there are no hints and no warming. ``warm``: preload predicted pages
-    through the application in process (``warmer_config`` sets its threshold and budgets).
+    through the application in process (``warmer_config`` sets its threshold and budgets). ``histories``:
+    a shared session-history store (``append(session_id, pages)``, ``get(session_id)``, async), such as the
+    service's ``precache.serve.sessions.RedisHistories``, so several processes (and the service's
+    ``/predict``) see one history per session; without it each process keeps its own. The rules route reads
+    it; ``Link`` hints and the warmer use this process's history.
     ``stats`` counts what happened (``hit``, ``miss``, ``bypass``, ``pass``, ``stored``, ``not_stored:<why>``…).
     """
 
@@ -122,8 +133,11 @@ class PrecacheMiddleware:
         config: WebConfig | None = None,
         warm: bool = True,
         warmer_config: WarmerConfig | None = None,
+        histories: HistoryStore | None = None,
     ) -> None:
         self.app = app
+        self.histories = histories
+        self._tasks: set[asyncio.Task[None]] = set()
         self.config = cfg = config if config is not None else WebConfig()
         self._own_cache = cache is None
         self.cache = cache if cache is not None else PredictiveCache()
@@ -155,6 +169,8 @@ class PrecacheMiddleware:
         calls this; call it yourself when the server does not run the lifespan protocol)."""
         if self.warmer is not None:
             await self.warmer.stop()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._own_cache:
             await self.cache.close()
 
@@ -430,6 +446,27 @@ class PrecacheMiddleware:
         self.stats["views"] += 1
         if self.warmer is not None:
             self.warmer.observe(session_id, page)
+        if self.histories is not None:  # the shared store is written off the response path
+            task = asyncio.get_running_loop().create_task(self._append_shared(session_id, page))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _append_shared(self, session_id: str, page: str) -> None:
+        assert self.histories is not None
+        try:
+            await self.histories.append(session_id, [page])
+        except Exception:  # a shared-store failure costs that page in other processes' view, never the page
+            self.stats["history_errors"] += 1
+
+    async def _history(self, session_id: str) -> list[str]:
+        """The session's pages, oldest first: from the shared store when there is one (any process may
+        have served the session), else this process's own."""
+        if self.histories is not None:
+            try:
+                return list(await self.histories.get(session_id))
+            except Exception:
+                self.stats["history_errors"] += 1
+        return self.sessions.history(session_id)
 
     # -- the speculation rules route --------------------------------------------------------------
     async def _rules(self, scope: Scope, send: Send) -> None:
@@ -452,7 +489,7 @@ class PrecacheMiddleware:
                     self.cache.events.emit(AccessEvent(self.cache.clock.now(), key, session_id,
                                                        {"currentPath": page, "served": "browser-prefetch"},
                                                        "l1", 0.0, 0))
-            history = self.sessions.history(session_id)
+            history = await self._history(session_id)
             if not history or history[-1] != page:
                 history.append(page)
             urls = self.hints.choose(session_id, history)

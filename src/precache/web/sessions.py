@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections import OrderedDict, deque
+from typing import Protocol
 
 _VALID_ID = re.compile(r"[A-Za-z0-9_\-]{8,64}")
 
@@ -27,6 +28,15 @@ def session_cookie(name: str, value: str, max_age: int, secure: bool) -> str:
     if secure:
         parts.append("Secure")
     return "; ".join(parts)
+
+
+class HistoryStore(Protocol):
+    """A session-history store shared by processes (``precache.serve.sessions.RedisHistories`` is one):
+    pages oldest first, capped and expiring as the store decides."""
+
+    async def append(self, session_id: str, pages: list[str]) -> list[str]: ...
+
+    async def get(self, session_id: str) -> list[str]: ...
 
 
 class _Session:

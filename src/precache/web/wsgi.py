@@ -20,6 +20,7 @@ from precache.warming.warmer import WarmerConfig
 from precache.web.asgi import PrecacheMiddleware
 from precache.web.config import WebConfig
 from precache.web.hints import Predictor
+from precache.web.sessions import HistoryStore
 
 
 class PrecacheWSGIMiddleware:
@@ -37,6 +38,7 @@ class PrecacheWSGIMiddleware:
         config: WebConfig | None = None,
         warm: bool = True,
         warmer_config: WarmerConfig | None = None,
+        histories: HistoryStore | None = None,
         workers: int = 10,
     ) -> None:
         self._loop = asyncio.new_event_loop()
@@ -45,7 +47,7 @@ class PrecacheWSGIMiddleware:
         # a2wsgi types ASGI with its own TypedDicts, Starlette with plain mappings: the same protocol
         inner: Any = WSGIMiddleware(wsgi_app, workers=workers)
         self.precache = PrecacheMiddleware(inner, cache, predictor=predictor, config=config, warm=warm,
-                                           warmer_config=warmer_config)
+                                           warmer_config=warmer_config, histories=histories)
         outer: Any = self.precache
         self._wsgi: Any = ASGIMiddleware(outer, loop=self._loop)
 
