@@ -56,9 +56,14 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=1_000_000)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "replay.json")
     ap.add_argument("--only", default="nasa-jul,nasa-aug,synthetic")
+    ap.add_argument("--keep-others", action="store_true",
+                    help="keep the entries of traces not re-run from the existing --out file (each has its seconds)")
     args = ap.parse_args()
     traces = args.only.split(",")
     out: dict[str, Any] = {"claims": SPECIFIED_CLAIMS, "traces": {}}
+    if args.keep_others and args.out.exists():
+        kept = json.loads(args.out.read_text()).get("traces", {})
+        out["traces"] = {name: entry for name, entry in kept.items() if name not in traces}
     exps: list[Experiment] = []
     for name in traces:
         t0 = time.perf_counter()
