@@ -3,15 +3,19 @@ silently forgotten, and no returned write is undone by an old value coming back.
 
 Faults on a real redis-server: CLIENT PAUSE, SIGSTOP, SIGKILL + AOF restart, OOM (maxmemory + noeviction),
 network delay through a TCP proxy in this file, and a property test of random interleavings of two
-cache instances (each with its own connections, as two processes would have) with pauses.
+processes (each with its own cache instance, driven through ``write_worker.py``) with pauses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import select
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +25,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from conftest import RedisProcess, free_port
@@ -281,53 +286,85 @@ def pausable() -> Any:
     server.stop()
 
 
+class Worker:
+    """A cache instance in a process of its own (``write_worker.py``), one JSON command/answer per line."""
+
+    def __init__(self, url: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("write_worker.py")), url],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, **cmd: Any) -> dict[str, Any]:
+        proc = self.proc
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(cmd) + "\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 20.0)
+        assert ready, f"worker gave no answer to {cmd} within 20 s"
+        line = proc.stdout.readline()
+        assert line, f"worker exited ({proc.poll()}) on {cmd}"
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ask(op="quit")
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def two_processes(pausable: RedisProcess) -> Any:
+    workers = [Worker(pausable.url), Worker(pausable.url)]
+    yield workers
+    for worker in workers:
+        worker.stop()
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(ops=OPS)
-def test_random_interleavings_never_resurrect(pausable: RedisProcess, ops: list[tuple[str, int, int]]) -> None:
-    asyncio.run(_interleave(pausable.url, ops))
-
-
-async def _interleave(url: str, ops: list[tuple[str, int, int]]) -> None:
+def test_random_interleavings_of_two_processes_never_resurrect(
+        pausable: RedisProcess, two_processes: list[Worker], ops: list[tuple[str, int, int]]) -> None:
+    """Two processes, each with its own cache instance (own L1, connections and invalidation listener),
+    take turns as hypothesis orders them, with Redis paused now and then. No process ever reads a value
+    older than its own last returned write, and at the end L2 holds nothing older than the last returned
+    write of each key."""
     pfx = prefix()
-    caches = [make(url, pfx), make(url, pfx)]
-    for cache in caches:
-        await cache.start(wait=5.0)
-    admin = Redis.from_url(url)
+    for worker in two_processes:
+        assert worker.ask(op="reset", prefix=pfx) == {"ok": True}
+    admin = SyncRedis.from_url(pausable.url)
     floor: dict[int, int] = {}  # key -> seq of the last write that returned (later values are seq >= it)
-    seen_floor: list[dict[int, int]] = [{}, {}]  # per instance: its own last returned write per key
+    seen_floor: list[dict[int, int]] = [{}, {}]  # per process: its own last returned write per key
     seq = 0
     paused_until = 0.0
     try:
         for op, who, key in ops:
-            cache, name = caches[who], f"k{key}"
+            worker, name = two_processes[who], f"k{key}"
             if op == "pause":
-                await admin.execute_command("CLIENT", "PAUSE", "150", "ALL")
+                admin.execute_command("CLIENT", "PAUSE", "150", "ALL")
                 paused_until = time.monotonic() + 0.15
                 continue
             if time.monotonic() >= paused_until > 0:
-                await asyncio.sleep(0.03)  # commands queued during the pause are applied first
+                time.sleep(0.03)  # commands queued during the pause are applied first
                 paused_until = 0.0
             seq += 1
             if op == "get":
-                got = await cache.get(name)
+                got = worker.ask(op="get", key=name)["value"]
                 if got is not None:
                     assert int(got) >= seen_floor[who].get(key, 0), (ops, name, got)
                 continue
-            try:
-                if op == "set":
-                    await cache.set(name, str(seq))
-                else:
-                    await cache.delete(name)
-            except CacheUnavailableError:
+            answer = worker.ask(op=op, key=name, value=str(seq))
+            if answer.get("unavailable"):
                 continue
+            assert answer == {"ok": True}, answer
             floor[key] = seen_floor[who][key] = seq
-        await asyncio.sleep(max(0.0, paused_until - time.monotonic()) + 0.05)
+        time.sleep(max(0.0, paused_until - time.monotonic()) + 0.05)
         for key, low in floor.items():
-            got = await read_fresh(url, pfx, f"k{key}")
+            got = asyncio.run(read_fresh(pausable.url, pfx, f"k{key}"))
             assert got is None or int(got) >= low, (ops, key, got, low)
     finally:
         with contextlib.suppress(Exception):
-            await admin.execute_command("CLIENT", "UNPAUSE")
-        await admin.aclose()
-        for cache in caches:
-            await cache.close()
+            admin.execute_command("CLIENT", "UNPAUSE")
+        admin.close()
