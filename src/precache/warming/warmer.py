@@ -252,11 +252,23 @@ class Warmer:
             self.stats.wasted_evicted += 1
 
     def handle_event(self, event: Any) -> None:
-        """Adapter for ``cache.subscribe``: route an ``AccessEvent`` to record_hit / record_miss."""
+        """Adapter for ``cache.subscribe``: route an ``AccessEvent`` to record_hit / record_miss.
+
+        Events are delivered after the request, so a request that joined a preload in flight is often
+        reported once the preload has finished; it began before the preload finished (``time - latency``
+        <= the preload's end), which a miss after an eviction cannot, and is counted as used and joined."""
         tier = getattr(event, "tier", None)
         if tier in ("l1", "l2", "stale"):
             self.record_hit(event.key)
         elif tier == "origin":
+            entry = self._unused.get(event.key)
+            began = float(getattr(event, "time", 0.0)) - float(getattr(event, "latency", 0.0))
+            if entry is not None and began <= entry.loaded_at:
+                del self._unused[event.key]
+                self._forget(entry)
+                self.stats.used += 1
+                self.stats.joined += 1
+                return
             self.record_miss(event.key)
 
     # -- the background side ----------------------------------------------------------------------
