@@ -51,6 +51,7 @@ def test_freshness_sources_in_order() -> None:
     assert decide({"date": "Tue, 14 Nov 2023 22:13:20 GMT", "expires": "Tue, 14 Nov 2023 22:15:20 GMT"})[0] == 120.0
     assert decide({"expires": "not a date"}) == (0.0, "stale")  # an invalid Expires is already expired
     assert decide({"cache-control": "max-age=abc"}) == (0.0, "stale")
+    assert decide({"cache-control": "max-age=²"}) == (0.0, "stale")  # a Unicode digit is not delta-seconds
     assert decide({}) == (60.0, "stored")  # heuristic lifetime for a 200 with no freshness information
     assert decide({}, heuristic_ttl=None) == (0.0, "no-freshness")
     assert decide({"cache-control": "max-age=0"}) == (0.0, "stale")

@@ -73,9 +73,10 @@ def _split_commas(value: str) -> list[str]:
 
 def _seconds(value: str | None) -> int | None:
     """A delta-seconds argument; None when absent or malformed (RFC 9111 §1.2.2: treat as invalid)."""
-    if value is None or not value.strip().isdigit():
+    text = value.strip() if value is not None else ""
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True, and int() refuses it
         return None
-    return int(value.strip())
+    return int(text)
 
 
 def _http_date(value: str | None) -> float | None:
