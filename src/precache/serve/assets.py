@@ -20,6 +20,7 @@ warming lists carry no assets (nothing is learned per replica).
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from precache.serve.sessions import redis_tag
 
 log = logging.getLogger("precache.serve")
 
+RETRY_AFTER_SECONDS = 5.0
 MAX_TRACKED = 256  # assets remembered per page
 MIN_PROBABILITY = 0.05  # P(asset | page) below this is not listed (AssetModel's default)
 MAX_LISTED = 20  # assets listed per page, most likely first (AssetModel's default)
@@ -72,6 +74,12 @@ class AssetCounts:
         self.redis, self.prefix = redis, prefix
         self.retention_ms = max(1, int(retention * 1000))
         self.failures = 0
+        self._skip_until = 0.0  # after a Redis failure, warming lists skip assets a while (no timeout per request)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.failures += 1
+        self._skip_until = time.monotonic() + RETRY_AFTER_SECONDS
+        log.warning("%s: Redis failed (%s: %s)", what, type(exc).__name__, exc)
 
     def key(self, page: str) -> str:
         return f"{self.prefix}assets:{{{redis_tag(page)}}}"
@@ -89,14 +97,13 @@ class AssetCounts:
                 pipe.eval(_COUNT, 1, self.key(page), views.get(page, 0), self.retention_ms, MAX_TRACKED, *pairs)
             await pipe.execute()
         except Exception as exc:
-            self.failures += 1
-            log.warning("asset counts not recorded: Redis failed (%s: %s)", type(exc).__name__, exc)
+            self._failed("asset counts not recorded", exc)
 
     async def of_pages(self, pages: Sequence[tuple[str, float]], threshold: float) -> list[list[tuple[str, float]]]:
         """For each ``(page, P(page))``: ``[(asset, P(page) * P(asset | page))]`` at or above ``threshold`` (and
         ``P(asset | page) >= MIN_PROBABILITY``), most likely first; empty lists when Redis cannot answer."""
         empty: list[list[tuple[str, float]]] = [[] for _ in pages]
-        if self.redis is None or not pages:
+        if self.redis is None or not pages or time.monotonic() < self._skip_until:
             return empty
         try:
             pipe = self.redis.pipeline(transaction=False)
@@ -104,8 +111,7 @@ class AssetCounts:
                 pipe.hgetall(self.key(page))
             tables = await pipe.execute()
         except Exception as exc:
-            self.failures += 1
-            log.warning("warming without assets: Redis failed (%s: %s)", type(exc).__name__, exc)
+            self._failed("warming without assets", exc)
             return empty
         return [_ranked(_decoded(table), p, threshold) for (_, p), table in zip(pages, tables, strict=True)]
 
