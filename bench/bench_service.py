@@ -349,18 +349,27 @@ def start_service(redis_url: str, model_dir: Path, workers: int, gc_freeze: bool
                 "PRECACHE_PREDICTION_CACHE_SIZE": "0", "MODEL_STORAGE_PATH": str(model_dir.parent / "none"),
                 "PRECACHE_GC_FREEZE": "true" if gc_freeze else "false"})
     proc = subprocess.Popen([str(Path(sys.executable).parent / "precache"), "serve", "--port", str(port),
-                             "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     wait_http(port, "/readyz")
     return proc, port
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
+    """End the service and its uvicorn workers: the whole process group (a worker orphaned by a parent killed
+    after its shutdown timed out would otherwise keep running and skew every later run)."""
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
+    except ProcessLookupError:
+        pass
 
 
 def in_process_p50(model_dir: Path, sequence: list[tuple[str, str]], n: int) -> dict[str, float | None]:

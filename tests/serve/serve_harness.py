@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -75,7 +77,7 @@ def running_service(env: dict[str, str], *args: str, port: int | None = None) ->
     """``precache serve`` in its own process until the block ends; waits for /healthz."""
     port = port or free_port()
     proc = subprocess.Popen([str(Path(sys.executable).parent / "precache"), "serve", "--port", str(port), *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -91,12 +93,14 @@ def running_service(env: dict[str, str], *args: str, port: int | None = None) ->
                 raise RuntimeError("precache serve did not answer /healthz within 30 s")
             time.sleep(0.1)
         yield Service(proc, port)
-    finally:
-        proc.terminate()
+    finally:  # the whole process group: uvicorn's workers must not outlive a parent killed after a timeout
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         if proc.stdout:
             proc.stdout.close()
