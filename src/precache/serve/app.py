@@ -31,7 +31,7 @@ from precache.serve.auth import Authenticator, Caller, Role
 from precache.serve.decisions import CacheAdvisor
 from precache.serve.errors import ApiError, error_responses, install_error_handlers
 from precache.serve.events import ClientHasher, EventRecorder
-from precache.serve.experiments_routes import include_experiments
+from precache.serve.experiments_routes import include_experiments, session_arm
 from precache.serve.heap import heap_gauges, settle_after_startup
 from precache.serve.jobs import JobStore
 from precache.serve.limits import BodySizeLimit
@@ -39,6 +39,7 @@ from precache.serve.metrics import RequestCounter, ServiceMetrics
 from precache.serve.model import ModelHolder, ServedModel
 from precache.serve.model_history import ModelHistory
 from precache.serve.monitoring import ServiceMonitoring
+from precache.serve.pinned import PinnedModels
 from precache.serve.ratelimit import SharedRateLimiter
 from precache.serve.registry_routes import register_routes
 from precache.serve.schemas import (
@@ -84,6 +85,7 @@ class ServiceState:
     edge: EdgeInference | None = None
     follower: RegistryFollower | None = None
     monitoring: ServiceMonitoring | None = None
+    pinned: PinnedModels | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -215,6 +217,8 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
             for task in list(state.background):
                 task.cancel()
             await state.models.aclose()
+            if state.pinned is not None:
+                await state.pinned.aclose()
             if state.edge is not None:
                 await state.edge.aclose()
             try:
@@ -310,11 +314,21 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         page = body.context.currentPath
         if page is None:
             raise ApiError(422, "validation_error", f"body.context.currentPath: required for type={body.type}")
+        arm = session_arm(app, body.sessionId)  # an experiment's arm for this session, if any (no I/O)
+        if arm is not None and arm.model_version is not None and arm.model_version != served.version:
+            served = await pinned_or_503(arm.model_version)
         history = await state.histories.append(body.sessionId, [page])
         monitoring.page_view(body.sessionId, page)
         if body.type == "warming":
             predictive = state.settings.predictive
             threshold = body.options.threshold if body.options.threshold is not None else predictive.warming_threshold
+            if arm is not None and arm.threshold is not None:
+                threshold = arm.threshold  # the arm decides: a caller's own threshold would void the experiment
+            if arm is not None and not arm.warming:  # the control arm of a warming experiment: nothing to preload
+                latency = (time.perf_counter() - start) * 1000
+                monitoring.prediction(latency / 1000, "warming", version=served.version)
+                return WarmingResponse(preload=[], threshold=threshold, latency=round(latency, 3),
+                                       modelVersion=served.version)
             k = max(1, min(50, predictive.max_preload_items))
             ranked, cached = await state.models.predict(served, history, k)
             pages = [(p, _prob(pr)) for p, pr in ranked if pr >= threshold]
@@ -347,6 +361,17 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         monitoring.prediction(latency / 1000, "page", body.sessionId, [p for p, _ in ranked], served.version)
         return PageResponse(predictions=predictions, latency=round(latency, 3), cached=cached,
                             modelVersion=served.version)
+
+    async def pinned_or_503(version: str) -> ServedModel:
+        """The registry version an experiment arm pins (never another model: that would mix the arms)."""
+        if state.pinned is None:
+            state.pinned = PinnedModels(state.registry, state.models)
+        pinned = await state.pinned.get(version)
+        if pinned is None:
+            state.metrics.unavailable += 1
+            raise ApiError(503, "no_model", f"this session's experiment arm pins page-predictor {version}, "
+                           "which cannot be served (missing or failing verification)")
+        return pinned
 
     async def cache_decision(body: PredictRequest, start: float) -> CacheDecision:
         if not state.settings.ml_enabled:

@@ -78,15 +78,17 @@ class ModelHolder:
         self.loads = 0
         self._retiring: set[asyncio.Task[None]] = set()
 
-    def prepare(self, directory: Path, version: str | None = None) -> ServedModel:
-        """Load and verify ``directory`` without serving it yet (safe in a worker thread). Raises on a bad one."""
+    def prepare(self, directory: Path, version: str | None = None, *, record_error: bool = True) -> ServedModel:
+        """Load and verify ``directory`` without serving it yet (safe in a worker thread). Raises on a bad one
+        (and, with ``record_error``, keeps the reason as :attr:`last_error`, which ``/readyz`` shows)."""
         try:
             engine = InferenceEngine.load(directory, max_history=self.max_history, max_sessions=1)
             return ServedModel(engine, version or model_version(directory), directory,
                                str(getattr(engine.model, "kind", getattr(engine.model, "name", "model"))),
                                inline=_fast(engine))
         except Exception as exc:
-            self.last_error = f"{directory}: {type(exc).__name__}: {exc}"[:300]
+            if record_error:
+                self.last_error = f"{directory}: {type(exc).__name__}: {exc}"[:300]
             raise
 
     def load(self, directory: Path, version: str | None = None) -> ServedModel:
