@@ -4,6 +4,7 @@ watched it (found at a replica's startup, on GET /train/{id}, and when a POST fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -42,6 +43,16 @@ def clf_trace(path: Path, sessions: int) -> Path:
             lines.append(f'c{i} - - [{stamp}] "GET {page} HTTP/1.0" 200 1000')
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+    return out
 
 
 def record(client: redis.Redis, status: str, stage: str = "train") -> str:
@@ -114,12 +125,19 @@ def test_a_killed_job_process_is_failed_by_its_replica_and_frees_the_lock(redis_
         pids.append(int(job["pid"]))
         return int(job["pid"])
 
+    def kill(pid: int) -> None:
+        """The job process's group and its children's (the pipeline's training worker has a session of its own
+        and would otherwise train on, orphaned, until its next progress line)."""
+        for group in [*children(pid), pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+
     try:
         with running_service(env) as svc, svc.client(TRAINING_KEY) as admin:
             first = admin.post("/api/ml/train", json=body)
             assert first.status_code == 202, first.text
             job_id = first.json()["jobId"]
-            os.killpg(started_pid(admin, job_id), signal.SIGKILL)  # the job process and its training worker
+            kill(started_pid(admin, job_id))  # the job process and its training worker
             failed = eventually(lambda: (j := admin.get(f"/api/ml/train/{job_id}").json())["status"] == "failed"
                                 and j, timeout=30)
             assert "killed by signal 9" in failed["error"], failed
@@ -128,7 +146,4 @@ def test_a_killed_job_process_is_failed_by_its_replica_and_frees_the_lock(redis_
             started_pid(admin, second.json()["jobId"])
     finally:
         for pid in pids:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill(pid)
