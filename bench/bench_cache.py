@@ -48,6 +48,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import orjson
 from cachetools import TTLCache
 from cashews import Cache as CashewsCache
@@ -68,6 +69,9 @@ NOTES = [
     "raw_redis_tuned = the same connection options as RedisTier (socket_timeout=None, no CLIENT SETINFO, "
     "no retries, no health checks): the goals are judged against it; raw_redis = redis-py defaults "
     "(a wait_for per command), reported too",
+    "RedisTier sends GET and MGET on a pooled connection packed by hiredis, without execute_command "
+    "(redis-py's async packer is Python); raw_direct (info) is the same client taking the same shortcut, "
+    "i.e. what is left of precache's overhead once the client side is equal",
     "L1 cases (precache, precache with an event subscriber on its own instance, cashews, cachetools) run "
     "interleaved; the L2 phases assert zero misses and zero Redis errors",
     "L2 hit / get_many: L1 holds 100 items, 20,000 keys rotate beyond it: reads miss L1 and fill a full "
@@ -244,10 +248,14 @@ async def run(url: str) -> dict[str, Any]:
     async def tuned_get(i: int) -> Any:
         return orjson.loads(await tuned.get(raw_keys[i % nkeys]))
 
+    async def direct_get(i: int) -> Any:
+        return orjson.loads(await direct(tuned, "GET", raw_keys[i % nkeys]))
+
     results.update({f"l2_hit/{name}": m for name, m in (await measure_interleaved({
         "precache": lambda i: l2c.get(keys[i % nkeys]),
         "raw_redis_get": raw_get,
         "raw_redis_tuned_get": tuned_get,
+        "raw_direct_get": direct_get,
     }, n(10_000))).items()})
     l1h, l2h = l2c.stats.l1_hits - hits0, l2c.stats.l2_hits - l2hits0
     results["l2_hit/precache"]["l1_hit_share"] = round(l1h / (l1h + l2h), 4)
@@ -268,11 +276,16 @@ async def run(url: str) -> dict[str, Any]:
         loads = orjson.loads
         return [None if v is None else loads(v) for v in await tuned.mget(raw_batches[i % nb])]
 
+    async def direct_mget(i: int) -> Any:
+        loads = orjson.loads
+        return [None if v is None else loads(v) for v in await direct(tuned, "MGET", *raw_batches[i % nb])]
+
     results.update({f"get_many100/{name}": m for name, m in (await measure_interleaved({
         "precache": lambda i: l2c.get_many(batches[i % nb]),
         "precache_deferred_fill": lambda i: l2c.get_many(batches[i % nb], fill_l1="deferred"),
         "raw_mget": raw_mget,
         "raw_tuned_mget": tuned_mget,
+        "raw_direct_mget": direct_mget,
     }, n(2_000))).items()})
     l1h, l2h = l2c.stats.l1_hits - hits0, l2c.stats.l2_hits - l2hits0
     results["get_many100/precache"]["l1_hit_share"] = round(l1h / (l1h + l2h), 4)
@@ -328,6 +341,18 @@ async def run(url: str) -> dict[str, Any]:
     return results
 
 
+async def direct(client: Redis, *args: str) -> Any:
+    """A read the way ``RedisTier`` sends GET/MGET: a pooled connection, the command packed by hiredis,
+    no ``execute_command``. The (info) contender that gets the same client-side shortcut as precache."""
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await conn.send_packed_command(hiredis.pack_command(args))  # type: ignore[arg-type]
+        return await conn.read_response()
+    finally:
+        await pool.release(conn)
+
+
 def ratios(results: dict[str, Any]) -> dict[str, dict[str, float | bool]]:
     def r(a: str, b: str, goal: float) -> dict[str, float | bool]:
         value = results[a]["p50_us"] / results[b]["p50_us"]
@@ -345,6 +370,9 @@ def ratios(results: dict[str, Any]) -> dict[str, dict[str, float | bool]]:
                                                           1.3),
         "l2_hit precache/raw GET+decode": r("l2_hit/precache", "l2_hit/raw_redis_get", inf),
         "get_many100 precache/raw MGET+decode": r("get_many100/precache", "get_many100/raw_mget", inf),
+        "(info) l2_hit precache/direct hiredis GET+decode": r("l2_hit/precache", "l2_hit/raw_direct_get", inf),
+        "(info) get_many100 precache/direct hiredis MGET+decode": r(
+            "get_many100/precache", "get_many100/raw_direct_mget", inf),
         "(info) get_many100 precache deferred fill/same-options MGET+decode": r(
             "get_many100/precache_deferred_fill", "get_many100/raw_tuned_mget", inf),
     }

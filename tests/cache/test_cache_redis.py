@@ -244,3 +244,32 @@ async def test_get_many_tags_and_event_stream(redis_url: str) -> None:
     assert cache.stats.redis_errors == 0
     await admin.aclose()
     await cache.close()
+
+
+@pytest.mark.parametrize("direct", [True, False])
+async def test_reads_after_a_timed_out_read_get_their_own_reply(private_redis: RedisProcess, direct: bool) -> None:
+    """GET and MGET take a direct pooled path (hiredis-packed) on a plain client and ``execute_command``
+    otherwise (here: a single-connection client). On both, a read cancelled by its deadline while its
+    reply is still on the wire must not leave that reply for the next read, and the two paths agree."""
+    pfx = prefix()
+    if direct:
+        tier = RedisTier(private_redis.url, prefix=pfx, op_timeout=0.05)
+    else:
+        client = Redis.from_url(private_redis.url, single_connection_client=True, socket_timeout=None)
+        tier = RedisTier(client=client, prefix=pfx, op_timeout=0.05)
+    assert tier.direct_reads is direct
+    await tier.set("a", b"A", None)
+    await tier.set("b", b"\x00B\xff", None)
+    assert await tier.get("a") == b"A"
+    admin = Redis.from_url(private_redis.url)
+    await admin.execute_command("CLIENT", "PAUSE", "400", "ALL")
+    with pytest.raises(TimeoutError):
+        await tier.get("a")
+    with pytest.raises(TimeoutError):
+        await tier.get_many(["a", "b"])
+    await asyncio.sleep(0.5)  # the pause ends; the cancelled replies arrive on dropped connections
+    assert await tier.get("b") == b"\x00B\xff"
+    assert await tier.get_many(["b", "missing", "a"]) == [b"\x00B\xff", None, b"A"]
+    assert await tier.get("missing") is None
+    await admin.aclose()
+    await tier.close()

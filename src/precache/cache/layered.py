@@ -727,7 +727,7 @@ class PredictiveCache:
         if generation != self._channel.generation:
             self._stats.fills_skipped += len(fills)
             return
-        self.l1.fill_many(fills, self.config.grace, keep_fresh=True)
+        self.l1.fill_many(fills, self.config.grace, keep_fresh=True, count_resident=False)
 
     def _fill_l1(self, key: str, record: Record, tags: tuple[str, ...], preloaded: bool = False,
                  generation: int | None = None) -> None:

@@ -185,7 +185,8 @@ class MemoryTier:
         return key in self.data
 
     def fill_many(self, items: list[tuple[str, Any, int, float | None, float]], grace: float = 0.0,
-                  tags: tuple[str, ...] = (), preloaded: bool = False, keep_fresh: bool = False) -> int:
+                  tags: tuple[str, ...] = (), preloaded: bool = False, keep_fresh: bool = False,
+                  count_resident: bool = True) -> int:
         """Store values read from L2: ``(key, value, encoded size, absolute expires_at, delta)`` each.
 
         The batch form of ``set(..., expires_at=...)`` (no ``ttl_for``: the lifetime comes from L2):
@@ -193,7 +194,8 @@ class MemoryTier:
         policy has it), then the budgets are enforced once for the whole batch (one ``evict`` call when
         the policy has it). With ``keep_fresh``, a key that already holds a fresh entry is left alone
         (that entry was stored after the L2 read was sent, so it is at least as new).
-        Returns how many of the items are resident afterwards."""
+        Returns how many of the items are resident afterwards (0 with ``count_resident=False``: the
+        count is a pass over the batch after eviction, skipped when the caller does not read it)."""
         now = self.clock.now()
         data = self.data
         policy = self.policy
@@ -238,6 +240,8 @@ class MemoryTier:
         if self.bytes <= max_bytes and len(data) <= self.max_items:
             return len(stored)
         self._enforce()
+        if not count_resident:
+            return 0
         return sum(1 for entry in stored if data.get(entry.key) is entry)
 
     def fill_one(self, key: str, value: Any, size: int, expires_at: float | None, delta: float,

@@ -264,7 +264,7 @@ class S3FIFOPolicy:
                 key = info.key
                 if tracked(key) is not info:
                     continue  # tombstone
-                state = _s3_state(info)
+                state: int = info.policy_data  # type: ignore[assignment]  # an int once queued (on_insert)
                 size = info.size
                 small_bytes -= size
                 if state:  # accessed while in small (never the _MAIN bit here): promote, frequency 0
@@ -280,7 +280,7 @@ class S3FIFOPolicy:
                 key = info.key
                 if tracked(key) is not info:
                     continue
-                state = _s3_state(info)
+                state = info.policy_data  # type: ignore[assignment]
                 if state & 3:
                     info.policy_data = state - 1
                     main_push(info)
