@@ -496,12 +496,19 @@ def main() -> None:
     ap.add_argument("--old-order", action="store_true",
                     help="also replay the learned policy in the old insert-then-evict order (the finding)")
     ap.add_argument("--out", default=str(RESULTS / "policies.json"))
+    ap.add_argument("--keep-others", action="store_true",
+                    help="keep, from the existing --out file, the entries of this run's other traces")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     traces = load_traces(args.synthetic_requests)
+    names = set(traces)
     if args.only:
         traces = {k: v for k, v in traces.items() if k in args.only.split(",")}
     results: dict[str, Any] = {}
+    if args.keep_others and Path(args.out).exists():
+        kept = json.loads(Path(args.out).read_text()).get("traces", {})
+        # only traces this configuration produces (a synthetic entry of another size is dropped)
+        results = {name: entry for name, entry in kept.items() if name in names and name not in traces}
     with tempfile.TemporaryDirectory(prefix="precache-bench-") as tmp:
         for name, trace in traces.items():
             if args.sample_rate >= 1.0 and len(trace) > 300_000:
