@@ -139,6 +139,6 @@ def test_calibration_map_is_chosen_by_cross_fitted_ece() -> None:
     chosen = [[("/t", 0.9), ("/u", 0.05)] if ok else [("/w", 0.9), ("/t", 0.05)] for ok in correct]
     report = auto._fit_calibration(chosen, ["/t"] * len(chosen))
     assert report["method"] in ("platt", "isotonic") and report["validation_ece_after"] < 0.05
-    assert set(report["cross_fitted_ece"]) == {"none", "platt", "isotonic"}
+    assert set(report["held_period_ece"]) == {"none", "platt", "isotonic"}
     mapped = auto._calibrated([("/t", 0.9), ("/u", 0.05)])
     assert abs(mapped[0][1] - correct.mean()) < 0.05

@@ -13,8 +13,11 @@ the whole slice. The manifest records every candidate's validation numbers and t
 During the choice the baselines count the training slice only; once chosen, they are refit on training +
 validation (their own default: the most recent sessions matter). The attention model uses the validation
 slice for early stopping, which makes its validation score slightly optimistic; the test table shows it.
-The shipped lists' probabilities go through an isotonic map fit on the validation top-1 (kept only when it
-lowers validation ECE), so auto is calibrated even when it ships an uncalibrated baseline or a blend.
+The shipped lists' probabilities go through a monotone map of the top-1 (Platt by default, isotonic or none
+when clearly better on held-out periods), so auto is calibrated even when it ships an uncalibrated baseline
+or a blend. The map is fit on the validation lists when the slice has >= ``min_calibration_transitions``;
+on smaller slices (small traces) on out-of-fold lists of the shipped configuration over the whole training
+period (:mod:`precache.models.crossfit`), because a map fit on a few hundred transitions does not transfer.
 
 Files: ``auto.json`` (choice, weight, gate parameters, component list with the sha256 of each component's manifest) and
 one sub-directory per shipped component, itself a normal model directory with its own manifest. The
@@ -44,7 +47,8 @@ from precache.models.base import (
     sha256_file,
     write_json,
 )
-from precache.models.calibration import apply_isotonic, apply_platt, ece, fit_isotonic, fit_platt
+from precache.models.calibration import MAP_FITTERS, apply_isotonic, apply_platt, choose_map, ece
+from precache.models.crossfit import out_of_fold
 from precache.models.registry import build_predictor, load_predictor, register_predictor
 from precache.scoring import ranking_scores
 from precache.traces.model import Session
@@ -102,6 +106,8 @@ class AutoPredictor(PagePredictorBase):
         gates: Sequence[str] = ("attention+ppm", "attention+markov", "attention+ppm+sknn",
                                 "attention+markov+ppm+sknn", "attention+markov-count+ppm+sknn"),
         size_budget: int | None = 1_000_000,
+        min_calibration_transitions: int = 5_000,
+        calibration_folds: int = 5,
     ) -> None:
         super().__init__(name)
         self.candidates = list(candidates)
@@ -112,6 +118,8 @@ class AutoPredictor(PagePredictorBase):
         self.blend_depth = int(blend_depth)
         self.gates = [str(g) for g in gates]
         self.size_budget = size_budget
+        self.min_calibration_transitions = int(min_calibration_transitions)
+        self.calibration_folds = int(calibration_folds)
         self.gate: Gate | None = None
         self.components: list[PagePredictorBase] = []
         self.weight = 1.0
@@ -125,6 +133,8 @@ class AutoPredictor(PagePredictorBase):
             "attention_options": self.attention_options,
             "max_validation_transitions": self.max_validation_transitions, "blend_depth": self.blend_depth,
             "gates": self.gates, "size_budget": self.size_budget,
+            "min_calibration_transitions": self.min_calibration_transitions,
+            "calibration_folds": self.calibration_folds,
         }
 
     @property
@@ -216,7 +226,7 @@ class AutoPredictor(PagePredictorBase):
             self.components = [fitted[best]]
             self.weight = 1.0
             chosen = heads[best]
-        calibration = self._fit_calibration(chosen, targets)
+        calibration = self._calibrate(train, validation, chosen, targets)
         runner_up = sorted(allowed, key=lambda n: (-results[n]["hr5"], -results[n]["mrr5"]))[:3]
         top = ", ".join(f"{n}={results[n]['hr5']:.4f}" for n in runner_up)
         self.metrics = {
@@ -235,35 +245,57 @@ class AutoPredictor(PagePredictorBase):
         self.fitted_candidates = fitted
         self.fitted = True
 
-    def _fit_calibration(self, chosen: list[Prediction], targets: list[str]) -> dict[str, Any]:
-        """A monotone map of the shipped lists' probabilities, fit on the validation top-1 (the chosen
-        model may be an uncalibrated baseline or a blend, which have no logits to temperature-scale).
+    def _calibrate(self, train: Sequence[Session], validation: Sequence[Session], chosen: list[Prediction],
+                   targets: list[str]) -> dict[str, Any]:
+        """Fit the calibration map on the validation lists when the slice has at least
+        ``min_calibration_transitions``; on a smaller slice (small traces) on out-of-fold lists of the
+        shipped configuration over train + validation (:func:`precache.models.crossfit.out_of_fold`),
+        which gives every training transition as a calibration example. Falls back to the validation
+        lists, and says so, when cross-fitting is impossible (too few sessions, a refit that fails)."""
+        source, periods = "validation", None
+        if len(targets) < self.min_calibration_transitions:
+            try:
+                chosen, targets, folds = out_of_fold([*train, *validation], self._refit_shipped,
+                                                     self.calibration_folds, self.max_validation_transitions)
+                source, periods = f"out-of-fold ({self.calibration_folds} folds over train + validation)", folds
+            except (ImportError, ValueError) as exc:
+                source = f"validation (cross-fitting impossible: {exc})"
+        report = self._fit_calibration(chosen, targets, periods)
+        report["source"] = source
+        return report
 
-        Which map -- none, Platt (2 parameters) or isotonic (one knot per block) -- is chosen by 2-fold
-        cross-fitted ECE on the validation slice, so a small slice (small traces: a few hundred
-        transitions) gets the map that does not overfit it rather than the one that fits it best."""
+    def _refit_shipped(self, sessions: Sequence[Session]) -> Any:
+        """The shipped configuration (components, blend weight or gate) refit on ``sessions``; returns
+        a function ranking histories with it, uncalibrated (for out-of-fold calibration lists)."""
+        models = []
+        for component in self.components:
+            model = build_predictor(component.kind, **(self.attention_options if component.kind == "attention" else {}))
+            if component.kind == "attention":  # early stopping on the most recent tenth, as in fit()
+                cut = max(1, len(sessions) // 10)
+                model.fit(sessions[:-cut], sessions[-cut:])
+            else:
+                model.fit(sessions)
+            models.append(model)
+
+        def rank(histories: list[list[str]]) -> list[Prediction]:
+            depth = self.blend_depth if len(models) > 1 else 10
+            return self._combine([_predict_all(m, histories, depth) for m in models], histories, 10)
+
+        return rank
+
+    def _fit_calibration(self, chosen: list[Prediction], targets: list[str],
+                         periods: Sequence[int] | None = None) -> dict[str, Any]:
+        """A monotone map of the shipped lists' probabilities, fit on their top-1 (the chosen model may be
+        an uncalibrated baseline or a blend, which have no logits to temperature-scale); which map is
+        chosen by its ECE on held-out periods (:func:`precache.models.calibration.choose_map`;
+        ``periods``: each list's cross-fitting fold, or contiguous blocks of the validation slice)."""
         confidence = np.array([r[0][1] if r else 0.0 for r in chosen])
         correct = np.array([bool(r) and r[0][0] == t for r, t in zip(chosen, targets, strict=True)])
-        folds = np.arange(len(confidence)) % 2 == 0
-        fitters: dict[str, Any] = {
-            "none": (lambda c, y: None, lambda p, m: p),
-            "platt": (fit_platt, apply_platt),
-            "isotonic": (fit_isotonic, apply_isotonic),
-        }
-        cross: dict[str, float] = {}
-        for name, (fit, apply) in fitters.items():
-            mapped = confidence.copy()
-            for held in (folds, ~folds):
-                if held.all() or not held.any():
-                    continue
-                mapped[held] = apply(confidence[held], fit(confidence[~held], correct[~held]))
-            cross[name] = ece(mapped, correct)
-        method = min(cross, key=lambda n: (cross[n], n != "none"))
-        fit, apply = fitters[method]
-        params = fit(confidence, correct)
+        method, params, held = choose_map(confidence, correct, None if periods is None else np.asarray(periods))
         self.calibration_map = (method, params) if method != "none" else None
-        return {"validation_ece_before": ece(confidence, correct), "method": method, "cross_fitted_ece": cross,
-                "validation_ece_after": ece(apply(confidence, params), correct), "transitions": len(targets)}
+        return {"validation_ece_before": ece(confidence, correct), "method": method, "held_period_ece": held,
+                "validation_ece_after": ece(MAP_FITTERS[method][1](confidence, params), correct),
+                "transitions": len(targets)}
 
     def _calibrated(self, ranked: Prediction) -> Prediction:
         if self.calibration_map is None or not ranked:
@@ -283,15 +315,18 @@ class AutoPredictor(PagePredictorBase):
         k = check_k(k)
         if not self.fitted:
             raise RuntimeError(f"{self.name}: predict_batch() before fit() or load()")
-        if len(self.components) == 1:
-            return [self._calibrated(r) for r in self.components[0].predict_batch(histories, k)]
-        depth = max(k, self.blend_depth)
+        depth = k if len(self.components) == 1 else max(k, self.blend_depth)
+        heads = [c.predict_batch(histories, depth) for c in self.components]
+        return [self._calibrated(r) for r in self._combine(heads, histories, k)]
+
+    def _combine(self, heads: Sequence[Sequence[Prediction]], histories: Sequence[Sequence[str]],
+                 k: int) -> list[Prediction]:
+        """The shipped combination of the components' lists: the single list, the gate's or the blend's."""
+        if len(heads) == 1:
+            return [list(r[:k]) for r in heads[0]]
         if self.gate is not None:
-            heads = [c.predict_batch(histories, depth) for c in self.components]
-            return [self._calibrated(r) for r in gated(heads, histories, self.gate, k)]
-        a = self.components[0].predict_batch(histories, depth)
-        b = self.components[1].predict_batch(histories, depth)
-        return [self._calibrated(blend(x, y, self.weight, k)) for x, y in zip(a, b, strict=True)]
+            return gated(heads, histories, self.gate, k)
+        return [blend(x, y, self.weight, k) for x, y in zip(heads[0], heads[1], strict=True)]
 
     def _save_files(self, directory: Path) -> list[str]:
         entries = []
