@@ -332,6 +332,8 @@ async def _replay(
                             if scored is not None:
                                 scored(sid, hit5)
                     warmer.observe(sid, key)
+                else:  # the warmer learns page -> asset links online from what it is told (causal)
+                    warmer.observe_access(sid, key)
             flag = [False]
 
             def user_loader(size: int = size, flag: list[bool] = flag, j: int = j) -> Any:

@@ -15,6 +15,10 @@ Why it looks like this:
   warming off, another threshold, or a pinned model version (``predictors=`` loads that version). It
   never imports ``precache.experiments``. ``on_preload`` (a :class:`PreloadObserver`) is told each
   preload's session when it is loaded and when it is used, so costs and efficiency can be counted per arm.
+- It keeps learning page -> asset links from the requests it is told about (``observe`` for page views,
+  ``observe_access`` or ``handle_event`` for the rest): :class:`~precache.warming.online.OnlineAssets`, on
+  top of the trained asset model, reset when :meth:`Warmer.set_models` activates another version. It also
+  skips assets a session already fetched (the asset model's probability assumes the session lacks them).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from precache.defaults import WARMING_THRESHOLD
 from precache.types import Prediction, SessionArm, SessionParameters
 from precache.warming.assets import AssetModel
 from precache.warming.limits import Backoff, Clock, TokenBucket
+from precache.warming.online import OnlineAssets, OnlineConfig
 from precache.warming.resolver import Loader, NotPreloadable, Resolver
 
 
@@ -86,6 +91,8 @@ class WarmerConfig:
     preload_assets: bool = True
     current_page_assets: bool = True
     """Also preload the likely assets of the page just viewed (the browser asks for them next)."""
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    """Online page -> asset links over the trained asset model (``online.enabled=False``: trained only)."""
 
     @classmethod
     def from_settings(cls, settings: Any | None = None, **overrides: Any) -> WarmerConfig:
@@ -170,6 +177,7 @@ class Warmer:
         params: SessionParameters | None = None,
         predictors: PredictorSource | None = None,
         on_preload: PreloadObserver | None = None,
+        model_version: str | None = None,
     ) -> None:
         self.cache = cache
         self.resolver = resolver
@@ -177,6 +185,7 @@ class Warmer:
         self.predictor = predictor
         self.config = config or WarmerConfig()
         self.assets = assets
+        self.online = OnlineAssets(assets, self.config.online, model_version)
         self.stats = WarmerStats()
         self.keep_predictions = keep_predictions
         self._spawn = spawn
@@ -212,12 +221,23 @@ class Warmer:
             if len(self._history) > self.config.max_sessions:
                 self._history.popitem(last=False)
         history.append(page)
+        self.online.observe_page(session_id, page, self.clock.now())
         if session_id not in self._pending and len(self._pending) >= self.config.queue_size:
             self.stats.dropped_queue += 1
             return
         self._pending[session_id] = None
         if self._wake is not None:
             self._wake.set()
+
+    def observe_access(self, session_id: str, item: str) -> None:
+        """A session requested ``item`` (a page id the resolver knows, not a page view): online asset links."""
+        self.online.observe_access(session_id, item, self.clock.now())
+
+    def set_models(self, predictor: Predictor | None, assets: AssetModel | None, version: str | None) -> None:
+        """Activate another trained version: what was learned online on top of the old one is dropped."""
+        self.predictor, self.assets = predictor, assets
+        if version != self.online.version:  # outcomes of the old model's probabilities say nothing now
+            self.online.rebase(assets, version)
 
     def end_session(self, session_id: str) -> None:
         self._history.pop(session_id, None)
@@ -258,6 +278,12 @@ class Warmer:
         reported once the preload has finished; it began before the preload finished (``time - latency``
         <= the preload's end), which a miss after an eviction cannot, and is counted as used and joined."""
         tier = getattr(event, "tier", None)
+        session = getattr(event, "session_id", None)
+        if session is not None and tier in ("l1", "l2", "stale", "origin"):
+            prefix = getattr(self.resolver, "key_prefix", "")
+            key = str(event.key)
+            if key.startswith(prefix):
+                self.observe_access(session, key[len(prefix):])
         if tier in ("l1", "l2", "stale"):
             self.record_hit(event.key)
         elif tier == "origin":
@@ -356,7 +382,13 @@ class Warmer:
         """``(expected benefit, page, session)``, pages and their assets, best first."""
         default = self.config.threshold
         out: list[tuple[float, str, str]] = []
-        assets = self.assets if self.config.preload_assets else None
+        online = self.online
+        assets = online if self.config.preload_assets and (online.config.enabled or self.assets is not None) else None
+        skip = online.config.skip_fetched
+
+        def has(session: str, asset: str) -> bool:
+            return skip and online.has_fetched(session, asset)
+
         for session, predictions, current in items:
             arm = self._arms.get(session)
             threshold = arm.threshold if arm is not None and arm.threshold is not None else default
@@ -364,7 +396,8 @@ class Warmer:
                 for asset, pa in assets.assets_of(current):
                     if pa < threshold:
                         break
-                    out.append((pa, asset, session))
+                    if not has(session, asset):
+                        out.append((pa, asset, session))
             for page, p in predictions:
                 if p < threshold:
                     continue
@@ -373,7 +406,8 @@ class Warmer:
                     for asset, pa in assets.assets_of(page):
                         if p * pa < threshold:
                             break
-                        out.append((p * pa, asset, session))
+                        if not has(session, asset):
+                            out.append((p * pa, asset, session))
         out.sort(key=lambda c: -c[0])
         return out
 

@@ -1,0 +1,192 @@
+"""Page -> asset links learned online from the request stream, on top of the trained asset model.
+
+Why: the trained :class:`~precache.warming.assets.AssetModel` knows only the links of its training window;
+a page published (or changed) since then has no assets to preload. The warmer sees every request as it
+happens, so it can keep learning the same quantity the trained model estimates,
+``P(asset | page, the session has not fetched the asset yet)``, from what sessions fetched after viewing a
+page (within ``window`` seconds, before their next page view).
+
+Rules it keeps:
+
+- **Causal.** It counts only what was observed: a page view, then the session's requests after it. A
+  decision (``assets_of``) reads the counts as they are at that moment, nothing later.
+- **On top of a model version.** A trained link's probability is a prior worth ``base_weight`` views; the
+  online views update it (``(base_weight * p + fetched) / (base_weight + at-risk views)``). A link the
+  trained model lacks starts from ``prior`` pseudo-views of "not fetched", so one co-occurrence is not
+  yet a preload. :meth:`rebase` with another version drops everything learned: the online part lives in
+  memory only, so a registry version's checksum keeps describing what is loaded.
+- **Bounded.** At most ``max_pages`` pages (least recently viewed dropped first), ``max_links`` links per
+  page (the least fetched dropped first), ``max_sessions`` sessions (oldest first), ``max_keys`` keys
+  remembered per session.
+- **A session's own fetches.** The probability is conditional on the session not having the asset yet
+  (its browser keeps it), so :meth:`has_fetched` lets the warmer skip assets the session already fetched:
+  preloading them would be wasted unless another session happened to want them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from precache.warming.assets import AssetModel
+
+
+@dataclass(slots=True)
+class OnlineConfig:
+    """Limits and weights of :class:`OnlineAssets` (see the module docstring)."""
+
+    enabled: bool = True
+    window: float = 60.0
+    prior: float = 1.0
+    base_weight: float | None = None
+    """Views a trained link's probability is worth against online counts; None: trained links keep it."""
+    min_probability: float = 0.05
+    max_assets: int = 20
+    max_pages: int = 20_000
+    max_links: int = 32
+    max_sessions: int = 50_000
+    max_keys: int = 512
+    skip_fetched: bool = False
+    """Skip assets the session already fetched (off: on NASA it removed preloads other sessions used)."""
+
+
+@dataclass(slots=True)
+class _Link:
+    fetched: float = 0.0
+    at_risk: float = 0.0
+
+
+@dataclass(slots=True)
+class _Page:
+    links: dict[str, _Link] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Session:
+    page: str | None = None
+    since: float = 0.0
+    keys: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+
+class OnlineAssets:
+    """``assets_of(page)`` like :class:`AssetModel`, learned online over a trained base (or none)."""
+
+    def __init__(self, base: AssetModel | None = None, config: OnlineConfig | None = None,
+                 version: str | None = None) -> None:
+        self.config = config or OnlineConfig()
+        self.base = base
+        self.version = version
+        self._pages: OrderedDict[str, _Page] = OrderedDict()
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self.resets = 0
+
+    # -- learning ---------------------------------------------------------------------------------
+    def rebase(self, base: AssetModel | None, version: str | None) -> None:
+        """Put the online layer on another trained model; a new version starts from nothing learned."""
+        if version != self.version or base is not self.base:
+            self._pages.clear()
+            self._sessions.clear()
+            self.resets += 1
+        self.base, self.version = base, version
+
+    def _session(self, session: str) -> _Session:
+        state = self._sessions.get(session)
+        if state is None:
+            state = self._sessions[session] = _Session()
+            if len(self._sessions) > self.config.max_sessions:
+                self._sessions.popitem(last=False)
+        else:
+            self._sessions.move_to_end(session)
+        return state
+
+    def _remember(self, state: _Session, key: str) -> bool:
+        """Note that the session fetched ``key``; True if it had not before (as far as we remember)."""
+        if key in state.keys:
+            return False
+        state.keys[key] = None
+        if len(state.keys) > self.config.max_keys:
+            state.keys.popitem(last=False)
+        return True
+
+    def observe_page(self, session: str, page: str, now: float) -> None:
+        """A page view: every link of the page the session does not have yet was at risk in this view."""
+        if not (self.config.enabled or self.config.skip_fetched):
+            return
+        state = self._session(session)
+        state.page, state.since = page, now
+        self._remember(state, page)
+        if not self.config.enabled:
+            return
+        entry = self._pages.get(page)
+        if entry is None:
+            entry = self._pages[page] = _Page()
+            if len(self._pages) > self.config.max_pages:
+                self._pages.popitem(last=False)
+        else:
+            self._pages.move_to_end(page)
+        if self.base is not None:  # the trained links are tracked too, so their estimate can move
+            for asset, _ in self.base.assets_of(page):
+                if asset not in entry.links and len(entry.links) < self.config.max_links:
+                    entry.links[asset] = _Link()
+        for asset, link in entry.links.items():
+            if asset not in state.keys:
+                link.at_risk += 1
+
+    def observe_access(self, session: str, key: str, now: float) -> None:
+        """A non-page request: its session's first fetch of ``key`` within ``window`` of the page it viewed
+        last counts as that page's asset."""
+        if not (self.config.enabled or self.config.skip_fetched):
+            return
+        state = self._session(session)
+        if key == state.page or not self._remember(state, key) or not self.config.enabled:
+            return
+        if state.page is None or now - state.since > self.config.window:
+            return
+        entry = self._pages.get(state.page)
+        if entry is None:
+            return
+        link = entry.links.get(key)
+        if link is None:
+            if len(entry.links) >= self.config.max_links:
+                weakest = min(entry.links, key=lambda a: (entry.links[a].fetched, -entry.links[a].at_risk))
+                del entry.links[weakest]
+            link = entry.links[key] = _Link(at_risk=1.0)  # the view just seen, which fetched it
+        link.fetched += 1
+
+    def has_fetched(self, session: str, key: str) -> bool:
+        """The session already fetched ``key`` (as far as the bounded memory remembers)."""
+        state = self._sessions.get(session)
+        return state is not None and key in state.keys
+
+    # -- answering --------------------------------------------------------------------------------
+    def assets_of(self, page: str) -> list[tuple[str, float]]:
+        """``[(asset, P(asset | page))]``, most likely first: the trained estimate moved by online counts."""
+        base = self.base.assets_of(page) if self.base is not None else []
+        entry = self._pages.get(page) if self.config.enabled else None
+        if entry is None or not entry.links:
+            return base
+        cfg = self.config
+        prior = dict(base)
+        merged: dict[str, float] = {}
+        for asset, link in entry.links.items():
+            p = prior.pop(asset, None)
+            if p is None:
+                merged[asset] = link.fetched / (cfg.prior + link.at_risk)
+            elif cfg.base_weight is None:
+                merged[asset] = p
+            else:
+                merged[asset] = (cfg.base_weight * p + link.fetched) / (cfg.base_weight + link.at_risk)
+        merged.update(prior)  # trained links not tracked (the page's link cap was full)
+        ranked = sorted(((a, p) for a, p in merged.items() if p >= cfg.min_probability),
+                        key=lambda item: (-item[1], item[0]))
+        return ranked[: cfg.max_assets]
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    @property
+    def sessions(self) -> int:
+        return len(self._sessions)
+
+    def links(self) -> int:
+        return sum(len(p.links) for p in self._pages.values())
