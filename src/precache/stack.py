@@ -140,7 +140,8 @@ def build_stack(
             versions = _registry_versions(settings) if session_params is not None and model_dir is None else None
             warmer = Warmer(cache, resolver, clock, predictor=predictor,
                             config=WarmerConfig.from_settings(settings), params=session_params,
-                            predictors=versions, on_preload=preload_observer)
+                            predictors=versions, on_preload=preload_observer,
+                            model_version=loaded.get("page-predictor version"))
     return Stack(settings, cache, predictor, warmer, predictor_dir or optimizer_dir, loaded)
 
 

@@ -2,6 +2,7 @@
 
 from precache.warming.assets import AssetModel
 from precache.warming.limits import Backoff, TokenBucket
+from precache.warming.online import OnlineAssets, OnlineConfig
 from precache.warming.resolver import (
     HttpOriginResolver,
     Loader,
@@ -19,6 +20,8 @@ __all__ = [
     "Loader",
     "MappingResolver",
     "NotPreloadable",
+    "OnlineAssets",
+    "OnlineConfig",
     "OriginError",
     "Resolver",
     "TokenBucket",

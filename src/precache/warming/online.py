@@ -10,17 +10,19 @@ Rules it keeps:
 
 - **Causal.** It counts only what was observed: a page view, then the session's requests after it. A
   decision (``assets_of``) reads the counts as they are at that moment, nothing later.
-- **On top of a model version.** A trained link's probability is a prior worth ``base_weight`` views; the
-  online views update it (``(base_weight * p + fetched) / (base_weight + at-risk views)``). A link the
-  trained model lacks starts from ``prior`` pseudo-views of "not fetched", so one co-occurrence is not
-  yet a preload. :meth:`rebase` with another version drops everything learned: the online part lives in
-  memory only, so a registry version's checksum keeps describing what is loaded.
+- **On top of a model version.** A trained link keeps its trained probability (or, with ``base_weight``, it
+  is a prior worth that many views that online views update: ``(base_weight * p + fetched) /
+  (base_weight + at-risk views)``; on NASA that lost more hits than it saved preloads). A link the
+  trained model lacks has no prior beyond the view being decided on (counted at risk before its fetches
+  are seen), so one co-occurrence is not yet a preload. :meth:`rebase` with another version drops
+  everything learned: the online part lives in memory only, so a registry version's checksum keeps
+  describing what is loaded.
 - **Bounded.** At most ``max_pages`` pages (least recently viewed dropped first), ``max_links`` links per
   page (the least fetched dropped first), ``max_sessions`` sessions (oldest first), ``max_keys`` keys
   remembered per session.
 - **A session's own fetches.** The probability is conditional on the session not having the asset yet
-  (its browser keeps it), so :meth:`has_fetched` lets the warmer skip assets the session already fetched:
-  preloading them would be wasted unless another session happened to want them.
+  (its browser keeps it), so :meth:`has_fetched` can let the warmer skip assets the session already
+  fetched (``skip_fetched``, off by default: on NASA those preloads were often used by other sessions).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ class OnlineConfig:
 
     enabled: bool = True
     window: float = 60.0
-    prior: float = 1.0
+    prior: float = 0.0
+    """Extra unfetched pseudo-views for a link the trained model lacks. The view being decided on is
+    already counted at risk, so with 0 a link needs 3 fetches in 3 views (then 3/4) to pass 0.7."""
     base_weight: float | None = None
     """Views a trained link's probability is worth against online counts; None: trained links keep it."""
     min_probability: float = 0.05
