@@ -97,6 +97,11 @@ def main() -> None:
                       f"{fmt_opt(vs['preload_efficiency'])}, net extra origin {vs['net_extra_origin_requests']} req "
                       f"{vs['net_extra_origin_bytes'] / 1e6:.1f} MB, oracle gap closed "
                       f"{fmt_opt(vs.get('load_gap_closed'))}")
+                off = vs.get("full_offline")
+                if off:
+                    print(f"    without the warmer's online layer (full-offline): load {off['avg_load_ms']:.1f} ms, "
+                          f"origin misses {off['origin_misses']} ({off['misses_removed']:.1%} removed), preload "
+                          f"efficiency {fmt_opt(off['preload_efficiency'])}")
         measured = claims_row(exp)
         for key, claim in SPECIFIED_CLAIMS.items():
             print(f"  {key:20} claim {claim:22} measured {measured.get(key, '-')}")

@@ -10,7 +10,10 @@ each configuration on the same events, the same origin draws, the same TTL and t
 - ``long-ttl``: S3-FIFO with a long fixed TTL (``long_ttl``), so a TTL's share of any gain is visible;
 - ``learned``: the learned optimizer policy (admission + eviction), the same fixed TTL, no warming;
 - ``learned-adaptive-ttl``: the ablation: the learned policy choosing TTLs itself;
-- ``full``: the learned policy (S3-FIFO if the optimizer is unavailable) + predictive warming;
+- ``full-offline``: the ablation: ``full``'s warmer without its online layer (trained models only, the
+  fixed threshold): what ``full`` was before the warmer learned from the stream;
+- ``full``: the learned policy (S3-FIFO if the optimizer is unavailable) + predictive warming, the warmer
+  learning online (page -> asset links, each session's appetite for assets, its efficiency target);
 - ``oracle``: the same cache, but each session's next request is in place just in time (an upper bound).
 
 Sizes: ``SIZE_PAIRS`` names three (L1, L2) budgets as shares of the bytes the replay touches; every
@@ -50,7 +53,8 @@ SPECIFIED_CLAIMS = {"hit_rate": "95% -> 99.5%", "cold_starts": "-90%", "avg_load
                     "accuracy": "87%", "preload_efficiency": "82%"}
 HEURISTICS = ("lru-ttl", "heuristic")
 """The baselines "full" is judged against: the same TTL, L1 and L2 (``long-ttl`` changes the TTL)."""
-ALL_MODES = ("no-cache", "lru-ttl", "heuristic", "long-ttl", "learned", "learned-adaptive-ttl", "full", "oracle")
+ALL_MODES = ("no-cache", "lru-ttl", "heuristic", "long-ttl", "learned", "learned-adaptive-ttl", "full-offline", "full",
+             "oracle")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,7 @@ class SizeRun:
         by_mode = {row["mode"]: row for row in rows}
         base = by_mode.get("learned") or by_mode.get("heuristic")
         for row in rows:  # net origin overhead of warming: with warming minus the same cache without
-            if base is not None and row["mode"] in ("full", "oracle"):
+            if base is not None and row["mode"] in ("full", "full-offline", "oracle"):
                 row["net_extra_origin_requests"] = row["origin_requests"] - base["origin_requests"]
                 row["net_extra_origin_bytes"] = row["origin_bytes"] - base["origin_bytes"]
         return rows
@@ -124,6 +128,12 @@ def versus_best_heuristic(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         "net_extra_origin_requests": full["origin_requests"] - best["origin_requests"],
         "net_extra_origin_bytes": full["origin_bytes"] - best["origin_bytes"],
     }
+    offline = by_mode.get("full-offline")
+    if offline is not None:  # the same judged without the warmer's online layer (the ablation)
+        out["full_offline"] = {
+            "avg_load_ms": offline["avg_load_ms"], "origin_misses": offline["cold_starts"],
+            "misses_removed": 1.0 - offline["cold_starts"] / best["cold_starts"] if best["cold_starts"] else 0.0,
+            "preload_efficiency": offline["preload_efficiency"]}
     if oracle is not None:
         gap = best["avg_load_ms"] - oracle["avg_load_ms"]
         out["oracle_avg_load_ms"] = oracle["avg_load_ms"]
@@ -193,6 +203,8 @@ def _modes(cfg: ExperimentConfig, make_learned: Callable[..., PolicyFactory] | N
         "learned": Mode("learned", policy=learned, ttl=cfg.ttl, label=f"learned policy, {ttl}{unavailable}"),
         "full": Mode("full", policy=learned, ttl=cfg.ttl, warming="predictor",
                      label=f"precache full (learned policy + warming), {ttl}{unavailable}"),
+        "full-offline": Mode("full-offline", policy=learned, ttl=cfg.ttl, warming="predictor", online=False,
+                             label=f"ablation: full with the trained models only, fixed threshold, {ttl}{unavailable}"),
         "oracle": Mode("oracle", policy=learned, ttl=cfg.ttl, warming="oracle",
                        label="oracle (next request of each session in place just in time)"),
     }
@@ -237,7 +249,7 @@ def run_experiment(
     trace = prepare(reqs, name, cfg.train_fraction, cfg.warmup_fraction, updates=updates)
     meta["prepare_seconds"] = time.perf_counter() - t0
     policy_trace: CacheTrace | None = None
-    wants_policy = cfg.learned_policy and any(m.startswith("learned") or m in ("full", "oracle") for m in modes)
+    wants_policy = cfg.learned_policy and any(m.startswith(("learned", "full")) or m == "oracle" for m in modes)
     if wants_policy:
         t0 = time.perf_counter()
         try:

@@ -47,6 +47,7 @@ from precache.sim.payloads import zero_payload
 from precache.sim.workload import PreparedTrace
 from precache.types import SessionParameters
 from precache.warming.assets import AssetModel
+from precache.warming.online import OnlineConfig
 from precache.warming.resolver import Loader, MappingResolver
 from precache.warming.warmer import Predictor, PreloadObserver, Warmer, WarmerConfig
 
@@ -68,6 +69,9 @@ class Mode:
     ttl: float | None = 3600.0
     warming: str = "none"
     threshold: float | None = None
+    """A fixed warming threshold (the sweep); None: the warmer's own (its efficiency target)."""
+    online: bool = True
+    """False: the warmer's online layer (page -> asset links, session appetite, efficiency target) is off."""
     label: str = ""
     params: SessionParameters | None = None
     observer: PreloadObserver | None = None
@@ -234,8 +238,12 @@ async def _replay(
             return load
 
         wcfg = WarmerConfig(**{f: getattr(config.warmer, f) for f in WarmerConfig.__slots__})
-        if mode.threshold is not None:
+        if mode.threshold is not None:  # a fixed threshold (the sweep): no efficiency target moves it
             wcfg.threshold = mode.threshold
+            wcfg.target_efficiency = None
+        if not mode.online:  # the ablation: what the warmer learned offline only, fixed threshold
+            wcfg.online = OnlineConfig(enabled=False, appetite=False)
+            wcfg.target_efficiency = None
         warmer = Warmer(cache, MappingResolver(make_loader), clock, predictor=predictor, config=wcfg,
                         assets=assets, keep_predictions=True, spawn=_spawn_eager, params=mode.params,
                         on_preload=mode.observer)
@@ -396,6 +404,8 @@ async def _replay(
     if warmer is not None or oracle:
         if warmer is not None:
             result.warmer = warmer.stats.as_dict()
+            result.warmer["threshold"] = warmer.target.threshold if warmer.target else warmer.config.threshold
+            result.warmer["online_pages"] = len(warmer.online)
             result.predictive_hits = warmer.stats.predictive_hits
         else:
             result.warmer = {}

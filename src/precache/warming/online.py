@@ -51,6 +51,10 @@ class OnlineConfig:
     max_sessions: int = 50_000
     max_keys: int = 512
     skip_fetched: bool = False
+    appetite: bool = True
+    """Scale a session's asset probabilities by how often its earlier views fetched their likely assets."""
+    appetite_min: float = 0.5
+    """A view counts for the appetite when its page had assets at least this likely the session lacked."""
     """Skip assets the session already fetched (off: on NASA it removed preloads other sessions used)."""
 
 
@@ -70,6 +74,10 @@ class _Session:
     page: str | None = None
     since: float = 0.0
     keys: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    expected: frozenset[str] = frozenset()
+    got: bool = False
+    views: int = 0
+    fetched_views: int = 0
 
 
 class OnlineAssets:
@@ -82,6 +90,8 @@ class OnlineAssets:
         self.version = version
         self._pages: OrderedDict[str, _Page] = OrderedDict()
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._views = 0  # closed views with likely assets, all sessions (the population's appetite)
+        self._fetched_views = 0
         self.resets = 0
 
     # -- learning ---------------------------------------------------------------------------------
@@ -90,6 +100,7 @@ class OnlineAssets:
         if version != self.version or base is not self.base:
             self._pages.clear()
             self._sessions.clear()
+            self._views = self._fetched_views = 0
             self.resets += 1
         self.base, self.version = base, version
 
@@ -117,10 +128,19 @@ class OnlineAssets:
         if not (self.config.enabled or self.config.skip_fetched):
             return
         state = self._session(session)
+        if state.expected:  # close the previous view: did the session fetch any of its likely assets?
+            state.views += 1
+            state.fetched_views += state.got
+            self._views += 1
+            self._fetched_views += state.got
         state.page, state.since = page, now
         self._remember(state, page)
         if not self.config.enabled:
             return
+        if self.config.appetite:
+            state.expected = frozenset(a for a, p in self.assets_of(page)
+                                       if p >= self.config.appetite_min and a not in state.keys)
+            state.got = False
         entry = self._pages.get(page)
         if entry is None:
             entry = self._pages[page] = _Page()
@@ -142,6 +162,8 @@ class OnlineAssets:
         if not (self.config.enabled or self.config.skip_fetched):
             return
         state = self._session(session)
+        if key in state.expected and now - state.since <= self.config.window:
+            state.got = True
         if key == state.page or not self._remember(state, key) or not self.config.enabled:
             return
         if state.page is None or now - state.since > self.config.window:
@@ -156,6 +178,22 @@ class OnlineAssets:
                 del entry.links[weakest]
             link = entry.links[key] = _Link(at_risk=1.0)  # the view just seen, which fetched it
         link.fetched += 1
+
+    def appetite(self, session: str) -> float:
+        """How much likelier than the average session this one is to fetch a page's likely assets.
+
+        A page's ``P(asset | page)`` averages over sessions whose browser (or proxy) already holds the
+        site's images and sessions that fetch them. With ``a`` = the share of all sessions' closed views
+        that fetched one of their likely assets and ``a_s`` = the same share for this session, shrunk
+        towards ``a`` by one view, the factor is ``a_s / a``: 1 for a new session, below 1 for a session
+        that viewed pages without fetching their likely assets, above 1 for one that fetched them."""
+        if not self.config.appetite:
+            return 1.0
+        state = self._sessions.get(session)
+        mean = (self._fetched_views + 1) / (self._views + 2)
+        if state is None or not state.views:
+            return 1.0
+        return (state.fetched_views + mean) / (state.views + 1) / mean
 
     def has_fetched(self, session: str, key: str) -> bool:
         """The session already fetched ``key`` (as far as the bounded memory remembers)."""

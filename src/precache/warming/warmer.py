@@ -33,9 +33,12 @@ from typing import Any, Protocol
 from precache.defaults import WARMING_THRESHOLD
 from precache.types import Prediction, SessionArm, SessionParameters
 from precache.warming.assets import AssetModel
-from precache.warming.limits import Backoff, Clock, TokenBucket
+from precache.warming.limits import Backoff, Clock, EfficiencyTarget, TokenBucket
 from precache.warming.online import OnlineAssets, OnlineConfig
 from precache.warming.resolver import Loader, NotPreloadable, Resolver
+
+WARMING_TARGET_EFFICIENCY = 0.85
+"""The share of origin preloads that should get used (the spec's 82% claim plus a margin)."""
 
 
 class WarmableCache(Protocol):
@@ -91,6 +94,9 @@ class WarmerConfig:
     preload_assets: bool = True
     current_page_assets: bool = True
     """Also preload the likely assets of the page just viewed (the browser asks for them next)."""
+    target_efficiency: float | None = WARMING_TARGET_EFFICIENCY
+    """When set, ``threshold`` is only the start: it moves online so that this share of the preloads
+    fetched from the origin gets used (:class:`~precache.warming.limits.EfficiencyTarget`)."""
     online: OnlineConfig = field(default_factory=OnlineConfig)
     """Online page -> asset links over the trained asset model (``online.enabled=False``: trained only)."""
 
@@ -151,6 +157,7 @@ class _Unused:
     session: str
     size: int
     loaded_at: float
+    origin: bool = True
 
 
 def _size_of(value: object) -> int:
@@ -196,6 +203,8 @@ class Warmer:
         self.latest: dict[str, Prediction] = {}
         cfg = self.config
         self._bucket = TokenBucket(clock, cfg.rate_per_second, cfg.burst)
+        self.target = (EfficiencyTarget(cfg.threshold, cfg.target_efficiency)
+                       if cfg.target_efficiency is not None else None)
         self.backoff = Backoff(clock, cfg.backoff_initial, cfg.backoff_max)
         self._history: OrderedDict[str, deque[str]] = OrderedDict()
         self._pending: dict[str, None] = {}
@@ -253,7 +262,7 @@ class Warmer:
         """A user request was served from the cache; first use of a preloaded entry is a predictive hit."""
         entry = self._unused.pop(key, None)
         if entry is not None:
-            self._forget(entry)
+            self._forget(entry, used=True)
             self.stats.used += 1
             self.stats.predictive_hits += 1
             if self.on_preload is not None:
@@ -268,7 +277,7 @@ class Warmer:
             return
         entry = self._unused.pop(key, None)
         if entry is not None:
-            self._forget(entry)
+            self._forget(entry, used=False)
             self.stats.wasted_evicted += 1
 
     def handle_event(self, event: Any) -> None:
@@ -291,7 +300,7 @@ class Warmer:
             began = float(getattr(event, "time", 0.0)) - float(getattr(event, "latency", 0.0))
             if entry is not None and began <= entry.loaded_at:
                 del self._unused[event.key]
-                self._forget(entry)
+                self._forget(entry, used=True)
                 self.stats.used += 1
                 self.stats.joined += 1
                 return
@@ -380,7 +389,7 @@ class Warmer:
 
     def _candidates(self, items: list[tuple[str, Prediction, str | None]]) -> list[tuple[float, str, str]]:
         """``(expected benefit, page, session)``, pages and their assets, best first."""
-        default = self.config.threshold
+        default = self.config.threshold if self.target is None else self.target.threshold
         out: list[tuple[float, str, str]] = []
         online = self.online
         assets = online if self.config.preload_assets and (online.config.enabled or self.assets is not None) else None
@@ -392,22 +401,23 @@ class Warmer:
         for session, predictions, current in items:
             arm = self._arms.get(session)
             threshold = arm.threshold if arm is not None and arm.threshold is not None else default
+            appetite = online.appetite(session) if assets is not None else 1.0
             if assets is not None and current is not None and self.config.current_page_assets:
                 for asset, pa in assets.assets_of(current):
-                    if pa < threshold:
+                    if min(1.0, pa * appetite) < threshold:
                         break
                     if not has(session, asset):
-                        out.append((pa, asset, session))
+                        out.append((min(1.0, pa * appetite), asset, session))
             for page, p in predictions:
                 if p < threshold:
                     continue
                 out.append((p, page, session))
                 if assets is not None:
                     for asset, pa in assets.assets_of(page):
-                        if p * pa < threshold:
+                        if p * min(1.0, pa * appetite) < threshold:
                             break
                         if not has(session, asset):
-                            out.append((p * pa, asset, session))
+                            out.append((p * min(1.0, pa * appetite), asset, session))
         out.sort(key=lambda c: -c[0])
         return out
 
@@ -464,10 +474,12 @@ class Warmer:
         size = 0
         origin_error = False
         refused = False
+        fetched = False
 
         async def sized() -> bytes | memoryview:
             # the cache's prefetch swallows loader errors (returns False); we still need to see them
-            nonlocal size, origin_error, refused
+            nonlocal size, origin_error, refused, fetched
+            fetched = True
             try:
                 value = await loader()
             except NotPreloadable:
@@ -520,10 +532,12 @@ class Warmer:
             self._per_session[session] -= 1
             self.stats.used += 1
             self.stats.joined += 1
+            if self.target is not None and fetched:
+                self.target.outcome(True)
             if self.on_preload is not None:
                 self.on_preload.used(session, key)
             return
-        self._unused[key] = _Unused(session, size, self.clock.now())
+        self._unused[key] = _Unused(session, size, self.clock.now(), fetched)
         self._unused_bytes += size
 
     def _release(self, key: str, session: str) -> None:
@@ -531,7 +545,10 @@ class Warmer:
         self._joined.discard(key)
         self._per_session[session] -= 1
 
-    def _forget(self, entry: _Unused) -> None:
+    def _forget(self, entry: _Unused, used: bool) -> None:
+        """Stop tracking a preload that was used or wasted (an origin one moves the efficiency target)."""
+        if self.target is not None and entry.origin:
+            self.target.outcome(used)
         self._unused_bytes -= entry.size
         self._per_session[entry.session] -= 1
         if self._per_session[entry.session] <= 0:
@@ -546,14 +563,14 @@ class Warmer:
             if entry.loaded_at > limit:
                 break
             del self._unused[key]
-            self._forget(entry)
+            self._forget(entry, used=False)
             self.stats.wasted_expired += 1
 
     def _sweep_evicted(self) -> bool:
         """Drop unused preloads the cache no longer holds; True if anything was freed."""
         gone = [k for k in self._unused if not self.cache.contains(k)]
         for key in gone:
-            self._forget(self._unused.pop(key))
+            self._forget(self._unused.pop(key), used=False)
             self.stats.wasted_evicted += 1
         return bool(gone)
 
