@@ -103,11 +103,13 @@ def test_oracle_is_an_upper_bound_on_full_at_every_size() -> None:
     sizes = (SizePair("s", 0.02, 0.1), SizePair("m", 0.1, 0.3))
     exp = run_experiment(reqs, "site", ExperimentConfig(predictor="markov", learned_policy=False, sweep=(),
                                                         sizes=sizes, default_size="m"),
-                         modes=("no-cache", "lru-ttl", "heuristic", "learned", "full", "oracle"))
+                         modes=("no-cache", "lru-ttl", "heuristic", "learned", "full-offline", "full", "oracle"))
     assert set(exp.sizes) == {"s", "m"}
     for run in exp.sizes.values():
         rows = {r["mode"]: r for r in run.table()}
         full, oracle = rows["full"], rows["oracle"]
+        assert oracle["hit_rate"] >= rows["full-offline"]["hit_rate"]
+        assert oracle["avg_load_ms"] <= rows["full-offline"]["avg_load_ms"]
         assert oracle["hit_rate"] >= full["hit_rate"]
         assert oracle["byte_hit_rate"] >= full["byte_hit_rate"]
         assert oracle["avg_load_ms"] <= full["avg_load_ms"]
@@ -120,3 +122,4 @@ def test_oracle_is_an_upper_bound_on_full_at_every_size() -> None:
     assert set(data["sizes"]) == {"s", "m"} and data["sizes"]["s"]["meta"]["l1_bytes"] < data["meta"]["l1_bytes"]
     vs = data["meta"]["vs_best_heuristic"]
     assert vs["best_heuristic"] in ("lru-ttl", "heuristic") and vs["load_gap_closed"] is not None
+    assert vs["full_offline"]["origin_misses"] == {r["mode"]: r for r in data["table"]}["full-offline"]["cold_starts"]

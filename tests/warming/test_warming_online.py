@@ -139,18 +139,21 @@ def test_service_events_teach_links_through_handle_event() -> None:
     assert [a for a, _ in warmer.online.assets_of("/doc")] == ["/doc/fig.png"]
 
 
-def _site(seed: int = 0) -> list[Request]:
+def _site(seed: int = 0, silent: float = 0.0) -> list[Request]:
     """Pages /p0-/p19 all along; pages /n0-/n19 appear only in the second half (never in training). Each
-    page view pulls its own image 3 s later; the cache holds a few images, so most image requests miss."""
+    page view pulls its own image 3 s later; the cache holds a few images, so most image requests miss. A
+    ``silent`` share of the sessions never fetches images (their browser has them)."""
     rng = random.Random(seed)
     out: list[Request] = []
     for s in range(600):
         t = s * 10.0 + rng.random()
         prefix = "/n" if s >= 300 and rng.random() < 0.6 else "/p"
-        for _ in range(2):
+        quiet = rng.random() < silent
+        for _ in range(3 if silent else 2):
             page = f"{prefix}{rng.randrange(20)}"
             out.append(Request(t, f"c{s}", page, size=2000))
-            out.append(Request(t + 3, f"c{s}", f"{page}/img.png", size=30_000))
+            if not quiet:
+                out.append(Request(t + 3, f"c{s}", f"{page}/img.png", size=30_000))
             t += 4
     out.sort(key=lambda r: r.time)
     return out
@@ -172,3 +175,82 @@ def test_replay_online_links_remove_misses_the_trained_model_cannot() -> None:
     assert online["cold_starts"] < 0.8 * offline["cold_starts"], (offline["cold_starts"], online["cold_starts"])
     assert online["preload_efficiency"] >= 0.8
     assert online["avg_load_ms"] < offline["avg_load_ms"]
+
+
+def test_appetite_follows_what_a_session_fetched_after_its_views() -> None:
+    """Sessions whose browser already has the site's images view pages without fetching their likely assets;
+    their factor falls below 1, a fetching session's rises above it, a new session's is 1. Only views that
+    ended (the session's next page view) count, so the current view's outcome is never read early."""
+    online = OnlineAssets(_trained())
+    assert online.appetite("new") == 1.0
+    for s in range(6):  # three fetching sessions, three silent ones, two views each
+        for view in range(2):
+            online.observe_page(f"s{s}", "/home", 10.0 * view)
+            if s < 3:
+                online.observe_access(f"s{s}", "/home/logo.png", 10.0 * view + 1)
+    # each session's first view has closed; the second is still open
+    assert online.appetite("s0") > 1.0 > online.appetite("s5")
+    online.observe_access("s5", "/home/logo.png", 21.0)  # fetched in its open view: not counted yet
+    low = online.appetite("s5")
+    online.observe_page("s5", "/other", 30.0)  # the view closes: now it counts
+    assert online.appetite("s5") > low
+
+
+async def test_a_silent_session_gets_no_asset_preloads() -> None:
+    """The trained model says every view of a page fetches its image (P = 1). After views without a fetch,
+    a session's asset preloads stop (P x appetite < threshold); a fetching session keeps getting them."""
+    pages = [f"/{s}{i}" for s in "ab" for i in range(4)]
+    model = AssetModel().fit([Session(f"t{i}", "c", 10.0 * i, pages=[p], times=[10.0 * i],
+                                      assets=[Request(10.0 * i + 1, "c", f"{p}/img.png")])
+                              for i, p in enumerate(pages)])
+    clock, loads = ManualClock(0.0), []
+    warmer = _warmer(clock, loads, assets=model, config=WarmerConfig(target_efficiency=None))
+    preloaded: dict[str, list[bool]] = {"a": [], "b": []}  # session "a" fetches its images, "b" never does
+    t = 0.0
+    for view in range(4):
+        for session in preloaded:
+            t += 100.0
+            clock.set(t)
+            before = len(loads)
+            warmer.observe(session, f"/{session}{view}")
+            await warmer.step()
+            await warmer.drain()
+            preloaded[session].append(loads[before:] == [f"/{session}{view}/img.png"])
+            if session == "a":
+                warmer.observe_access(session, f"/{session}{view}/img.png")
+    assert preloaded["a"] == [True] * 4
+    assert preloaded["b"] == [True, False, False, False]  # one silent view: (0 + a) / (1 + 1) / a = 0.5
+
+
+def test_efficiency_target_moves_the_threshold_to_where_the_used_share_is_the_target() -> None:
+    """Preloads above threshold ``t`` are used with probability ``0.7 + t / 2`` (lower thresholds waste more):
+    the used share equals 0.85 at t = 0.3, where the controller must settle."""
+    from precache.warming.limits import EfficiencyTarget
+
+    target = EfficiencyTarget(initial=0.7, target=0.85)
+    rng = random.Random(4)
+    for _ in range(20_000):
+        target.outcome(rng.random() < 0.7 + target.threshold / 2)
+    assert abs(target.threshold - 0.3) < 0.06
+    assert abs(target.used / (target.used + target.wasted) - 0.85) < 0.01
+    always = EfficiencyTarget(initial=0.7, target=0.85)
+    for _ in range(100):
+        always.outcome(False)
+    assert always.threshold == always.high  # bounded
+
+
+def test_replay_appetite_raises_preload_efficiency() -> None:
+    """Half the sessions never fetch images: without the appetite every one of their page views preloads an
+    image nobody uses; with it, their second and later views do not."""
+    trace = prepare(_site(seed=3, silent=0.5), "silent", train_fraction=0.5, warmup_fraction=0.1)
+    predictor = build_predictor("markov")
+    predictor.fit(trace.train, trace.validation)
+    assets = AssetModel(normalize=normalize_path, min_probability=0.05).fit(trace.train)
+    rows = {}
+    for appetite in (False, True):
+        warm = WarmerConfig(threshold=0.3, target_efficiency=None, online=OnlineConfig(appetite=appetite))
+        config = ReplayConfig(l1_bytes=100_000, l2_bytes=200_000, warmer=warm,
+                              latency=LatencyModel.calibrated(trace.page_sizes, target=0.12))
+        rows[appetite] = replay(trace, Mode("full", warming="predictor"), config, predictor, assets).summary()
+    assert rows[True]["preload_efficiency"] > rows[False]["preload_efficiency"] + 0.05  # 0.55 -> 0.64
+    assert rows[True]["origin_requests"] < rows[False]["origin_requests"]

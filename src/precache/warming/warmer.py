@@ -212,6 +212,8 @@ class Warmer:
         self._inflight: dict[str, str] = {}
         self._joined: set[str] = set()
         self._unused: dict[str, _Unused] = {}
+        self._not_admitted: OrderedDict[str, float] = OrderedDict()
+        """Origin preloads L1 did not keep (L2 may have): used or wasted, for the efficiency target only."""
         self._unused_bytes = 0
         self._per_session: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -260,6 +262,8 @@ class Warmer:
 
     def record_hit(self, key: str) -> None:
         """A user request was served from the cache; first use of a preloaded entry is a predictive hit."""
+        if self._not_admitted and self._not_admitted.pop(key, None) is not None and self.target is not None:
+            self.target.outcome(True)
         entry = self._unused.pop(key, None)
         if entry is not None:
             self._forget(entry, used=True)
@@ -275,6 +279,8 @@ class Warmer:
             if key not in self._joined:
                 self._joined.add(key)
             return
+        if self._not_admitted and self._not_admitted.pop(key, None) is not None and self.target is not None:
+            self.target.outcome(False)
         entry = self._unused.pop(key, None)
         if entry is not None:
             self._forget(entry, used=False)
@@ -524,6 +530,10 @@ class Warmer:
         if not loaded:
             self._per_session[session] -= 1
             self.stats.not_admitted += 1
+            if self.target is not None and fetched:  # fetched, not kept in L1 (perhaps in L2): fate unknown yet
+                self._not_admitted[key] = self.clock.now()
+                if len(self._not_admitted) > self.config.max_sessions:
+                    self._not_admitted.popitem(last=False)
             return
         self.stats.completed += 1
         self.stats.bytes_loaded += size
@@ -557,6 +567,10 @@ class Warmer:
     def _expire(self) -> None:
         """Write off preloads nobody used within ``unused_horizon`` (oldest first; dict keeps order)."""
         limit = self.clock.now() - self.config.unused_horizon
+        while self._not_admitted and next(iter(self._not_admitted.values())) <= limit:
+            self._not_admitted.popitem(last=False)
+            if self.target is not None:
+                self.target.outcome(False)
         while self._unused:
             key = next(iter(self._unused))
             entry = self._unused[key]
