@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from precache.defaults import SESSION_GAP_SECONDS, WARMING_THRESHOLD
+from precache.defaults import SESSION_GAP_SECONDS, WARMING_TARGET_EFFICIENCY, WARMING_THRESHOLD
 
 
 class ConfigError(ValueError):
@@ -45,6 +45,8 @@ class PredictiveSettings(BaseModel):
     """How aggressively the warmer preloads predicted pages."""
 
     warming_threshold: Probability = WARMING_THRESHOLD
+    target_efficiency: Annotated[float, Field(gt=0.0, lt=1.0)] | None = WARMING_TARGET_EFFICIENCY
+    """The warmer moves its threshold online so this share of its origin preloads gets used (None: fixed)."""
     max_preload_items: int = Field(50, ge=0)
     preload_budget_bytes: int = Field(100 * 1024 * 1024, ge=0)
     adaptive_ttl: bool = True

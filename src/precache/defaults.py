@@ -11,3 +11,7 @@ SESSION_GAP_SECONDS = 1800.0
 
 WARMING_THRESHOLD = 0.7
 """The warmer preloads a predicted page when its probability is at least this."""
+
+WARMING_TARGET_EFFICIENCY = 0.85
+"""The share of origin preloads that should get used: the warmer moves its threshold (starting at
+``WARMING_THRESHOLD``) online towards it (the specified 82% plus a margin)."""

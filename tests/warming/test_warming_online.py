@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from precache.cache.clock import ManualClock
 from precache.cache.events import AccessEvent
 from precache.cache.layered import PredictiveCache
@@ -254,3 +256,18 @@ def test_replay_appetite_raises_preload_efficiency() -> None:
         rows[appetite] = replay(trace, Mode("full", warming="predictor"), config, predictor, assets).summary()
     assert rows[True]["preload_efficiency"] > rows[False]["preload_efficiency"] + 0.05  # 0.55 -> 0.64
     assert rows[True]["origin_requests"] < rows[False]["origin_requests"]
+
+
+def test_target_efficiency_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from precache.config import ConfigError, load_settings
+
+    monkeypatch.setenv("PRECACHE_PREDICTIVE__TARGET_EFFICIENCY", "0.9")
+    config = WarmerConfig.from_settings(load_settings())
+    assert config.target_efficiency == 0.9 and config.threshold == 0.7
+    clock = ManualClock(0.0)
+    warmer = _warmer(clock, [], config=config)
+    assert warmer.target is not None and warmer.target.target == 0.9
+    monkeypatch.setenv("PRECACHE_PREDICTIVE__TARGET_EFFICIENCY", "1.0")  # all used is not a target
+    with pytest.raises(ConfigError):
+        load_settings()
+    assert _warmer(clock, [], config=WarmerConfig(target_efficiency=None)).target is None

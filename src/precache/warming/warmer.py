@@ -30,15 +30,12 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from precache.defaults import WARMING_THRESHOLD
+from precache.defaults import WARMING_TARGET_EFFICIENCY, WARMING_THRESHOLD
 from precache.types import Prediction, SessionArm, SessionParameters
 from precache.warming.assets import AssetModel
 from precache.warming.limits import Backoff, Clock, EfficiencyTarget, TokenBucket
 from precache.warming.online import OnlineAssets, OnlineConfig
 from precache.warming.resolver import Loader, NotPreloadable, Resolver
-
-WARMING_TARGET_EFFICIENCY = 0.85
-"""The share of origin preloads that should get used (the spec's 82% claim plus a margin)."""
 
 
 class WarmableCache(Protocol):
@@ -110,6 +107,7 @@ class WarmerConfig:
         p = settings.predictive
         base: dict[str, Any] = {
             "threshold": p.warming_threshold,
+            "target_efficiency": p.target_efficiency,
             "max_items": p.max_preload_items,
             "max_items_per_session": p.max_preload_items,
             "budget_bytes": p.preload_budget_bytes,
