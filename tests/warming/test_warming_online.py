@@ -123,8 +123,11 @@ def test_online_links_reset_when_another_version_is_activated() -> None:
     assert warmer.online.assets_of("/new") and warmer.online.assets_of("/home") == base.assets_of("/home")
     warmer.set_models(None, base, None)  # the same version: what was learned stays
     assert warmer.online.assets_of("/new")
+    assert warmer.target is not None
+    warmer.target.threshold = 0.4  # as if learned
     warmer.set_models(None, base, "v2")
     assert warmer.online.assets_of("/new") == [] and warmer.online.version == "v2"
+    assert warmer.target.threshold == warmer.config.threshold  # the learned threshold starts over too
     assert warmer.online.assets_of("/home") == base.assets_of("/home")  # the trained links are untouched
 
 

@@ -15,10 +15,12 @@ Why it looks like this:
   warming off, another threshold, or a pinned model version (``predictors=`` loads that version). It
   never imports ``precache.experiments``. ``on_preload`` (a :class:`PreloadObserver`) is told each
   preload's session when it is loaded and when it is used, so costs and efficiency can be counted per arm.
-- It keeps learning page -> asset links from the requests it is told about (``observe`` for page views,
-  ``observe_access`` or ``handle_event`` for the rest): :class:`~precache.warming.online.OnlineAssets`, on
-  top of the trained asset model, reset when :meth:`Warmer.set_models` activates another version. It also
-  skips assets a session already fetched (the asset model's probability assumes the session lacks them).
+- It keeps learning from the requests it is told about (``observe`` for page views, ``observe_access`` or
+  ``handle_event`` for the rest), on top of the trained models: page -> asset links and each session's
+  appetite for assets (:class:`~precache.warming.online.OnlineAssets`), and, from which of its own origin
+  preloads got used, the threshold that keeps their used share at ``target_efficiency``
+  (:class:`~precache.warming.limits.EfficiencyTarget`). All of it lives in memory and starts over when
+  :meth:`Warmer.set_models` activates another version, so a registry checksum keeps meaning what runs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from precache.warming.assets import AssetModel
 from precache.warming.limits import Backoff, Clock, EfficiencyTarget, TokenBucket
 from precache.warming.online import OnlineAssets, OnlineConfig
 from precache.warming.resolver import Loader, NotPreloadable, Resolver
+
+_MAX_NOT_ADMITTED = 10_000
+"""Origin preloads L1 did not keep whose fate (used from L2, or wasted) the efficiency target waits for."""
 
 
 class WarmableCache(Protocol):
@@ -243,10 +248,12 @@ class Warmer:
         self.online.observe_access(session_id, item, self.clock.now())
 
     def set_models(self, predictor: Predictor | None, assets: AssetModel | None, version: str | None) -> None:
-        """Activate another trained version: what was learned online on top of the old one is dropped."""
+        """Activate another trained version: what was learned online on top of the old one is dropped (the
+        links and appetites, and the threshold, which was learned for the old model's probabilities)."""
+        if version != self.online.version and self.target is not None:
+            self.target = EfficiencyTarget(self.config.threshold, self.target.target)
         self.predictor, self.assets = predictor, assets
-        if version != self.online.version:  # outcomes of the old model's probabilities say nothing now
-            self.online.rebase(assets, version)
+        self.online.rebase(assets, version)
 
     def end_session(self, session_id: str) -> None:
         self._history.pop(session_id, None)
@@ -530,7 +537,7 @@ class Warmer:
             self.stats.not_admitted += 1
             if self.target is not None and fetched:  # fetched, not kept in L1 (perhaps in L2): fate unknown yet
                 self._not_admitted[key] = self.clock.now()
-                if len(self._not_admitted) > self.config.max_sessions:
+                if len(self._not_admitted) > _MAX_NOT_ADMITTED:  # bounded: the oldest fate is never learned
                     self._not_admitted.popitem(last=False)
             return
         self.stats.completed += 1
