@@ -28,7 +28,9 @@ Rules it keeps:
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from precache.warming.assets import AssetModel
 
@@ -80,6 +82,21 @@ class _Session:
     fetched_views: int = 0
 
 
+T = TypeVar("T")
+
+
+def _touch(entries: OrderedDict[str, T], key: str, make: Callable[[], T], cap: int) -> T:
+    """``entries[key]``, created if missing, now the most recent; the least recent dropped over ``cap``."""
+    entry = entries.get(key)
+    if entry is None:
+        entry = entries[key] = make()
+        if len(entries) > cap:
+            entries.popitem(last=False)
+    else:
+        entries.move_to_end(key)
+    return entry
+
+
 class OnlineAssets:
     """``assets_of(page)`` like :class:`AssetModel`, learned online over a trained base (or none)."""
 
@@ -105,14 +122,7 @@ class OnlineAssets:
         self.base, self.version = base, version
 
     def _session(self, session: str) -> _Session:
-        state = self._sessions.get(session)
-        if state is None:
-            state = self._sessions[session] = _Session()
-            if len(self._sessions) > self.config.max_sessions:
-                self._sessions.popitem(last=False)
-        else:
-            self._sessions.move_to_end(session)
-        return state
+        return _touch(self._sessions, session, _Session, self.config.max_sessions)
 
     def _remember(self, state: _Session, key: str) -> bool:
         """Note that the session fetched ``key``; True if it had not before (as far as we remember)."""
@@ -141,14 +151,8 @@ class OnlineAssets:
             state.expected = frozenset(a for a, p in self.assets_of(page)
                                        if p >= self.config.appetite_min and a not in state.keys)
             state.got = False
-        entry = self._pages.get(page)
-        if entry is None:
-            entry = self._pages[page] = _Page()
-            if len(self._pages) > self.config.max_pages:
-                self._pages.popitem(last=False)
-        else:
-            self._pages.move_to_end(page)
-        if self.base is not None:  # the trained links are tracked too, so their estimate can move
+        entry = _touch(self._pages, page, _Page, self.config.max_pages)
+        if self.base is not None:  # the trained links are tracked too (their estimate moves with base_weight)
             for asset, _ in self.base.assets_of(page):
                 if asset not in entry.links and len(entry.links) < self.config.max_links:
                     entry.links[asset] = _Link()
