@@ -23,6 +23,7 @@ from precache.models.auto import (
     target_probabilities,
 )
 from precache.models.calibration import apply_platt, fit_platt
+from precache.traces.model import Session
 
 torch.set_num_threads(1)
 ATTENTION = {"threads": 1, "epochs": 5, "batch_size": 64, "d_model": 32, "max_len": 8, "lr": 5e-3, "dropout": 0.0}
@@ -142,3 +143,27 @@ def test_calibration_map_is_chosen_by_cross_fitted_ece() -> None:
     assert set(report["held_period_ece"]) == {"none", "platt", "isotonic"}
     mapped = auto._calibrated([("/t", 0.9), ("/u", 0.05)])
     assert abs(mapped[0][1] - correct.mean()) < 0.05
+
+
+def test_validation_is_scored_without_its_own_transitions_in_the_markov_counts() -> None:
+    """The attention model's Markov term counts the training sessions while the validation slice is scored
+    (temperature, auto's choice): with the validation pairs in the counts every validation transition is
+    "seen" and the score optimistic (auto once saw +3 pts over Markov on BMS validation, none on test).
+    What ships counts the validation slice too, like the baselines: fit() recounts, auto recounts after
+    its choice."""
+    train = hub_sessions(400)  # /b_j always ends a session: no successor of /b3 in training
+    validation = [Session(f"v{i}", "v", 1e4 + i, ["/b3", "/entry1"]) for i in range(60)]
+    honest = build_predictor("attention", recount_with_validation=False, **ATTENTION)
+    honest.fit(train, validation)
+    assert "/entry1" not in [page for page, _ in honest.predict(["/b3"], 3)]
+    shipped = build_predictor("attention", **ATTENTION)
+    shipped.fit(train, validation)
+    assert shipped.predict(["/b3"], 1)[0][0] == "/entry1"
+    honest.recount([*train, *validation])
+    assert honest.predict(["/b3"], 3) == shipped.predict(["/b3"], 3)
+
+    auto = AutoPredictor(candidates=["attention"], blend_with=[], gates=[], attention_options=ATTENTION,
+                         min_calibration_transitions=0)
+    auto.fit(train, validation)
+    assert auto.metrics["validation"]["attention"]["hr5"] < 0.5  # /b3 -> /entry1 is new to the model
+    assert auto.components[0].predict(["/b3"], 1)[0][0] == "/entry1"  # shipped: recounted

@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +56,13 @@ from precache.traces.model import Session
 AUTO_FILE = "auto.json"
 AUTO_FORMAT = 3  # 2: optional learned gate over 2+ components; 3: Platt or isotonic calibration map
 FloatArray = npt.NDArray[np.float64]
+
+
+@runtime_checkable
+class AttentionRecount(Protocol):
+    """A model whose count part can be refit without retraining (the attention model's Markov term)."""
+
+    def recount(self, sessions: Sequence[Session]) -> None: ...
 
 def blend(a: Prediction, b: Prediction, weight: float, k: int) -> Prediction:
     """``weight * P_a + (1 - weight) * P_b`` over the union of both lists (a page missing from a list
@@ -161,7 +168,8 @@ class AutoPredictor(PagePredictorBase):
         errors: dict[str, str] = {}
         fit_seconds: dict[str, float] = {}
         for kind in dict.fromkeys([*self.candidates, *self.blend_with]):
-            options = self.attention_options if kind == "attention" else {}
+            # the attention model's Markov term must not count the validation transitions it is scored on
+            options = {**self.attention_options, "recount_with_validation": False} if kind == "attention" else {}
             started = time.perf_counter()
             try:
                 model = build_predictor(kind, **options)
@@ -193,11 +201,13 @@ class AutoPredictor(PagePredictorBase):
             results[f"gate({spec})"] = ranking_scores(gate_lists[spec], targets)
         if not results:
             raise ValueError(f"auto: no candidate could be fitted: {errors}")
-        for kind, model in fitted.items():
-            if kind != "attention":  # what ships: the baselines refit with the latest sessions too
-                refit_started = time.perf_counter()
+        for kind, model in fitted.items():  # what ships counts the latest sessions too
+            refit_started = time.perf_counter()
+            if isinstance(model, AttentionRecount):
+                model.recount([*train, *validation])  # the network stays; its Markov counts take validation
+            else:
                 model.fit(train, validation)
-                fit_seconds[kind] = round(fit_seconds[kind] + time.perf_counter() - refit_started, 2)
+            fit_seconds[kind] = round(fit_seconds[kind] + time.perf_counter() - refit_started, 2)
         sizes = {kind: saved_size(model) for kind, model in fitted.items()}
         budget = math.inf if self.size_budget is None else self.size_budget
         totals = {name: sum(sizes[k] for k in components_of(name)) + AUTO_FILE_ALLOWANCE for name in results}

@@ -74,6 +74,7 @@ class AttentionPredictor(PagePredictorBase):
         entry: bool = True,
         markov: bool = True,
         size_budget: int | None = 1_000_000,
+        recount_with_validation: bool = True,
     ) -> None:
         super().__init__(name)
         self.options: dict[str, Any] = dict(
@@ -82,7 +83,7 @@ class AttentionPredictor(PagePredictorBase):
             weight_decay=weight_decay, patience=patience, seed=seed, threads=threads, max_seconds=max_seconds,
             max_train_windows=max_train_windows, int8=int8, calibrate=calibrate,
             inference_threads=inference_threads, segments=segments, entry=entry, markov=markov,
-            size_budget=size_budget,
+            size_budget=size_budget, recount_with_validation=recount_with_validation,
         )
         self.runtime: AttentionRuntime | None = None
         self.vocabulary: Vocabulary | None = None
@@ -92,6 +93,7 @@ class AttentionPredictor(PagePredictorBase):
         self.onnx_bytes: bytes = b""
         self.fp32_onnx_bytes: bytes = b""
         self.net: Any = None  # the torch PageModel after fit (parity checks); never saved, never loaded
+        self.index: Any = None  # the training PageIndex after fit (recount); never saved
 
     def config(self) -> dict[str, Any]:
         return dict(self.options)
@@ -102,18 +104,22 @@ class AttentionPredictor(PagePredictorBase):
 
     # -- training ----------------------------------------------------------------------------------
     def fit(self, train: Sequence[Session], validation: Sequence[Session] | None = None) -> None:
-        from precache.models.attention.train import TrainConfig, train_network, windows
+        """Train; calibrate the temperature on the validation slice with the Markov term counting the
+        training sessions only (with the validation transitions in the counts, every validation pair would
+        be "seen" and its score optimistic: auto once saw +3 pts over Markov on BMS validation that were not
+        there on test); then, unless ``recount_with_validation`` is off, recount the term over train +
+        validation for what ships, as the baselines do (auto turns it off and recounts after its choice)."""
+        from precache.models.attention.train import train_network
         from precache.models.calibration import calibrate
 
         o = self.options
-        cfg = TrainConfig(**{f: o[f] for f in TrainConfig.__dataclass_fields__ if f in o})
-        result = train_network(train, validation, cfg, log=_log.info)
-        term = result.term
-        if term is not None and validation:  # ship the counts of the whole training period, as baselines do
-            rows = [w[0] for w in windows(list(train) + list(validation), result.index, cfg.max_len)]
-            term = MarkovTerm.from_sequences(rows, result.index.size, cfg.budget_markov_entries())
-        self.adopt(result.model, result.index, result.counts, result.segments, term)
+        result = train_network(train, validation, self._train_config(), log=_log.info)
+        self.index = result.index
+        self.adopt(result.model, result.index, result.counts, result.segments, result.term)
         report = self._calibrate(validation, calibrate) if o["calibrate"] and validation else None
+        if o["recount_with_validation"] and validation:
+            self.recount([*train, *validation])
+        term = self.tables.markov if self.tables is not None else None
         model = result.model
         assert self.tables is not None
         best = result.history[result.best_epoch - 1] if result.best_epoch else {}
@@ -131,6 +137,25 @@ class AttentionPredictor(PagePredictorBase):
             },
         }
         self.fitted = True
+
+    def _train_config(self) -> Any:
+        from precache.models.attention.train import TrainConfig
+
+        return TrainConfig(**{f: self.options[f] for f in TrainConfig.__dataclass_fields__ if f in self.options})
+
+    def recount(self, sessions: Sequence[Session]) -> None:
+        """Rebuild the Markov term's counts from ``sessions`` (the network, vocabulary and temperature stay):
+        the cheap "refit" of the count part, e.g. over train + validation once validation scoring is done."""
+        from precache.models.attention.train import windows
+
+        if self.tables is None or self.tables.markov is None:
+            return
+        if self.index is None:
+            raise RuntimeError(f"{self.name}: recount() needs the training index (only after fit())")
+        cfg = self._train_config()
+        rows = [w[0] for w in windows(list(sessions), self.index, cfg.max_len)]
+        self.tables.markov = MarkovTerm.from_sequences(rows, self.index.size, cfg.budget_markov_entries())
+        self._start_runtime(self.onnx_bytes)
 
     def adopt(self, model: Any, index: Any, counts: Sequence[int], segments: Sequence[str],
               term: MarkovTerm | None) -> None:
