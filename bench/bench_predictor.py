@@ -239,7 +239,7 @@ def main() -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join(["bench/bench_predictor.py", *sys.argv[1:]]),
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "note": "2 cores, shared with other jobs while measured"},
+                    "load_average_1m_at_start": round(os.getloadavg()[0], 2)},
         "max_test_transitions": args.max_test_transitions, "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -248,6 +248,7 @@ def main() -> int:
             console.print(f"[yellow]skipping {key}: {SESSION_TRACES[key]} not found[/yellow]")
             continue
         results[key] = bench_trace(key, args, console)
+        results[key]["load_average_1m_after"] = round(os.getloadavg()[0], 2)  # was the machine idle?
         payload["goals"] = timing_goals(results) if args.timing else goals(results)
         if not args.timing:
             payload["markdown"] = markdown(results)

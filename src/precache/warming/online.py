@@ -53,11 +53,11 @@ class OnlineConfig:
     max_sessions: int = 50_000
     max_keys: int = 512
     skip_fetched: bool = False
+    """Skip assets the session already fetched (off: on NASA it removed preloads other sessions used)."""
     appetite: bool = True
     """Scale a session's asset probabilities by how often its earlier views fetched their likely assets."""
     appetite_min: float = 0.5
     """A view counts for the appetite when its page had assets at least this likely the session lacked."""
-    """Skip assets the session already fetched (off: on NASA it removed preloads other sessions used)."""
 
 
 @dataclass(slots=True)
