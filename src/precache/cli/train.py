@@ -20,6 +20,7 @@ from rich.table import Table
 
 from precache.cli.app import app
 from precache.cli.trace_options import trace_options
+from precache.defaults import SESSION_GAP_SECONDS
 from precache.traces.options import ReadOptions  # at run time: typer resolves the annotation
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 @trace_options
 def train_command(
     trace: list[Path] = typer.Option([], "--trace", help="Access log or session file (repeatable)."),
-    gap: float = typer.Option(1800.0, "--gap", help="Session idle gap in seconds (logs only)."),
+    gap: float = typer.Option(SESSION_GAP_SECONDS, "--gap", help="Session idle gap in seconds (logs only)."),
     keep_query: bool = typer.Option(False, "--keep-query", help="Keep query strings in page ids."),
     events: Path | None = typer.Option(None, "--events", help="Directory of collected event files."),
     model_type: str = typer.Option("page-predictor", "--model-type", help="page-predictor, cache-optimizer or all."),

@@ -28,6 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from precache.defaults import SESSION_GAP_SECONDS
 from precache.experiments.arms import ArmStats
 from precache.experiments.model import Experiment
 from precache.experiments.recorder import ExperimentRecorder
@@ -58,7 +59,7 @@ class ArmAccounting:
     hits, origin requests and bytes, folded when the session closes). ``scopes``: which experiments it
     attributes (replica-scoped ones only where the accesses are this replica's own, under the recorder's id)."""
 
-    def __init__(self, recorder: ExperimentRecorder, session_gap: float = 1800.0, max_open: int = 200_000,
+    def __init__(self, recorder: ExperimentRecorder, session_gap: float = SESSION_GAP_SECONDS, max_open: int = 200_000,
                  scopes: tuple[str, ...] = ("session",)) -> None:
         self.recorder = recorder
         self.session_gap = session_gap
@@ -153,7 +154,7 @@ class StreamArmRecorder:
     """Reads ``stream`` (while holding the lease) into an :class:`ArmAccounting` whose recorder's replica id
     is ``CONSUMER``, so whichever process reads continues the same statistics document."""
 
-    def __init__(self, redis: Any, stream: str, prefix: str, owner: str, session_gap: float = 1800.0,
+    def __init__(self, redis: Any, stream: str, prefix: str, owner: str, session_gap: float = SESSION_GAP_SECONDS,
                  batch: int = 500, lease_ms: int = 15_000, max_open: int = 200_000) -> None:
         self.redis = redis
         self.stream = stream

@@ -28,6 +28,7 @@ import logging
 import time
 from typing import Any
 
+from precache.defaults import SESSION_GAP_SECONDS
 from precache.experiments.assignment import assign
 from precache.experiments.consume import ArmAccounting, StreamArmRecorder
 from precache.experiments.model import Experiment, ExperimentNotFound
@@ -73,7 +74,7 @@ class ExperimentHub:
     """``stream``: also record per-arm statistics from that access-event stream (the service does)."""
 
     def __init__(self, redis: Any, prefix: str = PREFIX, replica_id: str | None = None,
-                 refresh_seconds: float = 5.0, stream: str | None = None, session_gap: float = 1800.0,
+                 refresh_seconds: float = 5.0, stream: str | None = None, session_gap: float = SESSION_GAP_SECONDS,
                  poll_seconds: float = 0.5) -> None:
         self.store = RedisExperimentStore(redis, prefix)
         self.recorder = ExperimentRecorder(redis, replica_id=replica_id, prefix=prefix)

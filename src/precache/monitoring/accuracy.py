@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from precache.defaults import SESSION_GAP_SECONDS
 from precache.scoring import page_rank
 
 OTHER_VERSION = "other"
@@ -32,7 +33,8 @@ class VersionCounts:
 class OnlineAccuracyTracker:
     """Scores served predictions when the session's next page arrives (HR@1 and HR@5)."""
 
-    def __init__(self, session_gap: float = 1800.0, max_sessions: int = 100_000, max_versions: int = 8) -> None:
+    def __init__(self, session_gap: float = SESSION_GAP_SECONDS, max_sessions: int = 100_000,
+                 max_versions: int = 8) -> None:
         if session_gap <= 0 or max_sessions <= 0 or max_versions <= 0:
             raise ValueError("OnlineAccuracyTracker needs a positive session gap, session and version bound")
         self.session_gap = float(session_gap)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from precache.defaults import SESSION_GAP_SECONDS
 from precache.monitoring.accuracy import OnlineAccuracyTracker
 from precache.monitoring.background import cancel_task
 from precache.monitoring.families import LATENCY_BUCKETS
@@ -62,7 +63,7 @@ class Monitor:
         sources: MonitorSources | None = None,
         *,
         clock: Callable[[], float] = time.time,
-        session_gap: float = 1800.0,
+        session_gap: float = SESSION_GAP_SECONDS,
         max_pending_sessions: int = 100_000,
     ) -> None:
         self.sources = sources or MonitorSources()

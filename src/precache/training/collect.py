@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from precache.defaults import SESSION_GAP_SECONDS
 from precache.traces.model import Request, Session
 from precache.training.request import TraceSource, TrainRequest
 
@@ -59,7 +60,7 @@ def read_event_files(directory: str | Path) -> Iterator[dict[str, Any]]:
                 yield event
 
 
-def sessions_from_events(events: list[dict[str, Any]], gap_seconds: float = 1800.0) -> list[Session]:
+def sessions_from_events(events: list[dict[str, Any]], gap_seconds: float = SESSION_GAP_SECONDS) -> list[Session]:
     """Page sessions: by session id and time, pages from ``context.currentPath``, repeats of the same page
     in a row collapsed (several gets of one page view), split where the idle gap exceeds ``gap_seconds``."""
     by_session: dict[str, list[tuple[float, str]]] = {}
@@ -126,7 +127,7 @@ def collect(request: TrainRequest) -> Collected:
     if request.events_dir:
         events = list(read_event_files(request.events_dir))
         out.sources.append(str(request.events_dir))
-        gap = request.traces[0].gap_seconds if request.traces else 1800.0
+        gap = request.traces[0].gap_seconds if request.traces else SESSION_GAP_SECONDS
         out.sessions.extend(sessions_from_events(events, gap))
         if want_requests:
             out.requests.extend(requests_from_events(events))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from precache.defaults import SESSION_GAP_SECONDS
+
 ModelType = Literal["page-predictor", "cache-optimizer", "all"]
 MODEL_TYPES: tuple[str, ...] = ("page-predictor", "cache-optimizer", "all")
 
@@ -75,7 +77,7 @@ class TraceSource:
 
     path: str
     format: str = "auto"
-    gap_seconds: float = 1800.0
+    gap_seconds: float = SESSION_GAP_SECONDS
     keep_query: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
