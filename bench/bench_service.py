@@ -356,20 +356,10 @@ def start_service(redis_url: str, model_dir: Path, workers: int, gc_freeze: bool
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """End the service and its uvicorn workers: the whole process group (a worker orphaned by a parent killed
-    after its shutdown timed out would otherwise keep running and skew every later run)."""
-    import signal
+    """End the service and its uvicorn workers (the whole process group)."""
+    from precache.processes import end_process_group
 
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
-    except ProcessLookupError:
-        pass
+    end_process_group(proc, grace=15)
 
 
 def in_process_p50(model_dir: Path, sequence: list[tuple[str, str]], n: int) -> dict[str, float | None]:

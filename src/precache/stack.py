@@ -182,22 +182,13 @@ def _load_policy(directory: Path, clock: Clock, adaptive_ttl: bool, loaded: dict
 
 
 def _registry_versions(settings: Settings) -> PredictorSource:
-    """Pinned ``page-predictor`` versions from the registry, loaded (sha256-verified) on first use and kept.
-
-    A version that does not exist or fails verification answers None (the warmer then skips that arm's
-    sessions rather than serving them another model) and is not retried."""
+    """Pinned ``page-predictor`` versions from the registry, loaded (sha256-verified) on first use and kept;
+    one that does not exist or fails verification answers None (the warmer then skips that arm's sessions
+    rather than serving them another model). The rules are :class:`PinnedVersions`'s, shared with the service."""
     from precache.models import load_predictor
     from precache.registry import open_registry
+    from precache.registry.pinned import PinnedVersions
 
-    registry = open_registry(settings)
-    cache: dict[str, Predictor | None] = {}
-
-    def source(version: str) -> Predictor | None:
-        if version not in cache:
-            try:
-                cache[version] = load_predictor(registry.get("page-predictor", version).path)
-            except Exception:
-                cache[version] = None
-        return cache[version]
-
-    return source
+    versions: PinnedVersions[Predictor] = PinnedVersions(
+        open_registry(settings), "page-predictor", lambda path, _version: load_predictor(path))
+    return versions.get

@@ -150,3 +150,34 @@ def test_two_processes_register_and_activate_at_once(tmp_path: Path, model_dirs:
     assert pointer["version"] in versions and pointer["previous"] in versions
     assert all(error is None for _, error in reg.verify("page-predictor"))
     assert not list((tmp_path / "models" / "page-predictor").glob(".staging-*"))
+
+
+def test_pinned_versions_load_once_refuse_bad_ones_and_respect_the_limit(tmp_path: Path, model_dirs: list[Path]
+                                                                        ) -> None:
+    """What experiment arms pin (service and warmer): one verified load per version, even from concurrent
+    threads; a missing or tampered version stays refused without being retried; at most ``limit`` held."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from precache.models import load_predictor
+    from precache.registry.pinned import PinnedVersions
+
+    reg = make_registry(tmp_path)
+    v1, v2, v3 = (reg.register("page-predictor", d).version for d in model_dirs)
+    loads: list[str] = []
+
+    def load(path: Path, version: str) -> object:
+        loads.append(version)
+        return load_predictor(path)
+
+    pinned: PinnedVersions[object] = PinnedVersions(reg, "page-predictor", load, limit=3)
+    with ThreadPoolExecutor(8) as pool:
+        first = list(pool.map(pinned.get, [v1] * 16))
+    assert loads == [v1] and first[0] is not None and all(m is first[0] for m in first)
+    assert v1 in pinned and v2 not in pinned
+
+    victim = next(p for p in reg.get("page-predictor", v2).path.iterdir() if p.name != "manifest.json")
+    victim.write_bytes(victim.read_bytes() + b"x")  # fails its sha256
+    assert pinned.get(v2) is None and pinned.get(v2) is None and loads.count(v2) == 1
+    assert pinned.get("v999") is None  # missing: refused, and it takes the last slot
+    assert pinned.get(v3) is None and v3 not in loads  # over the limit: not loaded
+    assert pinned.loaded() == [first[0]]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from conftest import free_port, hub_sessions
+from precache.processes import end_process_group
 
 TOKEN = "test-api-token-0123456789"
 TRAINING_KEY = "test-training-key-9876543210"
@@ -94,13 +93,6 @@ def running_service(env: dict[str, str], *args: str, port: int | None = None) ->
             time.sleep(0.1)
         yield Service(proc, port)
     finally:  # the whole process group: uvicorn's workers must not outlive a parent killed after a timeout
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        end_process_group(proc)
         if proc.stdout:
             proc.stdout.close()

@@ -20,7 +20,7 @@ from precache.traces.model import Request
 from precache.traces.options import ReadOptions
 
 
-def iter_once(items: list[Request]) -> Iterator[Request]:
+def _iter_once(items: list[Request]) -> Iterator[Request]:
     """The items, from a generator that drops its list when it is done (the caller keeps no reference)."""
     yield from items
 
@@ -110,7 +110,7 @@ def demo(
     source: Iterator[Request]
     updates: Iterable[tuple[float, str]] = ()
     if trace is not None:
-        source = iter_once(load_requests(trace, read_options, limit=requests))
+        source = _iter_once(load_requests(trace, read_options, limit=requests))
         name = trace.name
     else:
         from precache.traces.synthetic import SyntheticWorkload

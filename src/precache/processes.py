@@ -1,0 +1,29 @@
+"""Ending a child process together with everything it started.
+
+Why a whole process group: ``precache serve --workers N`` forks uvicorn workers; a parent killed after its
+own shutdown timed out would orphan them, and they would keep the port and the CPU (skewing every later
+benchmark run, leaking into later tests). A child started with ``start_new_session=True`` leads its own
+group, so the group can be signalled as one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from typing import Any
+
+
+def end_process_group(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """SIGTERM the group of ``proc`` (started with ``start_new_session=True``), wait up to ``grace`` seconds
+    for a clean exit, then kill the leader and whatever is left of its group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
