@@ -185,6 +185,8 @@ export function createWorker({ builders, bundle = null, workerKind }) {
       workerId, worker: workerKind,
       version: slot?.manifest.version ?? null, sha256: slot?.etag ?? null, kind: slot?.manifest.kind ?? null,
       modelKind: slot?.manifest.model_kind ?? null, k: slot?.manifest.k ?? null, loadedAt: slot?.loadedAt ?? null,
+      // a component of another model (an auto model's best servable component): {served, of}
+      served: slot?.manifest.served ?? null, of: slot?.manifest.of ?? null,
       source: slot?.source ?? null, metrics: slot?.manifest.metrics ?? null, swaps: holder.swaps,
       lastSync: holder.lastSync,
       rejected: [...holder.rejected.entries()].map(([sha256, r]) => ({ sha256, ...r })),

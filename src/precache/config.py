@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     )
     # Activating a page-predictor version writes the edge Workers' files beside it (precache.edge.publish).
     model_edge_publish: bool = Field(True, validation_alias=_env("MODEL_EDGE_PUBLISH", "model_edge_publish"))
+    # Which edge Worker is deployed (table or ort): decides which component of an auto model is published.
+    model_edge_worker: Literal["table", "ort"] = Field(
+        "table", validation_alias=_env("MODEL_EDGE_WORKER", "model_edge_worker")
+    )
     ml_metrics_enabled: bool = Field(True, validation_alias=_env("ML_METRICS_ENABLED", "ml_metrics_enabled"))
     ml_alert_webhook: str | None = Field(None, validation_alias=_env("ML_ALERT_WEBHOOK", "ml_alert_webhook"))
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL", "redis_url"))

@@ -6,7 +6,6 @@ subclasses, which the entry point prints as one line with exit status 2.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,9 @@ def build_command(
     trace: Path | None = typer.Option(None, "--trace", help="Train a predictor for the edge on this trace instead."),
     kind: str = typer.Option("ppm", "--kind", help="With --trace: markov or ppm."),
     fmt: str = typer.Option("auto", "--format", help="With --trace: the trace format (see precache trace-stats)."),
-    worker: str = typer.Option("table", "--worker", help="table (Markov/PPM, default) or ort (attention, Paid plan)."),
+    worker: str = typer.Option(
+        "table", "--worker", help="table (Markov/PPM, default) or ort (attention, Paid plan): the serving Worker."
+    ),
     k: int = typer.Option(10, "--k", help="Predictions exported per context (requests may ask topK <= k)."),
     out: Path | None = typer.Option(Path("edge/model"), "--out", help="Directory for wrangler to bundle."),
     publish: bool = typer.Option(
@@ -37,16 +38,15 @@ def build_command(
     ),
     name: str = typer.Option("page-predictor", "--name", help="Registry model name."),
 ) -> None:
-    """Export a Markov/PPM predictor as tables (or the attention model for the ORT worker) and print its
-    validation HR@5 next to the registry's active model's."""
+    """Export a Markov/PPM predictor as tables (or the attention model for the ORT worker; an auto model as
+    its best component that worker can run) and print its validation HR@5 next to the registry's active
+    model's."""
     from precache.edge.build import (
         EdgeBuildError,
         ModelSummary,
         active_model,
-        default_version,
-        export_predictor,
+        export_model,
         gzip_size,
-        label_export,
         load_model_dir,
         model_hr5,
         train_for_edge,
@@ -71,10 +71,8 @@ def build_command(
         predictor, manifest = load_model_dir(path)
         hr5, slice_name = summary.hr5, summary.slice
         source, label = {"registry": summary.version}, summary.version.split()[-1]
-    export = export_predictor(predictor, "pending", worker, k)
-    digest = hashlib.sha256(b"".join(export.files[n] for n in sorted(export.files))).digest()
-    label_export(export, name=name, version=label or default_version(export.model_kind, manifest, digest),
-                 manifest=manifest, hr5=hr5, slice_name=slice_name, source=source)
+    export, served = export_model(predictor, worker=worker, k=k, name=name, version=label, manifest=manifest,
+                                  hr5=hr5, slice_name=slice_name, source=source)
     written = []
     if out is not None and str(out):
         written.append(str(export.write(out)))
@@ -83,9 +81,16 @@ def build_command(
             raise EdgeBuildError(f"--publish needs an active {name!r} model in the registry")
         written.append(str(export.write(active[0])))
     raw, packed = gzip_size(export)
-    exported = ModelSummary(export.model_kind, export.version, hr5, ", ".join(written) or "-", slice_name)
+    if served.of is None:
+        exported = ModelSummary(export.model_kind, export.version, hr5, ", ".join(written) or "-", slice_name)
+    else:  # a component of auto: its own validation HR@5, auto's on the next line
+        exported = ModelSummary(export.model_kind, export.version, served.validation_hr5,
+                                ", ".join(written) or "-")
     typer.echo(f"exported  {_line(exported)}   {export.kind} worker, k={export.k}, "
                f"{raw / 1e6:.2f} MB ({packed / 1e6:.2f} MB gzip) -> {exported.where}")
+    if served.of is not None:
+        typer.echo(f"of        {_line(ModelSummary(served.of, served.of_choice or '?', served.of_validation_hr5, ''))}"
+                   f"   {served.reason}")
     if active is not None:
         typer.echo(f"active    {_line(active[1])}   (the service's model)")
     else:

@@ -4,8 +4,10 @@ Sources, in order of preference: a model directory (``--model``), a predictor tr
 trace (``--trace`` with ``--kind markov|ppm``; fitted on the training slice, scored on the validation
 slice of the evaluation protocol), or the registry's active ``page-predictor``. The result is written to
 ``--out`` (for ``wrangler deploy`` to bundle) and/or published next to the registry's active version
-(``--publish``: the edge files the service serves to syncing Workers). Only Markov / PPM predictors can be
-tables; anything else needs the ORT worker (attention) or is refused with a clear error (exit 2).
+(``--publish``: the edge files the service serves to syncing Workers). Only n-gram predictors (markov,
+markov-count, ppm, popularity) can be tables; attention needs the ORT worker; an ``auto`` model is served
+as its best edge-servable component (:mod:`precache.edge.served`); anything else is refused with a clear
+error (exit 2). :func:`export_model` is the one path of both ``precache edge build`` and activation.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from precache.edge.manifest import EdgeExport, source_metric
+from precache.edge.served import ONNX_KINDS, Served, served_form
 from precache.edge.tables import DEFAULT_K
 
 TABLE_KINDS = ("markov", "ppm")  # --kind choices; any n-gram predictor (popularity too) exports
-ONNX_KINDS = ("attention",)
 REGISTRY_NAME = "page-predictor"
 
 
@@ -88,6 +90,33 @@ def label_export(export: EdgeExport, *, name: str, version: str, manifest: Mappi
     export.metrics = {f"{slice_name.replace('-', '_')}_hr5": hr5}
     export.source = source
     return export
+
+
+def export_model(predictor: Any, *, worker: str = "table", k: int = DEFAULT_K, name: str = REGISTRY_NAME,
+                 version: str | None = None, manifest: Mapping[str, Any] | None = None, hr5: float | None = None,
+                 slice_name: str = "validation", source: Mapping[str, Any] | None = None
+                 ) -> tuple[EdgeExport, Served]:
+    """Export what a ``worker`` Worker serves for ``predictor`` (itself, or auto's best servable component),
+    labelled: ``version`` (None: kind + content hash), the source model's ``manifest`` and ``hr5`` on
+    ``slice_name``. For a component of auto the manifest says so (``served``, ``of``), its metrics are the
+    component's validation HR@5 with auto's beside it, and ``source`` carries the component and the reason.
+    Raises :class:`EdgeBuildError` (or :class:`NothingServable`, also a ``ValueError``)."""
+    served = served_form(predictor, worker)
+    export = export_predictor(served.predictor, version or "pending", served.worker, k)
+    if version is None:
+        digest = hashlib.sha256(b"".join(export.files[n] for n in sorted(export.files))).digest()
+        label = export.model_kind if served.of is None else f"{served.of}-{export.model_kind}"
+        version = default_version(label, manifest, digest)
+    label_export(export, name=name, version=version, manifest=manifest, hr5=hr5, slice_name=slice_name,
+                 source=dict(source or {}))
+    if served.of is not None:
+        export.extra = served.manifest_fields()
+        export.metrics = {f"{served.of}_{slice_name.replace('-', '_')}_hr5": hr5,
+                          f"{served.of}_validation_hr5": served.of_validation_hr5,
+                          "validation_hr5": served.validation_hr5}
+        export.source = {**export.source, "component": f"component-{served.component}",
+                         "of_choice": served.of_choice, "reason": served.reason}
+    return export, served
 
 
 def edge_worker_for(kind: str) -> str | None:

@@ -39,9 +39,11 @@ class EdgeExport:
     created: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. {"served": "ppm", "of": "auto"} (served.py)
 
     def manifest(self) -> dict[str, Any]:
         return {
+            **self.extra,
             "format": EDGE_FORMAT,
             "format_version": EDGE_FORMAT_VERSION,
             "name": self.name,

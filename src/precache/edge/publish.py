@@ -6,9 +6,12 @@ written before the registry moves its pointer, and the Workers' next poll sees t
 version's model files and ``manifest.json`` are not touched (the registry still verifies the version);
 the edge files are derived from them, deterministically. Idempotent: a version whose edge manifest already
 names it (an earlier activation, or ``precache edge build --publish``) is left alone, so a rollback costs
-nothing. Kinds no Worker serves (sknn, auto) get no edge files: the Workers keep the model they have, and
-the reason is logged. Markov / PPM / popularity become tables (the default Worker), attention goes to the
-ORT Worker (a table Worker refuses it from the manifest alone and keeps its model).
+nothing. Markov / markov-count / PPM / popularity become tables (the default Worker), attention goes to the
+ORT Worker (a table Worker refuses it from the manifest alone and keeps its model). An ``auto`` model is
+published as its best component the deployed Worker can run (``MODEL_EDGE_WORKER``: table, the default, or
+ort; :mod:`precache.edge.served`), and its edge manifest says so. Kinds no Worker serves (sknn, or an auto
+without a servable component) get no edge files: the Workers keep the model they have, and the reason is
+logged.
 """
 
 from __future__ import annotations
@@ -39,41 +42,42 @@ def published_version(directory: Path) -> str | None:
     return None
 
 
-def publish_version(info: VersionInfo, k: int | None = None) -> str:
+def publish_version(info: VersionInfo, k: int | None = None, worker: str = "table") -> str:
     """Write the edge files of a registry version into its directory unless they are there; return what
-    was done, one line. Errors propagate."""
-    from precache.edge.build import (
-        REGISTRY_NAME,
-        edge_worker_for,
-        export_predictor,
-        label_export,
-        load_model_dir,
-        model_hr5,
-    )
+    was done, one line. ``worker`` is the deployed Worker ("table" or "ort"): it decides which component of
+    an auto model is published. Errors propagate."""
+    from precache.edge.build import REGISTRY_NAME, edge_worker_for, export_model, load_model_dir, model_hr5
+    from precache.edge.served import NothingServable
     from precache.edge.tables import DEFAULT_K
 
     where = f"{info.name} {info.version}"
     if info.name != REGISTRY_NAME:
         return f"{where}: not a page predictor, no edge files"
-    worker = edge_worker_for(info.kind)
-    if worker is None:
+    target = worker if info.kind == "auto" else edge_worker_for(info.kind)
+    if target is None:
         return f"{where}: a {info.kind!r} model cannot be served at the edge; the Workers keep their model"
     path = info.path
     if published_version(path) == info.version:
         return f"{where}: edge files already published"
     predictor, manifest = load_model_dir(path)
     hr5, slice_name = model_hr5(info.metrics or {})
-    export = label_export(export_predictor(predictor, info.version, worker, k or DEFAULT_K), name=info.name,
-                          version=info.version, manifest=manifest, hr5=hr5, slice_name=slice_name,
-                          source={"registry": where})
+    try:
+        export, served = export_model(predictor, worker=target, k=k or DEFAULT_K, name=info.name,
+                                      version=info.version, manifest=manifest, hr5=hr5, slice_name=slice_name,
+                                      source={"registry": where})
+    except NothingServable as exc:
+        return f"{where}: no edge files published: {exc}; the Workers keep their model"
     export.write(path)
-    return f"{where}: published the {export.kind} edge files ({sum(len(b) for b in export.files.values()):,} bytes)"
+    size = f"{sum(len(b) for b in export.files.values()):,} bytes"
+    if served.of is None:
+        return f"{where}: published the {export.kind} edge files ({size})"
+    return f"{where}: published the {export.kind} edge files of {served.of}'s {served.kind} ({size}): {served.reason}"
 
 
-def publish_on_activate(info: VersionInfo) -> None:
+def publish_on_activate(info: VersionInfo, worker: str = "table") -> None:
     """The registry's ``on_activate`` hook: publish, and never fail the activation (the service's model
     matters more than the edge's; a Worker without a new manifest keeps serving the model it has)."""
     try:
-        log.info("%s", publish_version(info))
+        log.info("%s", publish_version(info, worker=worker))
     except Exception as exc:  # any fault of the export must not block activating the service's model
         log.warning("%s %s: edge files not published: %s", info.name, info.version, exc)

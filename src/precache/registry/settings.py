@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from precache.config import Settings, get_settings
@@ -17,12 +18,14 @@ class RegistrySettings:
     keep: int = 5
     redis_url: str | None = None
     edge_publish: bool = True
+    edge_worker: str = "table"  # the deployed edge Worker: decides which component of an auto model is published
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> RegistrySettings:
         s = settings or get_settings()
         return cls(storage=s.model_storage_path, backup=s.model_backup_path, keep=s.model_keep_versions,
-                   redis_url=s.redis_url, edge_publish=s.model_edge_publish)
+                   redis_url=s.redis_url, edge_publish=s.model_edge_publish,
+                   edge_worker=s.model_edge_worker)
 
     def open(self) -> ModelRegistry:
         notify = RedisNotifier(self.redis_url) if self.redis_url else None
@@ -30,7 +33,7 @@ class RegistrySettings:
         if self.edge_publish:  # activating a page predictor writes the edge Workers' files (issue 19)
             from precache.edge.publish import publish_on_activate
 
-            on_activate = publish_on_activate
+            on_activate = partial(publish_on_activate, worker=self.edge_worker)
         return ModelRegistry(self.storage, self.backup, keep=self.keep, notify=notify, on_activate=on_activate)
 
 

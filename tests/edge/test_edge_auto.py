@@ -1,0 +1,176 @@
+"""An ``auto`` page predictor at the edge (issue 18): activation publishes its best servable component.
+
+A real auto model (fitted on NASA 1 Aug through ``AutoPredictor.fit``, its components and gate as the
+pipeline ships them) is registered and activated through the registry the settings open; the table Worker
+in workerd syncs the published files from a real HTTP origin and must answer exactly what the Python
+component -- loaded through the verified loader from the auto directory -- answers. An auto without any
+n-gram component publishes nothing and says why; with the ORT Worker configured it publishes its attention
+component.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edge_harness import Origin, build_worker, get, post, require_edge_tools, running
+
+from conftest import hub_sessions, shared_file
+from precache.edge.build import export_model
+from precache.edge.manifest import EDGE_MANIFEST
+from precache.evaluation import time_split, transitions
+from precache.models import build_predictor, load_predictor
+from precache.models.auto import AutoPredictor
+from precache.models.ppm import NgramPredictor
+from precache.traces import read_sessions
+
+TOKEN = "test-sync-token"
+K = 10
+NAME = "page-predictor"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from precache.cli import main; sys.argv[0] = 'precache'; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ))
+
+
+def best_table_component(auto: AutoPredictor) -> tuple[int, str]:
+    """The spec, independently: the n-gram component with the highest validation HR@5 auto recorded."""
+    scores = auto.metrics["validation"]
+    options = [(scores[c.kind]["hr5"], -i, c.kind) for i, c in enumerate(auto.components)
+               if isinstance(c, NgramPredictor)]
+    _, index, kind = max(options)
+    return -index, kind
+
+
+@pytest.fixture(scope="module")
+def nasa() -> Any:
+    return time_split(read_sessions(shared_file("nasa-http/nasa_19950801.tsv.gz")))
+
+
+@pytest.fixture(scope="module")
+def auto_dir(nasa: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Auto as the pipeline fits it, minus the attention candidate (its training is tested elsewhere)."""
+    auto = build_predictor("auto", candidates=("markov-count", "markov", "ppm", "sknn"),
+                           blend_with=("markov-count", "ppm", "sknn"),
+                           gates=("markov-count+ppm+sknn", "markov-count+markov+ppm+sknn"))
+    auto.fit(nasa.train, nasa.validation)
+    directory = tmp_path_factory.mktemp("auto") / "auto"
+    auto.save(directory)
+    return directory
+
+
+@pytest.mark.realdata
+def test_activating_auto_publishes_its_best_table_component_and_the_worker_serves_it_exactly(
+        nasa: Any, auto_dir: Path, tmp_path: Path) -> None:
+    from precache.registry import RegistrySettings
+    from precache.serve.registry_routes import servable_files
+
+    require_edge_tools()
+    registry = RegistrySettings(tmp_path / "store", tmp_path / "backup").open()
+    version = registry.register(NAME, auto_dir).version
+    info = registry.activate(NAME, version)
+    auto = load_predictor(info.path)
+    assert isinstance(auto, AutoPredictor)
+    index, kind = best_table_component(auto)
+    manifest = json.loads((info.path / EDGE_MANIFEST).read_text())
+    assert manifest["kind"] == "table" and manifest["version"] == version
+    assert (manifest["served"], manifest["of"], manifest["model_kind"]) == (kind, "auto", kind)
+    scores = auto.metrics["validation"]
+    assert manifest["metrics"]["validation_hr5"] == scores[kind]["hr5"]
+    assert manifest["metrics"]["auto_validation_hr5"] == scores[auto.choice]["hr5"]
+    assert manifest["source"]["component"] == f"component-{index}" and manifest["source"]["of_choice"] == auto.choice
+    if len(auto.components) > 1:  # a gate: the reason names the component scores and auto's
+        assert "cannot run at the edge" in manifest["source"]["reason"]
+    # the service's model-file endpoint serves the edge manifest and its files; the registry still verifies
+    assert {"edge-manifest.json", "edge-table.bin", "edge-vocabulary.json"} <= set(servable_files(info.path))
+    assert registry.verify(NAME) == [(version, None)]
+
+    component = load_predictor(info.path / f"component-{index}")  # the verified loader, sha256 checked
+    assert component.kind == kind
+    dist, _ = build_worker("table", tmp_path / "dist")
+    histories = [h for h, _ in transitions(nasa.test)][:1500]
+    histories += [[], ["/never/seen"], ["/never/seen", histories[0][-1]], histories[1] * 30]
+    with Origin(info.path, TOKEN) as origin, running(dist, "table", {
+            "MODEL_MANIFEST_URL": origin.manifest_url, "MODEL_SYNC_TOKEN": TOKEN}) as worker:
+        status, model = get(worker.url + "/model")
+        assert status == 200 and model["version"] == version, model
+        assert (model["served"], model["of"], model["modelKind"]) == (kind, "auto", kind)
+        got = []
+        for i in range(0, len(histories), 200):
+            status, body = post(worker.url + "/predict/batch", {
+                "requests": [{"context": {"history": h}} for h in histories[i : i + 200]], "options": {"topK": K}})
+            assert status == 200, body
+            got += [[(p["page"], p["probability"]) for p in r["predictions"]] for r in body["results"]]
+    want = [component.predict(h, K) for h in histories]
+    mismatches = [i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
+    assert not mismatches, f"{len(mismatches)} of {len(histories)} differ, first {histories[mismatches[0]]}"
+    if len(auto.components) == 1:  # the single component: auto's own ranking, exactly
+        assert [[p for p, _ in r] for r in got[:200]] == [[p for p, _ in r] for r in auto.predict_batch(
+            histories[:200], K)]
+
+
+@pytest.mark.realdata
+def test_edge_build_on_an_auto_directory_takes_the_same_path(auto_dir: Path, tmp_path: Path) -> None:
+    proc = run_cli("edge", "build", "--model", str(auto_dir), "--out", str(tmp_path / "out"), "--k", str(K))
+    assert proc.returncode == 0, proc.stderr
+    auto = load_predictor(auto_dir)
+    assert isinstance(auto, AutoPredictor)
+    _, kind = best_table_component(auto)
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:2] == ["exported", kind] and lines[1].split()[:2] == ["of", "auto"], proc.stdout
+    built = json.loads((tmp_path / "out" / EDGE_MANIFEST).read_text())
+    direct, _ = export_model(auto, k=K, version=built["version"], source={"model_dir": str(auto_dir)},
+                             manifest=json.loads((auto_dir / "manifest.json").read_text()))
+    assert built == direct.manifest()  # one code path: the CLI's manifest is the library's
+    assert built["version"].startswith(f"auto-{kind}-") and built["served"] == kind
+    # the ORT worker serves tables too: without an attention component, the same table is exported
+    ort, served = export_model(auto, worker="ort", k=K, version=built["version"],
+                               source={"model_dir": str(auto_dir)},
+                               manifest=json.loads((auto_dir / "manifest.json").read_text()))
+    assert served.kind == kind and served.worker == "table" and "the ort Worker can run" in served.reason
+    assert {**ort.manifest(), "source": built["source"]} == built
+
+
+def test_auto_without_an_ngram_component_publishes_nothing_and_says_why(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A gate of attention + session-kNN (forced: the only candidate): nothing for the table Worker, a log
+    line with the reason, no edge files; with MODEL_EDGE_WORKER=ort its attention component is published."""
+    from precache.edge.publish import publish_version
+    from precache.registry import RegistrySettings
+
+    sessions = hub_sessions(300)
+    auto = build_predictor("auto", candidates=(), blend_with=("attention", "sknn"), weights=(),
+                           gates=("attention+sknn",), min_calibration_transitions=0,
+                           attention_options={"epochs": 1, "d_model": 16, "layers": 1, "max_len": 4, "threads": 1,
+                                              "dropout": 0.0})
+    auto.fit(sessions[:250], sessions[250:])
+    assert isinstance(auto, AutoPredictor) and auto.choice == "gate(attention+sknn)"
+    auto.save(tmp_path / "auto")
+    registry = RegistrySettings(tmp_path / "store", tmp_path / "backup").open()
+    version = registry.register(NAME, tmp_path / "auto").version
+    with caplog.at_level(logging.INFO, logger="precache.edge.publish"):
+        info = registry.activate(NAME, version)
+    assert not (info.path / EDGE_MANIFEST).exists()
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "no edge files published" in said and "attention, sknn" in said and "ORT Worker" in said, said
+    proc = run_cli("edge", "build", "--model", str(info.path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "no component the table Worker can serve" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+
+    line = publish_version(info, worker="ort")  # the ORT Worker deployed: the attention component
+    assert "published the onnx edge files of auto's attention" in line, line
+    manifest = json.loads((info.path / EDGE_MANIFEST).read_text())
+    assert (manifest["kind"], manifest["served"], manifest["of"]) == ("onnx", "attention", "auto")
+    attention = load_predictor(info.path / manifest["source"]["component"])
+    for probe in manifest["probes"]:  # the Worker checks these: they are the component's own answers
+        assert [p for p, _ in probe["top"]] == [p for p, _ in attention.predict(probe["history"], len(probe["top"]))]
+    assert registry.verify(NAME) == [(version, None)]
+    assert RegistrySettings(tmp_path / "store", tmp_path / "backup", edge_worker="ort").open().on_activate is not None
