@@ -139,13 +139,9 @@ def test_edge_build_on_an_auto_directory_takes_the_same_path(auto_dir: Path, tmp
     assert {**ort.manifest(), "source": built["source"]} == built
 
 
-def test_auto_without_an_ngram_component_publishes_nothing_and_says_why(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A gate of attention + session-kNN (forced: the only candidate): nothing for the table Worker, a log
-    line with the reason, no edge files; with MODEL_EDGE_WORKER=ort its attention component is published."""
-    from precache.edge.publish import publish_version
-    from precache.registry import RegistrySettings
-
+@pytest.fixture(scope="module")
+def attention_sknn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A gate of attention + session-kNN (forced: the only candidate), tiny attention on synthetic sessions."""
     sessions = hub_sessions(300)
     auto = build_predictor("auto", candidates=(), blend_with=("attention", "sknn"), weights=(),
                            gates=("attention+sknn",), min_calibration_transitions=0,
@@ -153,9 +149,20 @@ def test_auto_without_an_ngram_component_publishes_nothing_and_says_why(
                                               "dropout": 0.0})
     auto.fit(sessions[:250], sessions[250:])
     assert isinstance(auto, AutoPredictor) and auto.choice == "gate(attention+sknn)"
-    auto.save(tmp_path / "auto")
+    directory = tmp_path_factory.mktemp("auto-attention") / "auto"
+    auto.save(directory)
+    return directory
+
+
+def test_auto_without_an_ngram_component_publishes_nothing_and_says_why(
+        attention_sknn_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing for the table Worker, a log line with the reason, no edge files; with the ORT Worker
+    (MODEL_EDGE_WORKER=ort) its attention component is published."""
+    from precache.edge.publish import publish_version
+    from precache.registry import RegistrySettings
+
     registry = RegistrySettings(tmp_path / "store", tmp_path / "backup").open()
-    version = registry.register(NAME, tmp_path / "auto").version
+    version = registry.register(NAME, attention_sknn_dir).version
     with caplog.at_level(logging.INFO, logger="precache.edge.publish"):
         info = registry.activate(NAME, version)
     assert not (info.path / EDGE_MANIFEST).exists()
@@ -174,3 +181,24 @@ def test_auto_without_an_ngram_component_publishes_nothing_and_says_why(
         assert [p for p, _ in probe["top"]] == [p for p, _ in attention.predict(probe["history"], len(probe["top"]))]
     assert registry.verify(NAME) == [(version, None)]
     assert RegistrySettings(tmp_path / "store", tmp_path / "backup", edge_worker="ort").open().on_activate is not None
+
+
+@pytest.mark.parametrize(("attention_hr5", "ort_serves"), [(0.604, "ppm"), (0.606, "attention"), (None, "ppm")])
+def test_the_ort_worker_takes_attention_only_when_clearly_better(
+        attention_sknn_dir: Path, attention_hr5: float | None, ort_serves: str) -> None:
+    """The rule on recorded scores: tables on the table Worker; on the ORT Worker attention only when its
+    validation HR@5 beats the best n-gram component's by ORT_MARGIN (0.5 points); an unscored one ranks last."""
+    from precache.edge.served import served_form
+
+    ppm = build_predictor("ppm")
+    ppm.fit(hub_sessions(300))
+    auto = AutoPredictor()
+    auto.components = [load_predictor(attention_sknn_dir / "component-0"), ppm]
+    auto.choice = "gate(attention+ppm)"
+    scores = {"ppm": {"hr5": 0.600}, "gate(attention+ppm)": {"hr5": 0.61}}
+    auto.metrics = {"validation": scores if attention_hr5 is None else {**scores, "attention": {"hr5": attention_hr5}}}
+    assert auto.components[0].kind == "attention"
+    served = served_form(auto, "ort")
+    assert (served.kind, served.worker) == (ort_serves, "ort" if ort_serves == "attention" else "table")
+    assert served.component == (0 if ort_serves == "attention" else 1) and served.of_validation_hr5 == 0.61
+    assert served_form(auto, "table").kind == "ppm"
