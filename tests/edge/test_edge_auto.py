@@ -202,3 +202,31 @@ def test_the_ort_worker_takes_attention_only_when_clearly_better(
     assert (served.kind, served.worker) == (ort_serves, "ort" if ort_serves == "attention" else "table")
     assert served.component == (0 if ort_serves == "attention" else 1) and served.of_validation_hr5 == 0.61
     assert served_form(auto, "table").kind == "ppm"
+
+
+@pytest.mark.slow
+def test_the_ort_worker_syncs_and_serves_the_attention_component(attention_sknn_dir: Path, tmp_path: Path) -> None:
+    """MODEL_EDGE_WORKER=ort end to end: activation publishes auto's attention component, the ORT Worker in
+    workerd syncs it from the version directory and answers within 1e-5 of the Python component."""
+    from precache.registry import RegistrySettings
+
+    require_edge_tools()
+    registry = RegistrySettings(tmp_path / "store", tmp_path / "backup", edge_worker="ort").open()
+    version = registry.register(NAME, attention_sknn_dir).version
+    info = registry.activate(NAME, version)
+    manifest = json.loads((info.path / EDGE_MANIFEST).read_text())
+    assert (manifest["kind"], manifest["served"]) == ("onnx", "attention")
+    attention = load_predictor(info.path / manifest["source"]["component"])
+    histories = [s.pages[:i] for s in hub_sessions(40, seed=1) for i in range(1, len(s.pages))] + [[], ["/never"]]
+    dist, _ = build_worker("ort", tmp_path / "dist")
+    with Origin(info.path, TOKEN) as origin, running(dist, "ort", {
+            "MODEL_MANIFEST_URL": origin.manifest_url, "MODEL_SYNC_TOKEN": TOKEN}) as worker:
+        status, model = get(worker.url + "/model")
+        assert status == 200 and (model["version"], model["served"], model["of"]) == (version, "attention", "auto")
+        status, body = post(worker.url + "/predict/batch", {
+            "requests": [{"context": {"history": h}} for h in histories], "options": {"topK": 5}})
+        assert status == 200, body
+    for result, history in zip(body["results"], histories, strict=True):
+        got = [(p["page"], p["probability"]) for p in result["predictions"]]
+        want = attention.predict(history, 5)
+        assert max(abs(g[1] - w[1]) for g, w in zip(got, want, strict=True)) < 1e-5, history
