@@ -26,6 +26,7 @@ chain of checksums (manifest -> auto.json -> component manifest -> component fil
 
 from __future__ import annotations
 
+import heapq
 import math
 import shutil
 import tempfile
@@ -424,35 +425,52 @@ GATE_DEPTH_MASS = 5  # the head mass feature sums each component's top-5 probabi
 
 
 def blend_many(heads: Sequence[Prediction], weights: Sequence[float], k: int) -> Prediction:
-    """``sum_c w_c * P_c`` over the union of the components' lists (missing pages get 0 from a list)."""
+    """``sum_c w_c * P_c`` over the union of the components' lists (missing pages get 0 from a list),
+    best first, ties by page. Per query on the serving path, so plain floats and dicts (a page's sum
+    adds its components in order, as numpy would) and a full sort only of what can reach the top k."""
     scores: dict[str, float] = {}
+    get = scores.get
     for ranked, w in zip(heads, weights, strict=True):
+        w = float(w)
         for page, p in ranked:
-            scores[page] = scores.get(page, 0.0) + w * p
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+            scores[page] = get(page, 0.0) + w * p
+    return top_scored(scores, k)
+
+
+def top_scored(scores: Mapping[str, float], k: int) -> Prediction:
+    """The ``k`` highest ``(page, score)`` pairs, ties by page: what ``sorted(..., key=(-score, page))[:k]``
+    returns, but sorting only the pages that score at least the k-th highest score."""
+    if len(scores) > k:
+        threshold = heapq.nlargest(k, scores.values())[-1]
+        items = [(page, p) for page, p in scores.items() if p >= threshold]
+    else:
+        items = list(scores.items())
+    items.sort(key=lambda kv: (-kv[1], kv[0]))
+    return items[:k]
 
 
 def gate_features(heads: Sequence[Sequence[Prediction]], histories: Sequence[Sequence[str]]) -> FloatArray:
     """Cheap per-query features: log history length, and per component its top-1 probability, top-5
-    mass and the entropy of its (renormalised) head. Rows = queries; column 0 is the bias."""
+    mass and the entropy of its (renormalised) head. Rows = queries; column 0 is the bias.
+
+    Computed on one zero-padded ``[component, query, rank]`` array (a handful of numpy calls per batch,
+    not per list: this runs on every served query)."""
     n = len(histories)
-    columns: list[FloatArray] = [np.ones(n), np.log1p(np.array([min(len(h), 50) for h in histories], float))]
-    for component in heads:
-        top1 = np.zeros(n)
-        mass = np.zeros(n)
-        entropy = np.zeros(n)
+    width = max((len(ranked) for component in heads for ranked in component), default=0)
+    probs = np.zeros((len(heads), n, max(width, 1)))
+    for c, component in enumerate(heads):
         for i, ranked in enumerate(component):
-            if not ranked:
-                continue
-            p = np.array([q for _, q in ranked], dtype=np.float64)
-            top1[i] = p[0]
-            mass[i] = p[:GATE_DEPTH_MASS].sum()
-            total = p.sum()
-            if total > 0:
-                r = p[p > 0] / total
-                entropy[i] = float(-(r * np.log(r)).sum())
-        columns.extend([top1, mass, entropy])
-    return np.stack(columns, axis=1)
+            if ranked:
+                probs[c, i, : len(ranked)] = [q for _, q in ranked]
+    top1 = probs[:, :, 0]
+    mass = probs[:, :, :GATE_DEPTH_MASS].sum(axis=2)
+    total = probs.sum(axis=2)
+    r = probs / np.where(total > 0, total, 1.0)[:, :, None]
+    positive = r > 0
+    entropy = -np.where(positive, r * np.log(np.where(positive, r, 1.0)), 0.0).sum(axis=2)
+    per_component = np.stack([top1, mass, np.where(total > 0, entropy, 0.0)], axis=2)  # [component, query, 3]
+    lengths = np.log1p(np.array([min(len(h), 50) for h in histories], float))
+    return np.concatenate([np.ones((n, 1)), lengths[:, None], per_component.transpose(1, 0, 2).reshape(n, -1)], axis=1)
 
 
 def target_probabilities(heads: Sequence[Sequence[Prediction]], targets: Sequence[str]) -> FloatArray:
@@ -525,7 +543,7 @@ class Gate:
 
 def gated(heads: Sequence[Sequence[Prediction]], histories: Sequence[Sequence[str]], gate: Gate,
           k: int) -> list[Prediction]:
-    weights = gate.weights(gate_features(heads, histories))
+    weights = gate.weights(gate_features(heads, histories)).tolist()
     return [blend_many([component[i] for component in heads], weights[i], k) for i in range(len(histories))]
 
 

@@ -77,7 +77,7 @@ def top_k_pages(scores: npt.NDArray[Any], k: int, pages: Sequence[str]) -> Predi
         return []
     top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     top = top[np.lexsort((top, -scores[top]))]
-    return [(pages[int(i) + 1], float(scores[i])) for i in top]
+    return [(pages[i + 1], p) for i, p in zip(top.tolist(), scores[top].tolist(), strict=True)]
 
 
 class PagePredictorBase(ABC):
