@@ -93,6 +93,15 @@ def engine_latency(directory: Path, histories: list[list[str]]) -> dict[str, flo
     return out
 
 
+def auto_latency(auto: AutoPredictor) -> dict[str, Any]:
+    """Auto's latency budget at fit time: the budget, the shipped choice's estimated batch-1 CPU µs (sum of
+    its components' costs + the combine; see precache.models.latency) and the candidates it refused."""
+    latency = auto.metrics.get("latency", {})
+    return {"budget_us": latency.get("budget_us"),
+            "choice_estimate_us": latency.get("estimate_us", {}).get(auto.choice),
+            "component_us": latency.get("component_us"), "over_latency_budget": latency.get("over_latency_budget")}
+
+
 def bench_trace(key: str, args: argparse.Namespace, console: Console) -> dict[str, Any]:
     started = time.perf_counter()
     sessions = read_sessions(SESSION_TRACES[key])
@@ -119,7 +128,8 @@ def bench_trace(key: str, args: argparse.Namespace, console: Console) -> dict[st
     if args.timing:
         return {"trace": str(SESSION_TRACES[key]), "pipeline_seconds": round(pipeline_seconds, 1),
                 "auto_choice": auto.choice, "auto_fit_seconds": round(auto_fit, 1),
-                "fit_seconds": auto.metrics["fit_seconds"], "auto_size_bytes": saved_size(auto), **engine}
+                "fit_seconds": auto.metrics["fit_seconds"], "auto_size_bytes": saved_size(auto),
+                "auto_latency": auto_latency(auto), **engine}
     popularity = build_predictor("popularity")  # after the pipeline clock: not part of what auto does
     fit_started = time.perf_counter()
     popularity.fit(split.train, split.validation)
@@ -145,6 +155,7 @@ def bench_trace(key: str, args: argparse.Namespace, console: Console) -> dict[st
         "auto_choice": auto.choice, "auto_reason": auto.metrics["reason"],
         "auto_validation": auto.metrics["validation"], "auto_calibration": auto.metrics["calibration"],
         "auto_over_budget": auto.metrics["over_budget"], "auto_component_bytes": auto.metrics["component_bytes"],
+        "auto_latency": auto_latency(auto),
         "attention_training": None if attention is None else {
             k: v for k, v in attention.metrics.get("training", {}).items() if k != "history"},
         "pipeline_seconds": round(pipeline_seconds, 1),
@@ -257,7 +268,8 @@ def main() -> int:
         for key, r in results.items():
             console.print(f"{key}: pipeline {r['pipeline_seconds']:.0f} s, engine batch-1 p50/p99 "
                           f"{r['engine_p50_us']:,.0f}/{r['engine_p99_us']:,.0f} µs "
-                          f"(CPU p99 {r['engine_cpu_p99_us']:,.0f} µs), "
+                          f"(CPU p50/p99 {r['engine_cpu_p50_us']:,.0f}/{r['engine_cpu_p99_us']:,.0f} µs; "
+                          f"fit-time estimate {r['auto_latency']['choice_estimate_us']} µs), "
                           f"auto = {r['auto_choice']}, {r['auto_size_bytes'] / 1000:,.0f} KB")
         console.print(payload.get("goals"))
         console.print(f"wrote {args.out}")

@@ -231,7 +231,7 @@ class SessionKNNPredictor(PagePredictorBase):
         else:
             found, inverse = np.unique(candidates, return_inverse=True)
             numerator = np.bincount(inverse, weights=votes, minlength=len(found))
-        return found[-size:], numerator[-size:]
+        return np.asarray(found[-size:], dtype=np.int64), np.asarray(numerator[-size:], dtype=np.float64)
 
     def _predict(self, history: Sequence[str], k: int) -> Prediction:
         encoded = tuple(self.vocabulary.encode(history))
