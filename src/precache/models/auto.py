@@ -550,15 +550,21 @@ def gate_features(heads: Sequence[Sequence[Prediction]], histories: Sequence[Seq
                 probs[j // n, j % n, : len(ranked)] = [q for _, q in ranked]
     total = probs.sum(axis=2)
     r = probs / np.where(total > 0, total, 1.0)[:, :, None]
+    positive = r > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = r * np.log(r)
-    terms[r <= 0] = 0.0  # 0 log 0 = 0 (and an empty head has entropy 0)
+    terms[~positive] = 0.0  # 0 log 0 = 0 (and an empty head has entropy 0)
+    entropy = -terms.sum(axis=2)
+    # A head with zeros (count Markov's popularity fill, padding): sum only its positive terms, so the
+    # float additions group exactly as over the head's positive probabilities alone (same bits as before)
+    for c, i in np.argwhere(~positive.all(axis=2) & positive.any(axis=2)):
+        entropy[c, i] = -terms[c, i][positive[c, i]].sum()
     out = np.empty((n, 2 + 3 * len(heads)))
     out[:, 0] = 1.0
     out[:, 1] = np.log1p(np.array([min(len(h), 50) for h in histories], dtype=np.float64))
     out[:, 2::3] = probs[:, :, 0].T
     out[:, 3::3] = probs[:, :, :GATE_DEPTH_MASS].sum(axis=2).T
-    out[:, 4::3] = -terms.sum(axis=2).T
+    out[:, 4::3] = entropy.T
     return out
 
 

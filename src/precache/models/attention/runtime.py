@@ -143,7 +143,9 @@ class AttentionRuntime:
         order = np.argsort(-probs[rows, part], axis=1, kind="stable")
         best = part[rows, order]
         pages = self.pages
-        return [[(pages[j], float(probs[i, j])) for j in best[i]] for i in range(len(probs))]
+        chosen = probs[rows, best].tolist()  # plain floats in one call (numpy scalars one by one cost more)
+        return [[(pages[j], p) for j, p in zip(ids, ps, strict=True)]
+                for ids, ps in zip(best.tolist(), chosen, strict=True)]
 
 
 __all__ = ["OOV_ID", "PAD_ID", "RESERVED", "AttentionRuntime", "Tables", "session_options"]
