@@ -184,3 +184,19 @@ def test_nothing_within_the_budget_ships_the_cheapest_and_says_so() -> None:
     assert set(latency["over_latency_budget"]) == set(auto.metrics["validation"])
     assert auto.choice == min(latency["estimate_us"], key=lambda name: (latency["estimate_us"][name], name))
     assert "no candidate within the latency budget" in latency["fallback"]
+
+
+@pytest.mark.realdata
+def test_attention_markov_rows_alone_equal_their_row_in_a_batch(bms: tuple[list, list[list[str]]]) -> None:
+    """The served batch-1 path slices one CSR row; a micro-batch gathers many: same numbers."""
+    from precache.models.attention.features import MarkovTerm
+
+    sessions, _ = bms
+    pages = sorted({page for session in sessions for page in session.pages})
+    ids = {page: i + 2 for i, page in enumerate(pages)}  # 0 = PAD, 1 = OOV, as the network numbers them
+    term = MarkovTerm.from_sequences(([ids[p] for p in s.pages] for s in sessions), len(pages) + 2)
+    last = np.array([0, 1, *range(2, len(pages) + 2)])
+    batch = term.rows(last)
+    assert np.count_nonzero(batch) > 10_000
+    for i, page_id in enumerate(last.tolist()):
+        assert np.array_equal(term.rows(np.array([page_id])), batch[i : i + 1])

@@ -129,6 +129,10 @@ class MarkovTerm:
         """Dense ``[len(last), size]`` rows of ``M`` for the given current pages (PAD/OOV rows: zero)."""
         last = np.asarray(last, dtype=np.int64).reshape(-1)
         out = np.zeros((len(last), self.size), dtype=np.float32)
+        if len(last) == 1:  # one query (the served batch-1 path): one slice instead of the general gather
+            start, end = self.indptr[last[0]], self.indptr[last[0] + 1]
+            out[0, self.indices[start:end]] = self.values[start:end]
+            return out
         starts, ends = self.indptr[last], self.indptr[last + 1]
         lengths = ends - starts
         total = int(lengths.sum())
