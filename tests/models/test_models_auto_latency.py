@@ -200,3 +200,13 @@ def test_attention_markov_rows_alone_equal_their_row_in_a_batch(bms: tuple[list,
     assert np.count_nonzero(batch) > 10_000
     for i, page_id in enumerate(last.tolist()):
         assert np.array_equal(term.rows(np.array([page_id])), batch[i : i + 1])
+
+
+def test_platt_map_equals_its_clip_definition() -> None:
+    from precache.models.calibration import apply_platt
+
+    x = np.concatenate([np.random.default_rng(5).random(20_000), [0.0, 1.0, 1e-9, 1 - 1e-12, 0.5]])
+    for a, b in ((1.18, -0.06), (0.7, 0.3), (300.0, 0.0), (-2.0, 1.0)):
+        p = np.clip(x, 1e-6, 1 - 1e-6)
+        z = np.clip(a * np.log(p / (1 - p)) + b, -500.0, 500.0)
+        assert np.array_equal(apply_platt(x, (a, b)), np.where(x <= 0, 0.0, 1.0 / (1.0 + np.exp(-z))))

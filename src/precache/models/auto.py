@@ -463,7 +463,7 @@ def calibrated(ranked: Prediction, calibration_map: tuple[str, Any] | None) -> P
     total = float(mapped.sum())
     if total > 1.0:  # keep a distribution: the listed pages cannot hold more than all the mass
         mapped = mapped / total
-    return [(page, float(p)) for (page, _), p in zip(ranked, mapped, strict=True)]
+    return [(page, p) for (page, _), p in zip(ranked, mapped.tolist(), strict=True)]
 
 
 def combination_of(candidate: str) -> str:
@@ -511,9 +511,14 @@ def blend_many(heads: Sequence[Prediction], weights: Sequence[float], k: int) ->
     """``sum_c w_c * P_c`` over the union of the components' lists (missing pages get 0 from a list),
     best first, ties by page. Per query on the serving path, so plain floats and dicts (a page's sum
     adds its components in order, as numpy would) and a full sort only of what can reach the top k."""
-    scores: dict[str, float] = {}
+    if len(heads) != len(weights):
+        raise ValueError(f"{len(heads)} lists but {len(weights)} weights")
+    if not heads:
+        return []
+    w0 = float(weights[0])
+    scores = {page: w0 * p for page, p in heads[0]}  # a list's pages are distinct: 0.0 + w * p = w * p
     get = scores.get
-    for ranked, w in zip(heads, weights, strict=True):
+    for ranked, w in zip(heads[1:], weights[1:], strict=True):
         w = float(w)
         for page, p in ranked:
             scores[page] = get(page, 0.0) + w * p
