@@ -10,6 +10,9 @@ features (history length; each component's top-1 probability, top-5 mass and hea
 maximising the validation log-likelihood. A gate's validation score is cross-fitted (a gate fit on one
 half ranks the other half), so it competes honestly with the fixed weights; the shipped gate is refit on
 the whole slice. The manifest records every candidate's validation numbers and the choice.
+Two budgets bound what may ship: the files (``size_budget``, 1 MB: what a service or edge worker loads) and
+the batch-1 serving cost (``latency_budget_us``: each component's thread-CPU cost is measured once after
+fitting, and a candidate whose estimated cost passes the budget is refused; see ``AutoPredictor._latency``).
 During the choice the baselines count the training slice only; once chosen, they are refit on training +
 validation (their own default: the most recent sessions matter). The attention model uses the validation
 slice for early stopping, which makes its validation score slightly optimistic; the test table shows it.
@@ -75,6 +78,9 @@ def blend(a: Prediction, b: Prediction, weight: float, k: int) -> Prediction:
 BASELINES = ("markov-count", "markov", "ppm", "sknn", "popularity")
 AUTO_FILE_ALLOWANCE = 16_384  # auto.json (gate parameters, calibration knots) and the manifests
 # The served batch-1 p99 goal (InferenceEngine), and how far the typical (median) query must stay below it.
+# Refusal line: an estimate of 500 µs. The largest shipped gates (four components on BMS-WebView-1 and NASA
+# 1 Aug) estimate ~280 µs on the shared 2-core machine, so load would have to inflate every component's
+# cost by ~1.8x to flip a choice; a candidate refused by it would serve a median of >= ~650 µs.
 LATENCY_BUDGET_US = 1000.0
 LATENCY_HEADROOM = 2.0
 
