@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ["bench_traces", "bench_cache", "bench_predictor", "bench_attention", "bench_policies", "bench_replay",
-         "bench_edge", "bench_pipeline", "bench_service", "bench_web"]
+ORDER = ["bench_traces", "bench_cache", "bench_predictor", "bench_predictor_ceiling", "bench_attention",
+         "bench_policies", "bench_replay", "bench_edge", "bench_pipeline", "bench_service", "bench_web"]
 
 
 def main() -> int:
