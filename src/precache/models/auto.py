@@ -78,11 +78,13 @@ def blend(a: Prediction, b: Prediction, weight: float, k: int) -> Prediction:
 BASELINES = ("markov-count", "markov", "ppm", "sknn", "popularity")
 AUTO_FILE_ALLOWANCE = 16_384  # auto.json (gate parameters, calibration knots) and the manifests
 # The served batch-1 p99 goal (InferenceEngine), and how far the typical (median) query must stay below it.
-# Refusal line: an estimate of 500 µs. The largest shipped gates (four components on BMS-WebView-1 and NASA
-# 1 Aug) estimate ~280 µs on the shared 2-core machine, so load would have to inflate every component's
-# cost by ~1.8x to flip a choice; a candidate refused by it would serve a median of >= ~650 µs.
+# Refusal line: an estimate of 667 µs. The largest shipped gates (four components on BMS-WebView-1 and
+# NASA 1 Aug) estimated 263-367 µs in seven fits on the shared 2-core machine (the estimate moves by ~30%
+# with load), so load would have to inflate it ~1.8x beyond the worst of those to flip a choice. A
+# candidate refused at this line serves a median of ~950 µs or more (the estimate is ~0.7 of the served
+# median: components timed alone run with warmer caches), i.e. a p99 far over the goal.
 LATENCY_BUDGET_US = 1000.0
-LATENCY_HEADROOM = 2.0
+LATENCY_HEADROOM = 1.5
 
 
 def components_of(candidate: str) -> list[str]:
@@ -282,13 +284,16 @@ class AutoPredictor(PagePredictorBase):
         calibrating their lists (:mod:`precache.models.latency`: per query the minimum thread-CPU time
         of ``COST_REPEATS`` runs, the median over ``COST_HISTORIES`` fixed validation histories). A
         candidate is refused when ``LATENCY_HEADROOM`` times its estimate passes ``latency_budget_us``
-        (the served p99 goal): the headroom covers the tail of the served p99 over the typical query
-        (p99/p50 was 1.7-2.3 in the engine on an idle machine).
+        (the served p99 goal): a guard against candidates clearly too slow for the goal, not a proof
+        that an accepted one meets it (the served p99 is ~2-3x the estimate: p99/p50 was 1.7-2.3 in the
+        engine, and the estimate is ~0.7 of the served median).
 
         Why this rule and not a timed p99 per candidate: the choice, and so the accuracy table, must
         not depend on the load while fitting. Each component is timed once, minima and medians are the
-        statistics load moves least, and the default budget sits far above the candidates it should
-        accept (see ``LATENCY_BUDGET_US``), so only a candidate that is clearly too slow is refused.
+        statistics load moves least, and the refusal line sits far above the candidates it should accept
+        (see ``LATENCY_BUDGET_US``), so only a candidate that is clearly too slow is refused. A tighter
+        line (headroom 3, which would make the goal hold by construction) would put today's BMS gate
+        within load noise of refusal, and the accuracy table would follow the machine's load.
         The estimates are recorded, so a refusal near the budget is visible in the model's metrics.
         """
         step = max(1, len(histories) // COST_HISTORIES)
