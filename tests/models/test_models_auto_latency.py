@@ -157,11 +157,12 @@ def test_latency_budget_refuses_the_candidates_over_it(tmp_path) -> None:  # typ
     assert free.choice.startswith("gate("), free.metrics["reason"]  # without a budget a gate wins here
     for name in ("gate(ppm+sknn)", "gate(markov-count+ppm+sknn)"):  # a gate runs its parts and combines
         assert estimate[name] > max(latency["component_us"][k] for k in name[5:-1].split("+"))
-    # A budget between the cheapest single model and the gates (geometric mean: either side may move by
-    # a factor of 2 between the two fits before the test is wrong).
+    # A budget at the geometric mean of the cheapest single model and the cheaper gate: either may move by
+    # sqrt(gates / cheapest) (measured 4.8-5.5x apart, so >= 1.7x) between the two fits before the test
+    # is wrong.
     cheapest = min(estimate["markov-count"], estimate["ppm"])
     gates = min(estimate["gate(ppm+sknn)"], estimate["gate(markov-count+ppm+sknn)"])
-    assert gates > 4 * cheapest, estimate
+    assert gates > 3 * cheapest, estimate
     budget = LATENCY_HEADROOM * float(np.sqrt(cheapest * gates))
     tight = fit_auto(split, budget)
     refused = tight.metrics["latency"]["over_latency_budget"]
