@@ -4,8 +4,9 @@ A real auto model (fitted on NASA 1 Aug through ``AutoPredictor.fit``, its compo
 pipeline ships them) is registered and activated through the registry the settings open; the table Worker
 in workerd syncs the published files from a real HTTP origin and must answer exactly what the Python
 component -- loaded through the verified loader from the auto directory -- answers. An auto without any
-n-gram component publishes nothing and says why; with the ORT Worker configured it publishes its attention
-component.
+n-gram component publishes its edge fallback (the n-gram baseline auto ships for the edge), which the table
+Worker serves exactly; one without a fallback either publishes nothing and says why; with the ORT Worker
+configured it publishes its attention component.
 """
 
 from __future__ import annotations
@@ -55,6 +56,27 @@ def best_table_component(auto: AutoPredictor) -> tuple[int, str]:
     return min(near, key=lambda t: (SIMPLEST_FIRST.index(t[1]), -scores[t[1]]["hr5"], t[0]))
 
 
+def table_worker_answers(version_dir: Path, nasa: Any, tmp_path: Path) -> tuple[dict[str, Any], list[list[str]],
+                                                                              list[list[tuple[str, float]]]]:
+    """The table Worker (workerd) syncs ``version_dir``'s edge files from a real HTTP origin and answers 1,504
+    NASA test histories (empty, unknown and very long ones included): its ``GET /model``, the histories and
+    the answers."""
+    dist, _ = build_worker("table", tmp_path / "dist")
+    histories = [h for h, _ in transitions(nasa.test)][:1500]
+    histories += [[], ["/never/seen"], ["/never/seen", histories[0][-1]], histories[1] * 30]
+    with Origin(version_dir, TOKEN) as origin, running(dist, "table", {
+            "MODEL_MANIFEST_URL": origin.manifest_url, "MODEL_SYNC_TOKEN": TOKEN}) as worker:
+        status, model = get(worker.url + "/model")
+        assert status == 200, model
+        got = []
+        for i in range(0, len(histories), 200):
+            status, body = post(worker.url + "/predict/batch", {
+                "requests": [{"context": {"history": h}} for h in histories[i : i + 200]], "options": {"topK": K}})
+            assert status == 200, body
+            got += [[(p["page"], p["probability"]) for p in r["predictions"]] for r in body["results"]]
+    return model, histories, got
+
+
 @pytest.fixture(scope="module")
 def nasa() -> Any:
     return time_split(read_sessions(shared_file("nasa-http/nasa_19950801.tsv.gz")))
@@ -100,20 +122,8 @@ def test_activating_auto_publishes_its_best_table_component_and_the_worker_serve
 
     component = load_predictor(info.path / f"component-{index}")  # the verified loader, sha256 checked
     assert component.kind == kind
-    dist, _ = build_worker("table", tmp_path / "dist")
-    histories = [h for h, _ in transitions(nasa.test)][:1500]
-    histories += [[], ["/never/seen"], ["/never/seen", histories[0][-1]], histories[1] * 30]
-    with Origin(info.path, TOKEN) as origin, running(dist, "table", {
-            "MODEL_MANIFEST_URL": origin.manifest_url, "MODEL_SYNC_TOKEN": TOKEN}) as worker:
-        status, model = get(worker.url + "/model")
-        assert status == 200 and model["version"] == version, model
-        assert (model["served"], model["of"], model["modelKind"]) == (kind, "auto", kind)
-        got = []
-        for i in range(0, len(histories), 200):
-            status, body = post(worker.url + "/predict/batch", {
-                "requests": [{"context": {"history": h}} for h in histories[i : i + 200]], "options": {"topK": K}})
-            assert status == 200, body
-            got += [[(p["page"], p["probability"]) for p in r["predictions"]] for r in body["results"]]
+    model, histories, got = table_worker_answers(info.path, nasa, tmp_path)
+    assert (model["version"], model["served"], model["of"], model["modelKind"]) == (version, kind, "auto", kind)
     want = [component.predict(h, K) for h in histories]
     mismatches = [i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
     assert not mismatches, f"{len(mismatches)} of {len(histories)} differ, first {histories[mismatches[0]]}"
@@ -243,3 +253,86 @@ def test_the_ort_worker_syncs_and_serves_the_attention_component(attention_sknn_
         got = [(p["page"], p["probability"]) for p in result["predictions"]]
         want = attention.predict(history, 5)
         assert max(abs(g[1] - w[1]) for g, w in zip(got, want, strict=True)) < 1e-5, history
+
+
+@pytest.fixture(scope="module")
+def sknn_auto_dir(nasa: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Auto forced to a choice without an n-gram component (session-kNN, the only candidate; the n-gram models
+    are fitted as blend partners), as on DIGINETICA: it ships an edge fallback."""
+    auto = build_predictor("auto", candidates=("sknn",), blend_with=("markov-count", "markov", "ppm"), weights=(),
+                           gates=())
+    auto.fit(nasa.train, nasa.validation)
+    assert isinstance(auto, AutoPredictor) and auto.choice == "sknn" and auto.edge_fallback is not None
+    directory = tmp_path_factory.mktemp("auto-sknn") / "auto"
+    auto.save(directory)
+    return directory
+
+
+@pytest.mark.realdata
+def test_an_auto_without_an_ngram_component_publishes_its_edge_fallback_and_the_worker_serves_it_exactly(
+        nasa: Any, sknn_auto_dir: Path, tmp_path: Path) -> None:
+    """The table Worker syncs the fallback auto shipped and answers exactly its Python predictions; the edge
+    manifest says it is auto's edge fallback; auto stays within its size budget."""
+    from precache.models.auto import EDGE_FALLBACK_DIR
+    from precache.registry import RegistrySettings
+    from precache.serve.registry_routes import servable_files
+
+    require_edge_tools()
+    registry = RegistrySettings(tmp_path / "store", tmp_path / "backup").open()
+    version = registry.register(NAME, sknn_auto_dir).version
+    info = registry.activate(NAME, version)
+    auto = load_predictor(info.path)
+    assert isinstance(auto, AutoPredictor) and auto.edge_fallback is not None
+    record = auto.metrics["edge_fallback"]
+    kind = record["kind"]
+    assert auto.edge_fallback.kind == kind and auto.size_bytes(sknn_auto_dir) <= 1_000_000
+    manifest = json.loads((info.path / EDGE_MANIFEST).read_text())
+    assert (manifest["kind"], manifest["served"], manifest["of"], manifest["model_kind"]) == ("table", kind, "auto",
+                                                                                             kind)
+    assert manifest["source"]["component"] == EDGE_FALLBACK_DIR and manifest["source"]["of_choice"] == "sknn"
+    assert manifest["source"]["reason"].startswith("edge fallback: auto's choice has no n-gram component")
+    assert manifest["metrics"]["validation_hr5"] == record["validation_hr5"]
+    assert manifest["metrics"]["auto_validation_hr5"] == auto.metrics["validation"]["sknn"]["hr5"]
+    assert registry.verify(NAME) == [(version, None)]
+    # the model-file endpoint reaches the fallback like a component, pinned by auto.json's sha256
+    pinned = json.loads((info.path / "auto.json").read_text())["edge_fallback"]["manifest_sha256"]
+    assert servable_files(info.path)[f"{EDGE_FALLBACK_DIR}/manifest.json"] == pinned
+
+    fallback = load_predictor(info.path / EDGE_FALLBACK_DIR)  # the verified loader, sha256 checked
+    model, histories, got = table_worker_answers(info.path, nasa, tmp_path)
+    assert (model["version"], model["served"], model["of"], model["modelKind"]) == (version, kind, "auto", kind)
+    want = fallback.predict_batch(histories, K)
+    assert want == auto.edge_fallback.predict_batch(histories, K)
+    mismatches = [i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
+    assert not mismatches, f"{len(mismatches)} of {len(histories)} differ, first {histories[mismatches[0]]}"
+    # auto itself still answers with session-kNN (the fallback is the edge's, not auto's)
+    sknn = load_predictor(info.path / "component-0")
+    assert [[p for p, _ in r] for r in auto.predict_batch(histories[:200], K)] == [
+        [p for p, _ in r] for r in sknn.predict_batch(histories[:200], K)]
+
+
+@pytest.mark.parametrize(("attention_hr5", "ort_serves"), [(0.55, "markov-count"), (0.62, "attention")])
+def test_the_edge_fallback_competes_like_a_component(
+        attention_sknn_dir: Path, attention_hr5: float, ort_serves: str) -> None:
+    """An auto of attention + session-kNN with a markov-count edge fallback (validation HR@5 0.560 on 1,000
+    transitions: one standard error 0.0157). Table Worker: the fallback. ORT Worker: the fallback unless
+    attention is more than one standard error better (0.62), by the same rule as components."""
+    from precache.edge.served import served_form
+
+    auto = load_predictor(attention_sknn_dir)
+    assert isinstance(auto, AutoPredictor) and [c.kind for c in auto.components] == ["attention", "sknn"]
+    fallback = build_predictor("markov-count")
+    fallback.fit(hub_sessions(300))
+    assert isinstance(fallback, NgramPredictor)
+    auto.edge_fallback = fallback
+    auto.metrics = {**auto.metrics, "edge_fallback": {"kind": "markov-count", "validation_hr5": 0.56,
+                                                      "transitions": 1000.0}}
+    auto.metrics["validation"] = {**auto.metrics["validation"], "attention": {"hr5": attention_hr5,
+                                                                              "transitions": 1000.0}}
+    table = served_form(auto, "table")
+    assert (table.kind, table.part, table.component, table.validation_hr5) == ("markov-count", "edge-fallback",
+                                                                                None, 0.56)
+    assert table.reason.startswith("edge fallback: auto's choice has no n-gram component (gate(attention+sknn))")
+    ort = served_form(auto, "ort")
+    assert (ort.kind, ort.part) == (ort_serves, "edge-fallback" if ort_serves == "markov-count" else "component-0")
+    assert "markov-count (edge fallback) 0.5600" in ort.reason and "one standard error (0.01" in ort.reason

@@ -114,7 +114,7 @@ def export_model(predictor: Any, *, worker: str = "table", k: int = DEFAULT_K, n
         export.metrics = {f"{served.of}_{slice_name.replace('-', '_')}_hr5": hr5,
                           f"{served.of}_validation_hr5": served.of_validation_hr5,
                           "validation_hr5": served.validation_hr5}
-        export.source = {**export.source, "component": f"component-{served.component}",
+        export.source = {**export.source, "component": served.part,
                          "of_choice": served.of_choice, "reason": served.reason}
     return export, served
 

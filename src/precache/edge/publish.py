@@ -8,10 +8,10 @@ the edge files are derived from them, deterministically. Idempotent: a version w
 names it (an earlier activation, or ``precache edge build --publish``) is left alone, so a rollback costs
 nothing. Markov / markov-count / PPM / popularity become tables (the default Worker), attention goes to the
 ORT Worker (a table Worker refuses it from the manifest alone and keeps its model). An ``auto`` model is
-published as its best component the deployed Worker can run (``MODEL_EDGE_WORKER``: table, the default, or
-ort; :mod:`precache.edge.served`), and its edge manifest says so. Kinds no Worker serves (sknn, or an auto
-without a servable component) get no edge files: the Workers keep the model they have, and the reason is
-logged.
+published as its best part (a component, or the edge fallback auto ships when its choice has no n-gram
+component) the deployed Worker can run (``MODEL_EDGE_WORKER``: table, the default, or ort;
+:mod:`precache.edge.served`), and its edge manifest says so. Kinds no Worker serves (sknn, or an auto without
+a servable part) get no edge files: the Workers keep the model they have, and the reason is logged.
 """
 
 from __future__ import annotations

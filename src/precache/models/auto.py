@@ -16,15 +16,25 @@ fitting, and a candidate whose estimated cost passes the budget is refused; see 
 During the choice the baselines count the training slice only; once chosen, they are refit on training +
 validation (their own default: the most recent sessions matter). The attention model uses the validation
 slice for early stopping, which makes its validation score slightly optimistic; the test table shows it.
+Edge fallback: a Worker runs n-gram tables (or, on the ORT Worker, the attention network), never a blend, a
+gate or session-kNN, so an edge serves one of auto's shipped parts (:mod:`precache.edge.served`). When the
+choice has no n-gram component (``attention+sknn@0.5`` on NASA Jul, ``sknn`` on DIGINETICA), auto also
+ships the best n-gram baseline it fitted (candidate or blend partner), picked by the edge's own
+one-standard-error rule (:mod:`precache.models.simplest`) on its validation HR@5 and refit on train +
+validation like the components, so the default table Worker always has something to serve. It is never
+used by auto's own predictions; its bytes count toward ``size_budget`` (no room: no fallback, and the
+manifest's ``metrics.edge_fallback`` says why); ``edge_fallback=False`` switches it off.
 The shipped lists' probabilities go through a monotone map of the top-1 (Platt by default, isotonic or none
 when clearly better on held-out periods), so auto is calibrated even when it ships an uncalibrated baseline
 or a blend. The map is fit on the validation lists when the slice has >= ``min_calibration_transitions``;
 on smaller slices (small traces) on out-of-fold lists of the shipped configuration over the whole training
 period (:mod:`precache.models.crossfit`), because a map fit on a few hundred transitions does not transfer.
 
-Files: ``auto.json`` (choice, weight, gate parameters, component list with the sha256 of each component's manifest) and
-one sub-directory per shipped component, itself a normal model directory with its own manifest. The
-chain of checksums (manifest -> auto.json -> component manifest -> component files) covers everything.
+Files: ``auto.json`` (choice, weight, gate parameters, component list with the sha256 of each component's manifest,
+and the edge fallback's entry when there is one) and one sub-directory per shipped component (``component-<i>``)
+and for the edge fallback (``edge-fallback``), each a normal model directory with its own manifest. The chain
+of checksums (manifest -> auto.json -> component manifest -> component files) covers everything. Directories
+saved before the fallback existed have no ``edge_fallback`` entry and load as they did.
 """
 
 from __future__ import annotations
@@ -54,12 +64,17 @@ from precache.models.base import (
 from precache.models.calibration import MAP_FITTERS, apply_isotonic, apply_platt, choose_map, ece
 from precache.models.crossfit import out_of_fold
 from precache.models.latency import COST_HISTORIES, COST_REPEATS, predictor_cost_us, query_cost_us
+from precache.models.ppm import NgramPredictor
 from precache.models.registry import build_predictor, load_predictor, register_predictor
+from precache.models.simplest import Scored, simplest_within_one_se
 from precache.scoring import ranking_scores
 from precache.traces.model import Session
 
 AUTO_FILE = "auto.json"
-AUTO_FORMAT = 3  # 2: optional learned gate over 2+ components; 3: Platt or isotonic calibration map
+# 2: optional learned gate over 2+ components; 3: Platt or isotonic calibration map (and, additively, an
+# optional ``edge_fallback`` entry: older readers ignore it, and it changes none of auto's predictions)
+AUTO_FORMAT = 3
+EDGE_FALLBACK_DIR = "edge-fallback"
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -129,6 +144,7 @@ class AutoPredictor(PagePredictorBase):
         latency_budget_us: float | None = LATENCY_BUDGET_US,
         min_calibration_transitions: int = 5_000,
         calibration_folds: int = 5,
+        edge_fallback: bool = True,
     ) -> None:
         super().__init__(name)
         self.candidates = list(candidates)
@@ -142,6 +158,9 @@ class AutoPredictor(PagePredictorBase):
         self.latency_budget_us = None if latency_budget_us is None else float(latency_budget_us)
         self.min_calibration_transitions = int(min_calibration_transitions)
         self.calibration_folds = int(calibration_folds)
+        self.ship_edge_fallback = bool(edge_fallback)
+        # the n-gram model an edge serves when the choice has no n-gram component (never used by predict)
+        self.edge_fallback: NgramPredictor | None = None
         self.gate: Gate | None = None
         self.components: list[PagePredictorBase] = []
         self.weight = 1.0
@@ -156,7 +175,7 @@ class AutoPredictor(PagePredictorBase):
             "max_validation_transitions": self.max_validation_transitions, "blend_depth": self.blend_depth,
             "gates": self.gates, "size_budget": self.size_budget, "latency_budget_us": self.latency_budget_us,
             "min_calibration_transitions": self.min_calibration_transitions,
-            "calibration_folds": self.calibration_folds,
+            "calibration_folds": self.calibration_folds, "edge_fallback": self.ship_edge_fallback,
         }
 
     @property
@@ -257,6 +276,7 @@ class AutoPredictor(PagePredictorBase):
             self.weight = 1.0
             chosen = heads[best]
         calibration = self._calibrate(train, validation, chosen, targets)
+        edge_fallback = self._choose_edge_fallback(fitted, results, heads, targets, sizes, budget - totals[best])
         runner_up = sorted(allowed, key=lambda n: (-results[n]["hr5"], -results[n]["mrr5"]))[:3]
         top = ", ".join(f"{n}={results[n]['hr5']:.4f}" for n in runner_up)
         self.metrics = {
@@ -270,11 +290,47 @@ class AutoPredictor(PagePredictorBase):
             "component_bytes": sizes,
             "over_budget": over,
             "latency": latency,
+            "edge_fallback": edge_fallback,
             "best_single_baseline": best_baseline(results, allowed),
             "components": {c.kind: c.metrics for c in self.components},
         }
         self.fitted_candidates = fitted
         self.fitted = True
+
+    def _choose_edge_fallback(self, fitted: Mapping[str, PagePredictorBase], results: Mapping[str, Mapping[str, float]],
+                              heads: Mapping[str, list[Prediction]], targets: list[str], sizes: Mapping[str, int],
+                              room: float) -> dict[str, Any]:
+        """Set ``self.edge_fallback`` when the choice has no n-gram component: among the n-gram models fitted
+        (candidates and blend partners, already refit on train + validation), the one the edge's rule picks
+        on their validation HR@5 (fitted on train only, like every candidate's), if its directory fits in
+        ``room`` (what the size budget leaves beside the choice). Returns ``metrics["edge_fallback"]``."""
+        self.edge_fallback = None
+        if not self.ship_edge_fallback:
+            return {"kind": None, "reason": "switched off (edge_fallback=False)"}
+        shipped = [c.kind for c in self.components if isinstance(c, NgramPredictor)]
+        if shipped:
+            return {"kind": None, "reason": f"not needed: the choice has an n-gram component ({', '.join(shipped)})"}
+        tables = {kind: model for kind, model in fitted.items() if isinstance(model, NgramPredictor)}
+        if not tables:
+            return {"kind": None, "reason": "the choice has no n-gram component and no n-gram model was fitted"}
+        scores = {kind: dict(results[kind]) if kind in results else ranking_scores(heads[kind], targets)
+                  for kind in tables}
+        kinds = list(tables)
+        pick, se = simplest_within_one_se([Scored(k, scores[k]["hr5"], scores[k]["transitions"]) for k in kinds])
+        kind = kinds[pick]
+        listed = ", ".join(f"{k} {scores[k]['hr5']:.4f}" for k in kinds)
+        record: dict[str, Any] = {
+            "kind": kind, "validation_hr5": scores[kind]["hr5"], "transitions": scores[kind]["transitions"],
+            "standard_error": se, "validation": {k: scores[k]["hr5"] for k in kinds}, "bytes": sizes[kind],
+            "reason": f"the choice has no n-gram component; the simplest n-gram model within one standard error "
+                      f"({se:.4f}) of the best validation HR@5 ({listed})",
+        }
+        if sizes[kind] > room:
+            return {**record, "kind": None, "candidate": kind,
+                    "reason": f"{kind} ({sizes[kind]:,} bytes) does not fit the size budget beside the choice "
+                              f"({max(room, 0.0):,.0f} bytes left)"}
+        self.edge_fallback = tables[kind]
+        return record
 
     def _latency(self, fitted: Mapping[str, PagePredictorBase], heads: Mapping[str, list[Prediction]],
                  histories: list[list[str]], candidates: Sequence[str]) -> dict[str, Any]:
@@ -389,20 +445,25 @@ class AutoPredictor(PagePredictorBase):
         return combined(heads, histories, self.gate, self.weight, k)
 
     def _save_files(self, directory: Path) -> list[str]:
-        entries = []
-        for i, component in enumerate(self.components):
-            sub = directory / f"component-{i}"
+        def saved(model: PagePredictorBase, name: str) -> dict[str, str]:
+            sub = directory / name
             if sub.exists():
                 shutil.rmtree(sub)
-            component.save(sub)
-            entries.append({"dir": sub.name, "kind": component.kind,
-                            "manifest_sha256": sha256_file(sub / "manifest.json")})
-        write_json(directory / AUTO_FILE, {
-            "auto_format": AUTO_FORMAT, "choice": self.choice, "weight": self.weight, "components": entries,
+            model.save(sub)
+            return {"dir": name, "kind": model.kind, "manifest_sha256": sha256_file(sub / "manifest.json")}
+
+        description = {
+            "auto_format": AUTO_FORMAT, "choice": self.choice, "weight": self.weight,
+            "components": [saved(component, f"component-{i}") for i, component in enumerate(self.components)],
             "calibration": None if self.calibration_map is None else {
                 "method": self.calibration_map[0], "params": self.calibration_map[1]},
             "gate": None if self.gate is None else self.gate.as_dict(),
-        })
+        }
+        if (directory / EDGE_FALLBACK_DIR).exists():
+            shutil.rmtree(directory / EDGE_FALLBACK_DIR)
+        if self.edge_fallback is not None:  # absent otherwise: the layout of directories saved before it existed
+            description["edge_fallback"] = saved(self.edge_fallback, EDGE_FALLBACK_DIR)
+        write_json(directory / AUTO_FILE, description)
         return [AUTO_FILE]
 
     def _load_files(self, files: ModelFiles) -> None:
@@ -431,6 +492,7 @@ class AutoPredictor(PagePredictorBase):
             raise ModelFileError(f"{files.root / AUTO_FILE}: bad calibration map: {exc}") from exc
         gate = data.get("gate")
         self.gate = Gate.from_dict(gate) if isinstance(gate, dict) else None
+        self.edge_fallback = _edge_fallback(files, data.get("edge_fallback"))
         self._check_parts(files.root)
 
     def _check_parts(self, where: Path) -> None:
@@ -452,6 +514,20 @@ class AutoPredictor(PagePredictorBase):
         if self.calibration_map is not None and self.calibration_map[0] == "platt" and not all(
                 math.isfinite(v) for v in self.calibration_map[1]):
             raise ModelFileError(f"{where}: the Platt calibration map is malformed")
+
+
+def _edge_fallback(files: ModelFiles, entry: Any) -> NgramPredictor | None:
+    """The edge fallback an auto.json names (through the one loading path, pinned by its manifest's sha256),
+    or None when it names none (directories saved before the fallback existed)."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise ModelFileError(f"{files.root / AUTO_FILE}: bad edge_fallback entry {entry!r}")
+    model = load_predictor(files.subdirectory(entry.get("dir"), entry.get("manifest_sha256")))
+    if not isinstance(model, NgramPredictor) or model.kind != entry.get("kind"):
+        raise ModelFileError(f"{files.root}: the edge fallback must be the n-gram model auto.json names, "
+                             f"not a {model.kind!r} model")
+    return model
 
 
 def combined(heads: Sequence[Sequence[Prediction]], histories: Sequence[Sequence[str]], gate: Gate | None,

@@ -194,7 +194,8 @@ async def declare_schedule(state: ServiceState, request: dict[str, Any], schedul
 def servable_files(directory: Path) -> dict[str, str | None]:
     """The files of a version directory an edge worker may fetch, with the sha256 each must have: the model's
     manifest and the files it lists; for an ``auto`` model, each component sub-directory's manifest (pinned
-    by the sha256 ``auto.json`` records for it) and the files that manifest lists, as ``component-0/<file>``;
+    by the sha256 ``auto.json`` records for it) and the files that manifest lists, as ``component-0/<file>``
+    (its edge fallback's too, ``edge-fallback/<file>``);
     and, when ``precache edge build --publish`` wrote one, the edge manifest and the files it lists (``files:
     {name: {sha256, bytes}}``). The top manifest is served as it is (its ETag is still the sha256 of the bytes
     sent); nothing else in the directory is reachable."""
@@ -204,7 +205,8 @@ def servable_files(directory: Path) -> dict[str, str | None]:
     if "auto.json" in out:  # listed, so its bytes are checked against the manifest when served
         auto = json.loads((directory / "auto.json").read_text(encoding="utf-8"))
         components = auto.get("components") if isinstance(auto, dict) else None
-        for entry in components if isinstance(components, list) else []:
+        fallback = auto.get("edge_fallback") if isinstance(auto, dict) else None
+        for entry in [*(components if isinstance(components, list) else []), fallback]:
             sub = entry.get("dir") if isinstance(entry, dict) else None
             if isinstance(sub, str) and re.fullmatch(NAME_PATTERN, sub) and (directory / sub).is_dir():
                 out.update(_listed(directory / sub, f"{sub}/"))
