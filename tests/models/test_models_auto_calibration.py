@@ -10,7 +10,7 @@ import pytest
 from conftest import hub_sessions, shared_file
 from precache.evaluation import evaluate, time_split
 from precache.models.auto import AutoPredictor
-from precache.models.calibration import apply_platt, choose_map, ece
+from precache.models.calibration import apply_platt, choose_map, ece, fit_platt
 from precache.models.crossfit import out_of_fold
 from precache.models.registry import build_predictor
 from precache.traces import read_sessions
@@ -68,3 +68,19 @@ def test_map_choice_prefers_platt_unless_another_map_is_clearly_better() -> None
     correct = np.where(confidence == 1.0, rng.random(3000) < 0.4, rng.random(3000) < confidence)
     method, _, held = choose_map(confidence, correct)
     assert method == "isotonic" and held["isotonic"] < held["platt"] - 0.01
+
+
+def test_platt_keeps_the_order_of_a_list_even_when_confidence_is_anti_correlated() -> None:
+    """A poor model on a small set can be right *less* often when it states more: the unconstrained
+    logistic fit then has a negative slope and would reverse every ranked list (seen with a session-kNN-only
+    auto on synthetic sessions: the saved model failed its own load check). The fit keeps the slope
+    positive, so the map is increasing, and fits the intercept: the mapped mean matches the hit rate."""
+    rng = np.random.default_rng(1)
+    confidence = rng.uniform(0.05, 0.95, 2000)
+    correct = rng.random(2000) < (1.0 - confidence) * 0.5  # the higher the stated probability, the rarer a hit
+    a, b = fit_platt(confidence, correct)
+    assert a > 0
+    ranked = np.array([0.8, 0.5, 0.3, 0.1, 0.0])
+    mapped = apply_platt(ranked, (a, b))
+    assert np.all(np.diff(mapped[:-1]) < 0) and mapped[-1] == 0.0
+    assert abs(float(apply_platt(confidence, (a, b)).mean()) - correct.mean()) < 0.02

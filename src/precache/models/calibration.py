@@ -141,17 +141,38 @@ def apply_isotonic(probabilities: np.ndarray, knots: tuple[Sequence[float], Sequ
     return mapped
 
 
+PLATT_MIN_SLOPE = 1e-3  # a calibration map must keep the list's order: its slope stays positive
+
+
 def fit_platt(confidence: np.ndarray, correct: np.ndarray, iterations: int = 50) -> tuple[float, float]:
     """Logistic map ``sigmoid(a * logit(p) + b)`` of a stated probability, fit by Newton's method on
     the log loss. Two parameters instead of isotonic's one knot per block: it cannot overfit a small
-    calibration set (a few hundred transitions), which is what small traces give."""
+    calibration set (a few hundred transitions), which is what small traces give.
+
+    The slope is kept at ``PLATT_MIN_SLOPE`` or above: where higher stated probabilities are *less* often
+    right (a poor model on a small set), the unconstrained fit turns negative and would reverse every
+    ranked list; the best order-keeping map is then nearly flat, with only the intercept fit."""
     p = np.clip(np.asarray(confidence, dtype=np.float64), 1e-6, 1 - 1e-6)
     y = np.asarray(correct, dtype=np.float64)
     x = np.log(p / (1 - p))
-    a, b = 1.0, 0.0
+    a, b = _newton_platt(x, y, 1.0, 0.0, iterations, fit_slope=True)
+    if a < PLATT_MIN_SLOPE:
+        a, b = _newton_platt(x, y, PLATT_MIN_SLOPE, b, iterations, fit_slope=False)
+    return a, b
+
+
+def _newton_platt(x: np.ndarray, y: np.ndarray, a: float, b: float, iterations: int, *, fit_slope: bool
+                  ) -> tuple[float, float]:
+    """Newton steps on the (lightly L2-regularised) log loss; the intercept alone when not ``fit_slope``."""
     for _ in range(iterations):
         q = 1.0 / (1.0 + np.exp(-np.clip(a * x + b, -500.0, 500.0)))
         w = q * (1 - q) + 1e-9
+        if not fit_slope:
+            step_b = (float(np.sum(q - y)) + 1e-3 * b) / (float(np.sum(w)) + 1e-3)
+            b -= step_b
+            if abs(step_b) < 1e-8:
+                break
+            continue
         grad = np.array([np.sum((q - y) * x), np.sum(q - y)]) + 1e-3 * np.array([a - 1.0, b])
         hess = np.array([[np.sum(w * x * x) + 1e-3, np.sum(w * x)], [np.sum(w * x), np.sum(w) + 1e-3]])
         try:
