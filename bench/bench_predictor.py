@@ -155,7 +155,7 @@ def bench_trace(key: str, args: argparse.Namespace, console: Console) -> dict[st
         "auto_choice": auto.choice, "auto_reason": auto.metrics["reason"],
         "auto_validation": auto.metrics["validation"], "auto_calibration": auto.metrics["calibration"],
         "auto_over_budget": auto.metrics["over_budget"], "auto_component_bytes": auto.metrics["component_bytes"],
-        "auto_latency": auto_latency(auto),
+        "auto_latency": auto_latency(auto), "auto_edge_fallback": auto.metrics.get("edge_fallback"),
         "attention_training": None if attention is None else {
             k: v for k, v in attention.metrics.get("training", {}).items() if k != "history"},
         "pipeline_seconds": round(pipeline_seconds, 1),
