@@ -12,17 +12,9 @@ import torch
 from conftest import hub_sessions
 from precache.inference import InferenceEngine
 from precache.models import build_predictor, load_predictor
-from precache.models.auto import (
-    AUTO_FILE_ALLOWANCE,
-    AutoPredictor,
-    Gate,
-    blend,
-    cross_fitted,
-    gate_features,
-    gated,
-    target_probabilities,
-)
+from precache.models.auto import AUTO_FILE_ALLOWANCE, AutoPredictor
 from precache.models.calibration import apply_platt, fit_platt
+from precache.models.combine import Gate, blend, cross_fitted, gate_features, gated, target_probabilities
 from precache.traces.model import Session
 
 torch.set_num_threads(1)

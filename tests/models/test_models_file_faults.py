@@ -28,8 +28,9 @@ import pytest
 from conftest import hub_sessions
 from precache.inference import InferenceEngine
 from precache.models import ModelFileError, Prediction, build_predictor, load_predictor, register_predictor
-from precache.models.auto import AutoPredictor, Gate
+from precache.models.auto import AutoPredictor
 from precache.models.base import PagePredictorBase, write_json
+from precache.models.combine import Gate
 from precache.models.files import ModelFiles
 from precache.traces.model import Session
 
