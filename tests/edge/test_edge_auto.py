@@ -152,6 +152,9 @@ def test_edge_build_on_an_auto_directory_takes_the_same_path(auto_dir: Path, tmp
                                manifest=json.loads((auto_dir / "manifest.json").read_text()))
     assert served.kind == kind and served.worker == "table" and "the ort Worker can run" in served.reason
     assert {**ort.manifest(), "source": built["source"]} == built
+    bad = run_cli("edge", "build", "--model", str(auto_dir), "--out", str(tmp_path / "bad"), "--worker", "bogus")
+    assert bad.returncode == 2 and "--worker must be table or ort" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from precache.edge.manifest import EdgeExport, source_metric
 from precache.edge.served import ONNX_KINDS, Served, served_form
 from precache.edge.tables import DEFAULT_K
 
+WORKERS = ("table", "ort")
 TABLE_KINDS = ("markov", "ppm")  # --kind choices; any n-gram predictor (popularity too) exports
 REGISTRY_NAME = "page-predictor"
 
@@ -52,13 +53,18 @@ def model_hr5(metrics: Mapping[str, Any]) -> tuple[float | None, str]:
     return held_out, "validation" if held_out is None else "held-out"
 
 
+def check_worker(worker: str) -> None:
+    """Refuse a Worker kind that does not exist (before anything is chosen for it)."""
+    if worker not in WORKERS:
+        raise EdgeBuildError(f"--worker must be table or ort, not {worker!r}")
+
+
 def export_predictor(predictor: Any, version: str, worker: str = "table", k: int = DEFAULT_K) -> EdgeExport:
     """Export a loaded/fitted predictor for ``worker`` ("table" or "ort")."""
     from precache.models.ppm import NgramPredictor
 
     kind = str(getattr(predictor, "kind", type(predictor).__name__))
-    if worker not in ("table", "ort"):
-        raise EdgeBuildError(f"--worker must be table or ort, not {worker!r}")
+    check_worker(worker)
     if k < 1 or k > 100:
         raise EdgeBuildError(f"--k must be in 1..100, got {k}")
     if worker == "table":
@@ -101,6 +107,7 @@ def export_model(predictor: Any, *, worker: str = "table", k: int = DEFAULT_K, n
     ``slice_name``. For a component of auto the manifest says so (``served``, ``of``), its metrics are the
     component's validation HR@5 with auto's beside it, and ``source`` carries the component and the reason.
     Raises :class:`EdgeBuildError` (or :class:`NothingServable`, also a ``ValueError``)."""
+    check_worker(worker)
     served = served_form(predictor, worker)
     export = export_predictor(served.predictor, version or "pending", served.worker, k)
     if version is None:
