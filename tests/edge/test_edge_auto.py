@@ -82,16 +82,21 @@ def nasa() -> Any:
     return time_split(read_sessions(shared_file("nasa-http/nasa_19950801.tsv.gz")))
 
 
+def fitted_and_saved(auto: Any, nasa: Any, parent: Path) -> Path:
+    """``auto`` fitted on NASA 1 Aug's training and validation slices, saved under ``parent``."""
+    auto.fit(nasa.train, nasa.validation)
+    directory = parent / "auto"
+    auto.save(directory)
+    return directory
+
+
 @pytest.fixture(scope="module")
 def auto_dir(nasa: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Auto as the pipeline fits it, minus the attention candidate (its training is tested elsewhere)."""
     auto = build_predictor("auto", candidates=("markov-count", "markov", "ppm", "sknn"),
                            blend_with=("markov-count", "ppm", "sknn"),
                            gates=("markov-count+ppm+sknn", "markov-count+markov+ppm+sknn"))
-    auto.fit(nasa.train, nasa.validation)
-    directory = tmp_path_factory.mktemp("auto") / "auto"
-    auto.save(directory)
-    return directory
+    return fitted_and_saved(auto, nasa, tmp_path_factory.mktemp("auto"))
 
 
 @pytest.mark.realdata
@@ -264,10 +269,8 @@ def sknn_auto_dir(nasa: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     are fitted as blend partners), as on DIGINETICA: it ships an edge fallback."""
     auto = build_predictor("auto", candidates=("sknn",), blend_with=("markov-count", "markov", "ppm"), weights=(),
                            gates=())
-    auto.fit(nasa.train, nasa.validation)
+    directory = fitted_and_saved(auto, nasa, tmp_path_factory.mktemp("auto-sknn"))
     assert isinstance(auto, AutoPredictor) and auto.choice == "sknn" and auto.edge_fallback is not None
-    directory = tmp_path_factory.mktemp("auto-sknn") / "auto"
-    auto.save(directory)
     return directory
 
 

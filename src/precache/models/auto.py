@@ -510,6 +510,18 @@ class AutoPredictor(PagePredictorBase):
             raise ModelFileError(f"{where}: the Platt calibration map is malformed")
 
 
+def part_entries(description: Any) -> list[dict[str, Any]]:
+    """The sub-directory entries of an ``auto.json`` (``{"dir", "kind", "manifest_sha256"}``): its components,
+    then its edge fallback when it ships one. Whoever must reach every file of an auto directory (the
+    service's model-file endpoint) reads the layout here, so a new kind of part reaches it too. Malformed
+    entries are skipped: loading (``_load_files``) is what refuses them."""
+    if not isinstance(description, dict):
+        return []
+    components = description.get("components")
+    entries = [*(components if isinstance(components, list) else []), description.get("edge_fallback")]
+    return [entry for entry in entries if isinstance(entry, dict)]
+
+
 def _edge_fallback(files: ModelFiles, entry: Any) -> NgramPredictor | None:
     """The edge fallback an auto.json names (through the one loading path, pinned by its manifest's sha256),
     or None when it names none (directories saved before the fallback existed)."""

@@ -201,13 +201,12 @@ def servable_files(directory: Path) -> dict[str, str | None]:
     sent); nothing else in the directory is reachable."""
     import json
 
+    from precache.models.auto import AUTO_FILE, part_entries
+
     out = _listed(directory, "")
-    if "auto.json" in out:  # listed, so its bytes are checked against the manifest when served
-        auto = json.loads((directory / "auto.json").read_text(encoding="utf-8"))
-        components = auto.get("components") if isinstance(auto, dict) else None
-        fallback = auto.get("edge_fallback") if isinstance(auto, dict) else None
-        for entry in [*(components if isinstance(components, list) else []), fallback]:
-            sub = entry.get("dir") if isinstance(entry, dict) else None
+    if AUTO_FILE in out:  # listed, so its bytes are checked against the manifest when served
+        for entry in part_entries(json.loads((directory / AUTO_FILE).read_text(encoding="utf-8"))):
+            sub = entry.get("dir")
             if isinstance(sub, str) and re.fullmatch(NAME_PATTERN, sub) and (directory / sub).is_dir():
                 out.update(_listed(directory / sub, f"{sub}/"))
                 pinned = entry.get("manifest_sha256")

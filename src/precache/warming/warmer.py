@@ -351,7 +351,7 @@ class Warmer:
         if self._pending:
             sessions_now = list(self._pending)
             self._pending.clear()
-            items.extend(self._predict(sessions_now))
+            items.extend(self._predict(sessions_now, await self._pinned(sessions_now)))
         if not items:
             return 0
         self._expire()
@@ -360,7 +360,17 @@ class Warmer:
             return 0
         return self._schedule(items)
 
-    def _predict(self, sessions: list[str]) -> list[tuple[str, Prediction, str | None]]:
+    async def _pinned(self, sessions: list[str]) -> dict[str, Predictor | None]:
+        """The pinned versions these sessions' arms ask for, resolved in a worker thread: the first use of a
+        version loads and verifies its files, which must not block the event loop."""
+        versions = {arm.model_version for s in sessions if (arm := self._arms.get(s)) is not None and arm.model_version}
+        source = self.predictors
+        if source is None:
+            return dict.fromkeys(versions)
+        return {version: await asyncio.to_thread(source, version) for version in versions}
+
+    def _predict(self, sessions: list[str], pinned: dict[str, Predictor | None]
+                 ) -> list[tuple[str, Prediction, str | None]]:
         """One batch per model: the default predictor, and each pinned version an arm asks for."""
         groups: dict[str | None, list[str]] = {}
         for s in sessions:
@@ -370,7 +380,7 @@ class Warmer:
         for version, members in groups.items():
             predictor = self.predictor
             if version is not None:
-                predictor = self.predictors(version) if self.predictors is not None else None
+                predictor = pinned.get(version)
                 if predictor is None:  # never fall back to another model: that would mix the arms
                     self.stats.skipped["model_unavailable"] += len(members)
                     continue
