@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import hub_sessions
-from precache.inference import InferenceEngine, SessionStore
+from precache.history import MemoryHistories
+from precache.inference import InferenceEngine
 from precache.models.base import ModelFileError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,16 +64,16 @@ print(json.dumps({{"predictions": out, "heavy": heavy}}))
 
 
 def test_session_store_is_lru_and_caps_history() -> None:
-    store = SessionStore(max_sessions=2, max_history=3)
+    store = MemoryHistories(max_sessions=2, max_history=3)
     for page in ["/1", "/2", "/3", "/4"]:
-        store.append("s1", page)
-    assert store.get("s1") == ["/2", "/3", "/4"]
-    store.append("s2", "/x")
-    store.get("s1")  # s1 is now the most recently used
-    store.append("s3", "/y")  # evicts s2
+        store.add("s1", [page])
+    assert store.read("s1") == ["/2", "/3", "/4"]
+    store.add("s2", ["/x"])
+    store.read("s1")  # s1 is now the most recently used
+    store.add("s3", ["/y"])  # evicts s2
     assert "s2" not in store and "s1" in store and "s3" in store and store.evicted == 1
     with pytest.raises(ValueError):
-        SessionStore(max_sessions=0)
+        MemoryHistories(max_sessions=0)
 
 
 def test_sessions_and_fallbacks(model_dirs: dict[str, Path]) -> None:
@@ -115,7 +116,7 @@ async def test_mixed_k_and_observe_and_predict(model_dirs: dict[str, Path]) -> N
     finally:
         await engine.aclose()
     assert len(small) == 1 and len(large) == 5 and small[0] == large[0]
-    assert after[0][0] == "/hub" and engine.sessions.get("s") == ["/entry0", "/a4"]
+    assert after[0][0] == "/hub" and engine.sessions.read("s") == ["/entry0", "/a4"]
 
 
 def test_bad_model_directories_are_refused(model_dirs: dict[str, Path], tmp_path: Path) -> None:

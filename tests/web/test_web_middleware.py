@@ -192,7 +192,7 @@ def test_the_session_can_come_from_a_header() -> None:
         r = c.get("/public", headers={"x-session-id": "header-session-1"})
         assert "set-cookie" not in r.headers and r.headers["x-precache"] == "miss"
         c.get("/noinfo", headers={"x-session-id": "header-session-1"})
-    assert mw.sessions.history("header-session-1") == ["/public", "/noinfo"]
+    assert mw.history.read("header-session-1") == ["/public", "/noinfo"]
 
 
 def test_concurrent_misses_of_one_page_render_it_once(served: tuple[str, SiteUnderTest, Any]) -> None:

@@ -17,7 +17,7 @@ from precache.web.rules import (
     store_decision,
     variant_suffix,
 )
-from precache.web.sessions import BoundedSet, SessionTracker, valid_session_id
+from precache.web.sessions import BoundedSet, HintBudgets, valid_session_id
 
 NOW = 1_700_000_000.0
 GET = RequestView("GET", {})
@@ -117,7 +117,7 @@ def test_hints_only_name_safe_same_origin_pages_within_budget() -> None:
     uncacheable.add("/account")
     predicted = [("//evil.example/x", 0.9), ("/logout", 0.9), ("/_precache/speculation-rules", 0.9),
                  ("/account", 0.9), ("/a\nb", 0.9), ("/b", 0.8), ("/c d", 0.7), ("/d", 0.6), ("/e", 0.1)]
-    sessions = SessionTracker()
+    sessions = HintBudgets()
     planner = HintPlanner(HintConfig(threshold=0.5, max_per_page=3, budget_per_session=3), _Fixed(predicted),
                           sessions, uncacheable)
     assert planner.choose("s1", ["/a"]) == ["/b", "/c%20d", "/d"]

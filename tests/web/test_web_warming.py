@@ -107,7 +107,7 @@ def test_processes_share_session_histories_through_redis(redis_url: str) -> None
     import redis
     from redis.asyncio import Redis
 
-    from precache.serve.sessions import RedisHistories
+    from precache.history import RedisHistories
 
     model = build_predictor("ppm")
     model.fit([Session(str(i), str(i), float(i), [first, "/a", nxt], [], [])

@@ -5,6 +5,6 @@ Imports numpy and onnxruntime only (never torch or scikit-learn), so edge worker
 
 from __future__ import annotations
 
-from precache.inference.engine import EngineStats, InferenceEngine, SessionStore, load_model
+from precache.inference.engine import EngineStats, InferenceEngine, load_model
 
-__all__ = ["EngineStats", "InferenceEngine", "SessionStore", "load_model"]
+__all__ = ["EngineStats", "InferenceEngine", "load_model"]

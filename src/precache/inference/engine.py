@@ -1,8 +1,9 @@
 """``InferenceEngine``: serve next-page predictions from a saved model directory.
 
 Why an engine around the predictor: the serving side needs three things a bare model does not have --
-(1) a *bounded* per-session history store (LRU over sessions, histories capped), so memory stays flat
-under millions of sessions; (2) async micro-batching, so N concurrent requests cost one onnxruntime
+(1) a *bounded* per-session history store (:class:`~precache.history.MemoryHistories`: LRU over sessions,
+histories capped), so memory stays flat under millions of sessions -- or the process's shared one;
+(2) async micro-batching, so N concurrent requests cost one onnxruntime
 call instead of N; (3) fallbacks that never raise on odd input (empty history, only unknown pages).
 
 No torch and no scikit-learn are imported here (checked by a test): model directories are loaded by
@@ -14,15 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from precache.history import LocalHistory, MemoryHistories
 from precache.types import Prediction
 
 if TYPE_CHECKING:
@@ -48,52 +48,6 @@ class EngineStats:
     empty_history_fallbacks: int = 0
     unknown_history_fallbacks: int = 0
     sessions_evicted: int = 0
-
-
-class SessionStore:
-    """LRU over sessions; each history keeps its last ``max_history`` pages. Thread-safe."""
-
-    def __init__(self, max_sessions: int = 100_000, max_history: int = 50) -> None:
-        if max_sessions < 1 or max_history < 1:
-            raise ValueError("max_sessions and max_history must be >= 1")
-        self.max_sessions = max_sessions
-        self.max_history = max_history
-        self._data: OrderedDict[str, deque[str]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.evicted = 0
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, session_id: object) -> bool:
-        return session_id in self._data
-
-    def append(self, session_id: str, page: str) -> list[str]:
-        """Record a page view; returns a copy of the session's (capped) history."""
-        with self._lock:
-            history = self._data.get(session_id)
-            if history is None:
-                history = deque(maxlen=self.max_history)
-                self._data[session_id] = history
-                while len(self._data) > self.max_sessions:
-                    self._data.popitem(last=False)
-                    self.evicted += 1
-            else:
-                self._data.move_to_end(session_id)
-            history.append(page)
-            return list(history)
-
-    def get(self, session_id: str) -> list[str]:
-        with self._lock:
-            history = self._data.get(session_id)
-            if history is None:
-                return []
-            self._data.move_to_end(session_id)
-            return list(history)
-
-    def forget(self, session_id: str) -> None:
-        with self._lock:
-            self._data.pop(session_id, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +87,13 @@ class InferenceEngine:
         max_history: int = 50,
         max_batch: int = 64,
         max_wait_us: float = 100.0,
+        histories: LocalHistory | None = None,
     ) -> None:
         if max_batch < 1 or max_wait_us < 0:
             raise ValueError("max_batch must be >= 1 and max_wait_us >= 0")
         self._served = _Served(model, {})
-        self.sessions = SessionStore(max_sessions, max_history)
+        self.sessions: LocalHistory = (histories if histories is not None
+                                       else MemoryHistories(max_sessions, max_history))
         self.max_history = max_history
         self.max_batch = max_batch
         self.max_wait_us = max_wait_us
@@ -195,13 +151,13 @@ class InferenceEngine:
         return out
 
     def observe(self, session_id: str, page: str) -> list[str]:
-        """Record that ``session_id`` viewed ``page``; returns the session's history."""
-        history = self.sessions.append(session_id, page)
+        """Record that ``session_id`` viewed ``page`` (one write to the history store); returns its history."""
+        history = self.sessions.add(session_id, (page,))
         self.stats.sessions_evicted = self.sessions.evicted
         return history
 
     def predict_session(self, session_id: str, k: int = 10) -> Prediction:
-        return self.predict(self.sessions.get(session_id), k)
+        return self.predict(self.sessions.read(session_id), k)
 
     # -- async, micro-batched -----------------------------------------------------------------------
     async def submit(self, history: Sequence[str], k: int = 10) -> Prediction:

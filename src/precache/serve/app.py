@@ -1,7 +1,7 @@
 """The FastAPI application behind ``precache serve``: routes, auth, limits, and what a replica holds.
 
 A replica holds nothing another replica needs: session histories, per-key access records and events live
-in Redis (see :mod:`precache.serve.sessions`, :mod:`precache.serve.events`); the model comes from the model
+in Redis (see :mod:`precache.history`, :mod:`precache.serve.events`); the model comes from the model
 directory (shared ``MODEL_STORAGE_PATH`` volume). So replicas behind a load balancer answer any session alike.
 Build it with :func:`create_app` (uvicorn ``--factory`` calls it in each worker; settings come from the env).
 """
@@ -23,6 +23,7 @@ from fastapi.security import HTTPBearer
 
 from precache.config import ConfigError, Settings, get_settings
 from precache.edge.client import EdgeInference
+from precache.history import FailoverHistories, MemoryHistories, RedisHistories
 from precache.monitoring.dashboard import dashboard_router
 from precache.registry import CHANNEL as REGISTRY_CHANNEL
 from precache.registry import ModelRegistry, open_registry
@@ -54,7 +55,6 @@ from precache.serve.schemas import (
     WarmingItem,
     WarmingResponse,
 )
-from precache.serve.sessions import FailoverHistories, MemoryHistories, RedisHistories
 from precache.serve.settings import ServeSettings, get_serve_settings
 from precache.serve.watch import RegistryFollower
 

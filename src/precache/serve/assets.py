@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from precache.serve.sessions import redis_tag
+from precache.history import redis_tag
 
 log = logging.getLogger("precache.serve")
 

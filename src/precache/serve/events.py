@@ -22,9 +22,9 @@ from typing import Any
 
 from precache.cache.events import AccessEvent
 from precache.cache.stream import event_fields
+from precache.history import HistoryStore, redis_tag
 from precache.serve.assets import AssetCounts, views_and_assets
 from precache.serve.schemas import AccessEventIn
-from precache.serve.sessions import FailoverHistories, redis_tag
 
 log = logging.getLogger("precache.serve")
 
@@ -48,7 +48,7 @@ class ClientHasher:
 
 
 class EventRecorder:
-    def __init__(self, redis: Any | None, histories: FailoverHistories, *, prefix: str, stream: str,
+    def __init__(self, redis: Any | None, histories: HistoryStore, *, prefix: str, stream: str,
                  maxlen: int, retention: float, hasher: ClientHasher, assets: AssetCounts | None = None) -> None:
         self.redis, self.histories, self.prefix, self.assets = redis, histories, prefix, assets
         self.stream, self.maxlen, self.retention, self.hasher = stream, maxlen, retention, hasher

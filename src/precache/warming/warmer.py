@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from precache.defaults import WARMING_TARGET_EFFICIENCY, WARMING_THRESHOLD
+from precache.history import LocalHistory, MemoryHistories
 from precache.types import Prediction, SessionArm, SessionParameters
 from precache.warming.assets import AssetModel
 from precache.warming.limits import Backoff, Clock, EfficiencyTarget, TokenBucket
@@ -188,6 +189,7 @@ class Warmer:
         predictors: PredictorSource | None = None,
         on_preload: PreloadObserver | None = None,
         model_version: str | None = None,
+        history: LocalHistory | None = None,
     ) -> None:
         self.cache = cache
         self.resolver = resolver
@@ -209,7 +211,9 @@ class Warmer:
         self.target = (EfficiencyTarget(cfg.threshold, cfg.target_efficiency)
                        if cfg.target_efficiency is not None else None)
         self.backoff = Backoff(clock, cfg.backoff_initial, cfg.backoff_max)
-        self._history: OrderedDict[str, deque[str]] = OrderedDict()
+        self.history: LocalHistory = (history if history is not None
+                                      else MemoryHistories(self.config.max_sessions, self.config.max_history))
+        """Each session's pages: the process's shared store when given (the middleware's), else the warmer's."""
         self._pending: dict[str, None] = {}
         self._offers: list[tuple[str, Prediction, str | None]] = []
         self._inflight: dict[str, str] = {}
@@ -226,15 +230,15 @@ class Warmer:
 
     # -- the request side: cheap, never blocks ----------------------------------------------------
     def observe(self, session_id: str, page: str) -> None:
-        """A session viewed ``page``: remember it and queue a prediction (dropped if the queue is full)."""
+        """A session viewed ``page``: record it in :attr:`history` and queue a prediction (dropped if the
+        queue is full). When someone else already wrote the view to the shared history, call :meth:`viewed`."""
+        self.history.add(session_id, (page,))
+        self.viewed(session_id, page)
+
+    def viewed(self, session_id: str, page: str) -> None:
+        """A page view already recorded in :attr:`history` (the store is shared, the view written once): learn
+        from it online and queue a prediction (dropped if the queue is full)."""
         self.stats.observed += 1
-        history = self._history.get(session_id)
-        if history is None:
-            history = deque(maxlen=self.config.max_history)
-            self._history[session_id] = history
-            if len(self._history) > self.config.max_sessions:
-                self._history.popitem(last=False)
-        history.append(page)
         self.online.observe_page(session_id, page, self.clock.now())
         if session_id not in self._pending and len(self._pending) >= self.config.queue_size:
             self.stats.dropped_queue += 1
@@ -256,7 +260,7 @@ class Warmer:
         self.online.rebase(assets, version)
 
     def end_session(self, session_id: str) -> None:
-        self._history.pop(session_id, None)
+        self.history.forget(session_id)
         self.latest.pop(session_id, None)
 
     def offer(self, session_id: str, predictions: Prediction, current_page: str | None = None) -> None:
@@ -389,7 +393,7 @@ class Warmer:
 
     def _predict_with(self, predictor: Predictor | None,
                       sessions: list[str]) -> list[tuple[str, Prediction, str | None]]:
-        histories = [list(self._history.get(s, ())) for s in sessions]
+        histories = [self.history.read(s) for s in sessions]
         if predictor is None:
             return [(s, [], h[-1] if h else None) for s, h in zip(sessions, histories, strict=True)]
         k = self.config.top_k

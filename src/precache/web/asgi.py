@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from precache.cache.errors import CacheError
 from precache.cache.events import AccessEvent
 from precache.cache.layered import PredictiveCache
+from precache.history import HistoryStore, LocalHistory, MemoryHistories
 from precache.traces.paths import is_asset, normalize_path
 from precache.warming.resolver import NotPreloadable
 from precache.warming.warmer import Warmer, WarmerConfig
@@ -54,8 +55,7 @@ from precache.web.rules import (
 )
 from precache.web.sessions import (
     BoundedSet,
-    HistoryStore,
-    SessionTracker,
+    HintBudgets,
     new_session_id,
     session_cookie,
     valid_session_id,
@@ -117,10 +117,10 @@ class PrecacheMiddleware:
     and closes). ``predictor``: anything with ``predict(history, k) -> [(page, probability)]`` (a loaded
     precache model); without it there are no hints and no warming. ``warm``: preload predicted pages
     through the application in process (``warmer_config`` sets its threshold and budgets). ``histories``:
-    a shared session-history store (``append(session_id, pages)``, ``get(session_id)``, async), such as the
-    service's ``precache.serve.sessions.RedisHistories``, so several processes (and the service's
-    ``/predict``) see one history per session; without it each process keeps its own. The rules route reads
-    it; ``Link`` hints and the warmer use this process's history.
+    the session-history store (:mod:`precache.history`). A page view is written once to this process's
+    :attr:`history` (read by hints and warmer): ``histories`` when in-process (``MemoryHistories``), else our
+    own; a store shared between processes (Redis) also gets it, off the response path, so other processes
+    and the service's ``/predict`` see one history per session; the rules route reads that one.
     ``stats`` counts what happened (``hit``, ``miss``, ``bypass``, ``pass``, ``stored``, ``not_stored:<why>``…).
     """
 
@@ -136,15 +136,17 @@ class PrecacheMiddleware:
         histories: HistoryStore | None = None,
     ) -> None:
         self.app = app
-        self.histories = histories
-        self._tasks: set[asyncio.Task[None]] = set()
         self.config = cfg = config if config is not None else WebConfig()
+        self.history: LocalHistory = (histories if isinstance(histories, LocalHistory)
+                                      else MemoryHistories(cfg.max_sessions, cfg.max_history))
+        self.shared: HistoryStore | None = None if isinstance(histories, LocalHistory) else histories
+        self._tasks: set[asyncio.Task[None]] = set()
         self._own_cache = cache is None
         self.cache = cache if cache is not None else PredictiveCache()
-        self.sessions = SessionTracker(cfg.max_sessions, cfg.max_history)
+        self.budgets = HintBudgets(cfg.max_sessions)
         self.uncacheable = BoundedSet(cfg.max_uncacheable)
         self._nonces = BoundedSet(cfg.max_sessions)
-        self.hints = HintPlanner(cfg.hints, predictor, self.sessions, self.uncacheable)
+        self.hints = HintPlanner(cfg.hints, predictor, self.budgets, self.uncacheable)
         self.stats: Counter[str] = Counter()
         self._ignore = [re.compile(p) for p in cfg.ignore_cookies]
         self._credential_headers = frozenset(h.lower() for h in cfg.credential_headers)
@@ -155,7 +157,7 @@ class PrecacheMiddleware:
         self.warmer: Warmer | None = None
         if predictor is not None and warm:
             self.warmer = Warmer(self.cache, _AppResolver(self), self.cache.clock, predictor=predictor,
-                                 config=warmer_config)
+                                 config=warmer_config, history=self.history)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -436,37 +438,39 @@ class PrecacheMiddleware:
         if mode in ("rules", "both"):
             out.append((b"speculation-rules", self.hints.rules_header(page, exchange.prefetch).encode("latin-1")))
         if mode in ("link", "both") and not exchange.prefetch:
-            urls = self.hints.choose(exchange.session_id, self.sessions.history(exchange.session_id))
+            urls = self.hints.choose(exchange.session_id, self.history.read(exchange.session_id))
             if urls:
                 out.append((b"link", link_header(urls).encode("latin-1")))
         return out
 
     def _record_view(self, session_id: str, page: str) -> None:
-        self.sessions.view(session_id, page)
+        """One page view: one write to this process's history (the warmer reads the same store), and one to
+        the store shared between processes, if any."""
+        self.history.add(session_id, (page,))
         self.stats["views"] += 1
         if self.warmer is not None:
-            self.warmer.observe(session_id, page)
-        if self.histories is not None:  # the shared store is written off the response path
+            self.warmer.viewed(session_id, page)
+        if self.shared is not None:  # the shared store is written off the response path
             task = asyncio.get_running_loop().create_task(self._append_shared(session_id, page))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _append_shared(self, session_id: str, page: str) -> None:
-        assert self.histories is not None
+        assert self.shared is not None
         try:
-            await self.histories.append(session_id, [page])
+            await self.shared.append(session_id, [page])
         except Exception:  # a shared-store failure costs that page in other processes' view, never the page
             self.stats["history_errors"] += 1
 
     async def _history(self, session_id: str) -> list[str]:
         """The session's pages, oldest first: from the shared store when there is one (any process may
         have served the session), else this process's own."""
-        if self.histories is not None:
+        if self.shared is not None:
             try:
-                return list(await self.histories.get(session_id))
+                return list(await self.shared.get(session_id))
             except Exception:
                 self.stats["history_errors"] += 1
-        return self.sessions.history(session_id)
+        return self.history.read(session_id)
 
     # -- the speculation rules route --------------------------------------------------------------
     async def _rules(self, scope: Scope, send: Send) -> None:

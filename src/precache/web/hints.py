@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from precache.web.config import HintConfig
-from precache.web.sessions import BoundedSet, SessionTracker
+from precache.web.sessions import BoundedSet, HintBudgets
 
 RULES_MEDIA_TYPE = "application/speculationrules+json"
 _SAFE_PATH_CHARS = "/-._~!$&'()*+,;=:@%"
@@ -29,11 +29,11 @@ class Predictor(Protocol):
 class HintPlanner:
     """Turns a session's history into the URLs to hint (see the module docstring)."""
 
-    def __init__(self, config: HintConfig, predictor: Predictor | None, sessions: SessionTracker,
+    def __init__(self, config: HintConfig, predictor: Predictor | None, budgets: HintBudgets,
                  uncacheable: BoundedSet) -> None:
         self.config = config
         self.predictor = predictor
-        self.sessions = sessions
+        self.budgets = budgets
         self.uncacheable = uncacheable
         self._allow = [re.compile(p) for p in config.allow]
         self._deny = [re.compile(p) for p in config.deny]
@@ -67,7 +67,7 @@ class HintPlanner:
         pages = [page for page, p in predicted
                  if p >= cfg.threshold and page != current and self.safe(page)][: cfg.max_per_page]
         urls = [quote(page, safe=_SAFE_PATH_CHARS) for page in pages]
-        return self.sessions.spend(session_id, urls, cfg.budget_per_session)
+        return self.budgets.spend(session_id, urls, cfg.budget_per_session)
 
     def rules_json(self, urls: Sequence[str]) -> bytes:
         """A speculation rules document prefetching ``urls`` (an empty list is a valid no-op)."""

@@ -1,12 +1,12 @@
-"""Per-process session state the middleware keeps: session ids, page histories, hint budgets, and the
-pages whose responses could not be stored. All of it is bounded (oldest sessions and pages go first)."""
+"""Per-process session state the middleware keeps: session ids, hint budgets, and the pages whose responses
+could not be stored. All of it is bounded (oldest sessions and pages go first). Page histories are not
+here: they live in the process's one store (:mod:`precache.history`)."""
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections import OrderedDict, deque
-from typing import Protocol
+from collections import OrderedDict
 
 _VALID_ID = re.compile(r"[A-Za-z0-9_\-]{8,64}")
 
@@ -30,52 +30,28 @@ def session_cookie(name: str, value: str, max_age: int, secure: bool) -> str:
     return "; ".join(parts)
 
 
-class HistoryStore(Protocol):
-    """A session-history store shared by processes (``precache.serve.sessions.RedisHistories`` is one):
-    pages oldest first, capped and expiring as the store decides."""
+class HintBudgets:
+    """The URLs already hinted to each of the most recent ``max_sessions`` sessions (the pages a session
+    viewed live in the process's one history store, :mod:`precache.history`)."""
 
-    async def append(self, session_id: str, pages: list[str]) -> list[str]: ...
-
-    async def get(self, session_id: str) -> list[str]: ...
-
-
-class _Session:
-    __slots__ = ("hinted", "pages")
-
-    def __init__(self, max_history: int) -> None:
-        self.pages: deque[str] = deque(maxlen=max_history)
-        self.hinted: set[str] = set()
-
-
-class SessionTracker:
-    """Page history and the URLs already hinted, for the most recent ``max_sessions`` sessions."""
-
-    def __init__(self, max_sessions: int = 100_000, max_history: int = 20) -> None:
+    def __init__(self, max_sessions: int = 100_000) -> None:
         self.max_sessions = max_sessions
-        self.max_history = max_history
-        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._hinted: OrderedDict[str, set[str]] = OrderedDict()
 
-    def _get(self, session_id: str) -> _Session:
-        state = self._sessions.get(session_id)
-        if state is None:
-            state = self._sessions[session_id] = _Session(self.max_history)
-            if len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
+    def _get(self, session_id: str) -> set[str]:
+        hinted = self._hinted.get(session_id)
+        if hinted is None:
+            hinted = self._hinted[session_id] = set()
+            if len(self._hinted) > self.max_sessions:
+                self._hinted.popitem(last=False)
         else:
-            self._sessions.move_to_end(session_id)
-        return state
-
-    def view(self, session_id: str, page: str) -> None:
-        self._get(session_id).pages.append(page)
-
-    def history(self, session_id: str) -> list[str]:
-        state = self._sessions.get(session_id)
-        return list(state.pages) if state is not None else []
+            self._hinted.move_to_end(session_id)
+        return hinted
 
     def spend(self, session_id: str, urls: list[str], budget: int) -> list[str]:
         """The ``urls`` this session may still be sent: already-hinted ones are free, new ones cost one
         unit of ``budget`` each (distinct URLs per session)."""
-        hinted = self._get(session_id).hinted
+        hinted = self._get(session_id)
         out = []
         for url in urls:
             if url in hinted:
@@ -86,7 +62,7 @@ class SessionTracker:
         return out
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self._hinted)
 
 
 class BoundedSet:

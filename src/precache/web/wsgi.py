@@ -16,11 +16,11 @@ from typing import Any
 from a2wsgi import ASGIMiddleware, WSGIMiddleware
 
 from precache.cache.layered import PredictiveCache
+from precache.history import HistoryStore
 from precache.warming.warmer import WarmerConfig
 from precache.web.asgi import PrecacheMiddleware
 from precache.web.config import WebConfig
 from precache.web.hints import Predictor
-from precache.web.sessions import HistoryStore
 
 
 class PrecacheWSGIMiddleware:
