@@ -93,17 +93,15 @@ def test_the_hub_counts_each_arms_preloads_for_an_embedded_warmer() -> None:
 
 
 def test_a_route_can_read_a_sessions_arm_without_io() -> None:
-    from fastapi import FastAPI
-
+    """What the service's prediction core asks per request (``ServiceState.session_arm``): the hub's arms,
+    no I/O (the hub has no Redis here)."""
     from precache.experiments.hub import ExperimentHub
-    from precache.serve.experiments_routes import session_arm
 
-    app = FastAPI()
-    assert session_arm(app, "s1") is None  # nothing mounted: defaults
-    app.state.experiments = hub = ExperimentHub(None)
+    hub = ExperimentHub(None)
+    assert hub.params.for_session("s1") is None  # no experiment: defaults
     experiment = Experiment("w", "warming", (Arm("off", 1), Arm("on", 1))).validate()
     hub.use([experiment])
-    arms = {session_arm(app, f"s{i}").warming for i in range(50)}  # type: ignore[union-attr]
+    arms = {hub.params.for_session(f"s{i}").warming for i in range(50)}  # type: ignore[union-attr]
     assert arms == {True, False}
 
 

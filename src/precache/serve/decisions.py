@@ -10,11 +10,15 @@ tracker's two global features (overall request rate, distinct objects) see only 
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
+from typing import Protocol
 
 from precache.models.optimizer.features import FeatureTracker
 from precache.models.optimizer.model import OptimizerModel
+
+log = logging.getLogger("precache.serve")
 
 ADMIT_THRESHOLD = 0.5
 MIN_TTL, MAX_TTL = 1.0, 86400.0
@@ -49,6 +53,46 @@ class CacheAdvisor:
             "ttl": round(min(MAX_TTL, max(MIN_TTL, _finite(ttl))), 3),
             "invalidationProbability": round(_unit(float(out.invalidation[0])), 6),
         }
+
+
+class AdvisorFollower(Protocol):
+    """What :class:`Advisors` reads of the registry follower (:class:`precache.serve.watch.RegistryFollower`)."""
+
+    @property
+    def advisor(self) -> CacheAdvisor | None: ...
+
+    @property
+    def advisor_error(self) -> str | None: ...
+
+
+class Advisors:
+    """The cache optimizer in use: the pinned directory's (``PRECACHE_OPTIMIZER_DIR``), else the registry's
+    active version (kept by the follower, set once the service starts following the registry)."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.pinned: CacheAdvisor | None = None
+        self.error: str | None = None
+        self.follower: AdvisorFollower | None = None
+
+    def load_pinned(self) -> None:
+        """Load the pinned directory; a failure is kept as :meth:`problem` (``/readyz`` shows it)."""
+        assert self.directory is not None
+        try:
+            self.pinned, self.error = CacheAdvisor.load(self.directory), None
+        except Exception as exc:
+            self.error = f"{self.directory}: {type(exc).__name__}: {exc}"[:300]
+            log.error("cache optimizer not loaded: %s", self.error)
+
+    def current(self) -> CacheAdvisor | None:
+        if self.pinned is not None or self.follower is None:
+            return self.pinned
+        return self.follower.advisor
+
+    def problem(self) -> str | None:
+        if self.pinned is None and self.follower is not None and self.directory is None:
+            return self.follower.advisor_error
+        return self.error
 
 
 def _finite(value: float) -> float:

@@ -15,19 +15,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from precache.serve.problems import ApiError
+
+__all__ = ["ApiError", "describe_validation", "error_response", "error_responses", "install_error_handlers"]
+
 log = logging.getLogger("precache.serve")
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
           405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
           422: "validation_error", 429: "rate_limited", 503: "unavailable"}
-
-
-class ApiError(Exception):
-    """Raised by handlers to answer ``status`` with ``{error: code, detail}`` (and optional headers)."""
-
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
 _DESCRIPTIONS = {401: "missing, malformed or unknown token", 403: "the token lacks the right for this route",

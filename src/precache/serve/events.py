@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections import Counter, OrderedDict, defaultdict, deque
+from dataclasses import dataclass
 from typing import Any
 
 from precache.cache.events import AccessEvent
@@ -47,6 +48,15 @@ class ClientHasher:
         return hmac.new(self._key, client.encode(), hashlib.sha256).hexdigest()[:24]
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What :meth:`EventRecorder.record` did: whether the batch reached Redis, and per session the pages it
+    viewed in the batch with its history after them (for the prediction core's hooks)."""
+
+    streamed: bool
+    views: list[tuple[str, list[str], list[str]]]
+
+
 class EventRecorder:
     def __init__(self, redis: Any | None, histories: HistoryStore, *, prefix: str, stream: str,
                  maxlen: int, retention: float, hasher: ClientHasher, assets: AssetCounts | None = None) -> None:
@@ -60,8 +70,8 @@ class EventRecorder:
     def key_records(self, key: str) -> str:
         return f"{self.prefix}keyev:{{{redis_tag(key)}}}"
 
-    async def record(self, events: list[AccessEventIn]) -> bool:
-        """Store a validated batch; returns whether it reached Redis (the stream and key records)."""
+    async def record(self, events: list[AccessEventIn]) -> Recorded:
+        """Store a validated batch (each session's page views appended to the history store once)."""
         now = time.time()
         self.received += len(events)
         by_session: defaultdict[str, list[tuple[str | None, str | None]]] = defaultdict(list)
@@ -69,9 +79,12 @@ class EventRecorder:
             by_session[event.sessionId].append((event.page, event.key))
         views: Counter[str] = Counter()
         together: Counter[tuple[str, str]] = Counter()
+        appended: list[tuple[str, list[str], list[str]]] = []
         for session_id, accesses in by_session.items():
             viewed = [page for page, _ in accesses if page is not None]
             history = await self.histories.append(session_id, viewed) if viewed else None
+            if history is not None:
+                appended.append((session_id, viewed, history))
             if self.assets is None:
                 continue
             before: list[str] = []
@@ -91,12 +104,12 @@ class EventRecorder:
                 log.warning("%d events not streamed: Redis failed (%s: %s)", len(events), type(exc).__name__, exc)
             else:
                 self.streamed += len(events)
-                return True
+                return Recorded(True, appended)
         for event in events:  # no Redis: this replica remembers the key accesses itself (bounded)
             if event.key is not None:
                 self._remember(event.key, (event.time if event.time is not None else now, event.size,
                                            event.latency, self.hasher(event.client)))
-        return False
+        return Recorded(False, appended)
 
     def _remember(self, key: str, access: Access) -> None:
         records = self._local.pop(key, None) or deque(maxlen=KEY_RECORDS)

@@ -4,24 +4,23 @@ Why the training key for reading too: a readout names what is being tested and h
 model's gate decisions, that is for the people who run the system, not for every API client. The routes
 are thin: definitions live in Redis (:class:`~precache.experiments.store.RedisExperimentStore`, immutable
 once created), readouts sum every replica's recorded statistics, and this replica's
-:class:`~precache.experiments.hub.ExperimentHub` refreshes its arms and the compact readouts the JSON
-metrics summary and the dashboard show (``experiments``). The app factory calls
-:func:`include_experiments` once; nothing else in the service changes.
+:class:`~precache.experiments.hub.ExperimentHub` (the state's ``experiments``, started by the app's one
+lifespan) refreshes its arms and the compact readouts the JSON metrics summary and the dashboard show.
+The prediction core reads a session's arm from the hub (:meth:`ServiceState.session_arm`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
-from precache.experiments.hub import ExperimentHub
 from precache.experiments.model import (
     KINDS,
     Arm,
@@ -30,8 +29,8 @@ from precache.experiments.model import (
     ExperimentError,
     ExperimentNotFound,
 )
+from precache.serve.deps import State, training_caller
 from precache.serve.errors import ApiError, error_responses
-from precache.types import SessionArm
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 ExperimentId = Annotated[str, PathParam(pattern=NAME, description="the experiment's id")]
@@ -65,7 +64,7 @@ def _experiment(body: ExperimentIn) -> Experiment:
 
 
 @contextlib.contextmanager
-def _answers() -> Any:
+def _answers() -> Iterator[None]:
     """Map the experiments' errors to HTTP: 404 unknown, 409 clash with stored state, 422 bad definition,
     503 Redis unusable."""
     try:
@@ -80,67 +79,39 @@ def _answers() -> Any:
         raise ApiError(503, "unavailable", f"Redis is not usable: {type(exc).__name__}") from exc
 
 
-def session_arm(app: FastAPI, session_id: str) -> SessionArm | None:
-    """The experiment arm of ``session_id`` on this replica (None: no experiment, or none mounted), for a
-    route that answers per session: ``/api/ml/predict`` type ``warming`` can apply it (warming off: an empty
-    preload list; ``threshold``; ``model_version``: that registry version). No I/O."""
-    hub = getattr(app.state, "experiments", None)
-    return hub.params.for_session(session_id) if isinstance(hub, ExperimentHub) else None
+router = APIRouter(prefix="/api/ml/experiments", tags=["experiments"], dependencies=[Depends(training_caller)])
+_errors = error_responses(401, 403, 422, 503)
 
 
-def include_experiments(app: FastAPI, state: Any, training_caller: Any) -> ExperimentHub:
-    """Mount the routes, give the monitor the ``experiments`` summary section, and run the hub's refresh
-    loop for the app's lifetime. ``state`` is the service's state (``redis``, ``serve.redis_prefix``,
-    ``monitoring``); the hub is also left at ``app.state.experiments``."""
-    hub = ExperimentHub(state.redis, prefix="{" + state.serve.redis_prefix + "experiments}",
-                        stream=state.serve.event_stream, session_gap=float(state.settings.session_gap_seconds))
-    app.state.experiments = hub
-    monitoring = getattr(state, "monitoring", None)
-    if monitoring is not None:
-        monitoring.monitor.add_section("experiments", hub.section)
-        monitoring.monitor.add_scored_listener(hub.scored)  # online HR@5 per arm
-    router = APIRouter(prefix="/api/ml/experiments", tags=["experiments"], dependencies=[Depends(training_caller)])
-    errors = error_responses(401, 403, 422, 503)
+@router.post("", status_code=201, summary="Create and start an experiment (definitions are immutable)",
+             responses={**_errors, **error_responses(409)})
+async def create(body: ExperimentIn, state: State) -> JSONResponse:
+    hub = state.experiments
+    with _answers():
+        created = await hub.store.create(_experiment(body))
+        await hub.refresh()
+    return JSONResponse(created.as_dict(), status_code=201)
 
-    @router.post("", status_code=201, summary="Create and start an experiment (definitions are immutable)",
-                 responses={**errors, **error_responses(409)})
-    async def create(body: ExperimentIn) -> JSONResponse:
-        with _answers():
-            created = await hub.store.create(_experiment(body))
-            await hub.refresh()
-        return JSONResponse(created.as_dict(), status_code=201)
 
-    @router.get("", summary="Every experiment with its definition and status", responses=errors)
-    async def list_all() -> dict[str, Any]:
-        with _answers():
-            return {"experiments": [e.as_dict() for e in await hub.store.list()], "kinds": list(KINDS)}
+@router.get("", summary="Every experiment with its definition and status", responses=_errors)
+async def list_all(state: State) -> dict[str, Any]:
+    with _answers():
+        return {"experiments": [e.as_dict() for e in await state.experiments.store.list()], "kinds": list(KINDS)}
 
-    @router.get("/{experiment_id}", responses={**errors, **error_responses(404)},
-                summary="The readout: per arm and metric, fixed-horizon and always-valid results, the sample-ratio "
-                        "check and the minimum sample size")
-    async def read(experiment_id: ExperimentId) -> dict[str, Any]:
-        with _answers():
-            return await hub.readout(experiment_id)
 
-    @router.post("/{experiment_id}/stop", summary="Stop an experiment (its readout stays readable)",
-                 responses={**errors, **error_responses(404)})
-    async def stop(experiment_id: ExperimentId) -> dict[str, Any]:
-        with _answers():
-            stopped = await hub.store.stop(experiment_id)
-            await hub.refresh()
-        return stopped.as_dict()
+@router.get("/{experiment_id}", responses={**_errors, **error_responses(404)},
+            summary="The readout: per arm and metric, fixed-horizon and always-valid results, the sample-ratio "
+                    "check and the minimum sample size")
+async def read(experiment_id: ExperimentId, state: State) -> dict[str, Any]:
+    with _answers():
+        return await state.experiments.readout(experiment_id)
 
-    app.include_router(router)
-    inner = app.router.lifespan_context
 
-    @contextlib.asynccontextmanager
-    async def lifespan(application: Any) -> AsyncIterator[Any]:
-        async with inner(application) as maybe_state:
-            hub.start()
-            try:
-                yield maybe_state
-            finally:
-                await hub.stop()
-
-    app.router.lifespan_context = lifespan
-    return hub
+@router.post("/{experiment_id}/stop", summary="Stop an experiment (its readout stays readable)",
+             responses={**_errors, **error_responses(404)})
+async def stop(experiment_id: ExperimentId, state: State) -> dict[str, Any]:
+    hub = state.experiments
+    with _answers():
+        stopped = await hub.store.stop(experiment_id)
+        await hub.refresh()
+    return stopped.as_dict()

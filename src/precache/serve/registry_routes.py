@@ -14,14 +14,16 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
-from precache.serve.auth import Caller
+from precache.registry import ModelRegistry
+from precache.serve.deps import ApiCaller, State, TrainingCaller
 from precache.serve.errors import ApiError, error_responses
 from precache.serve.jobs import ACTIVE, JobStore, new_job
 from precache.serve.schemas import (
@@ -34,9 +36,7 @@ from precache.serve.schemas import (
     TrainRequestIn,
     VersionOut,
 )
-
-if TYPE_CHECKING:
-    from precache.serve.app import ServiceState
+from precache.serve.state import ServiceState
 
 log = logging.getLogger("precache.serve")
 
@@ -51,130 +51,143 @@ def _version_out(info: Any) -> VersionOut:
                       reason=info.reason, metrics=info.metrics, dataSpan=info.data_span, gate=info.gate)
 
 
-def register_routes(app: FastAPI, state: ServiceState, api_caller: Any, training_caller: Any) -> None:
-    from precache.registry import ModelFileError, RegistryError
+router = APIRouter()
 
+
+def served_version(state: ServiceState, name: str) -> str | None:
+    if name == "page-predictor":
+        return state.models.current.version if state.models.current else None
+    advisor = state.advisors.current()
+    return advisor.version if advisor else None
+
+
+@router.get("/api/ml/models", response_model=ModelsResponse, tags=["models"],
+            summary="Registered versions, the active and previous one per model (API token)",
+            responses=error_responses(401, 422))
+async def list_models(state: State, _: ApiCaller) -> ModelsResponse:
     registry = state.registry
 
-    def served_version(name: str) -> str | None:
-        if name == "page-predictor":
-            return state.models.current.version if state.models.current else None
-        advisor = state.current_advisor()
-        return advisor.version if advisor else None
+    def read() -> ModelsResponse:
+        from precache.registry import MODEL_NAMES
 
-    @app.get("/api/ml/models", response_model=ModelsResponse, tags=["models"],
-             summary="Registered versions, the active and previous one per model (API token)",
-             responses=error_responses(401, 422))
-    async def list_models(_: Caller = Depends(api_caller)) -> ModelsResponse:
-        def read() -> ModelsResponse:
-            from precache.registry import MODEL_NAMES
+        models = {}
+        for name in MODEL_NAMES:
+            pointer = registry.pointer(name)
+            models[name] = ModelEntry(active=pointer.get("version"), previous=pointer.get("previous"),
+                                      versions=[_version_out(v) for v in registry.versions(name)],
+                                      served=served_version(state, name))
+        return ModelsResponse(revision=registry.revision(), models=models)
 
-            models = {}
-            for name in MODEL_NAMES:
-                pointer = registry.pointer(name)
-                models[name] = ModelEntry(active=pointer.get("version"), previous=pointer.get("previous"),
-                                          versions=[_version_out(v) for v in registry.versions(name)],
-                                          served=served_version(name))
-            return ModelsResponse(revision=registry.revision(), models=models)
+    return await asyncio.to_thread(read)
 
-        return await asyncio.to_thread(read)
 
-    async def change(name: str, operation: Any) -> ActivationResponse:
-        try:
-            info = await asyncio.to_thread(operation)
-        except RegistryError as exc:
-            status = 404 if ("has no version" in str(exc) or "unknown model" in str(exc)) else 409
-            raise ApiError(status, "not_found" if status == 404 else "conflict", str(exc)) from None
-        except ModelFileError as exc:
-            raise ApiError(409, "conflict", f"the version failed verification: {exc}") from None
-        if state.follower is not None:
-            await state.follower.sync()  # this replica at once; the others on the registry's notification
-        return ActivationResponse(name=name, version=info.version, revision=registry.revision())
+async def change(state: ServiceState, name: str, operation: Callable[[], Any]) -> ActivationResponse:
+    from precache.registry import ModelFileError, RegistryError
 
-    @app.post("/api/ml/models/{name}/activate/{version}", response_model=ActivationResponse, tags=["models"],
-              summary="Make a registered version active on every replica (training key)",
-              responses=error_responses(401, 403, 404, 409, 422))
-    async def activate(name: ModelName, version: str = PathParam(pattern=VERSION_PATTERN),
-                       _: Caller = Depends(training_caller)) -> ActivationResponse:
-        return await change(name, lambda: registry.activate(name, version))
+    try:
+        info = await asyncio.to_thread(operation)
+    except RegistryError as exc:
+        status = 404 if ("has no version" in str(exc) or "unknown model" in str(exc)) else 409
+        raise ApiError(status, "not_found" if status == 404 else "conflict", str(exc)) from None
+    except ModelFileError as exc:
+        raise ApiError(409, "conflict", f"the version failed verification: {exc}") from None
+    if state.follower is not None:
+        await state.follower.sync()  # this replica at once; the others on the registry's notification
+    return ActivationResponse(name=name, version=info.version, revision=state.registry.revision())
 
-    @app.post("/api/ml/models/{name}/rollback", response_model=ActivationResponse, tags=["models"],
-              summary="Activate the previous (or the named) version (training key)",
-              responses=error_responses(401, 403, 404, 409, 422))
-    async def rollback(name: ModelName, version: str | None = Query(None, pattern=VERSION_PATTERN),
-                       _: Caller = Depends(training_caller)) -> ActivationResponse:
-        return await change(name, lambda: registry.rollback(name, version))
 
-    @app.get("/api/ml/models/{name}/active/files/{file:path}", tags=["models"],
-             summary="A file of the active version (or of its component sub-directories: component-0/...), for "
-                     "edge workers' model sync (API token)",
-             responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string",
-                                                                                  "format": "binary"}}},
-                              "description": "the file; ETag is its sha256"},
-                        304: {"description": "If-None-Match matched: the caller has this file"},
-                        **error_responses(401, 404, 409, 422)})
-    async def model_file(name: ModelName, file: str = PathParam(pattern=FILE_PATTERN),
-                         if_none_match: str | None = Header(None, max_length=256),
-                         _: Caller = Depends(api_caller)) -> Response:
-        def read() -> tuple[bytes, str]:
-            info = registry.active(name)
-            if info is None:
-                raise ApiError(404, "not_found", f"{name} has no active version")
-            listed = servable_files(info.path)
-            if file not in listed:
-                raise ApiError(404, "not_found", f"{file} is not a file of {name} {info.version}")
-            data = (info.path / file).read_bytes()
-            digest = hashlib.sha256(data).hexdigest()
-            expected = listed[file]
-            if expected is not None and expected != digest:
-                raise ApiError(409, "conflict", f"{file} of {name} {info.version} does not match its sha256")
-            return data, digest
+@router.post("/api/ml/models/{name}/activate/{version}", response_model=ActivationResponse, tags=["models"],
+             summary="Make a registered version active on every replica (training key)",
+             responses=error_responses(401, 403, 404, 409, 422))
+async def activate(name: ModelName, state: State, _: TrainingCaller,
+                   version: str = PathParam(pattern=VERSION_PATTERN)) -> ActivationResponse:
+    return await change(state, name, lambda: state.registry.activate(name, version))
 
-        data, digest = await asyncio.to_thread(read)
-        etag = f'"{digest}"'
-        if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
-            return Response(status_code=304, headers={"ETag": etag})
-        return Response(data, media_type="application/octet-stream",
-                        headers={"ETag": etag, "Cache-Control": "no-cache"})
 
-    @app.post("/api/ml/train", status_code=202, response_model=TrainAccepted, tags=["training"],
-              summary="Start a training run out of process: collect, train, evaluate, gate, register, activate "
-                      "(training key; one at a time)", responses=error_responses(401, 403, 409, 413, 422, 503))
-    async def train(body: TrainRequestIn, _: Caller = Depends(training_caller)) -> JSONResponse:
-        request = training_request(state, body)
-        if body.schedule != "once":
-            return await declare_schedule(state, request, body.schedule)
-        jobs = JobStore(state.redis, state.serve.redis_prefix, state.serve.training_job_retention_seconds)
-        job = new_job(request)
-        timeout = float(request["config"].get("timeoutSeconds") or 3600.0)
-        try:
-            running = await jobs.claim(job, timeout)
-        except Exception as exc:
-            raise ApiError(503, "unavailable", f"training jobs need Redis: {type(exc).__name__}: {exc}") from None
-        if running is not None:
-            raise ApiError(409, "conflict", f"training job {running} is running; one job at a time")
-        try:
-            await spawn_job(state, job["jobId"])
-        except Exception as exc:
-            await jobs.release(job["jobId"])
-            raise ApiError(503, "unavailable", f"could not start the training process: {exc}") from None
-        url = f"/api/ml/train/{job['jobId']}"
-        return JSONResponse({"jobId": job["jobId"], "status": "queued", "statusUrl": url}, status_code=202,
-                              headers={"Location": url})
+@router.post("/api/ml/models/{name}/rollback", response_model=ActivationResponse, tags=["models"],
+             summary="Activate the previous (or the named) version (training key)",
+             responses=error_responses(401, 403, 404, 409, 422))
+async def rollback(name: ModelName, state: State, _: TrainingCaller,
+                   version: str | None = Query(None, pattern=VERSION_PATTERN)) -> ActivationResponse:
+    return await change(state, name, lambda: state.registry.rollback(name, version))
 
-    @app.get("/api/ml/train/{job_id}", response_model=TrainJob, tags=["training"],
-             summary="A training job's status, stage, outcomes and gate decisions (training key)",
-             responses=error_responses(401, 403, 404, 422, 503))
-    async def train_status(job_id: str = PathParam(pattern=JOB_PATTERN),
-                           _: Caller = Depends(training_caller)) -> dict[str, Any]:
-        jobs = JobStore(state.redis, state.serve.redis_prefix, state.serve.training_job_retention_seconds)
-        try:
-            job = await jobs.get(job_id)
-        except Exception as exc:
-            raise ApiError(503, "unavailable", f"training jobs need Redis: {type(exc).__name__}: {exc}") from None
-        if job is None:
-            raise ApiError(404, "not_found", f"no training job {job_id} (unknown or expired)")
-        return job
+
+@router.get("/api/ml/models/{name}/active/files/{file:path}", tags=["models"],
+            summary="A file of the active version (or of its component sub-directories: component-0/...), for "
+                    "edge workers' model sync (API token)",
+            responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                 "format": "binary"}}},
+                             "description": "the file; ETag is its sha256"},
+                       304: {"description": "If-None-Match matched: the caller has this file"},
+                       **error_responses(401, 404, 409, 422)})
+async def model_file(name: ModelName, state: State, _: ApiCaller, file: str = PathParam(pattern=FILE_PATTERN),
+                     if_none_match: str | None = Header(None, max_length=256)) -> Response:
+    data, digest = await asyncio.to_thread(read_active_file, state.registry, name, file)
+    etag = f'"{digest}"'
+    if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(data, media_type="application/octet-stream",
+                    headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+def read_active_file(registry: ModelRegistry, name: str, file: str) -> tuple[bytes, str]:
+    """The bytes and sha256 of one servable file of ``name``'s active version (404 / 409 as ``ApiError``)."""
+    info = registry.active(name)
+    if info is None:
+        raise ApiError(404, "not_found", f"{name} has no active version")
+    listed = servable_files(info.path)
+    if file not in listed:
+        raise ApiError(404, "not_found", f"{file} is not a file of {name} {info.version}")
+    data = (info.path / file).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    expected = listed[file]
+    if expected is not None and expected != digest:
+        raise ApiError(409, "conflict", f"{file} of {name} {info.version} does not match its sha256")
+    return data, digest
+
+
+def job_store(state: ServiceState) -> JobStore:
+    return JobStore(state.redis, state.serve.redis_prefix, state.serve.training_job_retention_seconds)
+
+
+@router.post("/api/ml/train", status_code=202, response_model=TrainAccepted, tags=["training"],
+             summary="Start a training run out of process: collect, train, evaluate, gate, register, activate "
+                     "(training key; one at a time)", responses=error_responses(401, 403, 409, 413, 422, 503))
+async def train(body: TrainRequestIn, state: State, _: TrainingCaller) -> JSONResponse:
+    request = training_request(state, body)
+    if body.schedule != "once":
+        return await declare_schedule(state, request, body.schedule)
+    jobs = job_store(state)
+    job = new_job(request)
+    timeout = float(request["config"].get("timeoutSeconds") or 3600.0)
+    try:
+        running = await jobs.claim(job, timeout)
+    except Exception as exc:
+        raise ApiError(503, "unavailable", f"training jobs need Redis: {type(exc).__name__}: {exc}") from None
+    if running is not None:
+        raise ApiError(409, "conflict", f"training job {running} is running; one job at a time")
+    try:
+        await spawn_job(state, job["jobId"])
+    except Exception as exc:
+        await jobs.release(job["jobId"])
+        raise ApiError(503, "unavailable", f"could not start the training process: {exc}") from None
+    url = f"/api/ml/train/{job['jobId']}"
+    return JSONResponse({"jobId": job["jobId"], "status": "queued", "statusUrl": url}, status_code=202,
+                        headers={"Location": url})
+
+
+@router.get("/api/ml/train/{job_id}", response_model=TrainJob, tags=["training"],
+            summary="A training job's status, stage, outcomes and gate decisions (training key)",
+            responses=error_responses(401, 403, 404, 422, 503))
+async def train_status(state: State, _: TrainingCaller,
+                       job_id: str = PathParam(pattern=JOB_PATTERN)) -> dict[str, Any]:
+    try:
+        job = await job_store(state).get(job_id)
+    except Exception as exc:
+        raise ApiError(503, "unavailable", f"training jobs need Redis: {type(exc).__name__}: {exc}") from None
+    if job is None:
+        raise ApiError(404, "not_found", f"no training job {job_id} (unknown or expired)")
+    return job
 
 
 async def declare_schedule(state: ServiceState, request: dict[str, Any], schedule: str) -> JSONResponse:
@@ -272,7 +285,7 @@ async def spawn_job(state: ServiceState, job_id: str) -> None:
         if code == 0:
             return
         log.warning("training job %s ended with status %d", job_id, code)
-        jobs = JobStore(state.redis, state.serve.redis_prefix, state.serve.training_job_retention_seconds)
+        jobs = job_store(state)
         try:
             job = await jobs.get(job_id)
             if job is not None and job["status"] in ACTIVE:  # it died before recording an outcome
