@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.precache-installed
 SYSTEM := redis-server:redis-server redis-cli:redis-tools promtool:prometheus chromium:chromium
 
-.PHONY: demo example test lint typecheck pytest bench system venv clean edge edge-deps
+.PHONY: demo example test check claims lint typecheck pytest bench system venv clean edge edge-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "precache needs Python 3.11+ (python3.11 or python3 on PATH)" >&2; exit 1; }
@@ -35,10 +35,24 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv system edge-deps
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+# The suite runs in parallel (pytest-xdist): one worker per logical CPU; tests marked with the same
+# @pytest.mark.xdist_group run on one worker. PYTEST_WORKERS=0 runs it in one process.
+# pytest's exit code 5 (no test collected) fails the target like any other failure.
+PYTEST_WORKERS ?= logical
+PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
-test: lint typecheck pytest
+pytest: venv system edge-deps
+	$(PYTEST) --durations=15 $(PYTEST_ARGS)
+
+# Every figure the README and docs/*.md quote from bench/results/*.json is the one in the JSON (< 1 s).
+claims: venv
+	$(BIN)/python bench/check_claims.py
+
+test: lint typecheck claims pytest
+
+# The inner loop: lint, types and the tests that are neither slow nor on real data (about a minute).
+check: lint typecheck claims system edge-deps
+	$(PYTEST) -m "not slow and not realdata" $(PYTEST_ARGS)
 
 # The Cloudflare Worker (edge/): npm ci from the lockfile (pinned workerd, wrangler, onnxruntime-web), only
 # when package-lock.json changed. Without Node the edge tests skip with a reason (they fail under CI=true).

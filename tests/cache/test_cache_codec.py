@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 
 import pytest
 
@@ -33,12 +34,13 @@ class Boom:
 @pytest.mark.parametrize(
     "raw",
     [
-        os.urandom(64),
+        random.Random(29).randbytes(64),  # seeded: pytest-xdist's workers must collect the same ids
         pickle.dumps(Boom()),
         b"",
         b"PC\x01\x03" + b"\x00" * 12 + b"{not json",
         b"PC\x09\x01" + b"\x00" * 14,
     ],
+    ids=["random", "pickle", "empty", "bad-json", "unknown-tag"],
 )
 def test_poisoned_bytes_raise_poisoned_error(raw: bytes) -> None:
     with pytest.raises(PoisonedValueError):

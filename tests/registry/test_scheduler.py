@@ -22,6 +22,7 @@ from precache.training.jobstore import trigger_from_json, trigger_to_json
 from precache.training.scheduler import (
     AUTO_ID,
     JOBS_KEY,
+    LOCK_KEY,
     SPECS_KEY,
     Schedule,
     add_schedule,
@@ -82,10 +83,13 @@ def test_schedules_and_triggers_round_trip_as_json() -> None:
 def test_schedule_survives_a_killed_scheduler_and_runs_once(tmp_path: Path, private_redis: RedisProcess) -> None:
     url = private_redis.url
     client = redis.Redis.from_url(url)
-    fire_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6)
-    job = add_schedule(url, request(), parse_schedule("once", at=fire_at))
     first = start_scheduler(tmp_path, url)
     try:
+        # The run time is set once the scheduler leads (it installs declarations on each 0.7 s tick), not
+        # before its process starts: on a loaded machine the start alone took longer than the 6 s.
+        assert wait_for(lambda: client.exists(LOCK_KEY), 60), "the first scheduler never took the lead"
+        fire_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6)
+        job = add_schedule(url, request(), parse_schedule("once", at=fire_at))
         assert wait_for(lambda: client.hexists(JOBS_KEY, job), 30), "the first scheduler never installed the job"
         state = json.loads(client.hget(JOBS_KEY, job))  # JSON, not pickle
         assert state["func"] == "precache.training.scheduler:scheduled_run"
