@@ -130,8 +130,8 @@ def edge_worker_for(kind: str) -> str | None:
     """The Worker that can serve a model kind: "table" (n-gram predictors), "ort" (attention), or None."""
     if kind in ONNX_KINDS:
         return "ort"
+    from precache.models.kinds import predictor_class
     from precache.models.ppm import NgramPredictor
-    from precache.models.registry import predictor_class
 
     try:
         cls = predictor_class(kind)

@@ -63,9 +63,9 @@ from precache.models.base import (
 from precache.models.calibration import MAP_FITTERS, apply_isotonic, apply_platt, choose_map, ece
 from precache.models.combine import Gate, blend, combined, cross_fitted, gate_features, target_probabilities
 from precache.models.crossfit import out_of_fold
+from precache.models.kinds import build_predictor, load_predictor, register_predictor
 from precache.models.latency import COST_HISTORIES, COST_REPEATS, predictor_cost_us, query_cost_us
 from precache.models.ppm import NgramPredictor
-from precache.models.registry import build_predictor, load_predictor, register_predictor
 from precache.models.simplest import Scored, simplest_within_one_se
 from precache.scoring import ranking_scores
 from precache.traces.model import Session

@@ -58,7 +58,7 @@ def load_model_dir(directory: str | Path) -> Any:
             return OptimizerModel.load(directory)
         except (ModelIntegrityError, OSError, KeyError) as exc:
             raise ModelFileError(f"{directory}: {exc}") from exc
-    from precache.models.registry import load_predictor
+    from precache.models.kinds import load_predictor
 
     return load_predictor(directory)
 

@@ -51,7 +51,7 @@ def score_active(name: str, active_dir: Path | None, progress: Progress, score: 
 def train_page_predictor(data: Collected, cfg: TrainingConfig, out: Path, active_dir: Path | None,
                          progress: Progress) -> dict[str, Any]:
     from precache.evaluation import evaluate, time_split
-    from precache.models.registry import build_predictor
+    from precache.models.kinds import build_predictor
 
     split = time_split(data.sessions, test_fraction=cfg.test_fraction)
     test_transitions = sum(max(0, len(s.pages) - 1) for s in split.test)
