@@ -170,19 +170,6 @@ def train_for_edge(trace: Path, kind: str, fmt: str = "auto") -> tuple[Any, floa
     return predictor, hr5
 
 
-def active_model(name: str = REGISTRY_NAME) -> tuple[Path, ModelSummary] | None:
-    """The registry's active version of ``name`` (None when no registry or nothing active)."""
-    try:
-        from precache.registry import open_registry
-    except ImportError:
-        return None
-    info = open_registry().active(name)
-    if info is None:
-        return None
-    hr5, where = model_hr5(info.metrics or {})
-    return Path(info.path), ModelSummary(info.kind, f"{name} {info.version}", hr5, str(info.path), where)
-
-
 def default_version(kind: str, manifest: Mapping[str, Any] | None, export_digest: bytes) -> str:
     """A stable version label for a model outside the registry: kind + short content hash."""
     basis = repr(sorted((manifest or {}).get("files", {}).items())).encode() if manifest else export_digest
