@@ -40,7 +40,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
-from precache.cache.breaker import CircuitBreaker
 from precache.cache.clock import Clock, SystemClock, same_clock
 from precache.cache.codec import Codec, Record, decode_parts
 from precache.cache.config import CacheConfig, config_from_legacy
@@ -53,6 +52,7 @@ from precache.cache.memory import Entry, MemoryTier
 from precache.cache.singleflight import LoadCancelledError, SingleFlight
 from precache.cache.staleness import StalePoller
 from precache.cache.stats import CacheStats
+from precache.resilience import CircuitBreaker
 from precache.types import Loader
 
 log = logging.getLogger(__name__)

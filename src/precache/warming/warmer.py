@@ -33,9 +33,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from precache.defaults import WARMING_TARGET_EFFICIENCY, WARMING_THRESHOLD
-from precache.types import Prediction, SessionArm, SessionParameters
+from precache.resilience import Backoff, TokenBucket
+from precache.types import Clock, Prediction, SessionArm, SessionParameters
 from precache.warming.assets import AssetModel
-from precache.warming.limits import Backoff, Clock, EfficiencyTarget, TokenBucket
+from precache.warming.limits import EfficiencyTarget
 from precache.warming.online import OnlineAssets, OnlineConfig
 from precache.warming.resolver import Loader, NotPreloadable, Resolver
 
