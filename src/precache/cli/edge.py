@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from precache.cli.app import app
+from precache.defaults import PAGE_PREDICTOR
 
 if TYPE_CHECKING:
     from precache.edge.build import ModelSummary
@@ -39,7 +40,7 @@ def build_command(
     publish: bool = typer.Option(
         False, "--publish", help="Also write the edge files next to the registry's active version."
     ),
-    name: str = typer.Option("page-predictor", "--name", help="Registry model name."),
+    name: str = typer.Option(PAGE_PREDICTOR, "--name", help="Registry model name."),
 ) -> None:
     """Export a Markov/PPM predictor as tables (or the attention model for the ORT worker; an auto model as
     its best component that worker can run) and print its validation HR@5 next to the registry's active

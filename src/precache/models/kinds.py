@@ -61,6 +61,12 @@ def _load_plugins() -> None:
             _plugin_errors[module] = f"{type(exc).__name__}: {exc}"
 
 
+def kind_names() -> tuple[str, ...]:
+    """The kinds known without importing any model module (the built-in ones and those registered so far):
+    what a request schema lists and validates against (``available_predictors`` imports the plugins)."""
+    return tuple(_KINDS)
+
+
 def available_predictors() -> list[str]:
     """Every registered kind (imports the plugin modules, which may import torch)."""
     _load_plugins()
