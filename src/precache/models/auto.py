@@ -162,15 +162,9 @@ class AutoPredictor(PagePredictorBase):
         self.fitted_candidates: dict[str, PagePredictorBase] = {}  # after fit only (reports); never saved
         self.calibration_map: tuple[str, Any] | None = None  # ("isotonic", knots) | ("platt", (a, b))
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "candidates": self.candidates, "blend_with": self.blend_with, "weights": self.weights,
-            "attention_options": self.attention_options,
-            "max_validation_transitions": self.max_validation_transitions, "blend_depth": self.blend_depth,
-            "gates": self.gates, "size_budget": self.size_budget, "latency_budget_us": self.latency_budget_us,
-            "min_calibration_transitions": self.min_calibration_transitions,
-            "calibration_folds": self.calibration_folds, "edge_fallback": self.ship_edge_fallback,
-        }
+    def _parameter(self, name: str) -> Any:
+        # ``edge_fallback`` names the shipped model once fitted; the switch is ``ship_edge_fallback``
+        return self.ship_edge_fallback if name == "edge_fallback" else getattr(self, name)
 
     @property
     def vocabulary_size(self) -> int:

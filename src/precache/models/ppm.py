@@ -138,16 +138,11 @@ class NgramPredictor(PagePredictorBase):
         self._p0: FloatArray = np.zeros(1)
         self._memo: dict[tuple[tuple[int, ...], int], Prediction] = {}
 
-    def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "escape": self.escape,
-            "discount": self.discount,
-            "max_vocabulary": self.max_vocabulary,
-            "min_count": self.min_count,
-        }
-        if self.fixed_order is None:
-            config["max_order"] = self.max_order
-        return config
+    @classmethod
+    def parameters(cls) -> tuple[str, ...]:
+        """A model of fixed order (Markov, popularity) has no ``max_order`` to store."""
+        names = super().parameters()
+        return names if cls.fixed_order is None else tuple(n for n in names if n != "max_order")
 
     @property
     def vocabulary_size(self) -> int:
