@@ -62,3 +62,16 @@ def test_each_kind_names_its_class_and_the_class_its_kind() -> None:
     back by ``load_predictor``) agree."""
     for kind in kind_names():
         assert predictor_class(kind).kind == kind
+
+
+def test_complexity_and_edge_worker_are_class_attributes() -> None:
+    """What the one-standard-error rule and the edge publisher read of a kind, from its class."""
+    from precache.edge.build import edge_worker_for
+    from precache.models.simplest import complexity
+
+    expected = {"popularity": (0, "table"), "markov-count": (1, "table"), "markov": (2, "table"),
+                "ppm": (3, "table"), "attention": (4, "ort"), "sknn": (3, None), "auto": (3, None)}
+    assert set(expected) == set(kind_names())
+    for kind, (rank, worker) in expected.items():
+        assert (complexity(kind), edge_worker_for(kind)) == (rank, worker), kind
+    assert complexity("bogus") == 3 and edge_worker_for("bogus") is None

@@ -127,17 +127,14 @@ def export_model(predictor: Any, *, worker: str = "table", k: int = DEFAULT_K, n
 
 
 def edge_worker_for(kind: str) -> str | None:
-    """The Worker that can serve a model kind: "table" (n-gram predictors), "ort" (attention), or None."""
-    if kind in ONNX_KINDS:
-        return "ort"
+    """The Worker that can serve a model kind: "table" (n-gram predictors), "ort" (attention), or None: the
+    kind's class's ``edge_worker``."""
     from precache.models.kinds import predictor_class
-    from precache.models.ppm import NgramPredictor
 
     try:
-        cls = predictor_class(kind)
+        return predictor_class(kind).edge_worker
     except ValueError:
         return None
-    return "table" if issubclass(cls, NgramPredictor) else None
 
 
 def load_model_dir(directory: Path) -> tuple[Any, dict[str, Any]]:

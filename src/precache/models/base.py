@@ -99,6 +99,12 @@ class PagePredictorBase(ABC):
     """
 
     kind: ClassVar[str] = "base"
+    complexity: ClassVar[int] = 3
+    """Simplest first (:mod:`precache.models.simplest`): popularity 0, markov-count 1, Markov 2, PPM 3,
+    attention 4. The edge cost (table size, runtime) and the capacity to fit validation noise both grow
+    with it; a kind that does not say counts as PPM."""
+    edge_worker: ClassVar[str | None] = None
+    """The edge Worker that serves this kind: "table" (n-gram tables), "ort" (ONNX), or None (none can)."""
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or self.kind

@@ -105,6 +105,8 @@ class NgramPredictor(PagePredictorBase):
     """PPM with blending of orders 0..``max_order`` (see module docstring)."""
 
     kind: ClassVar[str] = "ppm"
+    complexity: ClassVar[int] = 3
+    edge_worker: ClassVar[str | None] = "table"
     fixed_order: ClassVar[int | None] = None
     default_discount: ClassVar[float] = 0.0
 

@@ -47,6 +47,8 @@ class AttentionPredictor(PagePredictorBase):
     """SASRec-style causal transformer with a Markov term; see :mod:`precache.models.attention.network`."""
 
     kind = "attention"
+    complexity = 4
+    edge_worker = "ort"
 
     def __init__(
         self,
