@@ -75,3 +75,19 @@ def test_complexity_and_edge_worker_are_class_attributes() -> None:
     for kind, (rank, worker) in expected.items():
         assert (complexity(kind), edge_worker_for(kind)) == (rank, worker), kind
     assert complexity("bogus") == 3 and edge_worker_for("bogus") is None
+
+
+def test_the_public_names_are_listed_once_and_all_resolve() -> None:
+    """``precache/__init__.py`` lists its public names once (its ``TYPE_CHECKING`` imports); ``__all__``,
+    ``dir()`` and the lazy attributes are derived from that list."""
+    import precache
+    from precache._lazy import declared_imports
+
+    declared = declared_imports(precache.__file__)
+    assert len(declared) > 40 and "PredictiveCache" in declared
+    assert precache.__all__ == sorted([*(n for n in declared if n != "InferenceEngine"), "__version__"])
+    assert set(declared) <= set(dir(precache))
+    for name, module in declared.items():
+        assert getattr(precache, name) is getattr(__import__(module, fromlist=[name]), name)
+    source = open(precache.__file__).read()
+    assert source.count('"PredictiveCache"') == 0 and source.count("PredictiveCache") == 2  # "X as X", once
