@@ -6,6 +6,7 @@ and accepted by the CLI) and 7 of the 12 trace formats: these tests fail on any 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,5 +90,5 @@ def test_the_public_names_are_listed_once_and_all_resolve() -> None:
     assert set(declared) <= set(dir(precache))
     for name, module in declared.items():
         assert getattr(precache, name) is getattr(__import__(module, fromlist=[name]), name)
-    source = open(precache.__file__).read()
+    source = Path(precache.__file__).read_text()
     assert source.count('"PredictiveCache"') == 0 and source.count("PredictiveCache") == 2  # "X as X", once
