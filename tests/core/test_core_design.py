@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_lazy", "types", "defaults", "processes"),
     ("resilience",),
     ("config",),
+    ("history",),  # the one session-history store (protocol, memory, Redis, failover)
     ("traces",),
     ("cache",),
     ("scoring",),
@@ -73,7 +74,6 @@ KNOWN_LONG_FUNCTIONS: dict[str, int] = {
     "sim/replay.py:_replay": 240,
     # issue 29, house (this branch): split next
     "models/attention/train.py:train_network": 82,
-    "models/auto.py:fit": 109,
     "models/optimizer/labels.py:build_dataset": 96,
     "traces/synthetic.py:build_site": 95,
 }
