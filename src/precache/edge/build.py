@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from precache.defaults import PAGE_PREDICTOR
 from precache.edge.manifest import EdgeExport, source_metric
 from precache.edge.served import ONNX_KINDS, Served, served_form
 from precache.edge.tables import DEFAULT_K
 
 WORKERS = ("table", "ort")
 TABLE_KINDS = ("markov", "ppm")  # --kind choices; any n-gram predictor (popularity too) exports
-REGISTRY_NAME = "page-predictor"
+REGISTRY_NAME = PAGE_PREDICTOR
 
 
 class EdgeBuildError(ValueError):
