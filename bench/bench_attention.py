@@ -36,7 +36,7 @@ from precache.inference import InferenceEngine
 from precache.models.attention import AttentionPredictor
 from precache.models.attention.train import make_batch
 from precache.models.base import PagePredictorBase
-from precache.models.registry import build_predictor
+from precache.models.kinds import build_predictor
 from precache.traces import SyntheticWorkload, read_sessions
 from precache.traces.sessionize import Sessionizer
 from shared_traces import SESSION_TRACES

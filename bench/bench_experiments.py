@@ -45,7 +45,7 @@ RESULTS = ROOT / "bench" / "results" / "experiments.json"
 
 
 def _splits(trace: Any, base: Any, config: Any, predictor: Any, assets: Any, n: int) -> dict[str, Any]:
-    from precache.experiments.replay import replay_experiment
+    from precache.sim.ab_replay import replay_experiment
 
     found: dict[str, list[float]] = {"ab": [], "ab_se": [], "aa": [], "aa_se": []}
     for seed in range(n):
@@ -65,8 +65,8 @@ def _splits(trace: Any, base: Any, config: Any, predictor: Any, assets: Any, n: 
 
 
 def _replay_trace(name: str, requests: list[Any], updates: list[tuple[float, str]], splits: int) -> dict[str, Any]:
-    from precache.experiments.replay import replay_experiment
     from precache.models import build_predictor
+    from precache.sim.ab_replay import replay_experiment
     from precache.sim.origin import LatencyModel
     from precache.sim.replay import Mode, ReplayConfig, replay
     from precache.sim.workload import prepare

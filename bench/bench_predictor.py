@@ -46,7 +46,7 @@ from precache.evaluation import evaluate, measure_latency, sample_histories, tim
 from precache.inference import InferenceEngine
 from precache.models.auto import AutoPredictor, saved_size
 from precache.models.base import PagePredictorBase
-from precache.models.registry import build_predictor
+from precache.models.kinds import build_predictor
 from precache.traces import read_sessions
 from shared_traces import SESSION_TRACES
 

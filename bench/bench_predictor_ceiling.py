@@ -43,7 +43,7 @@ from rich.table import Table
 
 from precache.evaluation import time_split
 from precache.models.base import PagePredictorBase
-from precache.models.registry import build_predictor
+from precache.models.kinds import build_predictor
 from precache.traces import read_sessions
 from precache.traces.model import Session
 from shared_traces import SESSION_TRACES

@@ -7,136 +7,62 @@ neither numpy, pydantic, onnxruntime, torch, httpx nor redis until something nee
 
 from __future__ import annotations
 
-from precache._lazy import lazy_getattr
+from precache._lazy import lazy_package
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: ``import precache`` stays one small file
 
-if TYPE_CHECKING:
-    from precache.cache import (
-        AccessEvent,
-        CacheConfig,
-        CacheError,
-        CacheStats,
-        CacheUnavailableError,
-        Clock,
-        EntryInfo,
-        EvictionPolicy,
-        LRUPolicy,
-        ManualClock,
-        MemoryL2,
-        MemoryTier,
-        PoisonedValueError,
-        PredictiveCache,
-        RedisTier,
-        S3FIFOPolicy,
-        SyncCache,
-        SystemClock,
-        UnserializableValueError,
-        cached,
-    )
-    from precache.config import ConfigError, Settings, get_settings, load_settings
-    from precache.evaluation import Scores, evaluate, time_split
-    from precache.inference import InferenceEngine  # noqa: F401 - lazy, kept out of __all__
-    from precache.models import (
-        MarkovPredictor,
-        ModelFileError,
-        PagePredictorBase,
-        PopularityPredictor,
-        PPMPredictor,
-        SessionKNNPredictor,
-        build_predictor,
-        load_predictor,
-    )
-    from precache.stack import Stack, build_stack
-    from precache.traces import (
-        Request,
-        Session,
-        Sessionizer,
-        TraceFormatError,
-        read_requests,
-        read_sessions,
-    )
-    from precache.warming import HttpOriginResolver, Resolver, Warmer, WarmerConfig
+if TYPE_CHECKING:  # the public API, listed once: mypy reads it as written, the lazy loader parses it
+    from precache.cache import AccessEvent as AccessEvent
+    from precache.cache import CacheConfig as CacheConfig
+    from precache.cache import CacheError as CacheError
+    from precache.cache import CacheStats as CacheStats
+    from precache.cache import CacheUnavailableError as CacheUnavailableError
+    from precache.cache import Clock as Clock
+    from precache.cache import EntryInfo as EntryInfo
+    from precache.cache import EvictionPolicy as EvictionPolicy
+    from precache.cache import LRUPolicy as LRUPolicy
+    from precache.cache import ManualClock as ManualClock
+    from precache.cache import MemoryL2 as MemoryL2
+    from precache.cache import MemoryTier as MemoryTier
+    from precache.cache import PoisonedValueError as PoisonedValueError
+    from precache.cache import PredictiveCache as PredictiveCache
+    from precache.cache import RedisTier as RedisTier
+    from precache.cache import S3FIFOPolicy as S3FIFOPolicy
+    from precache.cache import SyncCache as SyncCache
+    from precache.cache import SystemClock as SystemClock
+    from precache.cache import UnserializableValueError as UnserializableValueError
+    from precache.cache import cached as cached
+    from precache.config import ConfigError as ConfigError
+    from precache.config import Settings as Settings
+    from precache.config import get_settings as get_settings
+    from precache.config import load_settings as load_settings
+    from precache.evaluation import Scores as Scores
+    from precache.evaluation import evaluate as evaluate
+    from precache.evaluation import time_split as time_split
+    from precache.inference import InferenceEngine as InferenceEngine
+    from precache.models import MarkovPredictor as MarkovPredictor
+    from precache.models import ModelFileError as ModelFileError
+    from precache.models import PagePredictorBase as PagePredictorBase
+    from precache.models import PopularityPredictor as PopularityPredictor
+    from precache.models import PPMPredictor as PPMPredictor
+    from precache.models import SessionKNNPredictor as SessionKNNPredictor
+    from precache.models import build_predictor as build_predictor
+    from precache.models import load_predictor as load_predictor
+    from precache.stack import Stack as Stack
+    from precache.stack import build_stack as build_stack
+    from precache.traces import Request as Request
+    from precache.traces import Session as Session
+    from precache.traces import Sessionizer as Sessionizer
+    from precache.traces import TraceFormatError as TraceFormatError
+    from precache.traces import read_requests as read_requests
+    from precache.traces import read_sessions as read_sessions
+    from precache.warming import HttpOriginResolver as HttpOriginResolver
+    from precache.warming import Resolver as Resolver
+    from precache.warming import Warmer as Warmer
+    from precache.warming import WarmerConfig as WarmerConfig
 
 __version__ = "0.1.0"
 
-_MODULES: dict[str, tuple[str, ...]] = {
-    "precache.cache": (
-        "AccessEvent", "CacheConfig", "CacheError", "CacheStats", "CacheUnavailableError", "Clock", "EntryInfo",
-        "EvictionPolicy", "LRUPolicy", "ManualClock", "MemoryL2", "MemoryTier", "PoisonedValueError",
-        "PredictiveCache", "RedisTier", "S3FIFOPolicy", "SyncCache", "SystemClock", "UnserializableValueError",
-        "cached",
-    ),
-    "precache.config": ("ConfigError", "Settings", "get_settings", "load_settings"),
-    "precache.evaluation": ("Scores", "evaluate", "time_split"),
-    "precache.inference": ("InferenceEngine",),
-    "precache.models": (
-        "MarkovPredictor", "ModelFileError", "PPMPredictor", "PagePredictorBase", "PopularityPredictor",
-        "SessionKNNPredictor", "build_predictor", "load_predictor",
-    ),
-    "precache.stack": ("Stack", "build_stack"),
-    "precache.traces": ("Request", "Session", "Sessionizer", "TraceFormatError", "read_requests", "read_sessions"),
-    "precache.warming": ("HttpOriginResolver", "Resolver", "Warmer", "WarmerConfig"),
-}
-_LAZY = {name: module for module, names in _MODULES.items() for name in names}
-
-
-__getattr__ = lazy_getattr(__name__, _LAZY)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
-
-# ``from precache import *`` imports these; InferenceEngine (onnxruntime) is left out on purpose:
-# ask for ``precache.InferenceEngine`` by name.
-__all__ = [
-    "AccessEvent",
-    "CacheConfig",
-    "CacheError",
-    "CacheStats",
-    "CacheUnavailableError",
-    "Clock",
-    "ConfigError",
-    "EntryInfo",
-    "EvictionPolicy",
-    "HttpOriginResolver",
-    "LRUPolicy",
-    "ManualClock",
-    "MarkovPredictor",
-    "MemoryL2",
-    "MemoryTier",
-    "ModelFileError",
-    "PPMPredictor",
-    "PagePredictorBase",
-    "PoisonedValueError",
-    "PopularityPredictor",
-    "PredictiveCache",
-    "RedisTier",
-    "Request",
-    "Resolver",
-    "S3FIFOPolicy",
-    "Scores",
-    "Session",
-    "SessionKNNPredictor",
-    "Sessionizer",
-    "Settings",
-    "Stack",
-    "SyncCache",
-    "SystemClock",
-    "TraceFormatError",
-    "UnserializableValueError",
-    "Warmer",
-    "WarmerConfig",
-    "__version__",
-    "build_predictor",
-    "build_stack",
-    "cached",
-    "evaluate",
-    "get_settings",
-    "load_predictor",
-    "load_settings",
-    "read_requests",
-    "read_sessions",
-    "time_split",
-]
+# ``from precache import *`` imports every name above but InferenceEngine (onnxruntime): ask for
+# ``precache.InferenceEngine`` by name.
+__getattr__, __dir__ = lazy_package(__name__, hidden=("InferenceEngine",))

@@ -6,6 +6,11 @@ defaults from here, so a change is one edit.
 
 from __future__ import annotations
 
+PAGE_PREDICTOR = "page-predictor"
+CACHE_OPTIMIZER = "cache-optimizer"
+MODEL_NAMES = (PAGE_PREDICTOR, CACHE_OPTIMIZER)
+"""The model registry's names (``precache models``, ``/api/ml/models/{name}``, ``modelType``), spelled here only."""
+
 SESSION_GAP_SECONDS = 1800.0
 """A session is a client's requests with idle gaps under this many seconds (30 minutes)."""
 

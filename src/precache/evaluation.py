@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol, runtime_checkable
 
@@ -19,6 +19,7 @@ from precache.traces.model import Session
 from precache.types import Prediction
 
 __all__ = [
+    "ComparablePredictor",
     "ModelReport",
     "PagePredictor",
     "Prediction",
@@ -43,6 +44,17 @@ class PagePredictor(Protocol):
     def fit(self, train: Sequence[Session], validation: Sequence[Session] | None = None) -> None: ...
 
     def predict(self, history: Sequence[str], k: int) -> Prediction: ...
+
+
+class ComparablePredictor(PagePredictor, Protocol):
+    """What :func:`compare_predictors` measures besides accuracy: size on disk and vocabulary."""
+
+    @property
+    def vocabulary_size(self) -> int: ...
+
+    def save(self, directory: str) -> object: ...
+
+    def size_bytes(self, directory: str) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,27 +227,23 @@ def measure_latency(
 
 def compare_predictors(
     split: Split,
-    names: Sequence[str],
+    builders: Mapping[str, Callable[[], ComparablePredictor]],
     max_transitions: int | None = None,
     latency_samples: int = 2000,
-    options: dict[str, dict[str, object]] | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> list[ModelReport]:
-    """Fit each named predictor on the split's train (+ validation), score it on the test sessions and
-    measure size on disk and latency. A model that fails to fit is reported with ``error`` set, so one
-    broken model never hides the others' figures; unknown names raise ``ValueError`` up front."""
+    """Build each named predictor (``builders``: name -> a fresh, unfitted model; the caller picks the
+    kinds, so this protocol module knows no model class), fit it on the split's train (+ validation),
+    score it on the test sessions and measure size on disk and latency. A model that fails to fit is
+    reported with ``error`` set, so one broken model never hides the others' figures."""
     import tempfile
 
-    from precache.models.registry import build_predictor, predictor_class
-
-    for name in names:
-        predictor_class(name)  # unknown names fail before any work
     histories = sample_histories(split.test, latency_samples)
     reports: list[ModelReport] = []
-    for name in names:
+    for name, build in builders.items():
         if on_progress:
             on_progress(f"{name}: fitting")
-        model = build_predictor(name, **(options or {}).get(name, {}))
+        model = build()
         started = time.perf_counter()
         try:
             model.fit(split.train, split.validation)

@@ -34,6 +34,7 @@ from precache.cache.clock import SystemClock
 from precache.cache.config import CacheConfig
 from precache.cache.layered import PredictiveCache
 from precache.cache.memory import MemoryTier
+from precache.defaults import CACHE_OPTIMIZER, MODEL_NAMES, PAGE_PREDICTOR
 from precache.types import Clock, ReplicaArm, SessionParameters
 
 if TYPE_CHECKING:
@@ -152,12 +153,12 @@ def _model_dirs(settings: Settings, model_dir: str | Path | None,
         from precache.registry import open_registry
 
         registry = open_registry(settings)
-        active = {name: registry.active(name) for name in ("page-predictor", "cache-optimizer")}
+        active = {name: registry.active(name) for name in MODEL_NAMES}
         if any(info is not None for info in active.values()):
             for name, info in active.items():
                 if info is not None:
                     loaded[f"{name} version"] = info.version
-            predictor, optimizer = active["page-predictor"], active["cache-optimizer"]
+            predictor, optimizer = active[PAGE_PREDICTOR], active[CACHE_OPTIMIZER]
             return (predictor.path if predictor else None), (optimizer.path if optimizer else None)
     root = Path(model_dir) if model_dir is not None else settings.model_storage_path
     predictor_dir = next((d for d in (root, root / "predictor") if (d / "manifest.json").is_file()), None)
@@ -190,5 +191,5 @@ def _registry_versions(settings: Settings) -> PredictorSource:
     from precache.registry.pinned import PinnedVersions
 
     versions: PinnedVersions[Predictor] = PinnedVersions(
-        open_registry(settings), "page-predictor", lambda path, _version: load_predictor(path))
+        open_registry(settings), PAGE_PREDICTOR, lambda path, _version: load_predictor(path))
     return versions.get

@@ -10,11 +10,11 @@ import pytest
 from edge_harness import build_worker, require_edge_tools, running
 
 from conftest import hub_sessions
-from precache.cache.breaker import CircuitBreaker
 from precache.edge.build import export_predictor
 from precache.edge.client import EdgeInference
 from precache.edge.workerd import free_port
 from precache.models import build_predictor
+from precache.resilience import CircuitBreaker
 
 
 @pytest.fixture(scope="module")

@@ -148,8 +148,8 @@ def test_stack_applies_a_replicas_cache_policy_and_ttl_arm(tmp_path) -> None:  #
 @pytest.mark.realdata
 def test_warming_experiment_replayed_on_nasa_separates_the_arms() -> None:
     """NASA 1 Aug through the real cache and warmer, warming off/on per session, three independent splits."""
-    from precache.experiments.replay import replay_experiment
     from precache.models import build_predictor
+    from precache.sim.ab_replay import replay_experiment
     from precache.sim.origin import LatencyModel
     from precache.sim.replay import Mode, ReplayConfig
     from precache.sim.workload import prepare

@@ -12,7 +12,7 @@ from precache.evaluation import evaluate, time_split
 from precache.models.auto import AutoPredictor
 from precache.models.calibration import apply_platt, choose_map, ece, fit_platt
 from precache.models.crossfit import out_of_fold
-from precache.models.registry import build_predictor
+from precache.models.kinds import build_predictor
 from precache.traces import read_sessions
 from precache.traces.model import Session
 

@@ -17,7 +17,7 @@ from precache.evaluation import sample_histories, time_split
 from precache.models.auto import LATENCY_HEADROOM, AutoPredictor
 from precache.models.base import Prediction, top_k_pages
 from precache.models.combine import Gate, blend_many, combined, gate_features
-from precache.models.registry import build_predictor, load_predictor
+from precache.models.kinds import build_predictor, load_predictor
 from precache.models.sknn import SessionKNNPredictor
 from precache.traces import read_sessions
 

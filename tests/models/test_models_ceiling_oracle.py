@@ -15,7 +15,7 @@ import pytest
 
 from conftest import shared_file
 from precache.evaluation import time_split
-from precache.models.registry import build_predictor
+from precache.models.kinds import build_predictor
 from precache.traces import read_sessions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

@@ -7,9 +7,9 @@ import asyncio
 from precache.cache.clock import ManualClock
 from precache.cache.layered import PredictiveCache
 from precache.cache.memory import MemoryTier
+from precache.resilience import Backoff, TokenBucket
 from precache.traces.model import Request, Session
 from precache.warming import AssetModel, MappingResolver, Warmer, WarmerConfig
-from precache.warming.limits import Backoff, TokenBucket
 
 
 class FixedPredictor:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from precache._lazy import lazy_getattr
-from precache.cache.breaker import CircuitBreaker
 from precache.cache.clock import Clock, ManualClock, SystemClock
 from precache.cache.codec import Codec, Record
 from precache.cache.config import CacheConfig, EventConfig, LeaseConfig, StalenessConfig
@@ -44,6 +43,7 @@ from precache.cache.policy import (
     make_policy,
 )
 from precache.cache.stats import CacheStats
+from precache.resilience import CircuitBreaker
 
 if TYPE_CHECKING:
     from precache.cache.redis_tier import RedisTier

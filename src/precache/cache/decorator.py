@@ -10,14 +10,19 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
-if TYPE_CHECKING:
-    from precache.cache.layered import PredictiveCache
-
 T = TypeVar("T")
+
+
+class LoadingCache(Protocol):
+    """What the decorator needs of a cache (:class:`~precache.cache.layered.PredictiveCache` has it): the
+    protocol keeps this module below the cache class, which offers ``cache.cached`` through it."""
+
+    async def get(self, key: str, *, loader: Callable[[], Awaitable[Any]], ttl: float | None = ...,
+                  tags: Sequence[str] = ...) -> Any: ...
 
 
 def default_key(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -32,7 +37,7 @@ def default_key(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
 
 
 def cached(
-    cache: PredictiveCache,
+    cache: LoadingCache,
     ttl: float | None = None,
     key: Callable[..., str] | None = None,
     tags: Sequence[str] = (),

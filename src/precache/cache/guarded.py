@@ -26,11 +26,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from enum import Enum
 from typing import TypeVar
 
-from precache.cache.breaker import CircuitBreaker
 from precache.cache.codec import Record, decode_parts
 from precache.cache.errors import L2BusyError, L2KeyError, PoisonedValueError
 from precache.cache.l2 import L2Tier
 from precache.cache.stats import CacheStats
+from precache.resilience import CircuitBreaker
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ The class is a thin facade; each job has its own collaborator:
 :class:`MemoryTier`           L1: entries, byte/item budgets, expiry, the eviction policy
 :class:`GuardedL2`            every L2 read and write: circuit breaker, failure classification, decoding
 :class:`SingleFlight`         one running load per key in this process; joiners share it
+:class:`Loading`              the miss path below L1: L2 reads into L1, the shared load, lease, loader
 :class:`InvalidationChannel`  pub/sub invalidation between instances; the write generation
 :class:`StalePoller`          staleness hints from a learned policy, acted on off the hit path
 :class:`EventBus`             access events, delivered after the request returned (bounded, drop+count)
@@ -17,8 +18,8 @@ someone subscribed, an event append. No await, no allocation, no model call, no 
 
 Miss path, top to bottom (:meth:`PredictiveCache._miss`): a stale L1 copy within ``grace`` is served while
 one refresh runs → one inline L2 read → a load that finished meanwhile is used → no loader: a miss →
-the shared load (:meth:`PredictiveCache._load`: L2 again if needed, a Redis lease across processes, the
-loader, then the store into L1 and L2).
+the shared load, one :class:`~precache.cache.loading.LoadRequest` run by :class:`~precache.cache.loading.Loading`
+(L2 again if needed, a Redis lease across processes, the loader, then the store into L1 and L2).
 
 Faults: every L2 call is bounded by the tier's timeout and guarded by the breaker; on the read path
 failures are counted, never raised. L1 fills from L2 reads are skipped when a write or invalidation
@@ -31,7 +32,6 @@ XFetch (Vattani et al. 2015: refresh when ``now - delta*beta*ln(U) >= expiry``).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import math
 import random
@@ -40,30 +40,28 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
-from precache.cache.breaker import CircuitBreaker
 from precache.cache.clock import Clock, SystemClock, same_clock
-from precache.cache.codec import Codec, Record, decode_parts
+from precache.cache.codec import Codec, Record
 from precache.cache.config import CacheConfig, config_from_legacy
-from precache.cache.errors import CacheUnavailableError, PoisonedValueError, ValueTooLargeError
+from precache.cache.errors import CacheUnavailableError, ValueTooLargeError
 from precache.cache.events import AccessEvent, EventBus, Handler, Tier
 from precache.cache.guarded import GuardedL2, Outcome
 from precache.cache.invalidation import InvalidationChannel
 from precache.cache.l2 import ClockedTier, L2Tier, StreamWriter
+from precache.cache.loading import MISSING, Loading, LoadRequest
 from precache.cache.memory import Entry, MemoryTier
 from precache.cache.singleflight import LoadCancelledError, SingleFlight
 from precache.cache.staleness import StalePoller
 from precache.cache.stats import CacheStats
+from precache.resilience import CircuitBreaker
 from precache.types import Loader
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 FillMode = Literal["deferred", "inline", "skip"]
-Fill = tuple[str, Any, int, float | None, float]
-"""``(key, value, encoded size, absolute expires_at, delta)``: one L2 record bound for L1."""
 
 _perf = time.perf_counter
-_MISSING: Any = object()
 
 
 class PredictiveCache:
@@ -106,9 +104,12 @@ class PredictiveCache:
             l2, self.breaker, self._stats, self._channel.message if self._channel.enabled else None)
         self._replayer: asyncio.Task[None] | None = None
         self._flights = SingleFlight()
-        self._stale = StalePoller(l1, cfg.staleness, clock, self._stats, self._revalidate,
-                                  background_default=isinstance(clock, SystemClock))
-        self._reading: set[str] = set()
+        loading = self._loading = Loading(l1, self._guard, self._channel, self._stats, cfg, clock, self.breaker,
+                                          self._flights, self._store)
+        self._stale = loading.stale = StalePoller(l1, cfg.staleness, clock, self._stats, loading.revalidate,
+                                                  background_default=isinstance(clock, SystemClock))
+        self._reading = loading.reading
+        self._refresh = loading.refresh
         self._started = False
         self._closed = False
         # hot-path locals: bound once
@@ -147,7 +148,7 @@ class PredictiveCache:
         after ``close_timeout`` are cancelled, and no step waits on Redis for more than a few seconds."""
         if self._closed:
             return
-        self._closed = True
+        self._closed = self._loading.closed = True
         timeout = self.config.close_timeout
         await self._stale.close()
         await self._channel.close()
@@ -272,7 +273,7 @@ class PredictiveCache:
         if read_inline:
             # Common case first, inline (no task): one L2 read. Misses arriving meanwhile go through
             # the shared load below, so a burst still costs two L2 reads, not one per caller.
-            record = await self._read_l2(key, tags, False)
+            record = await self._loading.read_l2(key, tags, False)
             if record is not None and (record.expires_at is None or self._now() < record.expires_at):
                 stats.l2_hits += 1
                 if emit:
@@ -292,7 +293,8 @@ class PredictiveCache:
                     self._emit(key, session_id, context, "miss", t0, 0)
                 return None
         try:
-            value, size, tier = await self._load_shared(key, loader, ttl, tags, read_inline, stale)
+            value, size, tier = await self._loading.shared(LoadRequest(key, loader, ttl, tags, check_l2=not read_inline,
+                                                                       stale=stale))
         except Exception:
             if self.events.handlers:
                 self._emit(key, session_id, context, "error", t0, 0)
@@ -305,150 +307,7 @@ class PredictiveCache:
             stats.misses += 1
         if self.events.handlers:
             self._emit(key, session_id, context, tier, t0, size)
-        return None if value is _MISSING else value
-
-    async def _read_l2(self, key: str, tags: tuple[str, ...], preloaded: bool) -> Record | None:
-        """One L2 read of ``key``; a fresh record is copied into L1 (unless a write raced the read)."""
-        guard = self._guard
-        if guard is None:
-            return None
-        reading = self._reading
-        reading.add(key)
-        generation = self._channel.generation
-        try:
-            record = await guard.read(key)
-        finally:
-            reading.discard(key)
-        if record is not None and (record.expires_at is None or self._now() < record.expires_at):
-            self._fill_l1(key, record, tags, preloaded, generation)
-        return record
-
-    async def _load_shared(self, key: str, loader: Loader | None, ttl: float | None, tags: tuple[str, ...],
-                           read_inline: bool, stale: Record | None) -> tuple[Any, int, Tier]:
-        """Join the running load of ``key`` or start one; concurrent misses (and prefetches) share it,
-        so a burst of N misses costs at most one loader call."""
-        flights = self._flights
-        joined = False
-        value: Any = _MISSING
-        size = 0
-        tier: Tier = "miss"
-        for attempt in range(2):
-            task = flights.running.get(key)
-            joined = task is not None
-            if task is None:
-                check_l2 = self._guard is not None and (not read_inline or attempt > 0)
-                task = self._start_load(key, loader, ttl, tags, False, check_l2, stale)
-            else:
-                self._stats.joined_loads += 1
-            value, size, tier = await flights.join(task, key)
-            if not (tier == "miss" and loader is not None and joined):
-                break
-            # joined a loader-less lookup that found nothing: load now
-        if joined:
-            entry = self._peek(key)
-            if entry is not None and entry.preloaded:
-                entry.preloaded = False  # a user touched it before it was ever a "hit"
-        return value, size, tier
-
-    # -- loading (single-flight) ------------------------------------------------------------------
-    def _start_load(self, key: str, loader: Loader | None, ttl: float | None, tags: tuple[str, ...],
-                    preloaded: bool, check_l2: bool = True, stale: Record | None = None,
-                    background: bool = False) -> asyncio.Task[tuple[Any, int, Tier]]:
-        if loader is not None:
-            self._stale.remember(key, loader, ttl, tags)
-        return self._flights.start(key, self._load(key, loader, ttl, tags, preloaded, check_l2, stale),
-                                   background)
-
-    async def _load(self, key: str, loader: Loader | None, ttl: float | None, tags: tuple[str, ...],
-                    preloaded: bool, check_l2: bool, stale: Record | None = None) -> tuple[Any, int, Tier]:
-        """The shared load: L2 (unless just read) → stale within grace → lease → loader → store."""
-        if check_l2:
-            record = await self._read_l2(key, tags, preloaded)
-            if record is not None:
-                if record.expires_at is None or self._now() < record.expires_at:
-                    return record.value, record.size, "l2"
-                stale = record
-        if loader is None:
-            return _MISSING, 0, "miss"
-        if stale is not None and not preloaded:
-            # L2 holds a copy past expiry but within grace: serve it, refresh right after this task
-            self._fill_l1(key, stale, tags)
-            asyncio.get_running_loop().call_soon(self._refresh, key, loader, ttl, tags)
-            return stale.value, stale.size, "stale"
-        guard = self._guard
-        token: str | None = None
-        if guard is not None:
-            token = uuid.uuid4().hex
-            lease = self.config.lease
-            acquired = await guard.acquire_lease(key, token, int(lease.ttl * 1000))
-            if acquired is None:
-                token = None  # Redis is unreachable (or the breaker is open): load locally
-            elif not acquired:
-                token = None
-                waited = await self._wait_for_leaseholder(key, tags, preloaded)
-                if waited is not None:
-                    return waited.value, waited.size, "l2"
-        try:
-            value, size = await self._call_loader(key, loader, ttl, tags, preloaded)
-            return value, size, "origin"
-        finally:
-            if token is not None and guard is not None:
-                await guard.release_lease(key, token)
-
-    async def _wait_for_leaseholder(self, key: str, tags: tuple[str, ...], preloaded: bool) -> Record | None:
-        """Another instance holds the load lease: poll L2 until its value lands or ``lease.wait`` ends.
-
-        The deadline is on the injected clock (the lease itself expires on that clock in ``MemoryL2``,
-        and a replay that advances virtual time past the wait ends it), and also in real time, so a
-        clock that does not move (a paused replay) can never hold a request forever. The polling
-        interval is real sleeping: the leaseholder makes progress on the event loop.
-        """
-        self._stats.lease_waits += 1
-        lease = self.config.lease
-        now = self._now
-        deadline = now() + lease.wait
-        real_deadline = time.monotonic() + lease.wait
-        while now() < deadline and time.monotonic() < real_deadline:
-            await asyncio.sleep(lease.poll)
-            record = await self._read_l2(key, tags, preloaded)
-            if record is not None and (record.expires_at is None or now() < record.expires_at):
-                return record
-            if self.breaker.state == "open":
-                return None
-        return None
-
-    async def _call_loader(self, key: str, loader: Loader, ttl: float | None, tags: tuple[str, ...],
-                           preloaded: bool) -> tuple[Any, int]:
-        stats = self._stats
-        stats.loads += 1
-        started = _perf()
-        try:
-            value = loader()
-            if inspect.isawaitable(value):
-                value = await value
-        except Exception:
-            stats.load_errors += 1
-            raise
-        delta = _perf() - started
-        size = await self._store(key, value, ttl, tags, preloaded=preloaded, delta=delta, publish=False)
-        return value, size
-
-    def _refresh(self, key: str, loader: Loader, ttl: float | None, tags: tuple[str, ...]) -> bool:
-        """Reload ``key`` in the background unless a load is already running (XFetch / SWR)."""
-        if key in self._flights or self._closed:
-            return False
-        self._stats.early_refreshes += 1
-        self._start_load(key, loader, ttl, tags, False, check_l2=False, background=True)
-        return True
-
-    def _revalidate(self, key: str, loader: Loader, ttl: float | None, tags: tuple[str, ...],
-                    preloaded: bool) -> bool:
-        """A staleness-predicting policy flagged ``key``: reload it in the background (see StalePoller)."""
-        if key in self._flights or self._closed:
-            return False
-        self._stats.policy_revalidations += 1
-        self._start_load(key, loader, ttl, tags, preloaded, check_l2=False, background=True)
-        return True
+        return None if value is MISSING else value
 
     # -- policy-driven staleness ------------------------------------------------------------------
     async def poll_stale(self) -> int:
@@ -475,7 +334,7 @@ class PredictiveCache:
             return False
         self._ensure_started()
         self._stats.preloads += 1
-        task = self._start_load(key, loader, ttl, tuple(tags), preloaded=True)
+        task = self._loading.start(LoadRequest(key, loader, ttl, tuple(tags), preloaded=True))
         try:
             await self._flights.join(task, key)
         except LoadCancelledError:
@@ -682,7 +541,7 @@ class PredictiveCache:
                 for key in missing:
                     self._emit(key, session_id, context, "miss", t0, 0)
             return out
-        fills = self._decode_fills(missing, raws, out)
+        fills = self._loading.decode_fills(missing, raws, out)
         stats.l2_hits += len(fills)
         stats.misses += len(missing) - len(fills)
         if emit:
@@ -693,56 +552,10 @@ class PredictiveCache:
                     self._emit(key, session_id, context, "miss", t0, 0)
         if fills:
             if fill_l1 == "deferred":
-                asyncio.get_running_loop().call_soon(self._fill_batch, fills, generation)
+                asyncio.get_running_loop().call_soon(self._loading.fill_batch, fills, generation)
             elif fill_l1 == "inline":
-                self._fill_batch(fills, generation)
+                self._loading.fill_batch(fills, generation)
         return out
-
-    def _decode_fills(self, keys: list[str], raws: list[bytes | None], out: dict[str, Any]) -> list[Fill]:
-        """Decode a batch read from L2 into ``out``; returns the fresh records as L1 fills (lifetime
-        capped by ``l1_max_ttl``). Poisoned records are counted misses."""
-        now = self._now()
-        l1_max_ttl = self.config.l1_max_ttl
-        cap = None if l1_max_ttl is None else now + l1_max_ttl
-        fills: list[Fill] = []
-        add_fill = fills.append
-        guard = self._guard
-        for key, raw in zip(keys, raws, strict=True):
-            if raw is None:
-                continue
-            try:
-                value, expires_at, delta = decode_parts(raw)
-            except PoisonedValueError as exc:
-                if guard is not None:
-                    guard.poisoned(key, exc)
-                continue
-            if expires_at is None or now < expires_at:
-                out[key] = value
-                if cap is not None and (expires_at is None or expires_at > cap):
-                    expires_at = cap
-                add_fill((key, value, len(raw), expires_at, delta))
-        return fills
-
-    def _fill_batch(self, fills: list[Fill], generation: int) -> None:
-        """Copy a batch read from L2 into L1 unless a write or invalidation happened since the read."""
-        if generation != self._channel.generation:
-            self._stats.fills_skipped += len(fills)
-            return
-        self.l1.fill_many(fills, self.config.grace, keep_fresh=True, count_resident=False)
-
-    def _fill_l1(self, key: str, record: Record, tags: tuple[str, ...], preloaded: bool = False,
-                 generation: int | None = None) -> None:
-        """Copy an L2 record into L1, unless a write or invalidation happened since ``generation`` (the
-        channel's generation when the L2 read was sent): the read may have raced with it."""
-        if generation is not None and generation != self._channel.generation:
-            self._stats.fills_skipped += 1
-            return
-        expires_at = record.expires_at
-        l1_max_ttl = self._l1_max_ttl
-        if l1_max_ttl is not None:
-            cap = self._now() + l1_max_ttl
-            expires_at = cap if expires_at is None else min(expires_at, cap)
-        self.l1.fill_one(key, record.value, record.size, expires_at, record.delta, self._grace, tags, preloaded)
 
     def cached(self, ttl: float | None = None, key: Callable[..., str] | None = None,
                tags: Sequence[str] = ()) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:

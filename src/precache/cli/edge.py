@@ -7,11 +7,15 @@ subclasses, which the entry point prints as one line with exit status 2.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from precache.cli.app import app
+from precache.defaults import PAGE_PREDICTOR
+
+if TYPE_CHECKING:
+    from precache.edge.build import ModelSummary
 
 edge_app = typer.Typer(help="The Cloudflare Worker's model assets (edge/).", no_args_is_help=True)
 app.add_typer(edge_app, name="edge")
@@ -36,7 +40,7 @@ def build_command(
     publish: bool = typer.Option(
         False, "--publish", help="Also write the edge files next to the registry's active version."
     ),
-    name: str = typer.Option("page-predictor", "--name", help="Registry model name."),
+    name: str = typer.Option(PAGE_PREDICTOR, "--name", help="Registry model name."),
 ) -> None:
     """Export a Markov/PPM predictor as tables (or the attention model for the ORT worker; an auto model as
     its best component that worker can run) and print its validation HR@5 next to the registry's active
@@ -44,7 +48,6 @@ def build_command(
     from precache.edge.build import (
         EdgeBuildError,
         ModelSummary,
-        active_model,
         export_model,
         gzip_size,
         load_model_dir,
@@ -52,7 +55,7 @@ def build_command(
         train_for_edge,
     )
 
-    active = active_model(name)
+    active = _active_model(name)
     source: dict[str, Any]
     manifest: dict[str, Any] | None = None
     if model is not None and trace is not None:
@@ -95,3 +98,15 @@ def build_command(
         typer.echo(f"active    {_line(active[1])}   (the service's model)")
     else:
         typer.echo(f"active    none: no active {name!r} model in the registry to compare with")
+
+
+def _active_model(name: str) -> tuple[Path, ModelSummary] | None:
+    """The registry's active version of ``name`` (None when no registry or nothing active)."""
+    from precache.edge.build import ModelSummary, model_hr5
+    from precache.registry import open_registry
+
+    info = open_registry().active(name)
+    if info is None:
+        return None
+    hr5, where = model_hr5(info.metrics or {})
+    return Path(info.path), ModelSummary(info.kind, f"{name} {info.version}", hr5, str(info.path), where)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ DEFAULT_MODELS = "popularity,markov-count,markov,ppm,sknn"
 
 def parse_models(models: str) -> list[str]:
     """Comma-separated names -> checked list (unknown names raise ValueError naming the known ones)."""
-    from precache.models.registry import predictor_class
+    from precache.models.kinds import predictor_class
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
@@ -84,12 +85,14 @@ def run_evaluate(
     trace: Path, options: ReadOptions, names: list[str], max_transitions: int | None, console: Console
 ) -> dict[str, Any]:
     """Evaluate ``names`` on one trace; print the table; return the JSON-able result."""
+    from precache.models.kinds import build_predictor
+
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
         split, n_sessions = load_split(trace, options, progress)
         task = progress.add_task("models", total=None)
         reports = compare_predictors(
-            split, names, max_transitions=max_transitions,
+            split, {name: partial(build_predictor, name) for name in names}, max_transitions=max_transitions,
             on_progress=lambda text: progress.update(task, description=text),
         )
     n_test = sum(max(0, len(s.pages) - 1) for s in split.test)
@@ -143,7 +146,7 @@ def train_predictor_command(
     read_options: ReadOptions,
 ) -> None:
     """Fit one predictor on the training part of a trace, score it on the test part, save it to --out."""
-    from precache.models.registry import build_predictor
+    from precache.models.kinds import build_predictor
 
     (name,) = parse_models(model) if "," not in model else (None,)
     if name is None:

@@ -20,8 +20,9 @@ from rich.table import Table
 
 from precache.cli.app import app
 from precache.cli.trace_options import trace_options
-from precache.defaults import SESSION_GAP_SECONDS
+from precache.defaults import PAGE_PREDICTOR, SESSION_GAP_SECONDS
 from precache.traces.options import ReadOptions  # at run time: typer resolves the annotation
+from precache.training.request import MODEL_TYPES
 
 if TYPE_CHECKING:
     from precache.training import TrainRequest
@@ -34,7 +35,7 @@ def train_command(
     gap: float = typer.Option(SESSION_GAP_SECONDS, "--gap", help="Session idle gap in seconds (logs only)."),
     keep_query: bool = typer.Option(False, "--keep-query", help="Keep query strings in page ids."),
     events: Path | None = typer.Option(None, "--events", help="Directory of collected event files."),
-    model_type: str = typer.Option("page-predictor", "--model-type", help="page-predictor, cache-optimizer or all."),
+    model_type: str = typer.Option(PAGE_PREDICTOR, "--model-type", help=f"{', '.join(MODEL_TYPES)}."),
     target_accuracy: float | None = typer.Option(None, "--target-accuracy", help="Gate: HR@5 / decision accuracy."),
     tolerance: float = typer.Option(0.01, "--tolerance", help="Gate: how far below the active model still passes."),
     predictor: str = typer.Option("auto", "--predictor", help="What page-predictor trains (auto, ppm, markov, ...)."),

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from precache.defaults import PAGE_PREDICTOR
 from precache.edge.manifest import EdgeExport, source_metric
 from precache.edge.served import ONNX_KINDS, Served, served_form
 from precache.edge.tables import DEFAULT_K
 
 WORKERS = ("table", "ort")
 TABLE_KINDS = ("markov", "ppm")  # --kind choices; any n-gram predictor (popularity too) exports
-REGISTRY_NAME = "page-predictor"
+REGISTRY_NAME = PAGE_PREDICTOR
 
 
 class EdgeBuildError(ValueError):
@@ -127,17 +128,14 @@ def export_model(predictor: Any, *, worker: str = "table", k: int = DEFAULT_K, n
 
 
 def edge_worker_for(kind: str) -> str | None:
-    """The Worker that can serve a model kind: "table" (n-gram predictors), "ort" (attention), or None."""
-    if kind in ONNX_KINDS:
-        return "ort"
-    from precache.models.ppm import NgramPredictor
-    from precache.models.registry import predictor_class
+    """The Worker that can serve a model kind: "table" (n-gram predictors), "ort" (attention), or None: the
+    kind's class's ``edge_worker``."""
+    from precache.models.kinds import predictor_class
 
     try:
-        cls = predictor_class(kind)
+        return predictor_class(kind).edge_worker
     except ValueError:
         return None
-    return "table" if issubclass(cls, NgramPredictor) else None
 
 
 def load_model_dir(directory: Path) -> tuple[Any, dict[str, Any]]:
@@ -168,19 +166,6 @@ def train_for_edge(trace: Path, kind: str, fmt: str = "auto") -> tuple[Any, floa
     hr5 = evaluate(predictor, split.validation).hr5
     predictor.metrics = {"validation_hr5": hr5, "trace": str(trace)}
     return predictor, hr5
-
-
-def active_model(name: str = REGISTRY_NAME) -> tuple[Path, ModelSummary] | None:
-    """The registry's active version of ``name`` (None when no registry or nothing active)."""
-    try:
-        from precache.registry import open_registry
-    except ImportError:
-        return None
-    info = open_registry().active(name)
-    if info is None:
-        return None
-    hr5, where = model_hr5(info.metrics or {})
-    return Path(info.path), ModelSummary(info.kind, f"{name} {info.version}", hr5, str(info.path), where)
 
 
 def default_version(kind: str, manifest: Mapping[str, Any] | None, export_digest: bytes) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from precache.cache.breaker import CircuitBreaker
+from precache.resilience import CircuitBreaker
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from precache.defaults import PAGE_PREDICTOR
+
 EDGE_MANIFEST = "edge-manifest.json"
 EDGE_FORMAT = "precache-edge-model"
 EDGE_FORMAT_VERSION = 1
@@ -35,7 +37,7 @@ class EdgeExport:
     files: dict[str, bytes]
     params: dict[str, Any]  # the "table" or "onnx" section
     probes: list[dict[str, Any]]
-    name: str = "page-predictor"
+    name: str = PAGE_PREDICTOR
     created: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)

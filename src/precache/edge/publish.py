@@ -18,13 +18,31 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from precache.registry.store import VersionInfo
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class VersionInfo(Protocol):
+    """What publishing reads of a registry version (:class:`precache.registry.store.VersionInfo` has it):
+    a protocol, because the registry calls this module, not the other way round."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def metrics(self) -> Mapping[str, Any]: ...
 
 
 def published_version(directory: Path) -> str | None:

@@ -9,7 +9,8 @@ Modules: ``stats`` (tests and sequential inference, on scipy's distributions), `
 sessions into arms), ``model`` (experiment definitions), ``store`` (definitions in Redis so every replica
 agrees), ``arms`` (per-arm accumulators), ``readout`` (the report), ``params`` (the running experiments as
 :class:`precache.types.SessionParameters` and per-replica arms), ``consume`` (per-arm statistics from the
-access-event stream), ``hub`` (what one process holds: definitions, arms, recorder, compact readouts),
-``replay`` (an experiment replayed through the simulator). Nothing here is imported by the cache or the
+access-event stream), ``hub`` (what one process holds: definitions, arms, recorder, compact readouts).
+An experiment replayed through the simulator is :mod:`precache.sim.ab_replay` (the simulator sits above
+this package). Nothing here is imported by the cache or the
 warmer: they receive an arm through :class:`precache.types.SessionArm` / :class:`precache.types.ReplicaArm`.
 """

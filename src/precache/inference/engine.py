@@ -35,7 +35,7 @@ def load_model(directory: str | os.PathLike[str], threads: int | None = None) ->
     """Load any saved predictor directory through the one loading path (``load_predictor``: manifest,
     every sha256, the kind's own checks, one probe prediction). ``threads``: onnxruntime intra-op
     threads for models that run it (default: as saved)."""
-    from precache.models.registry import load_predictor
+    from precache.models.kinds import load_predictor
 
     return load_predictor(directory, threads=threads)
 

@@ -12,15 +12,15 @@ from precache.models.base import (
     read_manifest,
 )
 from precache.models.files import ModelFiles, open_model_dir
-from precache.models.markov import MarkovPredictor
-from precache.models.popularity import PopularityPredictor
-from precache.models.ppm import PPMPredictor
-from precache.models.registry import (
+from precache.models.kinds import (
     available_predictors,
     build_predictor,
     load_predictor,
     register_predictor,
 )
+from precache.models.markov import MarkovPredictor
+from precache.models.popularity import PopularityPredictor
+from precache.models.ppm import PPMPredictor
 from precache.models.sknn import SessionKNNPredictor
 from precache.models.vocabulary import OOV, Vocabulary
 

@@ -42,10 +42,9 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -61,11 +60,12 @@ from precache.models.base import (
     write_json,
 )
 from precache.models.calibration import MAP_FITTERS, apply_isotonic, apply_platt, choose_map, ece
-from precache.models.combine import Gate, blend, combined, cross_fitted, gate_features, target_probabilities
+from precache.models.candidates import Candidates, fit_models, predict_all, refit, score_blends, score_gates
+from precache.models.combine import Gate, blend, combined, gate_features, target_probabilities
 from precache.models.crossfit import out_of_fold
+from precache.models.kinds import build_predictor, load_predictor, register_predictor
 from precache.models.latency import COST_HISTORIES, COST_REPEATS, predictor_cost_us, query_cost_us
 from precache.models.ppm import NgramPredictor
-from precache.models.registry import build_predictor, load_predictor, register_predictor
 from precache.models.simplest import Scored, simplest_within_one_se
 from precache.scoring import ranking_scores
 from precache.traces.model import Session
@@ -78,11 +78,6 @@ EDGE_FALLBACK_DIR = "edge-fallback"
 FloatArray = npt.NDArray[np.float64]
 
 
-@runtime_checkable
-class AttentionRecount(Protocol):
-    """A model whose count part can be refit without retraining (the attention model's Markov term)."""
-
-    def recount(self, sessions: Sequence[Session]) -> None: ...
 
 BASELINES = ("markov-count", "markov", "ppm", "sknn", "popularity")
 AUTO_FILE_ALLOWANCE = 16_384  # auto.json (gate parameters, calibration knots) and the manifests
@@ -162,15 +157,9 @@ class AutoPredictor(PagePredictorBase):
         self.fitted_candidates: dict[str, PagePredictorBase] = {}  # after fit only (reports); never saved
         self.calibration_map: tuple[str, Any] | None = None  # ("isotonic", knots) | ("platt", (a, b))
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "candidates": self.candidates, "blend_with": self.blend_with, "weights": self.weights,
-            "attention_options": self.attention_options,
-            "max_validation_transitions": self.max_validation_transitions, "blend_depth": self.blend_depth,
-            "gates": self.gates, "size_budget": self.size_budget, "latency_budget_us": self.latency_budget_us,
-            "min_calibration_transitions": self.min_calibration_transitions,
-            "calibration_folds": self.calibration_folds, "edge_fallback": self.ship_edge_fallback,
-        }
+    def _parameter(self, name: str) -> Any:
+        # ``edge_fallback`` names the shipped model once fitted; the switch is ``ship_edge_fallback``
+        return self.ship_edge_fallback if name == "edge_fallback" else getattr(self, name)
 
     @property
     def vocabulary_size(self) -> int:
@@ -188,54 +177,20 @@ class AutoPredictor(PagePredictorBase):
         pairs = list(transitions(validation, max_history=50))[: self.max_validation_transitions]
         if not pairs:
             raise ValueError("auto: the validation slice has no transitions to choose with")
-        histories = [h for h, _ in pairs]
-        targets = [t for _, t in pairs]
-        fitted: dict[str, PagePredictorBase] = {}
-        heads: dict[str, list[Prediction]] = {}
-        results: dict[str, dict[str, float]] = {}
-        errors: dict[str, str] = {}
-        fit_seconds: dict[str, float] = {}
-        for kind in dict.fromkeys([*self.candidates, *self.blend_with]):
-            # the attention model's Markov term must not count the validation transitions it is scored on
-            options = {**self.attention_options, "recount_with_validation": False} if kind == "attention" else {}
-            started = time.perf_counter()
-            try:
-                model = build_predictor(kind, **options)
-                # Only the attention model sees the validation slice while fitting, and only for early
-                # stopping; the baselines count train + validation when given it, which would make the
-                # choice below score them on sessions they were fitted on.
-                model.fit(train, validation if kind == "attention" else None)
-            except (ImportError, ValueError) as exc:  # a kind not available here is skipped, and said so
-                errors[kind] = str(exc)
-                continue
-            fit_seconds[kind] = round(time.perf_counter() - started, 2)
-            fitted[kind] = model
-            heads[kind] = _predict_all(model, histories, self.blend_depth)
-            if kind in self.candidates:
-                results[kind] = ranking_scores(heads[kind], targets)
-        if "attention" in heads:
-            for kind in self.blend_with:
-                if kind not in heads or kind == "attention":
-                    continue
-                for w in self.weights:
-                    merged = [blend(a, b, w, 10) for a, b in zip(heads["attention"], heads[kind], strict=True)]
-                    results[f"attention+{kind}@{w:g}"] = ranking_scores(merged, targets)
-        gate_lists: dict[str, list[Prediction]] = {}
-        for spec in self.gates:
-            kinds = spec.split("+")
-            if len(kinds) < 2 or any(kind not in heads for kind in kinds):
-                continue  # a gate mixes only kinds fitted as candidates or blend partners
-            gate_lists[spec] = cross_fitted([heads[kind] for kind in kinds], histories, targets)
-            results[f"gate({spec})"] = ranking_scores(gate_lists[spec], targets)
-        if not results:
-            raise ValueError(f"auto: no candidate could be fitted: {errors}")
-        for kind, model in fitted.items():  # what ships counts the latest sessions too
-            refit_started = time.perf_counter()
-            if isinstance(model, AttentionRecount):
-                model.recount([*train, *validation])  # the network stays; its Markov counts take validation
-            else:
-                model.fit(train, validation)
-            fit_seconds[kind] = round(fit_seconds[kind] + time.perf_counter() - refit_started, 2)
+        c = Candidates([h for h, _ in pairs], [t for _, t in pairs])
+        fit_models(c, list(dict.fromkeys([*self.candidates, *self.blend_with])), self.candidates,
+                   self.attention_options, train, validation, self.blend_depth)
+        score_blends(c, self.blend_with, self.weights)
+        score_gates(c, self.gates)
+        if not c.results:
+            raise ValueError(f"auto: no candidate could be fitted: {c.errors}")
+        refit(c, train, validation)
+        self._choose(c, train, validation)
+
+    def _choose(self, c: Candidates, train: Sequence[Session], validation: Sequence[Session]) -> None:
+        """The best validation HR@5 within the size and latency budgets; then calibration and the edge
+        fallback, and the metrics that say why."""
+        fitted, heads, results, histories, targets = c.fitted, c.heads, c.results, c.histories, c.targets
         sizes = {kind: saved_size(model) for kind, model in fitted.items()}
         budget = math.inf if self.size_budget is None else self.size_budget
         totals = {name: sum(sizes[k] for k in components_of(name)) + AUTO_FILE_ALLOWANCE for name in results}
@@ -259,7 +214,7 @@ class AutoPredictor(PagePredictorBase):
             component_heads = [heads[kind] for kind in kinds]
             self.gate = Gate.fit(gate_features(component_heads, histories),
                                  target_probabilities(component_heads, targets))
-            chosen = gate_lists[spec]  # the cross-fitted lists: calibration sees honest confidences
+            chosen = c.gate_lists[spec]  # the cross-fitted lists: calibration sees honest confidences
         elif "+" in best:
             other, _, weight = best.partition("+")[2].partition("@")
             self.components = [fitted["attention"], fitted[other]]
@@ -278,9 +233,9 @@ class AutoPredictor(PagePredictorBase):
             "reason": f"highest validation HR@5 ({results[best]['hr5']:.4f}) of {len(allowed)} candidates within "
             f"the size budget ({len(over)} over it) and the latency budget ({len(slow)} over it); top: {top}",
             "validation": results,
-            "skipped": errors,
+            "skipped": c.errors,
             "calibration": calibration,
-            "fit_seconds": fit_seconds,
+            "fit_seconds": c.fit_seconds,
             "component_bytes": sizes,
             "over_budget": over,
             "latency": latency,
@@ -401,7 +356,7 @@ class AutoPredictor(PagePredictorBase):
 
         def rank(histories: list[list[str]]) -> list[Prediction]:
             depth = self.blend_depth if len(models) > 1 else 10
-            return self._combine([_predict_all(m, histories, depth) for m in models], histories, 10)
+            return self._combine([predict_all(m, histories, depth) for m in models], histories, 10)
 
         return rank
 
@@ -584,13 +539,6 @@ def _calibration_map(data: Mapping[str, Any]) -> tuple[str, Any] | None:
     if isinstance(iso, dict):
         return "isotonic", (list(map(float, iso["x"])), list(map(float, iso["y"])))
     return None
-
-
-def _predict_all(model: PagePredictorBase, histories: list[list[str]], k: int, chunk: int = 256) -> list[Prediction]:
-    out: list[Prediction] = []
-    for i in range(0, len(histories), chunk):
-        out.extend(model.predict_batch(histories[i : i + chunk], k))
-    return out
 
 
 register_predictor("auto", AutoPredictor)

@@ -11,11 +11,13 @@ clear :class:`ModelFileError` instead of silently serving garbage or failing at 
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -80,6 +82,13 @@ def top_k_pages(scores: npt.NDArray[Any], k: int, pages: Sequence[str]) -> Predi
     return [(pages[i + 1], p) for i, p in zip(top.tolist(), scores[top].tolist(), strict=True)]
 
 
+@cache
+def _parameter_names(cls: type) -> tuple[str, ...]:
+    signature = inspect.signature(cls.__init__)  # type: ignore[misc]
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in list(signature.parameters.values())[1:] if p.kind in named and p.name != "name")
+
+
 class PagePredictorBase(ABC):
     """Learn from sessions, then rank the next pages of a session with probabilities.
 
@@ -90,6 +99,12 @@ class PagePredictorBase(ABC):
     """
 
     kind: ClassVar[str] = "base"
+    complexity: ClassVar[int] = 3
+    """Simplest first (:mod:`precache.models.simplest`): popularity 0, markov-count 1, Markov 2, PPM 3,
+    attention 4. The edge cost (table size, runtime) and the capacity to fit validation noise both grow
+    with it; a kind that does not say counts as PPM."""
+    edge_worker: ClassVar[str | None] = None
+    """The edge Worker that serves this kind: "table" (n-gram tables), "ort" (ONNX), or None (none can)."""
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or self.kind
@@ -109,9 +124,21 @@ class PagePredictorBase(ABC):
     def vocabulary_size(self) -> int:
         """How many distinct pages the model can predict (caps k)."""
 
+    @classmethod
+    def parameters(cls) -> tuple[str, ...]:
+        """The hyper-parameters: the constructor's named parameters but ``name`` (scikit-learn's
+        ``_get_param_names``), so a parameter is written once, in the signature."""
+        return _parameter_names(cls)
+
     def config(self) -> dict[str, Any]:
-        """Hyper-parameters, stored in the manifest and passed back to ``__init__`` on load."""
-        return {}
+        """Hyper-parameters, stored in the manifest and passed back to ``__init__`` on load: each of
+        :meth:`parameters` with its current value (:meth:`_parameter`), as scikit-learn's ``get_params``."""
+        return {name: self._parameter(name) for name in self.parameters()}
+
+    def _parameter(self, name: str) -> Any:
+        """The current value of constructor parameter ``name``: the attribute of that name (scikit-learn's
+        rule: ``__init__`` stores each parameter as given). A model that keeps them elsewhere overrides."""
+        return getattr(self, name)
 
     def predict(self, history: Sequence[str], k: int) -> Prediction:
         k = check_k(k)

@@ -17,4 +17,5 @@ class MarkovPredictor(NgramPredictor):
     """First-order Markov chain, smoothed towards (and backing off to) popularity."""
 
     kind: ClassVar[str] = "markov"
+    complexity: ClassVar[int] = 2
     fixed_order: ClassVar[int | None] = 1

@@ -26,6 +26,7 @@ class CountMarkovPredictor(NgramPredictor):
     """First-order transition counts, no smoothing; popularity only when the last page has no successor."""
 
     kind: ClassVar[str] = "markov-count"
+    complexity: ClassVar[int] = 1
     fixed_order: ClassVar[int | None] = 1
 
     def _distribution(self, context: tuple[int, ...]) -> FloatArray:

@@ -17,4 +17,5 @@ class PopularityPredictor(NgramPredictor):
     """Ignores the history; ranks pages by how often they were the next page in training."""
 
     kind: ClassVar[str] = "popularity"
+    complexity: ClassVar[int] = 0
     fixed_order: ClassVar[int | None] = 0

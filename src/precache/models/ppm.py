@@ -105,6 +105,8 @@ class NgramPredictor(PagePredictorBase):
     """PPM with blending of orders 0..``max_order`` (see module docstring)."""
 
     kind: ClassVar[str] = "ppm"
+    complexity: ClassVar[int] = 3
+    edge_worker: ClassVar[str | None] = "table"
     fixed_order: ClassVar[int | None] = None
     default_discount: ClassVar[float] = 0.0
 
@@ -138,16 +140,11 @@ class NgramPredictor(PagePredictorBase):
         self._p0: FloatArray = np.zeros(1)
         self._memo: dict[tuple[tuple[int, ...], int], Prediction] = {}
 
-    def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "escape": self.escape,
-            "discount": self.discount,
-            "max_vocabulary": self.max_vocabulary,
-            "min_count": self.min_count,
-        }
-        if self.fixed_order is None:
-            config["max_order"] = self.max_order
-        return config
+    @classmethod
+    def parameters(cls) -> tuple[str, ...]:
+        """A model of fixed order (Markov, popularity) has no ``max_order`` to store."""
+        names = super().parameters()
+        return names if cls.fixed_order is None else tuple(n for n in names if n != "max_order")
 
     @property
     def vocabulary_size(self) -> int:

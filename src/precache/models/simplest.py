@@ -19,8 +19,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# Simplest first: the edge cost (table size, runtime) and the capacity to fit validation noise both grow.
-COMPLEXITY = {"popularity": 0, "markov-count": 1, "markov": 2, "ppm": 3, "attention": 4}
+
+def complexity(kind: str) -> int:
+    """The kind's class's ``complexity`` (simplest first; an unknown kind counts as PPM's)."""
+    from precache.models.kinds import predictor_class
+    from precache.models.ppm import NgramPredictor
+
+    try:
+        return predictor_class(kind).complexity
+    except ValueError:
+        return NgramPredictor.complexity
 
 
 def one_standard_error(hr5: float, transitions: float | None) -> float:
@@ -38,7 +46,7 @@ class Scored:
 
 
 def simplest_within_one_se(options: Sequence[Scored]) -> tuple[int, float]:
-    """The index in ``options`` of the simplest option (:data:`COMPLEXITY`; an unknown kind counts as ppm)
+    """The index in ``options`` of the simplest option (:func:`complexity`; an unknown kind counts as ppm)
     whose HR@5 is within one standard error of the best one's, and that standard error. Unscored options are
     considered only when none is scored (standard error 0). Ties: the higher HR@5, then the earlier option."""
     if not options:
@@ -49,5 +57,5 @@ def simplest_within_one_se(options: Sequence[Scored]) -> tuple[int, float]:
         leader, best = max(scored, key=lambda s: s[1])
         se = one_standard_error(best, options[leader].transitions)
         eligible = [(i, hr5) for i, hr5 in scored if hr5 >= best - se - 1e-12]
-    pick, _ = min(eligible, key=lambda e: (COMPLEXITY.get(options[e[0]].kind, COMPLEXITY["ppm"]), -e[1], e[0]))
+    pick, _ = min(eligible, key=lambda e: (complexity(options[e[0]].kind), -e[1], e[0]))
     return pick, se

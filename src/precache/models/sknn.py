@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -81,16 +81,6 @@ class SessionKNNPredictor(PagePredictorBase):
         self._index: list[IntArray] = []
         self.repeat_rate = 0.0
         self._memo: dict[tuple[tuple[int, ...], int], Prediction] = {}
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "neighbors": self.neighbors,
-            "sample_size": self.sample_size,
-            "similarity": self.similarity,
-            "sessions_per_page": self.sessions_per_page,
-            "popularity_weight": self.popularity_weight,
-            "max_vocabulary": self.max_vocabulary,
-        }
 
     @property
     def vocabulary_size(self) -> int:

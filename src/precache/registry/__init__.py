@@ -4,11 +4,12 @@
 prunes and verifies; :class:`ActiveModel` is the holder a service reloads from.
 """
 
+from precache.defaults import MODEL_NAMES
 from precache.registry.active import ActiveModel
 from precache.registry.files import ModelFileError, load_model_dir, verify_model_dir
 from precache.registry.notify import CHANNEL, RedisNotifier
 from precache.registry.settings import RegistrySettings, open_registry
-from precache.registry.store import MODEL_NAMES, ActiveChangedError, ModelRegistry, RegistryError, VersionInfo
+from precache.registry.store import ActiveChangedError, ModelRegistry, RegistryError, VersionInfo
 
 __all__ = [
     "CHANNEL",

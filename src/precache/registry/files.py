@@ -19,7 +19,7 @@ OPTIMIZER_KIND = "precache-cache-optimizer"
 
 
 def _verify_optimizer(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    from precache.models.optimizer.train import FORMAT_VERSION
+    from precache.models.optimizer.model import FORMAT_VERSION
 
     version = manifest.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
@@ -58,7 +58,7 @@ def load_model_dir(directory: str | Path) -> Any:
             return OptimizerModel.load(directory)
         except (ModelIntegrityError, OSError, KeyError) as exc:
             raise ModelFileError(f"{directory}: {exc}") from exc
-    from precache.models.registry import load_predictor
+    from precache.models.kinds import load_predictor
 
     return load_predictor(directory)
 

@@ -30,13 +30,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from precache.defaults import MODEL_NAMES
 from precache.models.files import ModelFileError
 from precache.registry.atomic import file_lock, fsync_dir, read_json_file, write_json_atomic
 from precache.registry.files import verify_model_dir
 
 log = logging.getLogger(__name__)
 
-MODEL_NAMES = ("page-predictor", "cache-optimizer")
 RECORD = "registry.json"
 ACTIVE = "active.json"
 REVISION = "revision.json"

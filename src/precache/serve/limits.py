@@ -13,7 +13,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from precache.cache.clock import SystemClock
-from precache.warming.limits import TokenBucket
+from precache.resilience import TokenBucket
 
 
 class BodySizeLimit:

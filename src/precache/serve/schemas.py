@@ -8,9 +8,13 @@ sends is bounded, so no request can make the service hold unbounded data.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from precache.defaults import MODEL_NAMES, PAGE_PREDICTOR
+from precache.models.kinds import kind_names
+from precache.traces.detect import FORMATS
 
 MAX_SESSION_ID = 128
 MAX_PAGE = 2048
@@ -164,7 +168,19 @@ class Readiness(BaseModel):
     error: str | None = Field(None, description="not_ready when the answer is 503")
 
 
-ModelName = Literal["page-predictor", "cache-optimizer"]
+# Names, kinds and formats come from their one registry (a test checks the schema against each):
+# ``Literal[tuple]`` is ``Literal[*tuple]``, so validation and the OpenAPI enum are what a hand-written
+# Literal gave, without a copy that can drift (``markov-count`` was once refused here and accepted by the CLI).
+if TYPE_CHECKING:
+    ModelName = str
+    ModelType = str
+    PredictorKind = str
+    TraceFormat = str
+else:
+    ModelName = Literal[MODEL_NAMES]
+    ModelType = Literal[(*MODEL_NAMES, "all")]
+    PredictorKind = Literal[kind_names()]
+    TraceFormat = Literal[("auto", *FORMATS)]
 
 
 class TrainConfigIn(_Strict):
@@ -174,7 +190,7 @@ class TrainConfigIn(_Strict):
     batchSize: int | None = Field(None, ge=1, le=65536)
     targetAccuracy: float | None = Field(None, ge=0.0, le=1.0,
                                          description="gate: HR@5 (page predictor) / decision accuracy (optimizer)")
-    predictor: Literal["auto", "ppm", "markov", "popularity", "sknn", "attention"] | None = None
+    predictor: PredictorKind | None = None
     tolerance: float | None = Field(None, ge=0.0, le=1.0, description="how much worse than the active model")
     timeoutSeconds: float | None = Field(None, gt=0, le=86400)
 
@@ -182,11 +198,11 @@ class TrainConfigIn(_Strict):
 class TraceIn(_Strict):
     path: Annotated[str, Field(min_length=1, max_length=512)] = Field(
         description="a file under PRECACHE_TRAINING_DATA_DIR (relative path)")
-    format: Literal["auto", "clf", "tsv", "csv", "seq", "spmf", "itemviews"] = "auto"
+    format: TraceFormat = "auto"
 
 
 class TrainRequestIn(_Strict):
-    modelType: Literal["page-predictor", "cache-optimizer", "all"] = "page-predictor"
+    modelType: ModelType = PAGE_PREDICTOR
     config: TrainConfigIn = Field(default_factory=TrainConfigIn)
     schedule: Literal["once", "daily", "weekly", "monthly"] = Field(
         "once", description="once: run now (a job); daily/weekly/monthly: declare a schedule that the scheduler "

@@ -71,12 +71,28 @@ def build_site(
     mean_out_links: float = 8.0,
     link_skew: float = 1.3,
 ) -> Site:
-    """Build the page set, link graph, assets, sizes and update rates, deterministically from ``seed``."""
+    """Build the page set, link graph, assets, sizes and update rates, deterministically from ``seed``
+    (each step below draws from the one generator, in this order)."""
     if n_pages < 2:
         raise ValueError("a synthetic site needs at least 2 pages")
     rng = random.Random(f"site-{seed}")
     n_sections = max(1, min(40, n_pages // 40))
-    n_themes = max(1, n_sections // 3)
+    pages, section_of = _pages(rng, n_pages, n_sections)
+    popularity = _popularity(rng, len(pages), n_sections, zipf_s)
+    links, link_weights = _links(rng, pages, section_of, popularity, mean_out_links, link_skew)
+    site_assets = ["/static/site.css", "/static/site.js", "/static/logo.png"]
+    assets, sizes = _assets(rng, pages, section_of, site_assets, max(1, n_sections // 3))
+    update_rates: dict[str, float] = {}
+    for page_index, page in enumerate(pages):
+        hours = 1.0 if page_index <= n_sections else rng.lognormvariate(math.log(72.0), 1.5)
+        update_rates[page] = 1.0 / (hours * 3600.0)
+    for asset in site_assets:
+        update_rates[asset] = 1.0 / (7 * DAY)
+    return Site(pages, popularity, links, link_weights, assets, sizes, update_rates)
+
+
+def _pages(rng: random.Random, n_pages: int, n_sections: int) -> tuple[list[str], list[int]]:
+    """The home page, one index per section, then pages in random sections; each page's section (-1: home)."""
     pages = ["/"] + [f"/s{j}/" for j in range(n_sections)]
     section_of = [-1, *list(range(n_sections))]
     index = 0
@@ -85,18 +101,25 @@ def build_site(
         pages.append(f"/s{section}/p{index}.html")
         section_of.append(section)
         index += 1
-    pages = pages[:n_pages]
-    section_of = section_of[:n_pages]
-    # Popularity: home and section indexes near the top, the rest in a random Zipf order.
-    ranks = list(range(len(pages)))
+    return pages[:n_pages], section_of[:n_pages]
+
+
+def _popularity(rng: random.Random, n: int, n_sections: int, zipf_s: float) -> list[float]:
+    """Home and section indexes near the top, the rest in a random Zipf order."""
+    ranks = list(range(n))
     tail = ranks[1 + n_sections :]
     rng.shuffle(tail)
-    order = [0, *rng.sample(range(1, 1 + n_sections), n_sections), *tail][: len(pages)]
-    weights = [0.0] * len(pages)
+    order = [0, *rng.sample(range(1, 1 + n_sections), n_sections), *tail][:n]
+    weights = [0.0] * n
     for rank, page_index in enumerate(order):
         weights[page_index] = 1.0 / (rank + 1) ** zipf_s
     total = sum(weights)
-    popularity = [w / total for w in weights]
+    return [w / total for w in weights]
+
+
+def _links(rng: random.Random, pages: list[str], section_of: list[int], popularity: list[float],
+           mean_out_links: float, link_skew: float) -> tuple[dict[str, list[str]], dict[str, list[float]]]:
+    """Each page's out-links (mostly within its section, plus its section index and home) and click weights."""
     cumulative = list(accumulate(popularity))
     members: dict[int, list[int]] = {}
     for page_index, section in enumerate(section_of):
@@ -132,8 +155,13 @@ def build_site(
         norm = sum(raw)
         links[page] = [pages[t] for t in targets]
         link_weights[page] = [w / norm for w in raw]
+    return links, link_weights
+
+
+def _assets(rng: random.Random, pages: list[str], section_of: list[int], site_assets: list[str],
+            n_themes: int) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Each page's assets (site-wide, its section's theme and script, its own images) and every size."""
     sizes: dict[str, int] = {}
-    site_assets = ["/static/site.css", "/static/site.js", "/static/logo.png"]
     for asset in site_assets:
         sizes[asset] = _size(rng, 20_000, 0.5)
     assets: dict[str, list[str]] = {}
@@ -152,13 +180,7 @@ def build_site(
             sizes[image] = _size(rng, 35_000, 1.1)
         assets[page] = own
         sizes[page] = _size(rng, 12_000, 0.8)
-    update_rates: dict[str, float] = {}
-    for page_index, page in enumerate(pages):
-        hours = 1.0 if page_index <= n_sections else rng.lognormvariate(math.log(72.0), 1.5)
-        update_rates[page] = 1.0 / (hours * 3600.0)
-    for asset in site_assets:
-        update_rates[asset] = 1.0 / (7 * DAY)
-    return Site(pages, popularity, links, link_weights, assets, sizes, update_rates)
+    return assets, sizes
 
 
 class SyntheticWorkload:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from precache.defaults import SESSION_GAP_SECONDS
+from precache.defaults import CACHE_OPTIMIZER, SESSION_GAP_SECONDS
 from precache.traces.model import Request, Session
 from precache.training.request import TraceSource, TrainRequest
 
@@ -120,7 +120,7 @@ def _collect_trace(source: TraceSource, want_requests: bool, out: Collected) -> 
 
 def collect(request: TrainRequest) -> Collected:
     """Read every source of ``request``; sessions always, requests when the cache optimizer trains."""
-    want_requests = "cache-optimizer" in request.names
+    want_requests = CACHE_OPTIMIZER in request.names
     out = Collected()
     for source in request.traces:
         _collect_trace(source, want_requests, out)

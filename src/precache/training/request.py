@@ -8,12 +8,11 @@ need: which predictor the page-predictor slot trains, the gate's tolerance, the 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from precache.defaults import SESSION_GAP_SECONDS
+from precache.defaults import MODEL_NAMES, PAGE_PREDICTOR, SESSION_GAP_SECONDS
 
-ModelType = Literal["page-predictor", "cache-optimizer", "all"]
-MODEL_TYPES: tuple[str, ...] = ("page-predictor", "cache-optimizer", "all")
+MODEL_TYPES: tuple[str, ...] = (*MODEL_NAMES, "all")
 
 # seed/API name -> our field name
 _CONFIG_NAMES = {
@@ -92,7 +91,7 @@ class TraceSource:
 class TrainRequest:
     """One run: which models, from which data (trace files and/or collected event files), with what config."""
 
-    model_type: ModelType = "page-predictor"
+    model_type: str = PAGE_PREDICTOR  # one of MODEL_TYPES (checked below)
     traces: list[TraceSource] = field(default_factory=list)
     events_dir: str | None = None
     config: TrainingConfig = field(default_factory=TrainingConfig)
@@ -105,7 +104,7 @@ class TrainRequest:
 
     @property
     def names(self) -> list[str]:
-        return ["page-predictor", "cache-optimizer"] if self.model_type == "all" else [self.model_type]
+        return list(MODEL_NAMES) if self.model_type == "all" else [self.model_type]
 
     def to_json(self) -> dict[str, Any]:
         return {"modelType": self.model_type, "traces": [asdict(t) for t in self.traces],
@@ -116,5 +115,5 @@ class TrainRequest:
         if not isinstance(data, dict):
             raise ValueError("a training request must be a JSON object")
         traces = [TraceSource(**t) for t in data.get("traces") or []]
-        return cls(model_type=data.get("modelType", "page-predictor"), traces=traces,
+        return cls(model_type=data.get("modelType", PAGE_PREDICTOR), traces=traces,
                    events_dir=data.get("eventsDir"), config=TrainingConfig.from_api(data.get("config")))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from precache.defaults import CACHE_OPTIMIZER, PAGE_PREDICTOR
 from precache.training.collect import Collected
 from precache.training.request import TrainingConfig
 
@@ -51,7 +52,7 @@ def score_active(name: str, active_dir: Path | None, progress: Progress, score: 
 def train_page_predictor(data: Collected, cfg: TrainingConfig, out: Path, active_dir: Path | None,
                          progress: Progress) -> dict[str, Any]:
     from precache.evaluation import evaluate, time_split
-    from precache.models.registry import build_predictor
+    from precache.models.kinds import build_predictor
 
     split = time_split(data.sessions, test_fraction=cfg.test_fraction)
     test_transitions = sum(max(0, len(s.pages) - 1) for s in split.test)
@@ -69,7 +70,7 @@ def train_page_predictor(data: Collected, cfg: TrainingConfig, out: Path, active
     model.metrics.update(metrics)
     model.save(out)
     active, note, active_seconds = score_active(
-        "page-predictor", active_dir, progress,
+        PAGE_PREDICTOR, active_dir, progress,
         lambda m: evaluate(m, split.test, m.vocabulary_size, max_transitions=cfg.max_test_transitions).hr5)
     return {
         "metric": "HR@5", "candidate": scores.hr5, "active": active, "note": note, "metrics": metrics,
@@ -116,7 +117,7 @@ def train_cache_optimizer(data: Collected, cfg: TrainingConfig, out: Path, activ
         same = d_test if model.horizon == horizon else build_dataset(trace, start, n, horizon=model.horizon)
         return float(decision_metrics(model, same).get("should_cache", {}).get("accuracy", math.nan))
 
-    active, note, active_seconds = score_active("cache-optimizer", active_dir, progress, accuracy)
+    active, note, active_seconds = score_active(CACHE_OPTIMIZER, active_dir, progress, accuracy)
     return {
         "metric": "decision accuracy", "candidate": candidate, "active": active, "note": note,
         "metrics": {"test": quality},
@@ -128,6 +129,6 @@ def train_cache_optimizer(data: Collected, cfg: TrainingConfig, out: Path, activ
 
 
 TRAINERS: dict[str, Callable[[Collected, TrainingConfig, Path, Path | None, Progress], dict[str, Any]]] = {
-    "page-predictor": train_page_predictor,
-    "cache-optimizer": train_cache_optimizer,
+    PAGE_PREDICTOR: train_page_predictor,
+    CACHE_OPTIMIZER: train_cache_optimizer,
 }

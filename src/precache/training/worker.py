@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from precache.defaults import CACHE_OPTIMIZER
 from precache.registry.atomic import write_json_atomic
 from precache.training.collect import collect
 from precache.training.request import TrainRequest
@@ -44,7 +45,7 @@ def run_job(job: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"data_span": data.span(), "notes": data.notes, "models": {},
                                "collect_seconds": collect_seconds}
     for name in request.names:
-        if name == "cache-optimizer" and not data.requests:
+        if name == CACHE_OPTIMIZER and not data.requests:
             results["models"][name] = {"skipped": "; ".join(data.notes) or "no requests to learn from"}
             continue
         active = active_dirs.get(name)

@@ -1,7 +1,7 @@
 """Predictive warming: preload what sessions will ask for next, within budgets (see ``warmer``)."""
 
+from precache.resilience import Backoff, TokenBucket
 from precache.warming.assets import AssetModel
-from precache.warming.limits import Backoff, TokenBucket
 from precache.warming.online import OnlineAssets, OnlineConfig
 from precache.warming.resolver import (
     HttpOriginResolver,

@@ -1,67 +1,10 @@
-"""Rate limit and back-off for the warmer, both on an injected clock.
-
-Why an injected clock: the same code runs in production (wall time) and in the replay (virtual time);
-a limiter that read ``time.monotonic`` would let the replay preload at an unbounded rate.
-"""
+"""The warmer's adaptive threshold. Its rate limit and back-off are :mod:`precache.resilience`'s
+:class:`~precache.resilience.TokenBucket` and :class:`~precache.resilience.Backoff` (shared with the service's
+rate limiter and the cache)."""
 
 from __future__ import annotations
 
-from precache.types import Clock
-
-__all__ = ["Backoff", "Clock", "EfficiencyTarget", "TokenBucket"]
-
-
-class TokenBucket:
-    """Allow ``rate`` operations per second on average, bursts up to ``burst``. Never waits: the
-    warmer drops a preload it cannot afford now (a late prediction is worth little)."""
-
-    def __init__(self, clock: Clock, rate: float, burst: float | None = None) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be > 0")
-        self.clock = clock
-        self.rate = rate
-        self.burst = burst if burst is not None else max(1.0, rate)
-        self._tokens = self.burst
-        self._last = clock.now()
-
-    def try_take(self, n: float = 1.0) -> bool:
-        now = self.clock.now()
-        if now > self._last:
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-        if self._tokens >= n:
-            self._tokens -= n
-            return True
-        return False
-
-
-class Backoff:
-    """Exponential pause after origin errors or slow answers; a healthy answer halves it again.
-
-    The warmer is the least important origin client there is: when the origin struggles, preloading
-    stops first so user requests keep the capacity.
-    """
-
-    def __init__(self, clock: Clock, initial: float = 1.0, maximum: float = 60.0) -> None:
-        self.clock = clock
-        self.initial = initial
-        self.maximum = maximum
-        self.delay = 0.0
-        self.paused_until = float("-inf")
-        self.trips = 0
-
-    @property
-    def paused(self) -> bool:
-        return self.clock.now() < self.paused_until
-
-    def failure(self) -> None:
-        self.delay = min(self.maximum, self.delay * 2 if self.delay else self.initial)
-        self.paused_until = self.clock.now() + self.delay
-        self.trips += 1
-
-    def success(self) -> None:
-        if self.delay:
-            self.delay = self.delay / 2 if self.delay / 2 >= self.initial else 0.0
+__all__ = ["EfficiencyTarget"]
 
 
 class EfficiencyTarget:

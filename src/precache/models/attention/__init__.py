@@ -8,7 +8,7 @@ kind "attention" is registered with the shared predictor registry on import.
 from __future__ import annotations
 
 from precache.models.attention.predictor import AttentionPredictor
-from precache.models.registry import register_predictor
+from precache.models.kinds import register_predictor
 
 __all__ = ["AttentionPredictor"]
 

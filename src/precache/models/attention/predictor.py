@@ -47,6 +47,8 @@ class AttentionPredictor(PagePredictorBase):
     """SASRec-style causal transformer with a Markov term; see :mod:`precache.models.attention.network`."""
 
     kind = "attention"
+    complexity = 4
+    edge_worker = "ort"
 
     def __init__(
         self,
@@ -76,15 +78,9 @@ class AttentionPredictor(PagePredictorBase):
         size_budget: int | None = 1_000_000,
         recount_with_validation: bool = True,
     ) -> None:
+        arguments = locals()  # the parameters are written once, in the signature
         super().__init__(name)
-        self.options: dict[str, Any] = dict(
-            vocab_size=vocab_size, min_count=min_count, max_len=max_len, d_model=d_model, heads=heads,
-            layers=layers, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, patience=patience, seed=seed, threads=threads, max_seconds=max_seconds,
-            max_train_windows=max_train_windows, int8=int8, calibrate=calibrate,
-            inference_threads=inference_threads, segments=segments, entry=entry, markov=markov,
-            size_budget=size_budget, recount_with_validation=recount_with_validation,
-        )
+        self.options: dict[str, Any] = {p: arguments[p] for p in self.parameters()}
         self.runtime: AttentionRuntime | None = None
         self.vocabulary: Vocabulary | None = None
         self.tables: Tables | None = None
@@ -95,8 +91,8 @@ class AttentionPredictor(PagePredictorBase):
         self.net: Any = None  # the torch PageModel after fit (parity checks); never saved, never loaded
         self.index: Any = None  # the training PageIndex after fit (recount); never saved
 
-    def config(self) -> dict[str, Any]:
-        return dict(self.options)
+    def _parameter(self, name: str) -> Any:
+        return self.options[name]
 
     @property
     def vocabulary_size(self) -> int:

@@ -252,20 +252,9 @@ def train_network(
     stopped_by_time = False
     history: list[dict[str, float]] = []
     for epoch in range(1, config.epochs + 1):
-        model.train()
-        total, count = 0.0, 0
-        for batch in _batches(train_rows, batch_size, rng):
-            logits, targets = step_logits(model, term, batch, leave_one_out=True)
-            loss = loss_fn(logits, torch.from_numpy(targets))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            total += loss.item() * len(batch.ids)
-            count += len(batch.ids)
-            if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
-                stopped_by_time = True
-                break
+        deadline = None if config.max_seconds is None else started + config.max_seconds
+        total, count, stopped_by_time = _train_epoch(model, term, train_rows, batch_size, rng, optimizer, loss_fn,
+                                                     deadline)
         epochs_run = epoch
         metrics = ranking_metrics(validation_chunks(model, term, val_rows, batch_size))
         metrics.update(epoch=float(epoch), train_loss=total / max(count, 1), seconds=time.perf_counter() - started,
@@ -288,6 +277,27 @@ def train_network(
         best_epoch=best_epoch, seconds=time.perf_counter() - started, stopped_by_time=stopped_by_time,
         train_windows=len(train_rows), history=history,
     )
+
+
+def _train_epoch(model: PageModel, term: MarkovTerm | None, rows: list[Window], batch_size: int,
+                 rng: random.Random, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+                 deadline: float | None) -> tuple[float, int, bool]:
+    """One pass over ``rows`` in shuffled batches; returns the summed loss, the windows seen and whether
+    the ``deadline`` (``time.perf_counter`` seconds) cut the pass short."""
+    model.train()
+    total, count = 0.0, 0
+    for batch in _batches(rows, batch_size, rng):
+        logits, targets = step_logits(model, term, batch, leave_one_out=True)
+        loss = loss_fn(logits, torch.from_numpy(targets))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        total += loss.item() * len(batch.ids)
+        count += len(batch.ids)
+        if deadline is not None and time.perf_counter() > deadline:
+            return total, count, True
+    return total, count, False
 
 
 def _cap_rows(rows: list[Window], max_transitions: int) -> list[Window]:

@@ -21,7 +21,7 @@ import math
 import random
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +161,44 @@ class Dataset:
         return np.concatenate([self.priority_access, self.priority_delayed])
 
 
+def _replay_history(trace: CacheTrace, end: int, tr: FeatureTracker) -> dict[str, int]:
+    """Feed requests ``0..end-1`` to the tracker (history only, no rows); returns each key's last version."""
+    times = trace.times
+    last_version: dict[str, int] = {}
+    for i in range(end):
+        k = trace.keys[i]
+        v = int(trace.versions[i])
+        if k in last_version and last_version[k] != v:
+            tr.observe_update(k, float(times[i]))
+        last_version[k] = v
+        tr.observe(k, float(times[i]), int(trace.sizes[i]), trace.clients[i])
+    return last_version
+
+
+def _time_to_change(changes: Mapping[str, Sequence[float]], pointers: dict[str, int], key: str, t: float,
+                    t_end: float) -> float:
+    """Seconds from ``t`` to the key's next content change within the slice (inf: none known by ``t_end``).
+    ``pointers`` keeps each key's position in its change list (times only move forward)."""
+    ct = changes.get(key)
+    if not ct:
+        return math.inf
+    p = pointers.get(key, 0)
+    while p < len(ct) and ct[p] <= t:
+        p += 1
+    pointers[key] = p
+    return ct[p] - t if p < len(ct) and ct[p] <= t_end else math.inf
+
+
+def _rows_view(rows: array[float]) -> npt.NDArray[np.float32]:
+    # a view on the array's buffer (which it keeps alive), not a copy: at 1M requests the rows are
+    # the replay's largest allocation, and a copy doubled it
+    return np.frombuffer(rows, dtype=np.float32).reshape(-1, N_FEATURES)
+
+
+def _labels_view(values: array[int] | array[float], dtype: type[np.generic]) -> npt.NDArray[Any]:
+    return np.frombuffer(values, dtype=dtype)
+
+
 def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3600.0,
                   cap: float | None = None, sample_rate: float = 1.0, delayed_rate: float = 1.0,
                   seed: int = 0, tracker: FeatureTracker | None = None) -> Dataset:
@@ -178,14 +216,7 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
     nxt = next_access_index(keys)
     t_end = float(times[end - 1]) if end > 0 else 0.0
     tr = tracker if tracker is not None else FeatureTracker()
-    last_version: dict[str, int] = {}
-    for i in range(start):
-        k = trace.keys[i]
-        v = int(trace.versions[i])
-        if k in last_version and last_version[k] != v:
-            tr.observe_update(k, float(times[i]))
-        last_version[k] = v
-        tr.observe(k, float(times[i]), int(trace.sizes[i]), trace.clients[i])
+    last_version = _replay_history(trace, start, tr)
     # pointers into each key's change list for the ttl label
     changes = trace.change_times
     change_ptr: dict[str, int] = {}
@@ -225,15 +256,7 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
             xa.extend(tr.row_list(st, t))
             ya.append(int(gap <= horizon))
             pa.append(math.log1p(gap) if gap < cap else log_cap)
-            ct = changes.get(k)
-            if ct:
-                p = change_ptr.get(k, 0)
-                while p < len(ct) and ct[p] <= t:
-                    p += 1
-                change_ptr[k] = p
-                dt = ct[p] - t if p < len(ct) and ct[p] <= t_end else math.inf
-            else:
-                dt = math.inf
+            dt = _time_to_change(changes, change_ptr, k, t, t_end)
             tt.append(math.log1p(dt) if dt < cap else log_cap)
         if rng.random() < delayed_rate:
             u = math.exp(rng.uniform(0.0, math.log(2.0 * horizon)))
@@ -242,15 +265,7 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
                 xd.extend(tr.row_list(st, ts))
                 rest = gap - u
                 pd.append(math.log1p(rest) if rest < cap else log_cap)
-
-    def arr(rows: array[float]) -> npt.NDArray[np.float32]:
-        # a view on the array's buffer (which it keeps alive), not a copy: at 1M requests the rows are
-        # the replay's largest allocation, and a copy doubled it
-        return np.frombuffer(rows, dtype=np.float32).reshape(-1, N_FEATURES)
-
-    def labels(values: array[int] | array[float], dtype: type[np.generic]) -> npt.NDArray[Any]:
-        return np.frombuffer(values, dtype=dtype)
-
+    arr, labels = _rows_view, _labels_view
     return Dataset(
         X_access=arr(xa), should_cache=labels(ya, np.int8), priority_access=labels(pa, np.float32),
         ttl=labels(tt, np.float32), X_delayed=arr(xd), priority_delayed=labels(pd, np.float32),

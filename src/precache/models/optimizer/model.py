@@ -20,6 +20,8 @@ from precache.models.optimizer.features import FEATURE_NAMES, N_FEATURES
 if TYPE_CHECKING:
     from precache.models.optimizer.labels import Dataset
 
+FORMAT_VERSION = 1  # of the optimizer's directory (manifest.json + ONNX); a reader accepts 1..FORMAT_VERSION
+
 OUTPUTS = ("should_cache", "priority", "ttl", "invalidation")
 
 
@@ -82,8 +84,6 @@ class OptimizerModel:
         if not isinstance(manifest, dict) or manifest.get("kind") != "precache-cache-optimizer":
             kind = manifest.get("kind") if isinstance(manifest, dict) else None
             raise ModelIntegrityError(f"{d} does not hold a cache optimizer (kind={kind!r})")
-        from precache.models.optimizer.train import FORMAT_VERSION
-
         version = manifest.get("format_version")
         if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
             raise ModelIntegrityError(f"{d}: cache optimizer format version {version!r} is not 1..{FORMAT_VERSION}")

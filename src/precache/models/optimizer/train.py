@@ -23,11 +23,11 @@ import numpy.typing as npt
 
 from precache.models.optimizer.features import FEATURE_NAMES, N_FEATURES
 from precache.models.optimizer.labels import Dataset
+from precache.models.optimizer.model import FORMAT_VERSION, OptimizerModel, decision_metrics
 
 OUTPUTS = ("should_cache", "priority", "ttl", "invalidation")
 MANIFEST = "manifest.json"
 COMBINED = "optimizer.onnx"
-FORMAT_VERSION = 1
 
 
 @dataclass(slots=True)
@@ -190,8 +190,6 @@ def train(train_set: Dataset, out_dir: str | Path, config: TrainConfig | None = 
     (out / COMBINED).write_bytes(combined.SerializeToString())
     metrics: dict[str, Any] = {"train_rows": rows}
     if validation is not None:
-        from precache.models.optimizer.model import OptimizerModel, decision_metrics
-
         metrics["validation"] = decision_metrics(OptimizerModel.from_files(out, files, COMBINED), validation)
     manifest = {
         "kind": "precache-cache-optimizer",

@@ -1,8 +1,10 @@
-"""Name -> predictor class: the one way to pick a predictor class, for ``build_predictor`` and
+"""The model kinds: name -> predictor class, the one way to pick a predictor class, for ``build_predictor`` and
 ``load_predictor`` (and so for the CLI, evaluation, auto's components, the inference engine and the
 model registry).
 
-Why a registry of *lazy* entries: loading a baseline must never import torch, and the attention / auto
+Not :mod:`precache.registry` (the versioned model store): this module names the kinds of model.
+
+Why a table of *lazy* entries: loading a baseline must never import torch, and the attention / auto
 models live in modules that may import it (or onnxruntime). Built-in kinds are registered as
 ``"module:Class"`` strings and imported only when asked for. Other modules add their kinds with
 :func:`register_predictor` (a class or a lazy ``"module:Class"`` string); the modules listed in
@@ -20,7 +22,7 @@ from typing import Any
 from precache.models.base import ModelFileError, PagePredictorBase
 from precache.models.files import open_model_dir
 
-_REGISTRY: dict[str, type[PagePredictorBase] | str] = {
+_KINDS: dict[str, type[PagePredictorBase] | str] = {
     "popularity": "precache.models.popularity:PopularityPredictor",
     "markov": "precache.models.markov:MarkovPredictor",
     "markov-count": "precache.models.markov_count:CountMarkovPredictor",
@@ -41,7 +43,7 @@ def register_predictor(kind: str, cls: type[PagePredictorBase] | str) -> None:
         raise ValueError(f"predictor kind must be a simple name, got {kind!r}")
     if isinstance(cls, str) and ":" not in cls:
         raise ValueError(f"lazy predictor reference must look like 'module:Class', got {cls!r}")
-    _REGISTRY[kind] = cls
+    _KINDS[kind] = cls
 
 
 def _load_plugins() -> None:
@@ -59,19 +61,25 @@ def _load_plugins() -> None:
             _plugin_errors[module] = f"{type(exc).__name__}: {exc}"
 
 
+def kind_names() -> tuple[str, ...]:
+    """The kinds known without importing any model module (the built-in ones and those registered so far):
+    what a request schema lists and validates against (``available_predictors`` imports the plugins)."""
+    return tuple(_KINDS)
+
+
 def available_predictors() -> list[str]:
     """Every registered kind (imports the plugin modules, which may import torch)."""
     _load_plugins()
-    return sorted(_REGISTRY)
+    return sorted(_KINDS)
 
 
 def predictor_class(kind: str) -> type[PagePredictorBase]:
-    if kind not in _REGISTRY:
+    if kind not in _KINDS:
         _load_plugins()
-    entry = _REGISTRY.get(kind)
+    entry = _KINDS.get(kind)
     if entry is None:
         broken = "".join(f"; {m} failed to import ({e})" for m, e in _plugin_errors.items())
-        raise ValueError(f"unknown predictor {kind!r}; known: {', '.join(sorted(_REGISTRY))}{broken}")
+        raise ValueError(f"unknown predictor {kind!r}; known: {', '.join(sorted(_KINDS))}{broken}")
     if isinstance(entry, str):
         module_name, _, attr = entry.partition(":")
         try:
@@ -81,7 +89,7 @@ def predictor_class(kind: str) -> type[PagePredictorBase]:
         entry = getattr(module, attr)
         if not (isinstance(entry, type) and issubclass(entry, PagePredictorBase)):
             raise TypeError(f"{module_name}:{attr} is not a PagePredictorBase subclass")
-        _REGISTRY[kind] = entry
+        _KINDS[kind] = entry
     return entry
 
 
