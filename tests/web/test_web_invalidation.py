@@ -13,7 +13,7 @@ from examples.site.harness import serving
 from web_harness import SiteUnderTest, asgi_app, serve_wsgi, wsgi_app
 
 from precache.cache import MemoryTier, PredictiveCache
-from precache.web import PrecacheMiddleware, PrecacheWSGIMiddleware, WebConfig
+from precache.web import PrecacheMiddleware, PrecacheWSGIMiddleware
 
 
 @pytest.fixture(params=["asgi", "wsgi"])
@@ -49,7 +49,7 @@ def test_a_non_error_answer_to_an_unsafe_method_invalidates_the_target(
 
 def test_location_and_content_location_on_the_same_origin_are_invalidated(
         served: tuple[str, SiteUnderTest, Any]) -> None:
-    base, site, mw = served
+    base, _site, mw = served
     with httpx.Client(base_url=base, timeout=20) as c:
         for path in ("/item/1", "/item/2", "/item/3", "/item/locked"):
             c.get(path)

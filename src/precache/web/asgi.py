@@ -379,35 +379,46 @@ class PrecacheMiddleware:
 
     # -- the speculation rules route --------------------------------------------------------------
     async def _rules(self, scope: Scope, send: Send) -> None:
+        """The per-session speculation rules (``no-store``). It is also where a visitor whose page came from
+        a shared cache, without a cookie, gets a session: this response may carry the cookie."""
         headers = header_map(scope.get("headers", []))
         exchange = self._exchange(dict(scope, method="GET", path="/"), headers)
         params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         page_param = params.get("page", [""])[0]
         urls: list[str] = []
-        if not exchange.new_session and exchange.session_id and page_param.startswith("/"):
+        issue = exchange.new_session and not self.config.session_header
+        if exchange.session_id and page_param.startswith("/") and (issue or not exchange.new_session):
             page = normalize_path(page_param, self.config.keep_query)
             session_id = exchange.session_id
             nonce = params.get("n", [""])[0][:32]
             repeat = nonce in self._nonces
             self._nonces.add(nonce)
-            if params.get("view") == ["1"] or repeat:  # shown from the prefetch or HTTP cache: a page view
-                self._record_view(session_id, page)
-                self.stats["beacon_views"] += 1
-                if self.cache.events.handlers:
-                    key = self._key(scope["scheme"], headers, dict(scope, path=page, query_string=b""))
-                    self.cache.events.emit(AccessEvent(self.cache.clock.now(), key, session_id,
-                                                       {"currentPath": page, "served": "browser-prefetch"},
-                                                       "l1", 0.0, 0))
+            # shown from the prefetch, the HTTP cache or a shared cache (a new visitor): a page view
+            if params.get("view") == ["1"] or repeat or exchange.new_session:
+                self._beacon_view(scope, headers, session_id, page)
             history = await self._history(session_id)
             if not history or history[-1] != page:
                 history.append(page)
             urls = self.hints.choose(session_id, history)
         self.stats["rules"] += 1
         body = self.hints.rules_json(urls)
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", RULES_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]})
+        out = [(b"content-type", RULES_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
+               (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
+        if issue and exchange.session_id:
+            cfg = self.config
+            cookie = session_cookie(cfg.session_cookie, exchange.session_id, cfg.session_max_age, exchange.secure)
+            out.append((b"set-cookie", cookie.encode("latin-1")))
+        await send({"type": "http.response.start", "status": 200, "headers": out})
         await send({"type": "http.response.body", "body": body})
+
+    def _beacon_view(self, scope: Scope, headers: dict[str, str], session_id: str, page: str) -> None:
+        self._record_view(session_id, page)
+        self.stats["beacon_views"] += 1
+        if self.cache.events.handlers:
+            path, _, query = page.partition("?")
+            key = self.responses.key_for(scope["scheme"], headers.get("host", ""), path, query)
+            self.cache.events.emit(AccessEvent(self.cache.clock.now(), key, session_id,
+                                               {"currentPath": page, "served": "browser-prefetch"}, "l1", 0.0, 0))
 
     # -- warming: the application in process, anonymously -----------------------------------------
     async def render_for_cache(self, page: str) -> bytes:
