@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import pytest
 from examples.site.harness import serving
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -131,3 +133,10 @@ def test_keep_query_hints_name_the_query_as_a_query() -> None:
         assert link == "</search?q=storm>; rel=prefetch"
         url = link.split(">")[0][1:]
         assert c.get(url).status_code == 200 and c.get(url).text == "<p>storm</p>"
+
+
+@given(st.text(max_size=200))
+def test_the_rule_never_raises_and_never_allows_a_query_or_a_foreign_path(page: str) -> None:
+    reason = AllowRule().refusal(page)
+    if reason is None:
+        assert page.startswith("/") and not page.startswith("//") and "?" not in page and "\\" not in page

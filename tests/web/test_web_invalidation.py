@@ -125,3 +125,27 @@ def test_invalidation_drops_every_variant_of_a_varying_response(served: tuple[st
         de = c.get("/lang", headers={"accept-language": "de"})  # its old variant must not come back
         assert (en.headers["x-precache"], de.headers["x-precache"]) == ("miss", "miss")
         assert (en.text, de.text) == ("en 3", "de 4")
+
+
+def test_with_length_leaves_writers_and_generators_alone() -> None:
+    from precache.web.wsgi import with_length
+
+    def writer(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written")
+        return [b"+tail"]
+
+    seen: list[list[tuple[str, str]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        seen.append(headers)
+        return lambda data: None
+
+    assert list(with_length(writer)({}, start_response)) == [b"+tail"]
+    assert seen == [[("Content-Type", "text/plain")]]  # started when it wrote, no length invented
+    seen.clear()
+    assert list(with_length(_plain_wsgi)({"PATH_INFO": "/plain"}, start_response)) == [b"<p>plain</p>"]
+    assert ("Content-Length", "12") in seen[0]
+    seen.clear()
+    assert b"".join(with_length(_plain_wsgi)({"PATH_INFO": "/generated"}, start_response)) == b"<p>generated</p>"
+    assert not any(name == "Content-Length" for name, _ in seen[0])
