@@ -140,3 +140,15 @@ def test_the_rule_never_raises_and_never_allows_a_query_or_a_foreign_path(page: 
     reason = AllowRule().refusal(page)
     if reason is None:
         assert page.startswith("/") and not page.startswith("//") and "?" not in page and "\\" not in page
+
+
+def test_the_wsgi_middleware_takes_route_marks_too() -> None:
+    from precache.web import PrecacheWSGIMiddleware
+
+    wmw = PrecacheWSGIMiddleware(lambda environ, start_response: [], PredictiveCache(),
+                                 route_marks=lambda page: False if page.startswith("/admin/") else None)
+    try:
+        assert wmw.precache.policy.refusal("/admin/users") == "marked-route"
+        assert wmw.precache.policy.allows("/users")
+    finally:
+        wmw.close()
