@@ -7,8 +7,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from precache.warming.allow import AllowRule
 from precache.web.config import HintConfig
 from precache.web.hints import HintPlanner, link_header
+from precache.web.marks import PageMarks, PrefetchPolicy
 from precache.web.rules import (
     RequestView,
     etag_matches,
@@ -115,11 +117,12 @@ class _Fixed:
 def test_hints_only_name_safe_same_origin_pages_within_budget() -> None:
     uncacheable = BoundedSet(10)
     uncacheable.add("/account")
+    policy = PrefetchPolicy(AllowRule(), uncacheable, PageMarks(10, keep_query=False))
     predicted = [("//evil.example/x", 0.9), ("/logout", 0.9), ("/_precache/speculation-rules", 0.9),
                  ("/account", 0.9), ("/a\nb", 0.9), ("/b", 0.8), ("/c d", 0.7), ("/d", 0.6), ("/e", 0.1)]
     sessions = HintBudgets()
     planner = HintPlanner(HintConfig(threshold=0.5, max_per_page=3, budget_per_session=3), _Fixed(predicted),
-                          sessions, uncacheable)
+                          sessions, policy)
     assert planner.choose("s1", ["/a"]) == ["/b", "/c%20d", "/d"]
     planner.predictor = _Fixed([("/b", 0.9), ("/f", 0.9)])
     assert planner.choose("s1", ["/a", "/b"]) == []  # /b is the current page; /f is over the budget

@@ -28,10 +28,14 @@ class SiteUnderTest:
     release: threading.Event = field(default_factory=threading.Event)
     seen_cookies: list[str] = field(default_factory=list)
 
-    def handle(self, path: str, headers: dict[str, str]) -> Reply:
-        self.calls[path] += 1
+    def handle(self, path: str, headers: dict[str, str], method: str = "GET") -> Reply:
+        self.calls[path if method in ("GET", "HEAD") else f"{method} {path}"] += 1
         n = self.calls[path]
         html = [("content-type", "text/html; charset=utf-8")]
+        if method not in ("GET", "HEAD"):
+            return self._unsafe(path)
+        if path.startswith("/item"):
+            return 200, [*html, ("cache-control", "max-age=60")], f"{path} {n}".encode()
         if path == "/public":
             return 200, [*html, ("cache-control", "max-age=60")], f"<p>public {n}</p>".encode()
         if path == "/slow":  # long enough for concurrent requests to overlap
@@ -75,6 +79,19 @@ class SiteUnderTest:
             return 500, [*html, ("cache-control", "max-age=60")], f"error {n}".encode()
         return 404, [*html, ("cache-control", "no-store")], b"not found"
 
+    @staticmethod
+    def _unsafe(path: str) -> Reply:
+        """Answers to POST/PUT/PATCH/DELETE: ``/items`` creates (Location and Content-Location name the
+        changed items), ``/elsewhere`` points to another origin, ``.../locked`` refuses, anything else is done."""
+        text = [("content-type", "text/plain")]
+        if path == "/items":
+            return 201, [*text, ("location", "/item/1"), ("content-location", "item/2")], b"created"
+        if path == "/elsewhere":
+            return 303, [*text, ("location", "http://other.example/item/3")], b"see other"
+        if path.endswith("/locked"):
+            return 403, text, b"refused"
+        return 200, text, b"done"
+
     def _stream(self, first: bytes) -> Iterator[bytes]:
         yield first
         self.release.wait(5)  # the client must get `first` before this returns: nothing is buffered
@@ -93,7 +110,7 @@ def asgi_app(site: SiteUnderTest) -> Callable[..., Any]:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        status, hdrs, body = await asyncio.to_thread(site.handle, scope["path"], headers)
+        status, hdrs, body = await asyncio.to_thread(site.handle, scope["path"], headers, scope["method"])
         raw = [(k.encode(), v.encode()) for k, v in hdrs]
         if isinstance(body, bytes):
             raw.append((b"content-length", str(len(body)).encode()))
@@ -112,7 +129,7 @@ def asgi_app(site: SiteUnderTest) -> Callable[..., Any]:
 def wsgi_app(site: SiteUnderTest) -> Callable[..., Any]:
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
-        status, hdrs, body = site.handle(environ["PATH_INFO"], headers)
+        status, hdrs, body = site.handle(environ["PATH_INFO"], headers, environ["REQUEST_METHOD"])
         if isinstance(body, bytes):
             hdrs = [*hdrs, ("Content-Length", str(len(body)))]
             start_response(f"{status} X", hdrs)

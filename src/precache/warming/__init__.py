@@ -1,6 +1,7 @@
 """Predictive warming: preload what sessions will ask for next, within budgets (see ``warmer``)."""
 
 from precache.resilience import Backoff, TokenBucket
+from precache.warming.allow import UNSAFE_WORDS, AllowRule
 from precache.warming.assets import AssetModel
 from precache.warming.online import OnlineAssets, OnlineConfig
 from precache.warming.resolver import (
@@ -14,6 +15,8 @@ from precache.warming.resolver import (
 from precache.warming.warmer import WarmableCache, Warmer, WarmerConfig, WarmerStats
 
 __all__ = [
+    "UNSAFE_WORDS",
+    "AllowRule",
     "AssetModel",
     "Backoff",
     "HttpOriginResolver",

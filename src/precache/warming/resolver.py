@@ -12,6 +12,8 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
+from precache.warming.allow import AllowRule
+
 Loader = Callable[[], Awaitable[bytes | memoryview]]
 """A zero-argument coroutine function that fetches one value from the origin (the simulator returns
 read-only views of a shared zero buffer; the cache encodes a view exactly as the bytes it shows)."""
@@ -37,8 +39,10 @@ class HttpOriginResolver:
     """Fetch pages from an HTTP origin with one shared ``httpx.AsyncClient``.
 
     The cache key is ``key_prefix + page`` so it matches the keys the application uses for the same
-    page. Only 2xx bodies are returned; anything else raises :class:`OriginError`, which the warmer counts
-    and backs off on, instead of caching an error page as if it were content.
+    page. Only pages ``rule`` allows are resolved (:class:`~precache.warming.allow.AllowRule`: no query
+    string, no action word in a path segment, the application's marks), so the warmer never requests a URL
+    whose ``GET`` changes state. Only 2xx bodies are returned; anything else raises :class:`OriginError`,
+    which the warmer counts and backs off on, instead of caching an error page as if it were content.
     """
 
     def __init__(
@@ -50,8 +54,10 @@ class HttpOriginResolver:
         headers: dict[str, str] | None = None,
         client: httpx.AsyncClient | None = None,
         max_connections: int = 16,
+        rule: AllowRule | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.rule = rule if rule is not None else AllowRule()
         self.key_prefix = key_prefix
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(
@@ -65,6 +71,8 @@ class HttpOriginResolver:
 
     def resolve(self, page: str) -> tuple[str, Loader] | None:
         if not page or "://" in page:
+            return None
+        if not self.rule.allows(page if page.startswith("/") else "/" + page):
             return None
         url = self.url_for(page)
 

@@ -3,17 +3,20 @@
 What it does per request (the rules live in :mod:`precache.web.rules`, the hints in :mod:`precache.web.hints`):
 
 1. Finds the session (a header, else precache's own cookie, issued when absent after the caching
-   decision: never stored in a cached response, never a reason not to cache).
+   decision: never stored in a cached response, never a reason not to cache, and only on a response that
+   says ``private``/``no-store`` or that it makes ``private``, :mod:`precache.web.privacy`).
 2. ``GET``/``HEAD`` without credentials are looked up in the :class:`~precache.cache.PredictiveCache`
    (``Vary`` selects the variant; ``If-None-Match`` gets a 304). On a miss the application sees the
    request *without cookies, credentials or conditional headers*, so what it answers cannot be personal;
    the answer is stored when HTTP allows it. Requests with credentials go to the application untouched
    and are stored only when the response says ``public``. Streamed, event-stream and large responses pass
-   through unbuffered.
+   through unbuffered. A non-error answer to an unsafe method (``POST``, ``PUT``, ``PATCH``, ``DELETE``…)
+   drops the stored target URI and its same-origin ``Location`` / ``Content-Location`` (RFC 9111 §4.4).
 3. A page view (a page path, status < 400, not a browser prefetch) is told to the session history, the
    warmer and the cache's access events (``context.currentPath``), and the response gets prefetch hints.
 4. The warmer preloads predicted pages by calling the application in process with an anonymous request
-   (no network hop, never a user's credentials).
+   (no network hop, never a user's credentials), :mod:`precache.web.warm`. Hints and warming fetch only
+   what :class:`~precache.web.marks.PrefetchPolicy` allows (an allow rule plus the application's marks).
 """
 
 from __future__ import annotations
@@ -22,25 +25,23 @@ import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from precache.cache.errors import CacheError
 from precache.cache.events import AccessEvent
 from precache.cache.layered import PredictiveCache
 from precache.history import HistoryStore, LocalHistory, MemoryHistories
 from precache.traces.paths import is_asset, normalize_path
 from precache.warming.resolver import NotPreloadable
 from precache.warming.warmer import Warmer, WarmerConfig
-from precache.web import stored as codec
+from precache.web.cached import ResponseCache, invalidation_targets
+from precache.web.capture import Capture, Exchange, HeaderList, Job, Shared, header_map, is_html
 from precache.web.config import WebConfig
 from precache.web.hints import RULES_MEDIA_TYPE, HintPlanner, Predictor, link_header
+from precache.web.marks import PageMarks, PrefetchPolicy, RouteMarks, routes_marks
+from precache.web.privacy import with_session_cookie
 from precache.web.rules import (
-    HOP_BY_HOP,
     NOT_MODIFIED_HEADERS,
     RequestView,
     StoreDecision,
@@ -48,7 +49,6 @@ from precache.web.rules import (
     cookie_value,
     etag_matches,
     lookup_bypass,
-    make_etag,
     store_decision,
     variant_suffix,
     vary_names,
@@ -60,7 +60,8 @@ from precache.web.sessions import (
     session_cookie,
     valid_session_id,
 )
-from precache.web.stored import StoredResponse, VaryMarker
+from precache.web.stored import StoredResponse
+from precache.web.warm import AppResolver, Template, collect
 
 _ANONYMOUS_DROP = frozenset({b"cookie", b"authorization", b"proxy-authorization", b"if-none-match",
                              b"if-modified-since", b"if-match", b"if-unmodified-since", b"if-range"})
@@ -68,47 +69,6 @@ _ANONYMOUS_DROP = frozenset({b"cookie", b"authorization", b"proxy-authorization"
 _NOT_TEMPLATE = frozenset({b"sec-purpose", b"purpose", b"content-length", b"content-type", b"connection",
                            b"keep-alive", b"te", b"upgrade", b"x-forwarded-for", b"forwarded"})
 """Not copied from a visitor's request into the anonymous warming requests."""
-_KEY_SAFE = "/-._~!$&'()*+,;=:@%"
-
-HeaderList = list[tuple[bytes, bytes]]
-_Shared = tuple[StoredResponse, dict[str, str]]
-"""A render's stored response and the request headers it was rendered for (to check ``Vary``)."""
-
-
-def header_map(raw: HeaderList | list[tuple[str, str]]) -> dict[str, str]:
-    """Lower-case name -> value, repeated headers joined with ", " (Set-Cookie included: only presence matters)."""
-    out: dict[str, str] = {}
-    for name, value in raw:
-        key = (name.decode("latin-1") if isinstance(name, bytes) else name).lower()
-        text = value.decode("latin-1") if isinstance(value, bytes) else value
-        out[key] = f"{out[key]}, {text}" if key in out else text
-    return out
-
-
-@dataclass(slots=True)
-class _Template:
-    """How an in-process warming request looks: the last anonymous page view's origin and headers."""
-
-    scheme: str
-    host: str
-    server: Any
-    root_path: str
-    http_version: str
-    headers: HeaderList
-    state: Any = None
-
-
-@dataclass(slots=True)
-class _Exchange:
-    """One request's session facts, used to decorate whatever response it gets."""
-
-    session_id: str | None
-    new_session: bool
-    page: str | None
-    prefetch: bool
-    secure: bool
-    headers: dict[str, str]
-
 
 class PrecacheMiddleware:
     """``app = PrecacheMiddleware(app, cache, predictor=model, config=WebConfig(...))``.
@@ -121,6 +81,9 @@ class PrecacheMiddleware:
     :attr:`history` (read by hints and warmer): ``histories`` when in-process (``MemoryHistories``), else our
     own; a store shared between processes (Redis) also gets it, off the response path, so other processes
     and the service's ``/predict`` see one history per session; the rules route reads that one.
+    ``route_marks``: ``page -> True/False/None``, the application's own marks of safe/unsafe routes (default:
+    found on a Starlette/FastAPI app's routes decorated with :func:`~precache.web.marks.no_prefetch` /
+    :func:`~precache.web.marks.prefetch_safe`).
     ``stats`` counts what happened (``hit``, ``miss``, ``bypass``, ``pass``, ``stored``, ``not_stored:<why>``…).
     """
 
@@ -134,6 +97,7 @@ class PrecacheMiddleware:
         warm: bool = True,
         warmer_config: WarmerConfig | None = None,
         histories: HistoryStore | None = None,
+        route_marks: RouteMarks | None = None,
     ) -> None:
         self.app = app
         self.config = cfg = config if config is not None else WebConfig()
@@ -145,18 +109,22 @@ class PrecacheMiddleware:
         self.cache = cache if cache is not None else PredictiveCache()
         self.budgets = HintBudgets(cfg.max_sessions)
         self.uncacheable = BoundedSet(cfg.max_uncacheable)
+        self.marks = PageMarks(cfg.max_marked, cfg.keep_query)
+        self.policy = PrefetchPolicy(cfg.allow, self.uncacheable, self.marks,
+                                     route_marks if route_marks is not None else routes_marks(app))
         self._nonces = BoundedSet(cfg.max_sessions)
-        self.hints = HintPlanner(cfg.hints, predictor, self.budgets, self.uncacheable)
+        self.hints = HintPlanner(cfg.hints, predictor, self.budgets, self.policy)
         self.stats: Counter[str] = Counter()
+        self.responses = ResponseCache(self.cache, cfg, self.stats)
         self._ignore = [re.compile(p) for p in cfg.ignore_cookies]
         self._credential_headers = frozenset(h.lower() for h in cfg.credential_headers)
         self._drop = _ANONYMOUS_DROP | {h.encode("latin-1") for h in self._credential_headers}
-        self._renders: dict[str, asyncio.Future[_Shared | None]] = {}
-        self._template: _Template | None = None
+        self._renders: dict[str, asyncio.Future[Shared | None]] = {}
+        self.template: Template | None = None
         self._started = False
         self.warmer: Warmer | None = None
         if predictor is not None and warm:
-            self.warmer = Warmer(self.cache, _AppResolver(self), self.cache.clock, predictor=predictor,
+            self.warmer = Warmer(self.cache, AppResolver(self), self.cache.clock, predictor=predictor,
                                  config=warmer_config, history=self.history)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -204,45 +172,57 @@ class PrecacheMiddleware:
         view = RequestView(method, headers, self._anonymous_cookies(headers), self._credential_headers)
         bypass = lookup_bypass(view) if cfg.cache_responses else "disabled"
         key = self._key(scope["scheme"], headers, scope)
-        context = {"currentPath": exchange.page} if exchange.page and not exchange.prefetch else None
-        event_session = exchange.session_id if context else None
         anonymous = [(n, v) for n, v in scope.get("headers", []) if n.lower() not in self._drop]
         if exchange.page is not None and method == "GET" and not exchange.prefetch:
-            self._template = _Template(scope["scheme"], headers.get("host", ""), scope.get("server"),
-                                       scope.get("root_path", ""), scope.get("http_version", "1.1"),
-                                       [(n, v) for n, v in anonymous if n.lower() not in _NOT_TEMPLATE],
-                                       scope.get("state"))
-        flight: asyncio.Future[_Shared | None] | None = None
-        if bypass is None:
-            anonymous_map = header_map(anonymous)
-            found = await self._lookup(key, anonymous_map, event_session, context)
-            if found is None and exchange.page not in self.uncacheable:
-                found, flight = await self._join_render(key, method, anonymous_map)
-            if found is not None:
-                self.stats["hit"] += 1
-                await self._send_stored(found, method, exchange, send)
-                return
-            app_scope: Scope = dict(scope, headers=anonymous)
-            app_view = RequestView(method, anonymous_map)
-            status = "miss"
-        else:
-            if context is not None and self.cache.events.handlers:
-                self.cache.events.emit(AccessEvent(self.cache.clock.now(), key, event_session, context,
-                                                   "origin", 0.0, 0))
-            app_scope, app_view, status = scope, view, ("pass" if bypass == "method" else "bypass")
-        self.stats[status] += 1
+            self.template = Template(scope["scheme"], headers.get("host", ""), scope.get("server"),
+                                     scope.get("root_path", ""), scope.get("http_version", "1.1"),
+                                     [(n, v) for n, v in anonymous if n.lower() not in _NOT_TEMPLATE],
+                                     scope.get("state"))
         store = cfg.cache_responses and method == "GET"
+        target = {"path": scope["path"], "query": scope.get("query_string", b"").decode("latin-1")}
+        if bypass is None:
+            job = Job(RequestView(method, header_map(anonymous)), key, exchange, "miss", store, **target)
+            await self._through_cache(scope, receive, send, job, anonymous)
+            return
+        context = self._context(exchange)
+        if context is not None and self.cache.events.handlers:
+            self.cache.events.emit(AccessEvent(self.cache.clock.now(), key, exchange.session_id, context,
+                                               "origin", 0.0, 0))
+        label = "pass" if bypass == "method" else "bypass"
+        self.stats[label] += 1
+        await self.app(scope, receive, Capture(self, Job(view, key, exchange, label, store, **target), send))
+
+    @staticmethod
+    def _context(exchange: Exchange) -> dict[str, str] | None:
+        return {"currentPath": exchange.page} if exchange.page and not exchange.prefetch else None
+
+    async def _through_cache(self, scope: Scope, receive: Receive, send: Send, job: Job,
+                             anonymous: HeaderList) -> None:
+        """An anonymous ``GET``/``HEAD``: the stored response, a render another request is already doing for
+        this key, or the application (seeing the request without credentials) and a store."""
+        exchange, method = job.exchange, job.view.method
+        context = self._context(exchange)
+        found, job.generation = await self.responses.lookup(job.key, dict(job.view.headers),
+                                                            exchange.session_id if context else None, context)
+        if found is None and exchange.page not in self.uncacheable:
+            found, job.flight = await self._join_render(job.key, method, dict(job.view.headers))
+        if found is not None:
+            self.stats["hit"] += 1
+            await self.send_stored(found, method, exchange, send)
+            return
+        self.stats["miss"] += 1
         try:
-            await self._forward(app_scope, receive, send, app_view, key, exchange, status, store, flight)
+            await self.app(dict(scope, headers=anonymous), receive, Capture(self, job, send))
         finally:
+            flight = job.flight
             if flight is not None:
                 if not flight.done():
                     flight.set_result(None)
-                if self._renders.get(key) is flight:
-                    del self._renders[key]
+                if self._renders.get(job.key) is flight:
+                    del self._renders[job.key]
 
     async def _join_render(self, key: str, method: str, headers: dict[str, str],
-                           ) -> tuple[StoredResponse | None, asyncio.Future[_Shared | None] | None]:
+                           ) -> tuple[StoredResponse | None, asyncio.Future[Shared | None] | None]:
         """Single flight for misses in this process: the first ``GET`` of a missing key renders it (and gets
         a future to publish the result on); requests for the same key meanwhile wait for that render and
         take its response when it was stored and is the same variant, else render for themselves."""
@@ -250,7 +230,7 @@ class PrecacheMiddleware:
         if running is None:
             if method != "GET":
                 return None, None
-            future: asyncio.Future[_Shared | None] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[Shared | None] = asyncio.get_running_loop().create_future()
             self._renders[key] = future
             return None, future
         shared = await asyncio.shield(running)
@@ -263,7 +243,7 @@ class PrecacheMiddleware:
         self.stats["joined"] += 1
         return response, None
 
-    def _exchange(self, scope: Scope, headers: dict[str, str]) -> _Exchange:
+    def _exchange(self, scope: Scope, headers: dict[str, str]) -> Exchange:
         cfg = self.config
         session_id = None
         if cfg.session_header:
@@ -278,8 +258,9 @@ class PrecacheMiddleware:
         if scope["method"] in ("GET", "HEAD") and not is_asset(path):
             query = scope.get("query_string", b"").decode("latin-1")
             page = normalize_path(path + ("?" + query if query and cfg.keep_query else ""), cfg.keep_query)
-        return _Exchange(session_id, new, page, "prefetch" in headers.get("sec-purpose", "").lower(),
-                         scope["scheme"] in ("https", "wss"), headers)
+        url = f"{scope['scheme']}://{headers.get('host', '')}{path}"
+        return Exchange(session_id, new, page, "prefetch" in headers.get("sec-purpose", "").lower(),
+                         scope["scheme"] in ("https", "wss"), headers, url)
 
     def _anonymous_cookies(self, headers: dict[str, str]) -> frozenset[str]:
         names = cookie_names(headers.get("cookie"))
@@ -288,121 +269,41 @@ class PrecacheMiddleware:
 
     def _key(self, scheme: str, headers: dict[str, str], scope: Scope) -> str:
         query = scope.get("query_string", b"").decode("latin-1")
-        return self._key_for(scheme, headers.get("host", ""), scope["path"], query)
+        return self.responses.key_for(scheme, headers.get("host", ""), scope["path"], query)
 
-    def _key_for(self, scheme: str, host: str, path: str, query: str) -> str:
-        target = quote(path, safe=_KEY_SAFE) + ("?" + query if query else "")
-        return f"{self.config.key_prefix}{scheme}://{host.lower()}{target}"
+    def key_for(self, scheme: str, host: str, path: str, query: str) -> str:
+        return self.responses.key_for(scheme, host, path, query)
 
-    # -- the cache --------------------------------------------------------------------------------
-    async def _lookup(self, key: str, headers: dict[str, str], session_id: str | None,
-                      context: Any) -> StoredResponse | None:
-        now = time.time()
-        try:
-            value = codec.decode(await self.cache.get(key, session_id, context))
-            if isinstance(value, VaryMarker):
-                if now >= value.expires_at:
-                    return None
-                value = codec.decode(await self.cache.get(self._variant_key(key, value.names, headers)))
-        except CacheError:
-            self.stats["lookup_errors"] += 1
-            return None
-        if isinstance(value, StoredResponse) and value.fresh(now):
-            return value
-        return None
+    def prefetch_allowed(self, page: str) -> bool:
+        """May ``page`` be prefetched or warmed (:class:`~precache.web.marks.PrefetchPolicy`)?"""
+        return self.policy.allows(page)
 
-    @staticmethod
-    def _variant_key(key: str, names: tuple[str, ...] | list[str], headers: dict[str, str]) -> str:
-        return f"{key}|{variant_suffix(names, headers)}"
-
-    def _stored(self, status: int, raw: HeaderList, body: bytes, ttl: float) -> StoredResponse:
-        now = time.time()
-        headers = [(n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in raw]
-        headers = [(n, v) for n, v in headers if n not in HOP_BY_HOP]
-        if self.config.etag and not any(n == "etag" for n, _ in headers):
-            headers.append(("etag", make_etag(body)))
-        return StoredResponse(status, headers, body, now, now + ttl)
-
-    async def _store(self, key: str, request_headers: dict[str, str], response: StoredResponse,
-                     ttl: float) -> bytes:
-        """Store ``response`` (its variant, when it varies) and return what belongs under ``key``."""
-        names = vary_names(response.header("vary"))
-        if not names:
-            return codec.encode(response)
-        await self.cache.set(self._variant_key(key, names, request_headers), codec.encode(response), ttl=ttl)
-        return codec.encode(VaryMarker(tuple(names), response.expires_at))
-
-    def _not_stored(self, exchange_page: str | None, decision: StoreDecision) -> None:
+    # -- decisions --------------------------------------------------------------------------------
+    def not_stored(self, job: Job, decision: StoreDecision) -> None:
+        """Count why a response was not stored; a page whose *anonymous* response HTTP forbade storing is
+        remembered as uncacheable (never hinted or warmed). A response to a request with credentials says
+        nothing about what anonymous visitors get, so it never marks the page."""
         self.stats[f"not_stored:{decision.reason}"] += 1
-        if exchange_page is not None and decision.reason not in ("off", "method", "request-no-store"):
-            self.uncacheable.add(exchange_page)
+        page = job.exchange.page
+        if (page is not None and decision.reason not in ("off", "method", "request-no-store")
+                and job.view.credentials() is None):
+            self.uncacheable.add(page)
 
-    def _decision(self, view: RequestView, status: int, headers: dict[str, str]) -> StoreDecision:
+    def decision(self, view: RequestView, status: int, headers: dict[str, str],
+                 body_length: int | None = None) -> StoreDecision:
         cfg = self.config
         return store_decision(view, status, headers, now=time.time(), heuristic_ttl=cfg.heuristic_ttl,
-                              max_ttl=cfg.max_ttl, max_body_bytes=cfg.max_body_bytes)
+                              max_ttl=cfg.max_ttl, max_body_bytes=cfg.max_body_bytes, body_length=body_length)
+
+    async def invalidate_after(self, job: Job, raw: HeaderList) -> None:
+        """RFC 9111 §4.4, for a non-error response to an unsafe method."""
+        scheme, host = job.exchange.url.partition("://")[0], job.exchange.headers.get("host", "")
+        targets = invalidation_targets(scheme, host, job.path, job.query, header_map(raw))
+        await self.responses.invalidate([self.responses.key_for(scheme, host, p, q) for p, q in targets])
 
     # -- responses --------------------------------------------------------------------------------
-    async def _forward(self, scope: Scope, receive: Receive, send: Send, view: RequestView, key: str,
-                       exchange: _Exchange, status_label: str, store: bool,
-                       flight: asyncio.Future[_Shared | None] | None = None) -> None:
-        """Run the application; buffer and store a storable answer, pass anything else straight through."""
-        buffered: list[bytes] = []
-        start: Message | None = None
-        passing = False
-        limit = self.config.max_body_bytes
-
-        async def capture(message: Message) -> None:
-            nonlocal start, passing
-            kind = message["type"]
-            if kind == "http.response.start":
-                raw: HeaderList = list(message.get("headers", []))
-                decision = (self._decision(view, message["status"], header_map(raw)) if store
-                            else StoreDecision(0.0, "off"))
-                if decision.store:
-                    start = dict(message, headers=raw)
-                    start["precache_ttl"] = decision.ttl
-                    return
-                self._not_stored(exchange.page, decision)
-                passing = True
-                await send(dict(message, headers=self._decorate(message["status"], raw, exchange,
-                                                                status_label)))
-                return
-            if kind == "http.response.body" and start is not None and not passing:
-                buffered.append(message.get("body", b""))
-                if sum(map(len, buffered)) > limit:  # lied about its length: give up storing
-                    passing = True
-                    self._not_stored(exchange.page, StoreDecision(0.0, "too-large"))
-                    raw = start["headers"]
-                    await send({"type": "http.response.start", "status": start["status"],
-                                "headers": self._decorate(start["status"], raw, exchange, status_label)})
-                    await send({"type": "http.response.body", "body": b"".join(buffered),
-                                "more_body": message.get("more_body", False)})
-                    return
-                if not message.get("more_body", False):
-                    await self._finish(start, b"".join(buffered), key, view, exchange, status_label, send, flight)
-                return
-            await send(message)
-
-        await self.app(scope, receive, capture)
-
-    async def _finish(self, start: Message, body: bytes, key: str, view: RequestView, exchange: _Exchange,
-                      status_label: str, send: Send, flight: asyncio.Future[_Shared | None] | None) -> None:
-        ttl = float(start["precache_ttl"])
-        response = self._stored(start["status"], start["headers"], body, ttl)
-        if flight is not None and not flight.done():  # waiting requests for this key take it now
-            flight.set_result((response, dict(view.headers)))
-        try:
-            await self.cache.set(key, await self._store(key, dict(view.headers), response, ttl), ttl=ttl)
-            self.stats["stored"] += 1
-            if exchange.page is not None:
-                self.uncacheable.discard(exchange.page)
-        except CacheError:
-            self.stats["store_errors"] += 1
-        await self._send_stored(response, view.method, exchange, send, status_label, age=False)
-
-    async def _send_stored(self, response: StoredResponse, method: str, exchange: _Exchange, send: Send,
-                           status_label: str = "hit", age: bool = True) -> None:
+    async def send_stored(self, response: StoredResponse, method: str, exchange: Exchange, send: Send,
+                          status_label: str = "hit", age: bool = True) -> None:
         if etag_matches(exchange.headers.get("if-none-match"), response.header("etag")):
             status = 304
             headers = [(n, v) for n, v in response.headers if n in NOT_MODIFIED_HEADERS]
@@ -413,26 +314,30 @@ class PrecacheMiddleware:
         if age:
             headers.append(("age", str(max(0, int(time.time() - response.stored_at)))))
         raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+        if exchange.page is not None and response.status == 200 and is_html(raw):
+            self.marks.scan(exchange.url, response.body)
         await send({"type": "http.response.start", "status": status,
-                    "headers": self._decorate(status, raw, exchange, status_label)})
+                    "headers": self.decorate(status, raw, exchange, status_label)})
         await send({"type": "http.response.body", "body": body})
 
-    def _decorate(self, status: int, raw: HeaderList, exchange: _Exchange, status_label: str) -> HeaderList:
-        """Headers added after the caching decision: the session cookie, the status header, and for a page
-        view the prefetch hints (recording the view first)."""
+    def decorate(self, status: int, raw: HeaderList, exchange: Exchange, status_label: str) -> HeaderList:
+        """Headers added after the caching decision: the session cookie (only where no shared cache may
+        keep it), the status header, and for a page view the prefetch hints (recording the view first)."""
         cfg = self.config
         out = list(raw)
+        page = exchange.page
         if exchange.new_session and exchange.session_id and not cfg.session_header:
             cookie = session_cookie(cfg.session_cookie, exchange.session_id, cfg.session_max_age, exchange.secure)
-            out.append((b"set-cookie", cookie.encode("latin-1")))
+            out, issued = with_session_cookie(out, cookie, page is not None and status < 400)
+            if not issued:
+                exchange.session_id = None  # never told to the browser: not a session to record
         if cfg.status_header:
             out.append((cfg.status_header.lower().encode("latin-1"), status_label.encode()))
-        page = exchange.page
         if page is None or exchange.session_id is None or status >= 400:
             return out
         if not exchange.prefetch:
             self._record_view(exchange.session_id, page)
-        if not self.hints.enabled or not _is_html(raw) or status not in (200, 304):
+        if not self.hints.enabled or not is_html(raw) or status not in (200, 304):
             return out
         mode = cfg.hints.mode
         if mode in ("rules", "both"):
@@ -474,127 +379,74 @@ class PrecacheMiddleware:
 
     # -- the speculation rules route --------------------------------------------------------------
     async def _rules(self, scope: Scope, send: Send) -> None:
+        """The per-session speculation rules (``no-store``). It is also where a visitor whose page came from
+        a shared cache, without a cookie, gets a session: this response may carry the cookie."""
         headers = header_map(scope.get("headers", []))
         exchange = self._exchange(dict(scope, method="GET", path="/"), headers)
         params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         page_param = params.get("page", [""])[0]
         urls: list[str] = []
-        if not exchange.new_session and exchange.session_id and page_param.startswith("/"):
+        issue = exchange.new_session and not self.config.session_header
+        if exchange.session_id and page_param.startswith("/") and (issue or not exchange.new_session):
             page = normalize_path(page_param, self.config.keep_query)
             session_id = exchange.session_id
             nonce = params.get("n", [""])[0][:32]
             repeat = nonce in self._nonces
             self._nonces.add(nonce)
-            if params.get("view") == ["1"] or repeat:  # shown from the prefetch or HTTP cache: a page view
-                self._record_view(session_id, page)
-                self.stats["beacon_views"] += 1
-                if self.cache.events.handlers:
-                    key = self._key(scope["scheme"], headers, dict(scope, path=page, query_string=b""))
-                    self.cache.events.emit(AccessEvent(self.cache.clock.now(), key, session_id,
-                                                       {"currentPath": page, "served": "browser-prefetch"},
-                                                       "l1", 0.0, 0))
+            # shown from the prefetch, the HTTP cache or a shared cache (a new visitor): a page view
+            if params.get("view") == ["1"] or repeat or exchange.new_session:
+                self._beacon_view(scope, headers, session_id, page)
             history = await self._history(session_id)
             if not history or history[-1] != page:
                 history.append(page)
             urls = self.hints.choose(session_id, history)
         self.stats["rules"] += 1
         body = self.hints.rules_json(urls)
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", RULES_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]})
+        out = [(b"content-type", RULES_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
+               (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
+        if issue and exchange.session_id:
+            cfg = self.config
+            cookie = session_cookie(cfg.session_cookie, exchange.session_id, cfg.session_max_age, exchange.secure)
+            out.append((b"set-cookie", cookie.encode("latin-1")))
+        await send({"type": "http.response.start", "status": 200, "headers": out})
         await send({"type": "http.response.body", "body": body})
+
+    def _beacon_view(self, scope: Scope, headers: dict[str, str], session_id: str, page: str) -> None:
+        self._record_view(session_id, page)
+        self.stats["beacon_views"] += 1
+        if self.cache.events.handlers:
+            path, _, query = page.partition("?")
+            key = self.responses.key_for(scope["scheme"], headers.get("host", ""), path, query)
+            self.cache.events.emit(AccessEvent(self.cache.clock.now(), key, session_id,
+                                               {"currentPath": page, "served": "browser-prefetch"}, "l1", 0.0, 0))
 
     # -- warming: the application in process, anonymously -----------------------------------------
     async def render_for_cache(self, page: str) -> bytes:
         """Fetch ``page`` from the application as an anonymous ``GET`` (no cookies, no credentials) and
         return what belongs under its key; raise :class:`NotPreloadable` when HTTP forbids storing it."""
-        template = self._template
+        template = self.template
         if template is None:
             raise NotPreloadable("no request seen yet")
-        path, _, query = page.partition("?")
-        scope: dict[str, Any] = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": template.http_version,
-            "method": "GET", "scheme": template.scheme, "path": path, "raw_path": quote(path).encode(),
-            "query_string": query.encode("latin-1"), "root_path": template.root_path,
-            "headers": list(template.headers), "client": None, "server": template.server,
-        }
-        if template.state is not None:
-            scope["state"] = dict(template.state)
-        status, raw, body = await _collect(self.app, scope, self.config.max_body_bytes)
+        status, raw, body = await collect(self.app, template.scope(page), self.config.max_body_bytes)
         view = RequestView("GET", header_map(template.headers))
-        decision = self._decision(view, status, header_map(raw))
+        headers = header_map(raw)
+        length = len(body) if "content-length" not in headers else None  # the whole body is in hand
+        decision = self.decision(view, status, headers, body_length=length)
         if not decision.store:
-            self._not_stored(page, decision)
+            self.not_stored(Job(view, "", _warm_exchange(page, template), "warm", False), decision)
             raise NotPreloadable(decision.reason)
         self.stats["warm_rendered"] += 1
-        key = self._key_for(template.scheme, template.host, path, query)
-        response = self._stored(status, raw, body, decision.ttl)
-        return await self._store(key, dict(view.headers), response, decision.ttl)
-
-
-def _is_html(raw: HeaderList) -> bool:
-    for name, value in raw:
-        if name.lower() == b"content-type":
-            return value.split(b";")[0].strip().lower() in (b"text/html", b"application/xhtml+xml")
-    return False
-
-
-async def _collect(app: ASGIApp, scope: Scope, limit: int) -> tuple[int, HeaderList, bytes]:
-    """Call an ASGI app and gather its whole answer (body beyond ``limit`` bytes is dropped, which makes
-    its Content-Length disagree and so it is not stored)."""
-    sent = False
-    done = asyncio.Event()
-    status = 500
-    headers: HeaderList = []
-    chunks: list[bytes] = []
-    size = 0
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        nonlocal status, headers, size
-        if message["type"] == "http.response.start":
-            status, headers = message["status"], list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            body = message.get("body", b"")
-            size += len(body)
-            if size <= limit:
-                chunks.append(body)
-            if not message.get("more_body", False):
-                done.set()
-
-    try:
-        await app(scope, receive, send)
-    finally:
-        done.set()
-    body = b"".join(chunks)
-    if size > limit:
-        headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
-    return status, headers, body
-
-
-class _AppResolver:
-    """The warmer's resolver: a predicted page -> (its cache key, a loader calling the app in process)."""
-
-    def __init__(self, middleware: PrecacheMiddleware) -> None:
-        self._mw = middleware
-
-    def resolve(self, page: str) -> tuple[str, Callable[[], Awaitable[bytes]]] | None:
-        mw = self._mw
-        template = mw._template
-        if template is None or not mw.hints.safe(page):
-            return None
         path, _, query = page.partition("?")
-        key = mw._key_for(template.scheme, template.host, path, query)
+        key = self.responses.key_for(template.scheme, template.host, path, query)
+        if length is not None:
+            raw = [*raw, (b"content-length", str(length).encode())]
+        response = self.responses.response(status, raw, body, decision.ttl)
+        if status == 200 and is_html(raw):
+            self.marks.scan(f"{template.scheme}://{template.host}{path}", body)
+        return await self.responses.value_for_key(key, dict(view.headers), response, decision.ttl)
 
-        async def load() -> bytes:
-            return await mw.render_for_cache(page)
 
-        return key, load
+def _warm_exchange(page: str, template: Template) -> Exchange:
+    return Exchange(None, False, page, True, template.scheme == "https", {}, "")
+
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from precache.defaults import WARMING_THRESHOLD
+from precache.warming.allow import AllowRule
 
 HintMode = Literal["rules", "link", "both", "none"]
 
@@ -19,16 +20,14 @@ class HintConfig:
     served as ``application/speculationrules+json``; it predicts when the browser asks, off the page's own
     response path, and doubles as the page-view beacon for pages the browser showed from its prefetch
     cache); ``"link"`` adds ``Link: <url>; rel=prefetch`` headers (predicts inline, on the response path);
-    ``"both"``; ``"none"``. Only same-origin paths matching ``allow`` and no ``deny`` pattern, not known to
-    be uncacheable, with probability >= ``threshold``; at most ``max_per_page`` per response and
-    ``budget_per_session`` distinct URLs per session."""
+    ``"both"``; ``"none"``. Only pages :attr:`WebConfig.allow` and the application's marks allow
+    (:mod:`precache.web.marks`), with probability >= ``threshold``; at most ``max_per_page`` per response
+    and ``budget_per_session`` distinct URLs per session."""
 
     mode: HintMode = "rules"
     threshold: float = WARMING_THRESHOLD
     max_per_page: int = 3
     budget_per_session: int = 50
-    allow: tuple[str, ...] = (r"^/",)
-    deny: tuple[str, ...] = (r"^/_precache/", r"(?i)/(log_?out|sign_?out|delete|remove|unsubscribe)\b")
     route: str = "/_precache/speculation-rules"
     eagerness: Literal["immediate", "eager", "moderate", "conservative"] = "immediate"
 
@@ -39,8 +38,6 @@ class HintConfig:
             raise ValueError("HintConfig needs 0 <= threshold <= 1, max_per_page >= 0, budget_per_session >= 0")
         if not self.route.startswith("/"):
             raise ValueError("HintConfig.route must be a path starting with /")
-        for pattern in (*self.allow, *self.deny):
-            re.compile(pattern)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +59,11 @@ class WebConfig:
     pass through unbuffered); ``etag`` adds a strong ``ETag`` to stored responses that have none.
     ``keep_query``: the page id the predictor sees keeps the query string (the cache key always does).
     ``status_header``: a response header saying ``hit``, ``miss``, ``pass`` or ``bypass`` (None: none).
+
+    ``allow``: what may be fetched ahead of a visitor, by browser prefetch and by warming alike (an allow
+    rule: no query string, no action word in a path segment, the application's ``safe``/``unsafe``
+    patterns; see :mod:`precache.warming.allow` and, for route decorators and page attributes,
+    :mod:`precache.web.marks`). ``max_marked``: how many page-marked links are remembered.
     """
 
     session_cookie: str = "precache_sid"
@@ -81,6 +83,8 @@ class WebConfig:
     max_history: int = 20
     max_uncacheable: int = 10_000
     hints: HintConfig = field(default_factory=HintConfig)
+    allow: AllowRule = field(default_factory=AllowRule)
+    max_marked: int = 10_000
 
     def __post_init__(self) -> None:
         if not self.session_cookie or any(c in self.session_cookie for c in ";,= \t"):

@@ -1,42 +1,51 @@
 """Which predicted pages the browser is told to prefetch, and how (Speculation Rules, ``Link`` headers).
 
-Only what is safe to fetch ahead: a same-origin path (``/...``, never ``//host``), matching an allow
-pattern and no deny pattern, not a page whose response the cache refused to store (a personal or
-side-effecting page), predicted with probability >= the threshold; a few per response and a budget of
-distinct URLs per session, so a wrong model cannot make a browser fetch the whole site.
+Only what is safe to fetch ahead, as the middleware's :class:`~precache.web.marks.PrefetchPolicy` says (an
+allow rule: same-origin path, no query string, no action word, nothing the application marks unsafe, not a
+page whose anonymous response the cache refused to store), predicted with probability >= the threshold; a
+few per response and a budget of distinct URLs per session, so a wrong model cannot make a browser fetch
+the whole site.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from precache.web.config import HintConfig
-from precache.web.sessions import BoundedSet, HintBudgets
+from precache.web.sessions import HintBudgets
 
 RULES_MEDIA_TYPE = "application/speculationrules+json"
 _SAFE_PATH_CHARS = "/-._~!$&'()*+,;=:@%"
+_SAFE_QUERY_CHARS = _SAFE_PATH_CHARS + "?"
 
 
 class Predictor(Protocol):
     def predict(self, history: Sequence[str], k: int) -> list[tuple[str, float]]: ...
 
 
+class Policy(Protocol):
+    def allows(self, page: str) -> bool: ...
+
+
+def page_url(page: str) -> str:
+    """A page id as a URL path: path and query quoted separately (``/search?q=storm`` stays a query)."""
+    path, question, query = page.partition("?")
+    return quote(path, safe=_SAFE_PATH_CHARS) + (question + quote(query, safe=_SAFE_QUERY_CHARS) if question else "")
+
+
 class HintPlanner:
     """Turns a session's history into the URLs to hint (see the module docstring)."""
 
     def __init__(self, config: HintConfig, predictor: Predictor | None, budgets: HintBudgets,
-                 uncacheable: BoundedSet) -> None:
+                 policy: Policy) -> None:
         self.config = config
         self.predictor = predictor
         self.budgets = budgets
-        self.uncacheable = uncacheable
-        self._allow = [re.compile(p) for p in config.allow]
-        self._deny = [re.compile(p) for p in config.deny]
+        self.policy = policy
         self.errors = 0
 
     @property
@@ -44,13 +53,7 @@ class HintPlanner:
         return self.predictor is not None and self.config.mode != "none" and self.config.max_per_page > 0
 
     def safe(self, page: str) -> bool:
-        if not page.startswith("/") or page.startswith("//") or "\\" in page:
-            return False
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in page):
-            return False
-        if page in self.uncacheable:
-            return False
-        return any(p.search(page) for p in self._allow) and not any(p.search(page) for p in self._deny)
+        return self.policy.allows(page)
 
     def choose(self, session_id: str, history: Sequence[str]) -> list[str]:
         """The URLs (quoted paths) to hint after ``history`` (most recent page last)."""
@@ -66,7 +69,7 @@ class HintPlanner:
         current = history[-1]
         pages = [page for page, p in predicted
                  if p >= cfg.threshold and page != current and self.safe(page)][: cfg.max_per_page]
-        urls = [quote(page, safe=_SAFE_PATH_CHARS) for page in pages]
+        urls = [page_url(page) for page in pages]
         return self.budgets.spend(session_id, urls, cfg.budget_per_session)
 
     def rules_json(self, urls: Sequence[str]) -> bytes:

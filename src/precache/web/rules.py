@@ -169,8 +169,11 @@ def store_decision(
     heuristic_ttl: float | None,
     max_ttl: float,
     max_body_bytes: int,
+    body_length: int | None = None,
 ) -> StoreDecision:
-    """May this response to ``request`` go into the shared cache, and for how long (see the module doc)."""
+    """May this response to ``request`` go into the shared cache, and for how long (see the module doc).
+    ``body_length``: the body's size when the caller has the whole body in hand (a response without
+    ``Content-Length`` whose body came in one piece is not a stream)."""
 
     def no(reason: str) -> StoreDecision:
         return StoreDecision(0.0, reason)
@@ -195,7 +198,7 @@ def store_decision(
         return no("request-authorization")
     if headers.get("content-type", "").split(";")[0].strip().lower() == "text/event-stream":
         return no("event-stream")
-    length = _seconds(headers.get("content-length"))
+    length = body_length if body_length is not None else _seconds(headers.get("content-length"))
     if length is None:
         return no("streamed")
     if length > max_body_bytes:

@@ -34,15 +34,18 @@ class StoredResponse:
 
 @dataclass(frozen=True, slots=True)
 class VaryMarker:
-    """Stored under a URL's key when its response varies: the request headers that select the variant."""
+    """Stored under a URL's key when its response varies: the request headers that select the variant, and
+    a generation that the variants' keys carry (a new marker after an invalidation orphans old variants)."""
 
     names: tuple[str, ...]
     expires_at: float
+    generation: str = ""
 
 
 def encode(value: StoredResponse | VaryMarker) -> bytes:
     if isinstance(value, VaryMarker):
-        data: dict[str, object] = {"f": _FORMAT, "vary": list(value.names), "e": value.expires_at}
+        data: dict[str, object] = {"f": _FORMAT, "vary": list(value.names), "e": value.expires_at,
+                                   "g": value.generation}
     else:
         data = {"f": _FORMAT, "s": value.status, "h": [list(h) for h in value.headers], "b": value.body,
                 "t": value.stored_at, "e": value.expires_at}
@@ -60,7 +63,7 @@ def decode(raw: object) -> StoredResponse | VaryMarker | None:
             return None
         expires = float(data["e"])
         if "vary" in data:
-            return VaryMarker(tuple(str(n) for n in data["vary"]), expires)
+            return VaryMarker(tuple(str(n) for n in data["vary"]), expires, str(data.get("g", "")))
         headers = [(str(k), str(v)) for k, v in data["h"]]
         body = data["b"]
         if not isinstance(body, bytes):
