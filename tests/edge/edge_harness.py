@@ -1,13 +1,19 @@
 """The edge tests' tools: skip without Node, and a real HTTP origin serving edge manifests and files as
-the service's model-file endpoint does. The Worker itself runs through :mod:`precache.edge.workerd`."""
+the service's model-file endpoint does. The Worker itself runs through :mod:`precache.edge.workerd`.
+
+Every Worker route but /healthz needs a token (issue 27): :func:`running` binds ``EDGE_TOKEN`` as the
+Worker's ``INFERENCE_TOKEN`` and :func:`get` / :func:`post` / :func:`request` send it unless told otherwise
+(``token=None`` sends none)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,10 +21,13 @@ from typing import Any
 import pytest
 
 from conftest import free_port
-from precache.edge.workerd import build_worker, bundle_gzip_bytes, http_json, running, tool
+from precache.edge import workerd
+from precache.edge.workerd import build_worker, bundle_gzip_bytes, http_json, tool
 
-__all__ = ["Origin", "build_worker", "bundle_gzip_bytes", "get", "post", "request", "require_edge_tools", "running"]
+__all__ = ["EDGE_TOKEN", "Origin", "build_worker", "bundle_gzip_bytes", "get", "post", "request",
+           "require_edge_tools", "running"]
 FILES_PATH = "/api/ml/models/page-predictor/active/files/"
+EDGE_TOKEN = "test-edge-token"
 
 
 def require_edge_tools() -> None:
@@ -34,15 +43,23 @@ def require_edge_tools() -> None:
         pytest.skip(missing)
 
 
-def get(url: str, timeout: float = 30) -> tuple[int, Any]:
-    return http_json("GET", url, timeout=timeout)
+def request(method: str, url: str, body: Any = None, raw: bytes | None = None, timeout: float = 30,
+            headers: Mapping[str, str] | None = None, token: str | None = EDGE_TOKEN) -> tuple[int, Any]:
+    return http_json(method, url, body, raw, timeout, headers, token)
 
 
-def post(url: str, body: Any, timeout: float = 30) -> tuple[int, Any]:
-    return http_json("POST", url, body, timeout=timeout)
+def get(url: str, timeout: float = 30, token: str | None = EDGE_TOKEN) -> tuple[int, Any]:
+    return http_json("GET", url, timeout=timeout, token=token)
 
 
-request = http_json
+def post(url: str, body: Any, timeout: float = 30, token: str | None = EDGE_TOKEN) -> tuple[int, Any]:
+    return http_json("POST", url, body, timeout=timeout, token=token)
+
+
+def running(dist: Path, worker: str, bindings: Mapping[str, str] | None = None,
+            token: str | None = EDGE_TOKEN) -> contextlib.AbstractContextManager[workerd.Workerd]:
+    """workerd serving ``dist`` with ``token`` as its INFERENCE_TOKEN (the tests' default EDGE_TOKEN)."""
+    return workerd.running(dist, worker, bindings, token)
 
 
 class Origin:

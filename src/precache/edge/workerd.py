@@ -69,11 +69,13 @@ def free_port() -> int:
 
 
 def http_json(method: str, url: str, body: Any = None, raw: bytes | None = None, timeout: float = 30,
-              headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
-    """One request; returns (status, decoded JSON body or text). HTTP errors are returned, not raised."""
+              headers: Mapping[str, str] | None = None, token: str | None = None) -> tuple[int, Any]:
+    """One request (with ``Authorization: Bearer <token>`` when ``token`` is given); returns (status, decoded
+    JSON body or text). HTTP errors are returned, not raised."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    auth = {"authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"content-type": "application/json", **(headers or {})})
+                                     headers={"content-type": "application/json", **auth, **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -86,10 +88,14 @@ def http_json(method: str, url: str, body: Any = None, raw: bytes | None = None,
 
 
 class Workerd:
-    """``workerd serve`` of a dry-run bundle on a loopback port, with text bindings (env vars)."""
+    """``workerd serve`` of a dry-run bundle on a loopback port, with text bindings (env vars). ``token`` is
+    bound as the Worker's ``INFERENCE_TOKEN`` (every route but /healthz asks for it) and kept as ``.token``."""
 
-    def __init__(self, dist: Path, worker: str, bindings: Mapping[str, str] | None = None) -> None:
+    def __init__(self, dist: Path, worker: str, bindings: Mapping[str, str] | None = None,
+                 token: str | None = None) -> None:
         self.dist = dist
+        self.token = token
+        bindings = {**({"INFERENCE_TOKEN": token} if token else {}), **(bindings or {})}
         main = WORKERS[worker][1]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -136,6 +142,21 @@ const worker :Workerd.Worker = (
         self.stop()
         raise RuntimeError(f"workerd did not answer /healthz: {self.log.read_text()[-2000:]}")
 
+    def get(self, path: str, timeout: float = 30) -> tuple[int, Any]:
+        """GET ``path`` with this Worker's token."""
+        return http_json("GET", self.url + path, timeout=timeout, token=self.token)
+
+    def post(self, path: str, body: Any, timeout: float = 30) -> tuple[int, Any]:
+        """POST ``body`` as JSON to ``path`` with this Worker's token."""
+        return http_json("POST", self.url + path, body, timeout=timeout, token=self.token)
+
+    def rss_bytes(self) -> tuple[int, int]:
+        """(current, peak) resident set size of the workerd process (VmRSS, VmHWM of /proc/PID/status):
+        one process serves the one isolate, so this bounds the isolate's memory from above."""
+        assert self.proc is not None
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
+        return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
@@ -148,8 +169,9 @@ const worker :Workerd.Worker = (
 
 
 @contextlib.contextmanager
-def running(dist: Path, worker: str, bindings: Mapping[str, str] | None = None) -> Iterator[Workerd]:
-    process = Workerd(dist, worker, bindings).start()
+def running(dist: Path, worker: str, bindings: Mapping[str, str] | None = None,
+            token: str | None = None) -> Iterator[Workerd]:
+    process = Workerd(dist, worker, bindings, token).start()
     try:
         yield process
     finally:
