@@ -11,7 +11,9 @@ import contextlib
 import hashlib
 import os
 import shutil
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,10 +58,18 @@ def post(url: str, body: Any, timeout: float = 30, token: str | None = EDGE_TOKE
     return http_json("POST", url, body, timeout=timeout, token=token)
 
 
-def running(dist: Path, worker: str, bindings: Mapping[str, str] | None = None,
-            token: str | None = EDGE_TOKEN) -> contextlib.AbstractContextManager[workerd.Workerd]:
+def running(dist: Path, worker: str, bindings: Mapping[str, str] | None = None, token: str | None = EDGE_TOKEN,
+            v8_flags: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[workerd.Workerd]:
     """workerd serving ``dist`` with ``token`` as its INFERENCE_TOKEN (the tests' default EDGE_TOKEN)."""
-    return workerd.running(dist, worker, bindings, token)
+    return workerd.running(dist, worker, bindings, token, v8_flags)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A stopped Worker drops its keep-alive connections: not an error worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class Origin:
@@ -70,6 +80,8 @@ class Origin:
         self.directory = directory
         self.token = token
         self.hits: Counter[str] = Counter()
+        self.delay = 0.0  # seconds each file (not the manifest) takes to start answering
+        self.log: list[tuple[str, float, float]] = []  # (file, monotonic start, end) of every request
         self.then: Path | None = None  # serve this directory from right after the next manifest request
         self.lock = threading.Lock()
         origin = self
@@ -88,20 +100,27 @@ class Origin:
                     self._send(404, b'{"error":"not found"}', {})
                     return
                 name = self.path[len(FILES_PATH):]
+                started = time.monotonic()
+                if origin.delay and name != "edge-manifest.json":
+                    time.sleep(origin.delay)
                 with origin.lock:
                     path = origin.directory / name
                     data = path.read_bytes() if "/" not in name and path.is_file() else None
                     origin.hits[name] += 1
                     if name == "edge-manifest.json" and origin.then is not None:  # the race: switch right after
                         origin.directory, origin.then = origin.then, None
-                if data is None:
-                    self._send(404, b'{"error":"no such file"}', {})
-                    return
-                etag = f'"{hashlib.sha256(data).hexdigest()}"'
-                if self.headers.get("if-none-match") == etag:
-                    self._send(304, b"", {"ETag": etag})
-                    return
-                self._send(200, data, {"ETag": etag})
+                try:
+                    if data is None:
+                        self._send(404, b'{"error":"no such file"}', {})
+                        return
+                    etag = f'"{hashlib.sha256(data).hexdigest()}"'
+                    if self.headers.get("if-none-match") == etag:
+                        self._send(304, b"", {"ETag": etag})
+                        return
+                    self._send(200, data, {"ETag": etag})
+                finally:
+                    with origin.lock:
+                        origin.log.append((name, started, time.monotonic()))
 
             def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
                 self.send_response(status)
@@ -112,7 +131,7 @@ class Origin:
                 if status != 304:
                     self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server = _QuietServer(("127.0.0.1", free_port()), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.manifest_url = f"http://127.0.0.1:{self.server.server_address[1]}{FILES_PATH}edge-manifest.json"

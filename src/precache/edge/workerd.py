@@ -92,7 +92,7 @@ class Workerd:
     bound as the Worker's ``INFERENCE_TOKEN`` (every route but /healthz asks for it) and kept as ``.token``."""
 
     def __init__(self, dist: Path, worker: str, bindings: Mapping[str, str] | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, v8_flags: tuple[str, ...] = ()) -> None:
         self.dist = dist
         self.token = token
         bindings = {**({"INFERENCE_TOKEN": token} if token else {}), **(bindings or {})}
@@ -113,6 +113,7 @@ const config :Workerd.Config = (
     (name = "net", network = (allow = ["public", "private", "local"])),
   ],
   sockets = [(name = "http", address = "127.0.0.1:{self.port}", http = (), service = "main")],
+  v8Flags = [{", ".join(json.dumps(f) for f in v8_flags)}],
 );
 const worker :Workerd.Worker = (
   modules = [{", ".join(modules)}],
@@ -170,8 +171,8 @@ const worker :Workerd.Worker = (
 
 @contextlib.contextmanager
 def running(dist: Path, worker: str, bindings: Mapping[str, str] | None = None,
-            token: str | None = None) -> Iterator[Workerd]:
-    process = Workerd(dist, worker, bindings, token).start()
+            token: str | None = None, v8_flags: tuple[str, ...] = ()) -> Iterator[Workerd]:
+    process = Workerd(dist, worker, bindings, token, v8_flags).start()
     try:
         yield process
     finally:
