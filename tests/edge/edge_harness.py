@@ -27,7 +27,7 @@ from precache.edge import workerd
 from precache.edge.workerd import build_worker, bundle_gzip_bytes, http_json, tool
 
 __all__ = ["EDGE_TOKEN", "Origin", "build_worker", "bundle_gzip_bytes", "get", "post", "request",
-           "require_edge_tools", "running"]
+           "require_edge_tools", "running", "settled", "wait_until"]
 FILES_PATH = "/api/ml/models/page-predictor/active/files/"
 EDGE_TOKEN = "test-edge-token"
 
@@ -56,6 +56,30 @@ def get(url: str, timeout: float = 30, token: str | None = EDGE_TOKEN) -> tuple[
 
 def post(url: str, body: Any, timeout: float = 30, token: str | None = EDGE_TOKEN) -> tuple[int, Any]:
     return http_json("POST", url, body, timeout=timeout, token=token)
+
+
+def settled(url: str, path: str = "/model", timeout: float = 60) -> tuple[int, Any]:
+    """``GET path`` once the Worker has a model or its first sync has finished (syncs run in the background:
+    a fresh Worker answers 503 "under way" until then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, info = get(url + "/model")
+        if status == 200 or (not info["syncing"] and info["lastSync"]):
+            break
+        time.sleep(0.02)
+    return get(url + path)
+
+
+def wait_until(url: str, done: Any, timeout: float = 15) -> dict[str, Any]:
+    """The Worker's ``GET /model`` once ``done(it)`` holds (AssertionError after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    info: Any = None
+    while time.monotonic() < deadline:
+        info = get(url + "/model")[1]
+        if done(info):
+            return dict(info)
+        time.sleep(0.05)
+    raise AssertionError(f"not reached: {info}")
 
 
 def running(dist: Path, worker: str, bindings: Mapping[str, str] | None = None, token: str | None = EDGE_TOKEN,

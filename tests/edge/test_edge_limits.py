@@ -13,10 +13,9 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
-from edge_harness import EDGE_TOKEN, Origin, build_worker, get, post, request, require_edge_tools, running
+from edge_harness import EDGE_TOKEN, Origin, build_worker, get, post, request, require_edge_tools, running, wait_until
 
 from conftest import hub_sessions
 from precache.edge.build import export_predictor
@@ -211,14 +210,3 @@ def test_model_files_download_concurrently(hub: dict[str, Path]) -> None:
         assert len(files) == 2
         (s1, e1), (s2, e2) = files
         assert max(s1, s2) < min(e1, e2), files  # the second started before the first ended
-
-
-def wait_until(url: str, done: Any, timeout: float = 15) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    info: Any = None
-    while time.monotonic() < deadline:
-        info = get(url + "/model")[1]
-        if done(info):
-            return dict(info)
-        time.sleep(0.05)
-    raise AssertionError(f"not reached: {info}")
