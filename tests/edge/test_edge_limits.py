@@ -4,13 +4,9 @@ request, rejected versions retried after a back-off, files fetched concurrently.
 
 from __future__ import annotations
 
-import json
 import shutil
-import socket
 import statistics
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,14 +15,10 @@ from edge_harness import EDGE_TOKEN, Origin, build_worker, get, post, request, r
 
 from conftest import hub_sessions
 from precache.edge.build import export_predictor
-from precache.edge.workerd import free_port
+from precache.edge.stress import ISOLATE_LIMIT_FLAGS, MIB, flood_body, hung_origin, send_chunked
 from precache.models import build_predictor
 
 SYNC = "test-sync-token"
-MIB = 1024 * 1024
-# Cloudflare gives an isolate 128 MB; local workerd sets no V8 heap limit (V8 then sizes the heap from the
-# machine's RAM and collects late), so the memory test runs the isolate with the production limit.
-ISOLATE_LIMIT = ("--max-heap-size=128",)
 
 
 @pytest.fixture(scope="module")
@@ -76,50 +68,10 @@ def test_every_route_but_healthz_needs_a_token(hub: dict[str, Path]) -> None:
         assert request("POST", worker.url + "/admin/sync", raw=b"", token=None)[0] == 401  # still guarded
 
 
-def flood_body(batch: int) -> bytes:
-    """~1 MB: 256 new sessions, each with 50 distinct 75-character paths (the batch body limit is 1 MiB)."""
-    requests = [{"sessionId": f"s-{batch}-{i}", "context": {
-        "history": [f"/flood/{batch}/{i}/{j}/" + "x" * 60 for j in range(50)], "currentPath": "/hub"}}
-        for i in range(256)]
-    return json.dumps({"requests": requests}).encode()
-
-
-def send_chunked(url: str, total: int) -> tuple[int, bytes]:
-    """POST ``total`` bytes to /predict with Transfer-Encoding: chunked (no Content-Length), reading the
-    answer meanwhile; returns (bytes sent before the Worker answered or hung up, the answer's first bytes)."""
-    host, port = url.removeprefix("http://").split(":")
-    answer = bytearray()
-    answered = threading.Event()
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
-                     b"Authorization: Bearer " + EDGE_TOKEN.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
-
-        def read() -> None:
-            try:
-                while b"\r\n\r\n" not in answer and (data := sock.recv(65536)):
-                    answer.extend(data)
-            except OSError:
-                pass
-            answered.set()
-
-        reader = threading.Thread(target=read)
-        reader.start()
-        chunk = b"[" + b"1," * 32767 + b"1"
-        sent = 0
-        try:
-            while sent < total and not answered.is_set():
-                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                sent += len(chunk)
-        except OSError:  # the Worker answered 413 and closed while we were still sending
-            pass
-        reader.join(10)
-    return sent, bytes(answer)
-
-
 def test_memory_is_bounded_in_bytes(hub: dict[str, Path]) -> None:
     """96 batch calls of ~1 MB (24,576 sessions with 50 long paths each) at concurrency 16, then a 90 MB chunked
     body: the process stays within 128 MB, sessions within their byte budget, extra load is shed with 503."""
-    with running(hub["bundled"], "table", {"SESSION_MAX_BYTES": str(8 * MIB)}, v8_flags=ISOLATE_LIMIT) as worker:
+    with running(hub["bundled"], "table", {"SESSION_MAX_BYTES": str(8 * MIB)}, v8_flags=ISOLATE_LIMIT_FLAGS) as worker:
         with ThreadPoolExecutor(16) as pool:
             statuses = list(pool.map(lambda b: request("POST", worker.url + "/predict/batch", raw=flood_body(b),
                                                        timeout=60)[0], range(96)))
@@ -129,7 +81,7 @@ def test_memory_is_bounded_in_bytes(hub: dict[str, Path]) -> None:
         assert info["inflightBodyBytes"] == 0
         _, peak = worker.rss_bytes()
         assert peak <= 128 * MIB, f"peak RSS {peak / MIB:.0f} MiB after the batch flood"
-        sent, answer = send_chunked(worker.url, 90 * MIB)
+        sent, answer = send_chunked(worker.url, 90 * MIB, EDGE_TOKEN)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert sent < 32 * MIB, sent  # refused after 64 KiB, not after reading the body
         _, peak = worker.rss_bytes()
@@ -153,20 +105,10 @@ def test_no_model_costs_one_origin_request_per_interval(hub: dict[str, Path], tm
         assert "404" in get(w.url + "/readyz")[1]["reason"]
 
 
-@pytest.fixture
-def hung_origin() -> Iterator[str]:
-    """A manifest URL whose server accepts connections and never answers."""
-    port = free_port()
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", port))
-        server.listen(64)
-        yield f"http://127.0.0.1:{port}/edge-manifest.json"
-
-
-def test_hung_origin_holds_no_request(hub: dict[str, Path], hung_origin: str) -> None:
-    bindings = {"MODEL_MANIFEST_URL": hung_origin, "MODEL_SYNC_TOKEN": SYNC, "SYNC_INTERVAL_MS": "100"}
+def test_hung_origin_holds_no_request(hub: dict[str, Path]) -> None:
     for dist, ready in ((hub["syncing"], 503), (hub["bundled"], 200)):
-        with running(dist, "table", bindings) as worker:
+        with hung_origin() as manifest_url, running(dist, "table", {
+                "MODEL_MANIFEST_URL": manifest_url, "MODEL_SYNC_TOKEN": SYNC, "SYNC_INTERVAL_MS": "100"}) as worker:
             times = []
             for path in ["/readyz"] * 20 + ["/model", "/predict"] * 5:
                 t0 = time.perf_counter()

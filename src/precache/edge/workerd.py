@@ -158,6 +158,17 @@ const worker :Workerd.Worker = (
         fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
         return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
 
+    def cpu_ns(self) -> dict[str, int]:
+        """CPU time (ns) each thread of the workerd process has run so far (``/proc/PID/task/*/schedstat``,
+        the kernel's accounting). workerd's own per-request accounting (a tail worker's ``cpuTime``) reads 0
+        outside Cloudflare, so this is how a request's CPU is measured locally: the delta across it."""
+        assert self.proc is not None
+        out = {}
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out[task.name] = int((task / "schedstat").read_text().split()[0])
+        return out
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
