@@ -72,7 +72,7 @@ export function createWorker({ builders, bundle = null, workerKind }) {
     if (sessions) return;
     workerId = `${workerKind}-${crypto.randomUUID().slice(0, 8)}`;
     sessions = new SessionStore(Number(env.SESSION_MAX_BYTES ?? 8 * MIB), KEEP_HISTORY);
-    budget = new BodyBudget(Number(env.INFLIGHT_BODY_BYTES ?? 8 * MIB));
+    budget = new BodyBudget(Number(env.INFLIGHT_BODY_BYTES ?? 4 * MIB), Number(env.BODY_WAIT_MS ?? 2000));
     for (const builder of Object.values(builders)) builder.configure?.(env);
   };
 
@@ -162,6 +162,7 @@ export function createWorker({ builders, bundle = null, workerKind }) {
       lastSync: holder.lastSync, syncing: holder.syncing !== null, originRequests: holder.originRequests,
       rejected: [...holder.rejected.entries()].map(([sha256, r]) => ({ sha256, ...r })),
       sessions: sessions.describe(), inflightBodyBytes: budget.used, shedRequests: budget.shed,
+      waitedRequests: budget.waited,
     };
   }
 
