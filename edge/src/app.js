@@ -63,24 +63,41 @@ function parseItem(body, k, defaultTopK, where = "") {
   return { sessionId, currentPath, history, topK: parseTopK(body.options, k, defaultTopK) };
 }
 
-export function createWorker({ builders, bundle = null, workerKind }) {
-  const holder = new ModelHolder(builders);
-  let workerId = null; // random values are not allowed at global scope: made on the first event
-  let sessions = null;
-  let budget = null;
-  const start = (env) => {
-    if (sessions) return;
-    workerId = `${workerKind}-${crypto.randomUUID().slice(0, 8)}`;
-    sessions = new SessionStore(Number(env.SESSION_MAX_BYTES ?? 8 * MIB), KEEP_HISTORY);
-    budget = new BodyBudget(Number(env.INFLIGHT_BODY_BYTES ?? 4 * MIB), Number(env.BODY_WAIT_MS ?? 2000));
-    for (const builder of Object.values(builders)) builder.configure?.(env);
-  };
+function parseItems(body, k, batch) {
+  const defaultTopK = Math.min(5, k);
+  if (!batch) return [parseItem(body, k, defaultTopK)];
+  if (!body || typeof body !== "object" || !Array.isArray(body.requests)) throw new HttpError(400, "body must be {requests: [...]}");
+  if (body.requests.length > MAX_BATCH) throw new HttpError(413, `at most ${MAX_BATCH} requests per batch`);
+  const batchTopK = parseTopK(body.options, k, defaultTopK);
+  return body.requests.map((r, i) => parseItem(r, k, batchTopK, `requests[${i}]: `));
+}
+
+/** One isolate's Worker: its model holder, session store and body budget (made on the first event). */
+class EdgeApp {
+  constructor(builders, bundle, workerKind) {
+    this.builders = builders;
+    this.bundle = bundle;
+    this.workerKind = workerKind;
+    this.holder = new ModelHolder(builders);
+    this.workerId = null; // random values are not allowed at global scope: made on the first event
+    this.sessions = null;
+    this.budget = null;
+  }
+
+  start(env) {
+    if (this.sessions) return;
+    this.workerId = `${this.workerKind}-${crypto.randomUUID().slice(0, 8)}`;
+    this.sessions = new SessionStore(Number(env.SESSION_MAX_BYTES ?? 8 * MIB), KEEP_HISTORY);
+    this.budget = new BodyBudget(Number(env.INFLIGHT_BODY_BYTES ?? 4 * MIB), Number(env.BODY_WAIT_MS ?? 2000));
+    for (const builder of Object.values(this.builders)) builder.configure?.(env);
+  }
 
   /** The bundled model (once), and a background sync when one is due: no request waits for the origin,
    * and there is at most one origin request per SYNC_INTERVAL_MS whether or not a model is loaded. */
-  async function ensureModel(env, ctx) {
+  async ensureModel(env, ctx) {
+    const holder = this.holder;
     if (!holder.initial) {
-      holder.initial = holder.loadBundle(bundle, env).catch((err) => {
+      holder.initial = holder.loadBundle(this.bundle, env).catch((err) => {
         holder.lastSync = { status: "rejected", reason: `bundled model: ${err.message}`, at: new Date().toISOString() };
       });
     }
@@ -89,12 +106,12 @@ export function createWorker({ builders, bundle = null, workerKind }) {
     if (pending) ctx.waitUntil(pending);
   }
 
-  async function histories(env, items) {
-    // Resolve each item's full model input: given history, else the isolate's (or KV's) session history.
+  /** Each item's full model input: its history, else the isolate's (or KV's) session history; then currentPath. */
+  async histories(env, items) {
     return Promise.all(items.map(async (item) => {
       let before = item.history;
       if (before === null && item.sessionId !== null) {
-        before = sessions.get(item.sessionId) ?? null;
+        before = this.sessions.get(item.sessionId) ?? null;
         if (before === null && env.SESSIONS) before = (await env.SESSIONS.get(`h:${item.sessionId}`, "json")) ?? null;
       }
       const full = [...(before ?? [])];
@@ -103,45 +120,25 @@ export function createWorker({ builders, bundle = null, workerKind }) {
     }));
   }
 
-  function remember(env, ctx, items, fulls) {
+  remember(env, ctx, items, fulls) {
     items.forEach((item, i) => {
       if (item.sessionId === null) return;
-      sessions.set(item.sessionId, fulls[i]);
+      this.sessions.set(item.sessionId, fulls[i]);
       if (env.SESSIONS) {
         ctx.waitUntil(env.SESSIONS.put(`h:${item.sessionId}`, JSON.stringify(fulls[i].slice(-KEEP_HISTORY)), { expirationTtl: 1800 }));
       }
     });
   }
 
-  function parseItems(body, k, batch) {
-    const defaultTopK = Math.min(5, k);
-    if (!batch) return [parseItem(body, k, defaultTopK)];
-    if (!body || typeof body !== "object" || !Array.isArray(body.requests)) throw new HttpError(400, "body must be {requests: [...]}");
-    if (body.requests.length > MAX_BATCH) throw new HttpError(413, `at most ${MAX_BATCH} requests per batch`);
-    const batchTopK = parseTopK(body.options, k, defaultTopK);
-    return body.requests.map((r, i) => parseItem(r, k, batchTopK, `requests[${i}]: `));
-  }
-
-  async function predict(request, env, ctx, batch) {
-    const lease = budget.lease();
+  async predict(request, env, ctx, batch) {
+    const lease = this.budget.lease();
     try {
       const body = await readJson(request, batch ? MAX_BATCH_BODY : MAX_BODY, lease);
-      const slot = holder.current;
+      const slot = this.holder.current;
       if (!slot) throw new HttpError(503, "no verified model is loaded yet", { "retry-after": "1" });
       slot.acquire();
       try {
-        const items = parseItems(body, slot.manifest.k, batch);
-        const start = performance.now();
-        const fulls = await histories(env, items);
-        const maxTopK = Math.max(1, ...items.map((it) => it.topK));
-        const { results, cached } = await slot.model.predictBatch(fulls, maxTopK);
-        const latency = performance.now() - start;
-        remember(env, ctx, items, fulls);
-        const one = (i) => ({
-          predictions: results[i].slice(0, items[i].topK), sessionId: items[i].sessionId, cached: cached[i],
-        });
-        const common = { latency, workerId, modelVersion: slot.manifest.version };
-        return batch ? json(200, { results: items.map((_, i) => one(i)), ...common }) : json(200, { ...one(0), ...common });
+        return await this.answer(env, ctx, slot, parseItems(body, slot.manifest.k, batch), batch);
       } finally {
         slot.release();
       }
@@ -150,10 +147,25 @@ export function createWorker({ builders, bundle = null, workerKind }) {
     }
   }
 
-  function describe() {
+  async answer(env, ctx, slot, items, batch) {
+    const start = performance.now();
+    const fulls = await this.histories(env, items);
+    const maxTopK = Math.max(1, ...items.map((it) => it.topK));
+    const { results, cached } = await slot.model.predictBatch(fulls, maxTopK);
+    const latency = performance.now() - start;
+    this.remember(env, ctx, items, fulls);
+    const one = (i) => ({
+      predictions: results[i].slice(0, items[i].topK), sessionId: items[i].sessionId, cached: cached[i],
+    });
+    const common = { latency, workerId: this.workerId, modelVersion: slot.manifest.version };
+    return batch ? json(200, { results: items.map((_, i) => one(i)), ...common }) : json(200, { ...one(0), ...common });
+  }
+
+  describe() {
+    const { holder, sessions, budget } = this;
     const slot = holder.current;
     return {
-      workerId, worker: workerKind,
+      workerId: this.workerId, worker: this.workerKind,
       version: slot?.manifest.version ?? null, sha256: slot?.etag ?? null, kind: slot?.manifest.kind ?? null,
       modelKind: slot?.manifest.model_kind ?? null, k: slot?.manifest.k ?? null, loadedAt: slot?.loadedAt ?? null,
       // a component of another model (an auto model's best servable component): {served, of}
@@ -166,49 +178,57 @@ export function createWorker({ builders, bundle = null, workerKind }) {
     };
   }
 
-  function readiness() {
+  readiness() {
+    const { holder, workerId } = this;
     if (holder.current) return json(200, { ready: true, modelVersion: holder.current.manifest.version, workerId });
     const reason = holder.lastSync?.reason ?? (holder.syncing ? "no model yet: the first sync is under way" : "no model");
     return json(503, { ready: false, reason, workerId }, { "retry-after": "1" });
   }
 
-  async function route(request, env, ctx) {
+  async route(request, env, ctx) {
     const { pathname } = new URL(request.url);
     const method = request.method;
-    if (pathname === "/healthz" && method === "GET") return json(200, { status: "ok", workerId });
+    if (pathname === "/healthz" && method === "GET") return json(200, { status: "ok", workerId: this.workerId });
     const refused = await refusal(request, env, pathname);
     if (refused) return json(401, { error: refused }, { "www-authenticate": 'Bearer realm="precache-edge"' });
     if (pathname === "/admin/sync" && method === "POST") {
-      await ensureModel(env, ctx);
-      const result = (await holder.maybeSync(env, true)) ?? { status: "disabled", reason: "MODEL_MANIFEST_URL is not set" };
-      return json(200, { ...result, model: describe() });
+      await this.ensureModel(env, ctx);
+      const result = (await this.holder.maybeSync(env, true)) ?? { status: "disabled", reason: "MODEL_MANIFEST_URL is not set" };
+      return json(200, { ...result, model: this.describe() });
     }
-    await ensureModel(env, ctx);
-    if (pathname === "/readyz" && method === "GET") return readiness();
-    if (pathname === "/model" && method === "GET") return json(holder.current ? 200 : 503, describe());
-    if (pathname === "/predict" && method === "POST") return predict(request, env, ctx, false);
-    if (pathname === "/predict/batch" && method === "POST") return predict(request, env, ctx, true);
+    await this.ensureModel(env, ctx);
+    if (pathname === "/readyz" && method === "GET") return this.readiness();
+    if (pathname === "/model" && method === "GET") return json(this.holder.current ? 200 : 503, this.describe());
+    if (pathname === "/predict" && method === "POST") return this.predict(request, env, ctx, false);
+    if (pathname === "/predict/batch" && method === "POST") return this.predict(request, env, ctx, true);
     if (["/predict", "/predict/batch", "/healthz", "/readyz", "/model", "/admin/sync"].includes(pathname)) {
       return json(405, { error: `${method} not allowed on ${pathname}` });
     }
     return json(404, { error: `no route ${pathname}` });
   }
 
+  async fetch(request, env, ctx) {
+    this.start(env);
+    try {
+      return await this.route(request, env, ctx);
+    } catch (err) {
+      if (err instanceof HttpError) return json(err.status, { error: err.message }, err.headers);
+      console.error(err);
+      return json(500, { error: `internal error: ${err.message}` });
+    }
+  }
+
+  scheduled(event, env, ctx) {
+    // The Cron Trigger: sync this isolate; others sync on their own every SYNC_INTERVAL_MS.
+    this.start(env);
+    ctx.waitUntil((async () => { await this.ensureModel(env, ctx); await this.holder.maybeSync(env, true); })());
+  }
+}
+
+export function createWorker({ builders, bundle = null, workerKind }) {
+  const app = new EdgeApp(builders, bundle, workerKind);
   return {
-    async fetch(request, env, ctx) {
-      start(env);
-      try {
-        return await route(request, env, ctx);
-      } catch (err) {
-        if (err instanceof HttpError) return json(err.status, { error: err.message }, err.headers);
-        console.error(err);
-        return json(500, { error: `internal error: ${err.message}` });
-      }
-    },
-    async scheduled(event, env, ctx) {
-      // The Cron Trigger: sync this isolate; others sync on their own every SYNC_INTERVAL_MS.
-      start(env);
-      ctx.waitUntil((async () => { await ensureModel(env, ctx); await holder.maybeSync(env, true); })());
-    },
+    fetch: (request, env, ctx) => app.fetch(request, env, ctx),
+    scheduled: async (event, env, ctx) => app.scheduled(event, env, ctx),
   };
 }
