@@ -51,6 +51,7 @@ def flood(dist: Path, v8_flags: tuple[str, ...]) -> dict[str, Any]:
         seconds = time.monotonic() - t0
         info = worker.get("/model")[1]
         after_flood = worker.rss_bytes()[1]
+        parts = worker.rss_parts()
         sent, answer = send_chunked(worker.url, 90 * MIB, TOKEN)
         after_chunked = worker.rss_bytes()[1]
         alive = worker.post("/predict", {"context": {"currentPath": "/hub"}})[0]
@@ -60,6 +61,8 @@ def flood(dist: Path, v8_flags: tuple[str, ...]) -> dict[str, Any]:
         "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))}, "shed_503": info["shedRequests"],
         "sessions_kept": info["sessions"], "rss_start_mb": round(start / MB, 1),
         "rss_peak_after_flood_mb": round(after_flood / MB, 1),
+        "rss_after_flood_anon_mb": round(parts["anon"] / MB, 1),
+        "rss_after_flood_file_mb": round(parts["file"] / MB, 1),
         "chunked_body_bytes": 90 * MIB, "chunked_sent_before_answer_bytes": sent,
         "chunked_status": int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else None,
         "rss_peak_after_chunked_mb": round(after_chunked / MB, 1), "predict_after": alive,
@@ -204,6 +207,9 @@ def table_text(safety: dict[str, Any]) -> str:
                        ("rss_peak_after_chunked_mb", "after a 90 MB chunked body")):
         lines.append(f"| {label} | {mem['isolate_limit'][key]} MB | {mem['workerd_default'][key]} MB "
                      f"| {mem['heap_32mb'][key]} MB |")
+    lines.append("| of which anonymous / file-backed after the batch calls | " + " | ".join(
+        f"{mem[k]['rss_after_flood_anon_mb']} / {mem[k]['rss_after_flood_file_mb']} MB"
+        for k in ("isolate_limit", "workerd_default", "heap_32mb")) + " |")
     lines.append("| batch statuses | " + " | ".join(str(mem[k]["statuses"]) for k in
                                                   ("isolate_limit", "workerd_default", "heap_32mb")) + " |")
     lim = mem["isolate_limit"]

@@ -158,6 +158,13 @@ const worker :Workerd.Worker = (
         fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
         return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
 
+    def rss_parts(self) -> dict[str, int]:
+        """Current resident bytes by kind: ``anon`` (heap, stacks: the isolate and the runtime) and ``file``
+        (pages of the workerd binary and other mapped files, shared with any other process that maps them)."""
+        assert self.proc is not None
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
+        return {"anon": int(fields["RssAnon"].split()[0]) * 1024, "file": int(fields["RssFile"].split()[0]) * 1024}
+
     def cpu_ns(self) -> dict[str, int]:
         """CPU time (ns) each thread of the workerd process has run so far (``/proc/PID/task/*/schedstat``,
         the kernel's accounting). workerd's own per-request accounting (a tail worker's ``cpuTime``) reads 0
