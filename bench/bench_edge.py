@@ -1,7 +1,8 @@
 """Benchmark of the Cloudflare Worker (edge/) in workerd on loopback: the table and the ORT worker.
 
 Run:  .venv/bin/python bench/bench_edge.py [--seconds 5] [--attention-seconds 90] [--ort-warmup 20]
-      [--out bench/results/edge.json]        (needs Node and `make edge`; about 7 minutes on 2 cores)
+      [--only all|safety] [--out bench/results/edge.json]  (needs Node and `make edge`; ~8 minutes on 2 cores;
+      `--only safety` ~1 minute: re-measures the `safety` key alone and keeps the file's other keys)
 
 Models come from BMS-WebView-1 (../shared/data), fitted on the training + validation slices of the
 evaluation protocol: PPM exported as tables (the default worker, bundled as `wrangler deploy` would) and
@@ -15,6 +16,10 @@ building the onnxruntime-web session). The client and the worker share the machi
 jobs ran on them: figures are noisy; ratios within the run are the honest comparison.
 Goals (issue 19): table p99 <= 5 ms at concurrency 1 and >= 5,000 req/s at 32; ORT p99 <= 5 ms at 1;
 ORT batch of 64 >= 5x the sessions/s of single requests; BMS PPM table bundle <= 3 MB gzip (Free plan).
+Safety (issue 27, bench/edge_safety.py, the `safety` key): peak RSS of one isolate <= 128 MB under a flood of
+96 batch calls and a 90 MB chunked body; 1 origin request per sync interval with no model; /readyz p99 <= 50 ms
+with a hung origin; the first request's CPU for each shipped table (BMS-WebView-1 and NASA 1 Aug, PPM and
+markov-count) against the Free plan's 10 ms.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import edge_safety
 from precache.edge.build import export_predictor
 from precache.edge.workerd import EDGE, Workerd, build_worker, bundle_gzip_bytes, http_json, running, tool
 from precache.evaluation import time_split, transitions
@@ -55,7 +61,7 @@ def load(url: str, bodies: list[Any], concurrency: int, seconds: float, scratch:
     path.write_text(json.dumps(bodies))
     proc = subprocess.run(["node", str(EDGE / "scripts" / "load.mjs"), url, str(path), str(concurrency),
                            str(seconds), str(warmup)], capture_output=True, text=True, timeout=seconds + 120,
-                          check=True)
+                          check=True, env={**os.environ, "EDGE_TOKEN": edge_safety.TOKEN})
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}
 
@@ -64,11 +70,11 @@ def cold_start(dist: Path, worker: str, body: dict[str, Any], runs: int = 3) -> 
     """Median ms from spawning workerd to /healthz, and to the first answered /predict."""
     ready, first = [], []
     for _ in range(runs):
-        process = Workerd(dist, worker, {"PREDICTION_CACHE_SIZE": "0"})
+        process = Workerd(dist, worker, {"PREDICTION_CACHE_SIZE": "0"}, edge_safety.TOKEN)
         t0 = time.monotonic()
         process.start()
         ready.append((time.monotonic() - t0) * 1000)
-        status, answer = http_json("POST", process.url + "/predict", body, timeout=60)
+        status, answer = http_json("POST", process.url + "/predict", body, timeout=60, token=edge_safety.TOKEN)
         first.append((time.monotonic() - t0) * 1000)
         process.stop()
         if status != 200:
@@ -87,7 +93,7 @@ def bench_worker(name: str, dist: Path, bodies: list[dict[str, Any]], seconds: f
     out["cold_start"] = cold_start(dist, name, bodies[0])
     log(f"{name}: bundle {out['bundle_gzip_bytes'] / 1e6:.2f} MB gzip, cold start {out['cold_start']}")
     batches = [{"requests": bodies[i : i + 64]} for i in range(0, len(bodies) - 64, 64)]
-    with running(dist, name, {"PREDICTION_CACHE_SIZE": "0"}) as worker:
+    with running(dist, name, {"PREDICTION_CACHE_SIZE": "0"}, edge_safety.TOKEN) as worker:
         if warmup:
             out["warmup_c1"] = load(worker.url + "/predict", bodies, 1, warmup, scratch, warmup=0)
             log(f"{name} warm-up {warmup:.0f} s at c=1: p50 {out['warmup_c1']['p50_ms']} p99 "
@@ -114,12 +120,54 @@ def bench_worker(name: str, dist: Path, bodies: list[dict[str, Any]], seconds: f
     return out
 
 
+def safety_tables(bms: Any) -> dict[str, Any]:
+    """The shipped tables whose first request is measured: PPM and markov-count on BMS-WebView-1 (the largest
+    table first: it is also the one bundled for the memory runs) and on NASA 1 Aug."""
+    tables = {}
+    for trace, split in (("bms", bms), ("nasa-aug", time_split(read_sessions(SESSION_TRACES["nasa-aug"])))):
+        for kind in ("ppm", "markov-count"):
+            model = build_predictor(kind)
+            model.fit(split.train, split.validation)
+            tables[f"{trace}-{kind}"] = model
+    return tables
+
+
+def measure_workers(args: argparse.Namespace, split: Any, bodies: list[dict[str, Any]], scratch: Path
+                    ) -> dict[str, Any]:
+    """The table and ORT workers' load, batch, bundle and cold-start figures (issue 19)."""
+    workers: dict[str, Any] = {}
+    ppm = build_predictor("ppm")
+    ppm.fit(split.train, split.validation)
+    table = export_predictor(ppm, "bms-ppm", "table", 10)
+    table.write(scratch / "table-model")
+    dist, _ = build_worker("table", scratch / "table-dist", scratch / "table-model")
+    workers["table"] = bench_worker("table", dist, bodies, args.seconds, scratch)
+    workers["table"]["model"] = {"kind": "ppm", "k": table.k, "contexts": table.params["contexts"]}
+
+    log(f"training the attention model (<= {args.attention_seconds:.0f} s)")
+    attention = build_predictor("attention", max_seconds=args.attention_seconds, threads=2)
+    attention.fit(split.train, split.validation)
+    onnx = export_predictor(attention, "bms-attention", "ort", 10)
+    onnx.write(scratch / "ort-model")
+    dist, _ = build_worker("ort", scratch / "ort-dist", scratch / "ort-model")
+    workers["ort"] = bench_worker("ort", dist, bodies, args.seconds, scratch, args.ort_warmup)
+    workers["ort"]["model"] = {
+        "kind": "attention", "attention_format": onnx.params["attention_format"],
+        "pages": len(attention.vocabulary.pages) - 1, "d_model": onnx.params["d_model"],
+        "segments": len(onnx.params["segments"]),
+        "markov_entries": attention.tables.markov.entries if attention.tables.markov is not None else 0,
+        "files_bytes": {name: len(data) for name, data in onnx.files.items()}}
+    return workers
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--attention-seconds", type=float, default=90.0)
     parser.add_argument("--ort-warmup", type=float, default=20.0,
                         help="seconds of c=1 traffic (recorded as warmup_c1) before the ORT worker's points")
+    parser.add_argument("--only", choices=("all", "safety"), default="all",
+                        help="safety: re-measure the `safety` key alone, keeping the file's other keys")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "edge.json")
     args = parser.parse_args()
     if not tool("workerd").exists():
@@ -129,45 +177,31 @@ def main() -> int:
     split = time_split(read_sessions(trace))
     histories = [h[-30:] for h, _ in transitions(split.test)][:4000]
     bodies = [{"type": "page", "sessionId": None, "context": {"history": h}} for h in histories]
-    results: dict[str, Any] = {
-        "machine": f"{platform.machine()}, 2 cores shared with other jobs (client and worker on the same cores)",
-        "trace": "bms-webview/BMSVIEW1.txt.gz", "seconds_per_point": args.seconds,
-        "client": "edge/scripts/load.mjs (Node, keep-alive), a separate process", "workers": {},
-    }
+    if args.only == "safety" and args.out.exists():
+        results: dict[str, Any] = json.loads(args.out.read_text())
+    else:
+        results = {
+            "machine": f"{platform.machine()}, 2 cores shared with other jobs (client and worker on the same cores)",
+            "trace": "bms-webview/BMSVIEW1.txt.gz", "seconds_per_point": args.seconds,
+            "client": "edge/scripts/load.mjs (Node, keep-alive), a separate process", "workers": {},
+        }
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        ppm = build_predictor("ppm")
-        ppm.fit(split.train, split.validation)
-        table = export_predictor(ppm, "bms-ppm", "table", 10)
-        table.write(scratch / "table-model")
-        dist, _ = build_worker("table", scratch / "table-dist", scratch / "table-model")
-        results["workers"]["table"] = bench_worker("table", dist, bodies, args.seconds, scratch)
-        results["workers"]["table"]["model"] = {"kind": "ppm", "k": table.k, "contexts": table.params["contexts"]}
-
-        log(f"training the attention model (<= {args.attention_seconds:.0f} s)")
-        attention = build_predictor("attention", max_seconds=args.attention_seconds, threads=2)
-        attention.fit(split.train, split.validation)
-        onnx = export_predictor(attention, "bms-attention", "ort", 10)
-        onnx.write(scratch / "ort-model")
-        dist, _ = build_worker("ort", scratch / "ort-dist", scratch / "ort-model")
-        results["workers"]["ort"] = bench_worker("ort", dist, bodies, args.seconds, scratch, args.ort_warmup)
-        results["workers"]["ort"]["model"] = {
-            "kind": "attention", "attention_format": onnx.params["attention_format"],
-            "pages": len(attention.vocabulary.pages) - 1, "d_model": onnx.params["d_model"],
-            "segments": len(onnx.params["segments"]),
-            "markov_entries": attention.tables.markov.entries if attention.tables.markov is not None else 0,
-            "files_bytes": {name: len(data) for name, data in onnx.files.items()}}
-
-    t, o = results["workers"]["table"], results["workers"]["ort"]
-    results["goals"] = {
-        "table_p99_c1_le_5ms": t["concurrency"]["1"]["p99_ms"] <= 5,
-        "table_rps_c32_ge_5000": t["concurrency"]["32"]["rps"] >= 5000,
-        "table_bms_ppm_bundle_le_3mb_gzip": t["bundle_gzip_bytes"] <= FREE_PLAN,
-        "ort_p99_c1_le_5ms": o["concurrency"]["1"]["p99_ms"] <= 5,
-        "ort_batch64_ge_5x_single": o["batch64_vs_single_c1"] >= 5,
-        "ort_bundle_le_10mb_gzip": o["bundle_gzip_bytes"] <= PAID_PLAN,
-    }
-    print(table_text(results))
+        if args.only == "all":
+            results["workers"] = measure_workers(args, split, bodies, scratch)
+        results["safety"] = edge_safety.measure(safety_tables(split), bodies[5], scratch)
+    if args.only == "all":
+        t, o = results["workers"]["table"], results["workers"]["ort"]
+        results["goals"] = {
+            "table_p99_c1_le_5ms": t["concurrency"]["1"]["p99_ms"] <= 5,
+            "table_rps_c32_ge_5000": t["concurrency"]["32"]["rps"] >= 5000,
+            "table_bms_ppm_bundle_le_3mb_gzip": t["bundle_gzip_bytes"] <= FREE_PLAN,
+            "ort_p99_c1_le_5ms": o["concurrency"]["1"]["p99_ms"] <= 5,
+            "ort_batch64_ge_5x_single": o["batch64_vs_single_c1"] >= 5,
+            "ort_bundle_le_10mb_gzip": o["bundle_gzip_bytes"] <= PAID_PLAN,
+        }
+        print(table_text(results))
+    print(edge_safety.table_text(results["safety"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     log(f"wrote {args.out}")

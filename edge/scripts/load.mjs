@@ -1,6 +1,7 @@
 // Load generator for bench/bench_edge.py: a separate process with keep-alive connections.
 //   node scripts/load.mjs URL BODIES.json CONCURRENCY SECONDS [WARMUP_SECONDS]
 // BODIES.json is an array of request bodies (objects) sent round-robin as POST (or GET when null).
+// EDGE_TOKEN (environment): sent as Authorization: Bearer (every route but /healthz asks for it).
 // Prints one JSON line: {requests, errors, seconds, rps, p50_ms, p90_ms, p99_ms, max_ms, statuses}.
 import http from "node:http";
 import { readFileSync } from "node:fs";
@@ -12,13 +13,14 @@ const seconds = Number(secondsArg);
 const warmup = Number(warmupArg ?? 1);
 const target = new URL(url);
 const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+const auth = process.env.EDGE_TOKEN ? { authorization: `Bearer ${process.env.EDGE_TOKEN}` } : {};
 
 function once(body) {
   return new Promise((resolve) => {
     const req = http.request({
       host: target.hostname, port: target.port, path: target.pathname, agent,
       method: body === null ? "GET" : "POST",
-      headers: body === null ? {} : { "content-type": "application/json", "content-length": body.length },
+      headers: body === null ? auth : { ...auth, "content-type": "application/json", "content-length": body.length },
     }, (res) => {
       res.on("data", () => {});
       res.on("end", () => resolve(res.statusCode));

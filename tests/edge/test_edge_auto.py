@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_harness import Origin, build_worker, get, post, require_edge_tools, running
+from edge_harness import Origin, build_worker, post, require_edge_tools, running, settled
 
 from conftest import hub_sessions, shared_file
 from precache.edge.build import export_model
@@ -66,7 +66,7 @@ def table_worker_answers(version_dir: Path, nasa: Any, tmp_path: Path) -> tuple[
     histories += [[], ["/never/seen"], ["/never/seen", histories[0][-1]], histories[1] * 30]
     with Origin(version_dir, TOKEN) as origin, running(dist, "table", {
             "MODEL_MANIFEST_URL": origin.manifest_url, "MODEL_SYNC_TOKEN": TOKEN}) as worker:
-        status, model = get(worker.url + "/model")
+        status, model = settled(worker.url)
         assert status == 200, model
         got = []
         for i in range(0, len(histories), 200):
@@ -252,7 +252,7 @@ def test_the_ort_worker_syncs_and_serves_the_attention_component(attention_sknn_
     dist, _ = build_worker("ort", tmp_path / "dist")
     with Origin(info.path, TOKEN) as origin, running(dist, "ort", {
             "MODEL_MANIFEST_URL": origin.manifest_url, "MODEL_SYNC_TOKEN": TOKEN}) as worker:
-        status, model = get(worker.url + "/model")
+        status, model = settled(worker.url)
         assert status == 200 and (model["version"], model["served"], model["of"]) == (version, "attention", "auto")
         status, body = post(worker.url + "/predict/batch", {
             "requests": [{"context": {"history": h}} for h in histories], "options": {"topK": 5}})

@@ -54,6 +54,12 @@ def test_build_prints_model_and_hr_and_is_deterministic(tmp_path: Path) -> None:
     assert manifest["kind"] == "table" and manifest["model_kind"] == "ppm" and manifest["k"] == 4
     assert set(manifest["files"]) == {"edge-table.bin", "edge-vocabulary.json"}
     assert manifest["probes"][0]["history"] == [] and len(manifest["probes"]) >= 3
+    assert manifest["version"].startswith("ppm-") and manifest["version"].endswith("-k4")
+    # another --k is another table: another version label (a Worker must not take it for the same model)
+    proc = run_cli("edge", "build", "--model", str(model_dir), "--out", str(tmp_path / "k6"), "--k", "6")
+    assert proc.returncode == 0, proc.stderr
+    other = json.loads((tmp_path / "k6" / EDGE_MANIFEST).read_bytes())
+    assert other["version"] == manifest["version"].removesuffix("-k4") + "-k6"
 
 
 def test_k_is_capped_at_the_vocabulary(tmp_path: Path) -> None:

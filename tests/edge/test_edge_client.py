@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from edge_harness import build_worker, require_edge_tools, running
+from edge_harness import EDGE_TOKEN, build_worker, require_edge_tools, running
 
 from conftest import hub_sessions
 from precache.edge.build import export_predictor
@@ -31,7 +31,11 @@ def worker_dist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]
 async def test_forwards_and_falls_back_when_down(worker_dist: tuple[Path, object]) -> None:
     dist, model = worker_dist
     with running(dist, "table") as worker:
-        edge = EdgeInference(worker.url, timeout=2.0, breaker=CircuitBreaker(3, 30.0))
+        anonymous = EdgeInference(worker.url, timeout=2.0, breaker=CircuitBreaker(3, 30.0))
+        assert await anonymous.predict("s", "/hub", [], 3) is None  # no token: refused, answered locally
+        assert anonymous.stats.errors == 1 and anonymous.stats.last_error == "HTTP 401"
+        await anonymous.aclose()
+        edge = EdgeInference(worker.url, token=EDGE_TOKEN, timeout=2.0, breaker=CircuitBreaker(3, 30.0))
         answer = await edge.predict("s", "/hub", ["/entry0", "/a2"], 3)
         assert answer is not None and answer.model_version == "hub-ppm"
         assert answer.predictions == model.predict(["/entry0", "/a2", "/hub"], 3)  # type: ignore[attr-defined]

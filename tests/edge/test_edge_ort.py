@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_harness import Origin, build_worker, bundle_gzip_bytes, get, post, require_edge_tools, running
+from edge_harness import Origin, build_worker, bundle_gzip_bytes, get, post, require_edge_tools, running, settled
 
 from conftest import shared_file
 from precache.edge.build import export_predictor
@@ -67,7 +67,7 @@ def test_table_worker_refuses_onnx_model(attention: tuple[Any, Any, Path], tmp_p
     dist, _ = build_worker("table", tmp_path / "dist")
     with Origin(directory, TOKEN) as origin, running(dist, "table", {
         "MODEL_MANIFEST_URL": origin.manifest_url, "MODEL_SYNC_TOKEN": TOKEN, "SYNC_INTERVAL_MS": "50"}) as worker:
-        status, body = get(worker.url + "/readyz")
+        status, body = settled(worker.url, "/readyz")
         assert status == 503 and "ORT worker" in body["reason"], body
         assert origin.hits["edge-model.onnx"] == 0  # refused from the manifest alone, nothing downloaded
 
@@ -80,7 +80,7 @@ def test_ort_worker_syncs_the_attention_model(attention: tuple[Any, Any, Path], 
     histories = [h for h, _ in transitions(split.test)][:64]
     with Origin(directory, TOKEN) as origin, running(dist, "ort", {
             "MODEL_MANIFEST_URL": origin.manifest_url, "MODEL_SYNC_TOKEN": TOKEN, "SYNC_INTERVAL_MS": "50"}) as worker:
-        status, info = get(worker.url + "/model")
+        status, info = settled(worker.url)
         assert status == 200 and info["version"] == "att-1" and info["source"] == "sync", info
         assert {origin.hits[n] for n in ("edge-model.onnx", "edge-attention.bin", "edge-vocabulary.json")} == {1}
         status, body = post(worker.url + "/predict/batch", {

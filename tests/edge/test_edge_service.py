@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from edge_harness import build_worker, require_edge_tools, running
+from edge_harness import EDGE_TOKEN, build_worker, require_edge_tools, running
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))  # the service tests' process helpers
 from serve_harness import TOKEN, TRAINING_KEY, running_service, service_env, train_model
@@ -44,7 +44,7 @@ def test_service_forwards_to_the_edge_and_falls_back_when_it_is_down(
     model_dir, dist = model_and_worker
     with running(dist, "table") as worker:
         env = service_env(redis_server.url, model_dir, ML_EDGE_INFERENCE_URL=worker.url,
-                          ML_EDGE_INFERENCE_TIMEOUT_MS="2000")
+                          ML_EDGE_INFERENCE_TIMEOUT_MS="2000", ML_EDGE_INFERENCE_TOKEN=EDGE_TOKEN)
         with running_service(env) as service, service.client() as api:
             ask(api, "s1", "/entry0")
             edge = ask(api, "s1", "/a3")
@@ -87,7 +87,6 @@ def test_activation_publishes_and_the_worker_syncs_from_the_real_service(redis_s
     require_edge_tools()
     from conftest import hub_sessions
     from precache.edge.manifest import EDGE_MANIFEST
-    from precache.edge.workerd import http_json
     from precache.models import build_predictor
     from precache.registry import ModelRegistry
 
@@ -115,13 +114,12 @@ def test_activation_publishes_and_the_worker_syncs_from_the_real_service(redis_s
                 assert (registry.get("page-predictor", version).path / EDGE_MANIFEST).is_file()
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
-                    status, info = http_json("GET", worker.url + "/model")
+                    status, info = worker.get("/model")
                     if status == 200 and info["version"] == version:
                         break
                     time.sleep(0.05)
                 assert info["version"] == version and info["source"] == "sync", info
-                status, body = http_json("POST", worker.url + "/predict",
-                                         {"context": {"history": history}, "options": {"topK": 3}})
+                status, body = worker.post("/predict", {"context": {"history": history}, "options": {"topK": 3}})
                 assert status == 200
                 got = [(p["page"], p["probability"]) for p in body["predictions"]]
                 assert got == models[version].predict(history, 3)

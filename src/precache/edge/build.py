@@ -114,7 +114,7 @@ def export_model(predictor: Any, *, worker: str = "table", k: int = DEFAULT_K, n
     if version is None:
         digest = hashlib.sha256(b"".join(export.files[n] for n in sorted(export.files))).digest()
         label = export.model_kind if served.of is None else f"{served.of}-{export.model_kind}"
-        version = default_version(label, manifest, digest)
+        version = default_version(label, manifest, digest, k)
     label_export(export, name=name, version=version, manifest=manifest, hr5=hr5, slice_name=slice_name,
                  source=dict(source or {}))
     if served.of is not None:
@@ -168,10 +168,12 @@ def train_for_edge(trace: Path, kind: str, fmt: str = "auto") -> tuple[Any, floa
     return predictor, hr5
 
 
-def default_version(kind: str, manifest: Mapping[str, Any] | None, export_digest: bytes) -> str:
-    """A stable version label for a model outside the registry: kind + short content hash."""
+def default_version(kind: str, manifest: Mapping[str, Any] | None, export_digest: bytes, k: int) -> str:
+    """A stable version label for a model outside the registry: kind + short content hash + ``-k<k>``. The
+    hash is of the source model's files when known, so the exported ``k`` must be in the label: the same
+    model exported with ``--k 5`` and ``--k 10`` gives different tables, and a Worker must see two versions."""
     basis = repr(sorted((manifest or {}).get("files", {}).items())).encode() if manifest else export_digest
-    return f"{kind}-{hashlib.sha256(basis).hexdigest()[:12]}"
+    return f"{kind}-{hashlib.sha256(basis).hexdigest()[:12]}-k{k}"
 
 
 def gzip_size(export: EdgeExport) -> tuple[int, int]:

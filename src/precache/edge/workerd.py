@@ -69,11 +69,13 @@ def free_port() -> int:
 
 
 def http_json(method: str, url: str, body: Any = None, raw: bytes | None = None, timeout: float = 30,
-              headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
-    """One request; returns (status, decoded JSON body or text). HTTP errors are returned, not raised."""
+              headers: Mapping[str, str] | None = None, token: str | None = None) -> tuple[int, Any]:
+    """One request (with ``Authorization: Bearer <token>`` when ``token`` is given); returns (status, decoded
+    JSON body or text). HTTP errors are returned, not raised."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    auth = {"authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"content-type": "application/json", **(headers or {})})
+                                     headers={"content-type": "application/json", **auth, **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -86,10 +88,14 @@ def http_json(method: str, url: str, body: Any = None, raw: bytes | None = None,
 
 
 class Workerd:
-    """``workerd serve`` of a dry-run bundle on a loopback port, with text bindings (env vars)."""
+    """``workerd serve`` of a dry-run bundle on a loopback port, with text bindings (env vars). ``token`` is
+    bound as the Worker's ``INFERENCE_TOKEN`` (every route but /healthz asks for it) and kept as ``.token``."""
 
-    def __init__(self, dist: Path, worker: str, bindings: Mapping[str, str] | None = None) -> None:
+    def __init__(self, dist: Path, worker: str, bindings: Mapping[str, str] | None = None,
+                 token: str | None = None, v8_flags: tuple[str, ...] = ()) -> None:
         self.dist = dist
+        self.token = token
+        bindings = {**({"INFERENCE_TOKEN": token} if token else {}), **(bindings or {})}
         main = WORKERS[worker][1]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -107,6 +113,7 @@ const config :Workerd.Config = (
     (name = "net", network = (allow = ["public", "private", "local"])),
   ],
   sockets = [(name = "http", address = "127.0.0.1:{self.port}", http = (), service = "main")],
+  v8Flags = [{", ".join(json.dumps(f) for f in v8_flags)}],
 );
 const worker :Workerd.Worker = (
   modules = [{", ".join(modules)}],
@@ -136,6 +143,39 @@ const worker :Workerd.Worker = (
         self.stop()
         raise RuntimeError(f"workerd did not answer /healthz: {self.log.read_text()[-2000:]}")
 
+    def get(self, path: str, timeout: float = 30) -> tuple[int, Any]:
+        """GET ``path`` with this Worker's token."""
+        return http_json("GET", self.url + path, timeout=timeout, token=self.token)
+
+    def post(self, path: str, body: Any, timeout: float = 30) -> tuple[int, Any]:
+        """POST ``body`` as JSON to ``path`` with this Worker's token."""
+        return http_json("POST", self.url + path, body, timeout=timeout, token=self.token)
+
+    def rss_bytes(self) -> tuple[int, int]:
+        """(current, peak) resident set size of the workerd process (VmRSS, VmHWM of /proc/PID/status):
+        one process serves the one isolate, so this bounds the isolate's memory from above."""
+        assert self.proc is not None
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
+        return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+
+    def rss_parts(self) -> dict[str, int]:
+        """Current resident bytes by kind: ``anon`` (heap, stacks: the isolate and the runtime) and ``file``
+        (pages of the workerd binary and other mapped files, shared with any other process that maps them)."""
+        assert self.proc is not None
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
+        return {"anon": int(fields["RssAnon"].split()[0]) * 1024, "file": int(fields["RssFile"].split()[0]) * 1024}
+
+    def cpu_ns(self) -> dict[str, int]:
+        """CPU time (ns) each thread of the workerd process has run so far (``/proc/PID/task/*/schedstat``,
+        the kernel's accounting). workerd's own per-request accounting (a tail worker's ``cpuTime``) reads 0
+        outside Cloudflare, so this is how a request's CPU is measured locally: the delta across it."""
+        assert self.proc is not None
+        out = {}
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out[task.name] = int((task / "schedstat").read_text().split()[0])
+        return out
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
@@ -148,8 +188,9 @@ const worker :Workerd.Worker = (
 
 
 @contextlib.contextmanager
-def running(dist: Path, worker: str, bindings: Mapping[str, str] | None = None) -> Iterator[Workerd]:
-    process = Workerd(dist, worker, bindings).start()
+def running(dist: Path, worker: str, bindings: Mapping[str, str] | None = None,
+            token: str | None = None, v8_flags: tuple[str, ...] = ()) -> Iterator[Workerd]:
+    process = Workerd(dist, worker, bindings, token, v8_flags).start()
     try:
         yield process
     finally:
