@@ -20,7 +20,7 @@ from precache.models.attention.export import quantize_int8
 from precache.models.attention.features import MarkovTerm, PageIndex, build_segments
 from precache.models.attention.network import NetworkConfig, PageModel
 from precache.models.attention.runtime import AttentionRuntime
-from precache.models.attention.train import TrainConfig, make_batch
+from precache.models.attention.train import make_batch
 from precache.models.base import ModelFileError
 from precache.models.markov import MarkovPredictor
 from precache.traces import read_sessions
@@ -139,7 +139,7 @@ def test_ten_thousand_page_model_is_under_one_megabyte_and_onnx_matches_torch(tm
     torch.manual_seed(0)
     pages = [f"/s{i % 40}/p{i}" for i in range(10_000)]
     index = PageIndex(pages, build_segments(pages))
-    config = TrainConfig()
+    config = AttentionPredictor().train_config()
     net_config = NetworkConfig(vocab_size=index.size, d_model=config.budget_d_model(index.size),
                                segments=len(index.segment_ids) + 1)
     assert net_config.d_model == 48

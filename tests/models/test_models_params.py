@@ -28,13 +28,16 @@ def test_a_changed_parameter_is_in_the_config() -> None:
     assert build_predictor("attention", d_model=32).config()["d_model"] == 32
 
 
-def test_attention_training_defaults_agree_with_the_predictor() -> None:
-    """The training loop's own dataclass (used directly by tests and benchmarks) keeps the predictor's defaults."""
+def test_attention_training_config_takes_the_predictor_parameters() -> None:
+    """The training loop's dataclass has no defaults of its own for the predictor's parameters: they come from
+    the predictor (written once, in its signature)."""
     pytest.importorskip("torch")
     from precache.models.attention.train import TrainConfig
 
-    defaults = {p.name: p.default for p in inspect.signature(predictor_class("attention").__init__).parameters.values()}
-    shared = [f for f in TrainConfig.__dataclass_fields__ if f in defaults]
-    assert len(shared) > 15
-    for field in shared:
-        assert getattr(TrainConfig(), field) == defaults[field], field
+    predictor = build_predictor("attention", d_model=32, epochs=3)
+    config = predictor.train_config()  # type: ignore[attr-defined]
+    assert isinstance(config, TrainConfig) and (config.d_model, config.epochs) == (32, 3)
+    shared = [f for f in TrainConfig.__dataclass_fields__ if f in predictor.config()]
+    assert len(shared) == 20
+    with pytest.raises(TypeError):
+        TrainConfig()  # type: ignore[call-arg]

@@ -109,7 +109,7 @@ class AttentionPredictor(PagePredictorBase):
         from precache.models.calibration import calibrate
 
         o = self.options
-        result = train_network(train, validation, self._train_config(), log=_log.info)
+        result = train_network(train, validation, self.train_config(), log=_log.info)
         self.index = result.index
         self.adopt(result.model, result.index, result.counts, result.segments, result.term)
         report = self._calibrate(validation, calibrate) if o["calibrate"] and validation else None
@@ -134,7 +134,8 @@ class AttentionPredictor(PagePredictorBase):
         }
         self.fitted = True
 
-    def _train_config(self) -> Any:
+    def train_config(self) -> Any:
+        """The training loop's :class:`~precache.models.attention.train.TrainConfig` (imports torch)."""
         from precache.models.attention.train import TrainConfig
 
         return TrainConfig(**{f: self.options[f] for f in TrainConfig.__dataclass_fields__ if f in self.options})
@@ -148,7 +149,7 @@ class AttentionPredictor(PagePredictorBase):
             return
         if self.index is None:
             raise RuntimeError(f"{self.name}: recount() needs the training index (only after fit())")
-        cfg = self._train_config()
+        cfg = self.train_config()
         rows = [w[0] for w in windows(list(sessions), self.index, cfg.max_len)]
         self.tables.markov = MarkovTerm.from_sequences(rows, self.index.size, cfg.budget_markov_entries())
         self._start_runtime(self.onnx_bytes)

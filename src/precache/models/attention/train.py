@@ -38,30 +38,31 @@ Window = tuple[list[int], list[int], int, int]  # ids, segments, entry id, entry
 
 @dataclass(slots=True)
 class TrainConfig:
-    """Hyper-parameters; all stored in the manifest."""
+    """The training loop's hyper-parameters. Their defaults are :class:`AttentionPredictor`'s signature, the
+    one place they are written: build one with ``AttentionPredictor(...).train_config()``."""
 
-    vocab_size: int | None = None  # optional ceiling; None: every page seen ``min_count`` times
-    min_count: int = 2
-    max_len: int = 30
-    d_model: int = 64
-    heads: int = 2
-    layers: int = 2
-    dropout: float = 0.2
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    patience: int = 2
-    seed: int = 0
-    threads: int = 2
-    max_seconds: float | None = None
-    max_train_windows: int | None = None  # subsample (most recent windows kept) for huge traces
-    max_validation_transitions: int = 50_000
-    segments: bool = True
-    entry: bool = True
-    markov: bool = True
+    vocab_size: int | None  # optional ceiling; None: every page seen ``min_count`` times
+    min_count: int
+    max_len: int
+    d_model: int
+    heads: int
+    layers: int
+    dropout: float
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    patience: int
+    seed: int
+    threads: int
+    max_seconds: float | None
+    max_train_windows: int | None  # subsample (most recent windows kept) for huge traces
+    segments: bool
+    entry: bool
+    markov: bool
+    size_budget: int | None  # bytes on disk; the page table's width shrinks to fit
+    max_validation_transitions: int = 50_000  # not a predictor parameter
     markov_entries: int | None = None  # None: as many as fit a fifth of ``size_budget``
-    size_budget: int | None = 1_000_000  # bytes on disk; the page table's width shrinks to fit
 
     def budget_d_model(self, vocab: int) -> int:
         """``d_model``, narrowed so the int8 page table (1 byte per page and dimension, plus a scale and a
