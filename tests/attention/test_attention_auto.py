@@ -31,10 +31,12 @@ def test_blend_is_a_weighted_mixture() -> None:
 
 def test_auto_picks_attention_when_history_matters_and_round_trips(tmp_path: Path) -> None:
     sessions = hub_sessions(1500)
+    # 2 calibration folds, not 5: the out-of-fold path is exercised with 3 fewer attention fits
     auto = build_predictor("auto", candidates=["markov", "attention"], blend_with=["markov"],
-                           attention_options=ATTENTION)
+                           attention_options=ATTENTION, calibration_folds=2)
     assert isinstance(auto, AutoPredictor)
     auto.fit(sessions[:1200], sessions[1200:1350])
+    assert auto.metrics["calibration"]["source"].startswith("out-of-fold")
     validation = auto.metrics["validation"]
     assert {"markov", "attention", "attention+markov@0.5"} <= set(validation)
     assert validation["attention"]["hr5"] > validation["markov"]["hr5"]
