@@ -35,11 +35,12 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# The suite runs in parallel (pytest-xdist): one worker per logical CPU; tests marked with the same
-# @pytest.mark.xdist_group run on one worker. PYTEST_WORKERS=0 runs it in one process.
+# The suite runs in parallel (pytest-xdist): one worker per logical CPU; the tests of one module run on one
+# worker (--dist loadscope), so a module-scoped fixture (a trained model, a running service) is built once,
+# not once per worker. PYTEST_WORKERS=0 runs it in one process.
 # pytest's exit code 5 (no test collected) fails the target like any other failure.
 PYTEST_WORKERS ?= logical
-PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope
 
 pytest: venv system edge-deps
 	$(PYTEST) --durations=15 $(PYTEST_ARGS)

@@ -29,12 +29,15 @@ def test_blend_is_a_weighted_mixture() -> None:
     assert blend([("/x", 0.6)], [("/y", 1.0)], 1.0, 1) == [("/x", 0.6)]
 
 
+@pytest.mark.slow
 def test_auto_picks_attention_when_history_matters_and_round_trips(tmp_path: Path) -> None:
     sessions = hub_sessions(1500)
+    # 2 calibration folds, not 5: the out-of-fold path is exercised with 3 fewer attention fits
     auto = build_predictor("auto", candidates=["markov", "attention"], blend_with=["markov"],
-                           attention_options=ATTENTION)
+                           attention_options=ATTENTION, calibration_folds=2)
     assert isinstance(auto, AutoPredictor)
     auto.fit(sessions[:1200], sessions[1200:1350])
+    assert auto.metrics["calibration"]["source"].startswith("out-of-fold")
     validation = auto.metrics["validation"]
     assert {"markov", "attention", "attention+markov@0.5"} <= set(validation)
     assert validation["attention"]["hr5"] > validation["markov"]["hr5"]
@@ -137,6 +140,7 @@ def test_calibration_map_is_chosen_by_cross_fitted_ece() -> None:
     assert abs(mapped[0][1] - correct.mean()) < 0.05
 
 
+@pytest.mark.slow
 def test_validation_is_scored_without_its_own_transitions_in_the_markov_counts() -> None:
     """The attention model's Markov term counts the training sessions while the validation slice is scored
     (temperature, auto's choice): with the validation pairs in the counts every validation transition is

@@ -133,6 +133,7 @@ def test_registry_builds_attention() -> None:
         build_predictor("attention", no_such_option=1)
 
 
+@pytest.mark.slow
 def test_ten_thousand_page_model_is_under_one_megabyte_and_onnx_matches_torch(tmp_path: Path) -> None:
     """The size budget holds at 10,000 pages (int8 page table, narrowed width, pruned Markov table), and
     the served runtime (numpy tables + ONNX encoder) computes the torch model's logits."""

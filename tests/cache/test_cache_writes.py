@@ -334,6 +334,7 @@ def two_processes(pausable: RedisProcess) -> Any:
 
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(ops=OPS)
+@pytest.mark.slow
 def test_random_interleavings_of_two_processes_never_resurrect(
         pausable: RedisProcess, two_processes: list[Worker], ops: list[tuple[str, int, int]]) -> None:
     """Two processes, each with its own cache instance (own L1, connections and invalidation listener),

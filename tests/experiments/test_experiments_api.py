@@ -56,6 +56,7 @@ def test_routes_need_the_training_key(service: Service) -> None:
                 "/api/ml/experiments/{experiment_id}/stop"} <= set(spec)
 
 
+@pytest.mark.slow
 def test_create_record_read_summary_dashboard_stop(service: Service) -> None:
     with service.client(TRAINING_KEY) as admin, service.client(TOKEN) as api:
         made = admin.post("/api/ml/experiments", json=WARMING)

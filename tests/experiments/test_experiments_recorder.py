@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 
+import pytest
 import redis.asyncio as aioredis
 
 from precache.experiments.model import Arm, Experiment
@@ -54,6 +55,7 @@ async def test_replicas_flush_and_the_readout_sums_them(redis_url: str) -> None:
         await client.aclose()
 
 
+@pytest.mark.slow
 def test_cli_create_list_show_stop_and_bad_input(redis_url: str) -> None:
     env = {**os.environ, "REDIS_URL": redis_url}
     code = "import sys; from precache.cli import main; sys.argv = ['precache', *sys.argv[1:]]; main()"

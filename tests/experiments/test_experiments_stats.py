@@ -19,6 +19,7 @@ from precache.experiments.stats import (
 )
 
 
+@pytest.mark.slow
 def test_aa_peeking_sequential_stays_within_alpha_while_naive_tests_inflate() -> None:
     """2,000 seeded A/A runs, both tests read after each of 20 batches."""
     result = peeking(runs=2000, looks=20, batch=200, p_control=0.3, effect=0.0, alpha=0.05, tau=0.02, seed=1)

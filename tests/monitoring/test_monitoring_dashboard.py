@@ -98,6 +98,7 @@ def test_events_and_page_need_the_signed_cookie(server: tuple[str, _LogCapture])
         assert client.get("/dashboard/static/../../etc/passwd").status_code == 404
 
 
+@pytest.mark.slow
 def test_the_dashboard_renders_live_charts_in_chromium(server: tuple[str, _LogCapture]) -> None:
     chromium = shutil.which("chromium")
     if chromium is None:

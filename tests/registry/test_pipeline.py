@@ -22,6 +22,7 @@ def markov_request(model_type: str = "page-predictor", **config: object) -> Trai
                         config=TrainingConfig(predictor="markov", **config))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_full_cycle_then_rejected_candidate(tmp_path: Path, redis_url: str) -> None:
     messages: list[dict[str, object]] = []
     client = redis.Redis.from_url(redis_url)

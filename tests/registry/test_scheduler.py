@@ -80,6 +80,7 @@ def test_schedules_and_triggers_round_trip_as_json() -> None:
         assert again.get_next_fire_time(None, now) == trigger.get_next_fire_time(None, now)
 
 
+@pytest.mark.slow
 def test_schedule_survives_a_killed_scheduler_and_runs_once(tmp_path: Path, private_redis: RedisProcess) -> None:
     url = private_redis.url
     client = redis.Redis.from_url(url)
@@ -114,6 +115,7 @@ def test_schedule_survives_a_killed_scheduler_and_runs_once(tmp_path: Path, priv
     assert client.hexists(SPECS_KEY, job)
 
 
+@pytest.mark.slow
 def test_two_schedulers_run_a_job_once(tmp_path: Path, private_redis: RedisProcess) -> None:
     url = private_redis.url
     procs = [start_scheduler(tmp_path, url) for _ in range(2)]

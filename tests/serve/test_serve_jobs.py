@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from serve_harness import TRAINING_KEY, running_service, service_env
 
@@ -70,6 +71,7 @@ def job_of(client: redis.Redis, job_id: str) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.slow
 def test_a_dead_job_is_failed_at_startup_on_read_and_when_the_lock_is_wanted(redis_server: RedisProcess,
                                                                             tmp_path: Path) -> None:
     r = redis.Redis.from_url(redis_server.url)
@@ -110,6 +112,7 @@ def test_a_dead_job_is_failed_at_startup_on_read_and_when_the_lock_is_wanted(red
         eventually(lambda: admin.get(f"/api/ml/train/{again.json()['jobId']}").json()["status"] == "failed")
 
 
+@pytest.mark.slow
 def test_a_killed_job_process_is_failed_by_its_replica_and_frees_the_lock(redis_server: RedisProcess,
                                                                          tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()

@@ -27,6 +27,7 @@ def _predictions_total(text: str) -> float:
     return 0.0
 
 
+@pytest.mark.slow
 def test_two_workers_one_scrape_sums_both_and_passes_promtool(redis_server: RedisProcess, model_dir: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
+
 from precache.cache.clock import ManualClock
 from precache.cache.l2 import MemoryL2
 from precache.models import build_predictor
@@ -98,6 +100,7 @@ def test_no_request_costs_more_than_its_no_cache_latency_plus_lookups() -> None:
     assert checked > 3 * len(nocache)
 
 
+@pytest.mark.slow
 def test_oracle_is_an_upper_bound_on_full_at_every_size() -> None:
     reqs = _site(500, seed=2)
     sizes = (SizePair("s", 0.02, 0.1), SizePair("m", 0.1, 0.3))

@@ -80,6 +80,7 @@ def test_replay_preload_remainder_and_counters() -> None:
     assert oracle["extra_origin_requests"] > 0 and oracle["preload_efficiency"] == 1.0
 
 
+@pytest.mark.slow
 def test_experiment_full_beats_no_warming_and_writes_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
     reqs = _site_requests(800, seed=3)
     exp = run_experiment(reqs, "tiny", ExperimentConfig(learned_policy=False, sweep=(0.3, 0.9),
