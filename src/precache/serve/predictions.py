@@ -176,12 +176,10 @@ class PredictionCore:
             return await self._warming(body, served, arm, history)
         return await self._page(body, served, page, history)
 
-    async def _ranked(self, session_id: str, served: ServedModel, history: list[str], k: int
-                      ) -> tuple[Prediction, bool]:
-        ranked, cached = await self.models.predict(served, history, k)
+    async def _rerank(self, session_id: str, history: list[str], ranked: Prediction, k: int) -> Prediction:
         for hook in self.hooks:
             ranked = await hook.rerank(session_id, history, list(ranked), k)
-        return ranked, cached
+        return ranked
 
     async def _warming(self, body: PredictRequest, served: ServedModel, arm: SessionArm | None,
                        history: list[str]) -> _Outcome:
@@ -192,7 +190,9 @@ class PredictionCore:
             return _Outcome("warming", version, lambda ms: WarmingResponse(
                 preload=[], threshold=threshold, latency=ms, modelVersion=version))
         k = max(1, min(50, predictive.max_preload_items))
-        ranked, cached = await self._ranked(body.sessionId, served, history, k)
+        ranked, cached = await self.models.predict(served, history, k)
+        if self.hooks:
+            ranked = await self._rerank(body.sessionId, history, ranked, k)
         pages = [(p, _prob(pr)) for p, pr in ranked if pr >= threshold]
         assets = self.events.assets
         listed = await assets.of_pages(pages, threshold) if assets is not None else [[] for _ in pages]
@@ -214,7 +214,9 @@ class PredictionCore:
                 return _Outcome("page", edge_version, lambda ms: PageResponse(
                     predictions=found, latency=ms, cached=False, modelVersion=edge_version, answeredBy="edge"),
                     session_id, [p for p, _ in answer.predictions], cached=False)
-        ranked, cached = await self._ranked(session_id, served, history, k)
+        ranked, cached = await self.models.predict(served, history, k)
+        if self.hooks:
+            ranked = await self._rerank(session_id, history, ranked, k)
         predictions = [PagePrediction(page=p, probability=_prob(pr)) for p, pr in ranked if pr >= threshold]
         version = served.version
         return _Outcome("page", version, lambda ms: PageResponse(
