@@ -8,6 +8,13 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 
 
+class _Entry:
+    __slots__ = ("expires", "pages")
+
+    def __init__(self, pages: deque[str], expires: float) -> None:
+        self.pages, self.expires = pages, expires
+
+
 class MemoryHistories:
     """At most ``max_sessions`` histories (least recently used go first, counted in ``evicted``), each
     keeping its last ``max_history`` pages and, when ``ttl`` is set, expiring ``ttl`` seconds after its
@@ -26,7 +33,7 @@ class MemoryHistories:
             raise ValueError("ttl must be > 0 (or None: never expire)")
         self.max_sessions, self.max_history, self.ttl = max_sessions, max_history, ttl
         self._clock = clock
-        self._data: OrderedDict[str, tuple[deque[str], float]] = OrderedDict()
+        self._data: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self.evicted = 0
         self.writes = 0
@@ -37,24 +44,26 @@ class MemoryHistories:
     def __contains__(self, session_id: object) -> bool:
         return session_id in self._data
 
-    def _expires(self) -> float:
-        return float("inf") if self.ttl is None else self._clock() + self.ttl
-
     def add(self, session_id: str, pages: Sequence[str]) -> list[str]:
         """Append ``pages`` to the session's history (a fresh one if it expired); returns a copy of it."""
+        ttl = self.ttl
+        now = self._clock() if ttl is not None else 0.0
         with self._lock:
             self.writes += 1
-            entry = self._data.pop(session_id, None)
-            if entry is None or (self.ttl is not None and entry[1] <= self._clock()):
-                history: deque[str] = deque(maxlen=self.max_history)
+            data = self._data
+            entry = data.get(session_id)
+            if entry is not None and (ttl is None or entry.expires > now):
+                data.move_to_end(session_id)
             else:
-                history = entry[0]
-            history.extend(pages)
-            self._data[session_id] = (history, self._expires())
-            while len(self._data) > self.max_sessions:
-                self._data.popitem(last=False)
-                self.evicted += 1
-            return list(history)
+                entry = data[session_id] = _Entry(deque(maxlen=self.max_history), 0.0)
+                data.move_to_end(session_id)  # an expired entry is replaced in place: make it the newest
+                while len(data) > self.max_sessions:
+                    data.popitem(last=False)
+                    self.evicted += 1
+            if ttl is not None:
+                entry.expires = now + ttl
+            entry.pages.extend(pages)
+            return list(entry.pages)
 
     def read(self, session_id: str) -> list[str]:
         """The session's pages, oldest first (a read counts as use for the LRU order)."""
@@ -62,11 +71,11 @@ class MemoryHistories:
             entry = self._data.get(session_id)
             if entry is None:
                 return []
-            if self.ttl is not None and entry[1] <= self._clock():
+            if self.ttl is not None and entry.expires <= self._clock():
                 del self._data[session_id]
                 return []
             self._data.move_to_end(session_id)
-            return list(entry[0])
+            return list(entry.pages)
 
     def forget(self, session_id: str) -> None:
         with self._lock:
