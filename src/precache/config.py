@@ -11,6 +11,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,21 @@ class TrainingSchedule(StrEnum):
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def redact_url(url: str, *, hide_path: bool = False) -> str:
+    """``url`` with its password (``redis://:secret@host``, ``user:secret@``) replaced by ``***``, for logs and
+    ``precache config``; ``hide_path`` also hides path and query (a webhook URL often carries its secret
+    there)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        netloc = f"{user}:***@" + netloc.rsplit("@", 1)[1]
+    path, query = parts.path, parts.query
+    if hide_path and (path not in ("", "/") or query):
+        path, query = "/***", ""
+    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
 
 
 def _http_url(value: str | None) -> str | None:
