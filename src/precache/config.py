@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL", "redis_url"))
     api_token: str | None = Field(None, validation_alias=_env("PRECACHE_API_TOKEN", "api_token"))
 
+    # How long a stopping service may take (SIGTERM to exit): in-flight requests get half, background loops
+    # (metrics publisher, alerts, experiments) the rest; a loop still running then is abandoned (issue 28).
+    shutdown_seconds: float = Field(
+        10.0, gt=0, le=600, validation_alias=_env("PRECACHE_SHUTDOWN_SECONDS", "shutdown_seconds")
+    )
     session_gap_seconds: float = Field(
         SESSION_GAP_SECONDS, gt=0, validation_alias=_env("PRECACHE_SESSION_GAP_SECONDS", "session_gap_seconds")
     )

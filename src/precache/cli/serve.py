@@ -4,11 +4,15 @@ Settings come from the environment (``precache config`` lists them); the options
 worker through the environment too, because uvicorn builds the app in each worker process from
 ``precache.serve.app:create_app``. Without ``PRECACHE_API_TOKEN`` the command refuses to start unless
 ``--insecure-local`` is given; then it binds to 127.0.0.1 whatever ``--host`` says, and warns every start.
+
+On SIGTERM in-flight requests get ``PRECACHE_SHUTDOWN_SECONDS / 2`` (uvicorn's graceful timeout), background
+loops the rest; the process exits 0 for any number of workers (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -51,5 +55,20 @@ def serve(
         host = LOOPBACK
         print("warning: serving WITHOUT authentication (--insecure-local, no PRECACHE_API_TOKEN): "
               "loopback only", file=sys.stderr)
+    _exit_0_on_sigterm()
     uvicorn.run("precache.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False, proxy_headers=False, server_header=False)
+                log_level=log_level, access_log=False, proxy_headers=False, server_header=False,
+                timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds / 2)))
+
+
+def _exit_0_on_sigterm() -> None:
+    """A SIGTERM'd service that shut down cleanly exits 0, whatever ``--workers`` says.
+
+    Why: uvicorn's single-process server re-raises a captured SIGTERM after its graceful shutdown (status 143)
+    while its multi-worker supervisor returns normally (0). uvicorn restores the handler it found before it
+    re-raises, so the handler installed here turns that re-raise into a normal exit 0 (SIGINT is unchanged:
+    Ctrl-C still exits 130)."""
+    def handler(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, handler)

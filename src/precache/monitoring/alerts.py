@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from precache.monitoring.background import cancel_task
+from precache.monitoring.background import STOP_SECONDS, cancel_task
 
 Op = Literal["<", ">"]
 State = Literal["inactive", "pending", "firing"]
@@ -153,6 +153,6 @@ class AlertLoop:
             self.tick()
             await asyncio.sleep(self.interval)
 
-    async def stop(self) -> None:
-        await cancel_task(self._task)
+    async def stop(self, within: float = STOP_SECONDS) -> None:
+        await cancel_task(self._task, within)
         self._task = None

@@ -20,7 +20,7 @@ from typing import Any
 
 from precache.defaults import SESSION_GAP_SECONDS
 from precache.monitoring.accuracy import OnlineAccuracyTracker
-from precache.monitoring.background import cancel_task
+from precache.monitoring.background import STOP_SECONDS, cancel_task
 from precache.monitoring.families import LATENCY_BUCKETS
 from precache.monitoring.snapshot import Snapshot, series_key
 from precache.monitoring.windows import WINDOWS, RollingVector
@@ -179,8 +179,8 @@ class Monitor:
             self.sample()
             await asyncio.sleep(interval)
 
-    async def stop(self) -> None:
-        await cancel_task(self._sampler)
+    async def stop(self, within: float = STOP_SECONDS) -> None:
+        await cancel_task(self._sampler, within)
         self._sampler = None
 
     # -- snapshot --------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from precache.monitoring.alerts import AlertEvaluator, AlertLoop, Notifier, rules_from_settings
-from precache.monitoring.background import cancel_task
+from precache.monitoring.background import STOP_SECONDS, cancel_task, raise_if_cancelling
 from precache.monitoring.exposition import render_prometheus
 from precache.monitoring.monitor import WINDOW_FIELDS, Monitor, MonitorSources
 from precache.monitoring.share import RedisSnapshotShare
@@ -175,15 +175,15 @@ class ServiceMonitoring:
         try:
             self._last_summary = await self.summary(ALERT_WINDOW_MS)
             self.alerts.tick()
-        except Exception:
+        except Exception as exc:
+            raise_if_cancelling(exc)
             self.alert_errors += 1
             log.exception("alert evaluation failed (%d so far); alerts are stale until it works again",
                           self.alert_errors)
 
-    async def stop(self) -> None:
-        await cancel_task(self._alert_task)
-        await self.monitor.stop()
-        if self.share is not None:
-            await self.share.stop()
-        if self.webhook is not None:
-            await self.webhook.stop()
+    async def stop(self, within: float = STOP_SECONDS) -> None:
+        """Stop every loop at once, each within ``within`` seconds (a hung one is abandoned, logged)."""
+        stops = [cancel_task(self._alert_task, within), self.monitor.stop(within)]
+        stops += [self.share.stop(within)] if self.share is not None else []
+        stops += [self.webhook.stop(within)] if self.webhook is not None else []
+        await asyncio.gather(*stops)
