@@ -185,3 +185,14 @@ def test_bad_time_format_directive_is_exit_2(tmp_path: Path) -> None:
     log.write_text(json.dumps({"time": "2024-01-01 00:00:00", "path": "/a", "status": 200}) + "\n")
     out = run_cli(tmp_path, "trace-stats", str(log), "--format", "json", "--time-format", "%Q")
     assert out.returncode == 2 and "--time-format" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(("arm", "field"), [('b:1:{"version":"v99"}', "arms[1].params.version"),
+                                            ('b:1:{"threshold":0.2}', "arms[1].params.threshold")])
+def test_experiments_create_is_checked_against_the_registry_and_the_schema(tmp_path: Path, arm: str,
+                                                                           field: str) -> None:
+    (tmp_path / "models").mkdir()
+    kind = "model_version" if "version" in arm else "warming"
+    out = run_cli(tmp_path, "experiments", "create", "e1", "--kind", kind, "--arm", "a:1", "--arm", arm)
+    assert out.returncode == 2, out.stderr
+    assert field in out.stderr and "Traceback" not in out.stderr

@@ -73,9 +73,13 @@ def create_command(
     """Create and start an experiment."""
     from precache.experiments.model import Experiment
     from precache.experiments.store import RedisExperimentStore
+    from precache.registry import open_registry
+    from precache.registry.pinned import version_problem
 
+    registry = open_registry()
     experiment = Experiment(experiment_id, kind, tuple(_parse_arm(a) for a in arm), holdout=holdout,  # type: ignore[arg-type]
-                            mde=mde, alpha=alpha, power=power).validate()
+                            mde=mde, alpha=alpha, power=power).validate_new(
+        lambda version: version_problem(registry, "page-predictor", version))
     created = _run(lambda r: RedisExperimentStore(r, _prefix()).create(experiment))
     Console().print(f"created {created.id} ({created.kind}, {created.scope}-scoped): "
                     + ", ".join(f"{a.name} {a.weight:g}" for a in created.arms))
