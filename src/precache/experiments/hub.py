@@ -117,18 +117,24 @@ class ExperimentHub:
 
     def scored(self, session: str, hit5: bool) -> None:
         """A prediction served to ``session`` was scored against its next page: HR@5 per arm."""
-        for experiment_id, arm in self._arms(session):
+        arms = self._arms(session)
+        for experiment_id, arm in arms:
             self.recorder.stats(experiment_id, arm).accuracy.add(hit5)
+        self.local.outcomes.add(session, arms, "accuracy", 1, float(hit5), time.time())
 
     def loaded(self, session: str, key: str, size: int) -> None:
         """PreloadObserver: a preload for ``session`` was loaded (its arm's preload efficiency counts it)."""
-        for experiment_id, arm in self._arms(session):
+        arms = self._arms(session)
+        for experiment_id, arm in arms:
             self.recorder.stats(experiment_id, arm).preloads.trials += 1
+        self.local.outcomes.add(session, arms, "preloads", 1, 0, time.time())
 
     def used(self, session: str, key: str) -> None:
         """PreloadObserver: a preload for ``session`` served a user request."""
-        for experiment_id, arm in self._arms(session):
+        arms = self._arms(session)
+        for experiment_id, arm in arms:
             self.recorder.stats(experiment_id, arm).preloads.successes += 1
+        self.local.outcomes.add(session, arms, "preloads", 0, 1, time.time())
 
     def section(self) -> dict[str, Any]:
         """The latest compact readouts (no I/O): ``{at, experiments: [...]}``, newest experiments first."""
