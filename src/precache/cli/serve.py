@@ -6,7 +6,8 @@ worker through the environment too, because uvicorn builds the app in each worke
 ``--insecure-local`` is given; then it binds to 127.0.0.1 whatever ``--host`` says, and warns every start.
 
 On SIGTERM in-flight requests get ``PRECACHE_SHUTDOWN_SECONDS / 2`` (uvicorn's graceful timeout), background
-loops the rest; the process exits 0 for any number of workers (docs/operations.md).
+loops the rest; the process exits 0 for any number of workers (docs/operations.md). The workers share their
+metrics through ``PROMETHEUS_MULTIPROC_DIR`` (a fresh directory per run), so ``/metrics`` reports this replica.
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ def serve(
     model_dir: Path | None = typer.Option(None, help="page-predictor directory (default: the active model in "
                                                      "MODEL_STORAGE_PATH)"),
     log_level: str = typer.Option("warning", help="uvicorn log level"),
+    metrics_port: int | None = typer.Option(None, min=1, max=65535,
+                                            help="also serve /metrics WITHOUT authentication on this port"),
+    metrics_host: str = typer.Option(LOOPBACK, help="address of --metrics-port (keep it internal)"),
 ) -> None:
     """Serve /api/ml/predict, events, metrics, models and training over HTTP (FastAPI on uvicorn)."""
+    if metrics_port is not None and metrics_port == port:
+        raise ValueError(f"--metrics-port {metrics_port} is the service's own --port")
+    replica = _replica_metrics_dir()  # before anything imports prometheus_client (it reads the variable once)
     import uvicorn
 
     from precache.config import load_settings
@@ -55,10 +62,35 @@ def serve(
         host = LOOPBACK
         print("warning: serving WITHOUT authentication (--insecure-local, no PRECACHE_API_TOKEN): "
               "loopback only", file=sys.stderr)
+    if metrics_port is not None:
+        from precache.serve.scrape import serve_metrics_port
+
+        serve_metrics_port(replica, metrics_host, metrics_port)
     _exit_0_on_sigterm()
     uvicorn.run("precache.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, access_log=False, proxy_headers=False, server_header=False,
                 timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds / 2)))
+
+
+def _replica_metrics_dir() -> str:
+    """The directory this replica's workers share their metrics through (``PROMETHEUS_MULTIPROC_DIR``).
+
+    Given by the operator: emptied of a previous run's files. Else a fresh temporary directory, removed at
+    exit. Workers inherit it through the environment (uvicorn starts them after this)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from precache.monitoring.replica import ENV, prepare_dir
+
+    given = os.environ.get(ENV)
+    if given:
+        prepare_dir(given)
+        return given
+    made = tempfile.mkdtemp(prefix="precache-metrics-")
+    os.environ[ENV] = made
+    atexit.register(shutil.rmtree, made, True)
+    return made
 
 
 def _exit_0_on_sigterm() -> None:

@@ -80,8 +80,14 @@ class Monitor:
         self._last: list[float] | None = None
         self._sampler: asyncio.Task[None] | None = None
         self.sections: dict[str, Callable[[], Any]] = {}
+        self.value_providers: list[Callable[[], Mapping[str, float]]] = []
         self.scored_listeners: list[Callable[[str, bool], None]] = []
         self.section_errors = 0
+
+    def add_values(self, provider: Callable[[], Mapping[str, float]]) -> None:
+        """Add ``provider()`` (series key -> value; families declared in ``families.FAMILIES``) to every
+        snapshot's values: counts kept elsewhere (the service's requests) summed and exported like the rest."""
+        self.value_providers.append(provider)
 
     def add_section(self, name: str, provider: Callable[[], Any]) -> None:
         """Add ``provider()`` (JSON, cheap, no I/O: a value kept fresh elsewhere) to every snapshot under
@@ -245,6 +251,8 @@ class Monitor:
             put("precache_edge_fallbacks_total", count, reason=reason)
         for name, version in self.models.items():
             put("precache_model_info", 1.0, name=name, version=version)
+        for provider in self.value_providers:
+            values.update(provider())
         histogram = [float(c) for c in self.latency_counts] + [self.latency_sum]
         windows = {}
         for name, window in self._windows.items():

@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from precache.config import ConfigError, Settings, get_settings
+from precache.monitoring.background import cancel_task
 from precache.monitoring.dashboard import dashboard_router
 from precache.registry import CHANNEL as REGISTRY_CHANNEL
 from precache.serve import experiments_routes, ml_routes, ops_routes, registry_routes
@@ -110,12 +111,10 @@ async def _start(state: ServiceState) -> asyncio.Task[None] | None:
 
 
 async def _stop(state: ServiceState, watcher: asyncio.Task[None] | None) -> None:
-    await state.experiments.stop()
-    await state.monitoring.stop()
-    if watcher is not None:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await watcher
+    """Stop every background loop within its share of ``PRECACHE_SHUTDOWN_SECONDS`` (in-flight requests had
+    half, uvicorn's graceful timeout): a loop that does not stop is abandoned, never awaited for ever."""
+    budget = state.settings.shutdown_seconds / 4
+    await asyncio.gather(state.experiments.stop(budget), state.monitoring.stop(budget), cancel_task(watcher, budget))
     for task in list(state.background):
         task.cancel()
     await state.models.aclose()

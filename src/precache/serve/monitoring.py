@@ -4,9 +4,11 @@ What the service feeds it: every served prediction (latency, and the predicted p
 scoring), every page view it learns of (``/predict``'s ``currentPath`` and ``/events`` page views, which
 score the session's previous prediction), and the cache accesses back ends report through ``/events``
 (their ``tier``), which give the hit ratio of the caches that report to this service. Memory is the
-loaded model's bytes on disk. With Redis, each worker publishes its snapshot
-(:class:`~precache.monitoring.share.RedisSnapshotShare`) and ``/api/ml/metrics`` answers the sum over the
-live workers; without Redis, this worker's own figures (the JSON says how many workers were summed).
+loaded model's bytes on disk. Two scopes, on purpose: the Prometheus exposition (``/metrics``) is this
+replica's workers summed through the replica directory (:mod:`precache.monitoring.replica`; Prometheus sums
+replicas); the JSON summary and the alerts are the deployment's: each worker publishes its snapshot to Redis
+(:class:`~precache.monitoring.share.RedisSnapshotShare`) and the JSON sums every live worker of every
+replica (it says how many); without Redis, this worker's own figures.
 Alerts are evaluated on the summed 1-hour summary and POSTed to ``ML_ALERT_WEBHOOK`` when set; a failing
 evaluation is logged and counted (``alert_errors``, the ``alertLoopErrors`` gauge), never silently dropped.
 The monitor is also the one record of served predictions: ``/api/ml/metrics``' ``predictions`` (by type) and
@@ -26,6 +28,7 @@ from precache.monitoring.alerts import AlertEvaluator, AlertLoop, Notifier, rule
 from precache.monitoring.background import STOP_SECONDS, cancel_task, raise_if_cancelling
 from precache.monitoring.exposition import render_prometheus
 from precache.monitoring.monitor import WINDOW_FIELDS, Monitor, MonitorSources
+from precache.monitoring.replica import ReplicaWriter, read_replica, replica_dir
 from precache.monitoring.share import RedisSnapshotShare
 from precache.monitoring.snapshot import Snapshot, parse_series_key
 from precache.monitoring.summary import quantile_from_buckets, snap_duration, summarize
@@ -103,6 +106,9 @@ class ServiceMonitoring:
         self._last_summary: dict[str, Any] = {}
         self.alert_errors = 0
         self._alert_task: asyncio.Task[None] | None = None
+        self.replica_path = replica_dir()
+        self.replica = ReplicaWriter() if self.replica_path else None
+        self._replica_task: asyncio.Task[None] | None = None
 
     def model_bytes(self) -> int:
         directory = self._model_dir()
@@ -150,8 +156,28 @@ class ServiceMonitoring:
         return out
 
     async def prometheus(self) -> bytes:
-        snapshot, _ = await self.merged()
-        return render_prometheus(snapshot)
+        """This replica's exposition: its workers summed through the replica directory (never other replicas,
+        never through Redis); a process started without one (plain ``uvicorn``) reports itself."""
+        snapshot = self.monitor.snapshot()
+        if self.replica is None:
+            return render_prometheus(snapshot)
+        self.replica.write(snapshot)
+        path = self.replica_path
+        assert path is not None
+        merged = await asyncio.to_thread(read_replica, path)
+        return render_prometheus(merged)
+
+    async def _replica_run(self, interval: float = 1.0) -> None:
+        """Write this worker's snapshot into the replica directory about once a second (a scrape answered by
+        another worker reads it)."""
+        assert self.replica is not None
+        while True:
+            try:
+                self.replica.write(self.monitor.snapshot())
+            except Exception as exc:  # a full disk must not end the loop; the scrape shows the last values
+                raise_if_cancelling(exc)
+                log.warning("metrics: cannot write this worker's snapshot (%s)", exc)
+            await asyncio.sleep(interval)
 
     def _alert_values(self) -> dict[str, Any]:
         return self._last_summary
@@ -164,6 +190,8 @@ class ServiceMonitoring:
         if self.webhook is not None:
             self.webhook.start()
         self._alert_task = asyncio.get_running_loop().create_task(self._alert_run())
+        if self.replica is not None:
+            self._replica_task = asyncio.get_running_loop().create_task(self._replica_run())
 
     async def _alert_run(self, interval: float = 15.0) -> None:
         while True:
@@ -183,7 +211,8 @@ class ServiceMonitoring:
 
     async def stop(self, within: float = STOP_SECONDS) -> None:
         """Stop every loop at once, each within ``within`` seconds (a hung one is abandoned, logged)."""
-        stops = [cancel_task(self._alert_task, within), self.monitor.stop(within)]
+        stops = [cancel_task(self._alert_task, within), cancel_task(self._replica_task, within),
+                 self.monitor.stop(within)]
         stops += [self.share.stop(within)] if self.share is not None else []
         stops += [self.webhook.stop(within)] if self.webhook is not None else []
         await asyncio.gather(*stops)

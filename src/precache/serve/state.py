@@ -151,3 +151,4 @@ def add_gauges(state: ServiceState) -> None:
         "alertLoopErrors": lambda: float(state.monitoring.alert_errors),
         **heap_gauges(),
     })
+    state.monitoring.monitor.add_values(state.metrics.values)  # exported and summed like every other count
