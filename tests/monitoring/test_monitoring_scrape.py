@@ -103,3 +103,32 @@ def test_two_replicas_of_two_workers_count_each_prediction_once(redis_server: An
                                    timeout=60)
             assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), \
                 check.stdout + check.stderr
+
+
+def test_every_metric_the_grafana_dashboard_queries_is_in_a_scrape_after_traffic(redis_server: Any,
+                                                                                 tmp_path: Path) -> None:
+    import json
+
+    from precache.monitoring.families import FAMILIES
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy/grafana/precache-dashboard.json")
+                           .read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    queried = {name for expr in exprs for name in re.findall(r"\b(precache_[a-z0-9_]+)", expr)}
+    env = service_env(redis_server.url, train_model(tmp_path / "ppm"), PRECACHE_METRICS_TOKEN=METRICS_TOKEN)
+    with running_service(env) as service, service.client() as api:
+        for i in range(20):
+            session = f"s{i}"
+            assert api.post("/api/ml/predict", json={"sessionId": session, "type": "page",
+                                                     "context": {"currentPath": "/a3"}}).status_code == 200
+            events = [{"sessionId": session, "page": "/hub", "time": time.time()},
+                      {"sessionId": session, "key": f"/k{i}", "tier": "l1" if i % 2 else "origin",
+                       "latency": 0.001, "size": 100, "time": time.time()}]
+            assert api.post("/api/ml/events", json={"events": events}).status_code == 200
+        time.sleep(1.2)  # the per-second sample feeds the rolling windows (online accuracy)
+        text = scrape(service.url)
+    series = {line.split("{")[0].split()[0] for line in text.splitlines() if line and not line.startswith("#")}
+    missing = queried - series  # a sample, not just a declared family
+    assert not missing, f"dashboard panels without data: {sorted(missing)}"
+    declared = {f.name for f in FAMILIES} | {f.name + "_bucket" for f in FAMILIES if f.kind == "histogram"}
+    assert queried <= declared

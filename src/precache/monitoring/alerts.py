@@ -31,6 +31,7 @@ class AlertRule:
     hysteresis: float = 0.02
     severity: str = "warning"
     summary: str = ""
+    unit: str = ""  # of value and threshold: "ratio", "ms" or "bytes" (the dashboard formats by it)
 
     def breached(self, value: float) -> bool:
         return value < self.threshold if self.op == "<" else value > self.threshold
@@ -47,13 +48,14 @@ def default_rules(
     """The seed system's four alerts. Memory is L1 bytes plus loaded model bytes, in MiB (not RSS)."""
     return [
         AlertRule("PrecachePredictionAccuracyLow", "accuracy", "<", accuracy, for_seconds,
-                  summary=f"online HR@5 below {accuracy}"),
+                  summary=f"online HR@5 below {accuracy}", unit="ratio"),
         AlertRule("PrecachePredictionLatencyHigh", "p95Latency", ">", latency_ms, for_seconds,
-                  summary=f"p95 prediction latency above {latency_ms} ms"),
+                  summary=f"p95 prediction latency above {latency_ms} ms", unit="ms"),
         AlertRule("PrecacheCacheHitRateLow", "cacheHitRate", "<", hit_rate, for_seconds,
-                  summary=f"cache hit rate below {hit_rate}"),
+                  summary=f"cache hit rate below {hit_rate}", unit="ratio"),
+        # value and threshold both in bytes (the summary says MiB for people; the event carries the unit)
         AlertRule("PrecacheMemoryHigh", "memoryBytes", ">", memory_mb * 1024 * 1024, for_seconds,
-                  summary=f"L1 + model memory above {memory_mb} MiB"),
+                  summary=f"L1 + model memory above {memory_mb:g} MiB", unit="bytes"),
     ]
 
 
@@ -116,7 +118,7 @@ class AlertEvaluator:
         return {
             "alert": rule.name, "status": status, "severity": rule.severity, "metric": rule.metric,
             "value": st.value, "threshold": rule.threshold, "op": rule.op, "summary": rule.summary,
-            "startsAt": st.since, "at": now,
+            "startsAt": st.since, "at": now, "unit": rule.unit,
         }
 
 

@@ -103,9 +103,10 @@ def _dashboard_page() -> str:
         '<form method=post action="/dashboard/logout"><button>Sign out</button></form></header>'
         f'<main><div class=grid>{cells}</div>'
         '<section class=side><h2>Active model</h2><div id=model>–</div>'
-        '<h2>Versions and gate decisions</h2><table id=history></table>'
+        '<h2>Versions and gate decisions</h2><div class=scroll><table id=history></table></div>'
         '<h2>Alerts</h2><ul id=alerts><li>none</li></ul>'
-        '<h2>Experiments</h2><table id=experiments><tr><td>none running</td></tr></table></section></main>'
+        '<h2>Experiments</h2><div class=scroll><table id=experiments><tr><td>none running</td></tr></table></div>'
+        '</section></main>'
         '<script src="/dashboard/static/uPlot.iife.min.js"></script>'
         '<script src="/dashboard/static/dashboard.js"></script></body></html>'
     )

@@ -96,6 +96,11 @@ class ServiceMonitoring:
             MonitorSources(cache_stats=self.accesses.as_dict, model_bytes=self.model_bytes),
             session_gap=float(settings.session_gap_seconds),
         )
+        # Series that exist before their first event (a panel shows 0, not "No data"): training runs and gate
+        # decisions (counted by the training job process, precache.serve.trainjob), edge fallbacks.
+        self.monitor.training_runs.update(dict.fromkeys(("succeeded", "failed"), 0))
+        self.monitor.gate_decisions.update(dict.fromkeys(("accepted", "rejected"), 0))
+        self.monitor.edge_fallbacks.update(dict.fromkeys(("timeout", "error", "breaker_open"), 0))
         # One hash tag per deployment prefix, so the workers' keys share a Cluster slot.
         self.share = (RedisSnapshotShare(redis, self.monitor, interval=share_interval,
                                          prefix="{" + prefix + "precache:metrics}") if redis is not None else None)
