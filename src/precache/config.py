@@ -82,6 +82,8 @@ class AlertSettings(BaseModel):
     latency_threshold_ms: float = Field(10.0, gt=0)
     hit_rate_threshold: Probability = 0.95
     memory_threshold_mb: float = Field(90.0, gt=0)
+    for_seconds: float = Field(300.0, ge=0)  # how long a condition must hold before the alert fires
+    interval_seconds: float = Field(15.0, gt=0, le=3600)  # how often the alert leader evaluates
 
 
 def _env(*names: str) -> AliasChoices:

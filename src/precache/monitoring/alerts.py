@@ -59,13 +59,13 @@ def default_rules(
     ]
 
 
-def rules_from_settings(settings: Any, for_seconds: float = 300.0) -> list[AlertRule]:
-    """:func:`default_rules` with the thresholds of ``settings.alerts`` (``precache.config``)."""
+def rules_from_settings(settings: Any, for_seconds: float | None = None) -> list[AlertRule]:
+    """:func:`default_rules` with the thresholds (and ``for_seconds``) of ``settings.alerts``."""
     alerts = settings.alerts
     return default_rules(
         accuracy=float(alerts.accuracy_threshold), latency_ms=float(alerts.latency_threshold_ms),
         hit_rate=float(alerts.hit_rate_threshold), memory_mb=float(alerts.memory_threshold_mb),
-        for_seconds=for_seconds,
+        for_seconds=float(alerts.for_seconds) if for_seconds is None else for_seconds,
     )
 
 
@@ -107,6 +107,21 @@ class AlertEvaluator:
             else:
                 st.state, st.since = "inactive", now
         return events
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every rule's state as JSON (the alert leader shares it through Redis)."""
+        return {name: {"state": st.state, "since": st.since, "value": st.value} for name, st in self._states.items()}
+
+    def load_state(self, data: Mapping[str, Any]) -> None:
+        """Take the states another process shared (unknown rules and malformed entries are ignored): a new
+        alert leader continues where the last one stopped instead of announcing firing alerts again."""
+        for name, entry in data.items():
+            st = self._states.get(name)
+            if st is None or not isinstance(entry, dict) or entry.get("state") not in ("inactive", "pending", "firing"):
+                continue
+            value = entry.get("value")
+            st.state, st.since = entry["state"], float(entry.get("since") or 0.0)
+            st.value = float(value) if isinstance(value, int | float) else None
 
     def active(self) -> list[dict[str, Any]]:
         """Alerts firing now (for the JSON summary and the dashboard)."""

@@ -9,7 +9,8 @@ replica's workers summed through the replica directory (:mod:`precache.monitorin
 replicas); the JSON summary and the alerts are the deployment's: each worker publishes its snapshot to Redis
 (:class:`~precache.monitoring.share.RedisSnapshotShare`) and the JSON sums every live worker of every
 replica (it says how many); without Redis, this worker's own figures.
-Alerts are evaluated on the summed 1-hour summary and POSTed to ``ML_ALERT_WEBHOOK`` when set; a failing
+Alerts are evaluated on the summed 1-hour summary and POSTed to ``ML_ALERT_WEBHOOK`` when set, by one process
+of the deployment at a time (a Redis lease, :class:`~precache.monitoring.lease.AlertLeadership`); a failing
 evaluation is logged and counted (``alert_errors``, the ``alertLoopErrors`` gauge), never silently dropped.
 The monitor is also the one record of served predictions: ``/api/ml/metrics``' ``predictions`` (by type) and
 ``predictionLatencyMs`` (percentiles estimated from the latency histogram of the chosen window) are read
@@ -20,13 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from precache.monitoring.alerts import AlertEvaluator, AlertLoop, Notifier, rules_from_settings
-from precache.monitoring.background import STOP_SECONDS, cancel_task, raise_if_cancelling
+from precache.monitoring.background import STOP_SECONDS, bounded, cancel_task, raise_if_cancelling
 from precache.monitoring.exposition import render_prometheus
+from precache.monitoring.lease import AlertLeadership
 from precache.monitoring.monitor import WINDOW_FIELDS, Monitor, MonitorSources
 from precache.monitoring.replica import ReplicaWriter, read_replica, replica_dir
 from precache.monitoring.share import RedisSnapshotShare
@@ -108,6 +112,11 @@ class ServiceMonitoring:
         self.webhook = WebhookNotifier(settings.ml_alert_webhook) if settings.ml_alert_webhook else None
         notifiers: list[Notifier] = [self.webhook] if self.webhook is not None else []
         self.alerts = AlertLoop(self.evaluator, self._alert_values, notifiers)
+        self.alert_interval = float(settings.alerts.interval_seconds)
+        # one sender per deployment: the lease holder among every worker of every replica (see lease.py)
+        self.leadership = (AlertLeadership(redis, self.evaluator, "{" + prefix + "precache:alerts}",
+                                           f"{socket.gethostname()}-{os.getpid()}", self.alert_interval)
+                           if redis is not None else None)
         self._last_summary: dict[str, Any] = {}
         self.alert_errors = 0
         self._alert_task: asyncio.Task[None] | None = None
@@ -198,16 +207,19 @@ class ServiceMonitoring:
         if self.replica is not None:
             self._replica_task = asyncio.get_running_loop().create_task(self._replica_run())
 
-    async def _alert_run(self, interval: float = 15.0) -> None:
+    async def _alert_run(self) -> None:
         while True:
             await self.alert_once()
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.alert_interval)
 
     async def alert_once(self) -> None:
         """One evaluation; a failure (Redis, a notifier, a bug) is logged and counted, and the loop goes on."""
         try:
             self._last_summary = await self.summary(ALERT_WINDOW_MS)
-            self.alerts.tick()
+            if self.leadership is None:
+                self.alerts.tick()  # no Redis: this process alone
+            else:
+                await self.leadership.step(self.alerts.tick)
         except Exception as exc:
             raise_if_cancelling(exc)
             self.alert_errors += 1
@@ -215,7 +227,12 @@ class ServiceMonitoring:
                           self.alert_errors)
 
     async def stop(self, within: float = STOP_SECONDS) -> None:
-        """Stop every loop at once, each within ``within`` seconds (a hung one is abandoned, logged)."""
+        """Stop every loop at once, each within ``within`` seconds (a hung one is abandoned, logged); hand the
+        alert lease back so another process takes over at once, and send what the webhook still holds."""
+        if self.leadership is not None and self.leadership.leading:
+            await bounded(self.leadership.lease.release(), within / 2, "alerts: releasing the lease")
+        if self.webhook is not None:
+            await bounded(self.webhook.flush(), within / 2, "alerts: sending the queued webhooks")
         stops = [cancel_task(self._alert_task, within), cancel_task(self._replica_task, within),
                  self.monitor.stop(within)]
         stops += [self.share.stop(within)] if self.share is not None else []
