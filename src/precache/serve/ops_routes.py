@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from precache.defaults import PAGE_PREDICTOR
 from precache.serve.deps import ApiCaller, State
 from precache.serve.errors import error_responses
 from precache.serve.schemas import Health, Readiness
@@ -67,7 +68,7 @@ async def scrape(request: Request, state: State) -> Response:
 
 def note_model(state: ServiceState) -> None:
     if state.models.current is not None:
-        state.monitoring.set_model("page-predictor", state.models.current.version)
+        state.monitoring.set_model(PAGE_PREDICTOR, state.models.current.version)
 
 
 async def redis_status(state: ServiceState) -> str:
