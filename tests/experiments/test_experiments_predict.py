@@ -1,9 +1,11 @@
 """``/api/ml/predict`` applies a session's experiment arm on a real ``precache serve`` (real redis-server):
 the control arm of a warming experiment gets no preloads, a threshold arm's threshold wins over the caller's,
-and a model-version arm is answered by that version or refused, never by another model."""
+a model-version arm is answered by that version; a version that does not exist is refused when the experiment
+is created (422), and one deleted afterwards stops its arm safely (the active model answers, counted)."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -106,9 +108,19 @@ def test_predict_applies_warming_threshold_and_model_arms(service: Service, root
         assert refused.status_code == 422, refused.text  # checked against the registry on creation (issue 28)
         assert refused.json()["detail"].startswith("arms[2].params.version:")
         assert "v-does-not-exist" in refused.json()["detail"]
+        doomed = _register_popularity(root)  # a third version, deleted after the experiment was created
+        arms.append({"name": "deleted", "params": {"version": doomed}})
         models = admin.post("/api/ml/experiments", json={"id": "model-pred", "kind": "model_version", "arms": arms})
         assert models.status_code == 201, models.text
         served, on_pinned = _sessions(models.json(), "served"), _sessions(models.json(), "pinned")
+        deleted = _sessions(models.json(), "deleted")
+        shutil.rmtree(root / "models" / "page-predictor" / doomed)
+        fallbacks = admin.get("/api/ml/metrics").json()["experimentArmFallbacks"]
+        for session in deleted:  # the arm stops safely: the active model answers, counted; never a 503
+            ok = api.post("/api/ml/predict", json={"sessionId": session, "type": "page",
+                                                   "context": {"currentPath": "/a3"}})
+            assert ok.status_code == 200 and ok.json()["modelVersion"] == version, ok.text
+        assert admin.get("/api/ml/metrics").json()["experimentArmFallbacks"] >= fallbacks + len(deleted)
         for session in served:
             ok = api.post("/api/ml/predict", json={"sessionId": session, "type": "page",
                                                    "context": {"currentPath": "/a3"}})

@@ -80,6 +80,8 @@ FAMILIES: tuple[Family, ...] = (
            "Predictions answered from a worker's prediction cache (hit) or computed (miss).", ("result",)),
     Family("precache_unavailable_total", "counter",
            "Requests answered 503 (ML disabled, no model loaded, or a dependency unavailable)."),
+    Family("precache_experiment_arm_fallbacks_total", "counter",
+           "Predictions whose experiment arm pinned a version that cannot be served (answered by the active model)."),
     Family("precache_events_received_total", "counter", "Access events accepted by POST /api/ml/events."),
     Family("precache_events_streamed_total", "counter", "Accepted access events written to the Redis Stream."),
     Family("precache_events_rate_limited_total", "counter", "POST /api/ml/events requests refused (429) by the "

@@ -27,6 +27,8 @@ class ServiceMetrics:
         self.prediction_cache_hits = 0
         self.prediction_cache_misses = 0
         self.unavailable = 0
+        self.arm_fallbacks = 0  # predictions whose experiment arm's pinned version could not be served
+        self.fallback_versions: set[str] = set()
         self.started = time.time()
         self.gauges: dict[str, Callable[[], float]] = {}
 
@@ -43,6 +45,7 @@ class ServiceMetrics:
             "requests": [{"route": r, "status": s, "count": n} for (r, s), n in sorted(self.requests.items())],
             "predictionCache": {"hits": self.prediction_cache_hits, "misses": self.prediction_cache_misses},
             "unavailable": self.unavailable,
+            "experimentArmFallbacks": self.arm_fallbacks,
             **{name: read() for name, read in sorted(self.gauges.items())},
         }
 
@@ -55,6 +58,7 @@ class ServiceMetrics:
         out[series_key("precache_prediction_cache_lookups_total", {"result": "hit"})] = self.prediction_cache_hits
         out[series_key("precache_prediction_cache_lookups_total", {"result": "miss"})] = self.prediction_cache_misses
         out["precache_unavailable_total"] = float(self.unavailable)
+        out["precache_experiment_arm_fallbacks_total"] = float(self.arm_fallbacks)
         for name, read in self.gauges.items():
             family, labels = SERIES_OF[name]
             out[series_key(family, labels)] = float(read())

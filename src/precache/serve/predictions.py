@@ -29,6 +29,7 @@ its own published tables). The history store itself (:mod:`precache.history`) is
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ from precache.serve.schemas import (
     WarmingResponse,
 )
 from precache.types import Prediction, SessionArm
+
+log = logging.getLogger("precache.serve")
 
 if TYPE_CHECKING:
     from precache.config import Settings
@@ -152,12 +155,18 @@ class PredictionCore:
             raise ApiError(503, "no_model", self.models.last_error or "no active model is loaded")
         return served
 
-    async def _pinned_or_503(self, version: str) -> ServedModel:
+    async def _pinned_or_active(self, version: str, active: ServedModel) -> ServedModel:
+        """The version the session's arm pins; when it cannot be served (deleted, pruned, failing verification,
+        over the pinned limit) the arm stops safely: its sessions get the active model, counted
+        (``precache_experiment_arm_fallbacks_total``) and logged once per version, never a 503."""
         pinned = await self.pinned.get(version)
         if pinned is None:
-            self.metrics.unavailable += 1
-            raise ApiError(503, "no_model", f"this session's experiment arm pins page-predictor {version}, "
-                           "which cannot be served (missing or failing verification)")
+            self.metrics.arm_fallbacks += 1
+            if version not in self.metrics.fallback_versions:
+                self.metrics.fallback_versions.add(version)
+                log.warning("experiment arm pins page-predictor %s, which cannot be served: its sessions get the "
+                            "active model %s", version, active.version)
+            return active
         return pinned
 
     async def _pages(self, body: PredictRequest) -> _Outcome:
@@ -167,7 +176,7 @@ class PredictionCore:
             raise ApiError(422, "validation_error", f"body.context.currentPath: required for type={body.type}")
         arm = self.arms(body.sessionId)
         if arm is not None and arm.model_version is not None and arm.model_version != served.version:
-            served = await self._pinned_or_503(arm.model_version)
+            served = await self._pinned_or_active(arm.model_version, served)
         history = await self.histories.append(body.sessionId, [page])
         self.monitoring.page_view(body.sessionId, page)
         for hook in self.hooks:
