@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -67,9 +68,20 @@ def serve(
 
         serve_metrics_port(replica, metrics_host, metrics_port)
     _exit_0_on_sigterm()
-    uvicorn.run("precache.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False, proxy_headers=False, server_header=False,
-                timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds / 2)))
+    options: dict[str, Any] = {"factory": True, "host": host, "port": port, "workers": workers,
+                               "log_level": log_level, "access_log": False, "proxy_headers": False,
+                               "server_header": False,
+                               "timeout_graceful_shutdown": max(1, int(settings.shutdown_seconds / 2))}
+    from precache.cli.supervisor import CleanSupervisor, DrainingServer
+
+    config = uvicorn.Config("precache.serve.app:create_app", **options)
+    if workers == 1:
+        server = DrainingServer(config)
+        server.run()
+        if not server.started:
+            raise SystemExit(3)  # uvicorn's STARTUP_FAILURE: the app or the socket could not start
+        return
+    CleanSupervisor(config, [config.bind_socket()], stop_seconds=settings.shutdown_seconds).run()
 
 
 def _replica_metrics_dir() -> str:
