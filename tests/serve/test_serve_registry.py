@@ -161,6 +161,31 @@ def test_published_edge_files_are_served_for_worker_sync(replicas: tuple[Service
         (version / "edge-manifest.json").unlink()
 
 
+def test_corrupt_manifest_is_409_and_a_symlink_is_never_followed(replicas: tuple[Service, Service],
+                                                                 storage: Path) -> None:
+    """Issue 28: a corrupt edge-manifest.json made every file answer 500; a symlink in the version was followed
+    out of it (it served active.json)."""
+    a, _ = replicas
+    version = storage / "page-predictor" / "v1"
+    edge = version / "edge-manifest.json"
+    try:
+        edge.write_text("{not json")
+        with a.client() as client:
+            for file in ("manifest.json", "edge-manifest.json"):
+                r = client.get(f"/api/ml/models/page-predictor/active/files/{file}")
+                assert r.status_code == 409 and set(r.json()) == {"error", "detail"}, r.text
+            edge.unlink()
+            edge.symlink_to("../active.json")  # valid JSON outside the version
+            r = client.get("/api/ml/models/page-predictor/active/files/edge-manifest.json")
+            assert r.status_code == 409 and "symbolic link" in r.json()["detail"], r.text
+            assert b"version" not in r.content or r.json()["error"] == "conflict"
+            edge.unlink()
+            assert client.get("/api/ml/models/page-predictor/active/files/manifest.json").status_code == 200
+    finally:
+        if edge.is_symlink() or edge.exists():
+            edge.unlink()
+
+
 @pytest.mark.parametrize(("token", "status"), [(None, 401), ("wrong", 401), (TOKEN, 403), (TRAINING_KEY, 200)])
 def test_training_routes_auth_matrix(replicas: tuple[Service, Service], token: str | None, status: int) -> None:
     a, _ = replicas

@@ -135,15 +135,38 @@ def read_active_file(registry: ModelRegistry, name: str, file: str) -> tuple[byt
     info = registry.active(name)
     if info is None:
         raise ApiError(404, "not_found", f"{name} has no active version")
-    listed = servable_files(info.path)
+    try:
+        listed = servable_files(info.path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # a corrupt manifest: not a 500
+        raise ApiError(409, "conflict", f"{name} {info.version}: a manifest is unreadable or malformed "
+                                        f"({type(exc).__name__}); nothing of this version can be served") from None
     if file not in listed:
         raise ApiError(404, "not_found", f"{file} is not a file of {name} {info.version}")
-    data = (info.path / file).read_bytes()
+    data = _read_inside(info.path, file, f"{name} {info.version}")
     digest = hashlib.sha256(data).hexdigest()
     expected = listed[file]
     if expected is not None and expected != digest:
         raise ApiError(409, "conflict", f"{file} of {name} {info.version} does not match its sha256")
     return data, digest
+
+
+def _read_inside(root: Path, file: str, what: str) -> bytes:
+    """The bytes of ``root/file``, a regular file inside ``root``: a symlink (anywhere on the way) is never
+    followed, so a link planted in a version cannot serve what lies outside it (409)."""
+    path = root / file
+    base = root.resolve()
+    current = root
+    for part in Path(file).parts:
+        current = current / part
+        if current.is_symlink():
+            raise ApiError(409, "conflict", f"{file} of {what} is a symbolic link; only regular files are served")
+    try:
+        inside = path.resolve(strict=True).is_relative_to(base)
+    except OSError:
+        raise ApiError(404, "not_found", f"{file} of {what} is missing") from None
+    if not inside or not path.is_file():
+        raise ApiError(409, "conflict", f"{file} of {what} is not a regular file inside the version")
+    return path.read_bytes()
 
 
 def job_store(state: ServiceState) -> JobStore:
