@@ -298,3 +298,24 @@ def test_files_of_an_auto_models_components_are_served(redis_server: RedisProces
             assert client.get(url + bad).status_code in (404, 422), bad
         (version / sub / "manifest.json").write_text("{}")  # tampered: no longer the manifest auto.json pinned
         assert client.get(url + f"{sub}/manifest.json").status_code == 409
+
+
+def test_no_filesystem_path_reaches_api_token_holders(replicas: tuple[Service, Service], storage: Path) -> None:
+    """Issue 28: /api/ml/models showed the absolute training-data paths to holders of the client token; /readyz
+    (no auth) the model directories. The training key still sees them."""
+    from precache.registry import ModelRegistry
+
+    source = str(storage.parent / "private" / "data" / "access-2026.log")
+    registry = ModelRegistry(storage, storage.parent / "backups")
+    registry.register("page-predictor", storage / "page-predictor" / "v1", status="rejected",
+                      reason=f"the active model could not be scored: {storage}/page-predictor/v1: broken",
+                      data_span={"sources": [source]})
+    a, _ = replicas
+    with a.client() as api, a.client(TRAINING_KEY) as admin:
+        public = api.get("/api/ml/models")
+        assert public.status_code == 200
+        assert str(storage.parent) not in public.text, public.text
+        assert "access-2026.log" in public.text  # the name alone still tells sources apart
+        assert source in admin.get("/api/ml/models").text
+        ready = httpx.get(f"{a.url}/readyz")
+        assert str(storage.parent) not in ready.text, ready.text

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from precache.defaults import PAGE_PREDICTOR
 from precache.serve.deps import ApiCaller, State
 from precache.serve.errors import error_responses
+from precache.serve.redact import hide_paths
 from precache.serve.schemas import Health, Readiness
 from precache.serve.scrape import CONTENT_TYPE, check_scrape_caller
 from precache.serve.state import ServiceState
@@ -34,8 +35,8 @@ async def readyz(state: State) -> Response:
     ready = state.settings.ml_enabled and bool(model["loaded"])
     detail = ("ready" if ready else
               "ML_ENABLED is false" if not state.settings.ml_enabled else f"no model: {model.get('error')}")
-    body = Readiness(ready=ready, model=model, redis=redis, sessions=state.histories.where, detail=detail,
-                     error=None if ready else "not_ready")
+    body = Readiness(ready=ready, model=hide_paths(model), redis=redis, sessions=state.histories.where,
+                     detail=hide_paths(detail), error=None if ready else "not_ready")  # no auth: no paths
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 

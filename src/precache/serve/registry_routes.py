@@ -23,9 +23,11 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
 from precache.registry import ModelRegistry
+from precache.serve.auth import Role
 from precache.serve.deps import ApiCaller, State, TrainingCaller
 from precache.serve.errors import ApiError, error_responses
 from precache.serve.jobs import ACTIVE, JobStore, new_job
+from precache.serve.redact import hide_paths
 from precache.serve.schemas import (
     ActivationResponse,
     ModelEntry,
@@ -64,8 +66,9 @@ def served_version(state: ServiceState, name: str) -> str | None:
 @router.get("/api/ml/models", response_model=ModelsResponse, tags=["models"],
             summary="Registered versions, the active and previous one per model (API token)",
             responses=error_responses(401, 422))
-async def list_models(state: State, _: ApiCaller) -> ModelsResponse:
+async def list_models(state: State, caller: ApiCaller) -> ModelsResponse:
     registry = state.registry
+    operator = caller.role == Role.TRAINING  # the API token's holders see no filesystem path (redact.py)
 
     def read() -> ModelsResponse:
         from precache.registry import MODEL_NAMES
@@ -73,9 +76,11 @@ async def list_models(state: State, _: ApiCaller) -> ModelsResponse:
         models = {}
         for name in MODEL_NAMES:
             pointer = registry.pointer(name)
+            versions = [_version_out(v) for v in registry.versions(name)]
+            if not operator:
+                versions = [VersionOut.model_validate(hide_paths(v.model_dump())) for v in versions]
             models[name] = ModelEntry(active=pointer.get("version"), previous=pointer.get("previous"),
-                                      versions=[_version_out(v) for v in registry.versions(name)],
-                                      served=served_version(state, name))
+                                      versions=versions, served=served_version(state, name))
         return ModelsResponse(revision=registry.revision(), models=models)
 
     return await asyncio.to_thread(read)
