@@ -71,7 +71,8 @@ def serve(
     options: dict[str, Any] = {"factory": True, "host": host, "port": port, "workers": workers,
                                "log_level": log_level, "access_log": False, "proxy_headers": False,
                                "server_header": False,
-                               "timeout_graceful_shutdown": max(1, int(settings.shutdown_seconds / 2))}
+                               "timeout_graceful_shutdown": max(1, int(settings.shutdown_seconds / 2)),
+                               "http": _http_protocol()}
     from precache.cli.supervisor import CleanSupervisor, DrainingServer
 
     config = uvicorn.Config("precache.serve.app:create_app", **options)
@@ -103,6 +104,15 @@ def _replica_metrics_dir() -> str:
     os.environ[ENV] = made
     atexit.register(shutil.rmtree, made, True)
     return made
+
+
+def _http_protocol() -> str:
+    """uvicorn's httptools protocol with a header-read timeout (precache.cli.protocol); h11 without httptools."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "precache.cli.protocol:HeaderTimeoutProtocol"
 
 
 def _exit_0_on_sigterm() -> None:
