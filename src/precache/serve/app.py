@@ -28,7 +28,7 @@ from precache.config import ConfigError, Settings, get_settings
 from precache.monitoring.background import cancel_task
 from precache.monitoring.dashboard import dashboard_router
 from precache.registry import CHANNEL as REGISTRY_CHANNEL
-from precache.serve import experiments_routes, ml_routes, ops_routes, registry_routes
+from precache.serve import experiments_routes, ml_routes, ops_routes, registry_routes, schedule_routes
 from precache.serve.deps import AUTH_DESCRIPTION
 from precache.serve.errors import install_error_handlers
 from precache.serve.heap import settle_after_startup
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=serve.max_body_bytes)
     app.add_middleware(RequestCounter, metrics=state.metrics)
-    for module in (ops_routes, ml_routes, registry_routes, experiments_routes):
+    for module in (ops_routes, ml_routes, registry_routes, schedule_routes, experiments_routes):
         app.include_router(module.router)
     if settings.api_token:
         models = state.models
