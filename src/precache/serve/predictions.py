@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from precache.history import HistoryStore
+from precache.serve.events import StreamUnavailable
 from precache.serve.problems import ApiError
 from precache.serve.schemas import (
     AccessEventIn,
@@ -255,7 +256,12 @@ class PredictionCore:
         if not allowed:
             raise ApiError(429, "rate_limited", f"more than {self.limiter.rate:g} events/s for this token "
                            "(across replicas)", {"Retry-After": str(retry_after)})
-        recorded = await self.events.record(events)
+        try:
+            recorded = await self.events.record(events)
+        except StreamUnavailable as exc:  # nothing stored: the client retries (never a silent drop)
+            self.metrics.unavailable += 1
+            raise ApiError(503, "unavailable", f"events cannot be stored now ({exc}); retry the batch",
+                           {"Retry-After": "1"}) from None
         for event in events:
             if event.page is not None:
                 self.monitoring.page_view(event.sessionId, event.page)

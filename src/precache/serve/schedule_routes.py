@@ -23,7 +23,8 @@ def _row(schedule_id: str, spec: dict[str, Any]) -> dict[str, Any]:
             "modelType": request.get("modelType"), "installed": bool(spec.get("installed"))}
 
 
-@router.get("", summary="Every declared training schedule (training key)", responses=error_responses(401, 403, 503))
+@router.get("", summary="Every declared training schedule (training key)",
+            responses=error_responses(401, 403, 422, 503))
 async def list_schedules(state: State, _: TrainingCaller) -> dict[str, Any]:
     from precache.training.scheduler import list_schedules as stored
 
