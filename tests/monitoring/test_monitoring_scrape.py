@@ -105,6 +105,7 @@ def test_two_replicas_of_two_workers_count_each_prediction_once(redis_server: An
                 check.stdout + check.stderr
 
 
+@pytest.mark.slow
 def test_every_metric_the_grafana_dashboard_queries_is_in_a_scrape_after_traffic(redis_server: Any,
                                                                                  tmp_path: Path) -> None:
     import json

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from serve_harness import TOKEN, running_service, service_env, train_model
 
 
+@pytest.mark.slow
 def test_slow_headers_are_cut_off_and_sign_in_is_throttled(redis_server: Any, tmp_path: Path) -> None:
     env = service_env(redis_server.url, train_model(tmp_path / "ppm"), PRECACHE_HEADER_TIMEOUT_SECONDS="1")
     with running_service(env) as service:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from serve_harness import TRAINING_KEY, running_service, service_env, train_model
 
 MAIN = "import sys; from precache.cli import main; sys.argv = ['precache', *sys.argv[1:]]; main()"
@@ -20,6 +21,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", MAIN, *args], capture_output=True, text=True, env=env, timeout=60)
 
 
+@pytest.mark.slow
 def test_schedules_are_deduplicated_listed_and_removed(private_redis: Any, tmp_path: Path) -> None:
     redis_server = private_redis  # the schedules' keys are not prefixed: a redis-server of its own
     events = tmp_path / "events"
