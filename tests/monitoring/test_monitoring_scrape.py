@@ -83,6 +83,9 @@ def test_two_replicas_of_two_workers_count_each_prediction_once(redis_server: An
         totals = [parse(scrape(s.url)).get('precache_predictions_total{type="page"}', 0.0) for s in replicas]
         assert totals == made, (totals, made)  # each replica reports itself; the sum is the predictions made
         assert sum(totals) == sum(made)
+        for service in replicas:  # each worker reports the version it serves
+            info = [v for k, v in parse(scrape(service.url)).items() if k.startswith("precache_model_info")]
+            assert info == [2.0], info
         text = scrape(replicas[0].url)
         for name in _counters(text):
             assert name.endswith("_total"), name

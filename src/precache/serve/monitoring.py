@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from precache.defaults import PAGE_PREDICTOR
 from precache.monitoring.alerts import AlertEvaluator, AlertLoop, Notifier, rules_from_settings
 from precache.monitoring.background import STOP_SECONDS, bounded, cancel_task, raise_if_cancelling
 from precache.monitoring.exposition import render_prometheus
@@ -92,7 +93,9 @@ def directory_bytes(directory: Path | None) -> int:
 
 class ServiceMonitoring:
     def __init__(self, settings: Any, redis: Any | None, model_dir: Callable[[], Path | None], *,
-                 prefix: str = "", share_interval: float = 2.0) -> None:
+                 prefix: str = "", share_interval: float = 2.0,
+                 model_version: Callable[[], str | None] | None = None) -> None:
+        self._model_version = model_version  # every worker reports the version it serves (precache_model_info)
         self.accesses = ReportedAccesses()
         self._model_dir = model_dir
         self._model_bytes: tuple[Path | None, int] = (None, 0)
@@ -172,6 +175,7 @@ class ServiceMonitoring:
     async def prometheus(self) -> bytes:
         """This replica's exposition: its workers summed through the replica directory (never other replicas,
         never through Redis); a process started without one (plain ``uvicorn``) reports itself."""
+        self._note_model()
         snapshot = self.monitor.snapshot()
         if self.replica is None:
             return render_prometheus(snapshot)
@@ -187,11 +191,17 @@ class ServiceMonitoring:
         assert self.replica is not None
         while True:
             try:
+                self._note_model()
                 self.replica.write(self.monitor.snapshot())
             except Exception as exc:  # a full disk must not end the loop; the scrape shows the last values
                 raise_if_cancelling(exc)
                 log.warning("metrics: cannot write this worker's snapshot (%s)", exc)
             await asyncio.sleep(interval)
+
+    def _note_model(self) -> None:
+        version = self._model_version() if self._model_version is not None else None
+        if version is not None:
+            self.monitor.set_model(PAGE_PREDICTOR, version)
 
     def _alert_values(self) -> dict[str, Any]:
         return self._last_summary
