@@ -56,6 +56,18 @@ def test_fuzzed_experiments_never_make_predictions_503(service: Service) -> None
 
             run()
         created = sum(n for (op, status), n in statuses.items() if op == "POST /api/ml/experiments" and status == 201)
+        admin = {"Authorization": f"Bearer {TRAINING_KEY}"}
+        served = http.post(f"{service.url}/api/ml/predict", headers=admin, json={
+            "sessionId": "probe", "type": "page", "context": {"currentPath": "/a3"}}).json()["modelVersion"]
+        for definition in (  # and one running experiment of each session-scoped kind, whatever the fuzzer left
+                {"id": "fz-warm", "kind": "warming", "arms": [{"name": "off", "params": {"warming": False}},
+                                                               {"name": "on"}]},
+                {"id": "fz-thr", "kind": "threshold", "arms": [{"name": "lo", "params": {"threshold": 0.01}},
+                                                                {"name": "hi", "params": {"threshold": 0.99}}]},
+                {"id": "fz-model", "kind": "model_version", "arms": [{"name": "a", "params": {"version": served}},
+                                                                      {"name": "b"}]}):
+            made = http.post(f"{service.url}/api/ml/experiments", headers=admin, json=definition)
+            created += made.status_code == 201
         for i in range(300):  # every session, in whatever arm of whatever the fuzzer left running
             response = http.post(f"{service.url}/api/ml/predict", headers={"Authorization": f"Bearer {TOKEN}"},
                                  json={"sessionId": f"visitor-{i}", "type": "page" if i % 2 else "warming",
