@@ -11,6 +11,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,21 @@ class TrainingSchedule(StrEnum):
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def redact_url(url: str, *, hide_path: bool = False) -> str:
+    """``url`` with its password (``redis://:secret@host``, ``user:secret@``) replaced by ``***``, for logs and
+    ``precache config``; ``hide_path`` also hides path and query (a webhook URL often carries its secret
+    there)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        netloc = f"{user}:***@" + netloc.rsplit("@", 1)[1]
+    path, query = parts.path, parts.query
+    if hide_path and (path not in ("", "/") or query):
+        path, query = "/***", ""
+    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
 
 
 def _http_url(value: str | None) -> str | None:
@@ -66,6 +82,8 @@ class AlertSettings(BaseModel):
     latency_threshold_ms: float = Field(10.0, gt=0)
     hit_rate_threshold: Probability = 0.95
     memory_threshold_mb: float = Field(90.0, gt=0)
+    for_seconds: float = Field(300.0, ge=0)  # how long a condition must hold before the alert fires
+    interval_seconds: float = Field(15.0, gt=0, le=3600)  # how often the alert leader evaluates
 
 
 def _env(*names: str) -> AliasChoices:
@@ -116,6 +134,11 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL", "redis_url"))
     api_token: str | None = Field(None, validation_alias=_env("PRECACHE_API_TOKEN", "api_token"))
 
+    # How long a stopping service may take (SIGTERM to exit): in-flight requests get half, background loops
+    # (metrics publisher, alerts, experiments) the rest; a loop still running then is abandoned (issue 28).
+    shutdown_seconds: float = Field(
+        10.0, gt=0, le=600, validation_alias=_env("PRECACHE_SHUTDOWN_SECONDS", "shutdown_seconds")
+    )
     session_gap_seconds: float = Field(
         SESSION_GAP_SECONDS, gt=0, validation_alias=_env("PRECACHE_SESSION_GAP_SECONDS", "session_gap_seconds")
     )

@@ -76,6 +76,12 @@ def test_create_record_read_summary_dashboard_stop(service: Service) -> None:
                     {**WARMING, "id": "x1", "weights": [1, 2]}):
             r = admin.post("/api/ml/experiments", json=bad)
             assert r.status_code == 422 and set(r.json()) == {"error", "detail"}, (bad, r.text)
+        # arm parameters outside the kind's schema are refused, naming the field (issue 28)
+        for params, field in (({"threshold": 0.2}, "arms[1].params.threshold"),
+                              ({"colour": "red"}, "arms[1].params.colour")):
+            r = admin.post("/api/ml/experiments", json={"id": "w9", "kind": "warming",
+                                                        "arms": [{"name": "a"}, {"name": "b", "params": params}]})
+            assert r.status_code == 422 and r.json()["detail"].startswith(field), r.text
         assert admin.get("/api/ml/experiments/nope").status_code == 404
         assert admin.get("/api/ml/experiments/bad%20id").status_code == 422
         listed = admin.get("/api/ml/experiments").json()["experiments"]

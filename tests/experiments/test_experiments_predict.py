@@ -1,9 +1,11 @@
 """``/api/ml/predict`` applies a session's experiment arm on a real ``precache serve`` (real redis-server):
 the control arm of a warming experiment gets no preloads, a threshold arm's threshold wins over the caller's,
-and a model-version arm is answered by that version or refused, never by another model."""
+a model-version arm is answered by that version; a version that does not exist is refused when the experiment
+is created (422), and one deleted afterwards stops its arm safely (the active model answers, counted)."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -99,23 +101,26 @@ def test_predict_applies_warming_threshold_and_model_arms(service: Service, root
             assert body["threshold"] == 0.99 and all(item["probability"] >= 0.99 for item in body["preload"])
         assert admin.post("/api/ml/experiments/thr-pred/stop").status_code == 200
 
-        models = admin.post("/api/ml/experiments", json={
-            "id": "model-pred", "kind": "model_version",
-            "arms": [{"name": "served", "params": {"version": version}},
-                     {"name": "pinned", "params": {"version": pinned}},
-                     {"name": "gone", "params": {"version": "v-does-not-exist"}}]})
+        gone_arm = {"name": "gone", "params": {"version": "v-does-not-exist"}}
+        arms = [{"name": "served", "params": {"version": version}}, {"name": "pinned", "params": {"version": pinned}}]
+        refused = admin.post("/api/ml/experiments", json={"id": "model-gone", "kind": "model_version",
+                                                          "arms": [*arms, gone_arm]})
+        assert refused.status_code == 422, refused.text  # checked against the registry on creation (issue 28)
+        assert refused.json()["detail"].startswith("arms[2].params.version:")
+        assert "v-does-not-exist" in refused.json()["detail"]
+        doomed = _register_popularity(root)  # a third version, deleted after the experiment was created
+        arms.append({"name": "deleted", "params": {"version": doomed}})
+        models = admin.post("/api/ml/experiments", json={"id": "model-pred", "kind": "model_version", "arms": arms})
         assert models.status_code == 201, models.text
-        gone, served = _sessions(models.json(), "gone"), _sessions(models.json(), "served")
-        on_pinned = _sessions(models.json(), "pinned")
-
-        def refused() -> bool:
-            return api.post("/api/ml/predict", json={"sessionId": gone[0], "type": "page",
-                                                     "context": {"currentPath": "/a3"}}).status_code == 503
-        _eventually(refused)
-        answer = api.post("/api/ml/predict", json={"sessionId": gone[1], "type": "page",
+        served, on_pinned = _sessions(models.json(), "served"), _sessions(models.json(), "pinned")
+        deleted = _sessions(models.json(), "deleted")
+        shutil.rmtree(root / "models" / "page-predictor" / doomed)
+        fallbacks = admin.get("/api/ml/metrics").json()["experimentArmFallbacks"]
+        for session in deleted:  # the arm stops safely: the active model answers, counted; never a 503
+            ok = api.post("/api/ml/predict", json={"sessionId": session, "type": "page",
                                                    "context": {"currentPath": "/a3"}})
-        assert answer.status_code == 503 and set(answer.json()) == {"error", "detail"}
-        assert "v-does-not-exist" in answer.json()["detail"]
+            assert ok.status_code == 200 and ok.json()["modelVersion"] == version, ok.text
+        assert admin.get("/api/ml/metrics").json()["experimentArmFallbacks"] >= fallbacks + len(deleted)
         for session in served:
             ok = api.post("/api/ml/predict", json={"sessionId": session, "type": "page",
                                                    "context": {"currentPath": "/a3"}})

@@ -31,12 +31,14 @@ async def test_replicas_flush_and_the_readout_sums_them(redis_url: str) -> None:
             assert arm is not None
             hit_rate = 0.6 if arm.name == "on" else 0.4  # warming on: clearly better
             stats = rec.stats(exp.id, arm.name)
-            hits = 0
+            hits, latency = 0, 0.0
             for _ in range(3):  # a session of three requests
                 hit = rng.random() < hit_rate
                 hits += hit
-                stats.record_request(hit, rng.uniform(5, 50))
-            stats.record_session(3 - hits, 3000 * (3 - hits), requests=3, hits=hits)
+                ms = rng.uniform(5, 50)
+                latency += ms
+                stats.record_request(hit, ms)
+            stats.record_session(3 - hits, 3000 * (3 - hits), requests=3, hits=hits, latency_ms=latency)
         for rec in replicas:
             await rec.flush()
         arms = await ExperimentRecorder(client, replica_id="reader").collect(exp.id)
@@ -47,6 +49,7 @@ async def test_replicas_flush_and_the_readout_sums_them(redis_url: str) -> None:
         assert on["verdict"] == "treatment better"
         assert not out["sampleRatio"]["mismatch"]
         assert on["metrics"]["latency_ms"]["status"] == "ok"
+        assert on["metrics"]["latency_ms"]["unit"] == "session (delta method)"
         assert on["metrics"]["hits"]["unit"] == "session (delta method)"
         p95 = on["p95LatencyMs"]
         assert 40 <= p95["control"] <= 60 and 40 <= p95["treatment"] <= 60  # uniform(5, 50): p95 ~ 47.75

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from conftest import free_port
 from precache.cache import PredictiveCache
+from precache.monitoring.alerts import AlertEvaluator, default_rules
 from precache.monitoring.dashboard import COOKIE, dashboard_router
 from precache.monitoring.monitor import Monitor, watch_cache
 from precache.monitoring.summary import summarize
@@ -44,12 +45,23 @@ def _app(monitor: Monitor, cache: PredictiveCache) -> FastAPI:
 
     app = FastAPI(lifespan=lifespan)
 
+    memory = AlertEvaluator([r for r in default_rules(for_seconds=0) if r.metric == "memoryBytes"])
+    memory.evaluate({"memoryBytes": 150 * 1024 * 1024}, time.time())  # firing: 150 MiB > 90 MiB
+
     async def summary(duration_ms: float) -> dict[str, object]:
-        return summarize(monitor.snapshot(), duration_ms)
+        return summarize(monitor.snapshot(), duration_ms, memory.active())
 
     async def models() -> dict[str, object]:
         return {"active": {"name": "page-predictor", "version": "v7"},
                 "history": [{"name": "page-predictor", "version": "v7", "status": "active", "reason": "HR@5 0.81"}]}
+
+    monitor.add_section("experiments", lambda: {"at": time.time(), "experiments": [{
+        "id": "a-rather-long-experiment-identifier-for-the-warming-comparison", "kind": "warming",
+        "scope": "session", "status": "running", "control": "control-arm-with-a-long-name", "assignments": {},
+        "sampleRatioMismatch": True, "arms": [{
+            "arm": "treatment-arm-with-an-equally-long-name", "control": 0.51234, "treatment": 0.61234,
+            "diff": 0.1, "pValue": 0.0001234,
+            "verdict": "significant, but below the minimum sample size"}]}]})
 
     app.include_router(dashboard_router(TOKEN, summary, models, interval=0.3))
 
@@ -129,9 +141,32 @@ def test_the_dashboard_renders_live_charts_in_chromium(server: tuple[str, _LogCa
             assert first != second, "the values did not change while traffic flowed"
             assert "%" in second[0] and "ms" in second[1]
             assert "v7" in page.inner_text("#model")
+            assert "HR@5 0.81" in page.inner_text("#history")  # the gate column
+            alert = page.inner_text("#alerts")  # value and threshold in the same unit as the summary
+            assert "150.0 MiB" in alert and "90.0 MiB" in alert and "157286400" not in alert, alert
+            assert "treatment-arm-with-an-equally-long-name" in page.inner_text("#experiments")
+            # nothing spills out of the side card (a wide table scrolls inside it) or out of the page
+            spill = page.evaluate(
+                "() => { const c = document.querySelector('.side').getBoundingClientRect();"
+                " return Math.max(0, ...[...document.querySelectorAll('.side .scroll, .side ul')]"
+                ".map((e) => e.getBoundingClientRect().right - c.right)); }")
+            assert spill <= 1, spill
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         finally:
             browser.close()
     assert log.lines, "uvicorn's access log was not captured"
     assert not any(TOKEN in line for line in log.lines)
+
+
+def test_gate_column_reads_the_gate_decision_of_accepted_and_rejected_versions() -> None:
+    from precache.registry.store import VersionInfo
+    from precache.serve.model_history import gate_reason
+
+    accepted = VersionInfo("page-predictor", "v1", "", "ppm", "accepted", "",
+                           gate={"accepted": True, "reason": "HR@5 0.4123, no active model to compare"})
+    rejected = VersionInfo("page-predictor", "v2", "", "ppm", "rejected", "HR@5 0.30 is below the target 0.50",
+                           gate={"accepted": False, "reason": "HR@5 0.30 is below the target 0.50"})
+    assert gate_reason(accepted) == "HR@5 0.4123, no active model to compare"  # was blank: read from .reason
+    assert gate_reason(rejected) == "HR@5 0.30 is below the target 0.50"

@@ -32,7 +32,7 @@ def test_train_list_show_verify_and_errors(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "run.json").read_text())
     assert result["outcomes"][0]["status"] == "activated" and result["outcomes"][0]["version"] == "v1"
     out = run(tmp_path, "train", "--trace", trace, "--predictor", "markov", "--target-accuracy", "0.95")
-    assert out.returncode == 0 and "rejected" in out.stdout
+    assert out.returncode == 3 and "rejected" in out.stdout  # a refused candidate exits 3 (issue 28)
     listed = json.loads(run(tmp_path, "models", "list", "page-predictor", "--json").stdout)
     assert [(v["version"], v["status"], v["role"]) for v in listed] == [("v1", "accepted", "active"),
                                                                          ("v2", "rejected", "")]

@@ -278,7 +278,7 @@ def test_metrics_json_and_prometheus(api: httpx.Client) -> None:
     text = api.get("/api/ml/metrics", params={"format": "prometheus"})
     assert text.headers["content-type"].startswith("text/plain")
     names = {family.name for family in text_string_to_metric_families(text.text)}
-    assert {"precache_http_requests", "precache_predictions", "precache_prediction_cache"} <= names
+    assert {"precache_http_requests", "precache_predictions", "precache_prediction_cache_lookups"} <= names
     assert_error(api.get("/api/ml/metrics", params={"format": "xml"}), 422, "query.format")
     assert_error(api.get("/api/ml/metrics", params={"duration": 0}), 422, "query.duration")
 

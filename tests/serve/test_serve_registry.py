@@ -161,6 +161,31 @@ def test_published_edge_files_are_served_for_worker_sync(replicas: tuple[Service
         (version / "edge-manifest.json").unlink()
 
 
+def test_corrupt_manifest_is_409_and_a_symlink_is_never_followed(replicas: tuple[Service, Service],
+                                                                 storage: Path) -> None:
+    """Issue 28: a corrupt edge-manifest.json made every file answer 500; a symlink in the version was followed
+    out of it (it served active.json)."""
+    a, _ = replicas
+    version = storage / "page-predictor" / "v1"
+    edge = version / "edge-manifest.json"
+    try:
+        edge.write_text("{not json")
+        with a.client() as client:
+            for file in ("manifest.json", "edge-manifest.json"):
+                r = client.get(f"/api/ml/models/page-predictor/active/files/{file}")
+                assert r.status_code == 409 and set(r.json()) == {"error", "detail"}, r.text
+            edge.unlink()
+            edge.symlink_to("../active.json")  # valid JSON outside the version
+            r = client.get("/api/ml/models/page-predictor/active/files/edge-manifest.json")
+            assert r.status_code == 409 and "symbolic link" in r.json()["detail"], r.text
+            assert b"version" not in r.content or r.json()["error"] == "conflict"
+            edge.unlink()
+            assert client.get("/api/ml/models/page-predictor/active/files/manifest.json").status_code == 200
+    finally:
+        if edge.is_symlink() or edge.exists():
+            edge.unlink()
+
+
 @pytest.mark.parametrize(("token", "status"), [(None, 401), ("wrong", 401), (TOKEN, 403), (TRAINING_KEY, 200)])
 def test_training_routes_auth_matrix(replicas: tuple[Service, Service], token: str | None, status: int) -> None:
     a, _ = replicas
@@ -273,3 +298,24 @@ def test_files_of_an_auto_models_components_are_served(redis_server: RedisProces
             assert client.get(url + bad).status_code in (404, 422), bad
         (version / sub / "manifest.json").write_text("{}")  # tampered: no longer the manifest auto.json pinned
         assert client.get(url + f"{sub}/manifest.json").status_code == 409
+
+
+def test_no_filesystem_path_reaches_api_token_holders(replicas: tuple[Service, Service], storage: Path) -> None:
+    """Issue 28: /api/ml/models showed the absolute training-data paths to holders of the client token; /readyz
+    (no auth) the model directories. The training key still sees them."""
+    from precache.registry import ModelRegistry
+
+    source = str(storage.parent / "private" / "data" / "access-2026.log")
+    registry = ModelRegistry(storage, storage.parent / "backups")
+    registry.register("page-predictor", storage / "page-predictor" / "v1", status="rejected",
+                      reason=f"the active model could not be scored: {storage}/page-predictor/v1: broken",
+                      data_span={"sources": [source]})
+    a, _ = replicas
+    with a.client() as api, a.client(TRAINING_KEY) as admin:
+        public = api.get("/api/ml/models")
+        assert public.status_code == 200
+        assert str(storage.parent) not in public.text, public.text
+        assert "access-2026.log" in public.text  # the name alone still tells sources apart
+        assert source in admin.get("/api/ml/models").text
+        ready = httpx.get(f"{a.url}/readyz")
+        assert str(storage.parent) not in ready.text, ready.text

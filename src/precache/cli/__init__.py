@@ -41,6 +41,9 @@ def main() -> None:
     except (ConfigError, ValueError, OSError, LookupError) as exc:
         _fail(exc, f"error: {exc}", 2)
     except Exception as exc:
+        if _redis_unreachable(exc):
+            _fail(exc, f"error: Redis is not reachable at REDIS_URL ({_redacted_redis_url()}): {exc}; start it or "
+                       "set REDIS_URL", 2)
         show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
         if callable(show) and isinstance(exit_code, int):  # click/typer usage errors print themselves
             show()
@@ -53,6 +56,25 @@ def main() -> None:
     if code == ABORTED:
         print("aborted", file=sys.stderr)
     sys.exit(code)
+
+
+def _redis_unreachable(exc: BaseException) -> bool:
+    """A redis-py connection or timeout error (bad environment, not a bug: exit 2 like any bad input).
+
+    Looked up in ``sys.modules`` so that the CLI does not import redis for commands that never use it: an
+    exception of a module that was never imported cannot be raised."""
+    errors = sys.modules.get("redis.exceptions")
+    if errors is None:
+        return False
+    kinds = tuple(getattr(errors, name) for name in ("ConnectionError", "TimeoutError", "BusyLoadingError")
+                  if hasattr(errors, name))
+    return isinstance(exc, kinds)
+
+
+def _redacted_redis_url() -> str:
+    from precache.config import redact_url
+
+    return redact_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
 def _fail(exc: BaseException, message: str, code: int) -> NoReturn:

@@ -1,4 +1,5 @@
-"""``precache config``: show the effective settings (secrets masked), or fail on a bad one."""
+"""``precache config``: show the effective settings (tokens, the Redis password and the webhook path masked), or
+fail on a bad one."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import json
 import typer
 
 from precache.cli.app import app
-from precache.config import load_settings
+from precache.config import load_settings, redact_url
 
 _SECRETS = {"api_token", "ml_training_api_key"}
+_URLS_WITH_SECRETS = {"redis_url": False, "ml_alert_webhook": True}  # field -> hide the path too
 
 
 @app.command("config")
@@ -20,4 +22,7 @@ def show_config() -> None:
     for name in _SECRETS:
         if shown.get(name):
             shown[name] = "***"
+    for name, hide_path in _URLS_WITH_SECRETS.items():
+        if shown.get(name):
+            shown[name] = redact_url(str(shown[name]), hide_path=hide_path)
     typer.echo(json.dumps(shown, indent=2, sort_keys=True))

@@ -71,11 +71,16 @@ def create_command(
     power: float = typer.Option(0.8, "--power"),
 ) -> None:
     """Create and start an experiment."""
+    from precache.defaults import PAGE_PREDICTOR
     from precache.experiments.model import Experiment
     from precache.experiments.store import RedisExperimentStore
+    from precache.registry import open_registry
+    from precache.registry.pinned import version_problem
 
+    registry = open_registry()
     experiment = Experiment(experiment_id, kind, tuple(_parse_arm(a) for a in arm), holdout=holdout,  # type: ignore[arg-type]
-                            mde=mde, alpha=alpha, power=power).validate()
+                            mde=mde, alpha=alpha, power=power).validate_new(
+        lambda version: version_problem(registry, PAGE_PREDICTOR, version))
     created = _run(lambda r: RedisExperimentStore(r, _prefix()).create(experiment))
     Console().print(f"created {created.id} ({created.kind}, {created.scope}-scoped): "
                     + ", ".join(f"{a.name} {a.weight:g}" for a in created.arms))

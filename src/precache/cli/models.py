@@ -26,9 +26,20 @@ NAME = typer.Argument(..., help="page-predictor or cache-optimizer")
 
 
 def _registry() -> ModelRegistry:
+    """The configured registry; a MODEL_STORAGE_PATH that is missing or unreadable fails loudly (exit 2):
+    an empty table would read as "no models yet" when the path is simply wrong."""
+    import os
+
     from precache.registry import open_registry
 
-    return open_registry()
+    registry = open_registry()
+    root = registry.root
+    if not root.is_dir():
+        raise ValueError(f"MODEL_STORAGE_PATH {root} " + ("is not a directory" if root.exists() else "does not exist")
+                         + "; set MODEL_STORAGE_PATH to the registry (`precache train` creates one)")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise ValueError(f"MODEL_STORAGE_PATH {root} is not readable")
+    return registry
 
 
 def _headline(metrics: dict[str, object], gate: dict[str, object]) -> str:

@@ -63,3 +63,35 @@ def collect_events_command(
 
     client = redis.Redis.from_url(get_settings().redis_url)
     StreamCollector(client, out, stream=stream, claim_idle_ms=int(claim_idle * 1000)).run(_stop_on_signals())
+
+
+schedules_app = typer.Typer(help="Training schedules: list and remove (declared by train --schedule or the API).",
+                            no_args_is_help=True)
+app.add_typer(schedules_app, name="schedules")
+
+
+@schedules_app.command("list")
+def schedules_list() -> None:
+    """Every declared training schedule (id, when, what, installed by the leading scheduler)."""
+    from precache.config import get_settings
+    from precache.training.scheduler import list_schedules
+
+    specs = list_schedules(get_settings().redis_url)
+    if not specs:
+        print("no training schedules")
+    for job_id, spec in sorted(specs.items()):
+        when = spec.get("schedule") or {}
+        every = f"every {when.get('seconds'):g} s" if when.get("kind") == "interval" else str(when.get("kind"))
+        print(f"{job_id}\t{every}\t{(spec.get('request') or {}).get('modelType')}\t"
+              f"{'installed' if spec.get('installed') else 'pending'}")
+
+
+@schedules_app.command("remove")
+def schedules_remove(schedule_id: str = typer.Argument(..., help="an id from `precache schedules list`")) -> None:
+    """Remove one training schedule (the leading scheduler drops it on its next tick)."""
+    from precache.config import get_settings
+    from precache.training.scheduler import remove_schedule
+
+    if not remove_schedule(get_settings().redis_url, schedule_id):
+        raise ValueError(f"no training schedule {schedule_id!r} (see `precache schedules list`)")
+    print(f"removed {schedule_id}")

@@ -96,6 +96,11 @@ def trace_stats_command(
     announce(report)
     if not (stats.requests or stats.sessions):
         raise no_records_error(report)
+    if stats.sessions == 0:  # requests but no page view: usually a status field the reader did not recognise
+        raise ValueError(
+            f"{file}: read {stats.requests:,} request(s) but no page view ({stats.ignored or 0:,} are neither a page "
+            "nor an asset: a page view is a GET with status 200/304 and a page path). If the log names its status "
+            "field differently, say which with --json-fields status=FIELD (or --log-format/--pattern)")
     render(stats, Console())
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

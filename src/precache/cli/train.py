@@ -4,11 +4,16 @@ It reads traces with the options every command shares (``@trace_options``: ``--f
 ``--pattern``, ``--drop-bots`` ..., handed to the worker process as JSON) plus ``--gap``, and/or the
 event files the stream collector wrote (``--events DIR``). Training runs in a worker process with a timeout.
 ``--schedule`` does not train now: it declares the run as a schedule that ``precache scheduler`` executes.
+
+Exit codes: 0 every model was registered (and activated unless ``--no-activate``) or skipped for lack of data;
+3 (:data:`REFUSED`) the gate refused a candidate (it is registered as ``rejected``, nothing was activated for
+it); 2 bad input; 1 the training worker failed; 130 Ctrl-C (the worker's process group is ended at once).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +24,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from precache.cli.app import app
+from precache.cli.outputs import check_output_file
 from precache.cli.trace_options import trace_options
 from precache.defaults import PAGE_PREDICTOR, SESSION_GAP_SECONDS
 from precache.traces.options import ReadOptions  # at run time: typer resolves the annotation
@@ -26,6 +32,8 @@ from precache.training.request import MODEL_TYPES
 
 if TYPE_CHECKING:
     from precache.training import TrainRequest
+
+REFUSED = 3  # the exit status when the gate refused a candidate: scripts and CI must not read it as success
 
 
 @app.command("train")
@@ -54,6 +62,7 @@ def train_command(
 
     if gap <= 0:
         raise ValueError("--gap must be positive")
+    check_output_file(json_out, "--json")  # before training: a bad path must not cost a run (and activate)
     config = TrainingConfig(epochs=epochs, batch_size=batch_size, target_accuracy=target_accuracy,
                             tolerance=tolerance, predictor=predictor, timeout_seconds=timeout)
     options = {k: (dict(v) if k == "json_fields" and v else v) for k, v in asdict(read_options).items()
@@ -99,3 +108,7 @@ def _run_once(request: TrainRequest, activate: bool, json_out: Path | None) -> N
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result.as_dict(), indent=1, default=str), encoding="utf-8")
+    refused = [o.name for o in result.outcomes if o.status == "rejected"]
+    if refused:
+        print(f"the gate refused the candidate for {', '.join(refused)} (exit {REFUSED})", file=sys.stderr)
+        raise SystemExit(REFUSED)  # not typer.Exit: under standalone_mode=False click returns that as a value

@@ -2,8 +2,10 @@
 
 Ratio metrics (hit ratio, HR@5, preload efficiency) are pairs (successes, trials). When arms are assigned
 per session, the requests of one session are not independent draws (a session that hits keeps hitting),
-so the hit ratio also keeps per-session sums (:class:`Clustered`) for the delta-method variance: the
-session is the unit of randomization, and a test on requests alone is too confident. Mean metrics (load
+so every per-request metric (hit ratio, load latency, HR@5, preload use) also keeps per-session sums
+(:class:`Clustered`) for the delta-method variance: the session is the unit of randomization, and a test on
+requests alone is too confident (issue 28: latency p = 7e-17 per request beside a session-level 4e-8).
+Mean metrics (load
 latency, origin requests and bytes per session) keep count, mean and the sum of squared deviations
 (Welford), merged exactly across replicas with Chan's formula. The p95 of load latency comes from a
 fixed log-spaced histogram, also summable.
@@ -16,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+CLUSTERED = ("session_hits", "session_latency", "session_accuracy", "session_preloads")
 LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(round(0.1 * 1.25**i, 4) for i in range(60))  # 0.1 ms .. ~65 s
 
 
@@ -119,6 +122,12 @@ class ArmStats:
     origin_bytes: Moments = field(default_factory=Moments)  # per session
     session_hits: Clustered = field(default_factory=Clustered)
     """The hit ratio's per-session sums (filled by :meth:`record_session`), for the delta method."""
+    session_latency: Clustered = field(default_factory=Clustered)
+    """Per session: requests and their summed load latency (ms): mean latency per request, clustered."""
+    session_accuracy: Clustered = field(default_factory=Clustered)
+    """Per session: scored predictions and their HR@5 hits."""
+    session_preloads: Clustered = field(default_factory=Clustered)
+    """Per session: preloads loaded and the ones a request then used."""
 
     def record_request(self, hit: bool, latency_ms: float) -> None:
         self.hits.add(hit)
@@ -126,12 +135,20 @@ class ArmStats:
         self.latency_hist[bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms)] += 1
 
     def record_session(self, origin_requests: float, origin_bytes: float, requests: float | None = None,
-                       hits: float | None = None) -> None:
-        """A session ended: its origin costs and, when known, its requests and hits (for the delta method)."""
+                       hits: float | None = None, latency_ms: float | None = None) -> None:
+        """A session ended: its origin costs and, when known, its requests, hits and summed latency (for the
+        delta method)."""
         self.origin_requests.add(origin_requests)
         self.origin_bytes.add(origin_bytes)
         if requests is not None and hits is not None and requests > 0:
             self.session_hits.add(requests, hits)
+            if latency_ms is not None:
+                self.session_latency.add(requests, latency_ms)
+
+    def clustered(self, metric: str) -> Clustered:
+        """The per-session sums behind ``metric`` (hits, latency_ms, accuracy, preloads)."""
+        return {"hits": self.session_hits, "latency_ms": self.session_latency, "accuracy": self.session_accuracy,
+                "preloads": self.session_preloads}[metric]
 
     def p95_latency_ms(self) -> float | None:
         total = sum(self.latency_hist)
@@ -152,7 +169,8 @@ class ArmStats:
         self.latency_ms.merge(other.latency_ms)
         self.origin_requests.merge(other.origin_requests)
         self.origin_bytes.merge(other.origin_bytes)
-        self.session_hits.merge(other.session_hits)
+        for name in CLUSTERED:
+            getattr(self, name).merge(getattr(other, name))
         self.latency_hist = [a + b for a, b in zip(self.latency_hist, other.latency_hist, strict=True)]
 
     def as_dict(self) -> dict[str, Any]:
@@ -166,7 +184,8 @@ class ArmStats:
             "sessions": self.sessions, "hits": ratio(self.hits), "accuracy": ratio(self.accuracy),
             "preloads": ratio(self.preloads), "latency_ms": moments(self.latency_ms),
             "latency_hist": self.latency_hist, "origin_requests": moments(self.origin_requests),
-            "origin_bytes": moments(self.origin_bytes), "session_hits": self.session_hits.as_dict(),
+            "origin_bytes": moments(self.origin_bytes),
+            **{name: getattr(self, name).as_dict() for name in CLUSTERED},
         }
 
     @classmethod
@@ -180,7 +199,7 @@ class ArmStats:
         hist = [float(x) for x in data["latency_hist"]]
         if len(hist) != len(LATENCY_BOUNDS_MS) + 1:
             raise ValueError("latency histogram of the wrong length")
-        session_hits = Clustered.from_dict(data["session_hits"]) if "session_hits" in data else Clustered()
+        sums = {name: Clustered.from_dict(data[name]) if name in data else Clustered() for name in CLUSTERED}
         return cls(int(data["sessions"]), ratio(data["hits"]), ratio(data["accuracy"]), ratio(data["preloads"]),
                    moments(data["latency_ms"]), hist, moments(data["origin_requests"]), moments(data["origin_bytes"]),
-                   session_hits)
+                   **sums)

@@ -31,6 +31,7 @@ from typing import Any
 from precache.defaults import SESSION_GAP_SECONDS
 from precache.experiments.arms import ArmStats
 from precache.experiments.model import Experiment
+from precache.experiments.outcomes import SessionOutcomes
 from precache.experiments.recorder import ExperimentRecorder
 
 GROUP = "precache-experiments"
@@ -46,6 +47,7 @@ class _Open:
     hits: int = 0
     origin_requests: int = 0
     origin_bytes: int = 0
+    latency_ms: float = 0.0
     last_event: float = 0.0
     last_wall: float = 0.0
 
@@ -69,9 +71,13 @@ class ArmAccounting:
         self.skipped = 0
         self._open: OrderedDict[str, _Open] = OrderedDict()
         self._latest_event = 0.0
+        # HR@5 and preload outcomes, per session (reported by the hub, not read from the stream)
+        self.outcomes = SessionOutcomes(recorder.stats, session_gap, max_open)
+        recorder.view = self.view  # its readouts count the open sessions too
 
     def reset(self) -> None:
         self._open.clear()
+        self.outcomes.clear()
         self.recorder.arms.clear()
 
     def applicable(self, experiments: list[Experiment]) -> list[Experiment]:
@@ -118,6 +124,7 @@ class ArmAccounting:
             self.recorder.stats(experiment_id, arm_name).record_request(hit, latency_ms)
         state.requests += 1
         state.hits += hit
+        state.latency_ms += latency_ms
         if tier == "origin":
             state.origin_requests += 1
             state.origin_bytes += size
@@ -128,7 +135,8 @@ class ArmAccounting:
     def _close(self, session: str, state: _Open) -> None:
         for experiment_id, arm_name in state.arms:
             stats: ArmStats = self.recorder.stats(experiment_id, arm_name)
-            stats.record_session(state.origin_requests, state.origin_bytes, state.requests, state.hits)
+            stats.record_session(state.origin_requests, state.origin_bytes, state.requests, state.hits,
+                                 state.latency_ms)
 
     def close_idle(self, now: float) -> int:
         """Fold every session idle for the session gap (in event time or wall time)."""
@@ -136,18 +144,25 @@ class ArmAccounting:
                 if st.last_event < self._latest_event - self.session_gap or st.last_wall < now - self.session_gap]
         for session in done:
             self._close(session, self._open.pop(session))
-        return len(done)
+        return len(done) + self.outcomes.close_idle(now)
+
+    def view(self, experiment_id: str) -> dict[str, ArmStats]:
+        """Copies of ``experiment_id``'s per-arm statistics with the sessions still open counted as they are so
+        far (so a readout does not wait a session gap), without closing them."""
+        per_arm = self.recorder.arms.get(experiment_id, {})
+        docs = {arm: ArmStats.from_dict(stats.as_dict()) for arm, stats in per_arm.items()}
+        for state in self._open.values():
+            for eid, arm in state.arms:
+                if eid == experiment_id and arm in docs:
+                    docs[arm].record_session(state.origin_requests, state.origin_bytes, state.requests, state.hits,
+                                             state.latency_ms)
+        self.outcomes.include_open(experiment_id, docs)
+        return docs
 
     async def flush(self) -> None:
-        """Write the statistics, with the sessions still open counted as they are so far (so a readout does
-        not wait a session gap), without closing them."""
-        for experiment_id, per_arm in self.recorder.arms.items():
-            docs = {arm: ArmStats.from_dict(stats.as_dict()) for arm, stats in per_arm.items()}
-            for state in self._open.values():
-                for eid, arm in state.arms:
-                    if eid == experiment_id and arm in docs:
-                        docs[arm].record_session(state.origin_requests, state.origin_bytes, state.requests, state.hits)
-            await self.recorder.write(experiment_id, docs)
+        """Write :meth:`view` of every experiment as this recorder's documents."""
+        for experiment_id in list(self.recorder.arms):
+            await self.recorder.write(experiment_id, self.view(experiment_id))
 
 
 class StreamArmRecorder:

@@ -36,6 +36,7 @@ from precache.experiments.params import ExperimentParameters
 from precache.experiments.readout import PRIMARY, readout
 from precache.experiments.recorder import ExperimentRecorder
 from precache.experiments.store import PREFIX, RedisExperimentStore
+from precache.monitoring.background import STOP_SECONDS, bounded, cancel_task, raise_if_cancelling
 from precache.types import ReplicaArm
 
 log = logging.getLogger("precache.experiments")
@@ -116,18 +117,24 @@ class ExperimentHub:
 
     def scored(self, session: str, hit5: bool) -> None:
         """A prediction served to ``session`` was scored against its next page: HR@5 per arm."""
-        for experiment_id, arm in self._arms(session):
+        arms = self._arms(session)
+        for experiment_id, arm in arms:
             self.recorder.stats(experiment_id, arm).accuracy.add(hit5)
+        self.local.outcomes.add(session, arms, "accuracy", 1, float(hit5), time.time())
 
     def loaded(self, session: str, key: str, size: int) -> None:
         """PreloadObserver: a preload for ``session`` was loaded (its arm's preload efficiency counts it)."""
-        for experiment_id, arm in self._arms(session):
+        arms = self._arms(session)
+        for experiment_id, arm in arms:
             self.recorder.stats(experiment_id, arm).preloads.trials += 1
+        self.local.outcomes.add(session, arms, "preloads", 1, 0, time.time())
 
     def used(self, session: str, key: str) -> None:
         """PreloadObserver: a preload for ``session`` served a user request."""
-        for experiment_id, arm in self._arms(session):
+        arms = self._arms(session)
+        for experiment_id, arm in arms:
             self.recorder.stats(experiment_id, arm).preloads.successes += 1
+        self.local.outcomes.add(session, arms, "preloads", 0, 1, time.time())
 
     def section(self) -> dict[str, Any]:
         """The latest compact readouts (no I/O): ``{at, experiments: [...]}``, newest experiments first."""
@@ -163,6 +170,7 @@ class ExperimentHub:
                     while await self.consumer.step(self._experiments) >= self.consumer.batch:
                         pass
             except Exception as exc:
+                raise_if_cancelling(exc)  # a cancel turned into a Redis TimeoutError must still stop the loop
                 self.errors += 1
                 log.warning("experiments: refresh failed (%s: %s)", type(exc).__name__, exc)
             await asyncio.sleep(self.poll_seconds)
@@ -171,14 +179,14 @@ class ExperimentHub:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self.run())
 
-    async def stop(self) -> None:
+    async def stop(self, within: float = STOP_SECONDS) -> None:
+        """Stop the loop and flush what this process saw, each within ``within`` seconds (Redis may be away:
+        shutdown must not wait for it)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        try:
-            await self.local.flush()  # what this process saw since the last refresh
-            if self.consumer is not None:
-                await self.consumer.flush()
-        except Exception as exc:
-            log.warning("experiments: final flush failed (%s: %s)", type(exc).__name__, exc)
+        await cancel_task(task, within)
+        await bounded(self._final_flush(), within, "experiments: final flush")
+
+    async def _final_flush(self) -> None:
+        await self.local.flush()  # what this process saw since the last refresh
+        if self.consumer is not None:
+            await self.consumer.flush()

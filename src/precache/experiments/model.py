@@ -19,6 +19,7 @@ experiment is created, and handed to the warmer and the stack as :class:`precach
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +35,11 @@ SCOPE_OF: dict[str, Scope] = {
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 OFF_NAMES = frozenset({"off", "false", "no", "disabled", "none"})
 POLICIES = ("learned", "s3fifo")
+# The parameters each kind's arms may carry (issue 28: others were accepted and silently ignored).
+PARAMS_OF: dict[str, tuple[str, ...]] = {
+    "warming": ("warming",), "threshold": ("threshold",), "model_version": ("version",),
+    "cache_policy": ("policy",), "ttl_mode": ("mode",),
+}
 TTL_MODES = ("fixed", "adaptive")
 
 
@@ -99,6 +105,25 @@ class Experiment:
                 session_arm(self, arm)
             else:
                 replica_arm(self, arm)
+        return self
+
+    def validate_new(self, version_problem: Callable[[str], str | None] | None = None) -> Experiment:
+        """:meth:`validate` plus what only a *new* definition must pass (stored ones stay readable): every arm
+        parameter belongs to the kind's schema, and each pinned ``version`` is servable, as told by
+        ``version_problem(version)`` (None when fine, else why not; e.g. checked against the registry). The
+        error names the field: ``arms[1].params.version: ...``."""
+        self.validate()
+        allowed = PARAMS_OF[self.kind]
+        for i, arm in enumerate(self.arms):
+            for key in arm.params:
+                if key not in allowed:
+                    raise ExperimentError(f"arms[{i}].params.{key}: not a parameter of a {self.kind} arm "
+                                          f"(allowed: {', '.join(allowed)})")
+            version = arm.params.get("version")
+            if version_problem is not None and isinstance(version, str):
+                problem = version_problem(version)
+                if problem is not None:
+                    raise ExperimentError(f"arms[{i}].params.version: {problem}")
         return self
 
     def as_dict(self) -> dict[str, Any]:

@@ -47,17 +47,22 @@ def _tau(metric: str, experiment: Experiment, control: ArmStats) -> float:
     return max(0.1 * mean, 1e-6)
 
 
+CLUSTERED_METRICS = ("hits", "latency_ms", "accuracy", "preloads")
+
+
 def compare(metric: str, control: ArmStats, treatment: ArmStats, experiment: Experiment) -> dict[str, Any]:
+    """One metric, treatment against control. In a session-scoped experiment the session is the unit of
+    randomization, so every per-request metric is tested on per-session sums (the delta method; never a test
+    that treats one session's correlated requests as independent draws) and the per-session metrics (origin
+    requests and bytes) by Welch over sessions. Replica-scoped experiments are per request (see ``spillover``)."""
     result: Comparison | None
-    unit = "request"
-    if metric == PRIMARY and experiment.scope == "session":
-        # The session is the unit of randomization: the delta method over closed sessions, never a test that
-        # treats one session's correlated requests as independent draws.
+    if experiment.scope == "session" and metric in CLUSTERED_METRICS:
         unit = "session (delta method)"
-        ra, rb = control.session_hits.ratio_variance(), treatment.session_hits.ratio_variance()
+        ra, rb = control.clustered(metric).ratio_variance(), treatment.clustered(metric).ratio_variance()
         result = ratio_difference(ra[0], ra[1], rb[0], rb[1], experiment.alpha) if ra and rb else None
         values = {"control": ra[0] if ra else None, "treatment": rb[0] if rb else None}
     elif metric in RATIO_METRICS:
+        unit = "request"
         a, b = _ratio(control, metric), _ratio(treatment, metric)
         result = two_proportions(a.successes, a.trials, b.successes, b.trials, experiment.alpha)
         values = {"control": a.successes / a.trials if a.trials else None,

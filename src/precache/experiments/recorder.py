@@ -18,6 +18,7 @@ import json
 import os
 import socket
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from precache.experiments.arms import ArmStats
@@ -34,6 +35,9 @@ class ExperimentRecorder:
         self.prefix = prefix
         self.max_seen = max_seen
         self.arms: dict[str, dict[str, ArmStats]] = {}
+        # what :meth:`collect` reads of this process: its statistics plus the sessions still open (set by the
+        # accounting that feeds it); None: :attr:`arms` as they are
+        self.view: Callable[[str], dict[str, ArmStats]] | None = None
         self._seen: dict[str, OrderedDict[str, str]] = {}
 
     def arm_for(self, experiment: Experiment, session_id: str, replica_unit: str | None = None) -> Arm | None:
@@ -93,7 +97,8 @@ class ExperimentRecorder:
                 name = replica.decode() if isinstance(replica, bytes) else str(replica)
                 if name != self.replica_id:
                     docs[name] = json.loads(payload)
-        docs[self.replica_id] = {arm: s.as_dict() for arm, s in self.arms.get(experiment_id, {}).items()}
+        own = self.view(experiment_id) if self.view is not None else self.arms.get(experiment_id, {})
+        docs[self.replica_id] = {arm: s.as_dict() for arm, s in own.items()}
         for doc in docs.values():
             for arm, data in doc.items():
                 merged.setdefault(arm, ArmStats()).merge(ArmStats.from_dict(data))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from precache.monitoring.background import cancel_task
+from precache.monitoring.background import STOP_SECONDS, cancel_task
 
 Op = Literal["<", ">"]
 State = Literal["inactive", "pending", "firing"]
@@ -31,6 +31,7 @@ class AlertRule:
     hysteresis: float = 0.02
     severity: str = "warning"
     summary: str = ""
+    unit: str = ""  # of value and threshold: "ratio", "ms" or "bytes" (the dashboard formats by it)
 
     def breached(self, value: float) -> bool:
         return value < self.threshold if self.op == "<" else value > self.threshold
@@ -47,23 +48,24 @@ def default_rules(
     """The seed system's four alerts. Memory is L1 bytes plus loaded model bytes, in MiB (not RSS)."""
     return [
         AlertRule("PrecachePredictionAccuracyLow", "accuracy", "<", accuracy, for_seconds,
-                  summary=f"online HR@5 below {accuracy}"),
+                  summary=f"online HR@5 below {accuracy}", unit="ratio"),
         AlertRule("PrecachePredictionLatencyHigh", "p95Latency", ">", latency_ms, for_seconds,
-                  summary=f"p95 prediction latency above {latency_ms} ms"),
+                  summary=f"p95 prediction latency above {latency_ms} ms", unit="ms"),
         AlertRule("PrecacheCacheHitRateLow", "cacheHitRate", "<", hit_rate, for_seconds,
-                  summary=f"cache hit rate below {hit_rate}"),
+                  summary=f"cache hit rate below {hit_rate}", unit="ratio"),
+        # value and threshold both in bytes (the summary says MiB for people; the event carries the unit)
         AlertRule("PrecacheMemoryHigh", "memoryBytes", ">", memory_mb * 1024 * 1024, for_seconds,
-                  summary=f"L1 + model memory above {memory_mb} MiB"),
+                  summary=f"L1 + model memory above {memory_mb:g} MiB", unit="bytes"),
     ]
 
 
-def rules_from_settings(settings: Any, for_seconds: float = 300.0) -> list[AlertRule]:
-    """:func:`default_rules` with the thresholds of ``settings.alerts`` (``precache.config``)."""
+def rules_from_settings(settings: Any, for_seconds: float | None = None) -> list[AlertRule]:
+    """:func:`default_rules` with the thresholds (and ``for_seconds``) of ``settings.alerts``."""
     alerts = settings.alerts
     return default_rules(
         accuracy=float(alerts.accuracy_threshold), latency_ms=float(alerts.latency_threshold_ms),
         hit_rate=float(alerts.hit_rate_threshold), memory_mb=float(alerts.memory_threshold_mb),
-        for_seconds=for_seconds,
+        for_seconds=float(alerts.for_seconds) if for_seconds is None else for_seconds,
     )
 
 
@@ -106,6 +108,21 @@ class AlertEvaluator:
                 st.state, st.since = "inactive", now
         return events
 
+    def state_dict(self) -> dict[str, Any]:
+        """Every rule's state as JSON (the alert leader shares it through Redis)."""
+        return {name: {"state": st.state, "since": st.since, "value": st.value} for name, st in self._states.items()}
+
+    def load_state(self, data: Mapping[str, Any]) -> None:
+        """Take the states another process shared (unknown rules and malformed entries are ignored): a new
+        alert leader continues where the last one stopped instead of announcing firing alerts again."""
+        for name, entry in data.items():
+            st = self._states.get(name)
+            if st is None or not isinstance(entry, dict) or entry.get("state") not in ("inactive", "pending", "firing"):
+                continue
+            value = entry.get("value")
+            st.state, st.since = entry["state"], float(entry.get("since") or 0.0)
+            st.value = float(value) if isinstance(value, int | float) else None
+
     def active(self) -> list[dict[str, Any]]:
         """Alerts firing now (for the JSON summary and the dashboard)."""
         return [self._event(r, self._states[r.name], "firing", None) for r in self.rules
@@ -116,7 +133,7 @@ class AlertEvaluator:
         return {
             "alert": rule.name, "status": status, "severity": rule.severity, "metric": rule.metric,
             "value": st.value, "threshold": rule.threshold, "op": rule.op, "summary": rule.summary,
-            "startsAt": st.since, "at": now,
+            "startsAt": st.since, "at": now, "unit": rule.unit,
         }
 
 
@@ -153,6 +170,6 @@ class AlertLoop:
             self.tick()
             await asyncio.sleep(self.interval)
 
-    async def stop(self) -> None:
-        await cancel_task(self._task)
+    async def stop(self, within: float = STOP_SECONDS) -> None:
+        await cancel_task(self._task, within)
         self._task = None

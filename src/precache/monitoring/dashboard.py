@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -74,6 +75,46 @@ class CookieSigner:
         return hmac.new(self._key, expires.encode(), hashlib.sha256).hexdigest()
 
 
+class SignInThrottle:
+    """Wrong tokens per client address (``per_client`` in ``window`` seconds) and for everyone together
+    (``overall``): past either, sign-in answers 429 with ``Retry-After`` until the window has moved on.
+
+    Why: the form let a client try 300 tokens in 0.3 s (issue 28). Per process (each worker counts its own),
+    bounded to ``max_clients`` addresses (the oldest forgotten first)."""
+
+    def __init__(self, per_client: int = 5, overall: int = 50, window: float = 60.0, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_client, self.overall, self.window, self.max_clients = per_client, overall, window, max_clients
+        self.clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._all: deque[float] = deque()
+
+    def _trim(self, times: deque[float], now: float) -> None:
+        while times and times[0] <= now - self.window:
+            times.popleft()
+
+    def retry_after(self, client: str) -> int:
+        """Seconds until ``client`` may try again (0: now)."""
+        now = self.clock()
+        self._trim(self._all, now)
+        mine = self._failures.get(client)
+        if mine is not None:
+            self._trim(mine, now)
+        waits = [self._all[0] + self.window - now] if len(self._all) >= self.overall else []
+        if mine is not None and len(mine) >= self.per_client:
+            waits.append(mine[0] + self.window - now)
+        return max(1, int(max(waits)) + 1) if waits else 0
+
+    def failed(self, client: str) -> None:
+        now = self.clock()
+        self._all.append(now)
+        mine = self._failures.pop(client, None) or deque()
+        mine.append(now)
+        self._failures[client] = mine
+        while len(self._failures) > self.max_clients:
+            self._failures.popitem(last=False)
+
+
 def _login_page(error: str = "") -> str:
     message = f'<p class="error" role="alert">{error}</p>' if error else ""
     return (
@@ -103,9 +144,10 @@ def _dashboard_page() -> str:
         '<form method=post action="/dashboard/logout"><button>Sign out</button></form></header>'
         f'<main><div class=grid>{cells}</div>'
         '<section class=side><h2>Active model</h2><div id=model>–</div>'
-        '<h2>Versions and gate decisions</h2><table id=history></table>'
+        '<h2>Versions and gate decisions</h2><div class=scroll><table id=history></table></div>'
         '<h2>Alerts</h2><ul id=alerts><li>none</li></ul>'
-        '<h2>Experiments</h2><table id=experiments><tr><td>none running</td></tr></table></section></main>'
+        '<h2>Experiments</h2><div class=scroll><table id=experiments><tr><td>none running</td></tr></table></div>'
+        '</section></main>'
         '<script src="/dashboard/static/uPlot.iife.min.js"></script>'
         '<script src="/dashboard/static/dashboard.js"></script></body></html>'
     )
@@ -117,10 +159,11 @@ async def _no_models() -> dict[str, Any]:
 
 def dashboard_router(
     token: str, summary: SummaryProvider, models: ModelsProvider = _no_models, *, interval: float = 2.0,
-    window_ms: float = 60_000,
+    window_ms: float = 60_000, throttle: SignInThrottle | None = None,
 ) -> APIRouter:
     """Routes under ``/dashboard``; ``summary(duration_ms)`` gives the JSON summary (merged over workers)."""
     signer = CookieSigner(token)
+    throttle = throttle or SignInThrottle()
     router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
     def signed_in(request: Request) -> bool:
@@ -134,11 +177,17 @@ def dashboard_router(
 
     @router.post("/login")
     async def login(request: Request) -> Response:
+        client = request.client.host if request.client else "unknown"
+        wait = throttle.retry_after(client)
+        if wait:
+            return HTMLResponse(_login_page("too many wrong tokens: try again later"), status_code=429,
+                                headers={"Retry-After": str(wait)})
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
             return HTMLResponse(_login_page("request too large"), status_code=413)
         token_given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
         if not signer.token_ok(token_given):
+            throttle.failed(client)
             return HTMLResponse(_login_page("wrong token"), status_code=401)
         response = RedirectResponse("/dashboard", status_code=303)
         response.set_cookie(

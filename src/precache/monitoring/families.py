@@ -73,6 +73,31 @@ FAMILIES: tuple[Family, ...] = (
     Family("precache_edge_fallbacks_total", "counter", "Edge predictions answered locally instead.", ("reason",)),
     Family("precache_memory_bytes", "gauge",
            "Memory the alert watches: L1 bytes plus loaded model bytes (not the process RSS).", ("component",)),
+    # -- the service's own counts (precache.serve.metrics), summed over a replica's workers like the rest --
+    Family("precache_http_requests_total", "counter", "HTTP requests answered, by route template and status.",
+           ("route", "status")),
+    Family("precache_prediction_cache_lookups_total", "counter",
+           "Predictions answered from a worker's prediction cache (hit) or computed (miss).", ("result",)),
+    Family("precache_unavailable_total", "counter",
+           "Requests answered 503 (ML disabled, no model loaded, or a dependency unavailable)."),
+    Family("precache_experiment_arm_fallbacks_total", "counter",
+           "Predictions whose experiment arm pinned a version that cannot be served (answered by the active model)."),
+    Family("precache_events_received_total", "counter", "Access events accepted by POST /api/ml/events."),
+    Family("precache_events_streamed_total", "counter", "Accepted access events written to the Redis Stream."),
+    Family("precache_events_rate_limited_total", "counter", "POST /api/ml/events requests refused (429) by the "
+           "shared rate limit."),
+    Family("precache_history_redis_failures_total", "counter",
+           "Session-history operations that used the in-memory fallback because Redis failed."),
+    Family("precache_asset_count_failures_total", "counter", "Asset-list updates that failed (Redis)."),
+    Family("precache_rate_limit_redis_failures_total", "counter",
+           "Rate-limit checks that could not reach Redis."),
+    Family("precache_model_loads_total", "counter", "Model versions loaded and verified by the service."),
+    Family("precache_alert_loop_errors_total", "counter", "Alert evaluations that failed (logged)."),
+    Family("precache_edge_forwarded_total", "counter", "Predictions forwarded to the edge inference URL."),
+    Family("precache_edge_answered_total", "counter", "Forwarded predictions the edge answered."),
+    Family("precache_gc_full_collections_total", "counter", "Full (generation 2) garbage collections run."),
+    Family("precache_gc_frozen_objects", "gauge", "Objects in the permanent generation (gc.freeze)."),
+    Family("precache_sessions_in_memory", "gauge", "Session histories held in the in-memory fallback store."),
 )
 
 def exported_series_names() -> set[str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from precache.defaults import SESSION_GAP_SECONDS
 from precache.monitoring.accuracy import OnlineAccuracyTracker
-from precache.monitoring.background import cancel_task
+from precache.monitoring.background import STOP_SECONDS, cancel_task
 from precache.monitoring.families import LATENCY_BUCKETS
 from precache.monitoring.snapshot import Snapshot, series_key
 from precache.monitoring.windows import WINDOWS, RollingVector
@@ -80,8 +80,14 @@ class Monitor:
         self._last: list[float] | None = None
         self._sampler: asyncio.Task[None] | None = None
         self.sections: dict[str, Callable[[], Any]] = {}
+        self.value_providers: list[Callable[[], Mapping[str, float]]] = []
         self.scored_listeners: list[Callable[[str, bool], None]] = []
         self.section_errors = 0
+
+    def add_values(self, provider: Callable[[], Mapping[str, float]]) -> None:
+        """Add ``provider()`` (series key -> value; families declared in ``families.FAMILIES``) to every
+        snapshot's values: counts kept elsewhere (the service's requests) summed and exported like the rest."""
+        self.value_providers.append(provider)
 
     def add_section(self, name: str, provider: Callable[[], Any]) -> None:
         """Add ``provider()`` (JSON, cheap, no I/O: a value kept fresh elsewhere) to every snapshot under
@@ -179,8 +185,8 @@ class Monitor:
             self.sample()
             await asyncio.sleep(interval)
 
-    async def stop(self) -> None:
-        await cancel_task(self._sampler)
+    async def stop(self, within: float = STOP_SECONDS) -> None:
+        await cancel_task(self._sampler, within)
         self._sampler = None
 
     # -- snapshot --------------------------------------------------------------------------------
@@ -245,6 +251,8 @@ class Monitor:
             put("precache_edge_fallbacks_total", count, reason=reason)
         for name, version in self.models.items():
             put("precache_model_info", 1.0, name=name, version=version)
+        for provider in self.value_providers:
+            values.update(provider())
         histogram = [float(c) for c in self.latency_counts] + [self.latency_sum]
         windows = {}
         for name, window in self._windows.items():

@@ -17,7 +17,7 @@ import socket
 import time
 from typing import Any
 
-from precache.monitoring.background import cancel_task
+from precache.monitoring.background import STOP_SECONDS, cancel_task, raise_if_cancelling
 from precache.monitoring.monitor import Monitor
 from precache.monitoring.snapshot import Snapshot, merge
 
@@ -76,10 +76,11 @@ class RedisSnapshotShare:
         while True:
             try:
                 await self.publish()
-            except Exception:  # Redis down: the scrape falls back to this process's own snapshot
+            except Exception as exc:  # Redis down: the scrape falls back to this process's own snapshot
+                raise_if_cancelling(exc)
                 self.errors += 1
             await asyncio.sleep(self.interval)
 
-    async def stop(self) -> None:
-        await cancel_task(self._task)
+    async def stop(self, within: float = STOP_SECONDS) -> None:
+        await cancel_task(self._task, within)
         self._task = None

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from precache.monitoring.background import cancel_task
+from precache.monitoring.background import STOP_SECONDS, cancel_task
 
 
 @dataclass(slots=True)
@@ -86,6 +86,6 @@ class WebhookNotifier:
         """Wait until every queued event was sent or given up on (tests, shutdown; bound it with a timeout)."""
         await self._queue.join()
 
-    async def stop(self) -> None:
-        await cancel_task(self._task)
+    async def stop(self, within: float = STOP_SECONDS) -> None:
+        await cancel_task(self._task, within)
         self._task = None

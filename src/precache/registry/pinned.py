@@ -62,3 +62,22 @@ class PinnedVersions(Generic[T]):
         except Exception as exc:  # any fault: refused, not retried
             log.warning("pinned %s %s refused: %s: %s", self.name, version, type(exc).__name__, exc)
             return None
+
+
+def version_problem(registry: ModelRegistry, name: str, version: str) -> str | None:
+    """Why ``version`` of ``name`` could not be pinned by an experiment arm (None: it can).
+
+    Checked when an experiment is created (issue 28): a version that does not exist, or whose files do not
+    match its manifest, would be refused by :class:`PinnedVersions` on every request of that arm."""
+    from precache.models.files import ModelFileError
+    from precache.registry.files import verify_model_dir
+    from precache.registry.store import RegistryError
+
+    try:
+        info = registry.get(name, version)
+        verify_model_dir(info.path)
+    except RegistryError as exc:
+        return str(exc)
+    except (ModelFileError, OSError) as exc:
+        return f"{name} {version} cannot be served: {exc}"
+    return None

@@ -25,9 +25,10 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from precache.config import ConfigError, Settings, get_settings
+from precache.monitoring.background import cancel_task
 from precache.monitoring.dashboard import dashboard_router
 from precache.registry import CHANNEL as REGISTRY_CHANNEL
-from precache.serve import experiments_routes, ml_routes, ops_routes, registry_routes
+from precache.serve import experiments_routes, ml_routes, ops_routes, registry_routes, schedule_routes
 from precache.serve.deps import AUTH_DESCRIPTION
 from precache.serve.errors import install_error_handlers
 from precache.serve.heap import settle_after_startup
@@ -73,7 +74,7 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=serve.max_body_bytes)
     app.add_middleware(RequestCounter, metrics=state.metrics)
-    for module in (ml_routes, ops_routes, registry_routes, experiments_routes):  # the hot routes first
+    for module in (ml_routes, ops_routes, registry_routes, schedule_routes, experiments_routes):  # hot first
         include_flat(app, module.router)
     if settings.api_token:
         models = state.models
@@ -120,12 +121,10 @@ async def _start(state: ServiceState) -> asyncio.Task[None] | None:
 
 
 async def _stop(state: ServiceState, watcher: asyncio.Task[None] | None) -> None:
-    await state.experiments.stop()
-    await state.monitoring.stop()
-    if watcher is not None:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await watcher
+    """Stop every background loop within its share of ``PRECACHE_SHUTDOWN_SECONDS`` (in-flight requests had
+    half, uvicorn's graceful timeout): a loop that does not stop is abandoned, never awaited for ever."""
+    budget = state.settings.shutdown_seconds / 4
+    await asyncio.gather(state.experiments.stop(budget), state.monitoring.stop(budget), cancel_task(watcher, budget))
     for task in list(state.background):
         task.cancel()
     await state.models.aclose()

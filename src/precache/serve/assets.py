@@ -12,9 +12,12 @@ under-estimated: a conservative error (fewer preloads, never more).
 
 Storage: one Redis hash per page (``{prefix}assets:{<sha256 of page>}``, hash-tagged, one key per Lua call,
 so it works on Redis Cluster): field ``""`` counts the page's reported views (asset keys are never empty),
-every other field an asset's co-occurrences; at most ``MAX_TRACKED`` assets per page (the first seen keep
-their place), expiring ``PRECACHE_EVENT_RETENTION_SECONDS`` after the page's last report. Without Redis the
-warming lists carry no assets (nothing is learned per replica).
+every other field an asset's co-occurrences; at most ``MAX_TRACKED`` assets per page. The lists keep learning
+(issue 28: the first 256 keys of a page kept their places for ever, so a page with cache-busting keys never
+learned a new asset): a new asset on a full page evicts the one seen least recently (a sorted set of last
+sightings), and an asset's probability counts only the views since it was first seen (a hash of first
+sightings). Everything expires ``PRECACHE_EVENT_RETENTION_SECONDS`` after the page's last report. Without
+Redis the warming lists carry no assets (nothing is learned per replica).
 """
 
 from __future__ import annotations
@@ -35,18 +38,34 @@ MIN_PROBABILITY = 0.05  # P(asset | page) below this is not listed (AssetModel's
 MAX_LISTED = 20  # assets listed per page, most likely first (AssetModel's default)
 VIEWS = ""
 
-# KEYS[1]: the page's hash. ARGV: views to add, expiry ms, cap, then (asset, count) pairs.
+# KEYS: the page's counts, its assets' last sighting (a sorted set, scored by the page's view count then) and
+# their first sighting (a hash: the page's view count before it), one hash tag. ARGV: views to add, expiry
+# ms, cap, then (asset, count) pairs. A new asset on a full page evicts the one seen least recently.
 _COUNT = """
-local h = KEYS[1]
-if tonumber(ARGV[1]) > 0 then redis.call('HINCRBY', h, '', ARGV[1]) end
-local n = redis.call('HLEN', h)
+local h, seen, first = KEYS[1], KEYS[2], KEYS[3]
+local added = tonumber(ARGV[1])
+local views = redis.call('HINCRBY', h, '', added)
+local cap = tonumber(ARGV[3])
 for i = 4, #ARGV, 2 do
-  if n < tonumber(ARGV[3]) or redis.call('HEXISTS', h, ARGV[i]) == 1 then
-    if redis.call('HINCRBY', h, ARGV[i], ARGV[i + 1]) == tonumber(ARGV[i + 1]) then n = n + 1 end
+  local asset = ARGV[i]
+  if redis.call('HEXISTS', h, asset) == 0 then
+    if redis.call('HLEN', h) - 1 >= cap then
+      local stale = redis.call('ZRANGE', seen, 0, 0)
+      if stale[1] then
+        redis.call('HDEL', h, stale[1])
+        redis.call('HDEL', first, stale[1])
+        redis.call('ZREM', seen, stale[1])
+      end
+    end
+    redis.call('HSET', first, asset, views - added)
   end
+  redis.call('HINCRBY', h, asset, ARGV[i + 1])
+  redis.call('ZADD', seen, views, asset)
 end
 redis.call('PEXPIRE', h, ARGV[2])
-return n
+redis.call('PEXPIRE', seen, ARGV[2])
+redis.call('PEXPIRE', first, ARGV[2])
+return redis.call('HLEN', h) - 1
 """
 
 Event = tuple[str | None, str | None]  # (page, key) of one reported access, in order
@@ -70,8 +89,8 @@ def views_and_assets(before: Sequence[str], events: Iterable[Event]) -> tuple[Co
 
 
 class AssetCounts:
-    def __init__(self, redis: Any | None, prefix: str, retention: float) -> None:
-        self.redis, self.prefix = redis, prefix
+    def __init__(self, redis: Any | None, prefix: str, retention: float, max_tracked: int = MAX_TRACKED) -> None:
+        self.redis, self.prefix, self.max_tracked = redis, prefix, max_tracked
         self.retention_ms = max(1, int(retention * 1000))
         self.failures = 0
         self._skip_until = 0.0  # after a Redis failure, warming lists skip assets a while (no timeout per request)
@@ -94,7 +113,9 @@ class AssetCounts:
         try:
             pipe = self.redis.pipeline(transaction=False)  # type: ignore[union-attr]
             for page, pairs in by_page.items():  # EVAL, not EVALSHA: a Cluster pipeline cannot reload a script
-                pipe.eval(_COUNT, 1, self.key(page), views.get(page, 0), self.retention_ms, MAX_TRACKED, *pairs)
+                key = self.key(page)
+                pipe.eval(_COUNT, 3, key, f"{key}:seen", f"{key}:first", views.get(page, 0), self.retention_ms,
+                          self.max_tracked, *pairs)
             await pipe.execute()
         except Exception as exc:
             self._failed("asset counts not recorded", exc)
@@ -109,11 +130,13 @@ class AssetCounts:
             pipe = self.redis.pipeline(transaction=False)
             for page, _ in pages:
                 pipe.hgetall(self.key(page))
+                pipe.hgetall(f"{self.key(page)}:first")
             tables = await pipe.execute()
         except Exception as exc:
             self._failed("warming without assets", exc)
             return empty
-        return [_ranked(_decoded(table), p, threshold) for (_, p), table in zip(pages, tables, strict=True)]
+        return [_ranked(_decoded(counts), _decoded(first), p, threshold)
+                for (_, p), counts, first in zip(pages, tables[0::2], tables[1::2], strict=True)]
 
 
 def _decoded(table: dict[Any, Any]) -> dict[str, int]:
@@ -126,13 +149,16 @@ def _decoded(table: dict[Any, Any]) -> dict[str, int]:
     return out
 
 
-def _ranked(counts: dict[str, int], p_page: float, threshold: float) -> list[tuple[str, float]]:
+def _ranked(counts: dict[str, int], first: dict[str, int], p_page: float, threshold: float
+            ) -> list[tuple[str, float]]:
+    """``P(asset | page)`` = views that fetched it / views of the page since it was first seen (an asset that
+    appeared late -- a new version of a script -- is not diluted by the views before it existed)."""
     views = counts.pop(VIEWS, 0)
     if views <= 0:
         return []
     ranked = []
     for asset, n in counts.items():
-        p_asset = min(1.0, n / views)
+        p_asset = min(1.0, n / max(1, views - first.get(asset, 0)))
         if p_asset >= MIN_PROBABILITY and p_page * p_asset >= threshold:
             ranked.append((asset, p_page * p_asset))
     ranked.sort(key=lambda item: (-item[1], item[0]))

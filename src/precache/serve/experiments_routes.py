@@ -11,9 +11,10 @@ The prediction core reads a session's arm from the hub (:meth:`ServiceState.sess
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi import Path as PathParam
@@ -29,8 +30,13 @@ from precache.experiments.model import (
     ExperimentError,
     ExperimentNotFound,
 )
+from precache.registry.pinned import version_problem
 from precache.serve.deps import State, training_caller
 from precache.serve.errors import ApiError, error_responses
+from precache.serve.pinned import PAGE_PREDICTOR
+
+if TYPE_CHECKING:
+    from precache.serve.state import ServiceState
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 ExperimentId = Annotated[str, PathParam(pattern=NAME, description="the experiment's id")]
@@ -57,10 +63,15 @@ class ExperimentIn(BaseModel):
     description: str = Field("", max_length=500)
 
 
-def _experiment(body: ExperimentIn) -> Experiment:
+def _experiment(body: ExperimentIn, state: ServiceState) -> Experiment:
+    """The checked definition: the kind's parameter schema, and pinned versions that are served now or exist in
+    the registry and pass verification (422 naming the field otherwise)."""
     arms = tuple(Arm(a.name, a.weight, dict(a.params)) for a in body.arms)
+    current = state.models.current
+    served = current.version if current is not None else None
     return Experiment(body.id, body.kind, arms, holdout=body.holdout, mde=body.mde, alpha=body.alpha,
-                      power=body.power, description=body.description).validate()
+                      power=body.power, description=body.description).validate_new(
+        lambda version: None if version == served else version_problem(state.registry, PAGE_PREDICTOR, version))
 
 
 @contextlib.contextmanager
@@ -88,7 +99,8 @@ _errors = error_responses(401, 403, 422, 503)
 async def create(body: ExperimentIn, state: State) -> JSONResponse:
     hub = state.experiments
     with _answers():
-        created = await hub.store.create(_experiment(body))
+        experiment = await asyncio.to_thread(_experiment, body, state)  # reads model files
+        created = await hub.store.create(experiment)
         await hub.refresh()
     return JSONResponse(created.as_dict(), status_code=201)
 

@@ -5,20 +5,20 @@ What this module keeps: requests by route and status, the per-replica prediction
 alert-loop errors). Served predictions and their latency are *not* counted here: their one source of truth is
 the :class:`~precache.monitoring.Monitor` (:mod:`precache.serve.monitoring`), whose counts and latency
 histogram are summed over workers; the JSON's ``predictions`` and ``predictionLatencyMs`` come from it.
-These counters are per replica (Prometheus sums them across replicas by its own labels).
+They reach Prometheus through the monitor's snapshots (:meth:`ServiceMetrics.values`), summed over a replica's
+workers like every other count (:mod:`precache.monitoring.replica`).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from precache.monitoring.snapshot import series_key
 
 
 class ServiceMetrics:
@@ -27,6 +27,8 @@ class ServiceMetrics:
         self.prediction_cache_hits = 0
         self.prediction_cache_misses = 0
         self.unavailable = 0
+        self.arm_fallbacks = 0  # predictions whose experiment arm's pinned version could not be served
+        self.fallback_versions: set[str] = set()
         self.started = time.time()
         self.gauges: dict[str, Callable[[], float]] = {}
 
@@ -43,37 +45,45 @@ class ServiceMetrics:
             "requests": [{"route": r, "status": s, "count": n} for (r, s), n in sorted(self.requests.items())],
             "predictionCache": {"hits": self.prediction_cache_hits, "misses": self.prediction_cache_misses},
             "unavailable": self.unavailable,
+            "experimentArmFallbacks": self.arm_fallbacks,
             **{name: read() for name, read in sorted(self.gauges.items())},
         }
 
-    def prometheus(self) -> bytes:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Exporter(self))
-        return generate_latest(registry)
+    def values(self) -> dict[str, float]:
+        """Every count as a Prometheus series (``precache.monitoring.families`` declares each family with its
+        type and HELP text); the monitor adds these to its snapshots, so they are summed over a replica's
+        workers like everything else. A gauge name without a declared series is a bug (KeyError)."""
+        out = {series_key("precache_http_requests_total", {"route": route, "status": str(status)}): float(n)
+               for (route, status), n in self.requests.items()}
+        out[series_key("precache_prediction_cache_lookups_total", {"result": "hit"})] = self.prediction_cache_hits
+        out[series_key("precache_prediction_cache_lookups_total", {"result": "miss"})] = self.prediction_cache_misses
+        out["precache_unavailable_total"] = float(self.unavailable)
+        out["precache_experiment_arm_fallbacks_total"] = float(self.arm_fallbacks)
+        for name, read in self.gauges.items():
+            family, labels = SERIES_OF[name]
+            out[series_key(family, labels)] = float(read())
+        return out
 
 
-class _Exporter(Collector):
-    def __init__(self, metrics: ServiceMetrics) -> None:
-        self.m = metrics
-
-    def collect(self) -> Iterator[Metric]:
-        m = self.m
-        requests = CounterMetricFamily("precache_http_requests", "HTTP requests answered", labels=["route", "status"])
-        for (route, status), n in sorted(m.requests.items()):
-            requests.add_metric([route, str(status)], n)
-        yield requests
-        # predictions and their latency histogram are exported by precache.monitoring (summed over workers)
-        cache = CounterMetricFamily("precache_prediction_cache", "prediction cache lookups", labels=["result"])
-        cache.add_metric(["hit"], m.prediction_cache_hits)
-        cache.add_metric(["miss"], m.prediction_cache_misses)
-        yield cache
-        yield CounterMetricFamily("precache_unavailable", "requests refused with 503", value=m.unavailable)
-        for name, read in sorted(m.gauges.items()):
-            yield GaugeMetricFamily(f"precache_{_snake(name)}", name, value=float(read()))
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+# The camelCase names of ``ServiceMetrics.gauges`` (kept for the JSON summary) -> their Prometheus series.
+SERIES_OF: dict[str, tuple[str, dict[str, str]]] = {
+    "sessionsInMemory": ("precache_sessions_in_memory", {}),
+    "historyRedisFailures": ("precache_history_redis_failures_total", {}),
+    "eventsReceived": ("precache_events_received_total", {}),
+    "eventsStreamed": ("precache_events_streamed_total", {}),
+    "assetCountFailures": ("precache_asset_count_failures_total", {}),
+    "eventsRateLimited": ("precache_events_rate_limited_total", {}),
+    "rateLimitRedisFailures": ("precache_rate_limit_redis_failures_total", {}),
+    "modelLoads": ("precache_model_loads_total", {}),
+    "alertLoopErrors": ("precache_alert_loop_errors_total", {}),
+    "gcFrozenObjects": ("precache_gc_frozen_objects", {}),
+    "gcFullCollections": ("precache_gc_full_collections_total", {}),
+    "edgeForwarded": ("precache_edge_forwarded_total", {}),
+    "edgeAnswered": ("precache_edge_answered_total", {}),
+    "edgeTimeouts": ("precache_edge_fallbacks_total", {"reason": "timeout"}),
+    "edgeErrors": ("precache_edge_fallbacks_total", {"reason": "error"}),
+    "edgeSkippedBreakerOpen": ("precache_edge_fallbacks_total", {"reason": "breaker_open"}),
+}
 
 
 class RequestCounter:

@@ -32,6 +32,6 @@ async def predict(body: PredictRequest, core: Core, _: ApiCaller) -> Answer:
 
 @router.post("/api/ml/events", response_model=EventsResponse,
              summary="Report a batch of accesses (page views and cache-key accesses)",
-             responses=error_responses(401, 413, 422, 429))
+             responses=error_responses(401, 413, 422, 429, 503))
 async def events(body: EventsRequest, core: Core, caller: ApiCaller) -> EventsResponse:
     return await core.record_events(body.events, caller.key)

@@ -19,6 +19,13 @@ NAMES = ("page-predictor", "cache-optimizer")
 PER_MODEL = 10
 
 
+def gate_reason(info: Any) -> str:
+    """The gate's decision for a version: the registry keeps it under ``gate.reason`` (``reason`` is only set
+    for a rejected version), so the dashboard's gate column read the wrong field and showed nothing."""
+    gate = getattr(info, "gate", None) or {}
+    return str(gate.get("reason") or getattr(info, "reason", "") or "")
+
+
 class ModelHistory:
     def __init__(self, registry: ModelRegistry, served_version: Callable[[], str | None]) -> None:
         self.registry, self.served_version = registry, served_version
@@ -28,7 +35,7 @@ class ModelHistory:
 
     def _versions(self) -> list[dict[str, Any]]:
         self.reads += 1
-        return [{"name": name, "version": info.version, "status": info.status, "reason": info.reason}
+        return [{"name": name, "version": info.version, "status": info.status, "reason": gate_reason(info)}
                 for name in NAMES for info in self.registry.versions(name)[-PER_MODEL:]]
 
     async def history(self) -> list[dict[str, Any]]:

@@ -4,10 +4,13 @@ What the service feeds it: every served prediction (latency, and the predicted p
 scoring), every page view it learns of (``/predict``'s ``currentPath`` and ``/events`` page views, which
 score the session's previous prediction), and the cache accesses back ends report through ``/events``
 (their ``tier``), which give the hit ratio of the caches that report to this service. Memory is the
-loaded model's bytes on disk. With Redis, each worker publishes its snapshot
-(:class:`~precache.monitoring.share.RedisSnapshotShare`) and ``/api/ml/metrics`` answers the sum over the
-live workers; without Redis, this worker's own figures (the JSON says how many workers were summed).
-Alerts are evaluated on the summed 1-hour summary and POSTed to ``ML_ALERT_WEBHOOK`` when set; a failing
+loaded model's bytes on disk. Two scopes, on purpose: the Prometheus exposition (``/metrics``) is this
+replica's workers summed through the replica directory (:mod:`precache.monitoring.replica`; Prometheus sums
+replicas); the JSON summary and the alerts are the deployment's: each worker publishes its snapshot to Redis
+(:class:`~precache.monitoring.share.RedisSnapshotShare`) and the JSON sums every live worker of every
+replica (it says how many); without Redis, this worker's own figures.
+Alerts are evaluated on the summed 1-hour summary and POSTed to ``ML_ALERT_WEBHOOK`` when set, by one process
+of the deployment at a time (a Redis lease, :class:`~precache.monitoring.lease.AlertLeadership`); a failing
 evaluation is logged and counted (``alert_errors``, the ``alertLoopErrors`` gauge), never silently dropped.
 The monitor is also the one record of served predictions: ``/api/ml/metrics``' ``predictions`` (by type) and
 ``predictionLatencyMs`` (percentiles estimated from the latency histogram of the chosen window) are read
@@ -18,14 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from precache.defaults import PAGE_PREDICTOR
 from precache.monitoring.alerts import AlertEvaluator, AlertLoop, Notifier, rules_from_settings
-from precache.monitoring.background import cancel_task
+from precache.monitoring.background import STOP_SECONDS, bounded, cancel_task, raise_if_cancelling
 from precache.monitoring.exposition import render_prometheus
+from precache.monitoring.lease import AlertLeadership
 from precache.monitoring.monitor import WINDOW_FIELDS, Monitor, MonitorSources
+from precache.monitoring.replica import ReplicaWriter, read_replica, replica_dir
 from precache.monitoring.share import RedisSnapshotShare
 from precache.monitoring.snapshot import Snapshot, parse_series_key
 from precache.monitoring.summary import quantile_from_buckets, snap_duration, summarize
@@ -85,7 +93,9 @@ def directory_bytes(directory: Path | None) -> int:
 
 class ServiceMonitoring:
     def __init__(self, settings: Any, redis: Any | None, model_dir: Callable[[], Path | None], *,
-                 prefix: str = "", share_interval: float = 2.0) -> None:
+                 prefix: str = "", share_interval: float = 2.0,
+                 model_version: Callable[[], str | None] | None = None) -> None:
+        self._model_version = model_version  # every worker reports the version it serves (precache_model_info)
         self.accesses = ReportedAccesses()
         self._model_dir = model_dir
         self._model_bytes: tuple[Path | None, int] = (None, 0)
@@ -93,6 +103,11 @@ class ServiceMonitoring:
             MonitorSources(cache_stats=self.accesses.as_dict, model_bytes=self.model_bytes),
             session_gap=float(settings.session_gap_seconds),
         )
+        # Series that exist before their first event (a panel shows 0, not "No data"): training runs and gate
+        # decisions (counted by the training job process, precache.serve.trainjob), edge fallbacks.
+        self.monitor.training_runs.update(dict.fromkeys(("succeeded", "failed"), 0))
+        self.monitor.gate_decisions.update(dict.fromkeys(("accepted", "rejected"), 0))
+        self.monitor.edge_fallbacks.update(dict.fromkeys(("timeout", "error", "breaker_open"), 0))
         # One hash tag per deployment prefix, so the workers' keys share a Cluster slot.
         self.share = (RedisSnapshotShare(redis, self.monitor, interval=share_interval,
                                          prefix="{" + prefix + "precache:metrics}") if redis is not None else None)
@@ -100,9 +115,17 @@ class ServiceMonitoring:
         self.webhook = WebhookNotifier(settings.ml_alert_webhook) if settings.ml_alert_webhook else None
         notifiers: list[Notifier] = [self.webhook] if self.webhook is not None else []
         self.alerts = AlertLoop(self.evaluator, self._alert_values, notifiers)
+        self.alert_interval = float(settings.alerts.interval_seconds)
+        # one sender per deployment: the lease holder among every worker of every replica (see lease.py)
+        self.leadership = (AlertLeadership(redis, self.evaluator, "{" + prefix + "precache:alerts}",
+                                           f"{socket.gethostname()}-{os.getpid()}", self.alert_interval)
+                           if redis is not None else None)
         self._last_summary: dict[str, Any] = {}
         self.alert_errors = 0
         self._alert_task: asyncio.Task[None] | None = None
+        self.replica_path = replica_dir()
+        self.replica = ReplicaWriter() if self.replica_path else None
+        self._replica_task: asyncio.Task[None] | None = None
 
     def model_bytes(self) -> int:
         directory = self._model_dir()
@@ -150,8 +173,35 @@ class ServiceMonitoring:
         return out
 
     async def prometheus(self) -> bytes:
-        snapshot, _ = await self.merged()
-        return render_prometheus(snapshot)
+        """This replica's exposition: its workers summed through the replica directory (never other replicas,
+        never through Redis); a process started without one (plain ``uvicorn``) reports itself."""
+        self._note_model()
+        snapshot = self.monitor.snapshot()
+        if self.replica is None:
+            return render_prometheus(snapshot)
+        self.replica.write(snapshot)
+        path = self.replica_path
+        assert path is not None
+        merged = await asyncio.to_thread(read_replica, path)
+        return render_prometheus(merged)
+
+    async def _replica_run(self, interval: float = 1.0) -> None:
+        """Write this worker's snapshot into the replica directory about once a second (a scrape answered by
+        another worker reads it)."""
+        assert self.replica is not None
+        while True:
+            try:
+                self._note_model()
+                self.replica.write(self.monitor.snapshot())
+            except Exception as exc:  # a full disk must not end the loop; the scrape shows the last values
+                raise_if_cancelling(exc)
+                log.warning("metrics: cannot write this worker's snapshot (%s)", exc)
+            await asyncio.sleep(interval)
+
+    def _note_model(self) -> None:
+        version = self._model_version() if self._model_version is not None else None
+        if version is not None:
+            self.monitor.set_model(PAGE_PREDICTOR, version)
 
     def _alert_values(self) -> dict[str, Any]:
         return self._last_summary
@@ -164,26 +214,37 @@ class ServiceMonitoring:
         if self.webhook is not None:
             self.webhook.start()
         self._alert_task = asyncio.get_running_loop().create_task(self._alert_run())
+        if self.replica is not None:
+            self._replica_task = asyncio.get_running_loop().create_task(self._replica_run())
 
-    async def _alert_run(self, interval: float = 15.0) -> None:
+    async def _alert_run(self) -> None:
         while True:
             await self.alert_once()
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.alert_interval)
 
     async def alert_once(self) -> None:
         """One evaluation; a failure (Redis, a notifier, a bug) is logged and counted, and the loop goes on."""
         try:
             self._last_summary = await self.summary(ALERT_WINDOW_MS)
-            self.alerts.tick()
-        except Exception:
+            if self.leadership is None:
+                self.alerts.tick()  # no Redis: this process alone
+            else:
+                await self.leadership.step(self.alerts.tick)
+        except Exception as exc:
+            raise_if_cancelling(exc)
             self.alert_errors += 1
             log.exception("alert evaluation failed (%d so far); alerts are stale until it works again",
                           self.alert_errors)
 
-    async def stop(self) -> None:
-        await cancel_task(self._alert_task)
-        await self.monitor.stop()
-        if self.share is not None:
-            await self.share.stop()
+    async def stop(self, within: float = STOP_SECONDS) -> None:
+        """Stop every loop at once, each within ``within`` seconds (a hung one is abandoned, logged); hand the
+        alert lease back so another process takes over at once, and send what the webhook still holds."""
+        if self.leadership is not None and self.leadership.leading:
+            await bounded(self.leadership.lease.release(), within / 2, "alerts: releasing the lease")
         if self.webhook is not None:
-            await self.webhook.stop()
+            await bounded(self.webhook.flush(), within / 2, "alerts: sending the queued webhooks")
+        stops = [cancel_task(self._alert_task, within), cancel_task(self._replica_task, within),
+                 self.monitor.stop(within)]
+        stops += [self.share.stop(within)] if self.share is not None else []
+        stops += [self.webhook.stop(within)] if self.webhook is not None else []
+        await asyncio.gather(*stops)

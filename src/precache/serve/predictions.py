@@ -29,12 +29,14 @@ its own published tables). The history store itself (:mod:`precache.history`) is
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from precache.history import HistoryStore
+from precache.serve.events import StreamUnavailable
 from precache.serve.problems import ApiError
 from precache.serve.schemas import (
     AccessEventIn,
@@ -47,6 +49,8 @@ from precache.serve.schemas import (
     WarmingResponse,
 )
 from precache.types import Prediction, SessionArm
+
+log = logging.getLogger("precache.serve")
 
 if TYPE_CHECKING:
     from precache.config import Settings
@@ -152,12 +156,18 @@ class PredictionCore:
             raise ApiError(503, "no_model", self.models.last_error or "no active model is loaded")
         return served
 
-    async def _pinned_or_503(self, version: str) -> ServedModel:
+    async def _pinned_or_active(self, version: str, active: ServedModel) -> ServedModel:
+        """The version the session's arm pins; when it cannot be served (deleted, pruned, failing verification,
+        over the pinned limit) the arm stops safely: its sessions get the active model, counted
+        (``precache_experiment_arm_fallbacks_total``) and logged once per version, never a 503."""
         pinned = await self.pinned.get(version)
         if pinned is None:
-            self.metrics.unavailable += 1
-            raise ApiError(503, "no_model", f"this session's experiment arm pins page-predictor {version}, "
-                           "which cannot be served (missing or failing verification)")
+            self.metrics.arm_fallbacks += 1
+            if version not in self.metrics.fallback_versions:
+                self.metrics.fallback_versions.add(version)
+                log.warning("experiment arm pins page-predictor %s, which cannot be served: its sessions get the "
+                            "active model %s", version, active.version)
+            return active
         return pinned
 
     async def _pages(self, body: PredictRequest) -> _Outcome:
@@ -167,7 +177,7 @@ class PredictionCore:
             raise ApiError(422, "validation_error", f"body.context.currentPath: required for type={body.type}")
         arm = self.arms(body.sessionId)
         if arm is not None and arm.model_version is not None and arm.model_version != served.version:
-            served = await self._pinned_or_503(arm.model_version)
+            served = await self._pinned_or_active(arm.model_version, served)
         history = await self.histories.append(body.sessionId, [page])
         self.monitoring.page_view(body.sessionId, page)
         for hook in self.hooks:
@@ -248,7 +258,12 @@ class PredictionCore:
         if not allowed:
             raise ApiError(429, "rate_limited", f"more than {self.limiter.rate:g} events/s for this token "
                            "(across replicas)", {"Retry-After": str(retry_after)})
-        recorded = await self.events.record(events)
+        try:
+            recorded = await self.events.record(events)
+        except StreamUnavailable as exc:  # nothing stored: the client retries (never a silent drop)
+            self.metrics.unavailable += 1
+            raise ApiError(503, "unavailable", f"events cannot be stored now ({exc}); retry the batch",
+                           {"Retry-After": "1"}) from None
         for event in events:
             if event.page is not None:
                 self.monitoring.page_view(event.sessionId, event.page)

@@ -23,9 +23,11 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
 from precache.registry import ModelRegistry
+from precache.serve.auth import Role
 from precache.serve.deps import ApiCaller, State, TrainingCaller
 from precache.serve.errors import ApiError, error_responses
 from precache.serve.jobs import ACTIVE, JobStore, new_job
+from precache.serve.redact import hide_paths
 from precache.serve.schemas import (
     ActivationResponse,
     ModelEntry,
@@ -64,8 +66,9 @@ def served_version(state: ServiceState, name: str) -> str | None:
 @router.get("/api/ml/models", response_model=ModelsResponse, tags=["models"],
             summary="Registered versions, the active and previous one per model (API token)",
             responses=error_responses(401, 422))
-async def list_models(state: State, _: ApiCaller) -> ModelsResponse:
+async def list_models(state: State, caller: ApiCaller) -> ModelsResponse:
     registry = state.registry
+    operator = caller.role == Role.TRAINING  # the API token's holders see no filesystem path (redact.py)
 
     def read() -> ModelsResponse:
         from precache.registry import MODEL_NAMES
@@ -73,9 +76,11 @@ async def list_models(state: State, _: ApiCaller) -> ModelsResponse:
         models = {}
         for name in MODEL_NAMES:
             pointer = registry.pointer(name)
+            versions = [_version_out(v) for v in registry.versions(name)]
+            if not operator:
+                versions = [VersionOut.model_validate(hide_paths(v.model_dump())) for v in versions]
             models[name] = ModelEntry(active=pointer.get("version"), previous=pointer.get("previous"),
-                                      versions=[_version_out(v) for v in registry.versions(name)],
-                                      served=served_version(state, name))
+                                      versions=versions, served=served_version(state, name))
         return ModelsResponse(revision=registry.revision(), models=models)
 
     return await asyncio.to_thread(read)
@@ -135,15 +140,38 @@ def read_active_file(registry: ModelRegistry, name: str, file: str) -> tuple[byt
     info = registry.active(name)
     if info is None:
         raise ApiError(404, "not_found", f"{name} has no active version")
-    listed = servable_files(info.path)
+    try:
+        listed = servable_files(info.path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # a corrupt manifest: not a 500
+        raise ApiError(409, "conflict", f"{name} {info.version}: a manifest is unreadable or malformed "
+                                        f"({type(exc).__name__}); nothing of this version can be served") from None
     if file not in listed:
         raise ApiError(404, "not_found", f"{file} is not a file of {name} {info.version}")
-    data = (info.path / file).read_bytes()
+    data = _read_inside(info.path, file, f"{name} {info.version}")
     digest = hashlib.sha256(data).hexdigest()
     expected = listed[file]
     if expected is not None and expected != digest:
         raise ApiError(409, "conflict", f"{file} of {name} {info.version} does not match its sha256")
     return data, digest
+
+
+def _read_inside(root: Path, file: str, what: str) -> bytes:
+    """The bytes of ``root/file``, a regular file inside ``root``: a symlink (anywhere on the way) is never
+    followed, so a link planted in a version cannot serve what lies outside it (409)."""
+    path = root / file
+    base = root.resolve()
+    current = root
+    for part in Path(file).parts:
+        current = current / part
+        if current.is_symlink():
+            raise ApiError(409, "conflict", f"{file} of {what} is a symbolic link; only regular files are served")
+    try:
+        inside = path.resolve(strict=True).is_relative_to(base)
+    except OSError:
+        raise ApiError(404, "not_found", f"{file} of {what} is missing") from None
+    if not inside or not path.is_file():
+        raise ApiError(409, "conflict", f"{file} of {what} is not a regular file inside the version")
+    return path.read_bytes()
 
 
 def job_store(state: ServiceState) -> JobStore:

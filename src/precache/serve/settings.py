@@ -70,6 +70,12 @@ class ServeSettings(BaseSettings):
         "ML_EDGE_INFERENCE_URL", "edge_inference_url"))
     edge_inference_timeout_ms: float = Field(50.0, gt=0, le=10_000, validation_alias=_env(
         "ML_EDGE_INFERENCE_TIMEOUT_MS", "edge_inference_timeout_ms"))
+    # a request's headers must be complete this long after its first byte (slowloris), else 408 and closed
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300, validation_alias=_env("PRECACHE_HEADER_TIMEOUT_SECONDS",
+                                                                                     "header_timeout_seconds"))
+    # GET /metrics: a bearer token of its own for Prometheus (the API token also works); unset: the API token
+    metrics_token: str | None = Field(None, min_length=16, validation_alias=_env("PRECACHE_METRICS_TOKEN",
+                                                                               "metrics_token"))
     edge_inference_token: str | None = Field(None, validation_alias=_env("ML_EDGE_INFERENCE_TOKEN",
                                                                          "edge_inference_token"))
 

@@ -107,7 +107,8 @@ def build_state(settings: Settings, serve: ServeSettings) -> ServiceState:
                          freeze=serve.gc_freeze)
     registry = open_registry(settings)
     monitoring = ServiceMonitoring(settings, redis, lambda: models.current.directory if models.current else None,
-                                   prefix=serve.redis_prefix)
+                                   prefix=serve.redis_prefix,
+                                   model_version=lambda: models.current.version if models.current else None)
     hub = ExperimentHub(redis, prefix="{" + serve.redis_prefix + "experiments}", stream=serve.event_stream,
                         session_gap=float(gap))
     monitoring.monitor.add_section("experiments", hub.section)
@@ -151,3 +152,4 @@ def add_gauges(state: ServiceState) -> None:
         "alertLoopErrors": lambda: float(state.monitoring.alert_errors),
         **heap_gauges(),
     })
+    state.monitoring.monitor.add_values(state.metrics.values)  # exported and summed like every other count

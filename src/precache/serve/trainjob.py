@@ -60,11 +60,13 @@ def run(job_id: str) -> int:
 
         result = run_pipeline(request, open_registry(settings), progress=progress)
         outcomes = result.as_dict()
+        count_run("succeeded", [o.status for o in result.outcomes])
         store.update(job, status="succeeded", stage="done", outcomes=outcomes.get("outcomes", []),
                      dataSpan=outcomes.get("data_span"), seconds=round(result.seconds, 2))
         return 0
     except Exception as exc:  # recorded for GET /api/ml/train/{id}; the registry is unchanged by a failure
         store.update(job, status="failed", stage="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+        count_run("failed", [])
         traceback.print_exc()
         return 1
     finally:
@@ -73,6 +75,26 @@ def run(job_id: str) -> int:
         store.stop_beating(job_id)
         store.release(job_id)
         client.close()
+
+
+def count_run(result: str, statuses: list[str]) -> None:
+    """Count this run and its gate decisions in the replica's metrics (``precache_training_runs_total``,
+    ``precache_gate_decisions_total``): this process writes its own cumulative series into the replica
+    directory it inherited from ``precache serve``, which keeps them after it exits."""
+    from precache.monitoring.replica import ReplicaWriter, replica_dir
+    from precache.monitoring.snapshot import Snapshot, series_key
+
+    if replica_dir() is None:
+        return
+    values = {series_key("precache_training_runs_total", {"result": result}): 1.0}
+    for decision in ("accepted", "rejected"):
+        count = sum(1 for s in statuses if (s == "rejected") == (decision == "rejected") and s != "skipped")
+        if count:
+            values[series_key("precache_gate_decisions_total", {"decision": decision})] = float(count)
+    try:
+        ReplicaWriter().write(Snapshot(values=values))
+    except OSError as exc:  # metrics must not fail a training job that succeeded
+        print(f"metrics: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

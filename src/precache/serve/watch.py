@@ -15,6 +15,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from precache.monitoring.background import STOP_SECONDS, cancel_task, raise_if_cancelling
 from precache.serve.decisions import CacheAdvisor
 from precache.serve.model import ModelHolder
 
@@ -106,11 +107,10 @@ class RegistryFollower:
                 try:
                     await self.sync()
                 except Exception as exc:  # the watcher must outlive a bad moment of the shared volume
+                    raise_if_cancelling(exc)
                     log.warning("registry check failed: %s", exc)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await listener
+            await cancel_task(listener, STOP_SECONDS)
 
     async def _listen(self, redis_url: str, channel: str) -> None:
         # a plain connection without a read timeout (it waits for messages); classic pub/sub reaches every
@@ -131,5 +131,6 @@ class RegistryFollower:
                     await redis.aclose()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                raise_if_cancelling(exc)
                 await asyncio.sleep(self.poll_seconds)  # Redis away: the poll keeps working meanwhile

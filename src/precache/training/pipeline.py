@@ -10,25 +10,26 @@ gate's reason, so it can be inspected (or force-activated) later.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from precache.processes import end_process_group
 from precache.registry.store import ActiveChangedError, ModelRegistry
 from precache.training.gate import GateDecision, decide
 from precache.training.request import TrainRequest
 from precache.training.worker import REQUEST, RESULT
 
 Progress = Callable[[str], None]
+WORKER_STOP_GRACE = 2.0  # seconds a worker gets to exit on SIGTERM after Ctrl-C before it is killed
 
 
 class TrainingError(RuntimeError):
@@ -72,38 +73,53 @@ def worker_command(job: Path) -> list[str]:
 
 
 def _run_worker(job: Path, timeout: float, progress: Progress) -> None:
+    """Run the worker in its own process group and wait for it, ending the whole group on a timeout or on
+    Ctrl-C. Why: the group does not get the terminal's SIGINT (``start_new_session``), so the parent must end
+    it, and must never block on the worker's pipes meanwhile (both are drained by daemon threads)."""
     proc = subprocess.Popen(worker_command(job), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # its own process group: a timeout kills all of it
     errors: list[str] = []
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(message, dict) and "progress" in message:
-                progress(str(message["progress"]))
-            elif isinstance(message, dict) and "error" in message:
-                errors.append(str(message["error"]))
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    stderr_tail: deque[str] = deque(maxlen=50)
+    readers = [threading.Thread(target=_pump_progress, args=(proc, progress, errors), daemon=True),
+               threading.Thread(target=_pump_tail, args=(proc, stderr_tail), daemon=True)]
+    for reader in readers:
+        reader.start()
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        end_process_group(proc, grace=0.0)
         raise TrainingError(f"training timed out after {timeout:.0f} s; the registry is unchanged") from None
-    finally:
+    except BaseException:  # Ctrl-C (KeyboardInterrupt) or SystemExit: end the worker's group, then go on
+        end_process_group(proc, grace=WORKER_STOP_GRACE)
+        raise
+    for reader in readers:
         reader.join(timeout=5)
-        stderr = proc.stderr.read() if proc.stderr else ""
     if code == 3 and errors:
         raise ValueError(errors[-1].split(": ", 1)[-1])
     if code != 0 or not (job / RESULT).is_file():
-        detail = errors[-1] if errors else (stderr.strip().splitlines() or [f"exit status {code}"])[-1]
+        lines = [line for line in "".join(stderr_tail).strip().splitlines() if line.strip()]
+        detail = errors[-1] if errors else (lines or [f"exit status {code}"])[-1]
         raise TrainingError(f"training worker failed ({detail}); the registry is unchanged")
+
+
+def _pump_progress(proc: subprocess.Popen[str], progress: Progress, errors: list[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(message, dict) and "progress" in message:
+            progress(str(message["progress"]))
+        elif isinstance(message, dict) and "error" in message:
+            errors.append(str(message["error"]))
+
+
+def _pump_tail(proc: subprocess.Popen[str], tail: deque[str]) -> None:
+    """Keep the last lines of the worker's stderr (read continuously: a full pipe would block the worker)."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        tail.append(line)
 
 
 def run_pipeline(request: TrainRequest, registry: ModelRegistry, *, progress: Progress | None = None,

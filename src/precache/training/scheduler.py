@@ -18,13 +18,13 @@ pipeline, training in a worker process with a timeout; its outcome is appended t
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
 import socket
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -89,9 +89,17 @@ def _client(redis_url: str) -> Any:
     return redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
 
 
+def schedule_id(request: TrainRequest, schedule: Schedule) -> str:
+    """The id of a schedule, derived from what it runs and when: declaring the same schedule twice (the API
+    called three times with ``{"schedule": "daily"}``) replaces one schedule instead of adding copies."""
+    canonical = json.dumps({"request": request.to_json(), "schedule": asdict(schedule)}, sort_keys=True)
+    return "train-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
 def add_schedule(redis_url: str, request: TrainRequest, schedule: Schedule, job_id: str | None = None) -> str:
-    """Declare (or replace) a scheduled training run; the leading scheduler installs it on its next tick."""
-    job_id = job_id or f"train-{uuid.uuid4().hex[:10]}"
+    """Declare (or replace) a scheduled training run; the leading scheduler installs it on its next tick.
+    Its id is :func:`schedule_id` unless given: an identical schedule is one schedule."""
+    job_id = job_id or schedule_id(request, schedule)
     spec = {"request": request.to_json(), "schedule": asdict(schedule), "installed": False}
     _client(redis_url).hset(SPECS_KEY, job_id, json.dumps(spec))
     return job_id

@@ -58,14 +58,16 @@
     for (const e of list) {
       const flag = e.sampleRatioMismatch ? " (sample ratio mismatch!)" : "";
       for (const a of e.arms || []) {
-        rows.push("<tr><td>" + esc(e.id) + " <small>" + esc(e.kind) + ", " + esc(e.status) + "</small></td><td>" +
-          esc(a.arm) + " vs " + esc(e.control) + "</td><td>" + pct(a.control) + " → " + pct(a.treatment) +
-          "</td><td>" + (a.pValue === null || a.pValue === undefined ? "–" : num(a.pValue, 3)) + "</td><td>" +
-          esc(a.verdict + flag) + "</td></tr>");
+        rows.push("<tr><td>" + esc(e.id) + "<br><small>" + esc(e.kind) + ", " + esc(e.status) + "</small></td><td>" +
+          esc(a.arm) + "<br><small>vs " + esc(e.control) + "</small></td><td class=num>" + pct(a.control) + " → " +
+          pct(a.treatment) + "</td><td class=num>" +
+          (a.pValue === null || a.pValue === undefined ? "–" : num(a.pValue, 3)) + "</td></tr>" +
+          "<tr class=verdict><td colspan=4>" + esc(a.verdict + flag) + "</td></tr>");
       }
     }
+    // The verdict gets a row of its own under its arm: four narrow columns fit the side card.
     $("experiments").innerHTML = rows.length ? "<tr><th>experiment</th><th>arm</th><th>hit ratio</th>" +
-      "<th>p (always valid)</th><th>verdict</th></tr>" + rows.join("") : "<tr><td>none running</td></tr>";
+      "<th title=\"always-valid p-value\">p</th></tr>" + rows.join("") : "<tr><td>none running</td></tr>";
   }
 
   function renderModels(models) {
@@ -78,10 +80,19 @@
       rows.join("") : "<tr><td>no versions reported</td></tr>";
   }
 
+  // Value and threshold in the alert's own unit (memory in bytes shown as KiB/MiB, like its summary).
+  function inUnit(v, unit) {
+    if (v === null || v === undefined) return "–";
+    if (unit === "bytes") return bytes(v);
+    if (unit === "ratio") return pct(v);
+    if (unit === "ms") return num(v, 2) + " ms";
+    return String(v);
+  }
+
   function renderAlerts(alerts) {
     $("alerts").innerHTML = alerts.length ? alerts.map((a) =>
-      '<li class="firing">' + esc(a.alert) + ": " + esc(a.summary || "") + " (value " + esc(String(a.value)) +
-      ")</li>").join("") : "<li>none</li>";
+      '<li class="firing">' + esc(a.alert) + ": " + esc(a.summary || "") + " (now " + esc(inUnit(a.value, a.unit)) +
+      ", threshold " + esc(inUnit(a.threshold, a.unit)) + ")</li>").join("") : "<li>none</li>";
   }
 
   function bytes(v) {

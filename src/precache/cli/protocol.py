@@ -1,0 +1,60 @@
+"""uvicorn's HTTP protocol with a header-read timeout (``PRECACHE_HEADER_TIMEOUT_SECONDS``, default 10).
+
+Why: uvicorn waits for a request's headers for ever, so 1,500 half-open connections sending a header line
+now and then were held 30 s (and would be held longer) without any token checked -- slowloris (issue 28).
+Here a connection must complete each request's headers within the timeout from its first byte (or from
+the connection, for the first request), else it gets ``408`` and is closed. Idle kept-alive connections are
+still closed by uvicorn's ``timeout_keep_alive``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+_TIMEOUT: list[float] = []
+
+
+def header_timeout() -> float:
+    if not _TIMEOUT:
+        from precache.serve.settings import get_serve_settings
+
+        _TIMEOUT.append(float(get_serve_settings().header_timeout_seconds))
+    return _TIMEOUT[0]
+
+
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_timer is None:  # the next request of a kept-alive connection
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._header_timer = self.loop.call_later(header_timeout(), self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            self.transport.close()
