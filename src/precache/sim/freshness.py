@@ -24,6 +24,7 @@ import numpy as np
 
 from precache.cache.change_rate import ChangeRateTTL
 from precache.cache.clock import Clock
+from precache.sim.metrics import ReplayResult
 from precache.warming.resolver import Loader
 
 
@@ -52,6 +53,20 @@ class Freshness:
         self.copy: dict[str, int] = {}
         self.stale = 0
         self.u = 0
+
+    @classmethod
+    def of(cls, updates: Sequence[tuple[float, str]], share: float, seed: int, clock: Clock,
+           learner: Callable[[], ChangeRateTTL] | None) -> Freshness:
+        """For one replay: a fresh learner from the mode's factory, if it has one."""
+        return cls(updates, share, seed, clock, learner() if learner is not None else None)
+
+    def report(self, result: ReplayResult) -> None:
+        """Put the stale serves (and what the learner saw) into the replay's result."""
+        result.stale_serves = self.stale
+        if self.learner is not None:
+            result.ttl_learner = {"keys": len(self.learner), "unannounced_share": self.learner.unannounced_share(),
+                                  "validator_changes": self.learner.validator_changes,
+                                  "invalidations": self.learner.invalidations}
 
     async def advance(self, now: float, delete: Callable[[str], Awaitable[Any]],
                       dropped: Callable[[str], None]) -> None:
@@ -91,7 +106,7 @@ class Freshness:
             self.stale += 1
 
     def ttl(self, key: str, default: float | None) -> float | None:
-        """The lifetime to load ``key`` with: the learner's, else the configuration's fixed TTL."""
+        """The lifetime to load ``key`` with: the learner's, else ``default`` (None: the cache's TTL)."""
         return default if self.learner is None else self.learner.ttl(key)
 
 

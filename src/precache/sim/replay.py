@@ -216,15 +216,12 @@ async def _replay(
     clock = ManualClock(ev.times[0])
     l1 = MemoryTier(max_bytes=config.l1_bytes, max_items=10_000_000, policy=mode.policy(clock), clock=clock)
     l2 = MemoryL2(clock, max_bytes=config.l2_bytes, compact_zero_payloads=True) if config.l2_bytes else None
-    # Content changes: a share is invalidated (cache.delete at change time), the rest are found stale by
-    # Freshness; the model's staleness hints and XFetch are off (every configuration alike).
+    # content changes: see Freshness; the model's staleness hints and XFetch are off (every configuration alike)
     cache = PredictiveCache(l1=l1, l2=l2, clock=clock,
                             config=CacheConfig(default_ttl=mode.ttl, xfetch_beta=0.0, invalidation=False,
                                                staleness=StalenessConfig(enabled=False)))
     origin = SimOrigin(model, jitter)
-    fresh = Freshness(trace.updates, config.invalidate_share, config.seed, clock,
-                      mode.ttl_learner() if mode.ttl_learner is not None else None)
-    learned_ttl = fresh.learner is not None
+    fresh = Freshness.of(trace.updates, config.invalidate_share, config.seed, clock, mode.ttl_learner)
     sizes = trace.sizes
     ledger = _PreloadLedger()
     warmer: Warmer | None = None
@@ -241,8 +238,7 @@ async def _replay(
 
             async def load() -> memoryview:
                 ledger.fetch(page)
-                return await fresh.track(page, origin.fetch(clock.now(), size, preload=True,
-                                                            serves=upcoming.get(page, -1)))
+                return await fresh.track(page, origin.fetch(clock.now(), size, True, upcoming.get(page, -1)))
 
             return load
 
@@ -253,7 +249,7 @@ async def _replay(
         if not mode.online:  # the ablation: what the warmer learned offline only, fixed threshold
             wcfg.online = OnlineConfig(enabled=False, appetite=False)
             wcfg.target_efficiency = None
-        warm_cache = TTLWarmableCache(cache, partial(fresh.ttl, default=mode.ttl)) if learned_ttl else cache
+        warm_cache = TTLWarmableCache(cache, partial(fresh.ttl, default=None)) if fresh.learner else cache
         warmer = Warmer(warm_cache, MappingResolver(make_loader), clock, predictor=predictor, config=wcfg,
                         assets=assets, keep_predictions=True, spawn=_spawn_eager, params=mode.params,
                         on_preload=mode.observer)
@@ -361,7 +357,7 @@ async def _replay(
                     if j >= warmup:
                         result.record(t, HIT_L1, l1_lat, size, j)
                     done, value = start_eager(get(key, session_id=sid, loader=fresh.wrap(key, partial(
-                        oracle_load_size, size)), ttl=fresh.ttl(key, mode.ttl) if learned_ttl else None))
+                        oracle_load_size, size)), ttl=fresh.ttl(key, None)))
                     if not done:  # another request's load of it is running: let it finish
                         assert isinstance(value, asyncio.Task)
                         background.add(value)
@@ -376,14 +372,12 @@ async def _replay(
             if joined and warmer is not None:
                 warmer.record_miss(key)
             before_stale = stats.stale_hits
-            done, value = start_eager(get(key, session_id=sid, loader=user_loader,
-                                          ttl=fresh.ttl(key, mode.ttl) if learned_ttl else None))
+            done, value = start_eager(get(key, session_id=sid, loader=user_loader, ttl=fresh.ttl(key, None)))
             if done:
                 if in_l1:
                     outcome, lat = HIT_L1, l1_lat
                 elif stats.stale_hits != before_stale:
-                    outcome, lat = STALE, l1_lat
-                    refreshing = True
+                    outcome, lat, refreshing = STALE, l1_lat, True
                 else:
                     outcome, lat = HIT_L2, l2_lat
                 fresh.served(key, j >= warmup)
@@ -408,11 +402,7 @@ async def _replay(
     await complete_until(float("inf"))
     await drain()
     finish_waits()
-    result.stale_serves = fresh.stale
-    if fresh.learner is not None:
-        result.ttl_learner = {"keys": len(fresh.learner), "unannounced_share": fresh.learner.unannounced_share(),
-                              "validator_changes": fresh.learner.validator_changes,
-                              "invalidations": fresh.learner.invalidations}
+    fresh.report(result)
     result.origin_user_requests = origin.user.requests - base_user[0]
     result.origin_user_bytes = origin.user.bytes - base_user[1]
     result.origin_preload_requests = origin.preload.requests - base_preload[0]
