@@ -524,6 +524,14 @@ def meta() -> dict[str, Any]:
                           "evaluation half. LearnedPolicy defaults (sample_size 64, evict_batch 8, "
                           "queue_divisor 8, max_staleness 0.5, hit_rescore_every 8) were set on the same "
                           "validation slices",
+        "online": "precache.learned (online*) = OnlineLearnedPolicy (models/optimizer/online.py): trained online on a "
+                  "sliding window as LRB does (labels from the window's own future), with the page predictor's "
+                  "probability of the next request as a feature where the trace has sessions (predictor_hints); "
+                  "window = a sixth of the training part (2,000-100,000 requests); it streams the training part "
+                  "before the evaluation half, like every cache here",
+        "shipped": "per point, chosen on the validation slice among every learned candidate and every baseline "
+                   "(a learned one must win by more than 0.001, else the best baseline ships); its evaluation "
+                   "result is the point's shipped entry (summary.shipped_*)",
         "requests_per_s": "wall clock of the whole replay loop (Python replay for precache.*, C for lcs.*) on "
                           "a shared 2-core machine: compare within one run; cpu_us_per_request (precache.* "
                           "only) is this process's CPU time per request, less sensitive to other load",
