@@ -54,7 +54,8 @@ class Stack:
     warmer: Warmer | None = None
     model_dir: Path | None = None
     loaded: dict[str, str] = field(default_factory=dict)
-    """What was loaded from the model directory (``{"predictor": kind, "optimizer": version}``)."""
+    """What was loaded from the model directory (``{"predictor": kind, "optimizer": version, "optimizer policy":
+    the shipped policy chosen on the validation slice}``)."""
     _unsubscribe: Any = field(default=None, repr=False)
 
     async def __aenter__(self) -> Stack:
@@ -175,11 +176,13 @@ def _load_predictor(directory: Path, loaded: dict[str, str]) -> Any:
 
 
 def _load_policy(directory: Path, clock: Clock, adaptive_ttl: bool, loaded: dict[str, str]) -> EvictionPolicy:
-    from precache.models.optimizer import LearnedPolicy, OptimizerModel
+    """The policy chosen for this optimizer on its validation slice (``models.optimizer.shipped``)."""
+    from precache.models.optimizer.shipped import load_policy
 
-    model = OptimizerModel.load(directory)
-    loaded["optimizer"] = model.version or "unversioned"
-    return LearnedPolicy(model, clock, adaptive_ttl=adaptive_ttl)
+    policy, name, version = load_policy(directory, clock, adaptive_ttl)
+    loaded["optimizer"] = version
+    loaded["optimizer policy"] = name
+    return policy
 
 
 def _registry_versions(settings: Settings) -> PredictorSource:

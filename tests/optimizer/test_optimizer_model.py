@@ -442,3 +442,34 @@ def test_optimizer_dataset_reads_nothing_after_its_slice() -> None:
                  "invalidated"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert len(a.ttl) > 100 and float(a.ttl.min()) < math.log1p(a.cap)  # some changes are inside the slice
+
+
+def test_shipped_policy_is_chosen_on_a_held_out_slice_and_loaded(trained: tuple[Path, object, object],
+                                                                  tmp_path: Path) -> None:
+    """Issue 26: what build_stack runs is the validation slice's choice among learned and heuristics."""
+    import shutil
+
+    from precache.cache.policy import S3FIFOPolicy
+    from precache.models.optimizer.shipped import HEURISTICS, LEARNED, choose_policy, load_policy, record_choice
+
+    src, _, trace = trained
+    d = tmp_path / "opt"
+    shutil.copytree(src, d)  # record_choice rewrites the manifest: not the shared fixture's
+    assert isinstance(trace, CacheTrace)
+    choice = choose_policy(OptimizerModel.load(d), trace, len(trace) * 3 // 4, fractions=(0.05,))
+    scores = choice["byte_miss_ratio"]
+    assert set(scores) == {*HEURISTICS, *LEARNED} and all(0 < v < 1 for v in scores.values())
+    best_h = min(scores[h] for h in HEURISTICS)
+    if choice["chosen"] in LEARNED:
+        assert scores[choice["chosen"]] < best_h - choice["margin"]
+    else:
+        assert scores[choice["chosen"]] == best_h and min(scores[k] for k in LEARNED) >= best_h - choice["margin"]
+    assert load_policy(d, ManualClock(0.0))[1] == "learned"  # before any choice: the learned default
+    record_choice(d, choice)
+    _, name, version = load_policy(d, ManualClock(0.0))
+    assert name == choice["chosen"] and version
+    record_choice(d, {"chosen": "s3fifo"})
+    assert isinstance(load_policy(d, ManualClock(0.0))[0], S3FIFOPolicy)
+    record_choice(d, {"chosen": "bogus"})
+    with pytest.raises(ValueError, match="bogus"):
+        load_policy(d, ManualClock(0.0))

@@ -7,14 +7,21 @@ each configuration on the same events, the same origin draws, the same TTL and t
 - ``no-cache``: every request goes to the origin;
 - ``lru-ttl`` ("before ML"): LRU;
 - ``heuristic``: the cache's S3-FIFO policy;
-- ``long-ttl``: S3-FIFO with a long fixed TTL (``long_ttl``), so a TTL's share of any gain is visible;
-- ``learned``: the learned optimizer policy (admission + eviction), the same fixed TTL, no warming;
-- ``learned-adaptive-ttl``: the ablation: the learned policy choosing TTLs itself;
+- ``heuristic-ttl-<seconds>`` / ``heuristic-ttl-none``: the better of the two heuristics (lower load time
+  at ``ttl``) at each fixed TTL of ``ttl_grid``: the fixed-TTL frontier (:mod:`precache.sim.frontier`);
+- ``adaptive-ttl``: the same heuristic with the change-rate TTL (:mod:`precache.cache.change_rate`);
+- ``learned``: the learned optimizer policy (admission + eviction), the fixed TTL, no warming;
+- ``learned-adaptive-ttl``: the learned policy with the change-rate TTL;
 - ``full-offline``: the ablation: ``full``'s warmer without its online layer (trained models only, the
   fixed threshold): what ``full`` was before the warmer learned from the stream;
-- ``full``: the learned policy (S3-FIFO if the optimizer is unavailable) + predictive warming, the warmer
-  learning online (page -> asset links, each session's appetite for assets, its efficiency target);
-- ``oracle``: the same cache, but each session's next request is in place just in time (an upper bound).
+- ``full``: the shipped policy + the change-rate TTL + predictive warming, the warmer learning online
+  (page -> asset links, each session's appetite for assets, its efficiency target). The shipped policy
+  is chosen per size on a validation slice (the end of the training part) among the heuristics and
+  the learned policy, each with the change-rate TTL (lowest load time; a tie goes to the heuristic);
+- ``oracle``: ``full``'s cache, but each session's next request is in place just in time (an upper bound).
+
+Content changes (the trace's own, or the synthetic site's update process) reach the cache as
+invalidations for a share ``invalidate_share`` of them; the rest make copies stale (``stale_rate``).
 
 Sizes: ``SIZE_PAIRS`` names three (L1, L2) budgets as shares of the bytes the replay touches; every
 configuration runs at each, since the answer depends on size. ``default_size`` is the one the top-level
@@ -23,15 +30,19 @@ table (and the threshold sweep and miss breakdown) reports.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from precache.cache.change_rate import ChangeRateConfig, ChangeRateTTL
 from precache.defaults import WARMING_THRESHOLD
 from precache.models import build_predictor
 from precache.scoring import misses_removed
 from precache.sim.analysis import miss_breakdown
+from precache.sim.frontier import TTL_GRID, ttl_mode, versus_frontier
 from precache.sim.metrics import ReplayResult
 from precache.sim.origin import LatencyModel
 from precache.sim.payloads import release_freed_memory
@@ -52,9 +63,10 @@ SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SPECIFIED_CLAIMS = {"hit_rate": "95% -> 99.5%", "cold_starts": "-90%", "avg_load_ms": "120 -> 30 ms (-75%)",
                     "accuracy": "87%", "preload_efficiency": "82%"}
 HEURISTICS = ("lru-ttl", "heuristic")
-"""The baselines "full" is judged against: the same TTL, L1 and L2 (``long-ttl`` changes the TTL)."""
-ALL_MODES = ("no-cache", "lru-ttl", "heuristic", "long-ttl", "learned", "learned-adaptive-ttl", "full-offline", "full",
-             "oracle")
+"""The baselines at the configured TTL; the better one is swept over ``ttl_grid`` (the frontier)."""
+ALL_MODES = ("no-cache", "lru-ttl", "heuristic", "heuristic-ttl", "adaptive-ttl", "learned", "learned-adaptive-ttl",
+             "full-offline", "full", "oracle")
+"""``heuristic-ttl`` stands for every ``heuristic-ttl-*`` row of the grid."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +91,16 @@ class ExperimentConfig:
     default_size: str = "medium"
     l2: bool = True
     ttl: float = 3600.0
-    """The one TTL every configuration gets (except ``long-ttl`` and the adaptive ablation)."""
-    long_ttl: float = 86400.0
+    """The fixed TTL of ``lru-ttl``, ``heuristic`` and ``learned``."""
+    ttl_grid: Sequence[float | None] = TTL_GRID
+    adaptive: ChangeRateConfig = field(default_factory=ChangeRateConfig)
+    """The change-rate TTL's bounds and stale-share target (``adaptive-ttl``, ``full``, ``oracle``)."""
+    invalidate_share: float = 0.5
+    """Share of content changes the application invalidates (the headline; see docs/policy.md)."""
+    invalidate_sweep: Sequence[float] = ()
+    """Other shares, replayed at the default size for the frontier, ``adaptive-ttl`` and ``full``."""
+    validation_fraction: float = 0.2
+    """The end of the training part on which the shipped policy is chosen."""
     target_page_ms: float = 120.0
     threshold: float = WARMING_THRESHOLD
     sweep: Sequence[float] = SWEEP
@@ -107,8 +127,9 @@ class SizeRun:
         return rows
 
     def as_json(self) -> dict[str, Any]:
-        return {"meta": {**self.meta, "vs_best_heuristic": versus_best_heuristic(self.table())},
-                "table": self.table()}
+        table = self.table()
+        return {"meta": {**self.meta, "vs_best_heuristic": versus_best_heuristic(table),
+                         "vs_frontier": versus_frontier(table)}, "table": table}
 
 
 def versus_best_heuristic(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -191,6 +212,7 @@ def _noop(stage: str, done: int, total: int) -> None:
 
 
 def _modes(cfg: ExperimentConfig, make_learned: Callable[..., PolicyFactory] | None) -> dict[str, Mode]:
+    """The configurations that do not depend on the size (the frontier and ``full`` do: :func:`_run_size`)."""
     learned = make_learned(adaptive_ttl=False) if make_learned else s3fifo
     unavailable = "" if make_learned else " (unavailable: S3-FIFO)"
     ttl = f"TTL {cfg.ttl:.0f}s"
@@ -198,20 +220,59 @@ def _modes(cfg: ExperimentConfig, make_learned: Callable[..., PolicyFactory] | N
         "no-cache": Mode("no-cache", cache=False, label="no cache"),
         "lru-ttl": Mode("lru-ttl", policy=lru, ttl=cfg.ttl, label=f"LRU, {ttl} (before ML)"),
         "heuristic": Mode("heuristic", policy=s3fifo, ttl=cfg.ttl, label=f"S3-FIFO heuristic, {ttl}"),
-        "long-ttl": Mode("long-ttl", policy=s3fifo, ttl=cfg.long_ttl,
-                         label=f"S3-FIFO, long fixed TTL {cfg.long_ttl:.0f}s"),
         "learned": Mode("learned", policy=learned, ttl=cfg.ttl, label=f"learned policy, {ttl}{unavailable}"),
-        "full": Mode("full", policy=learned, ttl=cfg.ttl, warming="predictor",
-                     label=f"precache full (learned policy + warming), {ttl}{unavailable}"),
-        "full-offline": Mode("full-offline", policy=learned, ttl=cfg.ttl, warming="predictor", online=False,
-                             label=f"ablation: full with the trained models only, fixed threshold, {ttl}{unavailable}"),
-        "oracle": Mode("oracle", policy=learned, ttl=cfg.ttl, warming="oracle",
-                       label="oracle (next request of each session in place just in time)"),
     }
     if make_learned is not None:
-        modes["learned-adaptive-ttl"] = Mode("learned-adaptive-ttl", policy=make_learned(adaptive_ttl=True),
-                                             ttl=cfg.ttl, label="ablation: learned policy + adaptive TTL")
+        modes["learned-adaptive-ttl"] = Mode("learned-adaptive-ttl", policy=learned, ttl=cfg.adaptive.max_ttl,
+                                             ttl_learner=_learner(cfg),
+                                             label="learned policy + change-rate TTL")
     return modes
+
+
+def _learner(cfg: ExperimentConfig) -> Callable[[], ChangeRateTTL]:
+    return partial(ChangeRateTTL, cfg.adaptive)
+
+
+def _candidates(make_learned: Callable[..., PolicyFactory] | None) -> dict[str, PolicyFactory]:
+    """What the shipped policy is chosen among (heuristics first: a tie goes to the simpler one)."""
+    out: dict[str, PolicyFactory] = {"s3fifo": s3fifo, "lru": lru}
+    if make_learned is not None:
+        out["learned"] = make_learned(adaptive_ttl=False)
+    return out
+
+
+def _shipped_modes(cfg: ExperimentConfig, name: str, policy: PolicyFactory) -> dict[str, Mode]:
+    learner = _learner(cfg)
+    top = cfg.adaptive.max_ttl
+    return {
+        "full": Mode("full", policy=policy, ttl=top, warming="predictor", ttl_learner=learner,
+                     label=f"precache full (shipped policy: {name}, change-rate TTL, warming)"),
+        "full-offline": Mode("full-offline", policy=policy, ttl=top, warming="predictor", online=False,
+                             ttl_learner=learner,
+                             label=f"ablation: full with the trained models only, fixed threshold ({name})"),
+        "oracle": Mode("oracle", policy=policy, ttl=top, warming="oracle", ttl_learner=learner,
+                       label=f"oracle (next request of each session in place just in time; {name})"),
+    }
+
+
+def _choose_shipped(cfg: ExperimentConfig, validation: PreparedTrace | None, pair: SizePair,
+                    candidates: dict[str, PolicyFactory], latency: LatencyModel) -> dict[str, Any]:
+    """Replay each candidate (with the change-rate TTL, no warming) on the validation slice at this
+    size's shares of its bytes; the lowest load time wins, ties to the earlier (simpler) candidate."""
+    if validation is None or len(candidates) == 1:
+        return {"chosen": next(iter(candidates)), "validation": {}}
+    ev = validation.events
+    distinct = sum(validation.sizes.get(k, 0) for k in set(ev.keys))
+    rcfg = ReplayConfig(l1_bytes=max(1, int(distinct * pair.l1_share)),
+                        l2_bytes=max(1, int(distinct * pair.l2_share)) if cfg.l2 else None,
+                        latency=latency, seed=cfg.seed, invalidate_share=cfg.invalidate_share)
+    rows: dict[str, dict[str, float]] = {}
+    for name, policy in candidates.items():
+        mode = Mode(name, policy=policy, ttl=cfg.adaptive.max_ttl, ttl_learner=_learner(cfg))
+        row = replay(validation, mode, rcfg).summary()
+        rows[name] = {k: row[k] for k in ("avg_load_ms", "hit_rate", "stale_rate")}
+    chosen = min(rows, key=lambda k: (round(rows[k]["avg_load_ms"], 6), list(rows).index(k)))
+    return {"chosen": chosen, "validation": rows, "validation_requests": validation.measured}
 
 
 def _read(requests: Iterable[Request], progress: Progress) -> list[Request]:
@@ -236,7 +297,8 @@ def run_experiment(
 
     ``requests`` may be a generator: the requests are needed only until the trace is prepared and the
     cache policy's training trace is built, and nothing keeps them after that unless the caller does
-    (at 1M requests they are ~150 MB). Content ``updates`` after the last request are ignored."""
+    (at 1M requests they are ~150 MB). Content ``updates`` (changes) after the last request are ignored;
+    without any, the changes the log itself shows are used (:func:`content_changes`)."""
     cfg = config or ExperimentConfig()
     if cfg.default_size not in {s.name for s in cfg.sizes}:
         raise ValueError(f"default_size {cfg.default_size!r} is not one of the size pairs")
@@ -245,25 +307,24 @@ def run_experiment(
     last = reqs[-1].time if reqs else 0.0
     updates = [u for u in updates if u[0] <= last]
     meta: dict[str, Any] = {"trace": name, "requests": len(reqs)}
+    if not updates:
+        from precache.models.optimizer.labels import content_changes
+
+        updates = content_changes(reqs, key=normalize_path)
+        meta["changes"] = {"source": "the log: a URL's full 200 response with another size", "count": len(updates)}
+    else:
+        meta["changes"] = {"source": "the workload's update events", "count": len(updates)}
     t0 = time.perf_counter()
     trace = prepare(reqs, name, cfg.train_fraction, cfg.warmup_fraction, updates=updates)
+    train_reqs = sorted(reqs, key=lambda r: r.time)[: int(len(reqs) * cfg.train_fraction)]
+    validation = _validation_trace(train_reqs, name, cfg, updates)
+    del train_reqs
     meta["prepare_seconds"] = time.perf_counter() - t0
-    policy_trace: CacheTrace | None = None
-    wants_policy = cfg.learned_policy and any(m.startswith(("learned", "full")) or m == "oracle" for m in modes)
-    if wants_policy:
-        t0 = time.perf_counter()
-        try:
-            from precache.models.optimizer.labels import trace_from_requests
-
-            ordered = sorted(reqs, key=lambda r: r.time)[: int(len(reqs) * cfg.train_fraction)]
-            policy_trace = trace_from_requests(ordered, [u for u in updates if u[0] <= ordered[-1].time] or None)
-            del ordered
-        except Exception as exc:  # the optimizer is optional: say so and fall back
-            meta["learned_policy_error"] = repr(exc)
-        meta["policy_fit_seconds"] = time.perf_counter() - t0
-    del reqs  # from here on only the prepared trace and the policy's training trace are needed
+    make_learned = _train_policy(reqs, updates, cfg, modes, meta, progress)
+    del reqs  # from here on only the prepared traces are needed
     meta.update(train_sessions=len(trace.train), replayed=len(trace.events), measured=trace.measured,
-                measured_minutes=trace.duration / 60)
+                measured_minutes=trace.duration / 60, invalidate_share=cfg.invalidate_share,
+                adaptive_ttl=dataclasses.asdict(cfg.adaptive))
     progress("train predictor", 0, 1)
     t0 = time.perf_counter()
     predictor = build_predictor(cfg.predictor)
@@ -273,89 +334,219 @@ def run_experiment(
     assets = AssetModel(normalize=normalize_path).fit(trace.train)
     meta["asset_pages"] = len(assets)
     progress("train predictor", 1, 1)
-    make_learned: Callable[..., PolicyFactory] | None = None
-    if policy_trace is not None:
-        progress("train cache policy", 0, 1)
-        t0 = time.perf_counter()
-        try:
-            make_learned, info = train_learned_policy(policy_trace)
-            meta["learned_policy"] = {k: v for k, v in info.items() if isinstance(v, int | float | str)}
-        except Exception as exc:  # the optimizer is optional: say so and fall back
-            meta["learned_policy_error"] = repr(exc)
-        meta["policy_fit_seconds"] += time.perf_counter() - t0
-        del policy_trace
-        progress("train cache policy", 1, 1)
-    keys = trace.events.keys
-    distinct_bytes = sum(trace.sizes.get(k, 0) for k in set(keys))
+    distinct_bytes = sum(trace.sizes.get(k, 0) for k in set(trace.events.keys))
     latency = LatencyModel.calibrated(trace.page_sizes, target=cfg.target_page_ms / 1000)
-    meta.update(distinct_bytes=distinct_bytes, ttl=cfg.ttl, long_ttl=cfg.long_ttl,
+    meta.update(distinct_bytes=distinct_bytes, ttl=cfg.ttl, ttl_grid=list(cfg.ttl_grid),
                 latency={"base_ms": latency.base * 1000, "bandwidth": latency.bandwidth, "sigma": latency.sigma,
                          "draws": "common random numbers: one per (seed, request)"})
     warm = WarmerConfig(**{f: getattr(cfg.warmer, f) for f in WarmerConfig.__slots__})
     warm.threshold = cfg.threshold
-    all_modes = _modes(cfg, make_learned)
+    ctx = _Context(cfg, trace, validation, predictor, assets, latency, warm, _modes(cfg, make_learned),
+                   _candidates(make_learned), modes, progress, distinct_bytes)
     runs: dict[str, SizeRun] = {}
-    default_rcfg = ReplayConfig()
-    nocache: ReplayResult | None = None  # the same at every size (same draws, no cache): replayed once
     for pair in cfg.sizes:
-        rcfg = ReplayConfig(l1_bytes=max(1, int(distinct_bytes * pair.l1_share)),
-                            l2_bytes=max(1, int(distinct_bytes * pair.l2_share)) if cfg.l2 else None,
-                            latency=latency, warmer=warm, seed=cfg.seed)
-        size_meta = {"size": pair.name, "l1_share": pair.l1_share, "l2_share": pair.l2_share if cfg.l2 else None,
-                     "l1_bytes": rcfg.l1_bytes, "l2_bytes": rcfg.l2_bytes}
-        results: dict[str, ReplayResult] = {}
-        for mode_name in modes:
-            mode = all_modes.get(mode_name)
-            if mode is None:
-                continue
-            stage = f"{pair.name}: {mode_name}"
-
-            def tick(done: int, total: int, stage: str = stage) -> None:
-                progress(stage, done, total)
-
-            rcfg.progress = tick
-            if mode_name == "no-cache" and nocache is not None:
-                results[mode_name] = nocache
-                continue
-            result = replay(trace, mode, rcfg, predictor, assets)
-            if pair.name != cfg.default_size or mode_name not in ("learned", "heuristic", "full"):
-                result.compact()  # memory: only the miss breakdown still needs per-request records
-            results[mode_name] = result
-            if mode_name == "no-cache":
-                nocache = result
-            release_freed_memory()  # RSS peaks at the largest replay, not their sum
-            progress(stage, len(keys), len(keys))
-        runs[pair.name] = SizeRun(size_meta, results)
+        runs[pair.name] = _run_size(ctx, pair)
         if pair.name == cfg.default_size:
-            default_rcfg = rcfg
-            if "full" in results and ("learned" in results or "heuristic" in results):
-                without = results.get("learned") or results["heuristic"]
-                meta["miss_breakdown"] = miss_breakdown(trace, without, results["full"], predictor, assets)
-            for result in results.values():
-                result.compact()
+            _default_size_extras(ctx, runs[pair.name], meta)
     default = runs[cfg.default_size]
     meta.update(default.meta)
-    results = default.results
-    sweep: list[dict[str, Any]] = []
-    if cfg.sweep and "full" in all_modes:
-        sweep_trace = _truncate(trace, cfg.sweep_max_events)
-        base = replay(sweep_trace, all_modes["learned"], _quiet(default_rcfg), predictor, assets).summary()
-        for k, threshold in enumerate(cfg.sweep):
-            progress("threshold sweep", k, len(cfg.sweep))
-            full = all_modes["full"]
-            mode = Mode(f"full@{threshold}", policy=full.policy, ttl=cfg.ttl, warming="predictor",
-                        threshold=threshold)
-            row = replay(sweep_trace, mode, _quiet(default_rcfg), predictor, assets).summary()
-            row["threshold"] = threshold
-            row["misses_removed"] = misses_removed(row["hit_rate"], base["hit_rate"])
-            sweep.append(row)
-        progress("threshold sweep", len(cfg.sweep), len(cfg.sweep))
     meta["total_seconds"] = sum(r.wall_seconds for run in runs.values() for r in run.results.values())
-    return Experiment(name, results, sweep, meta, runs)
+    return Experiment(name, default.results, _threshold_sweep(ctx, default), meta, runs)
+
+
+@dataclass(slots=True)
+class _Context:
+    """What every size's replays share."""
+
+    cfg: ExperimentConfig
+    trace: PreparedTrace
+    validation: PreparedTrace | None
+    predictor: Any
+    assets: AssetModel
+    latency: LatencyModel
+    warm: WarmerConfig
+    modes: dict[str, Mode]
+    candidates: dict[str, PolicyFactory]
+    wanted: Sequence[str]
+    progress: Progress
+    distinct_bytes: int
+    nocache: ReplayResult | None = None
+    shipped: dict[str, Mode] = field(default_factory=dict)
+    rcfg: ReplayConfig | None = None
+
+
+def _validation_trace(train_reqs: list[Request], name: str, cfg: ExperimentConfig,
+                      updates: list[tuple[float, str]]) -> PreparedTrace | None:
+    """The end of the training part (``validation_fraction`` of it, after a warm-up as long), for
+    choosing the shipped policy; None when too short."""
+    if cfg.validation_fraction <= 0 or len(train_reqs) < 200:
+        return None
+    end = train_reqs[-1].time
+    return prepare(train_reqs, f"{name}-validation", 1.0 - cfg.validation_fraction,
+                   min(cfg.validation_fraction, 0.1), updates=[u for u in updates if u[0] <= end])
+
+
+def _train_policy(reqs: list[Request], updates: list[tuple[float, str]], cfg: ExperimentConfig,
+                  modes: Sequence[str], meta: dict[str, Any],
+                  progress: Progress) -> Callable[..., PolicyFactory] | None:
+    """Train the learned policy on the training part (None when not wanted or unavailable)."""
+    wants = cfg.learned_policy and any(m.startswith(("learned", "full")) or m == "oracle" for m in modes)
+    if not wants:
+        return None
+    progress("train cache policy", 0, 1)
+    t0 = time.perf_counter()
+    make_learned: Callable[..., PolicyFactory] | None = None
+    try:  # the optimizer is optional: say so and fall back
+        from precache.models.optimizer.labels import trace_from_requests
+
+        ordered = sorted(reqs, key=lambda r: r.time)[: int(len(reqs) * cfg.train_fraction)]
+        policy_trace: CacheTrace = trace_from_requests(
+            ordered, [u for u in updates if u[0] <= ordered[-1].time] or None)
+        del ordered
+        make_learned, info = train_learned_policy(policy_trace)
+        meta["learned_policy"] = {k: v for k, v in info.items() if isinstance(v, int | float | str)}
+    except Exception as exc:
+        meta["learned_policy_error"] = repr(exc)
+    meta["policy_fit_seconds"] = time.perf_counter() - t0
+    progress("train cache policy", 1, 1)
+    return make_learned
+
+
+def _size_config(ctx: _Context, pair: SizePair, share: float | None = None) -> ReplayConfig:
+    cfg = ctx.cfg
+    return ReplayConfig(l1_bytes=max(1, int(ctx.distinct_bytes * pair.l1_share)),
+                        l2_bytes=max(1, int(ctx.distinct_bytes * pair.l2_share)) if cfg.l2 else None,
+                        latency=ctx.latency, warmer=ctx.warm, seed=cfg.seed,
+                        invalidate_share=cfg.invalidate_share if share is None else share)
+
+
+def _run_one(ctx: _Context, mode: Mode, rcfg: ReplayConfig, stage: str) -> ReplayResult:
+    def tick(done: int, total: int) -> None:
+        ctx.progress(stage, done, total)
+
+    rcfg.progress = tick
+    result = replay(ctx.trace, mode, rcfg, ctx.predictor, ctx.assets)
+    rcfg.progress = None
+    release_freed_memory()  # RSS peaks at the largest replay, not their sum
+    ctx.progress(stage, len(ctx.trace.events), len(ctx.trace.events))
+    return result
+
+
+def _frontier(ctx: _Context, results: dict[str, ReplayResult], rcfg: ReplayConfig,
+              stage: str, best: str | None = None) -> tuple[str, PolicyFactory]:
+    """The fixed-TTL rows of the better heuristic (``best``: that row's mode, else the faster of the
+    ``HEURISTICS`` in ``results``); returns its name and policy."""
+    cfg = ctx.cfg
+    if best is None:
+        runs = [m for m in HEURISTICS if m in results]
+        best = min(runs, key=lambda m: results[m].summary()["avg_load_ms"]) if runs else "heuristic"
+    policy = lru if best == "lru-ttl" else s3fifo
+    label = "LRU" if best == "lru-ttl" else "S3-FIFO"
+    for ttl in cfg.ttl_grid:
+        name = ttl_mode(ttl)
+        if ttl == cfg.ttl and best in results:  # the same configuration: reuse its replay
+            results[name] = dataclasses.replace(results[best], mode=name, label=f"{label}, fixed TTL {ttl:.0f}s")
+            continue
+        what = "no expiry" if ttl is None else f"fixed TTL {ttl:.0f}s"
+        results[name] = _run_one(ctx, Mode(name, policy=policy, ttl=ttl, label=f"{label}, {what}"), rcfg,
+                                 f"{stage}: {name}")
+        results[name].compact()
+    return label, policy
+
+
+def _run_size(ctx: _Context, pair: SizePair) -> SizeRun:
+    """Every configuration at one size pair."""
+    cfg, wanted = ctx.cfg, ctx.wanted
+    rcfg = _size_config(ctx, pair)
+    meta: dict[str, Any] = {"size": pair.name, "l1_share": pair.l1_share,
+                            "l2_share": pair.l2_share if cfg.l2 else None, "l1_bytes": rcfg.l1_bytes,
+                            "l2_bytes": rcfg.l2_bytes, "invalidate_share": cfg.invalidate_share}
+    results: dict[str, ReplayResult] = {}
+    keep = pair.name == cfg.default_size
+    for name in ("no-cache", "lru-ttl", "heuristic"):
+        if name not in wanted:
+            continue
+        if name == "no-cache" and ctx.nocache is not None:  # the same at every size: replayed once
+            results[name] = ctx.nocache
+            continue
+        results[name] = _run_one(ctx, ctx.modes[name], rcfg, f"{pair.name}: {name}")
+        if name == "no-cache":
+            ctx.nocache = results[name]
+    if "heuristic-ttl" in wanted or "adaptive-ttl" in wanted:
+        label, policy = _frontier(ctx, results, rcfg, pair.name)
+        meta["frontier_heuristic"] = label
+        meta["frontier_mode"] = "lru-ttl" if label == "LRU" else "heuristic"
+        if "adaptive-ttl" in wanted:
+            mode = Mode("adaptive-ttl", policy=policy, ttl=cfg.adaptive.max_ttl, ttl_learner=_learner(cfg),
+                        label=f"{label} + change-rate TTL")
+            results["adaptive-ttl"] = _run_one(ctx, mode, rcfg, f"{pair.name}: adaptive-ttl")
+    for name in ("learned", "learned-adaptive-ttl"):
+        if name in wanted and name in ctx.modes:
+            results[name] = _run_one(ctx, ctx.modes[name], rcfg, f"{pair.name}: {name}")
+    if any(m in wanted for m in ("full", "full-offline", "oracle")):
+        ctx.progress(f"{pair.name}: choose the shipped policy", 0, 1)
+        choice = _choose_shipped(cfg, ctx.validation, pair, ctx.candidates, ctx.latency)
+        meta["shipped"] = choice
+        ctx.shipped = _shipped_modes(cfg, choice["chosen"], ctx.candidates[choice["chosen"]])
+        for name in ("full-offline", "full", "oracle"):
+            if name in wanted:
+                results[name] = _run_one(ctx, ctx.shipped[name], rcfg, f"{pair.name}: {name}")
+    for name, result in results.items():
+        if not keep or name not in ("learned", "heuristic", "full"):
+            result.compact()  # memory: only the miss breakdown still needs per-request records
+    if keep:
+        ctx.rcfg = rcfg
+    return SizeRun(meta, results)
+
+
+def _default_size_extras(ctx: _Context, run: SizeRun, meta: dict[str, Any]) -> None:
+    """At the default size: the miss breakdown, and the frontier at the other invalidation shares."""
+    results = run.results
+    if "full" in results and ("learned" in results or "heuristic" in results):
+        without = results.get("learned") or results["heuristic"]
+        meta["miss_breakdown"] = miss_breakdown(ctx.trace, without, results["full"], ctx.predictor, ctx.assets)
+    for result in results.values():
+        result.compact()
+    sweep: dict[str, Any] = {}
+    pair = next(p for p in ctx.cfg.sizes if p.name == ctx.cfg.default_size)
+    for share in ctx.cfg.invalidate_sweep:
+        rcfg = _size_config(ctx, pair, share)
+        rows: dict[str, ReplayResult] = {}
+        _, policy = _frontier(ctx, rows, rcfg, f"invalidate {share}", run.meta.get("frontier_mode", "heuristic"))
+        rows["adaptive-ttl"] = _run_one(ctx, Mode("adaptive-ttl", policy=policy, ttl=ctx.cfg.adaptive.max_ttl,
+                                                  ttl_learner=_learner(ctx.cfg)), rcfg, f"invalidate {share}")
+        if "full" in ctx.shipped:
+            rows["full"] = _run_one(ctx, ctx.shipped["full"], rcfg, f"invalidate {share}: full")
+        table = [r.summary() for r in rows.values()]
+        sweep[f"{share:g}"] = {"table": table, "vs_frontier": versus_frontier(table)}
+    if sweep:
+        meta["invalidation_sweep"] = sweep
+
+
+def _threshold_sweep(ctx: _Context, default: SizeRun) -> list[dict[str, Any]]:
+    cfg = ctx.cfg
+    if not cfg.sweep or "full" not in ctx.shipped or ctx.rcfg is None:
+        return []
+    sweep_trace = _truncate(ctx.trace, cfg.sweep_max_events)
+    full = ctx.shipped["full"]
+    without = Mode("without", policy=full.policy, ttl=full.ttl, ttl_learner=full.ttl_learner)
+    base = replay(sweep_trace, without, _quiet(ctx.rcfg), ctx.predictor, ctx.assets).summary()
+    out: list[dict[str, Any]] = []
+    for k, threshold in enumerate(cfg.sweep):
+        ctx.progress("threshold sweep", k, len(cfg.sweep))
+        mode = Mode(f"full@{threshold}", policy=full.policy, ttl=full.ttl, warming="predictor",
+                    threshold=threshold, ttl_learner=full.ttl_learner)
+        row = replay(sweep_trace, mode, _quiet(ctx.rcfg), ctx.predictor, ctx.assets).summary()
+        row["threshold"] = threshold
+        row["misses_removed"] = misses_removed(row["hit_rate"], base["hit_rate"])
+        out.append(row)
+    ctx.progress("threshold sweep", len(cfg.sweep), len(cfg.sweep))
+    return out
 
 
 def _quiet(rcfg: ReplayConfig) -> ReplayConfig:
-    return ReplayConfig(rcfg.l1_bytes, rcfg.l2_bytes, rcfg.latency, rcfg.warmer, rcfg.seed)
+    return ReplayConfig(rcfg.l1_bytes, rcfg.l2_bytes, rcfg.latency, rcfg.warmer, rcfg.seed,
+                        invalidate_share=rcfg.invalidate_share)
 
 
 def _truncate(trace: PreparedTrace, max_events: int | None) -> PreparedTrace:

@@ -52,6 +52,9 @@ class ReplayResult:
     warmer: dict[str, Any] | None = None
     cache_stats: dict[str, Any] | None = None
     wall_seconds: float = 0.0
+    stale_serves: int = 0
+    """Measured requests answered from the cache with a copy older than the origin's (see freshness)."""
+    ttl_learner: dict[str, Any] | None = None
     compacted: dict[str, Any] | None = None
     """After :meth:`compact`: the summary, CDF and hit-rate series (the per-request arrays are gone)."""
 
@@ -90,6 +93,8 @@ class ReplayResult:
             "label": self.label,
             "requests": n,
             "hit_rate": float(hits.mean()) if n else math.nan,
+            "stale_rate": self.stale_serves / n if n else math.nan,
+            "stale_serves": self.stale_serves,
             "hit_or_joined_rate": float(served.mean()) if n else math.nan,
             "byte_hit_rate": float(sizes[hits].sum() / total_bytes) if total_bytes else math.nan,
             "cold_starts": int(cold.sum()),

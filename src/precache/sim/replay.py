@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from precache.cache.change_rate import ChangeRateTTL
 from precache.cache.clock import Clock, ManualClock
 from precache.cache.config import CacheConfig, StalenessConfig
 from precache.cache.l2 import MemoryL2
@@ -41,6 +42,7 @@ from precache.cache.memory import MemoryTier
 from precache.cache.policy import EvictionPolicy, LRUPolicy, S3FIFOPolicy
 from precache.scoring import hit_at
 from precache.sim.eager import start_eager
+from precache.sim.freshness import Freshness, TTLWarmableCache
 from precache.sim.metrics import ReplayResult
 from precache.sim.origin import LatencyModel, SimOrigin, jitter_table
 from precache.sim.payloads import zero_payload
@@ -77,6 +79,8 @@ class Mode:
     observer: PreloadObserver | None = None
     scored: Callable[[str, bool], None] | None = None
     """Told ``(session, hit@5)`` for each measured page view whose session had a prediction."""
+    ttl_learner: Callable[[], ChangeRateTTL] | None = None
+    """A fresh adaptive TTL per replay: its per-key TTL replaces ``ttl`` on every load (see freshness)."""
 
 
 @dataclass(slots=True)
@@ -89,6 +93,8 @@ class ReplayConfig:
     seed: int = 0
     progress: Callable[[int, int], None] | None = None
     progress_every: int = 20_000
+    invalidate_share: float = 1.0
+    """Share of the trace's content changes the application invalidates (the rest go stale in place)."""
 
 
 def lru_policy(clock: Clock) -> EvictionPolicy:
@@ -210,13 +216,12 @@ async def _replay(
     clock = ManualClock(ev.times[0])
     l1 = MemoryTier(max_bytes=config.l1_bytes, max_items=10_000_000, policy=mode.policy(clock), clock=clock)
     l2 = MemoryL2(clock, max_bytes=config.l2_bytes, compact_zero_payloads=True) if config.l2_bytes else None
-    # Content updates in the trace are invalidated explicitly (cache.delete at update time), so the policy's
-    # guesses about staleness have nothing to add here and would only add origin loads: off, like XFetch.
-    # Staleness and adaptive TTL are measured in bench/bench_policies.py.
+    # content changes: see Freshness; the model's staleness hints and XFetch are off (every configuration alike)
     cache = PredictiveCache(l1=l1, l2=l2, clock=clock,
                             config=CacheConfig(default_ttl=mode.ttl, xfetch_beta=0.0, invalidation=False,
                                                staleness=StalenessConfig(enabled=False)))
     origin = SimOrigin(model, jitter)
+    fresh = Freshness.of(trace.updates, config.invalidate_share, config.seed, clock, mode.ttl_learner)
     sizes = trace.sizes
     ledger = _PreloadLedger()
     warmer: Warmer | None = None
@@ -233,7 +238,7 @@ async def _replay(
 
             async def load() -> memoryview:
                 ledger.fetch(page)
-                return await origin.fetch(clock.now(), size, preload=True, serves=upcoming.get(page, -1))
+                return await fresh.track(page, origin.fetch(clock.now(), size, True, upcoming.get(page, -1)))
 
             return load
 
@@ -244,7 +249,8 @@ async def _replay(
         if not mode.online:  # the ablation: what the warmer learned offline only, fixed threshold
             wcfg.online = OnlineConfig(enabled=False, appetite=False)
             wcfg.target_efficiency = None
-        warmer = Warmer(cache, MappingResolver(make_loader), clock, predictor=predictor, config=wcfg,
+        warm_cache = TTLWarmableCache(cache, partial(fresh.ttl, default=None)) if fresh.learner else cache
+        warmer = Warmer(warm_cache, MappingResolver(make_loader), clock, predictor=predictor, config=wcfg,
                         assets=assets, keep_predictions=True, spawn=_spawn_eager, params=mode.params,
                         on_preload=mode.observer)
     oracle = mode.warming == "oracle"
@@ -262,8 +268,6 @@ async def _replay(
     drain = drain_loop
     pending_waits: list[tuple[int, float, list[bool], bool, asyncio.Task[Any]]] = []
     background: set[asyncio.Task[Any]] = set()
-    updates = trace.updates
-    u = 0
     warmup = trace.warmup
     l1_lat, l2_lat = model.l1_latency, model.l2_latency
     stats = cache.stats
@@ -289,6 +293,7 @@ async def _replay(
                 outcome, lat = ORIGIN, now - t0
             elif now == t0:  # finished within its own instant without the origin: an L2 hit
                 outcome, lat = HIT_L2, l2_lat
+                fresh.served(keys[idx], idx >= warmup)
             else:  # waited for a load someone else started: a preload, or another request's miss
                 outcome, lat = (JOINED if joined_preload else JOINED_USER), now - t0
             if idx >= warmup:
@@ -319,11 +324,9 @@ async def _replay(
             ledger.counting = True
             base_user = (origin.user.requests, origin.user.bytes)
             base_preload = (origin.preload.requests, origin.preload.bytes)
-        while u < len(updates) and updates[u][0] <= t:
-            await cache.delete(updates[u][1])
-            ledger.drop(updates[u][1])  # the preloaded copy is outdated: wasted
-            u += 1
+        await fresh.advance(t, cache.delete, ledger.drop)  # a dropped preload is outdated: wasted
         j = i
+        refreshing = False  # a stale-while-revalidate hit scheduled a background refresh: run it now
         while j < n and times[j] == t:
             key = keys[j]
             size = ev_sizes[j]
@@ -344,16 +347,17 @@ async def _replay(
                     warmer.observe_access(sid, key)
             flag = [False]
 
-            def user_loader(size: int = size, flag: list[bool] = flag, j: int = j) -> Any:
+            def user_loader(size: int = size, flag: list[bool] = flag, j: int = j, key: str = key) -> Any:
                 flag[0] = True
-                return origin.fetch(clock.now(), size, preload=False, serves=j)
+                return fresh.track(key, origin.fetch(clock.now(), size, preload=False, serves=j))
 
             in_l1 = contains(key)
             if oracle and not in_l1:
                 if sid in session_seen:  # its preload landed just now in the extra space
                     if j >= warmup:
                         result.record(t, HIT_L1, l1_lat, size, j)
-                    done, value = start_eager(get(key, session_id=sid, loader=partial(oracle_load_size, size)))
+                    done, value = start_eager(get(key, session_id=sid, loader=fresh.wrap(key, partial(
+                        oracle_load_size, size)), ttl=fresh.ttl(key, None)))
                     if not done:  # another request's load of it is running: let it finish
                         assert isinstance(value, asyncio.Task)
                         background.add(value)
@@ -368,14 +372,15 @@ async def _replay(
             if joined and warmer is not None:
                 warmer.record_miss(key)
             before_stale = stats.stale_hits
-            done, value = start_eager(get(key, session_id=sid, loader=user_loader))
+            done, value = start_eager(get(key, session_id=sid, loader=user_loader, ttl=fresh.ttl(key, None)))
             if done:
                 if in_l1:
                     outcome, lat = HIT_L1, l1_lat
                 elif stats.stale_hits != before_stale:
-                    outcome, lat = STALE, l1_lat
+                    outcome, lat, refreshing = STALE, l1_lat, True
                 else:
                     outcome, lat = HIT_L2, l2_lat
+                fresh.served(key, j >= warmup)
                 if j >= warmup:
                     result.record(t, outcome, lat, size, j)
                 if warmer is not None:
@@ -387,7 +392,7 @@ async def _replay(
             j += 1
         if warmer is not None and warmer.has_work():
             await warmer.step()
-        if pending_waits or (warmer is not None and warmer.inflight) or background:
+        if pending_waits or refreshing or (warmer is not None and warmer.inflight) or background:
             await drain()
             if pending_waits:
                 finish_waits()
@@ -397,6 +402,7 @@ async def _replay(
     await complete_until(float("inf"))
     await drain()
     finish_waits()
+    fresh.report(result)
     result.origin_user_requests = origin.user.requests - base_user[0]
     result.origin_user_bytes = origin.user.bytes - base_user[1]
     result.origin_preload_requests = origin.preload.requests - base_preload[0]

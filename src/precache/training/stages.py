@@ -111,6 +111,11 @@ def train_cache_optimizer(data: Collected, cfg: TrainingConfig, out: Path, activ
     quality = decision_metrics(OptimizerModel.load(out), d_test)
     candidate = float(quality.get("should_cache", {}).get("accuracy", math.nan))
     evaluate_seconds = time.perf_counter() - started
+    progress("cache-optimizer: choosing the shipped policy on the held-out slice")
+    from precache.models.optimizer.shipped import choose_policy, record_choice
+
+    shipped = choose_policy(OptimizerModel.load(out), trace, start)
+    record_choice(out, shipped)
 
     def accuracy(model: Any) -> float:
         # the active model answers "reused within *its* horizon": label the same requests in its terms
@@ -120,7 +125,7 @@ def train_cache_optimizer(data: Collected, cfg: TrainingConfig, out: Path, activ
     active, note, active_seconds = score_active(CACHE_OPTIMIZER, active_dir, progress, accuracy)
     return {
         "metric": "decision accuracy", "candidate": candidate, "active": active, "note": note,
-        "metrics": {"test": quality},
+        "metrics": {"test": quality}, "shipped": shipped,
         "seconds": {"features": features_seconds, "fit": fit_seconds, "evaluate": evaluate_seconds,
                     "score_active": active_seconds},
         "slice": {"train_requests": start, "test_requests": n - start, "test_rows": len(d_test.should_cache),

@@ -21,7 +21,7 @@ import math
 import random
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,23 +95,47 @@ def trace_from_requests(requests: Iterable[Request], updates: Iterable[tuple[flo
                 versions[i] = bisect.bisect_right(ct, t)
     else:
         signal = "size-change"
-        counts: dict[str, Counter[int]] = {}
-        last_full: dict[str, int] = {}
-        version: dict[str, int] = {}
-        for i, (k, s, st) in enumerate(zip(keys, raw_sizes, statuses, strict=True)):
-            if st == 200 and s > 0:
-                c = counts.setdefault(k, Counter())
-                typical = c.most_common(1)[0][0] if c else s
-                if s >= abort_fraction * typical:  # a full transfer
-                    c[s] += 1
-                    prev = last_full.get(k)
-                    if prev is not None and prev != s:
-                        version[k] = version.get(k, 0) + 1
-                        change_times.setdefault(k, []).append(times[i])
-                    last_full[k] = s
-            versions[i] = version.get(k, 0)
+        change_times = _size_changes(keys, raw_sizes, statuses, times, versions, abort_fraction)
     return CacheTrace(times=np.asarray(times, dtype=np.float64), keys=keys, sizes=sizes, clients=clients,
                       versions=versions, change_times=change_times, change_signal=signal)
+
+
+def _size_changes(keys: list[str], raw_sizes: list[int], statuses: list[int], times: list[float],
+                  versions: npt.NDArray[np.int64], abort_fraction: float = 0.5) -> dict[str, list[float]]:
+    """The size-change rule: a full transfer (status 200, at least ``abort_fraction`` of the object's
+    most common full size, so an aborted transfer is not a version) with another size than the key's
+    previous full transfer is a new version. Fills ``versions`` (as of each request); returns per key the
+    time-ordered change times."""
+    counts: dict[str, Counter[int]] = {}
+    last_full: dict[str, int] = {}
+    version: dict[str, int] = {}
+    change_times: dict[str, list[float]] = {}
+    for i, (k, s, st) in enumerate(zip(keys, raw_sizes, statuses, strict=True)):
+        if st == 200 and s > 0:
+            c = counts.setdefault(k, Counter())
+            typical = c.most_common(1)[0][0] if c else s
+            if s >= abort_fraction * typical:  # a full transfer
+                c[s] += 1
+                prev = last_full.get(k)
+                if prev is not None and prev != s:
+                    version[k] = version.get(k, 0) + 1
+                    change_times.setdefault(k, []).append(times[i])
+                last_full[k] = s
+        versions[i] = version.get(k, 0)
+    return change_times
+
+
+def content_changes(requests: Iterable[Request], key: Callable[[str], str] = lambda p: p,
+                    methods: frozenset[str] = frozenset({"GET", "HEAD"})) -> list[tuple[float, str]]:
+    """The content changes a request log shows (the size-change rule of :func:`trace_from_requests`),
+    time-ordered ``(time, key(path))``: what the replay uses when a trace has no explicit updates."""
+    reqs = sorted((r for r in requests if r.method in methods and r.status in CACHEABLE_STATUS),
+                  key=lambda r: r.time)
+    keys = [r.path for r in reqs]
+    versions = np.zeros(len(reqs), dtype=np.int64)
+    changes = _size_changes(keys, [r.size for r in reqs], [r.status for r in reqs], [r.time for r in reqs],
+                            versions)
+    return sorted((t, key(path)) for path, ts in changes.items() for t in ts)
 
 
 def next_access_index(keys: list[str]) -> npt.NDArray[np.int64]:

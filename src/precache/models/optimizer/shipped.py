@@ -1,0 +1,107 @@
+"""The policy that ships: chosen on a validation slice among the learned configurations and the heuristics.
+
+Why: a learned policy that loses to S3-FIFO on the application's own traffic should not run. After the
+optimizer is trained, :func:`choose_policy` replays a slice the model did not train on (the training
+pipeline's held-out slice) at two cache sizes (1% and 10% of the slice's bytes) under each candidate;
+the lowest mean byte miss ratio wins, and a learned candidate must beat the best heuristic by more than
+``margin`` (else the simpler heuristic ships). :func:`record_choice` writes the choice into the model's
+manifest; :func:`load_policy` (what ``build_stack`` calls) builds it.
+
+The replay is the one the policy benchmark uses (byte capacity, evict then insert, admission only
+through ``admit``), kept minimal here so the runtime package needs no benchmark code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from precache.cache.clock import Clock, ManualClock
+from precache.cache.policy import EntryInfo, EvictionPolicy, LRUPolicy, S3FIFOPolicy
+from precache.models.optimizer.labels import CacheTrace
+from precache.models.optimizer.model import OptimizerModel
+from precache.models.optimizer.policy import LearnedPolicy
+
+LEARNED: dict[str, dict[str, Any]] = {"learned": {}, "learned+model-admission": {"admission": "model"}}
+HEURISTICS = ("s3fifo", "lru")
+
+
+def build(name: str, model: OptimizerModel | None, clock: Clock, adaptive_ttl: bool = False) -> EvictionPolicy:
+    """The policy called ``name`` (a heuristic, or a learned configuration of ``model``)."""
+    if name == "s3fifo":
+        return S3FIFOPolicy()
+    if name == "lru":
+        return LRUPolicy()
+    if name not in LEARNED or model is None:
+        raise ValueError(f"unknown shipped policy {name!r} (or no model for it)")
+    return LearnedPolicy(model, clock, adaptive_ttl=adaptive_ttl, **LEARNED[name])
+
+
+def byte_miss_ratio(policy: EvictionPolicy, trace: CacheTrace, begin: int, start: int, capacity: int,
+                    clock: ManualClock) -> float:
+    """Replay ``[begin, len)`` with a byte-capacity cache; ``[begin, start)`` warms it uncounted."""
+    resident: dict[str, EntryInfo] = {}
+    used = req_bytes = miss_bytes = 0
+    sizes, times = trace.sizes.tolist(), trace.times.tolist()
+    for i in range(begin, len(trace)):
+        k, s = trace.keys[i], sizes[i]
+        clock.set(times[i])
+        counted = i >= start
+        req_bytes += s if counted else 0
+        e = resident.get(k)
+        if e is not None:
+            policy.on_hit(e)
+            continue
+        miss_bytes += s if counted else 0
+        info = EntryInfo(key=k, size=s, inserted_at=times[i])
+        if s > capacity or not policy.admit(info):
+            continue
+        while used + s > capacity:
+            v = policy.victim()
+            if v is None:
+                break
+            gone = resident.pop(v, None)
+            used -= gone.size if gone is not None else 0
+        resident[k] = info
+        used += s
+        policy.on_insert(info)
+    return miss_bytes / max(req_bytes, 1)
+
+
+def choose_policy(model: OptimizerModel, trace: CacheTrace, start: int, fractions: tuple[float, ...] = (0.01, 0.1),
+                  margin: float = 0.001) -> dict[str, Any]:
+    """Score every candidate on ``trace[start:]`` (warmed on as many requests before it); pick one."""
+    begin = max(0, start - (len(trace) - start))
+    working_set = sum(dict(zip(trace.keys[start:], trace.sizes[start:].tolist(), strict=True)).values())
+    scores: dict[str, float] = {}
+    for name in (*HEURISTICS, *LEARNED):
+        total = 0.0
+        for frac in fractions:
+            clock = ManualClock(float(trace.times[begin]))
+            total += byte_miss_ratio(build(name, model, clock), trace, begin, start,
+                                     max(1, int(working_set * frac)), clock)
+        scores[name] = total / len(fractions)
+    best_h = min(HEURISTICS, key=lambda k: scores[k])
+    best_l = min(LEARNED, key=lambda k: scores[k])
+    chosen = best_l if scores[best_l] < scores[best_h] - margin else best_h
+    return {"chosen": chosen, "byte_miss_ratio": scores, "fractions": list(fractions), "margin": margin,
+            "validation_requests": len(trace) - start}
+
+
+def record_choice(directory: str | Path, choice: dict[str, Any]) -> None:
+    """Write the choice into the model's manifest (``shipped``), where :func:`load_policy` reads it."""
+    path = Path(directory) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["shipped"] = choice
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def load_policy(directory: str | Path, clock: Clock,
+                adaptive_ttl: bool = False) -> tuple[EvictionPolicy, str, str]:
+    """``(policy, its name, the model's version)``: the shipped policy of a trained optimizer directory
+    (the learned default when the manifest records no choice, as models trained before the choice)."""
+    model = OptimizerModel.load(directory)
+    shipped = model.manifest.get("shipped")
+    name = str(shipped.get("chosen", "learned")) if isinstance(shipped, dict) else "learned"
+    return build(name, model, clock, adaptive_ttl), name, model.version or "unversioned"
