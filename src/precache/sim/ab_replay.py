@@ -93,7 +93,7 @@ def _arm_stats(trace: PreparedTrace, experiment: Experiment, result: ReplayResul
     sessions = trace.events.sessions
     arm_of: dict[str, str | None] = {}
     arms = {a.name: ArmStats() for a in experiment.arms}
-    per_session: dict[str, list[float]] = {}  # session -> [requests, hits, origin requests, origin bytes]
+    per_session: dict[str, list[float]] = {}  # session -> [requests, hits, origin requests, origin bytes, ms]
     outcomes = np.asarray(result.outcomes, dtype=np.int8)
     order = np.argsort(np.asarray(result.times), kind="stable")
     series: dict[str, Any] = {"arm": [], "hit": [], "session": []}
@@ -109,27 +109,34 @@ def _arm_stats(trace: PreparedTrace, experiment: Experiment, result: ReplayResul
         outcome = int(outcomes[k])
         hit = outcome in HIT_CODES
         arms[name].record_request(hit, result.latencies[k] * 1000.0)
-        row = per_session.setdefault(sid, [0.0, 0.0, 0.0, 0.0])
+        row = per_session.setdefault(sid, [0.0, 0.0, 0.0, 0.0, 0.0])
         row[0] += 1
         row[1] += hit
+        row[4] += result.latencies[k] * 1000.0
         if outcome == ORIGIN_CODE:
             row[2] += 1
             row[3] += result.sizes[k]
         series["arm"].append(name)
         series["hit"].append(hit)
         series["session"].append(sid)
-    for sid, (requests, hits, origin_requests, origin_bytes) in per_session.items():
+    for sid, (requests, hits, origin_requests, origin_bytes, latency_ms) in per_session.items():
         name = arm_of[sid]
         assert name is not None
         stats = arms[name]
         stats.sessions += 1
         preload_requests, preload_bytes = costs.loads.get(sid, (0, 0))
-        stats.record_session(origin_requests + preload_requests, origin_bytes + preload_bytes, requests, hits)
+        stats.record_session(origin_requests + preload_requests, origin_bytes + preload_bytes, requests, hits,
+                             latency_ms)
+        used = min(costs.uses.get(sid, 0), preload_requests)
         stats.preloads.trials += preload_requests
-        stats.preloads.successes += min(costs.uses.get(sid, 0), preload_requests)
+        stats.preloads.successes += used
         hr_hits, hr_scored = costs.hr5.get(sid, (0, 0))
         stats.accuracy.successes += hr_hits
         stats.accuracy.trials += hr_scored
+        if preload_requests:  # the per-session sums behind the clustered tests of preload use and HR@5
+            stats.session_preloads.add(preload_requests, used)
+        if hr_scored:
+            stats.session_accuracy.add(hr_scored, hr_hits)
     return arms, series
 
 
