@@ -168,7 +168,8 @@ def choose(frozen: Sequence[Prediction] | None, seed: Sequence[Event], stream: S
             if best is None or key > best[0]:
                 best = (key, params)
     assert best is not None
-    frozen_hr5 = tally(frozen, targets).hr(5) if frozen is not None else float("nan")
-    if frozen is not None and frozen_hr5 >= best[0][0]:  # the live counts do not help here: stay frozen
+    frozen_tally = tally(frozen, targets) if frozen is not None else None
+    frozen_hr5 = frozen_tally.hr(5) if frozen_tally is not None else float("nan")
+    if frozen_tally is not None and (frozen_hr5, frozen_tally.mrr) >= best[0][:2]:  # no help: stay frozen
         return Choice(MergeParams(0.0, 1.0, None), frozen_hr5, frozen_hr5, grid)
     return Choice(best[1], best[0][0], frozen_hr5, grid)

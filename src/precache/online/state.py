@@ -106,7 +106,9 @@ class OnlineCounts:
 
     def _advance(self, t: float) -> None:
         epoch = epoch_of(t, self.half_life)
-        if epoch > self.epoch:
+        if not self.rows and self.popularity.total == 0:
+            self.epoch = max(self.epoch, epoch)
+        elif epoch > self.epoch:
             factor = 2.0 ** (-EPOCH_HALF_LIVES * min(epoch - self.epoch, 16))
             for row in self.rows.values():
                 row.scaled(factor)
@@ -142,8 +144,9 @@ class OnlineCounts:
             self.rows.move_to_end(context)
         row.add(page, stored_weight, self.max_successors)
 
-    def replace_row(self, context: str, successors: dict[str, float]) -> None:
-        """Set a row to stored weights read elsewhere (a Redis read): the mirror's copy of that context."""
+    def replace_row(self, context: str, successors: dict[str, float], now: float) -> None:
+        """Set a row to stored weights of ``now``'s epoch read elsewhere (a Redis read): the local copy."""
+        self._advance(now)
         if len(successors) > self.max_successors:
             successors = dict(sorted(successors.items(), key=lambda kv: -kv[1])[: self.max_successors])
         self.rows[context] = Row(successors, sum(successors.values()))
@@ -161,6 +164,7 @@ class OnlineCounts:
 
     def head(self, context: str | None, n: int, now: float) -> tuple[list[tuple[str, float]], float]:
         """Top ``n`` successors of ``context`` as shares, and the row's decayed evidence (0: unseen)."""
+        self._advance(now)
         row = self.popularity if context is None else self.rows.get(context)
         if row is None or row.total <= 0:
             return [], 0.0
