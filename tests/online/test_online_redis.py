@@ -11,7 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from precache.online.layer import OnlineLayer
 from precache.online.merge import MergeParams
-from precache.online.redis_store import RedisCounts, row_tag
+from precache.online.redis_store import RedisCounts, bucket_of, row_tag
 
 FROZEN = [("/old", 0.6), ("/other", 0.3)]
 PARAMS = MergeParams(weight=0.9, evidence=1.0, half_life=3600.0)
@@ -53,13 +53,13 @@ async def test_a_redis_outage_answers_from_frozen_plus_local_counts(private_redi
     await asyncio.sleep(0.1)
     assert await _top(layer, ["/home"]) == "/new"  # local updates still count
     assert layer.stats["read_fallbacks"] >= 1 and layer.stats["flush_errors"] >= 1
-    assert layer.pending  # kept for when Redis comes back
+    assert layer.backlog  # kept for when Redis comes back
     private_redis.start()
     for _ in range(100):
-        if not layer.pending:
+        if not layer.backlog:
             break
         await asyncio.sleep(0.05)
-    assert not layer.pending and layer.stats["flushed_increments"] > 0
+    assert not layer.backlog and layer.stats["flushed_increments"] > 0
     await layer.close()
 
 
@@ -78,7 +78,11 @@ async def test_cluster_key_layout_spreads_rows_and_keeps_each_row_in_one_slot(re
     slots = {client.keyslot(store.row_key(p, 0)) for p in pages}
     nodes = {client.nodes_manager.get_node_from_slot(s).name for s in slots}
     assert len(nodes) == 3  # rows spread over the three masters
-    assert store.row_key("/{braces}/page", 7).startswith(f"{prefix}{{{row_tag('/{braces}/page')}}}")
+    tag = row_tag("/{braces}/page")
+    assert store.row_key("/{braces}/page", 7) == f"{prefix}{{{bucket_of('/{braces}/page')}}}:{tag}:e7"
+    assert client.keyslot(store.row_key("/page/1", 0)) == client.keyslot(store.index_key(bucket_of("/page/1"), 0))
+    epoch = int(time.time() // (64 * 3600.0))
+    assert await b.store.contexts(epoch) == len(pages)  # type: ignore[union-attr]
     await a.close()
     await b.close()
     await client.aclose()

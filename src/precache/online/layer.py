@@ -47,6 +47,7 @@ class OnlineLayer:
         self.unflushed: defaultdict[str, dict[str, float]] = defaultdict(dict)  # context -> page -> weight
         self.fetched: dict[str, float] = {}
         self.stats: Counter[str] = Counter()
+        self.inflight = 0  # increments of a flush under way (back in ``pending`` if it fails)
         self._task: asyncio.Task[None] | None = None
 
     # -- learning ----------------------------------------------------------------------------------
@@ -59,11 +60,12 @@ class OnlineLayer:
         if self.guard is not None and not self.guard.allow(session, client, previous, page, now, agent):
             self.stats["refused"] += 1
             return False
-        self.local.add(previous, page, now)
+        self.local.advance(now)
+        weight = self.local.stored_weight(now)
+        self.local.add_weighted(previous, page, now, weight)
         self.stats["learned"] += 1
         if self.store is not None:
-            weight = self.local.stored_weight(now)
-            epoch = epoch_of(now, self.params.half_life)
+            epoch = self.local.epoch
             if len(self.pending) >= MAX_PENDING:
                 self.stats["dropped_increments"] += len(self.pending)
                 self.pending.clear()
@@ -81,10 +83,12 @@ class OnlineLayer:
         batch, unflushed = dict(self.pending), dict(self.unflushed)
         self.pending.clear()
         self.unflushed.clear()
+        self.inflight = len(batch)
         try:
             sent = await asyncio.wait_for(self.store.flush(batch), timeout=max(1.0, 10 * self.timeout))
         except Exception:  # any Redis failure: keep the batch, count it, never raise
             self.stats["flush_errors"] += 1
+            self.inflight = 0
             for key, weight in batch.items():
                 self.pending[key] += weight
             for context, row in unflushed.items():
@@ -92,6 +96,7 @@ class OnlineLayer:
                 for page, weight in row.items():
                     mine[page] = mine.get(page, 0.0) + weight
             return 0
+        self.inflight = 0
         self.stats["flushed_increments"] += len(batch)
         self.stats["flushes"] += 1
         for context in unflushed:
@@ -155,8 +160,13 @@ class OnlineLayer:
             out.append(merged(ranked, row, self.params.lam(n), k))
         return out
 
+    @property
+    def backlog(self) -> int:
+        """Increments not yet acknowledged by Redis (pending and in flight)."""
+        return len(self.pending) + self.inflight
+
     def snapshot(self) -> dict[str, Any]:
         """Counters and sizes for metrics and the dashboard."""
         refused = dict(self.guard.refused) if self.guard is not None else {}
-        return {**self.stats, "contexts": len(self.local), "pending": len(self.pending),
+        return {**self.stats, "contexts": len(self.local), "pending": self.backlog,
                 "evicted_contexts": self.local.evicted_contexts, "refused_by": refused}

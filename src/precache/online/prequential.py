@@ -16,6 +16,7 @@ on train + validation and counts seeded with train + validation.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ class Event:
     session: str
     client: str
     scored: bool = True
+    position: int = 0  # the target's index in its session
 
 
 def events(sessions: Sequence[Session], start: float = 0.0, max_history: int = 50) -> list[Event]:
@@ -56,7 +58,7 @@ def events(sessions: Sequence[Session], start: float = 0.0, max_history: int = 5
         for i in range(1, len(s.pages)):
             t = s.times[i] if timed else start + index
             out.append((t, order, i, Event(s.pages[max(0, i - max_history) : i], s.pages[i], t, s.session_id,
-                                           s.client)))
+                                           s.client, position=i)))
             index += 1
     if timed:
         out.sort(key=lambda e: (e[0], e[1], e[2]))
@@ -76,6 +78,10 @@ class LivePass:
     popularity: list[Prediction]
     targets: list[str]
     state: OnlineCounts
+    seed_seconds: float = 0.0
+    walk_seconds: float = 0.0
+    learned: int = 0
+    seeded: int = 0
 
 
 def live_pass(seed: Sequence[Event], stream: Sequence[Event], half_life: float | None,
@@ -84,9 +90,11 @@ def live_pass(seed: Sequence[Event], stream: Sequence[Event], half_life: float |
     """Seed the counts (unguarded: the training period is what the frozen model learned too), then walk
     ``stream`` test-then-learn through ``guard``; stops after ``max_scored`` scored events."""
     state = OnlineCounts(half_life, max_contexts=max_contexts, max_successors=max_successors)
+    started = time.perf_counter()
     for e in seed:
         state.add(e.history[-1], e.target, e.t)
-    out = LivePass([], [], [], [], state)
+    out = LivePass([], [], [], [], state, seed_seconds=time.perf_counter() - started, seeded=len(seed))
+    started = time.perf_counter()
     popularity: Prediction = []
     for j, e in enumerate(stream):
         if e.scored:
@@ -101,6 +109,8 @@ def live_pass(seed: Sequence[Event], stream: Sequence[Event], half_life: float |
             out.targets.append(e.target)
         if guard is None or guard.allow(e.session, e.client, e.history[-1], e.target, e.t):
             state.add(e.history[-1], e.target, e.t)
+            out.learned += 1
+    out.walk_seconds = time.perf_counter() - started
     return out
 
 

@@ -53,14 +53,12 @@ def prequential_rows(name: str, build: Builder, split: Split, max_transitions: i
     test = events(split.test, start=len(seed))
     say(f"{name}: scoring the test period test-then-learn")
     frozen = frozen_heads(model, test, max_transitions)
-    started = time.perf_counter()
     live = live_pass(seed, test, choice.params.half_life, guard_factory(), max_transitions)
-    learn_seconds = time.perf_counter() - started
     frozen_tally = tally(frozen, live.targets)
     online = tally(online_lists(frozen, live, choice.params), live.targets)
     return [
         row(name, "frozen", frozen_tally, fit_seconds=round(fit_seconds, 2)),
         row(name, "online", online, **choice.params.as_dict(), validation_hr5=round(choice.validation_hr5, 4),
             frozen_validation_hr5=round(choice.frozen_validation_hr5, 4),
-            updates_per_s=round(len(seed) / max(learn_seconds, 1e-9))),
+            updates_per_s=round(len(seed) / max(live.seed_seconds, 1e-9)), state_bytes=live.state.approx_bytes()),
     ]

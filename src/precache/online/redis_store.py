@@ -1,39 +1,65 @@
 """The online counts in Redis (or Redis Cluster), shared by every replica; increments only, no pickle.
 
 Key layout (``prefix`` defaults to ``precache:online:``; ``h`` = the first 16 hex digits of the blake2b of
-the context page, so any page id, braces included, makes a valid hash tag):
+the context page, ``b`` = ``h`` modulo :data:`BUCKETS`, so any page id, braces included, makes valid keys):
 
-- ``{prefix}{h}:e<epoch>``: a hash, successor page -> stored forward-decayed weight (float text);
-- ``{prefix}{idx}:e<epoch>``: a sorted set, context page -> last update time (the contexts cap evicts the
-  lowest scores: the least recently updated rows);
+- ``{prefix}{b}:<h>:e<epoch>``: a hash, successor page -> stored forward-decayed weight (float text);
+- ``{prefix}{b}:idx:e<epoch>``: a sorted set, context page -> last update time (the contexts cap evicts the
+  lowest scores: the least recently updated rows, ``max_contexts / BUCKETS`` per bucket);
 - ``{prefix}{pop}:e<epoch>``: a hash, page -> stored weight (popularity).
 
-The hash tag ``{h}`` puts each row on one Cluster slot and spreads rows over the nodes; the index and
-popularity keys are one slot each. Why increments only: with forward decay (:mod:`precache.online.state`)
-an update is ``HINCRBYFLOAT`` of a weight every replica computes from the clock alone, so concurrent
-replicas need no lock and no Lua. Epoch keys expire two epochs after their own (data that old weighs
-``2 ** -64``); a reader adds the previous epoch's row scaled by ``2 ** -64``.
+The hash tag ``{b}`` puts a bucket's rows and its index on one Cluster slot, and the buckets over all the
+nodes. Why increments only: with forward decay (:mod:`precache.online.state`) an update adds a weight every
+replica computes from the clock alone, so concurrent replicas need no lock and no read-modify-write. Epoch
+keys expire two epochs after their own (data that old weighs ``2 ** -64``); a reader adds the previous
+epoch's row scaled by ``2 ** -64``.
 
 Writes are batched off the request path: :meth:`RedisCounts.flush` sends one pipeline of the increments a
-caller aggregated (many page views of a popular pair become one command). Values are plain floats and page
-strings; nothing is ever unpickled.
+caller aggregated (many page views of a popular pair become one increment): one short Lua script call per
+bucket (``HINCRBYFLOAT`` of each field, ``EXPIRE``, the index's ``ZADD``; its keys share one slot, so it runs
+on Redis Cluster too), whatever the number of pages, so a flush costs at most ``BUCKETS + 1`` commands.
+Arguments travel as one JSON array per call. Values are plain floats and page strings; nothing is ever
+unpickled.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from precache.online.state import EPOCH_HALF_LIVES, epoch_of
 
+BUCKETS = 128
+# KEYS[1] the bucket's index (or, for popularity, the popularity hash itself), KEYS[2..] the rows; ARGV[1] the
+# expiry in seconds (0: none), ARGV[2] the update time, ARGV[3] JSON [[context, [page, weight, ...]], ...]
+# in KEYS order (context "" = popularity: no index entry).
+INCREMENT = """
+local rows = cjson.decode(ARGV[3])
+local ttl = tonumber(ARGV[1])
+for i, row in ipairs(rows) do
+  local key, pairs = KEYS[i + 1], row[2]
+  for j = 1, #pairs, 2 do redis.call('HINCRBYFLOAT', key, pairs[j], string.format('%.17g', pairs[j + 1])) end
+  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  if row[1] ~= '' then redis.call('ZADD', KEYS[1], ARGV[2], row[1]) end
+end
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return #rows
+"""
 Increments = Mapping[tuple[int, str, str], float]  # (epoch, context or "" for popularity, page) -> weight
 
 
 def row_tag(context: str) -> str:
     return hashlib.blake2b(context.encode(), digest_size=8).hexdigest()
+
+
+def bucket_of(context: str) -> int:
+    return int(row_tag(context), 16) % BUCKETS
 
 
 class RedisCounts:
@@ -48,13 +74,16 @@ class RedisCounts:
         self.max_successors = max_successors
         self.trimmed_contexts = 0
         self.trimmed_successors = 0
+        self._sha = hashlib.sha1(INCREMENT.encode()).hexdigest()  # Redis names scripts by SHA-1
+        self._loaded = False
 
     # -- keys --------------------------------------------------------------------------------------
     def row_key(self, context: str, epoch: int) -> str:
-        return f"{self.prefix}{{{row_tag(context)}}}:e{epoch}"
+        tag = row_tag(context)
+        return f"{self.prefix}{{{int(tag, 16) % BUCKETS}}}:{tag}:e{epoch}"
 
-    def index_key(self, epoch: int) -> str:
-        return f"{self.prefix}{{idx}}:e{epoch}"
+    def index_key(self, bucket: int, epoch: int) -> str:
+        return f"{self.prefix}{{{bucket}}}:idx:e{epoch}"
 
     def popularity_key(self, epoch: int) -> str:
         return f"{self.prefix}{{pop}}:e{epoch}"
@@ -64,46 +93,74 @@ class RedisCounts:
 
     # -- writes ------------------------------------------------------------------------------------
     async def flush(self, increments: Increments, now: float | None = None) -> int:
-        """Send the aggregated increments in one pipeline; returns the number of commands sent."""
+        """Send the aggregated increments in one pipeline (one script call per bucket, see the module doc).
+        Returns the number of commands sent."""
         if not increments:
             return 0
-        stamp = time.time() if now is None else now
-        ttl = self.ttl()
-        pipe = self.client.pipeline(transaction=False)
-        touched: dict[int, set[str]] = defaultdict(set)
-        keys: set[str] = set()
-        commands = 0
+        stamp = repr(time.time() if now is None else now)
+        rows: dict[tuple[int, str], list[str | float]] = defaultdict(list)
         for (epoch, context, page), weight in increments.items():
-            key = self.popularity_key(epoch) if context == "" else self.row_key(context, epoch)
-            pipe.hincrbyfloat(key, page, weight)
-            keys.add(key)
-            commands += 1
-            if context:
-                touched[epoch].add(context)
-        for epoch, contexts in touched.items():
-            pipe.zadd(self.index_key(epoch), dict.fromkeys(contexts, stamp))
-            keys.add(self.index_key(epoch))
-            commands += 1
-        if ttl is not None:
-            for key in keys:
-                pipe.expire(key, ttl)
-                commands += 1
-        await pipe.execute()
-        return commands
+            rows[(epoch, context)] += (page, float(weight))
+        calls: dict[tuple[int, int], tuple[list[str], list[Any]]] = {}
+        for (epoch, context), fields in rows.items():
+            group = (epoch, -1 if context == "" else bucket_of(context))
+            if group not in calls:
+                first = self.popularity_key(epoch) if context == "" else self.index_key(group[1], epoch)
+                calls[group] = ([first], [])
+            keys, payload = calls[group]
+            keys.append(self.popularity_key(epoch) if context == "" else self.row_key(context, epoch))
+            payload.append([context, fields])
+        ttl = self.ttl() or 0
+        todo = list(calls)
+        for _ in range(2):  # a second round only for calls a node refused with NOSCRIPT (a restarted node)
+            if not self._loaded:
+                await self.client.script_load(INCREMENT)
+                self._loaded = True
+            pipe = self.client.pipeline(transaction=False)
+            for group in todo:
+                keys, payload = calls[group]
+                pipe.evalsha(self._sha, len(keys), *keys, ttl, stamp, json.dumps(payload))
+            replies = await pipe.execute(raise_on_error=False)
+            failed = [(group, r) for group, r in zip(todo, replies, strict=True) if isinstance(r, Exception)]
+            todo = [group for group, r in failed if isinstance(r, NoScriptError)]
+            if len(todo) < len(failed):
+                raise next(r for _, r in failed if not isinstance(r, NoScriptError))
+            if not todo:
+                break
+            self._loaded = False
+        return len(calls)
 
     async def trim(self, epoch: int) -> int:
-        """Enforce the contexts cap: drop the least recently updated rows past ``max_contexts``."""
-        excess = int(await self.client.zcard(self.index_key(epoch))) - self.max_contexts
-        if excess <= 0:
-            return 0
-        popped = await self.client.zpopmin(self.index_key(epoch), excess)
-        contexts = [c.decode() if isinstance(c, bytes) else str(c) for c, _ in popped]
+        """Enforce the contexts cap, bucket by bucket: drop the least recently updated rows of a bucket past
+        ``max_contexts / BUCKETS``."""
+        cap = max(1, self.max_contexts // BUCKETS)
         pipe = self.client.pipeline(transaction=False)
-        for context in contexts:
-            pipe.delete(self.row_key(context, epoch))
+        for bucket in range(BUCKETS):
+            pipe.zcard(self.index_key(bucket, epoch))
+        sizes = await pipe.execute()
+        over = [(bucket, int(n) - cap) for bucket, n in enumerate(sizes) if int(n) > cap]
+        if not over:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for bucket, excess in over:
+            pipe.zpopmin(self.index_key(bucket, epoch), excess)
+        popped = await pipe.execute()
+        pipe = self.client.pipeline(transaction=False)
+        dropped = 0
+        for members in popped:
+            for member, _ in members:
+                pipe.delete(self.row_key(_text(member), epoch))
+                dropped += 1
         await pipe.execute()
-        self.trimmed_contexts += len(contexts)
-        return len(contexts)
+        self.trimmed_contexts += dropped
+        return dropped
+
+    async def contexts(self, epoch: int) -> int:
+        """How many contexts the epoch's indexes hold (all buckets)."""
+        pipe = self.client.pipeline(transaction=False)
+        for bucket in range(BUCKETS):
+            pipe.zcard(self.index_key(bucket, epoch))
+        return sum(int(n) for n in await pipe.execute())
 
     # -- reads -------------------------------------------------------------------------------------
     async def rows(self, contexts: Iterable[str], now: float) -> dict[str, dict[str, float]]:
@@ -144,14 +201,16 @@ class RedisCounts:
         row = _floats(await self.client.hgetall(self.popularity_key(epoch_of(now, self.half_life))))
         return dict(sorted(row.items(), key=lambda kv: -kv[1])[:n])
 
-    async def memory_bytes(self, sample: int = 200) -> int:
-        """Redis ``MEMORY USAGE`` of the current epoch's keys, estimated from a sample of rows."""
-        epoch = epoch_of(time.time(), self.half_life)
-        members = await self.client.zrange(self.index_key(epoch), 0, sample - 1)
-        total = int(await self.client.memory_usage(self.index_key(epoch)) or 0)
+    async def memory_bytes(self, epoch: int, sample: int = 200) -> int:
+        """``MEMORY USAGE`` of the epoch's rows and indexes, estimated from a sample of rows."""
+        members = await self.client.zrange(self.index_key(0, epoch), 0, sample - 1)
+        count = await self.contexts(epoch)
+        total = 0
+        for bucket in range(BUCKETS):
+            total += int(await self.client.memory_usage(self.index_key(bucket, epoch)) or 0)
         if members:
             sizes = [int(await self.client.memory_usage(self.row_key(_text(m), epoch)) or 0) for m in members]
-            total += int(sum(sizes) / len(sizes) * int(await self.client.zcard(self.index_key(epoch))))
+            total += int(sum(sizes) / len(sizes) * count)
         return total
 
 

@@ -20,11 +20,12 @@ Memory cap (what is evicted):
 - successors: at most ``max_successors`` per row; a new successor of a full row replaces the one with the
   smallest count (its count leaves the row total too), like Space-Saving without inheriting the count
   (which would overstate a new successor);
-- popularity: at most ``max_contexts`` pages, the smallest evicted the same way.
+- popularity: at most ``max_contexts`` pages; when full, the lightest tenth is evicted at once.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import sys
 from collections import OrderedDict
@@ -62,11 +63,17 @@ class Row:
     successors: dict[str, float]
     total: float = 0.0
 
-    def add(self, page: str, weight: float, cap: int) -> None:
+    def add(self, page: str, weight: float, cap: int, slack: int = 1) -> None:
+        """Add ``weight`` to ``page``; a new page of a full row first evicts the ``slack`` lightest (a large
+        row, popularity, evicts a tenth at once so that adding stays O(1) amortised)."""
         successors = self.successors
         if page not in successors and len(successors) >= cap:
-            smallest = min(successors, key=successors.__getitem__)
-            self.total -= successors.pop(smallest)
+            if slack <= 1:
+                lightest = [min(successors, key=successors.__getitem__)]
+            else:
+                lightest = heapq.nsmallest(min(slack, len(successors)), successors, key=successors.__getitem__)
+            for gone in lightest:
+                self.total -= successors.pop(gone)
         successors[page] = successors.get(page, 0.0) + weight
         self.total += weight
 
@@ -104,7 +111,8 @@ class OnlineCounts:
         self.updates = 0
         self.evicted_contexts = 0
 
-    def _advance(self, t: float) -> None:
+    def advance(self, t: float) -> None:
+        """Move to ``t``'s epoch (rescaling what is stored) when ``t`` is in a later one."""
         epoch = epoch_of(t, self.half_life)
         if not self.rows and self.popularity.total == 0:
             self.epoch = max(self.epoch, epoch)
@@ -117,9 +125,12 @@ class OnlineCounts:
 
     def add(self, previous: str | None, page: str, t: float, weight: float = 1.0) -> None:
         """Learn ``previous -> page`` observed at time ``t`` (seconds, or any monotone clock)."""
-        self._advance(t)
-        w = weight * self.stored_weight(t)
-        self.popularity.add(page, w, self.max_contexts)
+        self.advance(t)
+        self.add_weighted(previous, page, t, weight * self.stored_weight(t))
+
+    def add_weighted(self, previous: str | None, page: str, t: float, w: float) -> None:
+        """``add`` with the stored weight already computed (``stored_weight(t)`` after ``advance(t)``)."""
+        self.popularity.add(page, w, self.max_contexts, slack=max(1, self.max_contexts // 10))
         if previous is not None:
             self.add_stored(previous, page, w)
         self.updates += 1
@@ -146,7 +157,7 @@ class OnlineCounts:
 
     def replace_row(self, context: str, successors: dict[str, float], now: float) -> None:
         """Set a row to stored weights of ``now``'s epoch read elsewhere (a Redis read): the local copy."""
-        self._advance(now)
+        self.advance(now)
         if len(successors) > self.max_successors:
             successors = dict(sorted(successors.items(), key=lambda kv: -kv[1])[: self.max_successors])
         self.rows[context] = Row(successors, sum(successors.values()))
@@ -164,7 +175,7 @@ class OnlineCounts:
 
     def head(self, context: str | None, n: int, now: float) -> tuple[list[tuple[str, float]], float]:
         """Top ``n`` successors of ``context`` as shares, and the row's decayed evidence (0: unseen)."""
-        self._advance(now)
+        self.advance(now)
         row = self.popularity if context is None else self.rows.get(context)
         if row is None or row.total <= 0:
             return [], 0.0
