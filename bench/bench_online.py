@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -73,6 +74,7 @@ from shared_traces import SESSION_TRACES
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = 1_000_000
 BARS = ("markov-count", "markov", "ppm")
+ORDER = ("nasa-jul", "nasa-aug", "bms", "diginetica", "msnbc")
 GOALS = ("online auto >= frozen auto + 5 pts HR@5 on BMS-WebView-1; online auto never below frozen auto by more "
          "than 0.3 pts on any trace; ECE <= 0.05 online; >= 20,000 page views/s per replica into Redis; the cap "
          "holds on MSNBC and on a 1M-request synthetic run; 1% poisoning moves HR@5 by <= 0.5 pts with guards on")
@@ -198,9 +200,23 @@ def print_table(traces: dict[str, Any], console: Console) -> None:
     console.print(table)
 
 
+def save(out: Path, command: str, traces: dict[str, Any], redis: dict[str, Any] | None) -> dict[str, Any]:
+    """Write the results, keeping the other traces' entries of an earlier run (each entry records its own
+    command and load): a long trace (MSNBC) may run in a process of its own."""
+    old = json.loads(out.read_text()) if out.exists() else {}
+    merged = {**old.get("traces", {}), **traces}
+    redis = redis if redis is not None else old.get("redis")
+    payload = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+               "traces": {k: merged[k] for k in ORDER if k in merged}, "redis": redis,
+               "goals": goals(merged, redis)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    return payload
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--traces", default="nasa-jul,nasa-aug,bms,diginetica,msnbc")
+    parser.add_argument("--traces", default=",".join(ORDER))
     parser.add_argument("--max-test-transitions", type=int, default=50_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--msnbc-seconds", type=float, default=420.0)
@@ -210,22 +226,24 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "online.json")
     args = parser.parse_args()
     console = Console(width=160)
+    command = " ".join(["bench/bench_online.py", *sys.argv[1:]])
     traces: dict[str, Any] = {}
     for key in [t.strip() for t in args.traces.split(",") if t.strip()]:
         if not SESSION_TRACES[key].exists():
             console.print(f"[yellow]skipping {key}: {SESSION_TRACES[key]} not found[/yellow]")
             continue
-        traces[key] = bench_trace(key, args, console)
-    redis = None if args.no_redis else redis_run(args.synthetic_requests, console)
-    print_table(traces, console)
-    payload = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "command": " ".join(["bench/bench_online.py", *sys.argv[1:]]),
-               "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
-                           "load_at_start": __import__("os").getloadavg()},
-               "max_test_transitions": args.max_test_transitions, "traces": traces, "redis": redis,
-               "goals": goals(traces, redis)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+        load = os.getloadavg()
+        traces[key] = {**bench_trace(key, args, console), "command": command,
+                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                   "load_at_start": [round(x, 2) for x in load]}}
+        save(args.out, command, traces, None)
+    redis = None
+    if not args.no_redis:
+        redis = {**redis_run(args.synthetic_requests, console), "load_at_start": [round(x, 2) for x in os.getloadavg()],
+                 "command": command}
+    payload = save(args.out, command, traces, redis)
+    print_table(payload["traces"], console)
     console.print(payload["goals"])
     console.print(f"wrote {args.out}")
     return 0
