@@ -51,12 +51,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from online_poison import poisoning
 from online_redis import redis_run
 from online_retrain import retrain_row
 from precache.evaluation import Split, time_split
 from precache.models.auto import AutoPredictor
 from precache.online.merge import MergeParams
+from precache.online.poisoning import poisoning
 from precache.online.prequential import (
     Choice,
     choose,

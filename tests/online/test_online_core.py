@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from conftest import shared_file
 from precache.evaluation import evaluate, time_split
 from precache.models.registry import build_predictor
 from precache.online import ContributionGuard, MergeParams, OnlineCounts, OnlinePredictor
@@ -119,3 +120,29 @@ def test_events_are_in_time_order_across_sessions() -> None:
     untimed = [Session("u", "cu", 0.0, ["/1", "/2", "/3"])]
     assert [e.t for e in events(untimed, start=7)] == [7.0, 8.0]
     assert tally([[("/2", 1.0)]], ["/2"]).hr(1) == 1.0
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_poisoning_by_one_replaying_client_moves_hr5_by_at_most_half_a_point_with_guards() -> None:
+    """BMS-WebView-1, frozen markov-count merged with live counts chosen on validation: 1% of sessions from one
+    client replaying the busiest path (119 sessions, ~1,000 transitions) into the test-then-learn walk."""
+    from precache.online.poisoning import poisoning
+    from precache.online.prequential import choose, frozen_heads
+    from precache.online.protocol import default_guard
+    from precache.traces import read_sessions
+
+    split = time_split(read_sessions(shared_file("bms-webview/BMSVIEW1.txt.gz")))
+    selection = build_predictor("markov-count")
+    selection.fit(split.train)
+    seed = events(split.train)
+    validation = events(split.validation, start=len(seed))
+    choice = choose(frozen_heads(selection, validation, None), seed, validation, guard_factory=default_guard)
+    model = build_predictor("markov-count")
+    model.fit(split.train, split.validation)
+    seed = events(split.train_and_validation)
+    test = events(split.test, start=len(seed))
+    result = poisoning(seed, test, split, frozen_heads(model, test, 20_000), choice.params, 20_000)
+    assert result["poison_sessions"] >= 50
+    assert abs(result["guards_on"]["delta_hr5"]) <= 0.005, result
+    assert result["guards_on"]["hr5_clean"] > 0.55  # the online merge is really learning here
