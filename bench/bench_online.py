@@ -214,6 +214,24 @@ def save(out: Path, command: str, traces: dict[str, Any], redis: dict[str, Any] 
     return payload
 
 
+def _cell(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    """The table docs/online.md quotes, every figure as the JSON has it (``--markdown`` prints it)."""
+    lines = ["| trace | model | protocol | HR@5 | ECE | half-life | weight | updates/s | state bytes |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key, r in payload["traces"].items():
+        for x in r["rows"]:
+            online = x["protocol"] == "online"
+            half_life = ("none" if x.get("half_life") is None else f"{x['half_life']:g}") if online else "-"
+            lines.append(f"| {key} | {x['model']} | {x['protocol']} | {x['hr5']:.4f} | {x['ece']:.4f} | {half_life} "
+                         f"| {_cell(x.get('weight'), 'g') if online else '-'} | {_cell(x.get('updates_per_s'), ',')} "
+                         f"| {_cell(x.get('state_bytes'), ',')} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--traces", default=",".join(ORDER))
@@ -224,7 +242,11 @@ def main() -> int:
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis throughput and cap run")
     parser.add_argument("--synthetic-requests", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "online.json")
+    parser.add_argument("--markdown", action="store_true", help="print the table of --out and stop")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
     console = Console(width=160)
     command = " ".join(["bench/bench_online.py", *sys.argv[1:]])
     traces: dict[str, Any] = {}

@@ -170,3 +170,15 @@ class OnlineLayer:
         refused = dict(self.guard.refused) if self.guard is not None else {}
         return {**self.stats, "contexts": len(self.local), "pending": self.backlog,
                 "evicted_contexts": self.local.evicted_contexts, "refused_by": refused}
+
+
+def online_gauges(layer: OnlineLayer) -> dict[str, Callable[[], float]]:
+    """The layer's counters as metric gauges (``onlineLearned``, ``onlineReadFallbacks``, ...)."""
+    def counter(name: str) -> Callable[[], float]:
+        return lambda: float(layer.stats[name])
+
+    names = ("learned", "refused", "flushes", "flush_errors", "read_fallbacks", "dropped_increments")
+    gauges = {"online" + name.title().replace("_", ""): counter(name) for name in names}
+    gauges["onlineContexts"] = lambda: float(len(layer.local))
+    gauges["onlineBacklog"] = lambda: float(layer.backlog)
+    return gauges

@@ -117,6 +117,8 @@ async def _start(state: ServiceState) -> asyncio.Task[None] | None:
     if serve.gc_freeze:
         settle_after_startup()
     state.experiments.start()
+    if state.online is not None:
+        state.online.start()
     return watcher
 
 
@@ -131,6 +133,8 @@ async def _stop(state: ServiceState, watcher: asyncio.Task[None] | None) -> None
     await state.pinned.aclose()
     if state.edge is not None:
         await state.edge.aclose()
+    if state.online is not None:
+        await state.online.close()  # sends what is still pending
     with contextlib.suppress(Exception):
         await state.redis.aclose()
 
