@@ -6,10 +6,10 @@ import math
 from collections.abc import Sequence
 
 import pytest
-from precache.models.registry import build_predictor
 
 from conftest import shared_file
 from precache.evaluation import evaluate, time_split
+from precache.models.kinds import build_predictor
 from precache.online import ContributionGuard, MergeParams, OnlineCounts, OnlinePredictor
 from precache.online.prequential import Event, events, live_pass, tally
 from precache.online.protocol import prequential_rows

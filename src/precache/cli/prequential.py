@@ -51,7 +51,7 @@ def run_prequential(trace: Path, options: ReadOptions, names: list[str], max_tra
                     console: Console) -> dict[str, Any]:
     """Frozen and online rows of ``names`` on one trace; prints the table; returns the JSON-able result."""
     from precache.cli.predictor import load_split
-    from precache.models.registry import build_predictor
+    from precache.models.kinds import build_predictor
     from precache.online.protocol import prequential_rows
 
     rows: list[dict[str, Any]] = []

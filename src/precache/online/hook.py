@@ -16,9 +16,10 @@ carries no client address; the middleware's bot filter runs before a view is rec
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
+from precache.history import LocalHistory
 from precache.online.layer import OnlineLayer
 from precache.online.merge import FROZEN_DEPTH, LIVE_DEPTH, merged
 from precache.types import Prediction
@@ -46,16 +47,6 @@ class OnlineHook:
         return (await self.layer.rerank([history], [ranked], k))[0]
 
 
-class LocalHistory(Protocol):
-    """What :class:`LearningHistory` wraps (the face of :class:`precache.history.LocalHistory` it uses)."""
-
-    def add(self, session_id: str, pages: Iterable[str]) -> list[str]: ...
-
-    def read(self, session_id: str) -> list[str]: ...
-
-    def forget(self, session_id: str) -> None: ...
-
-
 class LearningHistory:
     """A ``LocalHistory`` that teaches the online layer each page view written to it."""
 
@@ -63,8 +54,7 @@ class LearningHistory:
         self.inner = inner
         self.layer = layer
 
-    def add(self, session_id: str, pages: Iterable[str]) -> list[str]:
-        pages = list(pages)
+    def add(self, session_id: str, pages: Sequence[str]) -> list[str]:
         history = self.inner.add(session_id, pages)
         learn(self.layer, session_id, pages, history)
         return history
@@ -77,7 +67,12 @@ class LearningHistory:
 
     @property
     def evicted(self) -> int:
-        return int(getattr(self.inner, "evicted", 0))
+        """The wrapped store's count of sessions dropped to stay within bounds."""
+        return self.inner.evicted
+
+    @evicted.setter
+    def evicted(self, value: int) -> None:
+        self.inner.evicted = value
 
 
 class Predictor(Protocol):
