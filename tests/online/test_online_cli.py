@@ -18,7 +18,8 @@ MAIN = "from precache.cli import main; main()"
 
 
 def write_clf(path: Path, sessions: int = 300) -> Path:
-    """Visitors walk /home -> /a{j} -> /b{j}; from 70% of the log on (the end of the training period) /home is followed by /new."""
+    """Visitors walk /home -> /a{j} -> /b{j}; from 70% of the log on (the end of the training period) /home
+    is followed by /new."""
     rng = random.Random(0)
     lines = []
     for i in range(sessions):
