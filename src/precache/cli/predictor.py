@@ -21,6 +21,7 @@ from rich.table import Table
 
 from precache.cli.app import app
 from precache.cli.outputs import check_output_dir, check_output_file
+from precache.cli.prequential import check_protocol, run_prequential
 from precache.cli.trace_options import load_sessions, trace_options
 from precache.evaluation import ModelReport, Split, compare_predictors, evaluate, time_split
 from precache.traces.options import ReadOptions
@@ -128,14 +129,12 @@ def evaluate_command(
     read_options: ReadOptions,
 ) -> None:
     """Compare predictors with the evaluation protocol: HR@1/5/10, MRR@5, ECE, fit time, size, latency."""
-    from precache.cli.prequential import check_protocol, run_prequential
-
     check_protocol(protocol)
     names = parse_models(models)
     check_output_file(json_out, "--json")
     console = _console()
     if protocol == "prequential":
-        result = run_prequential(trace, read_options, names, max_test_transitions, console)
+        result = run_prequential(trace, read_options, names, max_test_transitions, console, load_split)
     else:
         result = run_evaluate(trace, read_options, names, max_test_transitions, console)
     if json_out is not None:

@@ -8,6 +8,7 @@ on the training period only and printed with each online row, ready for ``ML_ONL
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from precache.evaluation import Split
 from precache.traces.options import ReadOptions
 
 PROTOCOLS = ("split", "prequential")
+SplitLoader = Callable[[Path, ReadOptions, Progress], tuple[Split, int]]
 
 
 def check_protocol(protocol: str) -> str:
@@ -48,9 +51,9 @@ def prequential_table(title: str, rows: list[dict[str, Any]]) -> Table:
 
 
 def run_prequential(trace: Path, options: ReadOptions, names: list[str], max_transitions: int | None,
-                    console: Console) -> dict[str, Any]:
-    """Frozen and online rows of ``names`` on one trace; prints the table; returns the JSON-able result."""
-    from precache.cli.predictor import load_split
+                    console: Console, load_split: SplitLoader) -> dict[str, Any]:
+    """Frozen and online rows of ``names`` on one trace (read by ``load_split``, the split protocol's reader);
+    prints the table; returns the JSON-able result."""
     from precache.models.kinds import build_predictor
     from precache.online.protocol import prequential_rows
 
