@@ -14,6 +14,10 @@
 | ``ML_ONLINE_FLUSH_MS`` | 100 | how often a replica sends its batched increments to Redis |
 | ``ML_ONLINE_REFRESH_MS`` | 250 | how old a replica's copy of a Redis row may be before a read refreshes it |
 | ``ML_ONLINE_REDIS_PREFIX`` | ``precache:online:`` | key prefix in Redis |
+| ``ML_ONLINE_DRIFT_RETRAIN`` | true | retrain when live HR@5 stays low (needs ``PRECACHE_TRAINING_EVENTS_DIR``) |
+| ``ML_ONLINE_DRIFT_MARGIN`` | 0.05 | how far below the active model's held-out HR@5 counts as drift |
+| ``ML_ONLINE_DRIFT_WINDOW`` | 2000 | scored predictions the live HR@5 is measured over |
+| ``ML_ONLINE_DRIFT_MIN_INTERVAL_SECONDS`` | 21600 | at most one drift retrain per this many seconds |
 
 Weight, evidence and half-life are best chosen on your own log's training period:
 ``precache evaluate --protocol prequential`` prints the values it chose.
@@ -51,6 +55,11 @@ class OnlineSettings(BaseSettings):
                                                                               "client_window_seconds"))
     flush_ms: float = Field(100.0, gt=0, validation_alias=_env("ML_ONLINE_FLUSH_MS", "flush_ms"))
     refresh_ms: float = Field(250.0, ge=0, validation_alias=_env("ML_ONLINE_REFRESH_MS", "refresh_ms"))
+    drift_retrain: bool = Field(True, validation_alias=_env("ML_ONLINE_DRIFT_RETRAIN", "drift_retrain"))
+    drift_margin: float = Field(0.05, ge=0, lt=1, validation_alias=_env("ML_ONLINE_DRIFT_MARGIN", "drift_margin"))
+    drift_window: int = Field(2000, ge=1, validation_alias=_env("ML_ONLINE_DRIFT_WINDOW", "drift_window"))
+    drift_min_interval_seconds: float = Field(21_600.0, ge=0, validation_alias=_env(
+        "ML_ONLINE_DRIFT_MIN_INTERVAL_SECONDS", "drift_min_interval_seconds"))
     redis_prefix: str = Field("precache:online:", max_length=64,
                               validation_alias=_env("ML_ONLINE_REDIS_PREFIX", "redis_prefix"))
 

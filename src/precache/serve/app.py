@@ -57,6 +57,11 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
     if serve.insecure_local and not settings.api_token:
         log.warning("precache serve runs WITHOUT authentication (--insecure-local): loopback only")
     state = build_state(settings, serve)
+    if state.online is not None:
+        from precache.online.settings import load_online_settings
+        from precache.serve import drift
+
+        drift.install(state, load_online_settings())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
