@@ -138,6 +138,7 @@ def build_stack(
         tier = RedisTier(settings.redis_url)
     cache = PredictiveCache(l1, tier, clock, config=cache_config)
     warmer = None
+    online = None
     if ml and predictor is not None:
         if resolver is None and settings.predictive.origin_url:
             from precache.warming.resolver import HttpOriginResolver
