@@ -214,21 +214,28 @@ def save(out: Path, command: str, traces: dict[str, Any], redis: dict[str, Any] 
     return payload
 
 
-def _cell(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+LINK = "../bench/results/online.json#/traces/{key}/rows/{i}/{field}"
+
+
+def _cell(value: Any, spec: str, key: str, i: int, field: str) -> str:
+    """A figure as a link to its place in the JSON (bench/check_claims.py checks it), or "-"."""
+    return "-" if value is None else f"[{format(value, spec)}]({LINK.format(key=key, i=i, field=field)})"
 
 
 def markdown(payload: dict[str, Any]) -> str:
-    """The table docs/online.md quotes, every figure as the JSON has it (``--markdown`` prints it)."""
+    """The table docs/online.md quotes, every figure linked to the JSON (``--markdown`` prints it)."""
     lines = ["| trace | model | protocol | HR@5 | ECE | half-life | weight | updates/s | state bytes |",
              "|---|---|---|---|---|---|---|---|---|"]
     for key, r in payload["traces"].items():
-        for x in r["rows"]:
+        for i, x in enumerate(r["rows"]):
             online = x["protocol"] == "online"
             half_life = ("none" if x.get("half_life") is None else f"{x['half_life']:g}") if online else "-"
-            lines.append(f"| {key} | {x['model']} | {x['protocol']} | {x['hr5']:.4f} | {x['ece']:.4f} | {half_life} "
-                         f"| {_cell(x.get('weight'), 'g') if online else '-'} | {_cell(x.get('updates_per_s'), ',')} "
-                         f"| {_cell(x.get('state_bytes'), ',')} |")
+            extra = f" ({x['period']})" if x["protocol"] == "retrain" else ""
+            lines.append(
+                f"| {key} | {x['model']}{extra} | {x['protocol']} | {_cell(x['hr5'], '.4f', key, i, 'hr5')} "
+                f"| {_cell(x['ece'], '.4f', key, i, 'ece')} | {half_life} | {x.get('weight', '-') if online else '-'} "
+                f"| {_cell(x.get('updates_per_s'), ',', key, i, 'updates_per_s')} "
+                f"| {_cell(x.get('state_bytes'), ',', key, i, 'state_bytes')} |")
     return "\n".join(lines)
 
 
