@@ -3,11 +3,12 @@
 Why this shape: learning must never slow or fail a request. ``observe`` is synchronous and O(1): it passes
 the guard, adds to the local counts (this replica sees its own traffic at once) and aggregates an increment
 for Redis. A background task (``run``) sends the aggregated increments every ``flush_ms`` in one pipeline
-and trims the contexts cap. ``rerank`` reads the rows the query needs: from the local copy when it is fresh
-(``refresh_ms``), else from Redis (one pipeline for the batch, bounded by ``timeout``), which is how a
-transition learned on replica A reaches replica B's answers. Any Redis failure is counted and the answer
-comes from the frozen model plus the local counts: never a failed prediction. Without Redis (the library)
-the same layer runs in process.
+and trims the contexts cap. ``rerank`` answers from the local copy of the rows the query needs, and marks
+those older than ``refresh_ms``; the same task reads the marked rows from Redis in one pipeline (bounded by
+``timeout``), which is how a transition learned on replica A reaches replica B's answers (within a flush and
+a refresh: well under a second) without a Redis round trip on the request path. Any Redis failure is
+counted and the answer comes from the frozen model plus the local counts: never a failed prediction.
+Without Redis (the library) the same layer runs in process.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class OnlineLayer:
         self.pending: defaultdict[tuple[int, str, str], float] = defaultdict(float)
         self.unflushed: defaultdict[str, dict[str, float]] = defaultdict(dict)  # context -> page -> weight
         self.fetched: dict[str, float] = {}
+        self.wanted: set[str] = set()  # contexts answered from a stale local copy: refreshed by ``run``
         self.stats: Counter[str] = Counter()
         self.inflight = 0  # increments of a flush under way (back in ``pending`` if it fails)
         self._task: asyncio.Task[None] | None = None
@@ -104,11 +106,13 @@ class OnlineLayer:
         return sent
 
     async def run(self) -> None:
-        """Flush every ``flush_seconds`` and trim the contexts cap now and then (until cancelled)."""
+        """Every ``flush_seconds``: send the pending increments, refresh the rows answers wanted, and now and
+        then trim the contexts cap (until cancelled)."""
         rounds = 0
         while True:
             await asyncio.sleep(self.flush_seconds)
             await self.flush()
+            await self.refresh()
             rounds += 1
             if self.store is not None and rounds % 50 == 0:
                 with contextlib.suppress(Exception):
@@ -128,6 +132,13 @@ class OnlineLayer:
             await self.flush()
 
     # -- reading -----------------------------------------------------------------------------------
+    async def refresh(self) -> None:
+        """Read the wanted rows from Redis in one pipeline (off the request path)."""
+        if self.store is None or not self.wanted:
+            return
+        wanted, self.wanted = list(self.wanted), set()
+        await self._refresh(wanted, self.clock())
+
     async def _refresh(self, contexts: Sequence[str], now: float) -> None:
         if self.store is None:
             return
@@ -151,9 +162,13 @@ class OnlineLayer:
 
     async def rerank(self, histories: Sequence[Sequence[str]], frozen: Sequence[Prediction],
                      k: int) -> list[Prediction]:
-        """The frozen lists merged with the live rows of each history's last page."""
+        """The frozen lists merged with the live rows of each history's last page, from the local copy (no I/O
+        here: a row older than ``refresh_seconds`` is answered as it is and read again by ``run``)."""
         now = self.clock()
-        await self._refresh([h[-1] for h in histories if h], now)
+        if self.store is not None:
+            for history in histories:
+                if history and now - self.fetched.get(history[-1], -1e18) >= self.refresh_seconds:
+                    self.wanted.add(history[-1])
         out = []
         for history, ranked in zip(histories, frozen, strict=True):
             row, n = self.local.head(history[-1], LIVE_DEPTH, now) if history else ([], 0.0)
