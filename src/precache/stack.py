@@ -150,18 +150,23 @@ def build_stack(
             versions = _registry_versions(settings) if session_params is not None and model_dir is None else None
             warmer_config = WarmerConfig.from_settings(settings)
             online = _online_layer(settings, l2, clock)
-            ranked, history = predictor, None
-            if online is not None:  # every view written to the warmer's history teaches it; answers are merged
-                from precache.history import MemoryHistories
-                from precache.online.hook import LearningHistory, OnlineRanker
-
-                ranked = OnlineRanker(predictor, online)
-                history = LearningHistory(MemoryHistories(warmer_config.max_sessions, warmer_config.max_history),
-                                          online)
+            ranked, history = _online_parts(online, predictor, warmer_config)
             warmer = Warmer(cache, resolver, clock, predictor=ranked, config=warmer_config, params=session_params,
                             predictors=versions, on_preload=preload_observer, history=history,
                             model_version=loaded.get("page-predictor version"))
     return Stack(settings, cache, predictor, warmer, predictor_dir or optimizer_dir, loaded, online)
+
+
+def _online_parts(online: OnlineLayer | None, predictor: Any, config: Any) -> tuple[Any, Any]:
+    """The warmer's predictor and history with the online layer: every view written to the history teaches
+    it, answers are merged with its counts (without it: the frozen predictor and the warmer's own history)."""
+    if online is None:
+        return predictor, None
+    from precache.history import MemoryHistories
+    from precache.online.hook import LearningHistory, OnlineRanker
+
+    return OnlineRanker(predictor, online), LearningHistory(MemoryHistories(config.max_sessions, config.max_history),
+                                                            online)
 
 
 def _online_layer(settings: Settings, l2: bool, clock: Clock) -> OnlineLayer | None:
