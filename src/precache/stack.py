@@ -40,6 +40,7 @@ from precache.types import Clock, ReplicaArm, SessionParameters
 if TYPE_CHECKING:
     from precache.cache.policy import EvictionPolicy
     from precache.config import Settings
+    from precache.online.layer import OnlineLayer
     from precache.warming.resolver import Resolver
     from precache.warming.warmer import Predictor, PredictorSource, PreloadObserver, Warmer
 
@@ -56,6 +57,8 @@ class Stack:
     loaded: dict[str, str] = field(default_factory=dict)
     """What was loaded from the model directory (``{"predictor": kind, "optimizer": version, "optimizer policy":
     the shipped policy chosen on the validation slice}``)."""
+    online: OnlineLayer | None = None
+    """The online layer the warmer learns and ranks with (``ML_ONLINE_*``), shared through Redis with ``l2``."""
     _unsubscribe: Any = field(default=None, repr=False)
 
     async def __aenter__(self) -> Stack:
@@ -63,6 +66,8 @@ class Stack:
         learns from the cache's access events. The application tells it what each session viewed with
         ``stack.warmer.observe(session_id, page)``."""
         await self.cache.start()
+        if self.online is not None:
+            self.online.start()
         if self.warmer is not None:
             self._unsubscribe = self.cache.subscribe(self.warmer.handle_event)
             self.warmer.start()
@@ -71,6 +76,8 @@ class Stack:
     async def __aexit__(self, *exc: object) -> None:
         if self.warmer is not None:
             await self.warmer.stop()
+        if self.online is not None:
+            await self.online.close()
         await self.cache.close()
 
 
@@ -131,6 +138,7 @@ def build_stack(
         tier = RedisTier(settings.redis_url)
     cache = PredictiveCache(l1, tier, clock, config=cache_config)
     warmer = None
+    online = None
     if ml and predictor is not None:
         if resolver is None and settings.predictive.origin_url:
             from precache.warming.resolver import HttpOriginResolver
@@ -140,11 +148,47 @@ def build_stack(
             from precache.warming.warmer import Warmer, WarmerConfig
 
             versions = _registry_versions(settings) if session_params is not None and model_dir is None else None
-            warmer = Warmer(cache, resolver, clock, predictor=predictor,
-                            config=WarmerConfig.from_settings(settings), params=session_params,
-                            predictors=versions, on_preload=preload_observer,
+            warmer_config = WarmerConfig.from_settings(settings)
+            online = _online_layer(settings, l2, clock)
+            ranked, history = _online_parts(online, predictor, warmer_config)
+            warmer = Warmer(cache, resolver, clock, predictor=ranked, config=warmer_config, params=session_params,
+                            predictors=versions, on_preload=preload_observer, history=history,
                             model_version=loaded.get("page-predictor version"))
-    return Stack(settings, cache, predictor, warmer, predictor_dir or optimizer_dir, loaded)
+    return Stack(settings, cache, predictor, warmer, predictor_dir or optimizer_dir, loaded, online)
+
+
+def _online_parts(online: OnlineLayer | None, predictor: Any, config: Any) -> tuple[Any, Any]:
+    """The warmer's predictor and history with the online layer: every view written to the history teaches
+    it, answers are merged with its counts (without it: the frozen predictor and the warmer's own history)."""
+    if online is None:
+        return predictor, None
+    from precache.history import MemoryHistories
+    from precache.online.hook import LearningHistory, OnlineRanker
+
+    return OnlineRanker(predictor, online), LearningHistory(MemoryHistories(config.max_sessions, config.max_history),
+                                                            online)
+
+
+def _online_layer(settings: Settings, l2: bool, clock: Clock) -> OnlineLayer | None:
+    """The online layer (``ML_ONLINE_*``): in process, its counts shared through ``REDIS_URL`` when the
+    stack has an L2 (a Redis of its own connection: the cache's client stays the cache's)."""
+    from precache.online.layer import OnlineLayer
+    from precache.online.redis_store import RedisCounts
+    from precache.online.settings import load_online_settings
+
+    online = load_online_settings()
+    if not online.active(settings):
+        return None
+    store = None
+    if l2:
+        from redis.asyncio import Redis
+
+        store = RedisCounts(Redis.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25),
+                            online.half_life, prefix=online.redis_prefix, max_contexts=online.max_contexts,
+                            max_successors=online.max_successors)
+    return OnlineLayer(online.merge_params(), store=store, guard=online.guard(), max_contexts=online.max_contexts,
+                       max_successors=online.max_successors, flush_seconds=online.flush_ms / 1000,
+                       refresh_seconds=online.refresh_ms / 1000, clock=clock.now)
 
 
 def _model_dirs(settings: Settings, model_dir: str | Path | None,

@@ -41,6 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("scoring",),
     ("evaluation",),
     ("models",),
+    ("online",),  # the online layer: live counts merged with the frozen model (issue 25)
     ("inference",),
     ("edge",),
     ("registry",),

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from precache.cli.app import app
 from precache.cli.outputs import check_output_dir, check_output_file
+from precache.cli.prequential import check_protocol, run_prequential
 from precache.cli.trace_options import load_sessions, trace_options
 from precache.evaluation import ModelReport, Split, compare_predictors, evaluate, time_split
 from precache.traces.options import ReadOptions
@@ -121,14 +122,21 @@ def evaluate_command(
     max_test_transitions: int | None = typer.Option(
         None, "--max-test-transitions", min=1, help="Score only the first N test transitions (faster)."
     ),
+    protocol: str = typer.Option(
+        "split", "--protocol", help="split (the default: frozen models) or prequential (test-then-learn in "
+        "time order: frozen and online rows per model)."),
     *,
     read_options: ReadOptions,
 ) -> None:
     """Compare predictors with the evaluation protocol: HR@1/5/10, MRR@5, ECE, fit time, size, latency."""
+    check_protocol(protocol)
     names = parse_models(models)
     check_output_file(json_out, "--json")
     console = _console()
-    result = run_evaluate(trace, read_options, names, max_test_transitions, console)
+    if protocol == "prequential":
+        result = run_prequential(trace, read_options, names, max_test_transitions, console, load_split)
+    else:
+        result = run_evaluate(trace, read_options, names, max_test_transitions, console)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")

@@ -98,6 +98,18 @@ FAMILIES: tuple[Family, ...] = (
     Family("precache_gc_full_collections_total", "counter", "Full (generation 2) garbage collections run."),
     Family("precache_gc_frozen_objects", "gauge", "Objects in the permanent generation (gc.freeze)."),
     Family("precache_sessions_in_memory", "gauge", "Session histories held in the in-memory fallback store."),
+    Family("precache_online_learned_total", "counter", "Page-view transitions the online layer learned."),
+    Family("precache_online_refused_total", "counter", "Transitions the online layer's guards refused."),
+    Family("precache_online_flushes_total", "counter", "Batches of online increments sent to Redis."),
+    Family("precache_online_redis_failures_total", "counter",
+           "Online-layer Redis operations that failed (op: flush or read; answers used local counts)."),
+    Family("precache_online_dropped_increments_total", "counter",
+           "Online increments dropped because Redis stayed away past the backlog bound."),
+    Family("precache_online_contexts", "gauge", "Contexts (last pages) in this replica's online counts."),
+    Family("precache_online_backlog", "gauge", "Online increments not yet acknowledged by Redis."),
+    Family("precache_drift_retrains_total", "counter",
+           "Drift triggers (result: started, suppressed by the rate limit, busy: a job was running, failed)."),
+    Family("precache_drift_window_hr5", "gauge", "Live HR@5 over the drift tracker's last full window (-1: none)."),
 )
 
 def exported_series_names() -> set[str]:

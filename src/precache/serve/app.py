@@ -57,6 +57,11 @@ def create_app(settings: Settings | None = None, serve: ServeSettings | None = N
     if serve.insecure_local and not settings.api_token:
         log.warning("precache serve runs WITHOUT authentication (--insecure-local): loopback only")
     state = build_state(settings, serve)
+    if state.online is not None:
+        from precache.online.settings import load_online_settings
+        from precache.serve import drift
+
+        drift.install(state, load_online_settings())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -117,6 +122,8 @@ async def _start(state: ServiceState) -> asyncio.Task[None] | None:
     if serve.gc_freeze:
         settle_after_startup()
     state.experiments.start()
+    if state.online is not None:
+        state.online.start()
     return watcher
 
 
@@ -131,6 +138,8 @@ async def _stop(state: ServiceState, watcher: asyncio.Task[None] | None) -> None
     await state.pinned.aclose()
     if state.edge is not None:
         await state.edge.aclose()
+    if state.online is not None:
+        await state.online.close()  # sends what is still pending
     with contextlib.suppress(Exception):
         await state.redis.aclose()
 

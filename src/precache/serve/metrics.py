@@ -83,6 +83,19 @@ SERIES_OF: dict[str, tuple[str, dict[str, str]]] = {
     "edgeTimeouts": ("precache_edge_fallbacks_total", {"reason": "timeout"}),
     "edgeErrors": ("precache_edge_fallbacks_total", {"reason": "error"}),
     "edgeSkippedBreakerOpen": ("precache_edge_fallbacks_total", {"reason": "breaker_open"}),
+    "onlineLearned": ("precache_online_learned_total", {}),
+    "onlineRefused": ("precache_online_refused_total", {}),
+    "onlineFlushes": ("precache_online_flushes_total", {}),
+    "onlineFlushErrors": ("precache_online_redis_failures_total", {"op": "flush"}),
+    "onlineReadFallbacks": ("precache_online_redis_failures_total", {"op": "read"}),
+    "onlineDroppedIncrements": ("precache_online_dropped_increments_total", {}),
+    "onlineContexts": ("precache_online_contexts", {}),
+    "onlineBacklog": ("precache_online_backlog", {}),
+    "driftTriggers": ("precache_drift_retrains_total", {"result": "started"}),
+    "driftSuppressed": ("precache_drift_retrains_total", {"result": "suppressed"}),
+    "driftBusy": ("precache_drift_retrains_total", {"result": "busy"}),
+    "driftStartFailures": ("precache_drift_retrains_total", {"result": "failed"}),
+    "driftWindowHr5": ("precache_drift_window_hr5", {}),
 }
 
 

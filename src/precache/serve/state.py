@@ -18,6 +18,10 @@ from precache.config import Settings
 from precache.edge.client import EdgeInference
 from precache.experiments.hub import ExperimentHub
 from precache.history import FailoverHistories, MemoryHistories, RedisHistories
+from precache.online.hook import OnlineHook
+from precache.online.layer import OnlineLayer, online_gauges
+from precache.online.redis_store import RedisCounts
+from precache.online.settings import load_online_settings
 from precache.registry import ModelRegistry, open_registry
 from precache.serve.assets import AssetCounts
 from precache.serve.auth import Authenticator
@@ -58,6 +62,7 @@ class ServiceState:
     experiments: ExperimentHub
     pinned: PinnedModels
     edge: EdgeInference | None = None
+    online: OnlineLayer | None = None
     follower: RegistryFollower | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
     predictions: PredictionCore = field(init=False)
@@ -121,9 +126,25 @@ def build_state(settings: Settings, serve: ServeSettings) -> ServiceState:
         metrics=ServiceMetrics(), redis=redis, histories=histories, events=events, models=models,
         advisors=Advisors(serve.optimizer_dir), registry=registry,
         limiter=SharedRateLimiter(redis, serve.redis_prefix, serve.events_per_second, serve.events_burst),
-        monitoring=monitoring, experiments=hub, pinned=PinnedModels(registry, models), edge=edge)
+        monitoring=monitoring, experiments=hub, pinned=PinnedModels(registry, models), edge=edge,
+        online=online_layer(settings, redis))
+    if state.online is not None:
+        state.predictions.add_hook(OnlineHook(state.online))
     add_gauges(state)
     return state
+
+
+def online_layer(settings: Settings, redis: RedisClient) -> OnlineLayer | None:
+    """The online layer (``ML_ONLINE_*``; off when ``ML_ENABLED`` or ``ML_ONLINE_ENABLED`` is false), its
+    counts shared with every replica through the service's Redis."""
+    online = load_online_settings()
+    if not online.active(settings):
+        return None
+    store = RedisCounts(redis, online.half_life, prefix=online.redis_prefix, max_contexts=online.max_contexts,
+                        max_successors=online.max_successors)
+    return OnlineLayer(online.merge_params(), store=store, guard=online.guard(), max_contexts=online.max_contexts,
+                       max_successors=online.max_successors, flush_seconds=online.flush_ms / 1000,
+                       refresh_seconds=online.refresh_ms / 1000)
 
 
 def add_gauges(state: ServiceState) -> None:
@@ -139,6 +160,8 @@ def add_gauges(state: ServiceState) -> None:
             "edgeErrors": lambda: float(stats.errors),
             "edgeSkippedBreakerOpen": lambda: float(stats.skipped_open),
         })
+    if state.online is not None:
+        gauges.update(online_gauges(state.online))
     histories, events, limiter = state.histories, state.events, state.limiter
     gauges.update({
         "sessionsInMemory": lambda: float(len(histories.memory)),

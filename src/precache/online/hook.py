@@ -1,0 +1,96 @@
+"""The online layer behind the service's prediction seam and the library's history store.
+
+- :class:`OnlineHook` is a ``PredictionHook`` (:mod:`precache.serve.predictions`): every page view of
+  ``/api/ml/predict`` and ``POST /api/ml/events`` is learned (``observe``), every local model answer is
+  merged with the live counts (``rerank``).
+- :class:`LearningHistory` wraps a process's ``LocalHistory`` (:mod:`precache.history`): each page view
+  written to it (by the middleware or the warmer, once per view) is learned too, and
+  :class:`OnlineRanker` gives the warmer the merged answers (local counts, no I/O: the warmer's predict is
+  synchronous).
+
+The transitions learned are the consecutive pages at the end of the history, ``len(pages) + 1`` of them:
+what the visitor did, after it happened. The session id doubles as the client id for the guard (the seam
+carries no client address; the middleware's bot filter runs before a view is recorded).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Protocol
+
+from precache.history import LocalHistory
+from precache.online.layer import OnlineLayer
+from precache.online.merge import FROZEN_DEPTH, LIVE_DEPTH, merged
+from precache.types import Prediction
+
+
+def learn(layer: OnlineLayer, session_id: str, pages: Sequence[str], history: Sequence[str]) -> int:
+    """Teach ``layer`` the transitions that end at ``pages`` (the tail of ``history``); how many it learned."""
+    tail = list(history[-(len(pages) + 1) :]) if pages else []
+    learned = 0
+    for previous, page in itertools.pairwise(tail):
+        learned += layer.observe(previous, page, session=session_id, client=session_id)
+    return learned
+
+
+class OnlineHook:
+    """The service's ``PredictionHook``: learn every page view, merge every local answer."""
+
+    def __init__(self, layer: OnlineLayer) -> None:
+        self.layer = layer
+
+    async def observe(self, session_id: str, pages: Sequence[str], history: Sequence[str]) -> None:
+        learn(self.layer, session_id, pages, history)
+
+    async def rerank(self, session_id: str, history: Sequence[str], ranked: Prediction, k: int) -> Prediction:
+        return (await self.layer.rerank([history], [ranked], k))[0]
+
+
+class LearningHistory:
+    """A ``LocalHistory`` that teaches the online layer each page view written to it."""
+
+    def __init__(self, inner: LocalHistory, layer: OnlineLayer) -> None:
+        self.inner = inner
+        self.layer = layer
+
+    def add(self, session_id: str, pages: Sequence[str]) -> list[str]:
+        history = self.inner.add(session_id, pages)
+        learn(self.layer, session_id, pages, history)
+        return history
+
+    def read(self, session_id: str) -> list[str]:
+        return self.inner.read(session_id)
+
+    def forget(self, session_id: str) -> None:
+        self.inner.forget(session_id)
+
+    @property
+    def evicted(self) -> int:
+        """The wrapped store's count of sessions dropped to stay within bounds."""
+        return self.inner.evicted
+
+    @evicted.setter
+    def evicted(self, value: int) -> None:
+        self.inner.evicted = value
+
+
+class Predictor(Protocol):
+    def predict(self, history: Sequence[str], k: int) -> Prediction: ...
+
+
+class OnlineRanker:
+    """A frozen predictor's answers merged with the layer's local counts (synchronous, no I/O)."""
+
+    def __init__(self, frozen: Predictor, layer: OnlineLayer) -> None:
+        self.frozen = frozen
+        self.layer = layer
+        self.name = f"online({getattr(frozen, 'name', 'model')})"
+
+    def predict(self, history: Sequence[str], k: int) -> Prediction:
+        ranked = self.frozen.predict(history, max(k, FROZEN_DEPTH))
+        if not history:
+            return ranked[:k]
+        now = self.layer.clock()
+        row, n = self.layer.local.head(history[-1], LIVE_DEPTH, now)
+        return merged(ranked, row, self.layer.params.lam(n), k)

@@ -1,0 +1,88 @@
+"""The online layer over a real redis-server and a real 3-node Redis Cluster: sharing, outage, key layout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from precache.online.layer import OnlineLayer
+from precache.online.merge import MergeParams
+from precache.online.redis_store import RedisCounts, bucket_of, row_tag
+
+FROZEN = [("/old", 0.6), ("/other", 0.3)]
+PARAMS = MergeParams(weight=0.9, evidence=1.0, half_life=3600.0)
+
+
+def _layer(client: object, prefix: str, **options: object) -> OnlineLayer:
+    store = RedisCounts(client, PARAMS.half_life, prefix=prefix)
+    return OnlineLayer(PARAMS, store=store, flush_seconds=0.02, refresh_seconds=0.05, timeout=0.5, **options)  # type: ignore[arg-type]
+
+
+async def _top(layer: OnlineLayer, history: list[str]) -> str:
+    return (await layer.rerank([history], [FROZEN], 2))[0][0][0]
+
+
+async def test_a_transition_learned_on_one_layer_changes_the_others_answer_within_a_second(redis_url: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    a, b = _layer(Redis.from_url(redis_url), prefix), _layer(Redis.from_url(redis_url), prefix)
+    a.start()
+    b.start()
+    assert await _top(b, ["/home"]) == "/old"
+    for _ in range(10):
+        assert a.observe("/home", "/new", client="c", session=str(uuid.uuid4()))
+    started = time.monotonic()
+    while await _top(b, ["/home"]) != "/new":
+        assert time.monotonic() - started < 1.0, "replica B did not see A's transition within 1 s"
+        await asyncio.sleep(0.01)
+    assert a.stats["flushes"] >= 1 and b.stats["read_fallbacks"] == 0
+    await a.close()
+    await b.close()
+
+
+async def test_a_redis_outage_answers_from_frozen_plus_local_counts(private_redis) -> None:  # type: ignore[no-untyped-def]
+    layer = _layer(Redis.from_url(private_redis.url, socket_connect_timeout=0.2), "o:", )
+    layer.start()
+    private_redis.stop()
+    assert await _top(layer, ["/home"]) == "/old"  # no failed prediction
+    for _ in range(5):
+        layer.observe("/home", "/new")
+    await asyncio.sleep(0.1)
+    assert await _top(layer, ["/home"]) == "/new"  # local updates still count
+    assert layer.stats["read_fallbacks"] >= 1 and layer.stats["flush_errors"] >= 1
+    assert layer.backlog  # kept for when Redis comes back
+    private_redis.start()
+    for _ in range(100):
+        if not layer.backlog:
+            break
+        await asyncio.sleep(0.05)
+    assert not layer.backlog and layer.stats["flushed_increments"] > 0
+    await layer.close()
+
+
+async def test_cluster_key_layout_spreads_rows_and_keeps_each_row_in_one_slot(redis_cluster: str) -> None:
+    prefix = f"c{uuid.uuid4().hex[:6]}:"
+    client = RedisCluster.from_url(redis_cluster)
+    a, b = _layer(client, prefix), _layer(RedisCluster.from_url(redis_cluster), prefix)
+    pages = [f"/page/{i}" for i in range(60)] + ["/{braces}/page"]
+    for page in pages:
+        a.observe(page, "/next")
+    assert await a.flush() > 0
+    rows = await b.store.rows(pages, time.time())  # type: ignore[union-attr]
+    assert all(rows[p] and max(rows[p], key=rows[p].__getitem__) == "/next" for p in pages)
+    store = a.store
+    assert store is not None
+    slots = {client.keyslot(store.row_key(p, 0)) for p in pages}
+    nodes = {client.nodes_manager.get_node_from_slot(s).name for s in slots}
+    assert len(nodes) == 3  # rows spread over the three masters
+    tag = row_tag("/{braces}/page")
+    assert store.row_key("/{braces}/page", 7) == f"{prefix}{{{bucket_of('/{braces}/page')}}}:{tag}:e7"
+    assert client.keyslot(store.row_key("/page/1", 0)) == client.keyslot(store.index_key(bucket_of("/page/1"), 0))
+    epoch = int(time.time() // (64 * 3600.0))
+    assert await b.store.contexts(epoch) == len(pages)  # type: ignore[union-attr]
+    await a.close()
+    await b.close()
+    await client.aclose()

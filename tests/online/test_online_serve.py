@@ -1,0 +1,59 @@
+"""Two real ``precache serve`` replicas on one real redis-server: a transition learned on A changes B's answer
+within a second; ``ML_ONLINE_ENABLED=false`` leaves the frozen answer alone."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+from serve_harness import running_service, service_env, train_model
+
+from conftest import RedisProcess, free_port
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_model(tmp_path_factory.mktemp("model") / "ppm")
+
+
+def top(client: httpx.Client, session: str, path: str) -> str:
+    response = client.post("/api/ml/predict", json={"sessionId": session, "context": {"currentPath": path}})
+    assert response.status_code == 200, response.text
+    return str(response.json()["predictions"][0]["page"])
+
+
+def online_env(redis_url: str, model_dir: Path, **extra: str) -> dict[str, str]:
+    return service_env(redis_url, model_dir, PRECACHE_PREDICTION_CACHE_SIZE="0", ML_ONLINE_WEIGHT="1",
+                       ML_ONLINE_EVIDENCE="1", ML_ONLINE_REFRESH_MS="0", ML_ONLINE_REDIS_PREFIX=f"o{free_port()}:",
+                       **extra)
+
+
+def test_a_transition_learned_on_replica_a_changes_replica_bs_answer_within_a_second(
+        redis_server: RedisProcess, model_dir: Path) -> None:
+    env = online_env(redis_server.url, model_dir)
+    with running_service(env) as a, running_service(env) as b, a.client() as ca, b.client() as cb:
+        assert top(cb, "before", "/b3") != "/new-page"  # the frozen model has never seen /new-page
+        for i in range(5):  # five visitors go /b3 -> /new-page, on replica A only
+            top(ca, f"teach-{i}", "/b3")
+            top(ca, f"teach-{i}", "/new-page")
+        started = time.monotonic()
+        while top(cb, f"probe-{time.monotonic()}", "/b3") != "/new-page":
+            assert time.monotonic() - started < 1.0, "replica B did not learn A's transition within 1 s"
+            time.sleep(0.02)
+        metrics = ca.get("/api/ml/metrics").json()
+        assert metrics["onlineLearned"] == 5 and metrics["onlineReadFallbacks"] == 0
+
+
+def test_the_off_switch_leaves_the_frozen_answer(redis_server: RedisProcess, model_dir: Path) -> None:
+    env = online_env(redis_server.url, model_dir, ML_ONLINE_ENABLED="false")
+    with running_service(env) as a, a.client() as ca:
+        for i in range(5):
+            top(ca, f"teach-{i}", "/b3")
+            top(ca, f"teach-{i}", "/new-page")
+        assert top(ca, "probe", "/b3") != "/new-page"
+        assert "onlineLearned" not in ca.get("/api/ml/metrics").json()
