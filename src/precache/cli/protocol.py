@@ -10,6 +10,9 @@ still closed by uvicorn's ``timeout_keep_alive``.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import struct
+import termios
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -27,6 +30,7 @@ def header_timeout() -> float:
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
     _header_timer: asyncio.TimerHandle | None = None
+    _last_request: bool = False
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -40,6 +44,17 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        if self._last_request and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered, then closed: the server is stopping
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown closes a connection with no request in progress; one whose request bytes
+        the loop has not read yet would then be reset (a client that sent a request and got no answer, issue
+        28). Such a connection is answered first and closed after its response."""
+        if self.cycle is None and _unread_bytes(self.transport) > 0:
+            self._last_request = True
+            return
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -58,3 +73,14 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
             self.transport.close()
+
+
+def _unread_bytes(transport: Any) -> int:
+    """Bytes the kernel holds for this connection that the loop has not read (0 when it cannot tell)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or transport.is_closing():
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0

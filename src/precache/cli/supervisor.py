@@ -4,8 +4,9 @@
    connections it had completed but the server had not accepted yet -- and then closed every connection not
    inside a request, including one accepted a moment ago whose request the event loop had not read: those
    clients sent a request and got an empty answer (4-9 per stop under load). :class:`DrainingServer` first
-   shrinks the accept queue and keeps accepting for :data:`DRAIN_SECONDS`, then stops listening, lets the last
-   accepted connections deliver their requests, and only then goes on as uvicorn does.
+   shrinks the accept queue and keeps accepting for :data:`DRAIN_SECONDS`, then stops listening (taking what
+   the kernel had queued in the same step), lets the last accepted connections deliver their requests, and
+   only then goes on as uvicorn does.
 2. **The parent stops listening at once.** With ``--workers N`` the parent binds the socket and every worker
    inherits a copy; the parent's copy kept it listening after the workers closed theirs, so the kernel went on
    completing handshakes nobody would accept. :class:`CleanSupervisor` closes it on SIGTERM / Ctrl-C.
@@ -39,13 +40,44 @@ class DrainingServer(Server):
             for listening in server.sockets:
                 _shrink_backlog(listening.fileno())
         await asyncio.sleep(DRAIN_SECONDS)
-        # 2. Stop listening; what was accepted last delivers its request, then uvicorn's graceful shutdown.
+        # 2. Stop listening without resetting a completed handshake: take what the kernel queued and close the
+        #    socket in one step, without yielding to the loop, then serve what was taken.
+        loop = asyncio.get_running_loop()
+        for conn in self._close_listening(sockets):
+            await loop.connect_accepted_socket(self._protocol, conn)
+        # What was accepted last delivers its request, then uvicorn's graceful shutdown.
+        await asyncio.sleep(SETTLE_SECONDS)
+        await super().shutdown(sockets)
+
+    def _close_listening(self, sockets: list[socket.socket] | None) -> list[socket.socket]:
+        """Close every listening descriptor and return the connections the kernel had completed meanwhile.
+
+        Why: closing a listening socket resets the handshakes queued on it, and a client that had sent its
+        request sees a reset. A duplicate keeps the socket open while the loop's copies close; the queue is
+        then emptied and the duplicate closed with no await in between, so the window is microseconds."""
+        duplicates = [socket.socket(fileno=os.dup(listening.fileno()))
+                      for server in self.servers for listening in server.sockets]
         for server in self.servers:
             server.close()
         for sock in sockets or []:
             sock.close()
-        await asyncio.sleep(SETTLE_SECONDS)
-        await super().shutdown(sockets)
+        taken: list[socket.socket] = []
+        for dup in duplicates:
+            dup.setblocking(False)
+            while True:
+                try:
+                    conn, _ = dup.accept()
+                except OSError:  # BlockingIOError: the queue is empty
+                    break
+                taken.append(conn)
+            dup.close()
+        return taken
+
+    def _protocol(self) -> asyncio.Protocol:
+        """The protocol uvicorn's own listener gives each connection (Server.startup's create_protocol)."""
+        return self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config, server_state=self.server_state, app_state=self.lifespan.state,
+            _loop=asyncio.get_running_loop())
 
 
 def _shrink_backlog(fd: int) -> None:
