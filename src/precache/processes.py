@@ -14,6 +14,10 @@ import signal
 import subprocess
 from typing import Any
 
+# How long to wait for a SIGKILLed child to be reaped: it cannot refuse, but the kernel needs a moment
+# (on a loaded machine, more than none: a zero wait here raised TimeoutExpired).
+REAP_SECONDS = 10.0
+
 
 def end_process_group(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
     """SIGTERM the group of ``proc`` (started with ``start_new_session=True``), wait up to ``grace`` seconds
@@ -24,6 +28,6 @@ def end_process_group(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait(timeout=grace)
+        proc.wait(timeout=REAP_SECONDS)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)

@@ -250,8 +250,13 @@ class _CannotPredict(PagePredictorBase):
 
 
 def test_a_model_that_loads_but_cannot_predict_is_refused_and_never_served(
-    model_dirs: dict[str, Path], tmp_path: Path
+    model_dirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from precache.models import kinds
+
+    # The kinds table is process-wide: the test kind is registered in a copy that ends with the test, or
+    # a later test in the same process (tests/core/test_core_registries.py under pytest-xdist) sees it.
+    monkeypatch.setattr(kinds, "_KINDS", dict(kinds._KINDS))
     register_predictor(_CannotPredict.kind, _CannotPredict)
     broken = _CannotPredict()
     broken.fit([])
