@@ -94,9 +94,8 @@ def test_the_public_names_are_listed_once_and_all_resolve() -> None:
     assert source.count('"PredictiveCache"') == 0 and source.count("PredictiveCache") == 2  # "X as X", once
 
 
-# Still spelled by hand in serve/ (issue 29: serve/ is being reshaped; the lead routes these): file -> count.
-KNOWN_SPELLINGS = {"serve/pinned.py": 1, "serve/registry_routes.py": 1, "serve/watch.py": 2,
-                   "serve/model_history.py": 3, "serve/ops_routes.py": 1}
+# Still spelled by hand: file -> count (none left).
+KNOWN_SPELLINGS: dict[str, int] = {}
 
 
 def test_model_names_are_spelled_once_in_the_source() -> None:

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
+from precache.defaults import PAGE_PREDICTOR
 from precache.experiments.model import (
     KINDS,
     Arm,
@@ -33,7 +34,6 @@ from precache.experiments.model import (
 from precache.registry.pinned import version_problem
 from precache.serve.deps import State, training_caller
 from precache.serve.errors import ApiError, error_responses
-from precache.serve.pinned import PAGE_PREDICTOR
 
 if TYPE_CHECKING:
     from precache.serve.state import ServiceState

@@ -13,9 +13,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from precache.defaults import MODEL_NAMES, PAGE_PREDICTOR
 from precache.registry import ModelRegistry
 
-NAMES = ("page-predictor", "cache-optimizer")
+NAMES = MODEL_NAMES
 PER_MODEL = 10
 
 
@@ -47,5 +48,5 @@ class ModelHistory:
 
     async def __call__(self) -> dict[str, Any]:
         version = self.served_version()
-        active = {"name": "page-predictor", "version": version} if version is not None else None
+        active = {"name": PAGE_PREDICTOR, "version": version} if version is not None else None
         return {"active": active, "history": await self.history()}

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 
+from precache.defaults import PAGE_PREDICTOR
 from precache.registry import ModelRegistry
 from precache.registry.pinned import PinnedVersions
 from precache.serve.model import ModelHolder, ServedModel
-
-PAGE_PREDICTOR = "page-predictor"
 
 
 class PinnedModels:

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
+from precache.defaults import PAGE_PREDICTOR
 from precache.registry import ModelRegistry
 from precache.serve.auth import Role
 from precache.serve.deps import ApiCaller, State, TrainingCaller
@@ -57,7 +58,7 @@ router = APIRouter()
 
 
 def served_version(state: ServiceState, name: str) -> str | None:
-    if name == "page-predictor":
+    if name == PAGE_PREDICTOR:
         return state.models.current.version if state.models.current else None
     advisor = state.advisors.current()
     return advisor.version if advisor else None

@@ -15,6 +15,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from precache.defaults import CACHE_OPTIMIZER, PAGE_PREDICTOR
 from precache.monitoring.background import STOP_SECONDS, cancel_task, raise_if_cancelling
 from precache.serve.decisions import CacheAdvisor
 from precache.serve.model import ModelHolder
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("precache.serve")
 
-PAGE_PREDICTOR = "page-predictor"
-CACHE_OPTIMIZER = "cache-optimizer"
 
 
 class RegistryFollower:
