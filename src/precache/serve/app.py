@@ -124,6 +124,9 @@ async def _start(state: ServiceState) -> asyncio.Task[None] | None:
     state.experiments.start()
     if state.online is not None:
         state.online.start()
+        from precache.serve import edge_refresh
+
+        edge_refresh.start(state)
     return watcher
 
 
