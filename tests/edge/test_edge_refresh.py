@@ -54,6 +54,10 @@ def test_the_refreshed_table_merges_live_rows_per_context_and_leaves_unknown_pag
     assert rows_digest(rows) == rows_digest({**rows, "/empty": {}}) != rows_digest({"/b3": {target: 6.0}})
 
 
+def _broken_export(*_: object) -> None:
+    raise OSError("disk full")
+
+
 def worker_top(url: str, history: list[str]) -> list[str]:
     status, body = post(url + "/predict", {"context": {"history": history}, "options": {"topK": 5}})
     assert status == 200, body
@@ -118,3 +122,45 @@ def test_the_worker_gets_the_online_counts_after_a_refresh_and_an_unchanged_refr
             assert wait_until(worker.url, lambda m: True)["version"] == info["version"]  # nothing new to sync
             exposition = api.get("/api/ml/metrics", params={"format": "prometheus"}).text
             assert 'precache_edge_refreshes_total{result="published"}' in exposition
+
+
+async def test_one_replica_publishes_unchanged_counts_publish_nothing_and_a_failure_keeps_the_served_version(
+        redis_url: str, tmp_path: Path) -> None:
+    import hashlib
+    import json
+    import uuid
+
+    from redis.asyncio import Redis
+
+    from precache.online.layer import OnlineLayer
+    from precache.online.redis_store import RedisCounts
+    from precache.registry import RegistrySettings
+    from precache.serve.edge_refresh import EdgeRefresher
+    from precache.serve.registry_routes import read_active_file
+
+    registry = RegistrySettings(tmp_path / "store", tmp_path / "backup").open()
+    info = registry.activate(PAGE_PREDICTOR, registry.register(PAGE_PREDICTOR, train_model(tmp_path / "m")).version)
+    prefix, params = f"t{uuid.uuid4().hex[:8]}:", MergeParams(1.0, 1.0, 3600.0)
+    client = Redis.from_url(redis_url)
+    layer = OnlineLayer(params, store=RedisCounts(client, params.half_life, prefix=prefix))
+    a, b = (EdgeRefresher(registry, client, layer, 1.0, prefix) for _ in range(2))
+    assert await a.tick() == "unchanged"  # nothing learned yet: the activation's table stays
+    layer.observe("/b3", "/entry0", session="s", client="c")
+    await layer.flush()
+    assert (await a.tick(), await b.tick()) == ("published", "not_leader")
+    data, digest = read_active_file(registry, PAGE_PREDICTOR, "edge-manifest.json")
+    manifest = json.loads(data)
+    assert manifest["version"] == f"{info.version}+online-1" and manifest["online"] is True
+    table, table_digest = read_active_file(registry, PAGE_PREDICTOR, "edge-table.bin")
+    assert table_digest == manifest["files"]["edge-table.bin"]["sha256"] == hashlib.sha256(table).hexdigest()
+    assert await a.tick() == "unchanged"
+    layer.observe("/a3", "/entry0", session="s2", client="c2")
+    await layer.flush()
+    with pytest.MonkeyPatch.context() as patch:  # an export that fails: counted, the served version stays
+        patch.setattr("precache.edge.online_table.export_table", _broken_export)
+        assert await a.tick() == "failed"
+    assert read_active_file(registry, PAGE_PREDICTOR, "edge-manifest.json")[1] == digest
+    assert await a.tick() == "published" and a.last["version"] == f"{info.version}+online-2"
+    assert registry.verify(PAGE_PREDICTOR) == [(info.version, None)]  # the registry still verifies the version
+    assert dict(a.stats) == {"unchanged": 2, "published": 2, "failed": 1} and dict(b.stats) == {"not_leader": 1}
+    await client.aclose()
