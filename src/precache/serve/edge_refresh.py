@@ -77,14 +77,14 @@ class EdgeRefresher:
         self.stats[result] += 1
         return result
 
-    def _frozen(self, directory: Path, base: dict[str, Any]) -> Any:
-        """The predictor the base table was exported from (auto's served part), loaded once per version."""
+    def _frozen(self, directory: Path) -> Any:
+        """The predictor the version's table was exported from (for auto, the part the table Worker serves,
+        chosen as activation chose it: :func:`precache.edge.served.served_form`), loaded once per version."""
         from precache.edge.build import load_model_dir
+        from precache.edge.served import served_form
 
-        part = (base.get("source") or {}).get("component")
-        path = directory / part if isinstance(part, str) and part else directory
-        if self._model is None or self._model[0] != path:
-            self._model = (path, load_model_dir(path)[0])
+        if self._model is None or self._model[0] != directory:
+            self._model = (directory, served_form(load_model_dir(directory)[0], "table").predictor)
         return self._model[1]
 
     async def _rows(self, pages: list[str], now: float) -> dict[str, dict[str, float]]:
@@ -101,7 +101,9 @@ class EdgeRefresher:
         base = read_manifest(info.path / EDGE_MANIFEST) if info is not None else None
         if info is None or base is None or base.get("kind") != "table":
             return "skipped"  # no table published for the active version (none, ORT, or not servable)
-        frozen = await asyncio.to_thread(self._frozen, info.path, base)
+        frozen = await asyncio.to_thread(self._frozen, info.path)
+        if getattr(frozen, "kind", None) != base.get("model_kind"):
+            return "skipped"  # the published table is not of the part we would refresh (published by hand)
         now = time.time()
         rows = await self._rows(list(frozen.vocabulary.pages[1:]), now)
         digest = rows_digest(rows)
