@@ -32,6 +32,7 @@ from precache.defaults import PAGE_PREDICTOR
 from precache.edge.manifest import EDGE_MANIFEST
 from precache.monitoring.lease import RedisLease
 from precache.online.layer import OnlineLayer
+from precache.online.state import epoch_of
 from precache.serve.registry_routes import REFRESH_DIR
 from precache.serve.state import ServiceState
 
@@ -91,7 +92,9 @@ class EdgeRefresher:
         store = self.online.store
         if store is None:
             return {c: dict(r.successors) for c, r in self.online.local.rows.items() if r.successors}
-        rows = await store.rows(pages, now)
+        known = set(pages)  # only rows the table can name: contexts of the online indexes in the vocabulary
+        contexts = [c for c in await store.context_pages(epoch_of(now, store.half_life)) if c in known]
+        rows = await store.rows(sorted(contexts), now)
         return {c: r for c, r in rows.items() if r}
 
     async def publish(self) -> str:
@@ -144,5 +147,6 @@ def start(state: ServiceState) -> EdgeRefresher | None:
         return None
     refresher = EdgeRefresher(state.registry, state.redis, state.online, interval, state.serve.redis_prefix)
     state.metrics.gauges.update(edge_refresh_gauges(refresher))
+    state.edge_refresher = refresher
     state.spawn(refresher.run())
     return refresher
