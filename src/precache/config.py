@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     model_edge_worker: Literal["table", "ort"] = Field(
         "table", validation_alias=_env("MODEL_EDGE_WORKER", "model_edge_worker")
     )
+    # Republish the edge tables with the online counts every this many seconds ("300", "5m"; off: unset/0),
+    # only when the counts changed and the online layer is on (precache.serve.edge_refresh).
+    model_edge_refresh: float | None = Field(
+        None, validation_alias=_env("MODEL_EDGE_REFRESH", "model_edge_refresh")
+    )
     ml_metrics_enabled: bool = Field(True, validation_alias=_env("ML_METRICS_ENABLED", "ml_metrics_enabled"))
     ml_alert_webhook: str | None = Field(None, validation_alias=_env("ML_ALERT_WEBHOOK", "ml_alert_webhook"))
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL", "redis_url"))
@@ -154,12 +159,40 @@ class Settings(BaseSettings):
     def _http_urls(cls, value: str | None) -> str | None:
         return _http_url(value)
 
+    @field_validator("model_edge_refresh", mode="before")
+    @classmethod
+    def _refresh_seconds(cls, value: object) -> float | None:
+        return duration_seconds(value)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("expected a redis://, rediss:// or unix:// URL")
         return value
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration_seconds(value: object) -> float | None:
+    """A duration in seconds from ``300``, ``"300"``, ``"300s"``, ``"5m"``, ``"1.5h"``, ``"250ms"``; None (off)
+    for unset, empty, ``0`` or ``off``. Negative or malformed values are a ``ValueError``."""
+    if value is None or isinstance(value, bool):
+        if isinstance(value, bool):
+            raise ValueError("expected a duration such as 300 (seconds) or 5m, not a boolean")
+        return None
+    text = str(value).strip().lower()
+    if text in ("", "0", "off", "false", "none"):
+        return None
+    unit = next((u for u in ("ms", "s", "m", "h", "d") if text.endswith(u)), "")
+    try:
+        seconds = float(text[: len(text) - len(unit)]) * _UNITS.get(unit, 1.0)
+    except ValueError:
+        raise ValueError(f"expected a duration such as 300 (seconds), 90s, 5m or 1h, got {value!r}") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"a duration must be >= 0 seconds, got {value!r}")
+    return seconds or None
 
 
 _VARIABLE_FOR_FIELD = {

@@ -342,3 +342,42 @@ def test_the_edge_fallback_competes_like_a_component(
     ort = served_form(auto, "ort")
     assert (ort.kind, ort.part) == (ort_serves, "edge-fallback" if ort_serves == "markov-count" else "component-0")
     assert "markov-count (edge fallback) 0.5600" in ort.reason and "one standard error (0.01" in ort.reason
+
+
+@pytest.mark.realdata
+async def test_the_online_refresh_of_an_auto_table_is_served_exactly_by_the_worker(
+        nasa: Any, auto_dir: Path, redis_url: str, tmp_path: Path) -> None:
+    """Issue 25 on a real model: the refresh of auto's published component, with the online counts of NASA's
+    first test transitions, keeps ``served``/``of``; the table Worker verifies it and answers what
+    :class:`OnlineTable` answers (the service's merge per context), and the live counts changed answers."""
+    import uuid
+
+    from redis.asyncio import Redis
+
+    from precache.edge.online_table import OnlineTable
+    from precache.online.layer import OnlineLayer
+    from precache.online.merge import MergeParams
+    from precache.registry import RegistrySettings
+    from precache.serve.edge_refresh import EdgeRefresher
+
+    require_edge_tools()
+    registry = RegistrySettings(tmp_path / "store", tmp_path / "backup").open()
+    info = registry.activate(NAME, registry.register(NAME, auto_dir).version)
+    params = MergeParams(0.5, 5.0, None)
+    layer = OnlineLayer(params)  # in process: the refresher reads its local rows
+    for history, page in transitions(nasa.test[:300]):
+        layer.observe(history[-1], page)
+    client = Redis.from_url(redis_url)
+    refresher = EdgeRefresher(registry, client, layer, 1.0, f"t{uuid.uuid4().hex[:8]}:")
+    assert await refresher.tick() == "published"
+    await client.aclose()
+    base = json.loads((info.path / EDGE_MANIFEST).read_text())
+    model, histories, got = table_worker_answers(info.path / "edge-refresh", nasa, tmp_path)
+    assert model["version"] == f"{info.version}+online-1" and (model["served"], model["of"]) == (base["served"], "auto")
+    component = load_predictor(info.path / base["source"]["component"])
+    rows = {c: dict(r.successors) for c, r in layer.local.rows.items()}
+    table = OnlineTable(component, rows, params, 0.0)
+    assert table.updated > 50
+    want = [table.predict(h, K) for h in histories]
+    assert got == want
+    assert sum(g != component.predict(h, K) for g, h in zip(got, histories, strict=True)) > 0

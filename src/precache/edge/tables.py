@@ -11,21 +11,40 @@ docs/contracts.md ("Edge").
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from precache.edge.manifest import EdgeExport, probe_histories, probes_from
-from precache.models.ppm import NgramPredictor
 from precache.models.vocabulary import Vocabulary
+from precache.types import Prediction
 
 DEFAULT_K = 10
+
+
+class TablePredictor(Protocol):
+    """What the exporter reads of a predictor: an :class:`NgramPredictor`, or one derived from it whose answer
+    is still a function of the longest listed context (:mod:`precache.edge.online_table`)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def fitted(self) -> bool: ...
+    @property
+    def vocabulary(self) -> Vocabulary: ...
+    @property
+    def max_order(self) -> int: ...
+    def contexts(self, order: int) -> list[tuple[int, ...]]: ...
+    def predict(self, history: Sequence[str], k: int) -> Prediction: ...
+    def clear_cache(self) -> None: ...
 
 
 def _pad8(data: bytes) -> bytes:
     return data + b"\0" * (-len(data) % 8)
 
 
-def unknown_page(predictor: NgramPredictor) -> str:
+def unknown_page(predictor: TablePredictor) -> str:
     """A page name the vocabulary does not hold (stands for the out-of-vocabulary id 0)."""
     name = "\0unknown"
     while name in predictor.vocabulary:
@@ -33,7 +52,7 @@ def unknown_page(predictor: NgramPredictor) -> str:
     return name
 
 
-def export_table(predictor: NgramPredictor, version: str, k: int = DEFAULT_K) -> EdgeExport:
+def export_table(predictor: TablePredictor, version: str, k: int = DEFAULT_K) -> EdgeExport:
     """Tables of the top-``k`` predictions of every context the predictor distinguishes."""
     if not predictor.fitted:
         raise ValueError("the predictor is not fitted")

@@ -102,13 +102,17 @@ FAMILIES: tuple[Family, ...] = (
     Family("precache_online_refused_total", "counter", "Transitions the online layer's guards refused."),
     Family("precache_online_flushes_total", "counter", "Batches of online increments sent to Redis."),
     Family("precache_online_redis_failures_total", "counter",
-           "Online-layer Redis operations that failed (op: flush or read; answers used local counts)."),
+           "Online-layer Redis operations that failed (op: flush or read; answers used local counts).", ("op",)),
     Family("precache_online_dropped_increments_total", "counter",
            "Online increments dropped because Redis stayed away past the backlog bound."),
     Family("precache_online_contexts", "gauge", "Contexts (last pages) in this replica's online counts."),
     Family("precache_online_backlog", "gauge", "Online increments not yet acknowledged by Redis."),
+    Family("precache_edge_refreshes_total", "counter",
+           "Edge table refreshes with the online counts (result: published, unchanged, skipped: no table, "
+           "not_leader: another replica publishes, failed).", ("result",)),
     Family("precache_drift_retrains_total", "counter",
-           "Drift triggers (result: started, suppressed by the rate limit, busy: a job was running, failed)."),
+           "Drift triggers (result: started, suppressed by the rate limit, busy: a job was running, failed).",
+           ("result",)),
     Family("precache_drift_window_hr5", "gauge", "Live HR@5 over the drift tracker's last full window (-1: none)."),
 )
 

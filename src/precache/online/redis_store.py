@@ -163,6 +163,13 @@ class RedisCounts:
         return sum(int(n) for n in await pipe.execute())
 
     # -- reads -------------------------------------------------------------------------------------
+    async def context_pages(self, epoch: int) -> list[str]:
+        """Every context the epoch's indexes hold (all buckets; the edge refresh reads only these rows)."""
+        pipe = self.client.pipeline(transaction=False)
+        for bucket in range(BUCKETS):
+            pipe.zrange(self.index_key(bucket, epoch), 0, -1)
+        return [_text(m) for members in await pipe.execute() for m in members]
+
     async def rows(self, contexts: Iterable[str], now: float) -> dict[str, dict[str, float]]:
         """Each context's successors as stored weights of the current epoch (the previous epoch's added,
         scaled by ``2 ** -64``). Rows over ``max_successors`` are cut to the heaviest, and the rest deleted

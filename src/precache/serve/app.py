@@ -124,6 +124,9 @@ async def _start(state: ServiceState) -> asyncio.Task[None] | None:
     state.experiments.start()
     if state.online is not None:
         state.online.start()
+        from precache.serve import edge_refresh
+
+        edge_refresh.start(state)
     return watcher
 
 
@@ -138,6 +141,8 @@ async def _stop(state: ServiceState, watcher: asyncio.Task[None] | None) -> None
     await state.pinned.aclose()
     if state.edge is not None:
         await state.edge.aclose()
+    if state.edge_refresher is not None:
+        await state.edge_refresher.release()  # another replica takes the edge refresh over at once
     if state.online is not None:
         await state.online.close()  # sends what is still pending
     with contextlib.suppress(Exception):

@@ -91,6 +91,8 @@ SERIES_OF: dict[str, tuple[str, dict[str, str]]] = {
     "onlineDroppedIncrements": ("precache_online_dropped_increments_total", {}),
     "onlineContexts": ("precache_online_contexts", {}),
     "onlineBacklog": ("precache_online_backlog", {}),
+    **{f"edgeRefresh{r.title().replace('_', '')}": ("precache_edge_refreshes_total", {"result": r})
+       for r in ("published", "unchanged", "skipped", "not_leader", "failed")},
     "driftTriggers": ("precache_drift_retrains_total", {"result": "started"}),
     "driftSuppressed": ("precache_drift_retrains_total", {"result": "suppressed"}),
     "driftBusy": ("precache_drift_retrains_total", {"result": "busy"}),

@@ -148,7 +148,7 @@ def read_active_file(registry: ModelRegistry, name: str, file: str) -> tuple[byt
                                         f"({type(exc).__name__}); nothing of this version can be served") from None
     if file not in listed:
         raise ApiError(404, "not_found", f"{file} is not a file of {name} {info.version}")
-    data = _read_inside(info.path, file, f"{name} {info.version}")
+    data = _read_inside(info.path, edge_prefix(info.path, file) + file, f"{name} {info.version}")
     digest = hashlib.sha256(data).hexdigest()
     expected = listed[file]
     if expected is not None and expected != digest:
@@ -253,7 +253,7 @@ def servable_files(directory: Path) -> dict[str, str | None]:
                 out.update(_listed(directory / sub, f"{sub}/"))
                 pinned = entry.get("manifest_sha256")
                 out[f"{sub}/manifest.json"] = pinned if isinstance(pinned, str) else None
-    edge = directory / "edge-manifest.json"
+    edge = directory / edge_prefix(directory, "edge-manifest.json") / "edge-manifest.json"
     if edge.is_file():
         out["edge-manifest.json"] = None
         edge_files = json.loads(edge.read_text(encoding="utf-8")).get("files")
@@ -261,6 +261,23 @@ def servable_files(directory: Path) -> dict[str, str | None]:
             out.update({str(k): str(v["sha256"]) for k, v in edge_files.items()
                         if isinstance(v, dict) and isinstance(v.get("sha256"), str)})
     return out
+
+
+REFRESH_DIR = "edge-refresh"
+
+
+def edge_prefix(directory: Path, file: str) -> str:
+    """``edge-refresh/`` when ``file`` is the edge manifest or one of its files and the version has a complete
+    refreshed edge version (the online counts applied: :mod:`precache.serve.edge_refresh`), else ``""``: the
+    Workers then get the refreshed manifest and files under the usual names, verified like any other."""
+    from precache.edge.publish import published_version
+
+    if "/" in file or not (file == "edge-manifest.json" or file.startswith("edge-")):
+        return ""
+    refreshed = directory / REFRESH_DIR
+    if not (refreshed / "edge-manifest.json").is_file() or published_version(refreshed) is None:
+        return ""
+    return f"{REFRESH_DIR}/"
 
 
 def _listed(directory: Path, prefix: str) -> dict[str, str | None]:

@@ -64,6 +64,7 @@ class ServiceState:
     edge: EdgeInference | None = None
     online: OnlineLayer | None = None
     follower: RegistryFollower | None = None
+    edge_refresher: Any = None  # precache.serve.edge_refresh.EdgeRefresher when MODEL_EDGE_REFRESH is on
     background: set[asyncio.Task[None]] = field(default_factory=set)
     predictions: PredictionCore = field(init=False)
 
