@@ -189,47 +189,66 @@ def _next_occurrence(keys: list[str]) -> tuple[array[int], dict[str, int]]:
     return nxt, first
 
 
-async def _replay(
-    trace: PreparedTrace,
-    mode: Mode,
-    config: ReplayConfig,
-    predictor: Predictor | None,
-    assets: AssetModel | None,
-) -> ReplayResult:
+def _no_cache_result(trace: PreparedTrace, mode: Mode, config: ReplayConfig, started: float) -> ReplayResult:
+    """The ``cache=False`` configuration: every measured request pays its own origin draw."""
     ev = trace.events
-    n = len(ev)
-    model = config.latency
-    result = ReplayResult(mode=mode.name, label=mode.label or mode.name, trace=trace.name,
-                          measured=trace.measured, duration=trace.duration, replayed=n - trace.warmup)
-    started = time.perf_counter()
-    jitter = jitter_table(n, model.sigma, config.seed)
-    if not mode.cache:
-        result.replayed = trace.measured  # every request goes to the origin
-        origin_free = SimOrigin(model, jitter)
-        for i in range(trace.warmup, n):
-            result.record(ev.times[i], ORIGIN, origin_free.latency(ev.sizes[i], i), ev.sizes[i], i)
-        result.origin_user_requests = trace.measured
-        result.origin_user_bytes = sum(ev.sizes[trace.warmup :])
-        result.wall_seconds = time.perf_counter() - started
-        return result
+    result = _new_result(trace, mode)
+    result.replayed = trace.measured  # every request goes to the origin
+    origin_free = SimOrigin(config.latency, jitter_table(len(ev), config.latency.sigma, config.seed))
+    for i in range(trace.warmup, len(ev)):
+        result.record(ev.times[i], ORIGIN, origin_free.latency(ev.sizes[i], i), ev.sizes[i], i)
+    result.origin_user_requests = trace.measured
+    result.origin_user_bytes = sum(ev.sizes[trace.warmup :])
+    result.wall_seconds = time.perf_counter() - started
+    return result
 
-    clock = ManualClock(ev.times[0])
-    l1 = MemoryTier(max_bytes=config.l1_bytes, max_items=10_000_000, policy=mode.policy(clock), clock=clock)
-    l2 = MemoryL2(clock, max_bytes=config.l2_bytes, compact_zero_payloads=True) if config.l2_bytes else None
-    # content changes: see Freshness; the model's staleness hints and XFetch are off (every configuration alike)
-    cache = PredictiveCache(l1=l1, l2=l2, clock=clock,
-                            config=CacheConfig(default_ttl=mode.ttl, xfetch_beta=0.0, invalidation=False,
-                                               staleness=StalenessConfig(enabled=False)))
-    origin = SimOrigin(model, jitter)
-    fresh = Freshness.of(trace.updates, config.invalidate_share, config.seed, clock, mode.ttl_learner)
-    sizes = trace.sizes
-    ledger = _PreloadLedger()
-    warmer: Warmer | None = None
-    keys = ev.keys
-    upcoming: dict[str, int] = {}
-    next_same = array("l")
-    if mode.warming == "predictor":
-        next_same, upcoming = _next_occurrence(keys)
+
+def _new_result(trace: PreparedTrace, mode: Mode) -> ReplayResult:
+    return ReplayResult(mode=mode.name, label=mode.label or mode.name, trace=trace.name,
+                        measured=trace.measured, duration=trace.duration, replayed=len(trace.events) - trace.warmup)
+
+
+class _Replay:
+    """The state of one replay through the real cache (clock, tiers, origin, freshness, warmer, counters),
+    with one method per phase: set-up (``__init__``), the warm-up/measurement switch, the request loop
+    (``run``), settling waits and draining background work, and the final result (``finish``)."""
+
+    __slots__ = ("background", "base_preload", "base_user", "cache", "clock", "config", "ev", "fresh", "hr_hits",
+                 "hr_total", "l2", "ledger", "mode", "next_same", "origin", "pending_waits", "result",
+                 "session_seen", "trace", "upcoming", "warmer")
+
+    def __init__(self, trace: PreparedTrace, mode: Mode, config: ReplayConfig,
+                 predictor: Predictor | None, assets: AssetModel | None) -> None:
+        ev = self.ev = trace.events
+        self.trace, self.mode, self.config = trace, mode, config
+        self.result = _new_result(trace, mode)
+        model = config.latency
+        clock = self.clock = ManualClock(ev.times[0])
+        l1 = MemoryTier(max_bytes=config.l1_bytes, max_items=10_000_000, policy=mode.policy(clock), clock=clock)
+        self.l2 = MemoryL2(clock, max_bytes=config.l2_bytes, compact_zero_payloads=True) if config.l2_bytes else None
+        # content changes: see Freshness; the model's staleness hints and XFetch are off (every configuration alike)
+        self.cache = PredictiveCache(l1=l1, l2=self.l2, clock=clock,
+                                     config=CacheConfig(default_ttl=mode.ttl, xfetch_beta=0.0, invalidation=False,
+                                                        staleness=StalenessConfig(enabled=False)))
+        self.origin = SimOrigin(model, jitter_table(len(ev), model.sigma, config.seed))
+        self.fresh = Freshness.of(trace.updates, config.invalidate_share, config.seed, clock, mode.ttl_learner)
+        self.ledger = _PreloadLedger()
+        self.warmer: Warmer | None = None
+        self.upcoming: dict[str, int] = {}
+        self.next_same = array("l")
+        if mode.warming == "predictor":
+            self.next_same, self.upcoming = _next_occurrence(ev.keys)
+            self.warmer = self._make_warmer(predictor, assets)
+        self.session_seen: set[str] = set()
+        self.pending_waits: list[tuple[int, float, list[bool], bool, asyncio.Task[Any]]] = []
+        self.background: set[asyncio.Task[Any]] = set()
+        self.hr_hits = self.hr_total = 0
+        self.base_user = self.base_preload = (0, 0)
+
+    def _make_warmer(self, predictor: Predictor | None, assets: AssetModel | None) -> Warmer:
+        """The real warmer, its preloads fetched from the simulated origin (counted by the ledger)."""
+        mode, sizes, ledger, fresh = self.mode, self.trace.sizes, self.ledger, self.fresh
+        origin, clock, upcoming = self.origin, self.clock, self.upcoming
 
         def make_loader(page: str) -> Loader | None:
             size = sizes.get(page)
@@ -242,47 +261,138 @@ async def _replay(
 
             return load
 
-        wcfg = WarmerConfig(**{f: getattr(config.warmer, f) for f in WarmerConfig.__slots__})
+        wcfg = WarmerConfig(**{f: getattr(self.config.warmer, f) for f in WarmerConfig.__slots__})
         if mode.threshold is not None:  # a fixed threshold (the sweep): no efficiency target moves it
             wcfg.threshold = mode.threshold
             wcfg.target_efficiency = None
         if not mode.online:  # the ablation: what the warmer learned offline only, fixed threshold
             wcfg.online = OnlineConfig(enabled=False, appetite=False)
             wcfg.target_efficiency = None
-        warm_cache = TTLWarmableCache(cache, partial(fresh.ttl, default=None)) if fresh.learner else cache
-        warmer = Warmer(warm_cache, MappingResolver(make_loader), clock, predictor=predictor, config=wcfg,
-                        assets=assets, keep_predictions=True, spawn=_spawn_eager, params=mode.params,
-                        on_preload=mode.observer)
-    oracle = mode.warming == "oracle"
-    scored = mode.scored
-    session_seen: set[str] = set()
+        warm_cache = TTLWarmableCache(self.cache, partial(fresh.ttl, default=None)) if fresh.learner else self.cache
+        return Warmer(warm_cache, MappingResolver(make_loader), clock, predictor=predictor, config=wcfg,
+                      assets=assets, keep_predictions=True, spawn=_spawn_eager, params=mode.params,
+                      on_preload=mode.observer)
 
-    async def oracle_load_size(size: int) -> memoryview:
-        origin.preload.requests += 1  # just in time: its latency is hidden, its cost is not
-        origin.preload.bytes += size
+    def start_measuring(self) -> None:
+        """The warm-up is over: counters from here on are the measured part."""
+        origin = self.origin
+        self.ledger.counting = True
+        self.base_user = (origin.user.requests, origin.user.bytes)
+        self.base_preload = (origin.preload.requests, origin.preload.bytes)
+
+    async def run(self) -> None:
+        """Every instant of the trace: due origin completions, content changes, the instant's user requests
+        (stepped eagerly; a hit never becomes a task), one warmer step, then whatever became ready."""
+        ev, warmup, warmer, fresh, origin = self.ev, self.trace.warmup, self.warmer, self.fresh, self.origin
+        times, keys, ev_sizes, sessions, n, clock = ev.times, ev.keys, ev.sizes, ev.sessions, len(ev), self.clock
+        upcoming, next_same, session_seen = self.upcoming, self.next_same, self.session_seen
+        pending_waits = self.pending_waits
+        cache, ledger, record, oracle = self.cache, self.ledger, self.result.record, self.mode.warming == "oracle"
+        contains, get, stats, model, config = cache.contains, cache.get, cache.stats, self.config.latency, self.config
+        l1_lat, l2_lat, progress, every = model.l1_latency, model.l2_latency, config.progress, config.progress_every
+        i = 0
+        while i < n:
+            t = times[i]
+            await self.complete_until(t)
+            if t > clock.now():
+                clock.set(t)
+            if i >= warmup and not ledger.counting:
+                self.start_measuring()
+            await fresh.advance(t, cache.delete, ledger.drop)  # a dropped preload is outdated: wasted
+            j = i
+            refreshing = False  # a stale-while-revalidate hit scheduled a background refresh: run it now
+            while j < n and times[j] == t:
+                key, size, sid = keys[j], ev_sizes[j], sessions[j]
+                if warmer is not None:
+                    upcoming[key] = next_same[j]
+                    self.observe(warmer, j, sid, key)
+                flag = [False]
+
+                def user_loader(size: int = size, flag: list[bool] = flag, j: int = j, key: str = key) -> Any:
+                    flag[0] = True
+                    return fresh.track(key, origin.fetch(clock.now(), size, preload=False, serves=j))
+
+                in_l1 = contains(key)
+                if oracle:
+                    if not in_l1 and sid in session_seen:  # its preload landed just now in the extra space
+                        self.serve_oracle(j, t, key, size, sid)
+                        j += 1
+                        continue
+                    session_seen.add(sid)
+                joined = warmer is not None and not in_l1 and warmer.is_inflight(key)
+                if joined and warmer is not None:
+                    warmer.record_miss(key)
+                before_stale = stats.stale_hits
+                done, value = start_eager(get(key, session_id=sid, loader=user_loader, ttl=fresh.ttl(key, None)))
+                if done:
+                    if in_l1:
+                        outcome, lat = HIT_L1, l1_lat
+                    elif stats.stale_hits != before_stale:
+                        outcome, lat, refreshing = STALE, l1_lat, True
+                    else:
+                        outcome, lat = HIT_L2, l2_lat
+                    fresh.served(key, j >= warmup)
+                    if j >= warmup:
+                        record(t, outcome, lat, size, j)
+                    if warmer is not None:
+                        warmer.record_hit(key)
+                        ledger.settle(key, True)
+                else:
+                    assert isinstance(value, asyncio.Task)
+                    pending_waits.append((j, t, flag, joined, value))
+                j += 1
+            if warmer is not None and warmer.has_work():
+                await warmer.step()
+            if pending_waits or refreshing or (warmer is not None and warmer.inflight) or self.background:
+                await drain_loop()
+                if pending_waits:
+                    self.finish_waits()
+            if progress is not None and j // every != i // every:
+                progress(j, n)
+            i = j
+
+    def observe(self, warmer: Warmer, j: int, sid: str, key: str) -> None:
+        """Tell the warmer request ``j``; score its standing prediction for a measured page view (HR@5)."""
+        if self.ev.pages[j]:
+            if j >= self.trace.warmup:
+                predicted = warmer.latest.get(sid)
+                if predicted is not None:
+                    self.hr_total += 1
+                    hit5 = hit_at(predicted, key, 5)
+                    self.hr_hits += hit5
+                    if self.mode.scored is not None:
+                        self.mode.scored(sid, hit5)
+            warmer.observe(sid, key)
+        else:  # the warmer learns page -> asset links online from what it is told (causal)
+            warmer.observe_access(sid, key)
+
+    def serve_oracle(self, j: int, t: float, key: str, size: int, sid: str) -> None:
+        """The oracle's just-in-time preload: served at L1 latency; the cache sees the request as usual."""
+        if j >= self.trace.warmup:
+            self.result.record(t, HIT_L1, self.config.latency.l1_latency, size, j)
+        fresh = self.fresh
+        done, value = start_eager(self.cache.get(key, session_id=sid, loader=fresh.wrap(key, partial(
+            self.oracle_load_size, size)), ttl=fresh.ttl(key, None)))
+        if not done:  # another request's load of it is running: let it finish
+            assert isinstance(value, asyncio.Task)
+            self.background.add(value)
+            value.add_done_callback(self.background.discard)
+
+    async def oracle_load_size(self, size: int) -> memoryview:
+        self.origin.preload.requests += 1  # just in time: its latency is hidden, its cost is not
+        self.origin.preload.bytes += size
+        ledger = self.ledger
         if ledger.counting:  # fetched for exactly the request that uses it
             ledger.fetched += 1
             ledger.used += 1
         return zero_payload(size)
 
-    drain = drain_loop
-    pending_waits: list[tuple[int, float, list[bool], bool, asyncio.Task[Any]]] = []
-    background: set[asyncio.Task[Any]] = set()
-    warmup = trace.warmup
-    l1_lat, l2_lat = model.l1_latency, model.l2_latency
-    stats = cache.stats
-    hr_hits = hr_total = 0
-    times, ev_sizes, sessions, pages = ev.times, ev.sizes, ev.sessions, ev.pages
-    contains = cache.contains
-    get = cache.get
-    progress = config.progress
-    base_user = base_preload = (0, 0)
-    i = 0
-
-    def finish_waits() -> None:
-        now = clock.now()
+    def finish_waits(self) -> None:
+        """Record the requests whose wait ended (its outcome from how it ended); keep the others waiting."""
+        now, warmup, l2_lat = self.clock.now(), self.trace.warmup, self.config.latency.l2_latency
+        keys, times, ev_sizes, warmer, ledger = self.ev.keys, self.ev.times, self.ev.sizes, self.warmer, self.ledger
         keep = []
-        for idx, t0, flag, joined_preload, task in pending_waits:
+        for idx, t0, flag, joined_preload, task in self.pending_waits:
             if not task.done():
                 keep.append((idx, t0, flag, joined_preload, task))
                 continue
@@ -293,11 +403,11 @@ async def _replay(
                 outcome, lat = ORIGIN, now - t0
             elif now == t0:  # finished within its own instant without the origin: an L2 hit
                 outcome, lat = HIT_L2, l2_lat
-                fresh.served(keys[idx], idx >= warmup)
+                self.fresh.served(keys[idx], idx >= warmup)
             else:  # waited for a load someone else started: a preload, or another request's miss
                 outcome, lat = (JOINED if joined_preload else JOINED_USER), now - t0
             if idx >= warmup:
-                result.record(times[idx], outcome, lat, ev_sizes[idx], idx)
+                self.result.record(times[idx], outcome, lat, ev_sizes[idx], idx)
             if warmer is not None:
                 key = keys[idx]
                 ledger.settle(key, outcome in (HIT_L2, JOINED))
@@ -305,130 +415,66 @@ async def _replay(
                     warmer.record_miss(key)
                 elif outcome == HIT_L2:
                     warmer.record_hit(key)
-        pending_waits[:] = keep
+        self.pending_waits[:] = keep
 
-    async def complete_until(limit: float) -> None:
+    async def complete_until(self, limit: float) -> None:
+        """Complete the origin fetches due by ``limit`` in time order, each at its own virtual time."""
+        origin, clock = self.origin, self.clock
         while origin.pending and origin.next_time() <= limit:
             clock.set(max(clock.now(), origin.next_time()))
             origin.complete_next()
-            await drain()
-            if pending_waits:
-                finish_waits()
+            await drain_loop()
+            if self.pending_waits:
+                self.finish_waits()
 
-    while i < n:
-        t = times[i]
-        await complete_until(t)
-        if t > clock.now():
-            clock.set(t)
-        if i >= warmup and not ledger.counting:
-            ledger.counting = True
-            base_user = (origin.user.requests, origin.user.bytes)
-            base_preload = (origin.preload.requests, origin.preload.bytes)
-        await fresh.advance(t, cache.delete, ledger.drop)  # a dropped preload is outdated: wasted
-        j = i
-        refreshing = False  # a stale-while-revalidate hit scheduled a background refresh: run it now
-        while j < n and times[j] == t:
-            key = keys[j]
-            size = ev_sizes[j]
-            sid = sessions[j]
-            if warmer is not None:
-                upcoming[key] = next_same[j]
-                if pages[j]:
-                    if j >= warmup:
-                        predicted = warmer.latest.get(sid)
-                        if predicted is not None:
-                            hr_total += 1
-                            hit5 = hit_at(predicted, key, 5)
-                            hr_hits += hit5
-                            if scored is not None:
-                                scored(sid, hit5)
-                    warmer.observe(sid, key)
-                else:  # the warmer learns page -> asset links online from what it is told (causal)
-                    warmer.observe_access(sid, key)
-            flag = [False]
-
-            def user_loader(size: int = size, flag: list[bool] = flag, j: int = j, key: str = key) -> Any:
-                flag[0] = True
-                return fresh.track(key, origin.fetch(clock.now(), size, preload=False, serves=j))
-
-            in_l1 = contains(key)
-            if oracle and not in_l1:
-                if sid in session_seen:  # its preload landed just now in the extra space
-                    if j >= warmup:
-                        result.record(t, HIT_L1, l1_lat, size, j)
-                    done, value = start_eager(get(key, session_id=sid, loader=fresh.wrap(key, partial(
-                        oracle_load_size, size)), ttl=fresh.ttl(key, None)))
-                    if not done:  # another request's load of it is running: let it finish
-                        assert isinstance(value, asyncio.Task)
-                        background.add(value)
-                        value.add_done_callback(background.discard)
-                    session_seen.add(sid)
-                    j += 1
-                    continue
-                session_seen.add(sid)
-            elif oracle:
-                session_seen.add(sid)
-            joined = warmer is not None and not in_l1 and warmer.is_inflight(key)
-            if joined and warmer is not None:
-                warmer.record_miss(key)
-            before_stale = stats.stale_hits
-            done, value = start_eager(get(key, session_id=sid, loader=user_loader, ttl=fresh.ttl(key, None)))
-            if done:
-                if in_l1:
-                    outcome, lat = HIT_L1, l1_lat
-                elif stats.stale_hits != before_stale:
-                    outcome, lat, refreshing = STALE, l1_lat, True
-                else:
-                    outcome, lat = HIT_L2, l2_lat
-                fresh.served(key, j >= warmup)
-                if j >= warmup:
-                    result.record(t, outcome, lat, size, j)
-                if warmer is not None:
-                    warmer.record_hit(key)
-                    ledger.settle(key, True)
-            else:
-                assert isinstance(value, asyncio.Task)
-                pending_waits.append((j, t, flag, joined, value))
-            j += 1
-        if warmer is not None and warmer.has_work():
-            await warmer.step()
-        if pending_waits or refreshing or (warmer is not None and warmer.inflight) or background:
-            await drain()
-            if pending_waits:
-                finish_waits()
-        if progress is not None and j // config.progress_every != i // config.progress_every:
-            progress(j, n)
-        i = j
-    await complete_until(float("inf"))
-    await drain()
-    finish_waits()
-    fresh.report(result)
-    result.origin_user_requests = origin.user.requests - base_user[0]
-    result.origin_user_bytes = origin.user.bytes - base_user[1]
-    result.origin_preload_requests = origin.preload.requests - base_preload[0]
-    result.origin_preload_bytes = origin.preload.bytes - base_preload[1]
-    if warmer is not None or oracle:
+    async def finish(self, started: float) -> ReplayResult:
+        """Settle what is still loading, then fill the result's counters (measured part only) and close."""
+        await self.complete_until(float("inf"))
+        await drain_loop()
+        self.finish_waits()
+        result, origin, ledger, warmer = self.result, self.origin, self.ledger, self.warmer
+        self.fresh.report(result)
+        result.origin_user_requests = origin.user.requests - self.base_user[0]
+        result.origin_user_bytes = origin.user.bytes - self.base_user[1]
+        result.origin_preload_requests = origin.preload.requests - self.base_preload[0]
+        result.origin_preload_bytes = origin.preload.bytes - self.base_preload[1]
         if warmer is not None:
             result.warmer = warmer.stats.as_dict()
             result.warmer["threshold"] = warmer.target.threshold if warmer.target else warmer.config.threshold
             result.warmer["online_pages"] = len(warmer.online)
             result.predictive_hits = warmer.stats.predictive_hits
-        else:
+        elif self.mode.warming == "oracle":
             result.warmer = {}
             result.predictive_hits = ledger.used
-        result.preload_efficiency = ledger.efficiency
-        result.preloads_fetched = ledger.fetched
-        result.preloads_used = ledger.used
-    if hr_total:
-        result.online_hr5 = hr_hits / hr_total
-        result.online_transitions = hr_total
-    result.cache_stats = dict(cache.stats.as_dict())
-    if l2 is not None:
-        result.cache_stats["l2_evictions"] = l2.evictions
-    result.replayed = n
-    result.wall_seconds = time.perf_counter() - started
-    await cache.close()
-    return result
+        if warmer is not None or self.mode.warming == "oracle":
+            result.preload_efficiency = ledger.efficiency
+            result.preloads_fetched = ledger.fetched
+            result.preloads_used = ledger.used
+        if self.hr_total:
+            result.online_hr5 = self.hr_hits / self.hr_total
+            result.online_transitions = self.hr_total
+        result.cache_stats = dict(self.cache.stats.as_dict())
+        if self.l2 is not None:
+            result.cache_stats["l2_evictions"] = self.l2.evictions
+        result.replayed = len(self.ev)
+        result.wall_seconds = time.perf_counter() - started
+        await self.cache.close()
+        return result
+
+
+async def _replay(
+    trace: PreparedTrace,
+    mode: Mode,
+    config: ReplayConfig,
+    predictor: Predictor | None,
+    assets: AssetModel | None,
+) -> ReplayResult:
+    started = time.perf_counter()
+    if not mode.cache:
+        return _no_cache_result(trace, mode, config, started)
+    state = _Replay(trace, mode, config, predictor, assets)
+    await state.run()
+    return await state.finish(started)
 
 
 def replay(
