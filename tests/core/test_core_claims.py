@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,9 @@ def test_drifted_figures_fail_naming_file_line_and_both_values(tmp_path: Path) -
     lines = proc.stdout.splitlines()
     assert len(lines) == 3, proc.stdout
     assert lines[0].startswith(f"{doc}:2: quoted '423k'") and "472133.2" in lines[0], lines[0]
-    assert lines[1].startswith(f"{doc}:3: quoted '3,500'") and "is 2913.8" in lines[1], lines[1]
+    peak = json.loads((RESULTS / "service.json").read_text())["runs"]  # the service's figure moves with re-runs
+    c64 = next(r for r in peak if r["workers"] == 2 and r["mode"] == "closed" and r.get("concurrency") == 64)
+    assert lines[1].startswith(f"{doc}:3: quoted '3,500'") and f"is {c64['throughput_rps']}" in lines[1], lines[1]
     assert lines[2].startswith(f"{doc}:4: quoted '7.3'") and "is 3.61" in lines[2], lines[2]
     assert "3 of 7 quoted figures differ" in proc.stderr
 
