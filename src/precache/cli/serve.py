@@ -121,8 +121,16 @@ def _exit_0_on_sigterm() -> None:
     Why: uvicorn's single-process server re-raises a captured SIGTERM after its graceful shutdown (status 143)
     while its multi-worker supervisor returns normally (0). uvicorn restores the handler it found before it
     re-raises, so the handler installed here turns that re-raise into a normal exit 0 (SIGINT is unchanged:
-    Ctrl-C still exits 130)."""
+    Ctrl-C still exits 130). A SIGTERM before the server takes its signals (still importing the app) ends the
+    process at once, as the default action does: a SystemExit raised at an arbitrary point of start-up could
+    leave it waiting on a thread for ever."""
     def handler(_signum: int, _frame: object) -> None:
+        from precache.cli.supervisor import signals_taken_over
+
+        if not signals_taken_over():  # before the server took its signals: nothing to drain, end at once
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, handler)

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from uvicorn import Server
@@ -32,7 +33,21 @@ DRAIN_SECONDS = 0.3  # accepting with the smallest queue before the listening so
 SETTLE_SECONDS = 0.5  # for the last accepted connections to deliver their requests (a busy CPU is slow to read)
 
 
+_TAKEN_OVER: list[bool] = []
+
+
+def signals_taken_over() -> bool:
+    """True once a server in this process handles SIGTERM itself (uvicorn's capture, then its re-raise)."""
+    return bool(_TAKEN_OVER)
+
+
 class DrainingServer(Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        _TAKEN_OVER.append(True)
+        with super().capture_signals():
+            yield
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # 1. Shrink the accept queue to its minimum: handshakes the kernel already completed are still
         #    accepted and served, new ones find the queue full (the client's retry then meets a closed port).
