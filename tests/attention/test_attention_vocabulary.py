@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 
 from precache.models.attention import AttentionPredictor
@@ -28,6 +29,7 @@ def chain_sessions(n: int, seed: int) -> list[Session]:
     return out
 
 
+@pytest.mark.slow
 def test_attention_covers_every_page_seen_twice_past_one_thousand() -> None:
     sessions = chain_sessions(2400, seed=3)
     once = Session("x", "x", 1e9, ["/rare/once", "/rare/also-once"])

@@ -85,6 +85,7 @@ def wait_for(check: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
+@pytest.mark.slow
 def test_the_worker_gets_the_online_counts_after_a_refresh_and_an_unchanged_refresh_publishes_nothing(
         redis_server: RedisProcess, tmp_path: Path) -> None:
     require_edge_tools()

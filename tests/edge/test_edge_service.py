@@ -60,6 +60,7 @@ def test_service_forwards_to_the_edge_and_falls_back_when_it_is_down(
             assert metrics["edgeAnswered"] >= 1 and metrics["edgeErrors"] >= 1
 
 
+@pytest.mark.slow
 def test_slow_edge_costs_one_short_timeout_then_the_breaker_opens(
         redis_server: RedisProcess, model_and_worker: tuple[Path, Path]) -> None:
     model_dir, _ = model_and_worker
@@ -79,6 +80,7 @@ def test_slow_edge_costs_one_short_timeout_then_the_breaker_opens(
             assert elapsed < 3.0, elapsed
 
 
+@pytest.mark.slow
 def test_activation_publishes_and_the_worker_syncs_from_the_real_service(redis_server: RedisProcess,
                                                                           tmp_path: Path) -> None:
     """The whole path: registered versions without edge files -> activated through the service's API (which

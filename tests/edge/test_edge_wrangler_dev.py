@@ -59,6 +59,7 @@ def test_build_rewrites_nothing_when_unchanged(model_dir: Path) -> None:
         assert "dev-v1" in GENERATED.read_text()
 
 
+@pytest.mark.slow
 def test_wrangler_dev_serves(model_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import RedisProcess, hub_sessions
 from precache.models.kinds import build_predictor
 from precache.online.drift import DriftTrigger
@@ -38,6 +40,7 @@ def test_the_trigger_fires_on_a_sustained_drop_once_per_interval() -> None:
     assert started[-1] != -1.0
 
 
+@pytest.mark.slow
 def test_a_service_starts_a_retrain_when_live_hr5_drops(redis_server: RedisProcess, tmp_path: Path) -> None:
     model = build_predictor("ppm")
     model.fit(hub_sessions(300))

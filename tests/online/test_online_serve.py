@@ -33,6 +33,7 @@ def online_env(redis_url: str, model_dir: Path, **extra: str) -> dict[str, str]:
                        **extra)
 
 
+@pytest.mark.slow
 def test_a_transition_learned_on_replica_a_changes_replica_bs_answer_within_a_second(
         redis_server: RedisProcess, model_dir: Path) -> None:
     env = online_env(redis_server.url, model_dir)

@@ -33,6 +33,7 @@ def test_refuses_to_start_without_a_token(redis_server: RedisProcess, model_dir:
     assert len(lines) == 1 and "PRECACHE_API_TOKEN" in lines[0] and "--insecure-local" in lines[0]
 
 
+@pytest.mark.slow
 def test_insecure_local_serves_loopback_without_auth_and_warns(redis_server: RedisProcess, model_dir: Path) -> None:
     env = service_env(redis_server.url, model_dir, PRECACHE_API_TOKEN="")
     with running_service(env, "--insecure-local", "--host", "0.0.0.0") as svc, svc.client(token=None) as client:
@@ -55,6 +56,7 @@ def test_insecure_local_serves_loopback_without_auth_and_warns(redis_server: Red
     assert "binds to 127.0.0.1" in first and "WITHOUT authentication" in first
 
 
+@pytest.mark.slow
 def test_ml_disabled_and_missing_model_answer_503(redis_server: RedisProcess, model_dir: Path) -> None:
     with running_service(service_env(redis_server.url, model_dir, ML_ENABLED="false")) as svc, svc.client() as c:
         r = page(c, "off", "/a1")
@@ -71,6 +73,7 @@ def test_ml_disabled_and_missing_model_answer_503(redis_server: RedisProcess, mo
         assert cache.status_code == 503 and "PRECACHE_OPTIMIZER_DIR" in cache.json()["detail"]
 
 
+@pytest.mark.slow
 def test_a_tampered_model_is_refused(redis_server: RedisProcess, model_dir: Path, tmp_path: Path) -> None:
     bad = train_model(tmp_path / "bad")
     victim = next(p for p in bad.iterdir() if p.name != "manifest.json")
@@ -80,6 +83,7 @@ def test_a_tampered_model_is_refused(redis_server: RedisProcess, model_dir: Path
         assert ready["ready"] is False and "sha256" in (ready["model"]["error"] or "")
 
 
+@pytest.mark.slow
 def test_without_redis_histories_stay_in_memory(model_dir: Path) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     with running_service(service_env(dead, model_dir)) as svc, svc.client() as client:
@@ -95,6 +99,7 @@ def test_without_redis_histories_stay_in_memory(model_dir: Path) -> None:
         assert client.get("/api/ml/metrics").json()["rateLimitRedisFailures"] >= 1
 
 
+@pytest.mark.slow
 def test_two_replicas_share_sessions_through_redis(redis_server: RedisProcess, model_dir: Path) -> None:
     env = service_env(redis_server.url, model_dir, PRECACHE_PREDICTION_CACHE_SIZE="0")
     with running_service(env) as a, running_service(env) as b, a.client() as ca, b.client() as cb:
@@ -125,6 +130,7 @@ def test_compose_file_parses_and_uses_settings_precache_reads() -> None:
     assert "redis" in str(services["precache"].get("depends_on"))
 
 
+@pytest.mark.slow
 def test_on_redis_cluster_histories_and_events_work(redis_cluster: str, model_dir: Path) -> None:
     env = service_env(redis_cluster, model_dir, PRECACHE_REDIS_CLUSTER="true")
     with running_service(env) as svc, svc.client() as client:
@@ -145,6 +151,7 @@ def test_on_redis_cluster_histories_and_events_work(redis_cluster: str, model_di
         assert ready["redis"] == "ok" and ready["sessions"] == "redis"
 
 
+@pytest.mark.slow
 def test_the_event_rate_limit_holds_across_replicas(redis_server: RedisProcess, model_dir: Path) -> None:
     env = service_env(redis_server.url, model_dir, PRECACHE_EVENTS_PER_SECOND="1", PRECACHE_EVENTS_BURST="10")
     batch = {"events": [{"sessionId": "rl", "page": f"/p{i}"} for i in range(7)]}

@@ -53,6 +53,7 @@ def test_two_workers_one_scrape_sums_both_and_passes_promtool(redis_server: Redi
         assert set(summary["trends"]) == {"accuracy", "hitRate"}
 
 
+@pytest.mark.slow
 def test_online_accuracy_reported_accesses_and_dashboard(redis_server: RedisProcess, model_dir: Path) -> None:
     with running_service(service_env(redis_server.url, model_dir)) as service, service.client() as api:
         def predict(session: str, page: str) -> list[str]:

@@ -261,6 +261,7 @@ def test_train_gate_activate_predict_cycle(redis_server: RedisProcess, tmp_path:
         assert hourly.status_code == 422 and "body.schedule" in hourly.json()["detail"]
 
 
+@pytest.mark.slow
 def test_files_of_an_auto_models_components_are_served(redis_server: RedisProcess, tmp_path: Path) -> None:
     """An ``auto`` model keeps each component in a sub-directory; every file there is reachable, pinned by the
     chain of checksums (manifest -> auto.json -> component manifest -> component files)."""

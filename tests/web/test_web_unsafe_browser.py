@@ -63,6 +63,7 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
+@pytest.mark.slow
 def test_no_unsafe_url_is_prefetched_or_warmed_in_chromium(browser: Any) -> None:
     seen: list[str] = []  # inside the middleware: every render, warming included
     config = WebConfig(hints=HintConfig(mode="both", threshold=0.5, max_per_page=10))
