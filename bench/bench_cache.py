@@ -39,8 +39,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,6 +57,7 @@ from redis.backoff import NoBackoff
 from rich.console import Console
 from rich.table import Table
 
+from local_redis import start_redis
 from precache.cache import MemoryTier, PredictiveCache, RedisTier
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cache.json"
@@ -88,28 +87,6 @@ NOTES = [
 
 def n(count: int) -> int:
     return max(50, int(count * SCALE))
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server is not installed (apt-get install redis-server)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    sys.exit("redis-server did not start")
 
 
 async def measure(op: Callable[[int], Awaitable[Any]], count: int, warmup: int = 200) -> dict[str, float]:

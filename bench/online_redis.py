@@ -9,15 +9,12 @@ flush acknowledged. The same views through the layer without Redis give the in-p
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from typing import Any
 
 from rich.console import Console
 
+from local_redis import start_redis
 from precache.online.guards import ContributionGuard
 from precache.online.layer import OnlineLayer
 from precache.online.merge import MergeParams
@@ -28,26 +25,6 @@ from precache.traces.synthetic import SyntheticWorkload
 FLUSH_SECONDS = 0.1  # ML_ONLINE_FLUSH_MS's default: what the layer's background task does
 MAX_CONTEXTS = 12_800  # 100 per bucket; below the run's distinct contexts, so the cap has to evict
 N_PAGES = 200_000
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server is not installed (apt-get install redis-server)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    sys.exit("redis-server did not start")
 
 
 def page_views(n_requests: int) -> list[tuple[str, str, float]]:
