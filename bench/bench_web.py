@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from examples.site.app import build_site  # noqa: E402
-from examples.site.harness import Navigation, RequestLog, replay, serving  # noqa: E402
+from examples.site.harness import Navigation, RequestLog, headless_chromium, replay, serving  # noqa: E402
 from examples.site.latency import delayed  # noqa: E402
 from examples.site.trace import as_sessions, msnbc_sessions, walk_sessions  # noqa: E402
 
@@ -286,12 +286,9 @@ def _print_tables(runs: dict[float, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
-    chromium = shutil.which("chromium")
-    if chromium is None or not MSNBC.is_file():
+    if shutil.which("chromium") is None or not MSNBC.is_file():
         print(f"needs Debian's chromium and {MSNBC}", file=sys.stderr)
         return 2
-    from playwright.sync_api import sync_playwright
-
     from precache.models import build_predictor
 
     began = time.monotonic()
@@ -308,13 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.walk_visitors:
         populations["random-walk"] = walk_sessions(args.walk_visitors * 2, seed=27)[: args.walk_visitors]
     runs = {}
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            for latency in args.latency_ms:
-                runs[latency] = browser_run(browser, populations, predictor, args, latency)
-        finally:
-            browser.close()
+    with headless_chromium() as browser:
+        for latency in args.latency_ms:
+            runs[latency] = browser_run(browser, populations, predictor, args, latency)
     emulated = max(args.latency_ms)
     main_run = runs[emulated]
     msnbc = main_run["populations"]["msnbc"]

@@ -9,7 +9,9 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +30,20 @@ def shared_file(relative: str) -> Path:
             pytest.fail(message + " and CI=true requires it")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Debian chromium for the module's tests; fails (never skips) when chromium is missing."""
+    from examples.site.harness import headless_chromium
+
+    stack = ExitStack()
+    try:
+        launched = stack.enter_context(headless_chromium())
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    with stack:
+        yield launched
 
 
 def hub_sessions(n: int, seed: int = 0) -> list[Session]:

@@ -4,6 +4,7 @@ browser session replay that clicks links and reads Navigation Timing)."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -66,6 +67,23 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@contextmanager
+def headless_chromium() -> Iterator[Any]:
+    """Debian's chromium driven by Playwright (its own browser download is not used: the system package is
+    what `make test` installs). Raises RuntimeError when chromium is missing."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        raise RuntimeError("chromium is not installed: `make test` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @contextmanager

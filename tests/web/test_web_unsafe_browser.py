@@ -6,9 +6,7 @@ vacuous)."""
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -46,21 +44,6 @@ def _site(seen: list[str]) -> Starlette:
 
     report = no_prefetch(lambda request: page(request))
     return Starlette(routes=[Route("/reports/{name}", report), Route("/{path:path}", page)])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("chromium is not installed: `make test` installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.mark.slow
