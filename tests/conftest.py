@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from precache.processes import free_port
 from precache.traces.model import Session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,11 +56,6 @@ def hub_sessions(n: int, seed: int = 0) -> list[Session]:
         j = rng.randrange(6)
         out.append(Session(str(i), f"c{i}", float(i), [f"/entry{rng.randrange(2)}", f"/a{j}", "/hub", f"/b{j}"]))
     return out
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisProcess:

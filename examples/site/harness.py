@@ -5,7 +5,6 @@ browser session replay that clicks links and reads Navigation Timing)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+
+from precache.processes import free_port
 
 NAVIGATION_JS = """() => { const n = performance.getEntriesByType('navigation')[0];
   return {url: n.name, deliveryType: n.deliveryType, duration: n.duration, responseStart: n.responseStart,
@@ -60,13 +61,6 @@ class RequestLog:
         """Requests for site pages (not the rules route, not the favicon), with this ``Sec-Purpose``."""
         return [e for e in self.entries if not e.path.startswith("/_precache/") and e.path != "/favicon.ico"
                 and (e.purpose or None) == purpose]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Ending a child process together with everything it started.
+"""Local child processes: a free loopback port to start one on, and ending one together with everything it
+started.
 
 Why a whole process group: ``precache serve --workers N`` forks uvicorn workers; a parent killed after its
 own shutdown timed out would orphan them, and they would keep the port and the CPU (skewing every later
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 from typing import Any
 
@@ -31,3 +33,11 @@ def end_process_group(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
         proc.wait(timeout=REAP_SECONDS)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's pick; another starter may
+    still take it before the child binds)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -12,8 +12,8 @@ from edge_harness import EDGE_TOKEN, build_worker, require_edge_tools, running
 from conftest import hub_sessions
 from precache.edge.build import export_predictor
 from precache.edge.client import EdgeInference
-from precache.edge.workerd import free_port
 from precache.models import build_predictor
+from precache.processes import free_port
 from precache.resilience import CircuitBreaker
 
 

@@ -17,8 +17,8 @@ from serve_harness import TOKEN, TRAINING_KEY, running_service, service_env, tra
 
 from conftest import RedisProcess
 from precache.edge.build import export_predictor
-from precache.edge.workerd import free_port
 from precache.models import load_predictor
+from precache.processes import free_port
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,9 @@ from edge_harness import EDGE_TOKEN, get, post, require_edge_tools
 
 from conftest import hub_sessions
 from precache.edge.build import export_predictor
-from precache.edge.workerd import EDGE, free_port, tool
+from precache.edge.workerd import EDGE, tool
 from precache.models import build_predictor
+from precache.processes import free_port
 
 GENERATED = EDGE / "src" / "generated" / "bundle.js"
 

@@ -13,7 +13,6 @@ import gzip
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 import urllib.error
@@ -21,6 +20,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from precache.processes import free_port
 
 EDGE = Path(os.environ.get("PRECACHE_EDGE_DIR", Path(__file__).resolve().parents[3] / "edge"))
 COMPAT_DATE = "2026-04-20"
@@ -60,12 +61,6 @@ def _module_kind(path: Path) -> str | None:
 def bundle_gzip_bytes(dist: Path) -> int:
     """gzip size of every module in a dry-run bundle (what the plans' size limits count)."""
     return sum(len(gzip.compress(p.read_bytes(), 6)) for p in dist.iterdir() if _module_kind(p))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_json(method: str, url: str, body: Any = None, raw: bytes | None = None, timeout: float = 30,
