@@ -16,11 +16,12 @@ from precache.cache import (
     UnserializableValueError,
     cached,
 )
+from precache.cache.config import CacheConfig, EventConfig
 
 
-def make(clock: ManualClock, l2: MemoryL2 | None = None, **kw: object) -> PredictiveCache:
+def make(clock: ManualClock, l2: MemoryL2 | None = None, config: CacheConfig | None = None) -> PredictiveCache:
     return PredictiveCache(MemoryTier(clock=clock), l2 if l2 is not None else MemoryL2(clock), clock,
-                           **kw)  # type: ignore[arg-type]
+                           config=config)
 
 
 async def test_get_goes_l1_l2_loader_and_fills_back() -> None:
@@ -51,7 +52,7 @@ async def test_get_goes_l1_l2_loader_and_fills_back() -> None:
 
 async def test_expiry_stale_while_revalidate_uses_the_clock() -> None:
     clock = ManualClock()
-    cache = make(clock, default_ttl=10, grace=5)
+    cache = make(clock, config=CacheConfig(default_ttl=10, grace=5))
     version = 0
 
     async def loader() -> int:
@@ -72,7 +73,7 @@ async def test_expiry_stale_while_revalidate_uses_the_clock() -> None:
 
 async def test_xfetch_refreshes_hot_key_early() -> None:
     clock = ManualClock()
-    cache = make(clock, default_ttl=10, xfetch_beta=1.0)
+    cache = make(clock, config=CacheConfig(default_ttl=10, xfetch_beta=1.0))
 
     async def slow() -> str:
         await asyncio.sleep(0.02)  # delta ~ 0.02 s
@@ -164,7 +165,7 @@ async def test_unserializable_value_refused_and_poison_is_a_miss() -> None:
 
 
 async def test_event_queue_is_bounded_and_drops_are_counted() -> None:
-    cache = PredictiveCache(event_queue_size=5)
+    cache = PredictiveCache(config=CacheConfig(events=EventConfig(queue_size=5)))
     cache.subscribe(lambda e: None)
     await cache.set("k", "v")
     for _ in range(20):

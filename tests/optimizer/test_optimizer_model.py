@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from precache.cache.clock import ManualClock
+from precache.cache.config import CacheConfig, StalenessConfig
 from precache.cache.memory import MemoryTier
 from precache.cache.policy import EntryInfo, EvictionPolicy
 from precache.models.optimizer.features import FEATURE_NAMES, N_FEATURES, FeatureTracker, static_features
@@ -374,7 +375,8 @@ async def test_optimizer_policy_drives_cache_revalidation(trained: tuple[Path, o
     clock = ManualClock(1000.0)
     pol = LearnedPolicy(OptimizerModel.load(out), clock, batch_size=2, invalidation_threshold=0.0,
                         admission="none", stale_action=action)  # type: ignore[arg-type]
-    cache = PredictiveCache(MemoryTier(clock=clock, policy=pol), MemoryL2(clock), clock, stale_poll_interval=1.0)
+    cache = PredictiveCache(MemoryTier(clock=clock, policy=pol), MemoryL2(clock), clock,
+                            config=CacheConfig(staleness=StalenessConfig(poll_interval=1.0)))
     calls: dict[str, int] = {}
 
     def loader_for(key: str):  # type: ignore[no-untyped-def]
