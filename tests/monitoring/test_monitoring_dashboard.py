@@ -114,40 +114,43 @@ def test_events_and_page_need_the_signed_cookie(server: tuple[str, _LogCapture])
 def test_the_dashboard_renders_live_charts_in_chromium(server: tuple[str, _LogCapture], browser: Any) -> None:
     base, log = server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{base}/dashboard")
-    page.fill("input[name=token]", "not-the-token")
-    page.click("button[type=submit]")
-    assert "wrong token" in page.content()
-    page.fill("input[name=token]", TOKEN)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/dashboard")
-    cookie = next(c for c in page.context.cookies() if c["name"] == COOKIE)
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/dashboard"
-    assert TOKEN not in cookie["value"]
-    page.wait_for_function("Number(document.body.dataset.updates || 0) >= 3", timeout=60_000)
-    assert page.locator(".uplot canvas").count() >= 6  # six charts drawn
-    shown = ("#v-hitRate", "#v-latency", "#v-accuracy", "#v-memory")
-    first = tuple(page.inner_text(sel) for sel in shown)
-    page.wait_for_function("Number(document.body.dataset.updates || 0) >= 12", timeout=60_000)
-    second = tuple(page.inner_text(sel) for sel in shown)
-    assert first != second, "the values did not change while traffic flowed"
-    assert "%" in second[0] and "ms" in second[1]
-    assert "v7" in page.inner_text("#model")
-    assert "HR@5 0.81" in page.inner_text("#history")  # the gate column
-    alert = page.inner_text("#alerts")  # value and threshold in the same unit as the summary
-    assert "150.0 MiB" in alert and "90.0 MiB" in alert and "157286400" not in alert, alert
-    assert "treatment-arm-with-an-equally-long-name" in page.inner_text("#experiments")
-    # nothing spills out of the side card (a wide table scrolls inside it) or out of the page
-    spill = page.evaluate(
-        "() => { const c = document.querySelector('.side').getBoundingClientRect();"
-        " return Math.max(0, ...[...document.querySelectorAll('.side .scroll, .side ul')]"
-        ".map((e) => e.getBoundingClientRect().right - c.right)); }")
-    assert spill <= 1, spill
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-    assert log.lines, "uvicorn's access log was not captured"
-    assert not any(TOKEN in line for line in log.lines)
+    try:
+        page.goto(f"{base}/dashboard")
+        page.fill("input[name=token]", "not-the-token")
+        page.click("button[type=submit]")
+        assert "wrong token" in page.content()
+        page.fill("input[name=token]", TOKEN)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/dashboard")
+        cookie = next(c for c in page.context.cookies() if c["name"] == COOKIE)
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/dashboard"
+        assert TOKEN not in cookie["value"]
+        page.wait_for_function("Number(document.body.dataset.updates || 0) >= 3", timeout=60_000)
+        assert page.locator(".uplot canvas").count() >= 6  # six charts drawn
+        shown = ("#v-hitRate", "#v-latency", "#v-accuracy", "#v-memory")
+        first = tuple(page.inner_text(sel) for sel in shown)
+        page.wait_for_function("Number(document.body.dataset.updates || 0) >= 12", timeout=60_000)
+        second = tuple(page.inner_text(sel) for sel in shown)
+        assert first != second, "the values did not change while traffic flowed"
+        assert "%" in second[0] and "ms" in second[1]
+        assert "v7" in page.inner_text("#model")
+        assert "HR@5 0.81" in page.inner_text("#history")  # the gate column
+        alert = page.inner_text("#alerts")  # value and threshold in the same unit as the summary
+        assert "150.0 MiB" in alert and "90.0 MiB" in alert and "157286400" not in alert, alert
+        assert "treatment-arm-with-an-equally-long-name" in page.inner_text("#experiments")
+        # nothing spills out of the side card (a wide table scrolls inside it) or out of the page
+        spill = page.evaluate(
+            "() => { const c = document.querySelector('.side').getBoundingClientRect();"
+            " return Math.max(0, ...[...document.querySelectorAll('.side .scroll, .side ul')]"
+            ".map((e) => e.getBoundingClientRect().right - c.right)); }")
+        assert spill <= 1, spill
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        assert log.lines, "uvicorn's access log was not captured"
+        assert not any(TOKEN in line for line in log.lines)
+    finally:
+        page.close()  # before the server stops: an open page keeps its event stream (and uvicorn) waiting
 
 
 def test_gate_column_reads_the_gate_decision_of_accepted_and_rejected_versions() -> None:
