@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from conftest import RedisProcess
 from precache.cache import AccessEvent, CacheUnavailableError, CircuitBreaker, MemoryTier, PredictiveCache, RedisTier
+from precache.cache.config import CacheConfig, EventConfig
 
 
 def prefix() -> str:
@@ -230,7 +231,8 @@ async def test_poisoned_redis_value_is_a_miss_and_reported(redis_url: str, caplo
 async def test_get_many_tags_and_event_stream(redis_url: str) -> None:
     pfx = prefix()
     stream = f"{pfx}events"
-    cache = make(redis_url, pfx, stream=stream, stream_maxlen=1000, op_timeout=1.0)
+    cache = make(redis_url, pfx, op_timeout=1.0,
+                 config=CacheConfig(events=EventConfig(stream=stream, stream_maxlen=1000)))
     seen: list[AccessEvent] = []
     cache.subscribe(seen.append)
     for i in range(10):

@@ -4,6 +4,7 @@ off the hit path (MemoryL2 + ManualClock; the learned policy end to end is in te
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from precache.cache import (
     StaleAction,
     StalenessSource,
 )
+from precache.cache.config import CacheConfig, StalenessConfig
 
 
 class FlaggingPolicy(S3FIFOPolicy):
@@ -36,9 +38,10 @@ class FlaggingPolicy(S3FIFOPolicy):
         return out
 
 
-def make(clock: ManualClock, policy: object, **kw: object) -> PredictiveCache:
+def make(clock: ManualClock, policy: object, **staleness: Any) -> PredictiveCache:
+    """A cache over ``policy`` with ``StalenessConfig(**staleness)``."""
     l1 = MemoryTier(clock=clock, policy=policy)  # type: ignore[arg-type]
-    return PredictiveCache(l1, MemoryL2(clock), clock, **kw)  # type: ignore[arg-type]
+    return PredictiveCache(l1, MemoryL2(clock), clock, config=CacheConfig(staleness=StalenessConfig(**staleness)))
 
 
 async def settle(cache: PredictiveCache) -> None:
@@ -65,7 +68,7 @@ async def test_flagged_key_is_reloaded_in_the_background_never_on_a_hit() -> Non
     clock = ManualClock(100.0)
     policy = FlaggingPolicy()
     assert isinstance(policy, StalenessSource)
-    cache = make(clock, policy, stale_poll_interval=5.0)
+    cache = make(clock, policy, poll_interval=5.0)
     origin = Origin()
     assert await cache.get("k", loader=origin) == {"v": 1}
     polls = policy.polls
@@ -157,7 +160,7 @@ async def test_a_policy_that_raises_does_not_break_the_cache() -> None:
 async def test_background_poll_without_misses() -> None:
     clock = ManualClock(0.0)
     policy = FlaggingPolicy()
-    cache = make(clock, policy, stale_poll_interval=0.01, stale_poll_background=True)
+    cache = make(clock, policy, poll_interval=0.01, background=True)
     origin = Origin()
     await cache.get("k", loader=origin)
     policy.flag("k")
@@ -179,7 +182,7 @@ async def test_staleness_can_be_switched_off_and_is_deterministic_on_a_manual_cl
     await on.get("x")
     assert on._stale.task is None  # ManualClock: no real-time background task (deterministic replay)
     await on.close()
-    off = make(clock, policy, policy_staleness=False)
+    off = make(clock, policy, enabled=False)
     origin = Origin()
     await off.get("k", loader=origin)
     policy.flag("k")
@@ -221,5 +224,5 @@ async def test_known_loaders_are_bounded() -> None:
     assert (s.policy_evictions, s.policy_revalidations, origin.calls) == (1, 1, 4)
     assert not cache.contains("a") and cache.contains("c")
     with pytest.raises(ValueError):
-        make(clock, policy, stale_poll_interval=0.0)
+        make(clock, policy, poll_interval=0.0)
     await cache.close()
