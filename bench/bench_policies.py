@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import math
 import sys
 import tempfile
 import time
+from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,6 @@ sys.path.insert(0, str(ROOT / "src"))
 from policy_online import (  # noqa: E402
     ONLINE_CANDIDATES,
     Hints,
-    choose_shipped,
     online_config,
     predictor_hints,
     run_online,
@@ -53,6 +54,7 @@ from precache.cache.policy import EntryInfo, EvictionPolicy, LRUPolicy, S3FIFOPo
 from precache.models.optimizer.labels import CacheTrace, build_dataset, trace_from_requests  # noqa: E402
 from precache.models.optimizer.model import OptimizerModel, decision_metrics  # noqa: E402
 from precache.models.optimizer.policy import LearnedPolicy  # noqa: E402
+from precache.models.optimizer.selection import TIE, BlockScore, block_bounds, choose  # noqa: E402
 from precache.models.optimizer.train import TrainConfig, train  # noqa: E402
 from shared_traces import CLOUDPHYSICS_ORACLE, NASA_AUG, NASA_JUL  # noqa: E402
 
@@ -115,7 +117,7 @@ def write_oracle_general(trace: CacheTrace, start: int, path: Path) -> None:
 # -- replay -----------------------------------------------------------------------------------------------
 def replay(policy: EvictionPolicy, trace: CacheTrace, start: int, capacity: int,
            clock: ManualClock | None = None, order: str = "evict-first", hints: Hints | None = None,
-           ) -> dict[str, float]:
+           bounds: list[int] | None = None) -> dict[str, Any]:
     """Byte-capacity cache driven through the EvictionPolicy protocol (admit, ttl_for, victim, on_insert,
     on_hit). Requests before ``start`` warm the cache and the policy uncounted (every policy alike).
 
@@ -123,7 +125,8 @@ def replay(policy: EvictionPolicy, trace: CacheTrace, start: int, capacity: int,
     admission through ``admit`` and, if admitted, makes room *before* the new object is stored, so it can
     never evict the object it is inserting (an admission decision that bypasses ``admit``).
     ``"insert-first"`` is the old order, kept only to measure that bypass (``self_evictions``: misses whose
-    object was evicted by its own insertion). Objects larger than the cache are not stored. No expiry."""
+    object was evicted by its own insertion). Objects larger than the cache are not stored. No expiry.
+    With ``bounds`` (block edges from ``start``), ``block_missed`` holds the missed bytes per block."""
     resident: dict[str, EntryInfo] = {}
     used = 0
     reqs = misses = self_evictions = 0
@@ -135,6 +138,7 @@ def replay(policy: EvictionPolicy, trace: CacheTrace, start: int, capacity: int,
     hint = getattr(policy, "hint", None) if hints is not None else None
     hint_ids, hint_probs = (hints.ids.tolist(), hints.probs.tolist()) if hint is not None and hints else ([], [])
     hint_keys = hints.keys if hints is not None else []
+    block_missed = [0.0] * (len(bounds) - 1 if bounds else 0)
     t0 = time.perf_counter()
     c0 = time.process_time()
     for i in range(len(keys)):
@@ -161,6 +165,8 @@ def replay(policy: EvictionPolicy, trace: CacheTrace, start: int, capacity: int,
         if counted:
             misses += 1
             miss_bytes += s
+            if bounds:
+                block_missed[bisect_right(bounds, i) - 1] += s
         if s > capacity:
             continue
         info = EntryInfo(key=k, size=s, inserted_at=times[i])
@@ -186,9 +192,11 @@ def replay(policy: EvictionPolicy, trace: CacheTrace, start: int, capacity: int,
             policy.on_insert(info)
     secs = time.perf_counter() - t0
     cpu = time.process_time() - c0
-    out = {"miss_ratio": misses / max(reqs, 1), "byte_miss_ratio": miss_bytes / max(req_bytes, 1),
-           "requests_per_s": reqs / secs if secs > 0 else math.inf,
-           "cpu_us_per_request": 1e6 * cpu / max(reqs, 1)}
+    out: dict[str, Any] = {"miss_ratio": misses / max(reqs, 1), "byte_miss_ratio": miss_bytes / max(req_bytes, 1),
+                           "requests_per_s": reqs / secs if secs > 0 else math.inf,
+                           "cpu_us_per_request": 1e6 * cpu / max(reqs, 1)}
+    if bounds:
+        out["block_missed"] = block_missed
     if insert_first:
         out["self_eviction_share_of_misses"] = self_evictions / max(misses, 1)
     return out
@@ -221,21 +229,43 @@ def _admissioner(name: str | None, capacity: int) -> Any:
     return getattr(lcs, f"{name}Admissioner")()
 
 
+def _lcs_cache(name: str, capacity: int, admission: str | None) -> Any:
+    import libcachesim as lcs
+
+    adm = _admissioner(admission, capacity)
+    return getattr(lcs, name)(cache_size=capacity, admissioner=adm) if adm is not None else \
+        getattr(lcs, name)(cache_size=capacity)
+
+
+def _lcs_reader(og_path: Path) -> Any:
+    import libcachesim as lcs
+
+    return lcs.TraceReader(str(og_path), lcs.TraceType.ORACLE_GENERAL_TRACE)
+
+
 def lcs_run(name: str, og_path: Path, capacity: int, start: int, n: int,
             admission: str | None = None) -> dict[str, float]:
     """Warm a libCacheSim cache on requests ``[0, start)`` of the file, then measure ``[start, n)``."""
-    import libcachesim as lcs
-
-    reader = lcs.TraceReader(str(og_path), lcs.TraceType.ORACLE_GENERAL_TRACE)
-    adm = _admissioner(admission, capacity)
-    cache = getattr(lcs, name)(cache_size=capacity, admissioner=adm) if adm is not None else \
-        getattr(lcs, name)(cache_size=capacity)
+    reader = _lcs_reader(og_path)
+    cache = _lcs_cache(name, capacity, admission)
     if start:
         cache.process_trace(reader, 0, start)
     t0 = time.perf_counter()
     mr, bmr = cache.process_trace(reader, start, -1)
     secs = time.perf_counter() - t0
     return {"miss_ratio": float(mr), "byte_miss_ratio": float(bmr), "requests_per_s": (n - start) / secs}
+
+
+def lcs_blocks(name: str, og_path: Path, capacity: int, bounds: list[int], requested: list[float],
+               admission: str | None = None) -> list[float]:
+    """Missed bytes per block ``[bounds[i], bounds[i+1])`` of a libCacheSim cache warmed on ``[0, bounds[0])``
+    (one cache, its state carried from block to block; ``process_trace`` reports each block's ratio)."""
+    reader = _lcs_reader(og_path)
+    cache = _lcs_cache(name, capacity, admission)
+    if bounds[0]:
+        cache.process_trace(reader, 0, bounds[0])
+    return [float(cache.process_trace(reader, b0, b1 - b0)[1]) * r
+            for (b0, b1), r in zip(itertools.pairwise(bounds), requested, strict=True)]
 
 
 # -- main ---------------------------------------------------------------------------------------------------
@@ -319,26 +349,40 @@ class Validation:
                    None if hints is None else hints.slice(begin, start), int(sum(sizes.values())), og, start,
                    slice_trace(trace, 0, start), None if hints is None else hints.slice(0, start), measured_from)
 
-    def run(self, frac: float, tolerance: float) -> dict[str, Any]:
-        """Every learned candidate and every baseline on the slice; the learned choice and the shipped one."""
-        cap = max(1, int(self.working_set * frac))
+    def run(self, cap: int) -> dict[str, Any]:
+        """Every learned candidate and every baseline on the slice at the point's own capacity (the
+        deployed cache size), per block of the measured part; the learned choice and the shipped one, each
+        by the noise-band rule (precache.models.optimizer.selection)."""
+        n = len(self.trace)
+        bounds = block_bounds(self.warm, n)
+        sizes = self.trace.sizes.tolist()
+        requested = [float(sum(sizes[b0:b1])) for b0, b1 in itertools.pairwise(bounds)]
         learned: dict[str, dict[str, Any]] = {
-            label: run_learned(self.model, self.trace, self.warm, cap, kwargs) for label, kwargs in CANDIDATES.items()}
+            label: run_learned(self.model, self.trace, self.warm, cap, kwargs, bounds=bounds)
+            for label, kwargs in CANDIDATES.items()}
+        shift = self.measured_from - self.warm  # the slice's index 0 in the training part
         for label, kwargs in ONLINE_CANDIDATES.items():  # they learn from the stream: the whole training
             # part streams through them, the same slice is measured (as on the evaluation half)
             learned[label] = run_online(self.full, self.measured_from, cap, online_config(self.n_train, **kwargs),
-                                        self.full_hints, replay)
-        n = len(self.trace)
-        baselines = {f"lcs.{label}": lcs_run(cls, self.og, cap, self.warm, n, adm)["byte_miss_ratio"]
-                     for label, cls, adm in LCS_BASELINES}
-        baselines["precache.lru"] = replay(LRUPolicy(), self.trace, self.warm, cap)["byte_miss_ratio"]
-        baselines["precache.s3fifo (default)"] = replay(S3FIFOPolicy(), self.trace, self.warm, cap)["byte_miss_ratio"]
-        chosen = select_config(learned, tolerance)
-        return {"validation_requests": n - self.warm, "validation_capacity_bytes": cap, "tolerance": tolerance,
-                "chosen": chosen, "validation": {k: {m: v[m] for m in ("byte_miss_ratio", "miss_ratio",
-                                                                         "rows_scored_per_request")}
-                                                  for k, v in learned.items()},
-                "baselines": baselines, "shipped": choose_shipped(learned, baselines)}
+                                        self.full_hints, replay, bounds=[b + shift for b in bounds])
+        base_blocks = {f"lcs.{label}": lcs_blocks(cls, self.og, cap, bounds, requested, adm)
+                       for label, cls, adm in LCS_BASELINES}
+        for label, pol in (("precache.lru", LRUPolicy()), ("precache.s3fifo (default)", S3FIFOPolicy())):
+            base_blocks[label] = replay(pol, self.trace, self.warm, cap, bounds=bounds)["block_missed"]
+        learned_scores = {k: BlockScore(tuple(v["block_missed"])) for k, v in learned.items()}
+        base_scores = {k: BlockScore(tuple(v)) for k, v in base_blocks.items()}
+        learned_rule = choose(learned_scores, requested, LEARNED_DEFAULT)
+        shipped_rule = choose({**learned_scores, **base_scores}, requested, SHIPPED_DEFAULT)
+        shipped = shipped_rule["chosen"]
+        return {"validation_requests": n - self.warm, "validation_capacity_bytes": cap, "tolerance": TIE,
+                "validation_working_set_bytes": self.working_set,
+                "chosen": learned_rule["chosen"], "rule": learned_rule,
+                "validation": {k: {m: v[m] for m in ("byte_miss_ratio", "miss_ratio", "rows_scored_per_request")}
+                               for k, v in learned.items()},
+                "baselines": {k: shipped_rule["byte_miss_ratio"][k] for k in base_scores},
+                "shipped": {"chosen": shipped, "kind": "learned" if shipped in learned else "baseline",
+                            "validation_bmr": shipped_rule["byte_miss_ratio"][shipped], "margin": TIE,
+                            "default": SHIPPED_DEFAULT, "rule": shipped_rule}}
 
 
 def run_candidate(ctx: dict[str, Any], label: str, cap: int, **extra: Any) -> dict[str, Any]:
@@ -360,7 +404,7 @@ def test_point(ctx: dict[str, Any], val: Validation, frac: float, cap: int) -> d
         row[f"lcs.{ref}"] = lcs_run(ref, ctx["og"], cap, start, n)
     row["precache.lru"] = replay(LRUPolicy(), ctx["trace"], start, cap)
     row["precache.s3fifo (default)"] = replay(S3FIFOPolicy(), ctx["trace"], start, cap)
-    sel = val.run(frac, args.select_tolerance)
+    sel = val.run(cap)
     row["learned_selection"] = sel
     small = n - start <= args.ablation_max_requests
     labels = list(CANDIDATES) + list(ONLINE_CANDIDATES) if small else [sel["chosen"], "online"]
@@ -440,20 +484,20 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 }
 
 
-def select_config(validation: dict[str, dict[str, Any]], tolerance: float) -> str:
-    """The cheapest candidate (fewest inference rows per request) whose validation byte miss ratio is
-    within ``tolerance`` of the best candidate's."""
-    best = min(v["byte_miss_ratio"] for v in validation.values())
-    ok = [k for k, v in validation.items() if v["byte_miss_ratio"] <= best + tolerance]
-    return min(ok, key=lambda k: (validation[k]["rows_scored_per_request"], validation[k]["byte_miss_ratio"]))
+LEARNED_DEFAULT = "sampled"
+"""The learned configuration kept unless another beats it on validation beyond the noise band: the
+LRB-style sampled eviction with LearnedPolicy's defaults (no admission, no probation: the fewest options)."""
+SHIPPED_DEFAULT = "precache.s3fifo (default)"
+"""The policy shipped unless a candidate beats it on validation beyond the noise band: the cache's own
+default heuristic (S3-FIFO, Yang et al., SOSP 2023), what a user runs without a trained model."""
 
 
 def run_learned(model: OptimizerModel, trace: CacheTrace, start: int, cap: int,
-                kwargs: dict[str, Any], order: str = "evict-first") -> dict[str, Any]:
+                kwargs: dict[str, Any], order: str = "evict-first", bounds: list[int] | None = None) -> dict[str, Any]:
     """Replay ``trace`` through a fresh LearnedPolicy: ``[0, start)`` warms it uncounted, the rest counts."""
     clock = ManualClock(float(trace.times[0]))
     pol = LearnedPolicy(model, clock, **kwargs)
-    r: dict[str, Any] = dict(replay(pol, trace, start, cap, clock, order))
+    r: dict[str, Any] = dict(replay(pol, trace, start, cap, clock, order, bounds=bounds))
     m = max(len(trace), 1)  # the policy scores during warm-up too: per replayed request
     r["us_per_request"] = 1e6 / r["requests_per_s"] if r["requests_per_s"] > 0 else math.inf
     r["rows_scored_per_request"] = pol.rows_scored / m
@@ -471,8 +515,6 @@ def main() -> None:
     ap.add_argument("--ttl-requests", type=int, default=300_000)
     ap.add_argument("--ablation-max-requests", type=int, default=200_000,
                     help="also run the learned policy without admission on traces up to this size")
-    ap.add_argument("--select-tolerance", type=float, default=0.0005,
-                    help="validation byte-miss tolerance within which the cheaper learned configuration wins")
     ap.add_argument("--only", default="", help="comma-separated trace names")
     ap.add_argument("--old-order", action="store_true",
                     help="also replay the learned policy in the old insert-then-evict order (the finding)")
@@ -517,21 +559,24 @@ def meta() -> dict[str, Any]:
                      "size <= 1% of the cache)",
         "references": "Belady (ignores size) and BeladySize know the future: shown for reference, not a bound",
         "object_size": "largest successful response size of the object (>=1)",
-        "learned_policy": "precache.learned = the configuration chosen per trace and size on the validation "
-                          "slice (the last 20% of the training half, replayed with a model trained on the "
-                          "first 80%; see learned_selection): the cheapest candidate within --select-tolerance "
-                          "of the best validation byte miss ratio. Both candidates are also reported on the "
-                          "evaluation half. LearnedPolicy defaults (sample_size 64, evict_batch 8, "
-                          "queue_divisor 8, max_staleness 0.5, hit_rescore_every 8) were set on the same "
-                          "validation slices",
+        "learned_policy": "precache.learned = the learned configuration chosen per trace and size on the "
+                          "validation slice (the second half of the training part, at most 100,000 requests, "
+                          "warmed on as many before it; offline candidates use a model trained before the slice; "
+                          "replayed at the point's own capacity; see learned_selection) by the noise-band rule "
+                          "of precache.models.optimizer.selection: 'sampled' unless a candidate beats it by "
+                          "more than max(0.001, 2 block standard errors) over 10 blocks (then the best of "
+                          "those). LearnedPolicy defaults (sample_size 64, evict_batch 8, queue_divisor 8, "
+                          "max_staleness 0.5, hit_rescore_every 8) were set on earlier validation slices",
         "online": "precache.learned (online*) = OnlineLearnedPolicy (models/optimizer/online.py): trained online on a "
                   "sliding window as LRB does (labels from the window's own future), with the page predictor's "
                   "probability of the next request as a feature where the trace has sessions (predictor_hints); "
                   "window = a sixth of the training part (2,000-100,000 requests); it streams the training part "
                   "before the evaluation half, like every cache here",
-        "shipped": "per point, chosen on the validation slice among every learned candidate and every baseline "
-                   "(a learned one must win by more than 0.001, else the best baseline ships); its evaluation "
-                   "result is the point's shipped entry (summary.shipped_*)",
+        "shipped": "per point, chosen on the same validation slice among every learned candidate and every "
+                   "baseline by the same noise-band rule with the cache's default heuristic "
+                   "(precache.s3fifo (default)) as the default (learned_selection.shipped.rule holds every "
+                   "candidate's delta, standard error and whether it cleared the band); its evaluation result "
+                   "is the point's shipped entry (summary.shipped_*)",
         "requests_per_s": "wall clock of the whole replay loop (Python replay for precache.*, C for lcs.*) on "
                           "a shared 2-core machine: compare within one run; cpu_us_per_request (precache.* "
                           "only) is this process's CPU time per request, less sensitive to other load",

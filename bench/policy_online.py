@@ -7,12 +7,13 @@ the validation slice and the shipped choice.
   policy with a ``hint`` method *after* the request is served (a prediction about what comes next).
 - ``ONLINE_CANDIDATES``: :class:`OnlineLearnedPolicy` configurations (no model from the training part:
   each learns from the stream it serves, warm-up included, like every cache here).
-- ``validation_slice``: the last 20% of the training part measured after the 20% before it as warm-up
+- ``validation_slice``: the second half of the training part (at most 100,000 requests) measured after as
+  many requests before it as warm-up
   (the offline-trained candidates use a model trained before the slice; the online ones stream the whole
   training part, as they stream it before the evaluation half): where the learned configuration and the
   shipped policy are chosen, never on the evaluation half.
-- ``choose_shipped``: the lowest validation byte miss ratio among the learned candidates *and* every
-  baseline; a learned candidate must win by more than the tie band (0.001), else the baseline ships.
+- the shipped choice (``Validation.run`` in bench_policies): among the learned candidates *and* every
+  baseline, by the noise-band rule of ``precache.models.optimizer.selection``.
 """
 
 from __future__ import annotations
@@ -107,18 +108,24 @@ def slice_trace(trace: CacheTrace, begin: int, end: int) -> CacheTrace:
                       change_signal=trace.change_signal)
 
 
+VALIDATION_MAX_REQUESTS = 100_000
+
+
 def validation_slice(start: int) -> tuple[int, int]:
-    """``(begin, measured_from)``: warm-up ``[begin, measured_from)``, measured ``[measured_from, start)``."""
-    measured_from = int(start * 0.8)
-    return max(0, measured_from - (start - measured_from)), measured_from
+    """``(begin, measured_from)``: warm-up ``[begin, measured_from)``, measured ``[measured_from, start)``:
+    the second half of the training part, at most ``VALIDATION_MAX_REQUESTS`` (100,000 requests keep the
+    block noise small; the cap bounds the 1M trace's cost), warmed on as many requests before it."""
+    measured = min(start // 2, VALIDATION_MAX_REQUESTS)
+    measured_from = start - measured
+    return max(0, measured_from - measured), measured_from
 
 
 def run_online(trace: CacheTrace, start: int, cap: int, config: OnlineConfig, hints: Hints | None,
-               replay: Any) -> dict[str, Any]:
+               replay: Any, bounds: list[int] | None = None) -> dict[str, Any]:
     """Replay ``trace`` through a fresh :class:`OnlineLearnedPolicy` (``[0, start)`` warms it uncounted)."""
     clock = ManualClock(float(trace.times[0]))
     pol = OnlineLearnedPolicy(clock, config)
-    r: dict[str, Any] = dict(replay(pol, trace, start, cap, clock, hints=hints))
+    r: dict[str, Any] = dict(replay(pol, trace, start, cap, clock, hints=hints, bounds=bounds))
     m = max(len(trace), 1)
     r["us_per_request"] = 1e6 / r["requests_per_s"] if r["requests_per_s"] > 0 else float("inf")
     r["rows_scored_per_request"] = pol.rows_scored / m
@@ -128,15 +135,3 @@ def run_online(trace: CacheTrace, start: int, cap: int, config: OnlineConfig, hi
                    "objective": config.objective, "use_predictor": config.use_predictor,
                    "hints": hints is not None}
     return r
-
-
-def choose_shipped(learned: dict[str, dict[str, Any]], baselines: dict[str, float],
-                   margin: float = 0.001) -> dict[str, Any]:
-    """The lowest validation byte miss ratio among learned candidates and baselines; a learned candidate
-    must beat the best baseline by more than ``margin`` (the tie band), else the baseline ships."""
-    best_base = min(baselines, key=lambda k: baselines[k])
-    best_learned = min(learned, key=lambda k: learned[k]["byte_miss_ratio"])
-    lb = learned[best_learned]["byte_miss_ratio"]
-    if lb < baselines[best_base] - margin:
-        return {"chosen": best_learned, "kind": "learned", "validation_bmr": lb, "margin": margin}
-    return {"chosen": best_base, "kind": "baseline", "validation_bmr": baselines[best_base], "margin": margin}

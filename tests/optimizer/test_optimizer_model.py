@@ -461,11 +461,13 @@ def test_shipped_policy_is_chosen_on_a_held_out_slice_and_loaded(trained: tuple[
     choice = choose_policy(OptimizerModel.load(d), trace, len(trace) * 3 // 4, fractions=(0.05,))
     scores = choice["byte_miss_ratio"]
     assert set(scores) == {*HEURISTICS, *LEARNED} and all(0 < v < 1 for v in scores.values())
-    best_h = min(scores[h] for h in HEURISTICS)
-    if choice["chosen"] in LEARNED:
-        assert scores[choice["chosen"]] < best_h - choice["margin"]
-    else:
-        assert scores[choice["chosen"]] == best_h and min(scores[k] for k in LEARNED) >= best_h - choice["margin"]
+    sel = choice["selection"]  # the noise-band rule: S3-FIFO unless a candidate beats it beyond the band
+    assert sel["default"] == "s3fifo" and sel["blocks"] >= 2 and set(sel["vs_default"]) == set(scores) - {"s3fifo"}
+    for name, v in sel["vs_default"].items():
+        assert v["delta"] == pytest.approx(scores[name] - scores["s3fifo"])
+        assert v["clears"] == (v["delta"] < -max(choice["margin"], sel["k"] * v["se"]))
+    clearing = [n for n, v in sel["vs_default"].items() if v["clears"]]
+    assert choice["chosen"] == (min(clearing, key=lambda n: scores[n]) if clearing else "s3fifo")
     assert load_policy(d, ManualClock(0.0))[1] == "learned"  # before any choice: the learned default
     record_choice(d, choice)
     _, name, version = load_policy(d, ManualClock(0.0))

@@ -3,9 +3,10 @@
 Why: a learned policy that loses to S3-FIFO on the application's own traffic should not run. After the
 optimizer is trained, :func:`choose_policy` replays a slice the model did not train on (the training
 pipeline's held-out slice) at two cache sizes (1% and 10% of the slice's bytes) under each candidate;
-the lowest mean byte miss ratio wins, and a learned candidate must beat the best heuristic by more than
-``margin`` (else the simpler heuristic ships). :func:`record_choice` writes the choice into the model's
-manifest; :func:`load_policy` (what ``build_stack`` calls) builds it.
+S3-FIFO (the cache's default) ships unless a candidate beats it in mean byte miss ratio by more than
+the tie band and two block standard errors of the slice (the noise-band rule of
+:mod:`precache.models.optimizer.selection`, shared with the policy benchmark). :func:`record_choice`
+writes the choice into the model's manifest; :func:`load_policy` (what ``build_stack`` calls) builds it.
 
 The replay is the one the policy benchmark uses (byte capacity, evict then insert, admission only
 through ``admit``), kept minimal here so the runtime package needs no benchmark code.
@@ -22,6 +23,7 @@ from precache.cache.policy import EntryInfo, EvictionPolicy, LRUPolicy, S3FIFOPo
 from precache.models.optimizer.labels import CacheTrace
 from precache.models.optimizer.model import OptimizerModel
 from precache.models.optimizer.policy import LearnedPolicy
+from precache.models.optimizer.selection import TIE, BlockScore, block_bounds, choose
 
 LEARNED: dict[str, dict[str, Any]] = {"learned": {}, "learned+model-admission": {"admission": "model"}}
 HEURISTICS = ("s3fifo", "lru")
@@ -38,22 +40,29 @@ def build(name: str, model: OptimizerModel | None, clock: Clock, adaptive_ttl: b
     return LearnedPolicy(model, clock, adaptive_ttl=adaptive_ttl, **LEARNED[name])
 
 
-def byte_miss_ratio(policy: EvictionPolicy, trace: CacheTrace, begin: int, start: int, capacity: int,
-                    clock: ManualClock) -> float:
-    """Replay ``[begin, len)`` with a byte-capacity cache; ``[begin, start)`` warms it uncounted."""
+def block_misses(policy: EvictionPolicy, trace: CacheTrace, begin: int, bounds: list[int], capacity: int,
+                 clock: ManualClock) -> tuple[list[float], list[float]]:
+    """``(missed bytes, requested bytes)`` per block ``[bounds[i], bounds[i+1])`` of a byte-capacity
+    cache replaying ``[begin, bounds[-1])``; ``[begin, bounds[0])`` warms it uncounted."""
     resident: dict[str, EntryInfo] = {}
-    used = req_bytes = miss_bytes = 0
+    used = 0
+    missed = [0.0] * (len(bounds) - 1)
+    requested = [0.0] * (len(bounds) - 1)
     sizes, times = trace.sizes.tolist(), trace.times.tolist()
-    for i in range(begin, len(trace)):
+    block = -1
+    for i in range(begin, bounds[-1]):
+        while block + 1 < len(bounds) - 1 and i >= bounds[block + 1]:
+            block += 1
         k, s = trace.keys[i], sizes[i]
         clock.set(times[i])
-        counted = i >= start
-        req_bytes += s if counted else 0
+        if block >= 0:
+            requested[block] += s
         e = resident.get(k)
         if e is not None:
             policy.on_hit(e)
             continue
-        miss_bytes += s if counted else 0
+        if block >= 0:
+            missed[block] += s
         info = EntryInfo(key=k, size=s, inserted_at=times[i])
         if s > capacity or not policy.admit(info):
             continue
@@ -66,27 +75,39 @@ def byte_miss_ratio(policy: EvictionPolicy, trace: CacheTrace, begin: int, start
         resident[k] = info
         used += s
         policy.on_insert(info)
-    return miss_bytes / max(req_bytes, 1)
+    return missed, requested
+
+
+def byte_miss_ratio(policy: EvictionPolicy, trace: CacheTrace, begin: int, start: int, capacity: int,
+                    clock: ManualClock) -> float:
+    """Replay ``[begin, len)`` with a byte-capacity cache; ``[begin, start)`` warms it uncounted."""
+    missed, requested = block_misses(policy, trace, begin, [start, len(trace)], capacity, clock)
+    return missed[0] / max(requested[0], 1)
 
 
 def choose_policy(model: OptimizerModel, trace: CacheTrace, start: int, fractions: tuple[float, ...] = (0.01, 0.1),
-                  margin: float = 0.001) -> dict[str, Any]:
-    """Score every candidate on ``trace[start:]`` (warmed on as many requests before it); pick one."""
+                  margin: float = TIE, default: str = "s3fifo") -> dict[str, Any]:
+    """Score every candidate on ``trace[start:]`` (warmed on as many requests before it) and pick one by
+    the noise-band rule of :mod:`precache.models.optimizer.selection`: the default heuristic (S3-FIFO,
+    the cache's own default) ships unless a candidate beats it, in mean byte miss ratio over the
+    ``fractions``, by more than the tie band ``margin`` and ``K`` block standard errors."""
     begin = max(0, start - (len(trace) - start))
     working_set = sum(dict(zip(trace.keys[start:], trace.sizes[start:].tolist(), strict=True)).values())
-    scores: dict[str, float] = {}
+    bounds = block_bounds(start, len(trace))
+    blocks = len(bounds) - 1
+    scores: dict[str, BlockScore] = {}
+    requested: list[float] = [0.0] * blocks
     for name in (*HEURISTICS, *LEARNED):
-        total = 0.0
+        per_block = [0.0] * blocks
         for frac in fractions:
             clock = ManualClock(float(trace.times[begin]))
-            total += byte_miss_ratio(build(name, model, clock), trace, begin, start,
-                                     max(1, int(working_set * frac)), clock)
-        scores[name] = total / len(fractions)
-    best_h = min(HEURISTICS, key=lambda k: scores[k])
-    best_l = min(LEARNED, key=lambda k: scores[k])
-    chosen = best_l if scores[best_l] < scores[best_h] - margin else best_h
-    return {"chosen": chosen, "byte_miss_ratio": scores, "fractions": list(fractions), "margin": margin,
-            "validation_requests": len(trace) - start}
+            missed, requested = block_misses(build(name, model, clock), trace, begin, bounds,
+                                             max(1, int(working_set * frac)), clock)
+            per_block = [a + b / len(fractions) for a, b in zip(per_block, missed, strict=True)]
+        scores[name] = BlockScore(tuple(per_block))
+    sel = choose(scores, requested, default, tie=margin)
+    return {"chosen": sel["chosen"], "byte_miss_ratio": sel["byte_miss_ratio"], "fractions": list(fractions),
+            "margin": margin, "validation_requests": len(trace) - start, "selection": sel}
 
 
 def record_choice(directory: str | Path, choice: dict[str, Any]) -> None:
