@@ -481,6 +481,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "probation": {"probation": 0.1},  # new entries first in a 10% probationary FIFO (S3-FIFO's small queue)
     "model-admission": {"admission": "model"},  # admit() scores the miss at once: learned reuse probability
     "model-admission+probation": {"admission": "model", "probation": 0.1},
+    "seen-admission": {"admission": "seen"},  # a doorkeeper (admit on the second request), no inference
 }
 
 

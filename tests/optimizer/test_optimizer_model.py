@@ -477,3 +477,15 @@ def test_shipped_policy_is_chosen_on_a_held_out_slice_and_loaded(trained: tuple[
     record_choice(d, {"chosen": "bogus"})
     with pytest.raises(ValueError, match="bogus"):
         load_policy(d, ManualClock(0.0))
+
+
+def test_optimizer_policy_seen_admission_is_a_doorkeeper(trained: tuple[Path, object, object]) -> None:
+    """Issue 26: ``admission="seen"`` stores a miss only if its key was requested before (no inference)."""
+    out, _, _ = trained
+    clock = ManualClock(0.0)
+    pol = LearnedPolicy(OptimizerModel.load(out), clock, admission="seen")
+    first = EntryInfo(key="/a", size=10, inserted_at=0.0)
+    assert not pol.admit(first) and pol.rejected == 1 and pol.inference_calls == 0
+    clock.set(5.0)
+    assert pol.admit(EntryInfo(key="/a", size=10, inserted_at=5.0))  # its second request
+    assert not pol.admit(EntryInfo(key="/b", size=10, inserted_at=5.0))

@@ -8,6 +8,9 @@
   With ``admission="model"`` the decision is made up front instead, through ``admit``: the miss's
   own feature row is scored at once (one single-row inference per miss) and the object is refused
   when ``should_cache`` < ``admit_threshold``; nothing is stored and then evicted.
+  ``admission="seen"`` is a doorkeeper instead (TinyLFU's, a CDN's cache-on-second-hit): a miss is
+  stored only if the key was requested before (exactly, over the tracker's memory), so one-hit objects
+  never displace residents; no inference.
 * **Eviction** LRB-style: sample ``sample_size`` residents, evict the one predicted farthest in the
   future. Scores are cached per resident (absolute predicted next-access time) and only the *stale*
   ones are re-scored, in one batch of the priority model alone: a score is stale when the object was
@@ -91,7 +94,7 @@ class LearnedPolicy:
         batch_size: int = 64,
         sample_size: int = 64,
         evict_batch: int = 8,
-        admission: Literal["should_cache", "model", "none"] = "should_cache",
+        admission: Literal["should_cache", "model", "seen", "none"] = "should_cache",
         admit_threshold: float = 0.5,
         strict_admission: bool = False,
         adaptive_ttl: bool = True,
@@ -165,6 +168,12 @@ class LearnedPolicy:
     # -- the EvictionPolicy protocol ----------------------------------------------------------------
     def admit(self, info: EntryInfo) -> bool:
         self._observe_set(info)
+        if self.admission == "seen":
+            seen = self.tracker.get(info.key)
+            if seen is None or seen.count < 2:
+                self.rejected += 1
+                return False
+            return True
         if self.admission == "model":
             state = self.tracker.get(info.key)
             if state is not None:

@@ -25,7 +25,8 @@ from precache.models.optimizer.model import OptimizerModel
 from precache.models.optimizer.policy import LearnedPolicy
 from precache.models.optimizer.selection import TIE, BlockScore, block_bounds, choose
 
-LEARNED: dict[str, dict[str, Any]] = {"learned": {}, "learned+model-admission": {"admission": "model"}}
+LEARNED: dict[str, dict[str, Any]] = {"learned": {}, "learned+model-admission": {"admission": "model"},
+                                      "learned+seen-admission": {"admission": "seen"}}
 HEURISTICS = ("s3fifo", "lru")
 
 
