@@ -292,7 +292,7 @@ def run_trace(name: str, trace: CacheTrace, args: argparse.Namespace, workdir: P
     og = workdir / f"{name}.oracleGeneral.bin"
     write_oracle_general(trace, 0, og)  # the whole trace: every cache warms on the training half
     ctx = {"trace": trace, "start": start, "n": n, "og": og, "model": model, "hints": hints, "args": args}
-    rows = [test_point(ctx, val, frac, max(1, int(working_set * frac))) for frac in FRACTIONS]
+    rows = [test_point(ctx, val, frac, max(1, int(working_set * frac))) for frac in args.fractions]
     check = [{"fraction": r["fraction"], "lcs_lru": r["lcs.LRU"]["miss_ratio"],
               "replay_lru": r["precache.lru"]["miss_ratio"], "lcs_lru_bytes": r["lcs.LRU"]["byte_miss_ratio"],
               "replay_lru_bytes": r["precache.lru"]["byte_miss_ratio"]} for r in rows]
@@ -311,7 +311,7 @@ def run_trace(name: str, trace: CacheTrace, args: argparse.Namespace, workdir: P
     cfg = online_config(start)
     out["online_config"] = {"window": cfg.window, "batch": cfg.batch, "sample_rate": cfg.sample_rate,
                             "max_rows": cfg.max_rows, "sample_size": cfg.sample_size}
-    if trace.change_signal != "none":
+    if trace.change_signal != "none" and args.ttl_requests > 0:
         out["ttl"] = ttl_experiment(trace, start, model, args.ttl_requests)
     return out
 
@@ -517,6 +517,9 @@ def main() -> None:
     ap.add_argument("--ablation-max-requests", type=int, default=200_000,
                     help="also run the learned policy without admission on traces up to this size")
     ap.add_argument("--only", default="", help="comma-separated trace names")
+    ap.add_argument("--fractions", type=lambda v: [float(x) for x in v.split(",")], default=list(FRACTIONS),
+                    help="cache sizes as fractions of the evaluation working set (split a long trace over "
+                         "processes; bench/policy_merge.py joins the outputs)")
     ap.add_argument("--old-order", action="store_true",
                     help="also replay the learned policy in the old insert-then-evict order (the finding)")
     ap.add_argument("--out", default=str(RESULTS / "policies.json"))
