@@ -7,8 +7,8 @@ and evaluation are independent replays from the same seed), and the real traces 
 trace's sizes from several inputs are joined in fraction order; its trace-level fields come from the
 first input that has the trace (``ttl`` from the first that ran it). ``returns_lru_numbers``, each
 size's ``summary``, ``goals`` and ``meta`` are then recomputed exactly as ``bench_policies`` computes
-them, so a merged file is what one run would have written. A trace in OUT that no input has is kept
-(only with ``--keep``).
+them, so a merged file is what one run would have written; ``policies_ttl.png`` is redrawn from it.
+A trace in OUT that no input has is kept (only with ``--keep``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_policies import goals, meta, same_as_lru, summarize
+from bench_policies import RESULTS, goals, meta, same_as_lru, summarize
+from policy_ttl import plot_ttl
 
 
 def merge(inputs: list[dict[str, Any]], kept: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -62,6 +63,7 @@ def main() -> None:
     kept = json.loads(Path(args.out).read_text())["traces"] if args.keep and Path(args.out).exists() else None
     merged = merge(docs, kept)
     Path(args.out).write_text(json.dumps(merged, indent=1, default=float))
+    plot_ttl(merged["traces"], RESULTS / "policies_ttl.png")  # each partial run drew its own part
     g = merged["goals"]
     print(f"wrote {args.out}: {g['points']} points; learned better or tied at {g['learned_better_or_tied']}, "
           f"worst {g['learned_worst_minus_best']:+.4f}; shipped worst {g['shipped_worst_minus_best']:+.4f}")

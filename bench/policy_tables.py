@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPLAY = "../bench/results/replay.json#/"
@@ -101,6 +102,37 @@ def policies_table(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def _rule_cells(rule: dict[str, Any], base: str) -> str:
+    """``kept`` or ``displaced by <name>: Δ ± se``, and how many candidates cleared the band."""
+    vs = rule["vs_default"]
+    cleared = sum(v["clears"] for v in vs.values())
+    if rule["chosen"] == rule["default"]:
+        near = min(vs, key=lambda k: vs[k]["delta"])  # the strongest challenger, for the record
+        v, b = vs[near], f"{base}vs_default/{quote(near)}/"
+        se = "-" if v["se"] is None else link(v["se"], ".4f", b + "se")
+        return f"kept ({near}: {link(v['delta'], '+.4f', b + 'delta')} ± {se}) | {cleared} of {len(vs)}"
+    v, b = vs[rule["chosen"]], f"{base}vs_default/{quote(rule['chosen'])}/"
+    se = "-" if v["se"] is None else link(v["se"], ".4f", b + "se")
+    return f"{rule['chosen']}: {link(v['delta'], '+.4f', b + 'delta')} ± {se} | {cleared} of {len(vs)}"
+
+
+def selection_table(data: dict[str, Any]) -> list[str]:
+    """Per point, what the noise-band rule did on the validation slice (learned choice and shipped)."""
+    out = ["| trace | cache | validation requests | learned: default `sampled` kept, or displaced by (Δ ± se) | "
+           "cleared | shipped: default S3-FIFO kept, or displaced by (Δ ± se) | cleared |",
+           "|---|---|---|---|---|---|---|"]
+    for name, t in data["traces"].items():
+        for i, r in enumerate(t["sizes"]):
+            sel = r["learned_selection"]
+            if "rule" not in sel:
+                continue  # a result from before the noise-band rule
+            b = f"{POLICIES}traces/{name}/sizes/{i}/learned_selection/"
+            out.append(f"| {name} | {r['fraction']:.1%} | {sel['validation_requests']:,} | "
+                       f"{_rule_cells(sel['rule'], b + 'rule/')} | "
+                       f"{_rule_cells(sel['shipped']['rule'], b + 'shipped/rule/')} |")
+    return out
+
+
 def main() -> None:
     replay = json.loads((RESULTS / "replay.json").read_text())
     policies = json.loads((RESULTS / "policies.json").read_text())
@@ -113,6 +145,8 @@ def main() -> None:
     print("\n".join(sweep_lines(replay)))
     print()
     print("\n".join(policies_table(policies)))
+    print()
+    print("\n".join(selection_table(policies)))
     print(json.dumps(policies.get("goals", {})))
 
 
