@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,18 +136,13 @@ def replay(policy: EvictionPolicy, trace: CacheTrace, start: int, capacity: int,
     sizes = trace.sizes.tolist()
     times = trace.times.tolist()
     insert_first = order == "insert-first"
-    hint = getattr(policy, "hint", None) if hints is not None else None
-    hint_ids, hint_probs = (hints.ids.tolist(), hints.probs.tolist()) if hint is not None and hints else ([], [])
-    hint_keys = hints.keys if hints is not None else []
+    feed = _hint_feeder(policy, hints)
     block_missed = [0.0] * (len(bounds) - 1 if bounds else 0)
     t0 = time.perf_counter()
     c0 = time.process_time()
     for i in range(len(keys)):
-        if hint is not None and i:  # what the page predictor expects after the previous request
-            for kid, p in zip(hint_ids[i - 1], hint_probs[i - 1], strict=True):
-                if kid < 0:
-                    break
-                hint(hint_keys[kid], p)
+        if feed is not None and i:  # what the page predictor expects after the previous request
+            feed(i - 1)
         if i == start:
             t0 = time.perf_counter()
             c0 = time.process_time()
@@ -190,16 +186,28 @@ def replay(policy: EvictionPolicy, trace: CacheTrace, start: int, capacity: int,
             resident[k] = info
             used += s
             policy.on_insert(info)
-    secs = time.perf_counter() - t0
-    cpu = time.process_time() - c0
+    secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     out: dict[str, Any] = {"miss_ratio": misses / max(reqs, 1), "byte_miss_ratio": miss_bytes / max(req_bytes, 1),
                            "requests_per_s": reqs / secs if secs > 0 else math.inf,
                            "cpu_us_per_request": 1e6 * cpu / max(reqs, 1)}
-    if bounds:
-        out["block_missed"] = block_missed
-    if insert_first:
-        out["self_eviction_share_of_misses"] = self_evictions / max(misses, 1)
+    out.update({"block_missed": block_missed} if bounds else {})
+    out.update({"self_eviction_share_of_misses": self_evictions / max(misses, 1)} if insert_first else {})
     return out
+
+
+def _hint_feeder(policy: EvictionPolicy, hints: Hints | None) -> Callable[[int], None] | None:
+    """``feed(i)``: the policy's ``hint`` gets what the page predictor expects after request ``i``."""
+    hint = getattr(policy, "hint", None) if hints is not None else None
+    if hint is None or hints is None:
+        return None
+    ids, probs, keys = hints.ids.tolist(), hints.probs.tolist(), hints.keys
+    def feed(i: int) -> None:
+        for kid, p in zip(ids[i], probs[i], strict=True):
+            if kid < 0:
+                break
+            hint(keys[kid], p)
+
+    return feed
 
 
 # libCacheSim baselines: (label, constructor name, admissioner name or None). Every one is warmed on the
