@@ -15,7 +15,10 @@ Rows per trace (``traces.<name>.rows[]``: ``model``, ``protocol``, ``hr5``, ``ec
 * ``markov-count`` online: live counts alone, seeded with train + validation, no decay;
 * ``markov-count (decay)`` online: the same with the half-life chosen on the validation slice;
 * ``auto`` online: frozen auto merged with the live counts (half-life, weight, evidence chosen on the
-  validation slice: a selection auto fitted on the training slice is the frozen model there);
+  validation slice: a selection auto fitted on the training slice is the frozen model there), then the
+  online calibration map (Platt, :mod:`precache.online.calibration`) fit on the same validation walk's lists
+  of the chosen merge; the row adds ``calibration``, ``ece_unmapped`` and ``hr5_unmapped`` (the same lists
+  without the map: HR@5 must not move);
 * ``auto (no decay)`` online: the best no-decay merge of the same validation grid (what decay adds);
 * ``auto`` retrain: auto refitted on everything seen so far at fixed points of the test period (weekly on
   the trace's clock when the test period spans >= 2 weeks, daily when >= 2 days; on untimed traces every
@@ -45,6 +48,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,7 @@ from online_redis import redis_run
 from online_retrain import retrain_row
 from precache.evaluation import Split, time_split
 from precache.models.auto import AutoPredictor
+from precache.online.calibration import map_to_json
 from precache.online.merge import MergeParams
 from precache.online.poisoning import poisoning
 from precache.online.prequential import (
@@ -89,14 +94,17 @@ def build_auto(key: str, args: argparse.Namespace) -> AutoPredictor:
 
 
 def no_decay_params(choice: Choice) -> MergeParams:
-    """The best merge of the validation grid without decay (ties: less weight)."""
-    options = [g for g in choice.grid if g["half_life"] is None]
-    best = max(options, key=lambda g: (g["hr5"], g["mrr5"], -g["weight"]))
-    return MergeParams(best["weight"], best["evidence"], None)
+    """The best merge of the validation grid without decay (ties: less weight), with its own map."""
+    assert choice.no_decay is not None
+    return choice.no_decay
 
 
 def online_row(name: str, frozen: list[Any] | None, live: Any, params: MergeParams, **extra: Any) -> dict[str, Any]:
     t = tally(online_lists(frozen, live, params), live.targets)
+    if frozen is not None:  # what the calibration map changed (HR@5 must not move: the map keeps the order)
+        raw = tally(online_lists(frozen, live, replace(params, calibration=None)), live.targets)
+        extra.update(calibration=map_to_json(params.calibration), ece_unmapped=round(raw.ece, 4),
+                     hr5_unmapped=round(raw.hr(5), 4))
     return row(name, "online", t, half_life=params.half_life, weight=params.weight, evidence=params.evidence,
                updates_per_s=round(live.seeded / max(live.seed_seconds, 1e-9)),
                state_bytes=live.state.approx_bytes(), contexts=len(live.state), **extra)
@@ -156,6 +164,7 @@ def bench_trace(key: str, args: argparse.Namespace, console: Console) -> dict[st
     return {"trace": str(SESSION_TRACES[key]), "sessions": len(sessions), "test_sessions": len(split.test),
             "test_transitions_scored": len(targets), "timed": all(len(s.times) == len(s.pages) for s in sessions),
             "auto_choice": auto.choice, "merge_choice": auto_choice.params.as_dict(),
+            "merge_calibration": auto_choice.calibration,
             "merge_validation_grid": auto_choice.grid, "counts_half_life": counts_choice.params.half_life,
             "online_minus_frozen_auto_hr5": round(online_hr5 - frozen_hr5, 4), "poisoning": poison,
             "retrain": retrain if isinstance(retrain, str) else retrain["period"],
@@ -176,6 +185,8 @@ def goals(traces: dict[str, Any], redis: dict[str, Any] | None) -> dict[str, Any
     out["never_below_frozen_auto_by_0.3pts"] = {k: r["online_minus_frozen_auto_hr5"] >= -0.003
                                                for k, r in traces.items()}
     out["online_auto_ece_le_0.05"] = {k: pick(r, "auto", "online")["ece"] <= 0.05 for k, r in traces.items()}
+    out["calibration_map_keeps_hr5"] = {k: pick(r, "auto", "online")["hr5"] == pick(r, "auto", "online").get(
+        "hr5_unmapped", pick(r, "auto", "online")["hr5"]) for k, r in traces.items()}
     out["poisoning_guarded_le_0.5pts"] = {k: abs(r["poisoning"]["guards_on"]["delta_hr5"]) <= 0.005
                                           for k, r in traces.items()}
     out["cap_holds"] = {k: r["cap"]["contexts"] <= r["cap"]["max_contexts"]

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from precache.history import LocalHistory
 from precache.online.layer import OnlineLayer
-from precache.online.merge import FROZEN_DEPTH, LIVE_DEPTH, merged
+from precache.online.merge import FROZEN_DEPTH, LIVE_DEPTH
 from precache.types import Prediction
 
 
@@ -93,4 +93,4 @@ class OnlineRanker:
             return ranked[:k]
         now = self.layer.clock()
         row, n = self.layer.local.head(history[-1], LIVE_DEPTH, now)
-        return merged(ranked, row, self.layer.params.lam(n), k)
+        return self.layer.params.answer(ranked, row, n, k)

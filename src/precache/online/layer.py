@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from precache.online.guards import ContributionGuard
-from precache.online.merge import LIVE_DEPTH, MergeParams, merged
+from precache.online.merge import LIVE_DEPTH, MergeParams
 from precache.online.redis_store import RedisCounts
 from precache.online.state import OnlineCounts, epoch_of
 from precache.types import Prediction
@@ -172,7 +172,7 @@ class OnlineLayer:
         out = []
         for history, ranked in zip(histories, frozen, strict=True):
             row, n = self.local.head(history[-1], LIVE_DEPTH, now) if history else ([], 0.0)
-            out.append(merged(ranked, row, self.params.lam(n), k))
+            out.append(self.params.answer(ranked, row, n, k))
         return out
 
     @property

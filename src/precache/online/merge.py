@@ -8,17 +8,20 @@ accuracy. ``weight``, ``evidence`` and the half-life are chosen on the training 
 (:func:`precache.online.prequential.choose`), never on test.
 
 ``P_live`` is the row's shares (a distribution over the successors kept), so the mixture is a distribution
-whose top-k probabilities still sum to at most 1.
+whose top-k probabilities still sum to at most 1. The mixture is not calibrated as a whole, so the online
+answer goes through a monotone map of its own (``calibration``: :mod:`precache.online.calibration`), fit on
+the same validation walk that chooses the rest; :meth:`MergeParams.answer` is merge then map.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from precache.models.base import BatchPredictor
 from precache.models.combine import blend_many
+from precache.online.calibration import Platt, map_from_json, map_to_json, platt
 from precache.online.guards import ContributionGuard
 from precache.online.state import OnlineCounts
 from precache.types import Prediction
@@ -29,11 +32,12 @@ FROZEN_DEPTH = 50
 
 @dataclass(frozen=True, slots=True)
 class MergeParams:
-    """How much the live counts may move an answer (see the module doc)."""
+    """How much the live counts may move an answer, and the map of the merged answer (see the module doc)."""
 
     weight: float = 0.5
     evidence: float = 5.0
     half_life: float | None = None
+    calibration: Platt | None = None  # Platt's (a, b) for the merged lists; None: the merge as it is
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight <= 1.0:
@@ -46,8 +50,27 @@ class MergeParams:
     def lam(self, n: float) -> float:
         return self.weight * n / (n + self.evidence) if n > 0 else 0.0
 
+    def answer(self, frozen: Prediction, live: Prediction, n: float, k: int) -> Prediction:
+        """The online answer: ``frozen`` merged with the live row (evidence ``n``), then the map."""
+        out = merged(frozen, live, self.lam(n), k)
+        return platt(out, self.calibration) if self.calibration is not None else out
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON form (what a model's manifest stores): the map as ``{"method": "platt", "params": [a, b]}``."""
+        return {"weight": self.weight, "evidence": self.evidence, "half_life": self.half_life,
+                "calibration": map_to_json(self.calibration)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> MergeParams:
+        """The inverse of :meth:`as_dict`, checked (ValueError naming what is wrong)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"online settings must be an object, got {type(data).__name__}")
+        try:
+            half_life = data.get("half_life")
+            return cls(float(data["weight"]), float(data["evidence"]),
+                       None if half_life is None else float(half_life), map_from_json(data.get("calibration")))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"online settings {data!r}: missing or malformed {exc}") from None
 
 
 def merged(frozen: Prediction, live: Prediction, lam: float, k: int) -> Prediction:
@@ -98,7 +121,7 @@ class OnlinePredictor:
                     popularity = self.state.head(None, max(k, LIVE_DEPTH), now)[0]
                 out.append(counts_only(row, popularity, k))
             else:
-                out.append(merged(frozen[i], row, self.params.lam(n), k))
+                out.append(self.params.answer(frozen[i], row, n, k))
         return out
 
     def predict(self, history: Sequence[str], k: int, now: float) -> Prediction:

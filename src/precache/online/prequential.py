@@ -10,20 +10,22 @@ How the merge is chosen (:func:`choose`): on the training period only. The valid
 the training part) plays the test period: a *selection* model fitted on the training slice alone is the
 frozen model, the online counts are seeded with the training slice and walk the validation slice
 test-then-learn; the half-life (from a grid relative to the slice's time span), weight and evidence with
-the best validation HR@5 win (ties: less weight, then no decay). The test run then uses the model fitted
-on train + validation and counts seeded with train + validation.
+the best validation HR@5 win (ties: less weight, then no decay). The calibration map of the merged answers
+(:mod:`precache.online.calibration`) is fit on the same walk's lists of the chosen merge. The test run then
+uses the model fitted on train + validation and counts seeded with train + validation.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from precache.models.base import BatchPredictor
+from precache.online.calibration import fit_online_map
 from precache.online.guards import ContributionGuard
-from precache.online.merge import FROZEN_DEPTH, LIVE_DEPTH, MergeParams, counts_only, merged
+from precache.online.merge import FROZEN_DEPTH, LIVE_DEPTH, MergeParams, counts_only
 from precache.online.state import OnlineCounts
 from precache.scoring import RankingTally
 from precache.traces.model import Session
@@ -142,15 +144,29 @@ def online_lists(frozen: Sequence[Prediction] | None, live: LivePass, params: Me
     """The online predictor's lists for a pass: the merge with the frozen lists, or counts alone."""
     if frozen is None:
         return [counts_only(r, p, k) for r, p in zip(live.rows, live.popularity, strict=True)]
-    return [merged(f, r, params.lam(n), k) for f, r, n in zip(frozen, live.rows, live.evidence, strict=True)]
+    return [params.answer(f, r, n, k) for f, r, n in zip(frozen, live.rows, live.evidence, strict=True)]
 
 
 @dataclass(slots=True)
 class Choice:
+    """The chosen merge (its calibration map included), and the best merge without decay (also mapped)."""
+
     params: MergeParams
     validation_hr5: float
     frozen_validation_hr5: float
     grid: list[dict[str, Any]]
+    no_decay: MergeParams | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)  # the map's fit report (validation ECE before/after)
+
+
+def calibrated_choice(params: MergeParams, lists: Sequence[Prediction], targets: Sequence[str]
+                      ) -> tuple[MergeParams, dict[str, Any]]:
+    """``params`` with the calibration map fit on its own validation lists (none when the merge is off:
+    the online answer is then the frozen model's, calibrated by its own map)."""
+    if params.weight <= 0.0:
+        return params, {"method": "none", "reason": "weight 0: the online answer is the frozen model's"}
+    ab, report = fit_online_map(lists, targets)
+    return replace(params, calibration=ab), report
 
 
 def half_lives(stream: Sequence[Event]) -> list[float | None]:
@@ -162,9 +178,11 @@ def choose(frozen: Sequence[Prediction] | None, seed: Sequence[Event], stream: S
            max_scored: int | None = None, weights: Sequence[float] = WEIGHTS,
            guard_factory: Callable[[], ContributionGuard | None] = lambda: None) -> Choice:
     """The merge (half-life, weight, evidence) with the best HR@5 on ``stream`` walked test-then-learn after
-    ``seed`` (see the module doc). ``frozen=None`` chooses the half-life of the counts alone."""
+    ``seed``, and its calibration map (see the module doc). ``frozen=None`` chooses the half-life of the counts
+    alone (no map: counts alone are a baseline)."""
     grid: list[dict[str, Any]] = []
-    best: tuple[tuple[float, float, float, int], MergeParams] | None = None
+    best: tuple[tuple[float, float, float, int], MergeParams, list[Prediction]] | None = None
+    plain: tuple[tuple[float, float, float, int], MergeParams, list[Prediction]] | None = None
     targets: list[str] = []
     for rank, half_life in enumerate(half_lives(stream)):
         live = live_pass(seed, stream, half_life, guard_factory(), max_scored)
@@ -172,14 +190,22 @@ def choose(frozen: Sequence[Prediction] | None, seed: Sequence[Event], stream: S
         candidates = [MergeParams(1.0, 1.0, half_life)] if frozen is None else [
             MergeParams(w, ev, half_life) for w in weights for ev in EVIDENCE if w > 0]
         for params in candidates:
-            t = tally(online_lists(frozen, live, params), live.targets)
+            lists = online_lists(frozen, live, params)
+            t = tally(lists, live.targets)
             grid.append({**params.as_dict(), "hr5": round(t.hr(5), 4), "mrr5": round(t.mrr, 4)})
             key = (t.hr(5), t.mrr, -params.weight, -rank)
             if best is None or key > best[0]:
-                best = (key, params)
-    assert best is not None
-    frozen_tally = tally(frozen, targets) if frozen is not None else None
-    frozen_hr5 = frozen_tally.hr(5) if frozen_tally is not None else float("nan")
-    if frozen_tally is not None and (frozen_hr5, frozen_tally.mrr) >= best[0][:2]:  # no help: stay frozen
-        return Choice(MergeParams(0.0, 1.0, None), frozen_hr5, frozen_hr5, grid)
-    return Choice(best[1], best[0][0], frozen_hr5, grid)
+                best = (key, params, lists)
+            if half_life is None and (plain is None or key > plain[0]):
+                plain = (key, params, lists)
+    assert best is not None and plain is not None
+    if frozen is None:
+        return Choice(best[1], best[0][0], float("nan"), grid)
+    frozen_tally = tally(frozen, targets)
+    no_decay, _ = calibrated_choice(plain[1], plain[2], targets)
+    if (frozen_tally.hr(5), frozen_tally.mrr) >= best[0][:2]:  # no help: stay frozen
+        stay = MergeParams(0.0, 1.0, None)
+        return Choice(stay, frozen_tally.hr(5), frozen_tally.hr(5), grid, no_decay, calibrated_choice(
+            stay, [], [])[1])
+    params, report = calibrated_choice(best[1], best[2], targets)
+    return Choice(params, best[0][0], frozen_tally.hr(5), grid, no_decay, report)
