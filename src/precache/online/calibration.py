@@ -6,50 +6,76 @@ raw frequencies of a few decayed counts, and ``lam`` grows with the row's eviden
 a monotone map of their own, fit where every other online setting is chosen: on the validation slice's
 test-then-learn pass (:func:`precache.online.prequential.choose`), never on test.
 
-Why Platt (``sigmoid(a * logit(p) + b)``, :func:`precache.models.calibration.fit_platt`): two parameters fit
-by log loss on the top-1 probability (what ECE scores), so it cannot overfit a validation walk of a few
-hundred transitions (NASA Jul's has ~250); its slope is kept positive, so it never reorders a list and
-HR@k is untouched. Isotonic regression has one knot per block of the same few hundred points, and
-temperature scaling needs logits that a merged list does not have.
+Which map: the rule auto uses for its own lists, :func:`precache.models.calibration.choose_map`, reused as it
+is -- none, Platt (``sigmoid(a * logit(p) + b)``, two parameters) or isotonic, each fit on four of five
+contiguous time blocks of the validation walk and scored by ECE on the fifth; Platt unless another map beats
+its held-block ECE by 0.01, then refit on the whole walk. Why that family and that rule: the walk is small
+(NASA Jul's has 143 transitions), so the default has two parameters and cannot overfit it; "none" stays a
+candidate because a map that does not hold from one block to the next would not hold on test either (the
+merge can be near-calibrated already, and the validation walk, seeded with less data, is not the test
+walk); isotonic (one knot per block of points) must earn its place on held blocks. Every candidate is
+monotone (Platt's slope is kept positive), so no list is reordered and HR@k is untouched.
 
-The map runs on every online answer, so :func:`platt` is plain Python on the ten listed probabilities (the
-same values as :func:`precache.models.calibration.apply_platt`, which numpy computes at a higher fixed cost);
-a list whose mapped probabilities would sum to more than 1 is scaled below its top-1 (see :func:`platt`).
+The map runs on every online answer, so :func:`apply_map` is plain Python on the ten listed probabilities
+(the same values as :func:`precache.models.calibration.apply_platt` / ``apply_isotonic``, which numpy
+computes at a higher fixed cost); the top-1 keeps exactly its mapped value (see :func:`apply_map`).
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from precache.models.calibration import ece, fit_platt
+from precache.models.calibration import choose_map, ece
 from precache.types import Prediction
 
-Platt = tuple[float, float]
+OnlineMap = tuple[str, Any]  # ("platt", (a, b)) | ("isotonic", (xs, ys)): the same forms as auto's map
 
 
-def platt(ranked: Prediction, ab: Platt) -> Prediction:
-    """``ranked`` with each probability mapped through ``sigmoid(a * logit(p) + b)`` (0 stays 0), order kept.
+def _platt(p: float, a: float, b: float) -> float:
+    if p <= 0.0:
+        return 0.0
+    q = min(max(p, 1e-6), 1 - 1e-6)
+    z = min(max(a * math.log(q / (1 - q)) + b, -500.0), 500.0)
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def _isotonic(p: float, xs: Sequence[float], ys: Sequence[float]) -> float:
+    """``np.interp(p, xs, ys)`` clipped to [0, 1] (xs ascending)."""
+    if p <= xs[0]:
+        return min(max(ys[0], 0.0), 1.0)
+    if p >= xs[-1]:
+        return min(max(ys[-1], 0.0), 1.0)
+    i = bisect.bisect_right(xs, p)
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    value = y0 if x1 <= x0 else y0 + (y1 - y0) * (p - x0) / (x1 - x0)
+    return min(max(value, 0.0), 1.0)
+
+
+def map_value(p: float, online_map: OnlineMap) -> float:
+    """One probability through the map."""
+    method, params = online_map
+    if method == "platt":
+        return _platt(p, params[0], params[1])
+    return _isotonic(p, params[0], params[1])
+
+
+def apply_map(ranked: Prediction, online_map: OnlineMap) -> Prediction:
+    """``ranked`` with each probability mapped (0 stays 0 under Platt), order kept.
 
     The top-1 keeps exactly its mapped value (the value the map was fit for); when the mapped list would
     hold more than all the mass, the pages below it share what is left, scaled alike (so the order holds).
     Auto's map renormalises the whole list instead, which would move the top-1 off the fitted value: with a
     flat map (a small slope) the tail's small probabilities rise toward the top-1's and the renormalised
     top-1 falls far below what the map says."""
-    a, b = ab
-    mapped = []
-    for _, p in ranked:
-        if p <= 0.0:
-            mapped.append(0.0)
-            continue
-        q = min(max(p, 1e-6), 1 - 1e-6)
-        z = min(max(a * math.log(q / (1 - q)) + b, -500.0), 500.0)
-        mapped.append(1.0 / (1.0 + math.exp(-z)))
+    mapped = [map_value(p, online_map) for _, p in ranked]
     if mapped:
-        rest, room = sum(mapped[1:]), 1.0 - mapped[0]
+        rest, room = sum(mapped[1:]), max(0.0, 1.0 - mapped[0])
         if rest > room:
             mapped[1:] = [p * room / rest for p in mapped[1:]]
     return [(page, p) for (page, _), p in zip(ranked, mapped, strict=True)]
@@ -61,33 +87,56 @@ def top1(lists: Sequence[Prediction], targets: Sequence[str]) -> tuple[np.ndarra
     return np.array([p for p, _ in pairs], dtype=np.float64), np.array([ok for _, ok in pairs], dtype=bool)
 
 
-def fit_online_map(lists: Sequence[Prediction], targets: Sequence[str]) -> tuple[Platt | None, dict[str, Any]]:
-    """Platt's ``(a, b)`` for the online answers ``lists`` of a validation walk, and a report (ECE before and
-    after on that walk; no map when it has no answered list)."""
+def fit_online_map(lists: Sequence[Prediction], targets: Sequence[str]) -> tuple[OnlineMap | None, dict[str, Any]]:
+    """The map for the online answers ``lists`` of a validation walk (in time order; see the module doc), and
+    a report: the method, each candidate's held-block ECE, the walk's ECE before and after."""
     confidence, correct = top1(lists, targets)
     if len(confidence) == 0:
         return None, {"method": "none", "transitions": 0}
-    a, b = fit_platt(confidence, correct)
-    after = [platt([("", float(p))], (a, b))[0][1] for p in confidence]
-    return (a, b), {"method": "platt", "params": [a, b], "transitions": len(confidence),
+    method, params, held = choose_map(confidence, correct)
+    chosen: OnlineMap | None = None
+    if method == "platt":
+        chosen = ("platt", (float(params[0]), float(params[1])))
+    elif method == "isotonic":
+        chosen = ("isotonic", (tuple(map(float, params[0])), tuple(map(float, params[1]))))
+    after = confidence if chosen is None else np.array([map_value(float(p), chosen) for p in confidence])
+    return chosen, {"method": method, "params": map_to_json(chosen), "transitions": len(confidence),
+                    "held_block_ece": {k: round(v, 4) for k, v in held.items()},
                     "validation_ece_before": round(ece(confidence, correct), 4),
-                    "validation_ece_after": round(ece(np.asarray(after), correct), 4)}
+                    "validation_ece_after": round(ece(after, correct), 4)}
 
 
-def map_from_json(value: Any) -> Platt | None:
-    """A stored map (``{"method": "platt", "params": [a, b]}`` or null) checked; ValueError when malformed."""
+def map_from_json(value: Any) -> OnlineMap | None:
+    """A stored map (``{"method": "platt"|"isotonic", "params": ...}`` or null), checked; ValueError when
+    malformed (a model file is verified before it is used)."""
     if value is None:
         return None
-    if not isinstance(value, dict) or value.get("method") != "platt":
+    if not isinstance(value, dict) or value.get("method") not in ("platt", "isotonic"):
         raise ValueError(f"unknown online calibration map {value!r}")
     params = value.get("params")
     if not isinstance(params, list | tuple) or len(params) != 2:
-        raise ValueError(f"a Platt map needs params [a, b], got {params!r}")
-    a, b = (float(x) for x in params)
-    if not (math.isfinite(a) and math.isfinite(b) and a > 0):
-        raise ValueError(f"a Platt map needs finite params with a > 0, got {params!r}")
-    return a, b
+        raise ValueError(f"a calibration map needs params [a, b] or [xs, ys], got {params!r}")
+    try:
+        return _parsed(str(value["method"]), params)
+    except TypeError as exc:
+        raise ValueError(f"malformed calibration map params {params!r}: {exc}") from None
 
 
-def map_to_json(ab: Platt | None) -> dict[str, Any] | None:
-    return None if ab is None else {"method": "platt", "params": [ab[0], ab[1]]}
+def _parsed(method: str, params: Sequence[Any]) -> OnlineMap:
+    if method == "platt":
+        a, b = (float(x) for x in params)
+        if not (math.isfinite(a) and math.isfinite(b) and a > 0):
+            raise ValueError(f"a Platt map needs finite params with a > 0, got {params!r}")
+        return "platt", (a, b)
+    xs, ys = (tuple(float(v) for v in part) for part in params)
+    if (len(xs) != len(ys) or len(xs) < 2 or not all(math.isfinite(v) for v in (*xs, *ys))
+            or any(b < a for a, b in itertools.pairwise(xs)) or any(b < a for a, b in itertools.pairwise(ys))):
+        raise ValueError("an isotonic map needs equally many finite, ascending knots xs and ys")
+    return "isotonic", (xs, ys)
+
+
+def map_to_json(online_map: OnlineMap | None) -> dict[str, Any] | None:
+    if online_map is None:
+        return None
+    method, params = online_map
+    return {"method": method, "params": [list(params[0]), list(params[1])] if method == "isotonic" else list(params)}

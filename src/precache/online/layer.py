@@ -52,6 +52,20 @@ class OnlineLayer:
         self.inflight = 0  # increments of a flush under way (back in ``pending`` if it fails)
         self._task: asyncio.Task[None] | None = None
 
+    def configure(self, params: MergeParams) -> None:
+        """Use ``params`` from now on (the active model's stored settings: :mod:`precache.online.stored`). A new
+        half-life changes the scale of every stored weight, so the local counts and the pending increments
+        start afresh (counted in ``resets``); Redis rows of the old scale sit under other epoch keys and expire."""
+        if params.half_life != self.params.half_life:
+            self.local = OnlineCounts(params.half_life, self.local.max_contexts, self.local.max_successors)
+            self.pending.clear()
+            self.unflushed.clear()
+            self.fetched.clear()
+            if self.store is not None:
+                self.store.half_life = params.half_life
+            self.stats["resets"] += 1
+        self.params = params
+
     # -- learning ----------------------------------------------------------------------------------
     def observe(self, previous: str | None, page: str, *, session: str = "", client: str = "",
                 agent: str | None = None, t: float | None = None) -> bool:

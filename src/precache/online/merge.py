@@ -21,7 +21,7 @@ from typing import Any
 
 from precache.models.base import BatchPredictor
 from precache.models.combine import blend_many
-from precache.online.calibration import Platt, map_from_json, map_to_json, platt
+from precache.online.calibration import OnlineMap, apply_map, map_from_json, map_to_json
 from precache.online.guards import ContributionGuard
 from precache.online.state import OnlineCounts
 from precache.types import Prediction
@@ -37,7 +37,7 @@ class MergeParams:
     weight: float = 0.5
     evidence: float = 5.0
     half_life: float | None = None
-    calibration: Platt | None = None  # Platt's (a, b) for the merged lists; None: the merge as it is
+    calibration: OnlineMap | None = None  # the merged lists' map (:mod:`precache.online.calibration`); None: none
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight <= 1.0:
@@ -53,10 +53,10 @@ class MergeParams:
     def answer(self, frozen: Prediction, live: Prediction, n: float, k: int) -> Prediction:
         """The online answer: ``frozen`` merged with the live row (evidence ``n``), then the map."""
         out = merged(frozen, live, self.lam(n), k)
-        return platt(out, self.calibration) if self.calibration is not None else out
+        return apply_map(out, self.calibration) if self.calibration is not None else out
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON form (what a model's manifest stores): the map as ``{"method": "platt", "params": [a, b]}``."""
+        """JSON form (what a model's manifest stores): the map as ``{"method": ..., "params": ...}`` or null."""
         return {"weight": self.weight, "evidence": self.evidence, "half_life": self.half_life,
                 "calibration": map_to_json(self.calibration)}
 

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ class ModelHolder:
         self.current: ServedModel | None = None
         self.last_error: str | None = None
         self.loads = 0
+        self.listeners: list[Callable[[ServedModel], None]] = []  # told of each model installed (must not block)
         self._retiring: set[asyncio.Task[None]] = set()
 
     def prepare(self, directory: Path, version: str | None = None, *, record_error: bool = True) -> ServedModel:
@@ -105,6 +107,11 @@ class ModelHolder:
         if self.freeze:
             freeze_model()
         log.info("serving model %s from %s", served.version, served.directory)
+        for listener in self.listeners:
+            try:
+                listener(served)
+            except Exception:  # a listener's failure must not undo the swap
+                log.exception("a model listener failed for %s", served.version)
         return served
 
     def _retire(self, old: ServedModel) -> None:

@@ -22,6 +22,7 @@ from precache.online.hook import OnlineHook
 from precache.online.layer import OnlineLayer, online_gauges
 from precache.online.redis_store import RedisCounts
 from precache.online.settings import load_online_settings
+from precache.online.stored import StoredSettingsFollower
 from precache.registry import ModelRegistry, open_registry
 from precache.serve.assets import AssetCounts
 from precache.serve.auth import Authenticator
@@ -131,6 +132,8 @@ def build_state(settings: Settings, serve: ServeSettings) -> ServiceState:
         online=online_layer(settings, redis))
     if state.online is not None:
         state.predictions.add_hook(OnlineHook(state.online))
+        follower = StoredSettingsFollower(state.online, load_online_settings())  # the active model's settings
+        models.listeners.append(lambda served: follower(served.directory))
     add_gauges(state)
     return state
 

@@ -20,6 +20,7 @@ _CONFIG_NAMES = {
     "predictor": "predictor", "tolerance": "tolerance", "testFraction": "test_fraction",
     "maxTestTransitions": "max_test_transitions", "optimizerTrees": "optimizer_trees",
     "timeoutSeconds": "timeout_seconds", "attentionMaxSeconds": "attention_max_seconds",
+    "onlineSettings": "online_settings",
 }
 
 
@@ -37,6 +38,7 @@ class TrainingConfig:
     optimizer_trees: int = 80
     timeout_seconds: float = 3600.0
     attention_max_seconds: float | None = None
+    online_settings: bool = True  # choose the online layer's settings on validation, store them with the model
 
     def __post_init__(self) -> None:
         if self.target_accuracy is not None and not 0.0 <= self.target_accuracy <= 1.0:
@@ -53,6 +55,8 @@ class TrainingConfig:
             raise ValueError("optimizerTrees must be >= 1 and timeoutSeconds > 0")
         if self.attention_max_seconds is not None and self.attention_max_seconds <= 0:
             raise ValueError("attentionMaxSeconds must be > 0")
+        if not isinstance(self.online_settings, bool):
+            raise ValueError(f"onlineSettings must be true or false, got {self.online_settings!r}")
 
     @classmethod
     def from_api(cls, data: dict[str, Any] | None) -> TrainingConfig:

@@ -66,18 +66,39 @@ def train_page_predictor(data: Collected, cfg: TrainingConfig, out: Path, active
     progress(f"page-predictor: evaluating on {len(split.test):,} held-out sessions")
     scores = evaluate(model, split.test, model.vocabulary_size, max_transitions=cfg.max_test_transitions)
     scores.fit_seconds = fit_seconds
-    metrics = {f"test_{k}": v for k, v in scores.as_dict().items() if k != "model"}
+    metrics: dict[str, Any] = {f"test_{k}": v for k, v in scores.as_dict().items() if k != "model"}
     model.metrics.update(metrics)
     model.save(out)
+    online = _online_settings(cfg, split, out, progress)
+    if online is not None:
+        metrics["online"] = {k: v for k, v in online.items() if k in ("merge", "validation_hr5", "reason")}
     active, note, active_seconds = score_active(
         PAGE_PREDICTOR, active_dir, progress,
         lambda m: evaluate(m, split.test, m.vocabulary_size, max_transitions=cfg.max_test_transitions).hr5)
     return {
         "metric": "HR@5", "candidate": scores.hr5, "active": active, "note": note, "metrics": metrics,
-        "seconds": {"fit": fit_seconds, "evaluate": scores.predict_seconds, "score_active": active_seconds},
+        "seconds": {"fit": fit_seconds, "evaluate": scores.predict_seconds, "score_active": active_seconds,
+                    "online_settings": online.get("seconds", 0.0) if online else 0.0},
         "slice": {"train_sessions": len(split.train), "validation_sessions": len(split.validation),
                   "test_sessions": len(split.test), "test_transitions": scores.transitions},
     }
+
+
+def _online_settings(cfg: TrainingConfig, split: Any, out: Path, progress: Progress) -> dict[str, Any] | None:
+    """Choose the online layer's merge and calibration map on the validation slice and store them with the
+    model (:mod:`precache.online.stored`); None when ``onlineSettings`` is off."""
+    if not cfg.online_settings:
+        return None
+    from precache.models.kinds import build_predictor
+    from precache.online.stored import choose_for_training, write_stored
+
+    progress("page-predictor: choosing the online settings on the validation slice (a copy fit on train alone)")
+    payload = choose_for_training(lambda: build_predictor(cfg.predictor, **_predictor_options(cfg)), split.train,
+                                  split.validation, cfg.max_test_transitions)
+    write_stored(out, payload)
+    merge = payload.get("merge")
+    progress(f"page-predictor: online settings {merge}" if merge else f"page-predictor: {payload.get('reason')}")
+    return payload
 
 
 def _horizon(times: Any) -> float:
