@@ -149,7 +149,7 @@ def build_stack(
 
             versions = _registry_versions(settings) if session_params is not None and model_dir is None else None
             warmer_config = WarmerConfig.from_settings(settings)
-            online = _online_layer(settings, l2, clock)
+            online = _online_layer(settings, l2, clock, predictor_dir)
             ranked, history = _online_parts(online, predictor, warmer_config)
             warmer = Warmer(cache, resolver, clock, predictor=ranked, config=warmer_config, params=session_params,
                             predictors=versions, on_preload=preload_observer, history=history,
@@ -169,9 +169,10 @@ def _online_parts(online: OnlineLayer | None, predictor: Any, config: Any) -> tu
                                                             online)
 
 
-def _online_layer(settings: Settings, l2: bool, clock: Clock) -> OnlineLayer | None:
+def _online_layer(settings: Settings, l2: bool, clock: Clock, model_dir: Path | None = None) -> OnlineLayer | None:
     """The online layer (``ML_ONLINE_*``): in process, its counts shared through ``REDIS_URL`` when the
-    stack has an L2 (a Redis of its own connection: the cache's client stays the cache's)."""
+    stack has an L2 (a Redis of its own connection: the cache's client stays the cache's); on the settings
+    stored with the model in ``model_dir``, environment variables overriding (:mod:`precache.online.stored`)."""
     from precache.online.layer import OnlineLayer
     from precache.online.redis_store import RedisCounts
     from precache.online.settings import load_online_settings
@@ -186,9 +187,14 @@ def _online_layer(settings: Settings, l2: bool, clock: Clock) -> OnlineLayer | N
         store = RedisCounts(Redis.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25),
                             online.half_life, prefix=online.redis_prefix, max_contexts=online.max_contexts,
                             max_successors=online.max_successors)
-    return OnlineLayer(online.merge_params(), store=store, guard=online.guard(), max_contexts=online.max_contexts,
-                       max_successors=online.max_successors, flush_seconds=online.flush_ms / 1000,
-                       refresh_seconds=online.refresh_ms / 1000, clock=clock.now)
+    layer = OnlineLayer(online.merge_params(), store=store, guard=online.guard(), max_contexts=online.max_contexts,
+                        max_successors=online.max_successors, flush_seconds=online.flush_ms / 1000,
+                        refresh_seconds=online.refresh_ms / 1000, clock=clock.now)
+    if model_dir is not None:
+        from precache.online.stored import StoredSettingsFollower
+
+        StoredSettingsFollower(layer, online)(model_dir)
+    return layer
 
 
 def _model_dirs(settings: Settings, model_dir: str | Path | None,

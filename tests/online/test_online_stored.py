@@ -120,3 +120,11 @@ def test_resolve_names_where_each_value_came_from(monkeypatch: pytest.MonkeyPatc
     model = train_model(tmp_path / "ppm")
     write_stored(model, {"format": 1, "merge": None, "reason": "nothing to walk"})
     assert read_stored(model) is None and ONLINE_FILE in verify_model_dir(model)["files"]
+
+
+def test_the_library_stack_uses_the_models_stored_settings(trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from precache.stack import build_stack
+    from precache.warming.resolver import MappingResolver
+
+    stack = build_stack(load_settings(), model_dir=trained, resolver=MappingResolver({}), l2=False)
+    assert stack.online is not None and stack.online.params == read_stored(trained)

@@ -2,7 +2,8 @@
 
 The split is the evaluation protocol's; the test period is scored in time order, each transition before it
 is learned (:mod:`precache.online.prequential`). The online merge (half-life, weight, evidence) is chosen
-on the training period only and printed with each online row, ready for ``ML_ONLINE_*``.
+on the training period only and printed with each online row (the training pipeline stores the same choice
+with the model: :mod:`precache.online.stored`).
 """
 
 from __future__ import annotations

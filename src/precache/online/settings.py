@@ -19,8 +19,11 @@
 | ``ML_ONLINE_DRIFT_WINDOW`` | 2000 | scored predictions the live HR@5 is measured over |
 | ``ML_ONLINE_DRIFT_MIN_INTERVAL_SECONDS`` | 21600 | at most one drift retrain per this many seconds |
 
-Weight, evidence and half-life are best chosen on your own log's training period:
-``precache evaluate --protocol prequential`` prints the values it chose.
+Weight, evidence and half-life (and a calibration map) are chosen by the training pipeline on its validation
+slice and stored with the model; the service uses the active model's values, and a weight, evidence or
+half-life variable *set* in the environment overrides them (:mod:`precache.online.stored`; the defaults
+above apply to a model that stores none). ``precache evaluate --protocol prequential`` prints the values it
+chooses for your own log.
 """
 
 from __future__ import annotations
