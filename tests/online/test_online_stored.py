@@ -128,3 +128,19 @@ def test_the_library_stack_uses_the_models_stored_settings(trained: Path, monkey
 
     stack = build_stack(load_settings(), model_dir=trained, resolver=MappingResolver({}), l2=False)
     assert stack.online is not None and stack.online.params == read_stored(trained)
+
+
+def test_online_settings_can_be_switched_off_for_a_training_run(tmp_path: Path) -> None:
+    from precache.serve.schemas import TrainConfigIn
+
+    api = {k: v for k, v in TrainConfigIn(onlineSettings=False, predictor="markov-count").model_dump().items()
+           if v is not None}
+    config = TrainingConfig.from_api(api)
+    assert config.online_settings is False and TrainingConfig.from_api(config.as_api()) == config
+    with pytest.raises(ValueError, match="onlineSettings"):
+        TrainingConfig(online_settings="yes")  # type: ignore[arg-type]
+    registry = ModelRegistry(tmp_path / "models", tmp_path / "backups")
+    request = TrainRequest("page-predictor", [TraceSource(str(drifting_seq(tmp_path / "d.seq", 600)))], config=config)
+    (outcome,) = run_pipeline(request, registry).outcomes
+    info = registry.get("page-predictor", outcome.version or "")
+    assert ONLINE_FILE not in verify_model_dir(info.path)["files"] and read_stored(info.path) is None

@@ -193,6 +193,8 @@ class TrainConfigIn(_Strict):
     predictor: PredictorKind | None = None
     tolerance: float | None = Field(None, ge=0.0, le=1.0, description="how much worse than the active model")
     timeoutSeconds: float | None = Field(None, gt=0, le=86400)
+    onlineSettings: bool | None = Field(None, description="choose the online layer's settings on the validation "
+                                        "slice and store them with the model (default true; docs/online.md)")
 
 
 class TraceIn(_Strict):
