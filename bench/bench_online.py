@@ -250,6 +250,29 @@ def markdown(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def summary(payload: dict[str, Any]) -> str:
+    """One line per trace (docs/benchmarks.md quotes it; ``--summary`` prints it): frozen and online auto, and
+    online auto's ECE without and with the calibration map fit on the validation walk."""
+    lines = ["| trace | test transitions | frozen auto HR@5 | online auto HR@5 | online − frozen | online auto ECE "
+             "(no map → map) | map (fit on validation) |", "|---|---|---|---|---|---|---|"]
+    for key, r in payload["traces"].items():
+        i = next(j for j, x in enumerate(r["rows"]) if x["model"] == "auto" and x["protocol"] == "online")
+        x = r["rows"][i]
+        chosen = r.get("merge_calibration", {})
+        held = chosen.get("held_block_ece") or {}
+        method = chosen.get("method", "none") + (f" ({chosen.get('transitions')} validation transitions)"
+                                                  if held else " (weight 0: the frozen answer)")
+        unmapped = x.get("ece_unmapped")
+        where = f"../bench/results/online.json#/traces/{key}"
+        lines.append(
+            f"| {key} | [{r['test_transitions_scored']:,}]({where}/test_transitions_scored) "
+            f"| {_cell(r['rows'][0]['hr5'], '.4f', key, 0, 'hr5')} | {_cell(x['hr5'], '.4f', key, i, 'hr5')} "
+            f"| [{r['online_minus_frozen_auto_hr5'] * 100:+.1f} pts]({where}/online_minus_frozen_auto_hr5 \"*100\") "
+            f"| {_cell(unmapped, '.4f', key, i, 'ece_unmapped')} → {_cell(x['ece'], '.4f', key, i, 'ece')} "
+            f"| {method} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--traces", default=",".join(ORDER))
@@ -261,9 +284,11 @@ def main() -> int:
     parser.add_argument("--synthetic-requests", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "online.json")
     parser.add_argument("--markdown", action="store_true", help="print the table of --out and stop")
+    parser.add_argument("--summary", action="store_true", help="print the one-line-per-trace table of --out and stop")
     args = parser.parse_args()
-    if args.markdown:
-        print(markdown(json.loads(args.out.read_text())))
+    if args.markdown or args.summary:
+        payload = json.loads(args.out.read_text())
+        print(markdown(payload) if args.markdown else summary(payload))
         return 0
     console = Console(width=160)
     command = " ".join(["bench/bench_online.py", *sys.argv[1:]])
