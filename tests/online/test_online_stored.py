@@ -114,6 +114,13 @@ def test_resolve_names_where_each_value_came_from(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("ML_ONLINE_HALF_LIFE_SECONDS", "0")
     params, source = resolve(stored, load_online_settings())
     assert params == MergeParams(0.35, 25.0, None, None) and source["half_life"] == "env"
+    monkeypatch.delenv("ML_ONLINE_HALF_LIFE_SECONDS")
+    monkeypatch.setenv("ML_ONLINE_CALIBRATE", "false")  # the off switch of the stored map alone
+    params, source = resolve(stored, load_online_settings())
+    assert params == MergeParams(0.35, 25.0, 600.0, None) and source["weight"] == "model"
+    assert source["calibration"].startswith("off")
+    monkeypatch.delenv("ML_ONLINE_CALIBRATE")
+    monkeypatch.setenv("ML_ONLINE_HALF_LIFE_SECONDS", "0")
     params, source = resolve(None, load_online_settings())
     assert params == MergeParams(0.5, 5.0, None) and source == {"weight": "default", "evidence": "default",
                                                                  "half_life": "env", "calibration": "none"}

@@ -6,6 +6,7 @@
 | ``ML_ONLINE_HALF_LIFE_SECONDS`` | 86400 | time decay of the live counts; 0 = no decay |
 | ``ML_ONLINE_WEIGHT`` | 0.5 | the most the live counts may take of an answer (0..1) |
 | ``ML_ONLINE_EVIDENCE`` | 5 | decayed row count at which the live share is half of the weight |
+| ``ML_ONLINE_CALIBRATE`` | true | apply the active model's stored calibration map to online answers |
 | ``ML_ONLINE_MAX_CONTEXTS`` | 100000 | contexts kept (least recently updated evicted) |
 | ``ML_ONLINE_MAX_SUCCESSORS`` | 64 | successors kept per context (the lightest evicted) |
 | ``ML_ONLINE_MAX_PER_SESSION`` | 50 | transitions one session may teach |
@@ -50,6 +51,7 @@ class OnlineSettings(BaseSettings):
                                                                             "half_life_seconds"))
     weight: float = Field(0.5, ge=0, le=1, validation_alias=_env("ML_ONLINE_WEIGHT", "weight"))
     evidence: float = Field(5.0, gt=0, validation_alias=_env("ML_ONLINE_EVIDENCE", "evidence"))
+    calibrate: bool = Field(True, validation_alias=_env("ML_ONLINE_CALIBRATE", "calibrate"))
     max_contexts: int = Field(100_000, ge=1, validation_alias=_env("ML_ONLINE_MAX_CONTEXTS", "max_contexts"))
     max_successors: int = Field(64, ge=1, validation_alias=_env("ML_ONLINE_MAX_SUCCESSORS", "max_successors"))
     max_per_session: int = Field(50, ge=1, validation_alias=_env("ML_ONLINE_MAX_PER_SESSION", "max_per_session"))

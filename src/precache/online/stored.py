@@ -11,7 +11,9 @@ Precedence (:func:`resolve`), field by field: an ``ML_ONLINE_WEIGHT`` / ``ML_ONL
 ``ML_ONLINE_HALF_LIFE_SECONDS`` that is set in the environment wins; otherwise the active model's stored
 value; otherwise the built-in default (a model trained before the settings were stored has none). The
 stored calibration map is used only with the stored merge: it was fit on that merge's answers, so when an
-environment variable overrides weight, evidence or half-life, the answers go unmapped.
+environment variable overrides weight, evidence or half-life, the answers go unmapped; ``ML_ONLINE_CALIBRATE=false``
+leaves them unmapped too (the map is fit on the validation walk, and the benchmark shows where it does not
+carry over to later traffic: docs/online.md).
 """
 
 from __future__ import annotations
@@ -114,9 +116,11 @@ def resolve(stored: MergeParams | None, env: OnlineSettings) -> tuple[MergeParam
         defaults.weight if "weight" in overridden else stored.weight,
         defaults.evidence if "evidence" in overridden else stored.evidence,
         defaults.half_life if "half_life" in overridden else stored.half_life,
-        None if overridden else stored.calibration)
+        None if overridden or not env.calibrate else stored.calibration)
     source = {field: "env" if field in overridden else "model" for field in MERGE_FIELDS.values()}
     source["calibration"] = "none" if params.calibration is None else "model"
+    if stored.calibration is not None and not env.calibrate:
+        source["calibration"] = "off (ML_ONLINE_CALIBRATE=false)"
     return params, source
 
 
