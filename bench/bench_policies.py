@@ -375,7 +375,8 @@ class Validation:
                                         self.full_hints, replay, bounds=[b + shift for b in bounds])
         base_blocks = {f"lcs.{label}": lcs_blocks(cls, self.og, cap, bounds, requested, adm)
                        for label, cls, adm in LCS_BASELINES}
-        for label, pol in (("precache.lru", LRUPolicy()), ("precache.s3fifo (default)", S3FIFOPolicy())):
+        for label, pol in (("precache.lru", LRUPolicy()),
+                           ("precache.s3fifo (default)", S3FIFOPolicy(capacity_bytes=cap))):
             base_blocks[label] = replay(pol, self.trace, self.warm, cap, bounds=bounds)["block_missed"]
         learned_scores = {k: BlockScore(tuple(v["block_missed"])) for k, v in learned.items()}
         base_scores = {k: BlockScore(tuple(v)) for k, v in base_blocks.items()}
@@ -411,7 +412,7 @@ def test_point(ctx: dict[str, Any], val: Validation, frac: float, cap: int) -> d
     for ref in LCS_REFERENCES:
         row[f"lcs.{ref}"] = lcs_run(ref, ctx["og"], cap, start, n)
     row["precache.lru"] = replay(LRUPolicy(), ctx["trace"], start, cap)
-    row["precache.s3fifo (default)"] = replay(S3FIFOPolicy(), ctx["trace"], start, cap)
+    row["precache.s3fifo (default)"] = replay(S3FIFOPolicy(capacity_bytes=cap), ctx["trace"], start, cap)
     sel = val.run(cap)
     row["learned_selection"] = sel
     small = n - start <= args.ablation_max_requests

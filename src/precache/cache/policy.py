@@ -156,29 +156,52 @@ class S3FIFOPolicy:
     returning keys straight to main. Beats LRU on web traces and needs no list moves on a hit
     (a hit only bumps a counter), which keeps the L1 hit path cheap.
 
-    Sizes are in bytes: the small queue holds about ``small_ratio`` of the resident bytes.
-    The queues hold the tier's entry objects themselves (no node object per key: the per-entry state
-    is an int in ``policy_data``), and removal of arbitrary keys is lazy (an entry in a queue is live
-    only while it *is* the tracked entry of its key), so every hook is O(1) amortized.
-    :meth:`on_insert_many` and :meth:`evict` are the batch forms the tier uses for L2 batch fills.
+    It follows libCacheSim's ``S3FIFO.c`` (the authors' reference implementation), byte for byte where
+    the cache's capacity is known (``capacity_bytes``, as the benchmark's replay knows it):
+
+    - the small queue holds ``small_ratio`` (10%) of the capacity, main the rest; a victim comes from
+      main when main is over its share or small is empty, else from small;
+    - an object leaves small for main only if it was read at least ``move_to_main_threshold`` (2)
+      times while in small, else it goes to the ghost queue;
+    - main reinserts an entry read since its last pass with its 2-bit frequency (capped at 3) minus 1;
+    - the ghost queue holds the *bytes* of the keys evicted from small, up to ``ghost_ratio`` (90%) of
+      the capacity; a key found there on insertion goes straight to main;
+    - with a known capacity, an object of at least the small queue's size is not admitted (it would
+      flush the small queue), and before the first eviction a full small queue sends new keys to main.
+
+    Without ``capacity_bytes`` (the memory tier, which owns its budgets), the shares are of the bytes
+    currently resident. The queues hold the tier's entry objects themselves (no node object per key:
+    the per-entry state is an int in ``policy_data``), and removal of arbitrary keys is lazy (an entry
+    in a queue is live only while it *is* the tracked entry of its key), so every hook is O(1)
+    amortized. :meth:`on_insert_many` and :meth:`evict` are the batch forms the tier uses for L2 fills.
     """
 
     name = "s3fifo"
 
-    def __init__(self, small_ratio: float = 0.1, ghost_items: int = 10_000) -> None:
+    def __init__(self, small_ratio: float = 0.1, ghost_ratio: float = 0.9, move_to_main_threshold: int = 2,
+                 capacity_bytes: int | None = None) -> None:
         if not 0.0 < small_ratio < 1.0:
             raise ValueError(f"small_ratio must be in (0, 1), got {small_ratio}")
+        if ghost_ratio < 0.0:
+            raise ValueError(f"ghost_ratio must be >= 0, got {ghost_ratio}")
+        if not 1 <= move_to_main_threshold <= 3:
+            raise ValueError(f"move_to_main_threshold must be 1..3 (a 2-bit counter), got {move_to_main_threshold}")
         self.small_ratio = small_ratio
+        self.ghost_ratio = ghost_ratio
+        self.threshold = move_to_main_threshold
+        self.capacity = capacity_bytes
+        self._small_cap = int(capacity_bytes * small_ratio) if capacity_bytes else 0
         self._nodes: dict[str, EntryInfo] = {}
         self._small: deque[EntryInfo] = deque()
         self._main: deque[EntryInfo] = deque()
-        self._ghost: OrderedDict[str, None] = OrderedDict()
-        self._ghost_items = max(0, ghost_items)
+        self._ghost: OrderedDict[str, int] = OrderedDict()
+        self._ghost_bytes = 0
         self._small_bytes = 0
         self._main_bytes = 0
+        self._evicted = False
 
     def admit(self, info: EntryInfo) -> bool:
-        return True
+        return not self._small_cap or info.size < self._small_cap
 
     def ttl_for(self, info: EntryInfo, default_ttl: float | None) -> float | None:
         return default_ttl
@@ -188,8 +211,13 @@ class S3FIFOPolicy:
         if key in self._nodes:  # a replace without on_remove: forget the old entry first
             self.on_remove(key)
         ghost = self._ghost
-        if key in ghost:
-            del ghost[key]
+        size = ghost.pop(key, None)
+        to_main = size is not None
+        if to_main:
+            self._ghost_bytes -= size  # type: ignore[operator]  # not None here
+        elif self._small_cap and not self._evicted and self._small_bytes >= self._small_cap:
+            to_main = True  # libCacheSim: before the first eviction a full small queue sends new keys to main
+        if to_main:
             info.policy_data = _MAIN
             self._main.append(info)
             self._main_bytes += info.size
@@ -201,6 +229,10 @@ class S3FIFOPolicy:
 
     def on_insert_many(self, infos: list[EntryInfo]) -> None:
         """``on_insert`` for each of ``infos``, in order (the batch-fill form: one call per batch)."""
+        if self._small_cap and not self._evicted:  # the warm-up rule needs per-entry checks
+            for info in infos:
+                self.on_insert(info)
+            return
         nodes, ghost = self._nodes, self._ghost
         small_append = self._small.append
         small_bytes = 0
@@ -243,24 +275,36 @@ class S3FIFOPolicy:
         victims = self.evict(1, 1)
         return victims[0] if victims else None
 
+    def _ghost_add(self, key: str, size: int) -> None:
+        ghost = self._ghost
+        ghost[key] = size
+        self._ghost_bytes += size
+        limit = self.ghost_ratio * (self.capacity or (self._small_bytes + self._main_bytes + size))
+        while self._ghost_bytes > limit and ghost:
+            self._ghost_bytes -= ghost.popitem(last=False)[1]
+
     def evict(self, bytes_over: int, items_over: int) -> list[str]:
         """Choose and forget victims until their sizes sum to at least ``bytes_over`` and there are at
         least ``items_over`` of them (or nothing is left). The batch form of :meth:`victim`, same order.
 
         This is the inner loop of every L2 batch fill (one victim per filled key once L1 is full), so
-        it binds its lookups once and trims the ghost queue once at the end, not per victim."""
+        it binds its lookups once."""
         out: list[str] = []
         add_victim = out.append
-        nodes, small, main, ghost = self._nodes, self._small, self._main, self._ghost
+        nodes, small, main = self._nodes, self._small, self._main
         tracked = nodes.get
         small_pop, main_pop, main_push = small.popleft, main.popleft, main.append
-        ghost_items = self._ghost_items
-        ratio = self.small_ratio
+        ratio, threshold, cap = self.small_ratio, self.threshold, self.capacity
+        main_cap = cap - self._small_cap if cap else 0
         small_bytes, main_bytes = self._small_bytes, self._main_bytes
-        freed = 0
-        count = 0
+        freed = count = 0
+        self._evicted = True
+        in_small = False  # libCacheSim: once a victim is sought in small, promotions keep searching small
         while freed < bytes_over or count < items_over:
-            if small and (not main or small_bytes >= ratio * (small_bytes + main_bytes)):
+            if not in_small:
+                main_over = main_bytes > main_cap if cap else small_bytes < ratio * (small_bytes + main_bytes)
+                in_small = bool(small) and not (main and main_over)
+            if in_small and small:
                 info = small_pop()
                 key = info.key
                 if tracked(key) is not info:
@@ -268,14 +312,18 @@ class S3FIFOPolicy:
                 state: int = info.policy_data  # type: ignore[assignment]  # an int once queued (on_insert)
                 size = info.size
                 small_bytes -= size
-                if state:  # accessed while in small (never the _MAIN bit here): promote, frequency 0
+                if state >= threshold:  # read often enough while in small: promote, frequency 0
                     info.policy_data = _MAIN
                     main_push(info)
                     main_bytes += size
                     continue
                 del nodes[key]
-                if ghost_items:
-                    ghost[key] = None
+                self._small_bytes, self._main_bytes = small_bytes, main_bytes
+                self._ghost_add(key, size)
+                in_small = False
+            elif in_small:  # small ran out while promoting: the next victim is chosen afresh
+                in_small = False
+                continue
             elif main:
                 info = main_pop()
                 key = info.key
@@ -294,8 +342,6 @@ class S3FIFOPolicy:
             freed += size
             count += 1
             add_victim(key)
-        for _ in range(len(ghost) - ghost_items):
-            ghost.popitem(last=False)
         self._small_bytes, self._main_bytes = small_bytes, main_bytes
         return out
 
