@@ -56,6 +56,7 @@ from precache.models.optimizer.labels import CacheTrace, build_dataset, trace_fr
 from precache.models.optimizer.model import OptimizerModel, decision_metrics  # noqa: E402
 from precache.models.optimizer.policy import LearnedPolicy  # noqa: E402
 from precache.models.optimizer.selection import TIE, BlockScore, block_bounds, choose  # noqa: E402
+from precache.models.optimizer.switcher import SwitchingPolicy  # noqa: E402
 from precache.models.optimizer.train import TrainConfig, train  # noqa: E402
 from shared_traces import CLOUDPHYSICS_ORACLE, NASA_AUG, NASA_JUL  # noqa: E402
 
@@ -378,9 +379,11 @@ class Validation:
         for label, pol in (("precache.lru", LRUPolicy()),
                            ("precache.s3fifo (default)", S3FIFOPolicy(capacity_bytes=cap))):
             base_blocks[label] = replay(pol, self.trace, self.warm, cap, bounds=bounds)["block_missed"]
+        switch = replay(SwitchingPolicy(capacity_bytes=cap), self.trace, self.warm, cap, bounds=bounds)
         learned_scores = {k: BlockScore(tuple(v["block_missed"])) for k, v in learned.items()}
         base_scores = {k: BlockScore(tuple(v)) for k, v in base_blocks.items()}
         learned_rule = choose(learned_scores, requested, LEARNED_DEFAULT)
+        base_scores[SHIPPED_DEFAULT] = BlockScore(tuple(switch["block_missed"]))
         shipped_rule = choose({**learned_scores, **base_scores}, requested, SHIPPED_DEFAULT)
         shipped = shipped_rule["chosen"]
         return {"validation_requests": n - self.warm, "validation_capacity_bytes": cap, "tolerance": TIE,
@@ -389,7 +392,8 @@ class Validation:
                 "validation": {k: {m: v[m] for m in ("byte_miss_ratio", "miss_ratio", "rows_scored_per_request")}
                                for k, v in learned.items()},
                 "baselines": {k: shipped_rule["byte_miss_ratio"][k] for k in base_scores},
-                "shipped": {"chosen": shipped, "kind": "learned" if shipped in learned else "baseline",
+                "shipped": {"chosen": shipped, "kind": "learned" if shipped in learned else
+                            "default" if shipped == SHIPPED_DEFAULT else "baseline",
                             "validation_bmr": shipped_rule["byte_miss_ratio"][shipped], "margin": TIE,
                             "default": SHIPPED_DEFAULT, "rule": shipped_rule}}
 
@@ -413,6 +417,7 @@ def test_point(ctx: dict[str, Any], val: Validation, frac: float, cap: int) -> d
         row[f"lcs.{ref}"] = lcs_run(ref, ctx["og"], cap, start, n)
     row["precache.lru"] = replay(LRUPolicy(), ctx["trace"], start, cap)
     row["precache.s3fifo (default)"] = replay(S3FIFOPolicy(capacity_bytes=cap), ctx["trace"], start, cap)
+    row[SHIPPED_DEFAULT] = run_switch(ctx["trace"], start, cap)
     sel = val.run(cap)
     row["learned_selection"] = sel
     small = n - start <= args.ablation_max_requests
@@ -427,7 +432,7 @@ def test_point(ctx: dict[str, Any], val: Validation, frac: float, cap: int) -> d
     if small:
         row["precache.learned (online, objects objective)"] = run_candidate(ctx, "online", cap, objective="objects")
     row["precache.learned"] = {**row[f"precache.learned ({sel['chosen']})"], "config": sel["chosen"]}
-    key = shipped["chosen"] if shipped["kind"] == "baseline" else f"precache.learned ({shipped['chosen']})"
+    key = shipped["chosen"] if shipped["kind"] != "learned" else f"precache.learned ({shipped['chosen']})"
     row["shipped"] = {**{k: v for k, v in row[key].items() if k != "config"}, "config": shipped["chosen"],
                       "kind": shipped["kind"]}
     return row
@@ -497,9 +502,21 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 LEARNED_DEFAULT = "sampled"
 """The learned configuration kept unless another beats it on validation beyond the noise band: the
 LRB-style sampled eviction with LearnedPolicy's defaults (no admission, no probation: the fewest options)."""
-SHIPPED_DEFAULT = "precache.s3fifo (default)"
-"""The policy shipped unless a candidate beats it on validation beyond the noise band: the cache's own
-default heuristic (S3-FIFO, Yang et al., SOSP 2023), what a user runs without a trained model."""
+SHIPPED_DEFAULT = "precache.switch (default)"
+"""The policy shipped unless a candidate beats it on validation beyond the noise band: the online
+switcher (models/optimizer/switcher.py), which runs the cache's default heuristic (S3-FIFO, Yang et al.,
+SOSP 2023) and steps aside online for a heuristic its miniature simulations show doing clearly better."""
+
+
+def run_switch(trace: CacheTrace, start: int, cap: int) -> dict[str, Any]:
+    """The online switcher on the evaluation half, warmed (and free to switch) on the training part;
+    its switches as ``[request index, policy]`` (the index is of sampled requests, from the start)."""
+    pol = SwitchingPolicy(capacity_bytes=cap)
+    r: dict[str, Any] = dict(replay(pol, trace, start, cap))
+    r["switches"] = [list(x) for x in pol.switches]
+    r["final_policy"] = pol.current
+    r["sample_threshold"] = pol.shards.threshold
+    return r
 
 
 def run_learned(model: OptimizerModel, trace: CacheTrace, start: int, cap: int,

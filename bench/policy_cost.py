@@ -64,6 +64,7 @@ def run(make: Callable[[ManualClock], EvictionPolicy], keys: list[str], sizes: l
 def main(n: int = 120_000, out: Path = RESULTS) -> dict[str, Any]:
     from precache.models.optimizer.labels import trace_from_requests
     from precache.models.optimizer.online import OnlineConfig, OnlineLearnedPolicy
+    from precache.models.optimizer.switcher import SwitchingPolicy
     from precache.sim.policies import train_learned_policy
 
     keys, sizes = stream(n, seed=0)
@@ -76,6 +77,7 @@ def main(n: int = 120_000, out: Path = RESULTS) -> dict[str, Any]:
         online = OnlineConfig(window=20_000, batch=4096)
         policies: dict[str, Callable[[ManualClock], EvictionPolicy]] = {
             "s3fifo": lambda clock: S3FIFOPolicy(), "lru": lambda clock: LRUPolicy(),
+            "switch (shipped default)": lambda clock: SwitchingPolicy(),
             "learned (offline)": make_learned(adaptive_ttl=False),
             "learned (online)": lambda clock: OnlineLearnedPolicy(clock, online)}
         results = {name: run(make, keys, sizes) for name, make in policies.items()}

@@ -453,6 +453,7 @@ def test_shipped_policy_is_chosen_on_a_held_out_slice_and_loaded(trained: tuple[
 
     from precache.cache.policy import S3FIFOPolicy
     from precache.models.optimizer.shipped import HEURISTICS, LEARNED, choose_policy, load_policy, record_choice
+    from precache.models.optimizer.switcher import SwitchingPolicy
 
     src, _, trace = trained
     d = tmp_path / "opt"
@@ -461,19 +462,21 @@ def test_shipped_policy_is_chosen_on_a_held_out_slice_and_loaded(trained: tuple[
     choice = choose_policy(OptimizerModel.load(d), trace, len(trace) * 3 // 4, fractions=(0.05,))
     scores = choice["byte_miss_ratio"]
     assert set(scores) == {*HEURISTICS, *LEARNED} and all(0 < v < 1 for v in scores.values())
-    sel = choice["selection"]  # the noise-band rule: S3-FIFO unless a candidate beats it beyond the band
-    assert sel["default"] == "s3fifo" and sel["blocks"] >= 2 and set(sel["vs_default"]) == set(scores) - {"s3fifo"}
+    sel = choice["selection"]  # the noise-band rule: the switcher unless a candidate beats it beyond the band
+    assert sel["default"] == "switch" and sel["blocks"] >= 2 and set(sel["vs_default"]) == set(scores) - {"switch"}
     for name, v in sel["vs_default"].items():
-        assert v["delta"] == pytest.approx(scores[name] - scores["s3fifo"])
+        assert v["delta"] == pytest.approx(scores[name] - scores["switch"])
         assert v["clears"] == (v["delta"] < -max(choice["margin"], sel["k"] * v["se"]))
     clearing = [n for n, v in sel["vs_default"].items() if v["clears"]]
-    assert choice["chosen"] == (min(clearing, key=lambda n: scores[n]) if clearing else "s3fifo")
+    assert choice["chosen"] == (min(clearing, key=lambda n: scores[n]) if clearing else "switch")
     assert load_policy(d, ManualClock(0.0))[1] == "learned"  # before any choice: the learned default
     record_choice(d, choice)
     _, name, version = load_policy(d, ManualClock(0.0))
     assert name == choice["chosen"] and version
     record_choice(d, {"chosen": "s3fifo"})
     assert isinstance(load_policy(d, ManualClock(0.0))[0], S3FIFOPolicy)
+    record_choice(d, {"chosen": "switch"})
+    assert isinstance(load_policy(d, ManualClock(0.0))[0], SwitchingPolicy)
     record_choice(d, {"chosen": "bogus"})
     with pytest.raises(ValueError, match="bogus"):
         load_policy(d, ManualClock(0.0))

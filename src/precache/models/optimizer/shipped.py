@@ -3,9 +3,10 @@
 Why: a learned policy that loses to S3-FIFO on the application's own traffic should not run. After the
 optimizer is trained, :func:`choose_policy` replays a slice the model did not train on (the training
 pipeline's held-out slice) at two cache sizes (1% and 10% of the slice's bytes) under each candidate;
-S3-FIFO (the cache's default) ships unless a candidate beats it in mean byte miss ratio by more than
-the tie band and two block standard errors of the slice (the noise-band rule of
-:mod:`precache.models.optimizer.selection`, shared with the policy benchmark). :func:`record_choice`
+the switcher (S3-FIFO, the cache's default, stepping aside online: :mod:`.switcher`) ships unless a
+candidate beats it in mean byte miss ratio by more than the tie band and two block standard errors of
+the slice (the noise-band rule of :mod:`precache.models.optimizer.selection`, shared with the policy
+benchmark). :func:`record_choice`
 writes the choice into the model's manifest; :func:`load_policy` (what ``build_stack`` calls) builds it.
 
 The replay is the one the policy benchmark uses (byte capacity, evict then insert, admission only
@@ -24,14 +25,18 @@ from precache.models.optimizer.labels import CacheTrace
 from precache.models.optimizer.model import OptimizerModel
 from precache.models.optimizer.policy import LearnedPolicy
 from precache.models.optimizer.selection import TIE, BlockScore, block_bounds, choose
+from precache.models.optimizer.switcher import SwitchingPolicy
 
 LEARNED: dict[str, dict[str, Any]] = {"learned": {}, "learned+model-admission": {"admission": "model"},
                                       "learned+seen-admission": {"admission": "seen"}}
-HEURISTICS = ("s3fifo", "lru")
+HEURISTICS = ("switch", "s3fifo", "lru")
+"""``switch`` (the default) is the online switcher (:mod:`.switcher`): S3-FIFO that steps aside online."""
 
 
 def build(name: str, model: OptimizerModel | None, clock: Clock, adaptive_ttl: bool = False) -> EvictionPolicy:
     """The policy called ``name`` (a heuristic, or a learned configuration of ``model``)."""
+    if name == "switch":
+        return SwitchingPolicy()
     if name == "s3fifo":
         return S3FIFOPolicy()
     if name == "lru":
@@ -87,11 +92,11 @@ def byte_miss_ratio(policy: EvictionPolicy, trace: CacheTrace, begin: int, start
 
 
 def choose_policy(model: OptimizerModel, trace: CacheTrace, start: int, fractions: tuple[float, ...] = (0.01, 0.1),
-                  margin: float = TIE, default: str = "s3fifo") -> dict[str, Any]:
+                  margin: float = TIE, default: str = "switch") -> dict[str, Any]:
     """Score every candidate on ``trace[start:]`` (warmed on as many requests before it) and pick one by
-    the noise-band rule of :mod:`precache.models.optimizer.selection`: the default heuristic (S3-FIFO,
-    the cache's own default) ships unless a candidate beats it, in mean byte miss ratio over the
-    ``fractions``, by more than the tie band ``margin`` and ``K`` block standard errors."""
+    the noise-band rule of :mod:`precache.models.optimizer.selection`: the default (the online switcher,
+    which starts as S3-FIFO, the cache's own default) ships unless a candidate beats it, in mean byte miss
+    ratio over the ``fractions``, by more than the tie band ``margin`` and ``K`` block standard errors."""
     begin = max(0, start - (len(trace) - start))
     working_set = sum(dict(zip(trace.keys[start:], trace.sizes[start:].tolist(), strict=True)).values())
     bounds = block_bounds(start, len(trace))
