@@ -119,7 +119,7 @@ def _rule_cells(rule: dict[str, Any], base: str) -> str:
 def selection_table(data: dict[str, Any]) -> list[str]:
     """Per point, what the noise-band rule did on the validation slice (learned choice and shipped)."""
     out = ["| trace | cache | validation requests | learned: default `sampled` kept, or displaced by (Δ ± se) | "
-           "cleared | shipped: default S3-FIFO kept, or displaced by (Δ ± se) | cleared |",
+           "cleared | shipped: default kept, or displaced by (Δ ± se) | cleared |",
            "|---|---|---|---|---|---|---|"]
     for name, t in data["traces"].items():
         for i, r in enumerate(t["sizes"]):
@@ -130,6 +130,32 @@ def selection_table(data: dict[str, Any]) -> list[str]:
             out.append(f"| {name} | {r['fraction']:.1%} | {sel['validation_requests']:,} | "
                        f"{_rule_cells(sel['rule'], b + 'rule/')} | "
                        f"{_rule_cells(sel['shipped']['rule'], b + 'shipped/rule/')} |")
+    return out
+
+
+def switch_table(data: dict[str, Any]) -> list[str]:
+    """Per point, the online switcher against the best baseline, its switches, and S3-FIFO at parity."""
+    out = ["| trace | cache | best baseline | switcher | Δ | switches (final policy) | precache S3-FIFO | "
+           "libCacheSim S3FIFO | switcher CPU µs/request | S3-FIFO CPU µs/request |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, t in data["traces"].items():
+        for i, r in enumerate(t["sizes"]):
+            sw, s3 = r.get("precache.switch (default)"), r["precache.s3fifo (default)"]
+            if sw is None:
+                continue
+            s, b = r["summary"], f"{POLICIES}traces/{name}/sizes/{i}/"
+            q = quote("precache.switch (default)")
+            p = quote("precache.s3fifo (default)")
+            out.append(
+                f"| {name} | {r['fraction']:.1%} | {s['best_baseline_by_bytes']}: "
+                f"{link(s['best_baseline_bmr'], '.4f', b + 'summary/best_baseline_bmr')} | "
+                f"{link(sw['byte_miss_ratio'], '.4f', b + q + '/byte_miss_ratio')} | "
+                f"{link(s['switch_minus_best'], '+.4f', b + 'summary/switch_minus_best')} | "
+                f"{len(sw['switches'])} ({sw['final_policy']}) | "
+                f"{link(s3['byte_miss_ratio'], '.4f', b + p + '/byte_miss_ratio')} | "
+                f"{link(r['lcs.S3FIFO']['byte_miss_ratio'], '.4f', b + 'lcs.S3FIFO/byte_miss_ratio')} | "
+                f"{link(sw['cpu_us_per_request'], '.1f', b + q + '/cpu_us_per_request')} | "
+                f"{link(s3['cpu_us_per_request'], '.1f', b + p + '/cpu_us_per_request')} |")
     return out
 
 
@@ -147,6 +173,8 @@ def main() -> None:
     print("\n".join(policies_table(policies)))
     print()
     print("\n".join(selection_table(policies)))
+    print()
+    print("\n".join(switch_table(policies)))
     print(json.dumps(policies.get("goals", {})))
 
 
