@@ -68,3 +68,15 @@ def test_before_the_first_eviction_a_full_small_queue_sends_new_keys_to_main() -
     pol = S3FIFOPolicy(capacity_bytes=100)
     run(pol, [("a", 5), ("b", 5), ("c", 5)], 100)
     assert pol._small_bytes == 10 and pol._main_bytes == 5
+
+
+def test_without_a_capacity_the_tier_keeps_its_former_rules() -> None:
+    # the memory tier passes no capacity: one read in small promotes, the ghost is bounded in keys
+    pol = S3FIFOPolicy(ghost_items=3)
+    assert pol.threshold == 1 and S3FIFOPolicy(capacity_bytes=200).threshold == 2
+    fill = [(f"m{i}", 10) for i in range(20)]
+    _, resident = run(pol, [*fill, ("a", 10), ("a", 10), ("x", 10), ("y", 10)], 200)
+    assert "a" in resident
+    churn = S3FIFOPolicy(ghost_items=3)
+    run(churn, [(f"s{i}", 10) for i in range(100)], 200)
+    assert len(churn._ghost) == 3

@@ -169,8 +169,13 @@ class S3FIFOPolicy:
     - with a known capacity, an object of at least the small queue's size is not admitted (it would
       flush the small queue), and before the first eviction a full small queue sends new keys to main.
 
-    Without ``capacity_bytes`` (the memory tier, which owns its budgets), the shares are of the bytes
-    currently resident. The queues hold the tier's entry objects themselves (no node object per key:
+    Without ``capacity_bytes`` (the memory tier, which owns its budgets) it keeps the tier's former rules,
+    on which the replay benchmark's figures were measured: the small share is of the bytes resident, an
+    object is promoted after one read in small (``move_to_main_threshold`` 1), the ghost holds the last
+    ``ghost_items`` keys and every victim search starts afresh. (Moving the tier to the parity rules needs
+    its byte budget passed in and a re-run of ``bench_replay``.)
+
+    The queues hold the tier's entry objects themselves (no node object per key:
     the per-entry state is an int in ``policy_data``), and removal of arbitrary keys is lazy (an entry
     in a queue is live only while it *is* the tracked entry of its key), so every hook is O(1)
     amortized. :meth:`on_insert_many` and :meth:`evict` are the batch forms the tier uses for L2 fills.
@@ -178,18 +183,20 @@ class S3FIFOPolicy:
 
     name = "s3fifo"
 
-    def __init__(self, small_ratio: float = 0.1, ghost_ratio: float = 0.9, move_to_main_threshold: int = 2,
-                 capacity_bytes: int | None = None) -> None:
+    def __init__(self, small_ratio: float = 0.1, ghost_ratio: float = 0.9, move_to_main_threshold: int | None = None,
+                 capacity_bytes: int | None = None, ghost_items: int = 10_000) -> None:
         if not 0.0 < small_ratio < 1.0:
             raise ValueError(f"small_ratio must be in (0, 1), got {small_ratio}")
         if ghost_ratio < 0.0:
             raise ValueError(f"ghost_ratio must be >= 0, got {ghost_ratio}")
-        if not 1 <= move_to_main_threshold <= 3:
-            raise ValueError(f"move_to_main_threshold must be 1..3 (a 2-bit counter), got {move_to_main_threshold}")
+        threshold = move_to_main_threshold if move_to_main_threshold is not None else 2 if capacity_bytes else 1
+        if not 1 <= threshold <= 3:
+            raise ValueError(f"move_to_main_threshold must be 1..3 (a 2-bit counter), got {threshold}")
         self.small_ratio = small_ratio
         self.ghost_ratio = ghost_ratio
-        self.threshold = move_to_main_threshold
+        self.threshold = threshold
         self.capacity = capacity_bytes
+        self._ghost_items = max(0, ghost_items)
         self._small_cap = int(capacity_bytes * small_ratio) if capacity_bytes else 0
         self._nodes: dict[str, EntryInfo] = {}
         self._small: deque[EntryInfo] = deque()
@@ -284,9 +291,12 @@ class S3FIFOPolicy:
         ghost = self._ghost
         ghost[key] = size
         self._ghost_bytes += size
-        limit = self.ghost_ratio * (self.capacity or (self._small_bytes + self._main_bytes + size))
-        while self._ghost_bytes > limit and ghost:
-            self._ghost_bytes -= ghost.popitem(last=False)[1]
+        if self.capacity:  # libCacheSim: a byte budget of ghost_ratio of the capacity
+            while self._ghost_bytes > self.ghost_ratio * self.capacity and ghost:
+                self._ghost_bytes -= ghost.popitem(last=False)[1]
+        else:  # the memory tier's former rule: the last ghost_items keys
+            while len(ghost) > self._ghost_items:
+                self._ghost_bytes -= ghost.popitem(last=False)[1]
 
     def evict(self, bytes_over: int, items_over: int) -> list[str]:
         """Choose and forget victims until their sizes sum to at least ``bytes_over`` and there are at
@@ -321,6 +331,7 @@ class S3FIFOPolicy:
                     info.policy_data = _MAIN
                     main_push(info)
                     main_bytes += size
+                    in_small = bool(cap)  # libCacheSim keeps searching small; the tier's former rule re-picks
                     continue
                 del nodes[key]
                 self._small_bytes, self._main_bytes = small_bytes, main_bytes

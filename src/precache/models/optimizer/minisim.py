@@ -96,7 +96,7 @@ class Shards:
     ``factories`` build each candidate for a capacity in bytes; ``capacity`` is the real cache's. Call
     :meth:`observe` on every request; :meth:`ratios` gives each candidate's decayed byte miss ratio."""
 
-    def __init__(self, factories: dict[str, Callable[[int], EvictionPolicy]], capacity: int, max_keys: int,
+    def __init__(self, factories: dict[str, Callable[[int | None], EvictionPolicy]], capacity: int, max_keys: int,
                  half_life: float) -> None:
         self.threshold = 1.0
         self.max_keys = max_keys

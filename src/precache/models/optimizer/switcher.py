@@ -40,7 +40,11 @@ MARGIN = 0.005
 tolerance, so a switch is made only for a gain the benchmark would count."""
 
 
-def candidates(door_generation: int = DOOR_GENERATION) -> dict[str, Callable[[int], EvictionPolicy]]:
+Factory = Callable[[int | None], EvictionPolicy]
+"""Builds a candidate for a byte capacity (None: unknown, the memory tier owns its budget)."""
+
+
+def candidates(door_generation: int = DOOR_GENERATION) -> dict[str, Factory]:
     """The switcher's candidates by name, each built for a byte capacity: S3-FIFO (the default, first),
     S3-FIFO behind a doorkeeper, SIEVE and GDSF behind a doorkeeper (the Python forms of the benchmark's
     winning heuristics: S3FIFO, S3FIFO+Bloom, Sieve, GDSF+Bloom)."""
@@ -59,14 +63,14 @@ class SwitchingPolicy:
     name = "switch"
 
     def __init__(self, capacity_bytes: int | None = None,
-                 factories: dict[str, Callable[[int], EvictionPolicy]] | None = None,
+                 factories: dict[str, Factory] | None = None,
                  max_keys: int = MAX_KEYS, half_life: float = HALF_LIFE, margin: float = MARGIN,
                  check_every: int = CHECK_EVERY) -> None:
         self.factories = factories if factories is not None else candidates()
         self.fixed_capacity = capacity_bytes
         cap = capacity_bytes or 1
         self.current = next(iter(self.factories))
-        self.policy: EvictionPolicy = self.factories[self.current](cap)
+        self.policy: EvictionPolicy = self.factories[self.current](capacity_bytes)
         # the minis' doorkeepers see only sampled keys: they remember the whole sample (max_keys keys), as
         # the real one remembers DOOR_GENERATION keys or more (equal when T * DOOR_GENERATION >= max_keys)
         mini_factories = self.factories if factories is not None else candidates(max_keys)
@@ -92,7 +96,7 @@ class SwitchingPolicy:
 
     def _switch(self, name: str) -> None:
         """Run ``name`` for real from now on, its state rebuilt from the residents (oldest first)."""
-        policy = self.factories[name](self.fixed_capacity or max(1, self.shards.capacity))
+        policy = self.factories[name](self.fixed_capacity)
         for info in self.resident.values():
             policy.on_insert(info)
         self.policy, self.current = policy, name
