@@ -19,7 +19,12 @@ training part; every request sends one page of an interleaved session, the servi
 * **GC freeze**: the 2-worker open-loop run again with ``PRECACHE_GC_FREEZE=false`` (see
   ``precache.serve.heap``), so the run shows what freezing the startup heap buys on the same machine state.
 * **Online layer**: the 2-worker open-loop run again with ``ML_ONLINE_ENABLED=false`` (the other runs learn
-  from every page view, :mod:`precache.online`): the p99 the online layer adds (issue 25's goal: <= 1 ms).
+  from every page view, :mod:`precache.online`), and -- the figure issue 25's goal (<= 1 ms added to p99) is
+  judged on -- ``--rounds`` interleaved rounds against two services started side by side, one with the layer
+  on and one with it off (their own Redis key prefixes, one redis-server): on, off, off, on, on, off, ...
+  (ABBA order, so a drift of the machine's load hits both alike), each round its own open loop at the same
+  rate. Reported: every round's p99 and CPU per request, the median p99 of each side, and the median of the
+  rounds' paired differences.
 * **CPU accounting** per run: CPU seconds of the service's processes, the generator and Redis, and the
   1-minute load average before and after (the machine is shared: this says who had the 2 cores).
 
@@ -31,8 +36,6 @@ from one run, the ratio is measured in the same run.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import collections
 import json
 import os
 import platform
@@ -50,9 +53,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from service_load import TOKEN, summarize  # noqa: E402
 from shared_traces import NASA_AUG  # noqa: E402
 
-TOKEN = "bench-token"
 RESULTS = ROOT / "bench" / "results" / "service.json"
 GOAL_P99_MS = 10.0
 
@@ -85,185 +88,9 @@ def request_sequence(sessions: list[Any], n: int, active: int = 200, seed: int =
     return out
 
 
-def encode(sequence: list[tuple[str, str]], port: int) -> list[bytes]:
-    out = []
-    for sid, page in sequence:
-        body = json.dumps({"sessionId": sid, "type": "page", "context": {"currentPath": page},
-                           "options": {"topK": 5}}).encode()
-        out.append(b"POST /api/ml/predict HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
-                   b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                   % (port, TOKEN.encode(), len(body), body))
-    return out
-
-
-# --- the load generator (runs in its own process) -------------------------------------------------------------
-class Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def roundtrip(self, request: bytes) -> int:
-        self.writer.write(request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        await self.reader.readexactly(length)
-        return status
-
-
-class Pool:
-    def __init__(self, port: int, limit: int) -> None:
-        self.port, self.limit = port, limit
-        self.idle: list[Connection] = []
-        self.opened = 0
-        self.waiters: collections.deque[asyncio.Future[Connection]] = collections.deque()
-
-    async def get(self) -> Connection:
-        if self.idle:
-            return self.idle.pop()
-        if self.opened < self.limit:
-            self.opened += 1
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            writer.transport.set_write_buffer_limits(0)
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return Connection(reader, writer)
-        waiter: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        return await waiter
-
-    async def reconnect(self) -> Connection:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return Connection(reader, writer)
-
-    def put(self, conn: Connection) -> None:
-        while self.waiters:  # someone is waiting: hand it over directly
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
-        self.idle.append(conn)
-
-
-def summarize(latencies_ms: list[float]) -> dict[str, float | None]:
-    if not latencies_ms:
-        return {"p50": None, "p90": None, "p99": None, "p999": None, "max": None, "mean": None}
-    values = sorted(latencies_ms)
-
-    def q(p: float) -> float:
-        return round(values[min(len(values) - 1, int(p * len(values)))], 3)
-
-    return {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "max": round(values[-1], 3),
-            "mean": round(statistics.fmean(values), 3)}
-
-
-async def open_loop(port: int, requests: list[bytes], rate: float, duration: float, warmup: float) -> dict[str, Any]:
-    """Send at ``rate``/s on a fixed schedule for ``warmup + duration`` s; measure the last ``duration`` s."""
-    pool = Pool(port, 512)
-    total = int(rate * (warmup + duration))
-    start = time.perf_counter() + 0.2
-    measured_from = start + warmup
-    latencies: list[float] = []
-    errors = 0
-    late_starts = 0
-    outcomes: collections.Counter[str] = collections.Counter()
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def fire(i: int, scheduled: float) -> None:
-        nonlocal errors, late_starts
-        if time.perf_counter() - scheduled > 0.001:
-            late_starts += 1
-        conn = await pool.get()
-        request = requests[i % len(requests)]
-        try:
-            status = await conn.roundtrip(request)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            # an idle keep-alive connection the server closed (uvicorn's keep-alive timeout): reconnect and
-            # resend once, as any HTTP client does; the time spent stays in this request's latency
-            outcomes["reconnects"] += 1
-            try:
-                conn = await pool.reconnect()
-                status = await conn.roundtrip(request)
-            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                errors += 1
-                outcomes[type(exc).__name__] += 1
-                pool.opened -= 1
-                return
-        pool.put(conn)
-        done = time.perf_counter()
-        if scheduled >= measured_from:
-            outcomes[str(status)] += 1
-            if status != 200:
-                errors += 1
-            latencies.append((done - scheduled) * 1000)
-
-    loop = asyncio.get_running_loop()
-    i = 0
-    while i < total:  # wake up, start every request that is due, sleep until the next one is
-        now = time.perf_counter()
-        while i < total and start + i / rate <= now:
-            task = loop.create_task(fire(i, start + i / rate))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            i += 1
-        if i < total:
-            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-    sent_until = time.perf_counter()
-    if tasks:
-        await asyncio.wait(tasks, timeout=30)
-    measured = int(rate * duration)
-    return {"mode": "open", "rate": rate, "duration_s": duration, "scheduled": measured, "completed": len(latencies),
-            "errors": errors, "outcomes": dict(outcomes), "late_starts": late_starts, "connections": pool.opened,
-            "send_overrun_s": round(sent_until - (start + total / rate), 3), **summarize(latencies)}
-
-
-async def closed_loop(port: int, requests: list[bytes], concurrency: int, duration: float,
-                      warmup: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors = 0
-    counter = 0
-    begin = time.perf_counter()
-    measured_from, stop = begin + warmup, begin + warmup + duration
-
-    async def worker(offset: int) -> None:
-        nonlocal errors, counter
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection(reader, writer)
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= stop:
-                break
-            counter += 1
-            status = await conn.roundtrip(requests[(counter * 7919 + offset) % len(requests)])
-            t1 = time.perf_counter()
-            if t0 >= measured_from:
-                latencies.append((t1 - t0) * 1000)
-                if status != 200:
-                    errors += 1
-        writer.close()
-
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    return {"mode": "closed", "concurrency": concurrency, "duration_s": duration, "completed": len(latencies),
-            "throughput_rps": round(len(latencies) / duration, 1), "errors": errors, **summarize(latencies)}
-
-
-def generator_main(args: argparse.Namespace) -> None:
-    import uvloop  # the generator's own overhead must stay small next to the server's (uvicorn uses it too)
-
-    requests = encode([(sid, page) for sid, page in json.loads(Path(args.requests).read_text())], args.port)
-    if args.mode == "open":
-        result = uvloop.run(open_loop(args.port, requests, args.rate, args.duration, args.warmup))
-    else:
-        result = uvloop.run(closed_loop(args.port, requests, args.concurrency, args.duration, args.warmup))
-    print(json.dumps(result))
-
-
 def run_generator(port: int, requests_file: Path, **options: Any) -> dict[str, Any]:
-    argv = [sys.executable, __file__, "--generate", "--port", str(port), "--requests", str(requests_file)]
+    argv = [sys.executable, str(ROOT / "bench" / "service_load.py"), "--port", str(port),
+            "--requests", str(requests_file)]
     for name, value in options.items():
         argv += [f"--{name}", str(value)]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
@@ -343,11 +170,12 @@ def wait_http(port: int, path: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"nothing answered 200 on :{port}{path}")
 
 
-def start_service(redis_url: str, model_dir: Path, workers: int, gc_freeze: bool = True, online: bool = True
-                  ) -> tuple[subprocess.Popen[bytes], int]:
+def start_service(redis_url: str, model_dir: Path, workers: int, gc_freeze: bool = True, online: bool = True,
+                  prefix: str = "precache:") -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PRECACHE_", "ML_", "MODEL_"))}
     env.update({"REDIS_URL": redis_url, "PRECACHE_API_TOKEN": TOKEN, "PRECACHE_MODEL_DIR": str(model_dir),
+                "PRECACHE_REDIS_PREFIX": prefix, "ML_ONLINE_REDIS_PREFIX": prefix + "online:",
                 "PRECACHE_PREDICTION_CACHE_SIZE": "0", "MODEL_STORAGE_PATH": str(model_dir.parent / "none"),
                 "PRECACHE_GC_FREEZE": "true" if gc_freeze else "false",
                 "ML_ONLINE_ENABLED": "true" if online else "false"})
@@ -383,20 +211,16 @@ def in_process_p50(model_dir: Path, sequence: list[tuple[str, str]], n: int) -> 
 # --- the run ---------------------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--requests", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--mode", default="open", help=argparse.SUPPRESS)
-    parser.add_argument("--concurrency", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=1000.0, help="open-loop requests per second")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per open-loop run")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each run")
     parser.add_argument("--closed-duration", type=float, default=8.0, help="measured seconds per closed-loop run")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved online on/off rounds (each side)")
+    parser.add_argument("--round-duration", type=float, default=10.0, help="measured seconds per round")
+    parser.add_argument("--online-only", action="store_true",
+                        help="only the interleaved online on/off rounds (prints them; writes nothing)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if args.generate:
-        generator_main(args)
-        return
 
     from precache.evaluation import time_split
     from precache.models import build_predictor
@@ -418,13 +242,16 @@ def main() -> None:
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        requests_file = work / "requests.json"
+        requests_file.write_text(json.dumps(sequence))
+        if args.online_only:
+            print_rounds(online_rounds(args, redis_url, model_dir, requests_file, redis_proc.pid))
+            return
         baseline = in_process_p50(model_dir, sequence, 20_000)
         runs: list[dict[str, Any]] = []
         for workers in (1, 2):
             proc, port = start_service(redis_url, model_dir, workers)
             try:
-                requests_file = work / "requests.json"
-                requests_file.write_text(json.dumps(sequence))
                 for concurrency in (1, 16, 64):
                     # requests sent in the warm-up are not counted: no per-request CPU for closed loops
                     result = accounted(port, requests_file, proc.pid, redis_proc.pid, 0, mode="closed",
@@ -441,7 +268,8 @@ def main() -> None:
             finally:
                 stop(proc)
         runs += variant_runs(args, redis_url, model_dir, requests_file, redis_proc.pid)
-        report(args, runs, baseline)
+        rounds = online_rounds(args, redis_url, model_dir, requests_file, redis_proc.pid)
+        report(args, runs, baseline, rounds)
     finally:
         if redis_proc is not None:
             redis_proc.kill()
@@ -454,8 +282,11 @@ def variant_runs(args: argparse.Namespace, redis_url: str, model_dir: Path, requ
     """The 2-worker open-loop run again with the heap freeze off (what the freeze buys) and with the online
     layer off (``ML_ONLINE_ENABLED=false``: what learning from live traffic costs), in this same run."""
     out: list[dict[str, Any]] = []
-    for label, options in (("gc freeze off", {"gc_freeze": False}), ("online layer off", {"online": False})):
-        proc, port = start_service(redis_url, model_dir, 2, **options)
+    variants: tuple[tuple[str, dict[str, bool]], ...] = (("gc freeze off", {"gc_freeze": False}),
+                                                         ("online layer off", {"online": False}))
+    for label, options in variants:
+        proc, port = start_service(redis_url, model_dir, 2, gc_freeze=options.get("gc_freeze", True),
+                                   online=options.get("online", True))
         try:
             result = accounted(port, requests_file, proc.pid, redis_pid, int(args.rate * (args.duration + args.warmup)),
                                mode="open", rate=args.rate, duration=args.duration, warmup=args.warmup)
@@ -467,7 +298,60 @@ def variant_runs(args: argparse.Namespace, redis_url: str, model_dir: Path, requ
     return out
 
 
-def report(args: argparse.Namespace, runs: list[dict[str, Any]], baseline: dict[str, Any]) -> None:
+def online_rounds(args: argparse.Namespace, redis_url: str, model_dir: Path, requests_file: Path,
+                  redis_pid: int) -> list[dict[str, Any]]:
+    """``args.rounds`` open-loop rounds per side against two 2-worker services started together (layer on,
+    layer off; separate key prefixes on the one redis-server), interleaved on, off, off, on, ... (ABBA)."""
+    services = {True: start_service(redis_url, model_dir, 2, prefix="bench-on:"),
+                False: start_service(redis_url, model_dir, 2, online=False, prefix="bench-off:")}
+    out: list[dict[str, Any]] = []
+    try:
+        for i in range(args.rounds):
+            for online in ((True, False) if i % 2 == 0 else (False, True)):
+                proc, port = services[online]
+                result = accounted(port, requests_file, proc.pid, redis_pid,
+                                   int(args.rate * (args.round_duration + args.warmup)), mode="open", rate=args.rate,
+                                   duration=args.round_duration, warmup=args.warmup)
+                out.append({"round": i, "online": online, "workers": 2, **result})
+                print(f"round {i} online {'on ' if online else 'off'} {args.rate:.0f}/s  p50 {result['p50']} ms  "
+                      f"p99 {result['p99']} ms  CPU {result['cpu']['service_ms_per_request']} ms/req  "
+                      f"load1 {result['cpu']['load1_before']}", flush=True)
+    finally:
+        for proc, _ in services.values():
+            stop(proc)
+    return out
+
+
+def rounds_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the interleaved rounds: each side's p99 and CPU per request, and the paired differences
+    (round i's on minus round i's off)."""
+    def side(online: bool, field: str) -> list[float]:
+        return [r[field] if field != "cpu" else r["cpu"]["service_ms_per_request"]
+                for r in rounds if r["online"] is online and r[field] is not None]
+
+    on, off = side(True, "p99"), side(False, "p99")
+    paired = [round(a - b, 3) for a, b in zip(on, off, strict=False)]
+    cpu_on, cpu_off = side(True, "cpu"), side(False, "cpu")
+
+    def med(values: list[float]) -> float | None:
+        return round(statistics.median(values), 3) if values else None
+
+    return {"rounds": len(paired), "p99_on_ms": on, "p99_off_ms": off, "added_p99_ms": paired,
+            "median_p99_on_ms": med(on), "median_p99_off_ms": med(off), "median_added_p99_ms": med(paired),
+            "median_cpu_ms_per_request_on": med(cpu_on), "median_cpu_ms_per_request_off": med(cpu_off),
+            "errors": sum(r["errors"] for r in rounds)}
+
+
+def print_rounds(rounds: list[dict[str, Any]]) -> None:
+    summary = rounds_summary(rounds)
+    print(f"online layer, {summary['rounds']} interleaved rounds per side: median p99 on {summary['median_p99_on_ms']} "
+          f"ms, off {summary['median_p99_off_ms']} ms; median paired difference {summary['median_added_p99_ms']} ms "
+          f"(rounds: {summary['added_p99_ms']}); CPU per request on {summary['median_cpu_ms_per_request_on']} ms, "
+          f"off {summary['median_cpu_ms_per_request_off']} ms; errors {summary['errors']}")
+
+
+def report(args: argparse.Namespace, runs: list[dict[str, Any]], baseline: dict[str, Any],
+           rounds: list[dict[str, Any]]) -> None:
     open_runs = {r["workers"]: r for r in runs
                  if r["mode"] == "open" and r.get("gc_freeze", True) and r.get("online", True)}
     offline = next((r for r in runs if r.get("online") is False), {})
@@ -502,32 +386,44 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], baseline: dict[
             print(f"open loop, {label}: service {cpu['service_ms_per_request']} ms CPU per request; "
                   f"service + generator + Redis used {(cpu['service_s'] + cpu['generator_s'] + cpu['redis_s']):.1f} "
                   f"CPU s in {cpu['wall_s']} s on {os.cpu_count()} cores")
-    cost = online_cost(two, offline)
-    print(f"online layer: p99 on {cost['p99_on_ms']} ms, off {cost['p99_off_ms']} ms, added {cost['added_p99_ms']} ms "
-          f"(goal <= {cost['goal_added_ms']} ms: {'met' if cost['met'] else 'MISSED'})")
+    cost = online_cost(two, offline, rounds)
+    print(f"online layer, single runs: p99 on {cost['p99_on_ms']} ms, off {cost['p99_off_ms']} ms, added "
+          f"{cost['added_p99_ms']} ms")
+    print_rounds(rounds)
+    print(f"online layer goal (added p99 <= {cost['goal_added_ms']} ms, median of the interleaved rounds' paired "
+          f"differences): {'met' if cost['met'] else 'MISSED'}")
     print("machine: 2 cores shared with other helpers' work; one run; generator in its own process; "
           "load1 = the 1-minute load average before -> after each run")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
+    document = json.dumps({
         "command": "nice -n 10 .venv/bin/python bench/bench_service.py",
         "trace": str(NASA_AUG.name), "model": "ppm (max_order 3), trained on the 80% time split",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "shared": True},
         "settings": {"rate": args.rate, "duration_s": args.duration, "warmup_s": args.warmup,
-                     "closed_duration_s": args.closed_duration, "prediction_cache": "off", "topK": 5},
+                     "closed_duration_s": args.closed_duration, "prediction_cache": "off", "topK": 5,
+                     "online_rounds": args.rounds, "round_duration_s": args.round_duration},
         "runs": runs, "in_process": baseline,
         "http_hop": {"p50_http_ms": c1["p50"], "p50_in_process_ms": baseline["p50"], "ratio": hop},
         "goal": {"p99_ms": GOAL_P99_MS, "rate": args.rate, "workers": 2, "measured_p99_ms": two.get("p99"),
                  "met": goal_met},
-        "online_cost": online_cost(two, offline),
-    }, indent=1) + "\n")
+        "online_cost": cost, "online_rounds": rounds,
+    }, indent=1) + "\n"
+    args.out.write_text(document)
+    if args.out == RESULTS:  # docs/online.md quotes the online figures from their own file (the same run)
+        args.out.with_name("service_online.json").write_text(document)
     print(f"wrote {args.out}")
 
 
-def online_cost(on: dict[str, Any], off: dict[str, Any]) -> dict[str, Any]:
-    """What the online layer adds to the 2-worker open-loop p99 (both runs of this same benchmark run)."""
+def online_cost(on: dict[str, Any], off: dict[str, Any], rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the online layer adds to the 2-worker open-loop p99, all in this same benchmark run: the single
+    long runs (``p99_on_ms``, ``p99_off_ms``, ``added_p99_ms``) and the interleaved rounds (``interleaved``);
+    the goal is judged on the rounds' median paired difference (one pair of runs is too noisy)."""
     added = round(on["p99"] - off["p99"], 3) if on.get("p99") is not None and off.get("p99") is not None else None
+    interleaved = rounds_summary(rounds)
+    judged = interleaved["median_added_p99_ms"]
     return {"p99_on_ms": on.get("p99"), "p99_off_ms": off.get("p99"), "added_p99_ms": added, "goal_added_ms": 1.0,
-            "met": added is not None and added <= 1.0}
+            "met": judged is not None and judged <= 1.0, "judged_on": "interleaved.median_added_p99_ms",
+            "interleaved": interleaved}
 
 
 if __name__ == "__main__":
