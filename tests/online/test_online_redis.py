@@ -12,6 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 from precache.online.layer import OnlineLayer
 from precache.online.merge import MergeParams
 from precache.online.redis_store import RedisCounts, bucket_of, row_tag
+from precache.online.state import epoch_of
 
 FROZEN = [("/old", 0.6), ("/other", 0.3)]
 PARAMS = MergeParams(weight=0.9, evidence=1.0, half_life=3600.0)
@@ -85,4 +86,25 @@ async def test_cluster_key_layout_spreads_rows_and_keeps_each_row_in_one_slot(re
     assert await b.store.contexts(epoch) == len(pages)  # type: ignore[union-attr]
     await a.close()
     await b.close()
+    await client.aclose()
+
+
+async def test_a_flush_on_one_redis_groups_rows_into_few_calls_and_sets_each_expiry_once(redis_url: str) -> None:
+    client = Redis.from_url(redis_url)
+    store = RedisCounts(client, PARAMS.half_life, prefix=f"g{uuid.uuid4().hex[:8]}:")
+    now = time.time()
+    epoch = epoch_of(now, PARAMS.half_life)
+    pages = [f"/p{i}" for i in range(100)]
+    increments = {**{(epoch, page, "/next"): 1.5 for page in pages}, (epoch, "", "/next"): 100.0}
+    assert await store.flush(increments, now) == 2  # 101 rows: 64 + 37, not one call per bucket
+    key = store.row_key(pages[0], epoch)
+    ttl = await client.ttl(key)
+    assert 0 < ttl <= store.ttl()  # type: ignore[operator]
+    await client.expire(key, 1000)
+    assert await store.flush(increments, now) == 2
+    assert await client.ttl(key) <= 1000  # an existing key's expiry is left alone
+    rows = await store.rows(pages, now)
+    assert all(rows[page] == {"/next": 3.0} for page in pages)
+    assert await store.popularity(now, 5) == {"/next": 200.0}
+    assert await store.contexts(epoch) == 100
     await client.aclose()
