@@ -11,7 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from precache.online.layer import OnlineLayer
 from precache.online.merge import MergeParams
-from precache.online.redis_store import RedisCounts, bucket_of, row_tag
+from precache.online.redis_store import INDEX_EVERY, RedisCounts, bucket_of, row_tag
 from precache.online.state import epoch_of
 
 FROZEN = [("/old", 0.6), ("/other", 0.3)]
@@ -96,13 +96,17 @@ async def test_a_flush_on_one_redis_groups_rows_into_few_calls_and_sets_each_exp
     epoch = epoch_of(now, PARAMS.half_life)
     pages = [f"/p{i}" for i in range(100)]
     increments = {**{(epoch, page, "/next"): 1.5 for page in pages}, (epoch, "", "/next"): 100.0}
-    assert await store.flush(increments, now) == 2  # 101 rows: 64 + 37, not one call per bucket
+    assert await store.flush(increments, now) == 4  # 101 rows: 32 + 32 + 32 + 5, not one call per bucket
     key = store.row_key(pages[0], epoch)
     ttl = await client.ttl(key)
     assert 0 < ttl <= store.ttl()  # type: ignore[operator]
     await client.expire(key, 1000)
-    assert await store.flush(increments, now) == 2
+    assert await store.flush(increments, now + 1) == 4
     assert await client.ttl(key) <= 1000  # an existing key's expiry is left alone
+    index = store.index_key(bucket_of(pages[0]), epoch)
+    assert await client.zscore(index, pages[0]) == now  # a hot row is re-stamped every INDEX_EVERY s, not per flush
+    await store.flush({(epoch, pages[0], "/next"): 0.0}, now + INDEX_EVERY)
+    assert await client.zscore(index, pages[0]) == now + INDEX_EVERY
     rows = await store.rows(pages, now)
     assert all(rows[page] == {"/next": 3.0} for page in pages)
     assert await store.popularity(now, 5) == {"/next": 200.0}

@@ -20,9 +20,11 @@ caller aggregated (many page views of a popular pair become one increment) as a 
 Cluster a call's keys must share one slot, so there it is one call per bucket; on a single Redis one call
 carries up to :data:`ROWS_PER_CALL` rows of any buckets. Why: a script call's fixed cost (~20 us inside Redis)
 dominated the flush when each row was its own call (~0.9 ms of Redis time per 100 ms flush, during which the
-requests' own history writes waited: a tail, measured in issue 25); grouped, weights sent as text (no
-``string.format`` per field) and ``EXPIRE`` only once per key, the same flush costs about half. Arguments travel
-as one JSON array per call. Values are plain floats and page strings; nothing is ever unpickled.
+requests' own history writes waited: a tail, measured in issue 25). So calls are grouped, weights travel as
+text (no ``string.format`` per field), and a row this replica keeps updating is stamped in its index (``ZADD``)
+and checked for an expiry at most every :data:`INDEX_EVERY` seconds, not at every flush: between stamps a hot
+row costs only its ``HINCRBYFLOAT`` s. The cap's "least recently updated" is therefore exact to 10 seconds.
+Arguments travel as one JSON array per call. Values are plain floats and page strings; nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -39,16 +41,17 @@ from redis.exceptions import NoScriptError
 from precache.online.state import EPOCH_HALF_LIVES, epoch_of
 
 BUCKETS = 128
-ROWS_PER_CALL = 64  # rows per script call on a single Redis (bounds how long one call holds Redis)
-# ARGV[1] the expiry in seconds (0: none), ARGV[2] the update time, ARGV[3] JSON [[row key index, index key
-# index (0: none, popularity), context, [page, weight text, ...]], ...] naming KEYS by position.
+ROWS_PER_CALL = 32  # rows per script call on a single Redis (bounds how long one call holds Redis)
+INDEX_EVERY = 10.0  # seconds: how often a replica re-stamps a row it keeps updating in the index (and expiry)
+# ARGV[1] the expiry in seconds (0: none), ARGV[2] the update time, ARGV[3] JSON [[row key position, index key
+# position (0: only the increments; -1: popularity, expiry only), context, [page, weight text, ...]], ...].
 INCREMENT = """
 local rows = cjson.decode(ARGV[3])
 local ttl = tonumber(ARGV[1])
 for _, row in ipairs(rows) do
   local key, fields = KEYS[row[1]], row[4]
   for j = 1, #fields, 2 do redis.call('HINCRBYFLOAT', key, fields[j], fields[j + 1]) end
-  if ttl > 0 and redis.call('TTL', key) == -1 then redis.call('EXPIRE', key, ttl) end
+  if row[2] ~= 0 and ttl > 0 and redis.call('TTL', key) == -1 then redis.call('EXPIRE', key, ttl) end
   if row[2] > 0 then
     local index = KEYS[row[2]]
     redis.call('ZADD', index, ARGV[2], row[3])
@@ -81,6 +84,7 @@ class RedisCounts:
         self.max_successors = max_successors
         self.trimmed_contexts = 0
         self.trimmed_successors = 0
+        self._stamped: dict[tuple[int, str], float] = {}  # (epoch, context) -> when this replica last stamped it
         self._sha = hashlib.sha1(INCREMENT.encode()).hexdigest()  # Redis names scripts by SHA-1
         self._loaded = False
 
@@ -104,11 +108,13 @@ class RedisCounts:
         Returns the number of script calls sent."""
         if not increments:
             return 0
-        stamp = repr(time.time() if now is None else now)
+        now = time.time() if now is None else now
+        stamp = repr(now)
         rows: dict[tuple[int, str], list[str]] = defaultdict(list)
         for (epoch, context, page), weight in increments.items():
             rows[(epoch, context)] += (page, repr(float(weight)))
-        calls = self._calls(rows)
+        stamped = [row for row in rows if now - self._stamped.get(row, -1e18) >= INDEX_EVERY]
+        calls = self._calls(rows, set(stamped))
         ttl = self.ttl() or 0
         todo = list(range(len(calls)))
         for _ in range(2):  # a second round only for calls a node refused with NOSCRIPT (a restarted node)
@@ -127,32 +133,38 @@ class RedisCounts:
             if not todo:
                 break
             self._loaded = False
+        if len(self._stamped) > 4 * self.max_contexts:
+            self._stamped.clear()
+        self._stamped.update(dict.fromkeys(stamped, now))
         return len(calls)
 
-    def _calls(self, rows: Mapping[tuple[int, str], list[str]]) -> list[tuple[list[str], list[Any]]]:
+    def _calls(self, rows: Mapping[tuple[int, str], list[str]], stamp: set[tuple[int, str]]
+               ) -> list[tuple[list[str], list[Any]]]:
         """Group rows into script calls: per (epoch, bucket) on a cluster (one slot per call), else up to
-        :data:`ROWS_PER_CALL` rows per call; each call's keys listed once, the payload naming them by position."""
-        groups: dict[tuple[int, int], list[tuple[str, list[str]]]] = defaultdict(list)
+        :data:`ROWS_PER_CALL` rows per call; each call's keys listed once, the payload naming them by position.
+        Only the rows in ``stamp`` are (re-)stamped in their index and given an expiry if they lack one."""
+        groups: dict[tuple[int, int], list[tuple[str, list[str], bool]]] = defaultdict(list)
         for n, ((epoch, context), fields) in enumerate(rows.items()):
             if self.cluster:
                 group = (epoch, -1 if context == "" else bucket_of(context))
             else:
                 group = (epoch, n // ROWS_PER_CALL)
-            groups[group].append((context, fields))
+            groups[group].append((context, fields, (epoch, context) in stamp))
         return [self._call(epoch, members) for (epoch, _), members in groups.items()]
 
-    def _call(self, epoch: int, members: list[tuple[str, list[str]]]) -> tuple[list[str], list[Any]]:
+    def _call(self, epoch: int, members: list[tuple[str, list[str], bool]]) -> tuple[list[str], list[Any]]:
         """One script call's keys (each once) and payload (naming them by 1-based position)."""
         position: dict[str, int] = {}
         payload: list[Any] = []
-        for context, fields in members:
+        for context, fields, stamped in members:
             if context == "":
-                payload.append([position.setdefault(self.popularity_key(epoch), len(position) + 1), 0, "", fields])
+                key = self.popularity_key(epoch)
+                payload.append([position.setdefault(key, len(position) + 1), -1 if stamped else 0, "", fields])
                 continue
             tag = row_tag(context)
             bucket = int(tag, 16) % BUCKETS
             row = position.setdefault(f"{self.prefix}{{{bucket}}}:{tag}:e{epoch}", len(position) + 1)
-            index = position.setdefault(self.index_key(bucket, epoch), len(position) + 1)
+            index = position.setdefault(self.index_key(bucket, epoch), len(position) + 1) if stamped else 0
             payload.append([row, index, context, fields])
         return list(position), payload
 
