@@ -10,6 +10,8 @@
   other per-session consumer) without it importing ``precache.experiments``: per session, warming on or
   off, a warming threshold, a pinned model version. :class:`ReplicaArm` is the same for what cannot differ
   per session (the cache policy and the TTL mode, fixed when a replica builds its stack).
+* :class:`RequestContext` — who is behind a page view, as far as the service can tell (the visitor's address
+  and user agent), carried from the routes through the prediction core to the online layer's guards.
 
 Keep this module light: no third-party import, no import of another precache module.
 """
@@ -20,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-__all__ = ["Clock", "Loader", "Prediction", "ReplicaArm", "SessionArm", "SessionParameters"]
+__all__ = ["Clock", "Loader", "Prediction", "ReplicaArm", "RequestContext", "SessionArm", "SessionParameters"]
 
 
 @runtime_checkable
@@ -73,3 +75,22 @@ class ReplicaArm:
     ttl_mode: Literal["fixed", "adaptive"] | None = None
     experiment: str = ""
     arm: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """The visitor behind a request: its address and user agent, ``None`` when unknown.
+
+    Framework-free, so the prediction core and the online layer's guards (bot filter, per-client cap) get it
+    without importing the web framework. *Unknown* is the honest default: a back end calling the service is
+    not the visitor, so its own address and user agent are never put here (the routes fill it only from what
+    the caller reports or a trusted proxy forwards; see :mod:`precache.serve.visitor`)."""
+
+    client: str | None = None
+    agent: str | None = None
+
+    def overridden(self, client: str | None, agent: str | None) -> RequestContext:
+        """This context with the fields a request body names (a non-empty value wins)."""
+        if not client and not agent:
+            return self
+        return RequestContext(client or self.client, agent or self.agent)

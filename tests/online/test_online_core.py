@@ -13,7 +13,7 @@ from precache.models.kinds import build_predictor
 from precache.online import ContributionGuard, MergeParams, OnlineCounts, OnlinePredictor
 from precache.online.prequential import Event, events, live_pass, tally
 from precache.online.protocol import prequential_rows
-from precache.online.state import EPOCH_HALF_LIVES
+from precache.online.state import EPOCH_HALF_LIVES, EVICTION_SAMPLE
 from precache.traces.model import Session
 from precache.types import Prediction
 
@@ -54,6 +54,18 @@ def test_caps_evict_the_least_recent_context_and_the_lightest_successor() -> Non
     state.add("/a", "/z", 5)  # full: the lightest (/y) goes, and leaves the total
     head, n = state.head("/a", 5, 5)
     assert dict(head) == {"/x": pytest.approx(2 / 3), "/z": pytest.approx(1 / 3)} and n == 3
+
+
+def test_a_full_popularity_table_evicts_the_lightest_of_its_longest_held_pages() -> None:
+    state = OnlineCounts(half_life=None, max_contexts=EVICTION_SAMPLE * 2)
+    state.add(None, "/heavy", 0, weight=100.0)  # held longest, but heavy: it stays
+    for i in range(1, EVICTION_SAMPLE * 2):
+        state.add(None, f"/p{i}", 0, weight=1.0 + (i > EVICTION_SAMPLE))  # the late half weighs 2
+    state.add(None, "/new", 1)
+    shares = dict(state.head(None, EVICTION_SAMPLE * 2, 1)[0])
+    assert len(shares) == EVICTION_SAMPLE * 2 and "/heavy" in shares and "/new" in shares
+    assert "/p1" not in shares  # the lightest among the oldest EVICTION_SAMPLE (first of the ties)
+    assert state.popularity.total == pytest.approx(sum(state.popularity.successors.values()))
 
 
 def test_merge_trusts_live_rows_by_their_evidence() -> None:

@@ -58,3 +58,55 @@ def test_the_off_switch_leaves_the_frozen_answer(redis_server: RedisProcess, mod
             top(ca, f"teach-{i}", "/new-page")
         assert top(ca, "probe", "/b3") != "/new-page"
         assert "onlineLearned" not in ca.get("/api/ml/metrics").json()
+
+
+BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+
+
+def walk(http: httpx.Client, session: str, pages: tuple[str, str], headers: dict[str, str] | None = None,
+         **visitor: str) -> None:
+    """One visitor's two page views (one transition to learn), the visitor named in the body if given."""
+    for page in pages:
+        response = http.post("/api/ml/predict", headers=headers or {},
+                               json={"sessionId": session, "context": {"currentPath": page, **visitor}})
+        assert response.status_code == 200, response.text
+
+
+def learned(client: httpx.Client) -> tuple[int, int]:
+    metrics = client.get("/api/ml/metrics").json()
+    return int(metrics["onlineLearned"]), int(metrics["onlineRefused"])
+
+
+@pytest.mark.slow
+def test_the_service_screens_crawlers_and_caps_a_client_across_sessions(redis_server: RedisProcess,
+                                                                          model_dir: Path) -> None:
+    env = online_env(redis_server.url, model_dir, ML_ONLINE_MAX_PER_CLIENT="3", PRECACHE_TRUSTED_PROXIES="127.0.0.1")
+    with running_service(env) as service, service.client() as client:
+        for i in range(3):  # a crawler the caller names teaches nothing
+            walk(client, f"bot-{i}", ("/b3", "/new-page"), userAgent=BOT)
+        assert learned(client) == (0, 3)
+        for i in range(5):  # one visitor address over five sessions: its cap (3) holds
+            walk(client, f"named-{i}", ("/b3", f"/p{i}"), client="198.51.100.7", userAgent=BROWSER)
+        assert learned(client) == (3, 5)
+        proxied = {"X-Forwarded-For": "198.51.100.99, 203.0.113.9", "User-Agent": BROWSER}
+        for i in range(5):  # the same through the trusted proxy's headers (the test connects from 127.0.0.1)
+            walk(client, f"proxied-{i}", ("/b3", f"/q{i}"), headers=proxied)
+        assert learned(client) == (6, 7)
+        walk(client, "proxied-bot", ("/b3", "/r"), headers={"X-Forwarded-For": "203.0.113.10", "User-Agent": BOT})
+        assert learned(client) == (6, 8)
+        events = [{"sessionId": f"events-{i}", "page": page, "client": "192.0.2.44", "userAgent": BROWSER}
+                  for i in range(5) for page in ("/b3", f"/e{i}")]
+        assert client.post("/api/ml/events", json={"events": events}).status_code == 200
+        assert learned(client) == (9, 10)  # POST /api/ml/events: the same cap per reported client
+
+
+@pytest.mark.slow
+def test_forwarded_headers_are_not_believed_without_a_trusted_proxy(redis_server: RedisProcess,
+                                                                     model_dir: Path) -> None:
+    env = online_env(redis_server.url, model_dir, ML_ONLINE_MAX_PER_CLIENT="3")
+    with running_service(env) as service, service.client() as client:
+        spoofed = {"X-Forwarded-For": "203.0.113.9", "User-Agent": BOT}
+        for i in range(5):  # a header anyone can write: the cap keys on each session, no crawler screening
+            walk(client, f"spoof-{i}", ("/b3", f"/s{i}"), headers=spoofed)
+        assert learned(client) == (5, 0)

@@ -22,7 +22,7 @@ from precache.serve.problems import ApiError
 from precache.serve.schemas import AccessEventIn, PageResponse, PredictRequest, WarmingResponse
 from precache.serve.settings import load_serve_settings
 from precache.serve.state import ServiceState, build_state
-from precache.types import Prediction, SessionArm
+from precache.types import Prediction, RequestContext, SessionArm
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +129,12 @@ class OnlineLayer:
 
     def __init__(self) -> None:
         self.observed: list[tuple[str, list[str], list[str]]] = []
+        self.contexts: list[RequestContext] = []
 
-    async def observe(self, session_id: str, pages: Sequence[str], history: Sequence[str]) -> None:
+    async def observe(self, session_id: str, pages: Sequence[str], history: Sequence[str],
+                      context: RequestContext) -> None:
         self.observed.append((session_id, list(pages), list(history)))
+        self.contexts.append(context)
 
     async def rerank(self, session_id: str, history: Sequence[str], ranked: Prediction, k: int) -> Prediction:
         return ([("/online", 0.95)] + [(p, pr) for p, pr in ranked if p != "/online"])[:k]
@@ -152,3 +155,20 @@ async def test_the_online_seam_observes_views_and_reranks(state: ServiceState) -
     assert accepted.accepted == 3
     assert layer.observed == [("s1", ["/entry0"], ["/entry0"]), ("s1", ["/a3"], ["/entry0", "/a3"]),
                               ("s1", ["/hub"], ["/entry0", "/a3", "/hub"]), ("s2", ["/x", "/y"], ["/x", "/y"])]
+
+
+async def test_the_seam_carries_the_visitor_the_body_names_before_the_routes(state: ServiceState) -> None:
+    layer = OnlineLayer()
+    core = state.predictions
+    core.add_hook(layer)
+    route = RequestContext("203.0.113.7", "Mozilla/5.0")
+    await core.predict(request("s1", "/entry0"), route)
+    named = PredictRequest.model_validate({"sessionId": "s1", "context": {
+        "currentPath": "/a3", "client": "198.51.100.1", "userAgent": "Googlebot/2.1"}})
+    await core.predict(named, route)
+    events: list[Any] = [AccessEventIn.model_validate({"sessionId": "s2", "page": "/x", "client": "192.0.2.5",
+                                                       "userAgent": "curl/8.5"}),
+                         AccessEventIn.model_validate({"sessionId": "s3", "page": "/y"})]
+    await core.record_events(events, "caller", RequestContext("203.0.113.9"))
+    assert layer.contexts == [route, RequestContext("198.51.100.1", "Googlebot/2.1"),
+                              RequestContext("192.0.2.5", "curl/8.5"), RequestContext("203.0.113.9")]

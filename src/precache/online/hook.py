@@ -9,8 +9,10 @@
   synchronous).
 
 The transitions learned are the consecutive pages at the end of the history, ``len(pages) + 1`` of them:
-what the visitor did, after it happened. The session id doubles as the client id for the guard (the seam
-carries no client address; the middleware's bot filter runs before a view is recorded).
+what the visitor did, after it happened. In the service the seam carries the visitor's
+:class:`~precache.types.RequestContext`: the guard's per-client cap keys on its address (the session id when
+it is unknown) and the bot filter screens its user agent. The middleware's path keys on the session (its bot
+filter runs before a view is recorded).
 """
 
 from __future__ import annotations
@@ -22,15 +24,20 @@ from typing import Protocol
 from precache.history import LocalHistory
 from precache.online.layer import OnlineLayer
 from precache.online.merge import FROZEN_DEPTH, LIVE_DEPTH
-from precache.types import Prediction
+from precache.types import Prediction, RequestContext
 
 
-def learn(layer: OnlineLayer, session_id: str, pages: Sequence[str], history: Sequence[str]) -> int:
-    """Teach ``layer`` the transitions that end at ``pages`` (the tail of ``history``); how many it learned."""
-    tail = list(history[-(len(pages) + 1) :]) if pages else []
+def learn(layer: OnlineLayer, session_id: str, pages: Sequence[str], history: Sequence[str],
+          context: RequestContext | None = None) -> int:
+    """Teach ``layer`` the transitions that end at ``pages`` (the tail of ``history``); how many it learned.
+    The guard sees ``context``'s client (else the session) and user agent."""
+    if not pages or len(history) < 2:
+        return 0
+    client = (context.client if context is not None else None) or session_id
+    agent = context.agent if context is not None else None
     learned = 0
-    for previous, page in itertools.pairwise(tail):
-        learned += layer.observe(previous, page, session=session_id, client=session_id)
+    for previous, page in itertools.pairwise(history[-(len(pages) + 1) :]):
+        learned += layer.observe(previous, page, session=session_id, client=client, agent=agent)
     return learned
 
 
@@ -40,8 +47,9 @@ class OnlineHook:
     def __init__(self, layer: OnlineLayer) -> None:
         self.layer = layer
 
-    async def observe(self, session_id: str, pages: Sequence[str], history: Sequence[str]) -> None:
-        learn(self.layer, session_id, pages, history)
+    async def observe(self, session_id: str, pages: Sequence[str], history: Sequence[str],
+                      context: RequestContext) -> None:
+        learn(self.layer, session_id, pages, history, context)
 
     async def rerank(self, session_id: str, history: Sequence[str], ranked: Prediction, k: int) -> Prediction:
         return (await self.layer.rerank([history], [ranked], k))[0]

@@ -20,12 +20,15 @@ Memory cap (what is evicted):
 - successors: at most ``max_successors`` per row; a new successor of a full row replaces the one with the
   smallest count (its count leaves the row total too), like Space-Saving without inheriting the count
   (which would overstate a new successor);
-- popularity: at most ``max_contexts`` pages; when full, the lightest tenth is evicted at once.
+- popularity: at most ``max_contexts`` pages; a new page of a full table replaces the lightest of the
+  :data:`EVICTION_SAMPLE` pages held longest (bounded time: a learning call may run on a server's event loop,
+  where evicting the lightest tenth of 100,000 pages at once stalled every request behind it for tens of
+  milliseconds).
 """
 
 from __future__ import annotations
 
-import heapq
+import itertools
 import math
 import sys
 from collections import OrderedDict
@@ -33,6 +36,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 EPOCH_HALF_LIVES = 64
+EVICTION_SAMPLE = 64  # a full popularity table evicts the lightest of its this-many longest-held pages
 POPULARITY = ""  # the row key of the popularity counts (no page id is empty)
 
 
@@ -63,17 +67,14 @@ class Row:
     successors: dict[str, float]
     total: float = 0.0
 
-    def add(self, page: str, weight: float, cap: int, slack: int = 1) -> None:
-        """Add ``weight`` to ``page``; a new page of a full row first evicts the ``slack`` lightest (a large
-        row, popularity, evicts a tenth at once so that adding stays O(1) amortised)."""
+    def add(self, page: str, weight: float, cap: int, sample: int | None = None) -> None:
+        """Add ``weight`` to ``page``; a new page of a full row first evicts the lightest successor, or with
+        ``sample`` (a large row: popularity) the lightest of the ``sample`` held longest (O(sample), not O(cap))."""
         successors = self.successors
         if page not in successors and len(successors) >= cap:
-            if slack <= 1:
-                lightest = [min(successors, key=successors.__getitem__)]
-            else:
-                lightest = heapq.nsmallest(min(slack, len(successors)), successors, key=successors.__getitem__)
-            for gone in lightest:
-                self.total -= successors.pop(gone)
+            candidates = successors if sample is None else itertools.islice(successors, sample)
+            gone = min(candidates, key=successors.__getitem__)
+            self.total -= successors.pop(gone)
         successors[page] = successors.get(page, 0.0) + weight
         self.total += weight
 
@@ -130,7 +131,7 @@ class OnlineCounts:
 
     def add_weighted(self, previous: str | None, page: str, t: float, w: float) -> None:
         """``add`` with the stored weight already computed (``stored_weight(t)`` after ``advance(t)``)."""
-        self.popularity.add(page, w, self.max_contexts, slack=max(1, self.max_contexts // 10))
+        self.popularity.add(page, w, self.max_contexts, sample=EVICTION_SAMPLE)
         if previous is not None:
             self.add_stored(previous, page, w)
         self.updates += 1

@@ -17,6 +17,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from precache.serve.auth import Caller, Role
 from precache.serve.predictions import PredictionCore
 from precache.serve.state import ServiceState
+from precache.serve.visitor import request_context
+from precache.types import RequestContext
 
 AUTH_DESCRIPTION = (
     "Bearer tokens. The API token (`PRECACHE_API_TOKEN`) opens predict, events, metrics and reading models; "
@@ -62,3 +64,10 @@ async def training_caller(request: Request, _: Bearer) -> Caller:
 
 ApiCaller = Annotated[Caller, Depends(api_caller)]
 TrainingCaller = Annotated[Caller, Depends(training_caller)]
+
+
+def visitor_of(request: Request) -> RequestContext:
+    """Who is behind the request, as far as a trusted proxy says (:mod:`precache.serve.visitor`). A plain
+    call from the route (which takes ``request: Request``, free), not one more dependency level."""
+    peer = request.client.host if request.client else None
+    return request_context(peer, request.headers, state_of(request).serve.trusted_proxies)

@@ -18,8 +18,12 @@ Latency is measured once per request (from the start of :meth:`predict` to the a
 told once per answered prediction; errors (``ApiError``: 422, 503) answer nothing and are not timed.
 
 **The online-learning seam**: a :class:`PredictionHook` added with :meth:`PredictionCore.add_hook`
-(a) observes every page view once it is in the history store -- ``observe(session_id, pages, history)``,
-from ``/predict`` (one page) and from ``/events`` (a session's pages of the batch) -- and (b) adjusts the
+(a) observes every page view once it is in the history store -- ``observe(session_id, pages, history,
+context)``, from ``/predict`` (one page) and from ``/events`` (a session's pages of the batch), with the
+:class:`~precache.types.RequestContext` of the visitor (address, user agent: from the body's
+``context.client`` / ``context.userAgent`` or the event's ``client`` / ``userAgent``, else what a trusted
+proxy forwarded, else unknown; :mod:`precache.serve.visitor`) so the hook can screen bots and cap a client
+across sessions -- and (b) adjusts the
 model's ranking before thresholds and response: ``rerank(session_id, history, ranked, k)`` gets the local
 model's top-``k`` (possibly from the prediction cache: return a new list, never mutate it) and returns the
 ranking to use, best first. Hooks run in the order added. Edge answers are not reranked (the edge serves
@@ -48,7 +52,7 @@ from precache.serve.schemas import (
     WarmingItem,
     WarmingResponse,
 )
-from precache.types import Prediction, SessionArm
+from precache.types import Prediction, RequestContext, SessionArm
 
 log = logging.getLogger("precache.serve")
 
@@ -71,9 +75,11 @@ ArmSource = Callable[[str], SessionArm | None]
 class PredictionHook(Protocol):
     """The online-learning layer's seam (see the module docstring)."""
 
-    async def observe(self, session_id: str, pages: Sequence[str], history: Sequence[str]) -> None:
+    async def observe(self, session_id: str, pages: Sequence[str], history: Sequence[str],
+                      context: RequestContext) -> None:
         """``pages`` were just viewed by ``session_id`` and are in the history store; ``history`` is the
-        session's history after them (oldest first, capped: it ends with ``pages``)."""
+        session's history after them (oldest first, capped: it ends with ``pages``); ``context`` says who the
+        visitor is, as far as the service knows (fields ``None`` when unknown)."""
         ...
 
     async def rerank(self, session_id: str, history: Sequence[str], ranked: Prediction, k: int) -> Prediction:
@@ -137,9 +143,11 @@ class PredictionCore:
         self.hooks.append(hook)
 
     # -- /api/ml/predict ----------------------------------------------------------------------------
-    async def predict(self, body: PredictRequest) -> Answer:
+    async def predict(self, body: PredictRequest, context: RequestContext = RequestContext()) -> Answer:
+        """Answer one ``/predict`` body; ``context``: the visitor as the route found it (the body's own
+        ``context.client`` / ``context.userAgent`` win)."""
         start = time.perf_counter()
-        outcome = await (self._cache(body) if body.type == "cache" else self._pages(body))
+        outcome = await (self._cache(body) if body.type == "cache" else self._pages(body, context))
         seconds = time.perf_counter() - start
         if outcome.cached is not None:
             self.metrics.cache_lookup(outcome.cached)
@@ -170,7 +178,7 @@ class PredictionCore:
             return active
         return pinned
 
-    async def _pages(self, body: PredictRequest) -> _Outcome:
+    async def _pages(self, body: PredictRequest, context: RequestContext) -> _Outcome:
         served = self.model_or_503()
         page = body.context.currentPath
         if page is None:
@@ -180,8 +188,10 @@ class PredictionCore:
             served = await self._pinned_or_active(arm.model_version, served)
         history = await self.histories.append(body.sessionId, [page])
         self.monitoring.page_view(body.sessionId, page)
-        for hook in self.hooks:
-            await hook.observe(body.sessionId, [page], history)
+        if self.hooks:
+            visitor = context.overridden(body.context.client, body.context.userAgent)
+            for hook in self.hooks:
+                await hook.observe(body.sessionId, [page], history, visitor)
         if body.type == "warming":
             return await self._warming(body, served, arm, history)
         return await self._page(body, served, page, history)
@@ -251,9 +261,11 @@ class PredictionCore:
             **decision))  # type: ignore[arg-type]
 
     # -- /api/ml/events -----------------------------------------------------------------------------
-    async def record_events(self, events: list[AccessEventIn], caller_key: str) -> EventsResponse:
+    async def record_events(self, events: list[AccessEventIn], caller_key: str,
+                            context: RequestContext = RequestContext()) -> EventsResponse:
         """Rate-limit per token (across replicas), store the batch (histories, key records, asset counts,
-        stream), and tell the monitor and the hooks."""
+        stream), and tell the monitor and the hooks (each session's visitor: its last event's ``client`` /
+        ``userAgent`` where given, else ``context``)."""
         allowed, retry_after = await self.limiter.allow(caller_key, len(events))
         if not allowed:
             raise ApiError(429, "rate_limited", f"more than {self.limiter.rate:g} events/s for this token "
@@ -269,7 +281,9 @@ class PredictionCore:
                 self.monitoring.page_view(event.sessionId, event.page)
             if event.key is not None:
                 self.monitoring.access(event.tier)
-        for session_id, pages, history in recorded.views:
-            for hook in self.hooks:
-                await hook.observe(session_id, pages, history)
+        if self.hooks:
+            visitors = {event.sessionId: context.overridden(event.client, event.userAgent) for event in events}
+            for session_id, pages, history in recorded.views:
+                for hook in self.hooks:
+                    await hook.observe(session_id, pages, history, visitors.get(session_id, context))
         return EventsResponse(accepted=len(events), streamed=recorded.streamed)

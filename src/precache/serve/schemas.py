@@ -45,11 +45,17 @@ class PredictContext(BaseModel):
     """What the caller knows about the request: the current page, plus up to 32 scalar fields of its own."""
 
     model_config = ConfigDict(strict=True, extra="allow", json_schema_extra={
-        "additionalProperties": _SCALAR_SCHEMA, "maxProperties": MAX_CONTEXT_EXTRA + 2})
+        "additionalProperties": _SCALAR_SCHEMA, "maxProperties": MAX_CONTEXT_EXTRA + 4})
 
     currentPath: Page | None = Field(None, description="the page being viewed (required for page/warming)")
     key: Annotated[str, Field(min_length=1, max_length=MAX_PAGE)] | None = Field(
         None, description="the cache key to decide on (required for type=cache)")
+    client: Annotated[str, Field(max_length=MAX_CONTEXT_STRING)] | None = Field(
+        None, description="the visitor's address, when the caller knows it: the online layer's per-client "
+                          "contribution cap keys on it (default: the session)")
+    userAgent: Annotated[str, Field(max_length=MAX_CONTEXT_STRING)] | None = Field(
+        None, description="the visitor's User-Agent, when the caller knows it: a crawler's page views are not "
+                          "learned by the online layer")
 
     @model_validator(mode="after")
     def _bounded_extras(self) -> PredictContext:
@@ -138,6 +144,9 @@ class AccessEventIn(_Strict):
     size: int = Field(0, ge=0, le=1 << 40, description="bytes")
     client: Annotated[str, Field(max_length=128)] | None = Field(
         None, description="the visitor's address; stored only as a keyed hash")
+    userAgent: Annotated[str, Field(max_length=MAX_CONTEXT_STRING)] | None = Field(
+        None, description="the visitor's User-Agent (not stored): a crawler's page views are not learned by the "
+                          "online layer")
 
     @model_validator(mode="after")
     def _page_or_key(self) -> AccessEventIn:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from precache.config import ConfigError
@@ -78,6 +78,18 @@ class ServeSettings(BaseSettings):
                                                                                "metrics_token"))
     edge_inference_token: str | None = Field(None, validation_alias=_env("ML_EDGE_INFERENCE_TOKEN",
                                                                          "edge_inference_token"))
+    # peers (addresses or CIDR blocks, comma-separated) whose X-Forwarded-For and User-Agent name the visitor
+    # (precache.serve.visitor); empty: no forwarded header is believed
+    trusted_proxies: str = Field("", max_length=4096, validation_alias=_env("PRECACHE_TRUSTED_PROXIES",
+                                                                          "trusted_proxies"))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        from precache.serve.visitor import parse_networks
+
+        parse_networks(value)  # raises ValueError naming the bad entry
+        return value
 
 
 def serve_env_names() -> set[str]:
