@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -96,12 +97,12 @@ async def test_a_flush_on_one_redis_groups_rows_into_few_calls_and_sets_each_exp
     epoch = epoch_of(now, PARAMS.half_life)
     pages = [f"/p{i}" for i in range(100)]
     increments = {**{(epoch, page, "/next"): 1.5 for page in pages}, (epoch, "", "/next"): 100.0}
-    assert await store.flush(increments, now) == 4  # 101 rows: 32 + 32 + 32 + 5, not one call per bucket
+    assert await store.flush(increments, now) == 7  # 101 rows: 6 x 16 + 5, not one call per bucket
     key = store.row_key(pages[0], epoch)
     ttl = await client.ttl(key)
     assert 0 < ttl <= store.ttl()  # type: ignore[operator]
     await client.expire(key, 1000)
-    assert await store.flush(increments, now + 1) == 4
+    assert await store.flush(increments, now + 1) == 7
     assert await client.ttl(key) <= 1000  # an existing key's expiry is left alone
     index = store.index_key(bucket_of(pages[0]), epoch)
     assert await client.zscore(index, pages[0]) == now  # a hot row is re-stamped every INDEX_EVERY s, not per flush
@@ -111,4 +112,36 @@ async def test_a_flush_on_one_redis_groups_rows_into_few_calls_and_sets_each_exp
     assert all(rows[page] == {"/next": 3.0} for page in pages)
     assert await store.popularity(now, 5) == {"/next": 200.0}
     assert await store.contexts(epoch) == 100
+    await client.aclose()
+
+
+class _FailsOnce:
+    """A real client whose second script call fails once (a connection lost half way through a flush)."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client, self.calls = client, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.client, name)
+
+    async def evalsha(self, *args: Any) -> Any:
+        self.calls += 1
+        if self.calls == 2:
+            raise ConnectionError("lost half way")
+        return await self.client.evalsha(*args)
+
+
+async def test_a_flush_that_fails_half_way_resends_only_what_redis_did_not_get(redis_url: str) -> None:
+    client = Redis.from_url(redis_url)
+    prefix = f"h{uuid.uuid4().hex[:8]}:"
+    layer = _layer(_FailsOnce(client), prefix)
+    pages = [f"/from{i}" for i in range(20)]  # 21 rows with popularity: two script calls (16 + 5)
+    for page in pages:
+        assert layer.observe(page, "/to", session=page)
+    assert await layer.flush() == 0 and layer.stats["flush_errors"] == 1
+    assert 0 < layer.backlog < 2 * len(pages)  # only the second call's increments wait
+    assert await layer.flush() > 0 and not layer.backlog
+    rows = await RedisCounts(client, PARAMS.half_life, prefix=prefix).rows(pages, time.time())
+    local = {page: layer.local.rows[page].successors["/to"] for page in pages}
+    assert all(abs(rows[page]["/to"] / local[page] - 1) < 1e-9 for page in pages)  # each counted once, none twice
     await client.aclose()

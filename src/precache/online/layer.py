@@ -22,7 +22,7 @@ from typing import Any
 
 from precache.online.guards import ContributionGuard
 from precache.online.merge import LIVE_DEPTH, MergeParams
-from precache.online.redis_store import RedisCounts
+from precache.online.redis_store import FlushError, RedisCounts
 from precache.online.state import OnlineCounts, epoch_of
 from precache.types import Prediction
 
@@ -102,10 +102,11 @@ class OnlineLayer:
         self.inflight = len(batch)
         try:
             sent = await asyncio.wait_for(self.store.flush(batch), timeout=max(1.0, 10 * self.timeout))
-        except Exception:  # any Redis failure: keep the batch, count it, never raise
+        except Exception as exc:  # any Redis failure: keep what was not sent, count it, never raise
             self.stats["flush_errors"] += 1
             self.inflight = 0
-            for key, weight in batch.items():
+            unsent = exc.unsent if isinstance(exc, FlushError) else batch
+            for key, weight in unsent.items():
                 self.pending[key] += weight
             for context, row in unflushed.items():
                 mine = self.unflushed[context]

@@ -14,17 +14,19 @@ replica computes from the clock alone, so concurrent replicas need no lock and n
 keys expire two epochs after their own (data that old weighs ``2 ** -64``); a reader adds the previous
 epoch's row scaled by ``2 ** -64``.
 
-Writes are batched off the request path: :meth:`RedisCounts.flush` sends one pipeline of the increments a
-caller aggregated (many page views of a popular pair become one increment) as a few short Lua script calls
-(``HINCRBYFLOAT`` of each field, ``EXPIRE`` of a key that has none yet, the index's ``ZADD``). On Redis
-Cluster a call's keys must share one slot, so there it is one call per bucket; on a single Redis one call
-carries up to :data:`ROWS_PER_CALL` rows of any buckets. Why: a script call's fixed cost (~20 us inside Redis)
-dominated the flush when each row was its own call (~0.9 ms of Redis time per 100 ms flush, during which the
-requests' own history writes waited: a tail, measured in issue 25). So calls are grouped, weights travel as
-text (no ``string.format`` per field), and a row this replica keeps updating is stamped in its index (``ZADD``)
-and checked for an expiry at most every :data:`INDEX_EVERY` seconds, not at every flush: between stamps a hot
-row costs only its ``HINCRBYFLOAT`` s. The cap's "least recently updated" is therefore exact to 10 seconds.
-Arguments travel as one JSON array per call. Values are plain floats and page strings; nothing is ever unpickled.
+Writes are batched off the request path: :meth:`RedisCounts.flush` sends the increments a caller aggregated
+(many page views of a popular pair become one increment) as a few short Lua script calls (``HINCRBYFLOAT``
+of each field; now and then ``ZADD`` to the index and ``EXPIRE`` of a key that has none). On Redis Cluster a
+call's keys must share one slot: one call per bucket, in one pipeline (the calls go to several nodes). On a
+single Redis one call carries up to :data:`ROWS_PER_CALL` rows of any buckets, one call per round trip: Redis
+runs a pipeline's commands back to back while every other client waits, and between round trips it serves
+them. Why (measured in issue 25, ``bench/profile_online.py``): with one call per row in one pipeline, each
+100 ms flush held Redis ~1 ms in one stretch, and the requests' own history writes waited behind it (a tail).
+So calls are grouped, weights travel as text (no ``string.format`` per field), and a row this replica keeps
+updating is stamped in its index (``ZADD``) and checked for an expiry at most every :data:`INDEX_EVERY`
+seconds, not at every flush: between stamps a hot row costs only its ``HINCRBYFLOAT`` s (the cap's "least
+recently updated" is exact to 10 seconds). Arguments travel as one JSON array per call. Values are plain
+floats and page strings; nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from redis.exceptions import NoScriptError
 from precache.online.state import EPOCH_HALF_LIVES, epoch_of
 
 BUCKETS = 128
-ROWS_PER_CALL = 32  # rows per script call on a single Redis (bounds how long one call holds Redis)
+ROWS_PER_CALL = 16  # rows per script call on a single Redis (bounds how long one call holds Redis)
 INDEX_EVERY = 10.0  # seconds: how often a replica re-stamps a row it keeps updating in the index (and expiry)
 # ARGV[1] the expiry in seconds (0: none), ARGV[2] the update time, ARGV[3] JSON [[row key position, index key
 # position (0: only the increments; -1: popularity, expiry only), context, [page, weight text, ...]], ...].
@@ -104,8 +106,11 @@ class RedisCounts:
 
     # -- writes ------------------------------------------------------------------------------------
     async def flush(self, increments: Increments, now: float | None = None) -> int:
-        """Send the aggregated increments in one pipeline of a few script calls (see the module doc).
-        Returns the number of script calls sent."""
+        """Send the aggregated increments as a few script calls (see the module doc): on a single Redis one
+        call per round trip, so that between two calls Redis serves the requests' own commands (a pipeline's
+        calls would run back to back, one long stretch); on a Cluster one pipeline (its calls go to several
+        nodes). Returns the number of script calls sent. A failure after some calls raises
+        :class:`FlushError` with the increments not sent (so the caller resends only those)."""
         if not increments:
             return 0
         now = time.time() if now is None else now
@@ -115,7 +120,36 @@ class RedisCounts:
             rows[(epoch, context)] += (page, repr(float(weight)))
         stamped = [row for row in rows if now - self._stamped.get(row, -1e18) >= INDEX_EVERY]
         calls = self._calls(rows, set(stamped))
-        ttl = self.ttl() or 0
+        args = [(len(keys), *keys, self.ttl() or 0, stamp, json.dumps(payload)) for keys, payload, _ in calls]
+        if self.cluster:
+            await self._pipelined(args)
+        else:
+            for i, call in enumerate(args):
+                try:
+                    await self._call_script(call)
+                except Exception as exc:
+                    if i == 0:
+                        raise
+                    sent = {row for _, _, members in calls[:i] for row in members}
+                    raise FlushError({k: w for k, w in increments.items() if (k[0], k[1]) not in sent}) from exc
+        if len(self._stamped) > 4 * self.max_contexts:
+            self._stamped.clear()
+        self._stamped.update(dict.fromkeys(stamped, now))
+        return len(calls)
+
+    async def _call_script(self, call: tuple[Any, ...]) -> None:
+        if not self._loaded:
+            await self.client.script_load(INCREMENT)
+            self._loaded = True
+        try:
+            await self.client.evalsha(self._sha, *call)
+        except NoScriptError:  # a restarted Redis: load it again, once
+            self._loaded = False
+            await self.client.script_load(INCREMENT)
+            self._loaded = True
+            await self.client.evalsha(self._sha, *call)
+
+    async def _pipelined(self, calls: list[tuple[Any, ...]]) -> None:
         todo = list(range(len(calls)))
         for _ in range(2):  # a second round only for calls a node refused with NOSCRIPT (a restarted node)
             if not self._loaded:
@@ -123,23 +157,18 @@ class RedisCounts:
                 self._loaded = True
             pipe = self.client.pipeline(transaction=False)
             for i in todo:
-                keys, payload = calls[i]
-                pipe.evalsha(self._sha, len(keys), *keys, ttl, stamp, json.dumps(payload))
+                pipe.evalsha(self._sha, *calls[i])
             replies = await pipe.execute(raise_on_error=False)
             failed = [(i, r) for i, r in zip(todo, replies, strict=True) if isinstance(r, Exception)]
             todo = [i for i, r in failed if isinstance(r, NoScriptError)]
             if len(todo) < len(failed):
                 raise next(r for _, r in failed if not isinstance(r, NoScriptError))
             if not todo:
-                break
+                return
             self._loaded = False
-        if len(self._stamped) > 4 * self.max_contexts:
-            self._stamped.clear()
-        self._stamped.update(dict.fromkeys(stamped, now))
-        return len(calls)
 
     def _calls(self, rows: Mapping[tuple[int, str], list[str]], stamp: set[tuple[int, str]]
-               ) -> list[tuple[list[str], list[Any]]]:
+               ) -> list[tuple[list[str], list[Any], list[tuple[int, str]]]]:
         """Group rows into script calls: per (epoch, bucket) on a cluster (one slot per call), else up to
         :data:`ROWS_PER_CALL` rows per call; each call's keys listed once, the payload naming them by position.
         Only the rows in ``stamp`` are (re-)stamped in their index and given an expiry if they lack one."""
@@ -150,7 +179,8 @@ class RedisCounts:
             else:
                 group = (epoch, n // ROWS_PER_CALL)
             groups[group].append((context, fields, (epoch, context) in stamp))
-        return [self._call(epoch, members) for (epoch, _), members in groups.items()]
+        return [(*self._call(epoch, members), [(epoch, context) for context, _, _ in members])
+                for (epoch, _), members in groups.items()]
 
     def _call(self, epoch: int, members: list[tuple[str, list[str], bool]]) -> tuple[list[str], list[Any]]:
         """One script call's keys (each once) and payload (naming them by 1-based position)."""
@@ -257,6 +287,14 @@ class RedisCounts:
             sizes = [int(await self.client.memory_usage(self.row_key(_text(m), epoch)) or 0) for m in members]
             total += int(sum(sizes) / len(sizes) * count)
         return total
+
+
+class FlushError(Exception):
+    """A flush that failed part way: ``unsent`` holds the increments Redis did not get."""
+
+    def __init__(self, unsent: dict[tuple[int, str, str], float]) -> None:
+        super().__init__(f"{len(unsent)} increments not sent")
+        self.unsent = unsent
 
 
 def _is_cluster(client: Any) -> bool:
