@@ -23,8 +23,8 @@ training part; every request sends one page of an interleaved session, the servi
   judged on -- ``--rounds`` interleaved rounds against two services started side by side, one with the layer
   on and one with it off (their own Redis key prefixes, one redis-server): on, off, off, on, on, off, ...
   (ABBA order, so a drift of the machine's load hits both alike), each round its own open loop at the same
-  rate, after one unmeasured run against each service. Reported: every round's p99 and CPU per request, the median p99 of each side, and the median of the
-  rounds' paired differences.
+  rate, after one unmeasured run against each service. Reported: every round's p99 and CPU per request,
+  the median p99 of each side, and the median of the rounds' paired differences.
 * **CPU accounting** per run: CPU seconds of the service's processes, the generator and Redis, and the
   1-minute load average before and after (the machine is shared: this says who had the 2 cores).
 
@@ -306,7 +306,7 @@ def online_rounds(args: argparse.Namespace, redis_url: str, model_dir: Path, req
                 False: start_service(redis_url, model_dir, 2, online=False, prefix="bench-off:")}
     out: list[dict[str, Any]] = []
     try:
-        for proc, port in services.values():  # one unmeasured run each first: the first run after a start is
+        for _, port in services.values():  # one unmeasured run each first: the first run after a start is
             # slower (allocation, page faults, first scripts), and the first round would pay it on one side only
             run_generator(port, requests_file, mode="open", rate=args.rate, duration=3.0, warmup=1.0)
         for i in range(args.rounds):
