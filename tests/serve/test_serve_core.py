@@ -127,9 +127,12 @@ async def test_experiment_arms_decide_warming_and_threshold(state: ServiceState)
 class OnlineLayer:
     """A stand-in for the online-learning layer: remembers what it observed and promotes one page."""
 
+    depth = 50
+
     def __init__(self) -> None:
         self.observed: list[tuple[str, list[str], list[str]]] = []
         self.contexts: list[RequestContext] = []
+        self.handed: list[int] = []
 
     async def observe(self, session_id: str, pages: Sequence[str], history: Sequence[str],
                       context: RequestContext) -> None:
@@ -137,6 +140,7 @@ class OnlineLayer:
         self.contexts.append(context)
 
     async def rerank(self, session_id: str, history: Sequence[str], ranked: Prediction, k: int) -> Prediction:
+        self.handed.append(len(ranked))
         return ([("/online", 0.95)] + [(p, pr) for p, pr in ranked if p != "/online"])[:k]
 
 
@@ -148,6 +152,7 @@ async def test_the_online_seam_observes_views_and_reranks(state: ServiceState) -
     await core.predict(request("s1", "/a3"))
     warming = await core.predict(request("s1", "/hub", "warming", threshold=0.9))
     assert isinstance(page, PageResponse) and page.predictions[0].page == "/online" and len(page.predictions) == 5
+    assert max(layer.handed) > 5  # the hook merges from the model's deeper list, not only the top 5 it answers
     assert isinstance(warming, WarmingResponse) and warming.preload[0].page == "/online"
     events: list[Any] = [AccessEventIn.model_validate({"sessionId": "s2", "page": p}) for p in ("/x", "/y")]
     events.append(AccessEventIn.model_validate({"sessionId": "s2", "key": "/k.css"}))

@@ -44,6 +44,8 @@ def learn(layer: OnlineLayer, session_id: str, pages: Sequence[str], history: Se
 class OnlineHook:
     """The service's ``PredictionHook``: learn every page view, merge every local answer."""
 
+    depth = FROZEN_DEPTH  # the frozen list the merge draws on, as the prequential benchmark scores it
+
     def __init__(self, layer: OnlineLayer) -> None:
         self.layer = layer
 

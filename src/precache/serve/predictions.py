@@ -82,8 +82,13 @@ class PredictionHook(Protocol):
         visitor is, as far as the service knows (fields ``None`` when unknown)."""
         ...
 
+    depth: int
+    """How many of the model's pages :meth:`rerank` is handed (at least ``k``): the online merge draws on the
+    model's top 50, as the prequential benchmark scores it, not only on the ``k`` it answers with."""
+
     async def rerank(self, session_id: str, history: Sequence[str], ranked: Prediction, k: int) -> Prediction:
-        """The ranking to answer with instead of the model's ``ranked`` top-``k`` (a new list, best first)."""
+        """The top-``k`` to answer with instead of the model's ``ranked`` top-``depth`` (a new list, best
+        first)."""
         ...
 
 
@@ -196,6 +201,10 @@ class PredictionCore:
             return await self._warming(body, served, arm, history)
         return await self._page(body, served, page, history)
 
+    def _depth(self, k: int) -> int:
+        """How many pages to ask the model for: ``k``, or what the deepest hook merges from."""
+        return max([k, *(hook.depth for hook in self.hooks)])
+
     async def _rerank(self, session_id: str, history: list[str], ranked: Prediction, k: int) -> Prediction:
         for hook in self.hooks:
             ranked = await hook.rerank(session_id, history, list(ranked), k)
@@ -210,7 +219,7 @@ class PredictionCore:
             return _Outcome("warming", version, lambda ms: WarmingResponse(
                 preload=[], threshold=threshold, latency=ms, modelVersion=version))
         k = max(1, min(50, predictive.max_preload_items))
-        ranked, cached = await self.models.predict(served, history, k)
+        ranked, cached = await self.models.predict(served, history, self._depth(k))
         if self.hooks:
             ranked = await self._rerank(body.sessionId, history, ranked, k)
         pages = [(p, _prob(pr)) for p, pr in ranked if pr >= threshold]
@@ -234,7 +243,7 @@ class PredictionCore:
                 return _Outcome("page", edge_version, lambda ms: PageResponse(
                     predictions=found, latency=ms, cached=False, modelVersion=edge_version, answeredBy="edge"),
                     session_id, [p for p, _ in answer.predictions], cached=False)
-        ranked, cached = await self.models.predict(served, history, k)
+        ranked, cached = await self.models.predict(served, history, self._depth(k))
         if self.hooks:
             ranked = await self._rerank(session_id, history, ranked, k)
         predictions = [PagePrediction(page=p, probability=_prob(pr)) for p, pr in ranked if pr >= threshold]
