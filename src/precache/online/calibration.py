@@ -150,6 +150,7 @@ CAL_HALF_LIFE = 1000.0  # outcomes: the window holds ~1,443 effective outcomes (
 CAL_PRIOR = 100.0  # pseudo-outcomes that agree with the unmapped merge (100 outcomes: rate SE 0.05, the target)
 CAL_REFIT_EVERY = 32  # outcomes between Newton refits (~2% of the window: the map moves little in between)
 CAL_MAX_SESSIONS = 100_000  # answers awaiting their outcome (oldest dropped first)
+CAL_RIDGE = 1e-3  # a light pull toward identity: the fit is defined when all outcomes share one bin
 CAL_MIN_SLOPE = 1e-3  # the slope stays positive: the map never reorders a list
 _RENORMALISE = 2.0**40
 
@@ -250,6 +251,8 @@ class OnlineCalibrator:
                 r, v = w * (q - y), w * q * (1 - q) + 1e-12
                 ga, gb = ga + r * x, gb + r
                 haa, hab, hbb = haa + v * x * x, hab + v * x, hbb + v
+            ga, gb = ga + CAL_RIDGE * (a - 1.0), gb + CAL_RIDGE * b  # defined with one bin of outcomes too
+            haa, hbb = haa + CAL_RIDGE, hbb + CAL_RIDGE
             det = haa * hbb - hab * hab
             if det <= 1e-12:
                 break
