@@ -21,6 +21,9 @@ Rows per trace (``traces.<name>.rows[]``: ``model``, ``protocol``, ``hr5``, ``ec
   default ``ML_ONLINE_CALIBRATE=online``); the row adds the same lists unmapped (``ece_unmapped``,
   ``hr5_unmapped``) and with the Platt map fit on the validation walk (``ece_offline_map``,
   ``hr5_offline_map``; ``calibration`` is that map, ``ML_ONLINE_CALIBRATE=stored``): HR@5 must not move;
+  ``ece_floor`` / ``ece_floor_p90`` (every online row): the mean / 90th percentile ECE a perfectly calibrated
+  answer with the row's top-1 confidences scores on this many transitions (200 Bernoulli draws): the sampling
+  floor of the ECE goal on that trace;
 * ``auto (no decay)`` online: the best no-decay merge of the same validation grid (what decay adds);
 * ``auto`` retrain: auto refitted on everything seen so far at fixed points of the test period (weekly on
   the trace's clock when the test period spans >= 2 weeks, daily when >= 2 days; on untimed traces every
@@ -53,6 +56,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -100,11 +104,27 @@ def no_decay_params(choice: Choice) -> MergeParams:
     return choice.no_decay
 
 
+def ece_floor(confidence: list[float], draws: int = 200, seed: int = 0) -> tuple[float, float]:
+    """The ECE a *perfectly calibrated* answer with these top-1 confidences scores on this many transitions:
+    mean and 90th percentile over ``draws`` (each: outcomes ~ Bernoulli(confidence), ECE with the evaluation's
+    10 equal-width bins). The sampling floor: below it no calibration can be told apart from noise."""
+    if not confidence:
+        return 0.0, 0.0
+    p = np.asarray(confidence, dtype=np.float64)
+    bins = np.minimum(9, np.maximum(0, (p * 10).astype(int)))
+    stated = np.bincount(bins, weights=p, minlength=10)
+    hits = np.random.default_rng(seed).random((draws, len(p))) < p
+    gaps = [np.abs(stated - np.bincount(bins, weights=h, minlength=10)).sum() / len(p) for h in hits]
+    return float(np.mean(gaps)), float(np.quantile(gaps, 0.9))
+
+
 def online_row(name: str, frozen: list[Any] | None, live: Any, params: MergeParams, **extra: Any) -> dict[str, Any]:
     """An online row; with a frozen model its answers go through the online calibrator (``ece``), and the row
     adds the same lists unmapped (``ece_unmapped``, ``hr5_unmapped``) and with the map fit on the validation
     walk (``ece_offline_map``, ``hr5_offline_map``; ``calibration`` is that map): no map moves HR@5."""
     t = tally(calibrated_lists(frozen, live, params, "online"), live.targets)
+    floor, floor90 = ece_floor(t.top1_confidence)
+    extra.update(ece_floor=round(floor, 4), ece_floor_p90=round(floor90, 4))
     if frozen is not None:
         raw = tally(calibrated_lists(frozen, live, params, "false"), live.targets)
         offline = tally(calibrated_lists(frozen, live, params, "stored"), live.targets)
