@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import hub_sessions
 from precache.config import ConfigError
 from precache.models.calibration import ece
 from precache.online.calibration import CAL_BINS, OnlineCalibrator, calibrated_online
@@ -122,3 +124,27 @@ def test_ml_online_calibrate_modes(monkeypatch: pytest.MonkeyPatch) -> None:
         load_online_settings()
     with pytest.raises(ValueError):
         OnlineCalibrator(half_life=0)
+
+
+def test_the_library_warmer_learns_its_calibration_from_what_visitors_did_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from precache.config import load_settings
+    from precache.models.kinds import build_predictor
+    from precache.stack import build_stack
+    from precache.warming.resolver import MappingResolver
+
+    model = build_predictor("ppm")
+    model.fit(hub_sessions(200))
+    monkeypatch.setenv("ML_ONLINE_WEIGHT", "0")  # the frozen answers, through the online calibrator alone
+    stack = build_stack(load_settings(), model_dir=model.save(tmp_path / "ppm"), resolver=MappingResolver({}),
+                        l2=False)
+    assert stack.online is not None and stack.warmer is not None and stack.online.calibrator is not None
+    ranker = stack.warmer.predictor
+    page, before = ranker.predict(["/b3"], 3)[0]
+    for i in range(64):  # the warmer predicts from the history, then the visitor goes elsewhere: a miss
+        stack.warmer.observe(f"s{i}", "/b3")
+        assert ranker.predict(stack.warmer.history.read(f"s{i}"), 3)[0][0] == page
+        stack.warmer.observe(f"s{i}", "/elsewhere")
+    assert stack.online.calibrator.outcomes == 64 and stack.online.calibrator.refits == 2  # inline: no task
+    again, after = ranker.predict(["/b3"], 3)[0]
+    assert again == page and after < before
