@@ -15,10 +15,15 @@ Rows per trace (``traces.<name>.rows[]``: ``model``, ``protocol``, ``hr5``, ``ec
 * ``markov-count`` online: live counts alone, seeded with train + validation, no decay;
 * ``markov-count (decay)`` online: the same with the half-life chosen on the validation slice;
 * ``auto`` online: frozen auto merged with the live counts (half-life, weight, evidence chosen on the
-  validation slice: a selection auto fitted on the training slice is the frozen model there), then the
-  online calibration map (Platt, :mod:`precache.online.calibration`) fit on the same validation walk's lists
-  of the chosen merge; the row adds ``calibration``, ``ece_unmapped`` and ``hr5_unmapped`` (the same lists
-  without the map: HR@5 must not move);
+  validation slice: a selection auto fitted on the training slice is the frozen model there), its answers
+  through the online calibrator (:class:`precache.online.calibration.OnlineCalibrator`, starting at identity
+  with the test period and learning each answer's outcome after it was scored: ``ece``, the service's
+  default ``ML_ONLINE_CALIBRATE=online``); the row adds the same lists unmapped (``ece_unmapped``,
+  ``hr5_unmapped``) and with the Platt map fit on the validation walk (``ece_offline_map``,
+  ``hr5_offline_map``; ``calibration`` is that map, ``ML_ONLINE_CALIBRATE=stored``): HR@5 must not move;
+  ``ece_floor`` / ``ece_floor_p90`` (every online row): the mean / 90th percentile ECE a perfectly calibrated
+  answer with the row's top-1 confidences scores on this many transitions (200 Bernoulli draws): the sampling
+  floor of the ECE goal on that trace;
 * ``auto (no decay)`` online: the best no-decay merge of the same validation grid (what decay adds);
 * ``auto`` retrain: auto refitted on everything seen so far at fixed points of the test period (weekly on
   the trace's clock when the test period spans >= 2 weeks, daily when >= 2 days; on untimed traces every
@@ -48,10 +53,10 @@ import os
 import platform
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -64,11 +69,11 @@ from precache.online.merge import MergeParams
 from precache.online.poisoning import poisoning
 from precache.online.prequential import (
     Choice,
+    calibrated_lists,
     choose,
     events,
     frozen_heads,
     live_pass,
-    online_lists,
     row,
     tally,
 )
@@ -99,12 +104,33 @@ def no_decay_params(choice: Choice) -> MergeParams:
     return choice.no_decay
 
 
+def ece_floor(confidence: list[float], draws: int = 200, seed: int = 0) -> tuple[float, float]:
+    """The ECE a *perfectly calibrated* answer with these top-1 confidences scores on this many transitions:
+    mean and 90th percentile over ``draws`` (each: outcomes ~ Bernoulli(confidence), ECE with the evaluation's
+    10 equal-width bins). The sampling floor: below it no calibration can be told apart from noise."""
+    if not confidence:
+        return 0.0, 0.0
+    p = np.asarray(confidence, dtype=np.float64)
+    bins = np.minimum(9, np.maximum(0, (p * 10).astype(int)))
+    stated = np.bincount(bins, weights=p, minlength=10)
+    hits = np.random.default_rng(seed).random((draws, len(p))) < p
+    gaps = [np.abs(stated - np.bincount(bins, weights=h, minlength=10)).sum() / len(p) for h in hits]
+    return float(np.mean(gaps)), float(np.quantile(gaps, 0.9))
+
+
 def online_row(name: str, frozen: list[Any] | None, live: Any, params: MergeParams, **extra: Any) -> dict[str, Any]:
-    t = tally(online_lists(frozen, live, params), live.targets)
-    if frozen is not None:  # what the calibration map changed (HR@5 must not move: the map keeps the order)
-        raw = tally(online_lists(frozen, live, replace(params, calibration=None)), live.targets)
-        extra.update(calibration=map_to_json(params.calibration), ece_unmapped=round(raw.ece, 4),
-                     hr5_unmapped=round(raw.hr(5), 4))
+    """An online row; with a frozen model its answers go through the online calibrator (``ece``), and the row
+    adds the same lists unmapped (``ece_unmapped``, ``hr5_unmapped``) and with the map fit on the validation
+    walk (``ece_offline_map``, ``hr5_offline_map``; ``calibration`` is that map): no map moves HR@5."""
+    t = tally(calibrated_lists(frozen, live, params, "online"), live.targets)
+    floor, floor90 = ece_floor(t.top1_confidence)
+    extra.update(ece_floor=round(floor, 4), ece_floor_p90=round(floor90, 4))
+    if frozen is not None:
+        raw = tally(calibrated_lists(frozen, live, params, "false"), live.targets)
+        offline = tally(calibrated_lists(frozen, live, params, "stored"), live.targets)
+        extra.update(calibrated="online", calibration=map_to_json(params.calibration), ece_unmapped=round(raw.ece, 4),
+                     hr5_unmapped=round(raw.hr(5), 4), ece_offline_map=round(offline.ece, 4),
+                     hr5_offline_map=round(offline.hr(5), 4))
     return row(name, "online", t, half_life=params.half_life, weight=params.weight, evidence=params.evidence,
                updates_per_s=round(live.seeded / max(live.seed_seconds, 1e-9)),
                state_bytes=live.state.approx_bytes(), contexts=len(live.state), **extra)
@@ -186,7 +212,8 @@ def goals(traces: dict[str, Any], redis: dict[str, Any] | None) -> dict[str, Any
                                                for k, r in traces.items()}
     out["online_auto_ece_le_0.05"] = {k: pick(r, "auto", "online")["ece"] <= 0.05 for k, r in traces.items()}
     out["calibration_map_keeps_hr5"] = {k: pick(r, "auto", "online")["hr5"] == pick(r, "auto", "online").get(
-        "hr5_unmapped", pick(r, "auto", "online")["hr5"]) for k, r in traces.items()}
+        "hr5_unmapped", pick(r, "auto", "online")["hr5"]) == pick(r, "auto", "online").get(
+        "hr5_offline_map", pick(r, "auto", "online")["hr5"]) for k, r in traces.items()}
     out["poisoning_guarded_le_0.5pts"] = {k: abs(r["poisoning"]["guards_on"]["delta_hr5"]) <= 0.005
                                           for k, r in traces.items()}
     out["cap_holds"] = {k: r["cap"]["contexts"] <= r["cap"]["max_contexts"]
@@ -252,24 +279,23 @@ def markdown(payload: dict[str, Any]) -> str:
 
 def summary(payload: dict[str, Any]) -> str:
     """One line per trace (docs/benchmarks.md quotes it; ``--summary`` prints it): frozen and online auto, and
-    online auto's ECE without and with the calibration map fit on the validation walk."""
-    lines = ["| trace | test transitions | frozen auto HR@5 | online auto HR@5 | online − frozen | online auto ECE "
-             "(no map → map) | map (fit on validation) |", "|---|---|---|---|---|---|---|"]
+    online auto's ECE unmapped, with the map fit on the validation walk, and with the online calibrator."""
+    lines = ["| trace | test transitions | frozen auto HR@5 | online auto HR@5 | online − frozen | online auto ECE: "
+             "no map | map fit on validation | online calibrator |", "|---|---|---|---|---|---|---|---|"]
     for key, r in payload["traces"].items():
         i = next(j for j, x in enumerate(r["rows"]) if x["model"] == "auto" and x["protocol"] == "online")
         x = r["rows"][i]
         chosen = r.get("merge_calibration", {})
-        held = chosen.get("held_block_ece") or {}
-        method = chosen.get("method", "none") + (f" ({chosen.get('transitions')} validation transitions)"
-                                                  if held else " (weight 0: the frozen answer)")
-        unmapped = x.get("ece_unmapped")
+        method = chosen.get("method", "none")
+        offline = (_cell(x.get("ece_offline_map"), ".4f", key, i, "ece_offline_map") + f" ({method})"
+                   if chosen.get("held_block_ece") else "none (weight 0)")
         where = f"../bench/results/online.json#/traces/{key}"
         lines.append(
             f"| {key} | [{r['test_transitions_scored']:,}]({where}/test_transitions_scored) "
             f"| {_cell(r['rows'][0]['hr5'], '.4f', key, 0, 'hr5')} | {_cell(x['hr5'], '.4f', key, i, 'hr5')} "
             f"| [{r['online_minus_frozen_auto_hr5'] * 100:+.1f} pts]({where}/online_minus_frozen_auto_hr5 \"*100\") "
-            f"| {_cell(unmapped, '.4f', key, i, 'ece_unmapped')} → {_cell(x['ece'], '.4f', key, i, 'ece')} "
-            f"| {method} |")
+            f"| {_cell(x.get('ece_unmapped'), '.4f', key, i, 'ece_unmapped')} | {offline} "
+            f"| {_cell(x['ece'], '.4f', key, i, 'ece')} |")
     return "\n".join(lines)
 
 

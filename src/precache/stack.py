@@ -189,7 +189,7 @@ def _online_layer(settings: Settings, l2: bool, clock: Clock, model_dir: Path | 
                             max_successors=online.max_successors)
     layer = OnlineLayer(online.merge_params(), store=store, guard=online.guard(), max_contexts=online.max_contexts,
                         max_successors=online.max_successors, flush_seconds=online.flush_ms / 1000,
-                        refresh_seconds=online.refresh_ms / 1000, clock=clock.now)
+                        refresh_seconds=online.refresh_ms / 1000, clock=clock.now, calibrator=online.calibrator())
     if model_dir is not None:
         from precache.online.stored import StoredSettingsFollower
 

@@ -28,9 +28,9 @@ def top(client: httpx.Client, session: str, path: str) -> str:
 
 
 def online_env(redis_url: str, model_dir: Path, **extra: str) -> dict[str, str]:
-    return service_env(redis_url, model_dir, PRECACHE_PREDICTION_CACHE_SIZE="0", ML_ONLINE_WEIGHT="1",
-                       ML_ONLINE_EVIDENCE="1", ML_ONLINE_REFRESH_MS="0", ML_ONLINE_REDIS_PREFIX=f"o{free_port()}:",
-                       **extra)
+    options = {"PRECACHE_PREDICTION_CACHE_SIZE": "0", "ML_ONLINE_WEIGHT": "1", "ML_ONLINE_EVIDENCE": "1",
+               "ML_ONLINE_REFRESH_MS": "0", "ML_ONLINE_REDIS_PREFIX": f"o{free_port()}:"}
+    return service_env(redis_url, model_dir, **{**options, **extra})
 
 
 @pytest.mark.slow
@@ -58,6 +58,34 @@ def test_the_off_switch_leaves_the_frozen_answer(redis_server: RedisProcess, mod
             top(ca, f"teach-{i}", "/new-page")
         assert top(ca, "probe", "/b3") != "/new-page"
         assert "onlineLearned" not in ca.get("/api/ml/metrics").json()
+
+
+def answer(client: httpx.Client, session: str, path: str) -> tuple[str, float]:
+    response = client.post("/api/ml/predict", json={"sessionId": session, "context": {"currentPath": path}})
+    assert response.status_code == 200, response.text
+    first = response.json()["predictions"][0]
+    return str(first["page"]), float(first["probability"])
+
+
+def test_the_service_learns_its_calibration_from_each_answers_outcome(redis_server: RedisProcess,
+                                                                      model_dir: Path) -> None:
+    """Weight 0 (the merge off: the answers are the frozen model's), default ML_ONLINE_CALIBRATE=online: every
+    visitor shown an answer at /b3 goes to a page that is not its top-1, so the replica's map learns that the
+    top-1 is overconfident -- the same top-1 is served with a lower probability, once outcomes arrived."""
+    env = online_env(redis_server.url, model_dir, ML_ONLINE_WEIGHT="0")
+    with running_service(env) as a, a.client() as ca:
+        page, before = answer(ca, "probe-0", "/b3")
+        assert page != "/elsewhere"
+        assert ca.get("/api/ml/metrics").json()["onlineCalibrationOutcomes"] == 0
+        for i in range(80):
+            answer(ca, f"visitor-{i}", "/b3")  # served: the answer waits for this session's next page view
+            answer(ca, f"visitor-{i}", "/elsewhere")  # its outcome: a miss (and a new answer waits)
+        assert ca.get("/api/ml/metrics").json()["onlineCalibrationOutcomes"] == 80  # one per answer followed
+        started = time.monotonic()  # by a page view; the map is refit by the flush task, off the request path
+        while (again := answer(ca, f"probe-{time.monotonic()}", "/b3"))[1] >= before:
+            assert time.monotonic() - started < 2.0, "the served probability did not learn the misses"
+            time.sleep(0.05)
+        assert again[0] == page  # the order is the frozen model's, the probability lower
 
 
 BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"

@@ -3,6 +3,7 @@ sha256 in the manifest), the service's online layer follows the active model's, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sys
@@ -91,8 +92,11 @@ def test_the_service_follows_the_active_models_settings_and_env_overrides_win(
         trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stored = read_stored(trained)
     assert stored is not None
-    state = _state(monkeypatch, trained)
-    assert state.online is not None and state.online.params == stored  # type: ignore[attr-defined]
+    state = _state(monkeypatch, trained)  # by default the layer learns its own map: the stored one is not used
+    assert state.online is not None and state.online.params == dataclasses.replace(  # type: ignore[attr-defined]
+        stored, calibration=None)
+    monkeypatch.setenv("ML_ONLINE_CALIBRATE", "stored")
+    assert _state(monkeypatch, trained).online.params == stored  # type: ignore[attr-defined]
 
     monkeypatch.setenv("ML_ONLINE_WEIGHT", "0.05")  # an explicit override wins; the map was fit for the
     state = _state(monkeypatch, trained)  # stored merge, so it is dropped
@@ -109,21 +113,24 @@ def test_the_service_follows_the_active_models_settings_and_env_overrides_win(
 
 def test_resolve_names_where_each_value_came_from(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     stored = MergeParams(0.35, 25.0, 600.0, ("platt", (0.9, -0.1)))
+    assert resolve(stored, load_online_settings()) == (dataclasses.replace(stored, calibration=None), {
+        "weight": "model", "evidence": "model", "half_life": "model", "calibration": "online"})
+    monkeypatch.setenv("ML_ONLINE_CALIBRATE", "stored")
     assert resolve(stored, load_online_settings()) == (stored, {"weight": "model", "evidence": "model",
                                                                 "half_life": "model", "calibration": "model"})
     monkeypatch.setenv("ML_ONLINE_HALF_LIFE_SECONDS", "0")
     params, source = resolve(stored, load_online_settings())
     assert params == MergeParams(0.35, 25.0, None, None) and source["half_life"] == "env"
     monkeypatch.delenv("ML_ONLINE_HALF_LIFE_SECONDS")
-    monkeypatch.setenv("ML_ONLINE_CALIBRATE", "false")  # the off switch of the stored map alone
+    monkeypatch.setenv("ML_ONLINE_CALIBRATE", "false")  # the off switch of any map
     params, source = resolve(stored, load_online_settings())
     assert params == MergeParams(0.35, 25.0, 600.0, None) and source["weight"] == "model"
-    assert source["calibration"].startswith("off")
+    assert source["calibration"] == "none"
     monkeypatch.delenv("ML_ONLINE_CALIBRATE")
     monkeypatch.setenv("ML_ONLINE_HALF_LIFE_SECONDS", "0")
     params, source = resolve(None, load_online_settings())
     assert params == MergeParams(0.5, 5.0, None) and source == {"weight": "default", "evidence": "default",
-                                                                 "half_life": "env", "calibration": "none"}
+                                                                 "half_life": "env", "calibration": "online"}
     model = train_model(tmp_path / "ppm")
     write_stored(model, {"format": 1, "merge": None, "reason": "nothing to walk"})
     assert read_stored(model) is None and ONLINE_FILE in verify_model_dir(model)["files"]
@@ -134,7 +141,9 @@ def test_the_library_stack_uses_the_models_stored_settings(trained: Path, monkey
     from precache.warming.resolver import MappingResolver
 
     stack = build_stack(load_settings(), model_dir=trained, resolver=MappingResolver({}), l2=False)
-    assert stack.online is not None and stack.online.params == read_stored(trained)
+    stored = read_stored(trained)
+    assert stored is not None and stack.online is not None  # the stored merge; the map is learned online
+    assert stack.online.params == dataclasses.replace(stored, calibration=None)
 
 
 def test_online_settings_can_be_switched_off_for_a_training_run(tmp_path: Path) -> None:

@@ -107,6 +107,8 @@ FAMILIES: tuple[Family, ...] = (
            "Online increments dropped because Redis stayed away past the backlog bound."),
     Family("precache_online_contexts", "gauge", "Contexts (last pages) in this replica's online counts."),
     Family("precache_online_backlog", "gauge", "Online increments not yet acknowledged by Redis."),
+    Family("precache_online_calibration_outcomes_total", "counter",
+           "Outcomes (the session's next page view after an online answer) the online calibrator learned."),
     Family("precache_edge_refreshes_total", "counter",
            "Edge table refreshes with the online counts (result: published, unchanged, skipped: no table, "
            "not_leader: another replica publishes, failed).", ("result",)),

@@ -140,3 +140,164 @@ def map_to_json(online_map: OnlineMap | None) -> dict[str, Any] | None:
         return None
     method, params = online_map
     return {"method": method, "params": [list(params[0]), list(params[1])] if method == "isotonic" else list(params)}
+
+
+# -- the online calibrator: the same Platt map, learned test-then-learn from the answers it corrects ---------
+
+CAL_BINS = 64  # bins of logit(p) over [-CAL_LOGIT, CAL_LOGIT]: each keeps its weight, hits and mean logit
+CAL_LOGIT = 7.0
+CAL_HALF_LIFE = 1000.0  # outcomes: the window holds ~1,443 effective outcomes (rate SE ~0.013, a quarter of 0.05)
+CAL_PRIOR = 100.0  # pseudo-outcomes that agree with the unmapped merge (100 outcomes: rate SE 0.05, the target)
+CAL_REFIT_EVERY = 32  # outcomes between Newton refits (~2% of the window: the map moves little in between)
+CAL_MAX_SESSIONS = 100_000  # answers awaiting their outcome (oldest dropped first)
+CAL_RIDGE = 1e-3  # a light pull toward identity: the fit is defined when all outcomes share one bin
+CAL_MIN_SLOPE = 1e-3  # the slope stays positive: the map never reorders a list
+_RENORMALISE = 2.0**40
+
+
+class OnlineCalibrator:
+    """A Platt map ``sigmoid(a * logit(p) + b)`` of the online answers' probabilities, learned from each
+    answer's outcome after the answer was served (docs/online.md, "Calibration of the online answers").
+
+    What it learns is what ECE scores (:func:`precache.scoring.expected_calibration_error`): the answer's
+    top-1 probability *before* the map, and whether the next page was that top-1 page. State: ``CAL_BINS``
+    bins of ``logit(p)``, each holding the decayed weight, hits and weighted sum of logits of its outcomes
+    (exponential forgetting with a half-life of ``half_life`` outcomes, as forward decay: outcome ``k`` adds
+    ``2^(k / half_life)`` and the bins are rescaled when that grows large), plus ``prior`` pseudo-outcomes
+    spread like the observed ones that agree with the unmapped merge, so the map starts at identity
+    (``a=1, b=0``) and leaves it only as the outcomes outweigh the prior. Every ``refit_every`` outcomes a
+    few Newton steps on the bins (at most ``CAL_BINS`` points, from the current map) refit ``a, b``; the
+    slope is kept >= ``CAL_MIN_SLOPE``, so the map is monotone and HR@k untouched. Fixed size, no clock,
+    deterministic: the same outcomes in the same order give the same map.
+
+    For a service: :meth:`served` keeps the answer of a session (its top-1 page and unmapped top-1
+    probability) until :meth:`outcome` sees the same session's next page view; at most ``max_sessions``
+    answers wait (least recent dropped). ``inline=False`` leaves the refit to :meth:`maybe_refit` (the
+    layer's background task), so the request path only adds to one bin.
+    """
+
+    def __init__(self, half_life: float = CAL_HALF_LIFE, prior: float = CAL_PRIOR,
+                 refit_every: int = CAL_REFIT_EVERY, max_sessions: int = CAL_MAX_SESSIONS, *,
+                 inline: bool = True) -> None:
+        if not (half_life > 0 and prior > 0 and refit_every >= 1 and max_sessions >= 1):
+            raise ValueError("half_life and prior must be > 0, refit_every and max_sessions >= 1")
+        self.half_life, self.prior, self.refit_every = half_life, prior, refit_every
+        self.max_sessions, self.inline = max_sessions, inline
+        self.a, self.b = 1.0, 0.0
+        self.weight = [0.0] * CAL_BINS
+        self.hits = [0.0] * CAL_BINS
+        self.logits = [0.0] * CAL_BINS
+        self.scale = 1.0  # the weight the next outcome adds (forward decay)
+        self.growth = 2.0 ** (1.0 / half_life)
+        self.outcomes = 0
+        self.since_refit = 0
+        self.refits = 0
+        self.waiting: dict[str, tuple[str, float]] = {}  # session -> (top-1 page, unmapped top-1 probability)
+
+    @property
+    def params(self) -> tuple[float, float]:
+        return self.a, self.b
+
+    def apply(self, ranked: Prediction) -> Prediction:
+        """``ranked`` through the current map (:func:`apply_map`; identity until outcomes move it)."""
+        if self.a == 1.0 and self.b == 0.0:
+            return list(ranked)
+        return apply_map(ranked, ("platt", (self.a, self.b)))
+
+    def learn(self, p: float, hit: bool) -> None:
+        """One outcome: the unmapped top-1 probability ``p`` of an answer already served, and whether its
+        top-1 page was the next page."""
+        q = min(max(p, 1e-6), 1 - 1e-6)
+        x = math.log(q / (1 - q))
+        i = min(CAL_BINS - 1, max(0, int((x + CAL_LOGIT) / (2 * CAL_LOGIT) * CAL_BINS)))
+        self.weight[i] += self.scale
+        self.hits[i] += self.scale if hit else 0.0
+        self.logits[i] += self.scale * x
+        self.scale *= self.growth
+        if self.scale > _RENORMALISE:
+            for v in (self.weight, self.hits, self.logits):
+                v[:] = [w / self.scale for w in v]
+            self.scale = 1.0
+        self.outcomes += 1
+        self.since_refit += 1
+        if self.inline:
+            self.maybe_refit()
+
+    def maybe_refit(self) -> bool:
+        """Refit when ``refit_every`` outcomes arrived since the last fit; True when it did."""
+        if self.since_refit < self.refit_every:
+            return False
+        self.since_refit = 0
+        self.refits += 1
+        self.a, self.b = self._fit()
+        return True
+
+    def _fit(self, iterations: int = 8) -> tuple[float, float]:
+        """Newton steps on the log loss of the bins plus the prior's pseudo-outcomes (see the class doc)."""
+        total = sum(self.weight) / self.scale  # the effective (decayed) number of outcomes
+        if total <= 0:
+            return 1.0, 0.0
+        share = self.prior / total  # pseudo-weight per unit of observed weight
+        points = []
+        for w, h, s in zip(self.weight, self.hits, self.logits, strict=True):
+            if w > 0:
+                x, y = s / w, h / w
+                points.append((x, w / self.scale * (1 + share), (y + share / (1 + math.exp(-x))) / (1 + share)))
+        a, b = self.a, self.b
+        for _ in range(iterations):
+            ga = gb = haa = hab = hbb = 0.0
+            for x, w, y in points:
+                q = 1.0 / (1.0 + math.exp(-min(max(a * x + b, -500.0), 500.0)))
+                r, v = w * (q - y), w * q * (1 - q) + 1e-12
+                ga, gb = ga + r * x, gb + r
+                haa, hab, hbb = haa + v * x * x, hab + v * x, hbb + v
+            ga, gb = ga + CAL_RIDGE * (a - 1.0), gb + CAL_RIDGE * b  # defined with one bin of outcomes too
+            haa, hbb = haa + CAL_RIDGE, hbb + CAL_RIDGE
+            det = haa * hbb - hab * hab
+            if det <= 1e-12:
+                break
+            da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+            a, b = a - da, b - db
+            if max(abs(da), abs(db)) < 1e-7:
+                break
+        if not (math.isfinite(a) and math.isfinite(b)):
+            return self.a, self.b
+        return max(a, CAL_MIN_SLOPE), b
+
+    # -- a service's sessions: the answer waits for the session's next page view ----------------------
+    def served(self, session: str, ranked: Prediction) -> None:
+        """Remember the unmapped answer ``ranked`` served to ``session`` (its top-1), replacing an older one."""
+        if not session or not ranked:
+            return
+        self.waiting.pop(session, None)
+        self.waiting[session] = (ranked[0][0], ranked[0][1])
+        if len(self.waiting) > self.max_sessions:
+            del self.waiting[next(iter(self.waiting))]
+
+    def outcome(self, session: str, page: str) -> bool:
+        """The session's next page view: learn the waiting answer's outcome (True when there was one)."""
+        answer = self.waiting.pop(session, None)
+        if answer is None:
+            return False
+        self.learn(answer[1], answer[0] == page)
+        return True
+
+    def forget(self, session: str) -> None:
+        self.waiting.pop(session, None)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"a": round(self.a, 4), "b": round(self.b, 4), "outcomes": self.outcomes, "refits": self.refits,
+                "waiting": len(self.waiting), "weight": round(sum(self.weight) / self.scale, 1)}
+
+
+def calibrated_online(lists: Sequence[Prediction], targets: Sequence[str],
+                      calibrator: OnlineCalibrator | None = None) -> list[Prediction]:
+    """The lists of a test-then-learn walk through an online calibrator (a fresh one by default): list ``i``
+    is mapped with what the outcomes of lists ``0..i-1`` taught, then its own outcome is learned."""
+    cal = OnlineCalibrator() if calibrator is None else calibrator
+    out: list[Prediction] = []
+    for ranked, target in zip(lists, targets, strict=True):
+        out.append(cal.apply(ranked))
+        if ranked:
+            cal.learn(ranked[0][1], ranked[0][0] == target)
+    return out

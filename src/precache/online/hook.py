@@ -26,6 +26,8 @@ from precache.online.layer import OnlineLayer
 from precache.online.merge import FROZEN_DEPTH, LIVE_DEPTH
 from precache.types import Prediction, RequestContext
 
+PATH_KEY_PAGES = 8
+
 
 def learn(layer: OnlineLayer, session_id: str, pages: Sequence[str], history: Sequence[str],
           context: RequestContext | None = None) -> int:
@@ -51,10 +53,19 @@ class OnlineHook:
 
     async def observe(self, session_id: str, pages: Sequence[str], history: Sequence[str],
                       context: RequestContext) -> None:
+        if pages and self.layer.calibrator is not None:  # the outcome of the answer served to this session
+            self.layer.calibrator.outcome(session_id, pages[0])
         learn(self.layer, session_id, pages, history, context)
 
     async def rerank(self, session_id: str, history: Sequence[str], ranked: Prediction, k: int) -> Prediction:
-        return (await self.layer.rerank([history], [ranked], k))[0]
+        return (await self.layer.rerank([history], [ranked], k, [session_id]))[0]
+
+
+def path_key(history: Sequence[str]) -> str:
+    """Where the library's online calibrator keeps an answer until its outcome: the warmer predicts from a
+    history without its session, so the answer waits under the last pages of the path (two sessions on the
+    same recent path get the same answer; the first to move on answers it)."""
+    return "path:" + "\x1f".join(history[-PATH_KEY_PAGES:])
 
 
 class LearningHistory:
@@ -66,6 +77,8 @@ class LearningHistory:
 
     def add(self, session_id: str, pages: Sequence[str]) -> list[str]:
         history = self.inner.add(session_id, pages)
+        if pages and self.layer.calibrator is not None and len(history) > len(pages):
+            self.layer.calibrator.outcome(path_key(history[: -len(pages)]), pages[0])
         learn(self.layer, session_id, pages, history)
         return history
 
@@ -103,4 +116,4 @@ class OnlineRanker:
             return ranked[:k]
         now = self.layer.clock()
         row, n = self.layer.local.head(history[-1], LIVE_DEPTH, now)
-        return self.layer.params.answer(ranked, row, n, k)
+        return self.layer.calibrated(self.layer.params.answer(ranked, row, n, k), path_key(history))

@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from precache.online.calibration import OnlineCalibrator
 from precache.online.guards import ContributionGuard
 from precache.online.merge import LIVE_DEPTH, MergeParams
 from precache.online.redis_store import FlushError, RedisCounts
@@ -35,8 +36,11 @@ class OnlineLayer:
     def __init__(self, params: MergeParams, *, store: RedisCounts | None = None,
                  guard: ContributionGuard | None = None, max_contexts: int = 100_000, max_successors: int = 64,
                  flush_seconds: float = 0.1, refresh_seconds: float = 0.25, timeout: float = 0.05,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, calibrator: OnlineCalibrator | None = None) -> None:
         self.params = params
+        self.calibrator = calibrator  # the online answers' map, learned from outcomes (refit by ``run``)
+        if calibrator is not None:
+            calibrator.inline = store is None  # no background task without a store: refit as outcomes arrive
         self.store = store
         self.guard = guard
         self.local = OnlineCounts(params.half_life, max_contexts, max_successors)
@@ -128,6 +132,8 @@ class OnlineLayer:
             await asyncio.sleep(self.flush_seconds)
             await self.flush()
             await self.refresh()
+            if self.calibrator is not None:
+                self.calibrator.maybe_refit()
             rounds += 1
             if self.store is not None and rounds % 50 == 0:
                 with contextlib.suppress(Exception):
@@ -175,8 +181,17 @@ class OnlineLayer:
         if len(self.fetched) > 4 * self.local.max_contexts:
             self.fetched.clear()
 
+    def calibrated(self, answer: Prediction, waiting: str | None = None) -> Prediction:
+        """``answer`` through the calibrator (if any), which keeps it under ``waiting`` (a session) until
+        :meth:`OnlineCalibrator.outcome` sees what the visitor did next."""
+        if self.calibrator is None:
+            return answer
+        if waiting:
+            self.calibrator.served(waiting, answer)
+        return self.calibrator.apply(answer)
+
     async def rerank(self, histories: Sequence[Sequence[str]], frozen: Sequence[Prediction],
-                     k: int) -> list[Prediction]:
+                     k: int, sessions: Sequence[str] | None = None) -> list[Prediction]:
         """The frozen lists merged with the live rows of each history's last page, from the local copy (no I/O
         here: a row older than ``refresh_seconds`` is answered as it is and read again by ``run``)."""
         now = self.clock()
@@ -185,9 +200,9 @@ class OnlineLayer:
                 if history and now - self.fetched.get(history[-1], -1e18) >= self.refresh_seconds:
                     self.wanted.add(history[-1])
         out = []
-        for history, ranked in zip(histories, frozen, strict=True):
+        for i, (history, ranked) in enumerate(zip(histories, frozen, strict=True)):
             row, n = self.local.head(history[-1], LIVE_DEPTH, now) if history else ([], 0.0)
-            out.append(self.params.answer(ranked, row, n, k))
+            out.append(self.calibrated(self.params.answer(ranked, row, n, k), sessions[i] if sessions else None))
         return out
 
     @property
@@ -198,7 +213,8 @@ class OnlineLayer:
     def snapshot(self) -> dict[str, Any]:
         """Counters and sizes for metrics and the dashboard."""
         refused = dict(self.guard.refused) if self.guard is not None else {}
-        return {**self.stats, "contexts": len(self.local), "pending": self.backlog,
+        calibration = self.calibrator.snapshot() if self.calibrator is not None else None
+        return {**self.stats, "contexts": len(self.local), "pending": self.backlog, "calibration": calibration,
                 "evicted_contexts": self.local.evicted_contexts, "refused_by": refused}
 
 
@@ -211,4 +227,7 @@ def online_gauges(layer: OnlineLayer) -> dict[str, Callable[[], float]]:
     gauges = {"online" + name.title().replace("_", ""): counter(name) for name in names}
     gauges["onlineContexts"] = lambda: float(len(layer.local))
     gauges["onlineBacklog"] = lambda: float(layer.backlog)
+    calibrator = layer.calibrator
+    if calibrator is not None:  # the online calibrator's outcomes (its map: the layer's snapshot, per replica)
+        gauges["onlineCalibrationOutcomes"] = lambda: float(calibrator.outcomes)
     return gauges

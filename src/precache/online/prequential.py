@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from precache.models.base import BatchPredictor
-from precache.online.calibration import fit_online_map
+from precache.online.calibration import calibrated_online, fit_online_map
 from precache.online.guards import ContributionGuard
 from precache.online.merge import FROZEN_DEPTH, LIVE_DEPTH, MergeParams, counts_only
 from precache.online.state import OnlineCounts
@@ -145,6 +145,19 @@ def online_lists(frozen: Sequence[Prediction] | None, live: LivePass, params: Me
     if frozen is None:
         return [counts_only(r, p, k) for r, p in zip(live.rows, live.popularity, strict=True)]
     return [params.answer(f, r, n, k) for f, r, n in zip(frozen, live.rows, live.evidence, strict=True)]
+
+
+def calibrated_lists(frozen: Sequence[Prediction] | None, live: LivePass, params: MergeParams,
+                     mode: str = "online", k: int = 10) -> list[Prediction]:
+    """The online answers of a pass calibrated as ``ML_ONLINE_CALIBRATE=mode`` does in the service: ``online``
+    -- the unmapped merge through a fresh :class:`~precache.online.calibration.OnlineCalibrator`, each answer
+    mapped with what the earlier answers' outcomes taught, its own outcome learned after it was scored --,
+    ``stored`` -- ``params``' map, fit on the validation walk --, ``false`` -- unmapped. Counts alone (no
+    frozen model) are a baseline and stay unmapped."""
+    if frozen is None or mode == "stored":
+        return online_lists(frozen, live, params, k)
+    raw = online_lists(frozen, live, replace(params, calibration=None), k)
+    return raw if mode == "false" else calibrated_online(raw, live.targets)
 
 
 @dataclass(slots=True)

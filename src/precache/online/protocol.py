@@ -15,6 +15,7 @@ from precache.evaluation import Split
 from precache.models.base import PagePredictorBase
 from precache.online.guards import ContributionGuard
 from precache.online.prequential import (
+    calibrated_lists,
     choose,
     events,
     frozen_heads,
@@ -55,10 +56,13 @@ def prequential_rows(name: str, build: Builder, split: Split, max_transitions: i
     frozen = frozen_heads(model, test, max_transitions)
     live = live_pass(seed, test, choice.params.half_life, guard_factory(), max_transitions)
     frozen_tally = tally(frozen, live.targets)
-    online = tally(online_lists(frozen, live, choice.params), live.targets)
+    online = tally(calibrated_lists(frozen, live, choice.params, "online"), live.targets)
+    unmapped = tally(calibrated_lists(frozen, live, choice.params, "false"), live.targets)
+    stored = tally(online_lists(frozen, live, choice.params), live.targets)
     return [
         row(name, "frozen", frozen_tally, fit_seconds=round(fit_seconds, 2)),
-        row(name, "online", online, **choice.params.as_dict(), validation_hr5=round(choice.validation_hr5, 4),
+        row(name, "online", online, **choice.params.as_dict(), calibrated="online", ece_unmapped=round(unmapped.ece, 4),
+            ece_offline_map=round(stored.ece, 4), validation_hr5=round(choice.validation_hr5, 4),
             frozen_validation_hr5=round(choice.frozen_validation_hr5, 4),
             updates_per_s=round(len(seed) / max(live.seed_seconds, 1e-9)), state_bytes=live.state.approx_bytes()),
     ]

@@ -6,7 +6,9 @@
 | ``ML_ONLINE_HALF_LIFE_SECONDS`` | 86400 | time decay of the live counts; 0 = no decay |
 | ``ML_ONLINE_WEIGHT`` | 0.5 | the most the live counts may take of an answer (0..1) |
 | ``ML_ONLINE_EVIDENCE`` | 5 | decayed row count at which the live share is half of the weight |
-| ``ML_ONLINE_CALIBRATE`` | true | apply the active model's stored calibration map to online answers |
+| ``ML_ONLINE_CALIBRATE`` | online | how online answers are calibrated: ``online`` (a map learned from the answers' |
+|  |  | outcomes on this replica: :class:`precache.online.calibration.OnlineCalibrator`; ``true`` means this too), |
+|  |  | ``stored`` (the map the training pipeline fit on its validation walk), ``false`` (unmapped) |
 | ``ML_ONLINE_MAX_CONTEXTS`` | 100000 | contexts kept (least recently updated evicted) |
 | ``ML_ONLINE_MAX_SUCCESSORS`` | 64 | successors kept per context (the lightest evicted) |
 | ``ML_ONLINE_MAX_PER_SESSION`` | 50 | transitions one session may teach |
@@ -20,8 +22,8 @@
 | ``ML_ONLINE_DRIFT_WINDOW`` | 2000 | scored predictions the live HR@5 is measured over |
 | ``ML_ONLINE_DRIFT_MIN_INTERVAL_SECONDS`` | 21600 | at most one drift retrain per this many seconds |
 
-Weight, evidence and half-life (and a calibration map) are chosen by the training pipeline on its validation
-slice and stored with the model; the service uses the active model's values, and a weight, evidence or
+Weight, evidence and half-life (and the ``stored`` calibration map) are chosen by the training pipeline on its
+validation slice and stored with the model; the service uses the active model's values, and a weight, evidence or
 half-life variable *set* in the environment overrides them (:mod:`precache.online.stored`; the defaults
 above apply to a model that stores none). ``precache evaluate --protocol prequential`` prints the values it
 chooses for your own log.
@@ -29,12 +31,19 @@ chooses for your own log.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, ValidationError
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from precache.config import ConfigError, Settings
+from precache.online.calibration import OnlineCalibrator
 from precache.online.guards import ContributionGuard
 from precache.online.merge import MergeParams
+
+CALIBRATE_MODES = ("online", "stored", "false")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", "none"}
 
 
 def _env(name: str, field: str) -> AliasChoices:
@@ -51,7 +60,8 @@ class OnlineSettings(BaseSettings):
                                                                             "half_life_seconds"))
     weight: float = Field(0.5, ge=0, le=1, validation_alias=_env("ML_ONLINE_WEIGHT", "weight"))
     evidence: float = Field(5.0, gt=0, validation_alias=_env("ML_ONLINE_EVIDENCE", "evidence"))
-    calibrate: bool = Field(True, validation_alias=_env("ML_ONLINE_CALIBRATE", "calibrate"))
+    calibrate: Literal["online", "stored", "false"] = Field("online", validation_alias=_env("ML_ONLINE_CALIBRATE",
+                                                                                          "calibrate"))
     max_contexts: int = Field(100_000, ge=1, validation_alias=_env("ML_ONLINE_MAX_CONTEXTS", "max_contexts"))
     max_successors: int = Field(64, ge=1, validation_alias=_env("ML_ONLINE_MAX_SUCCESSORS", "max_successors"))
     max_per_session: int = Field(50, ge=1, validation_alias=_env("ML_ONLINE_MAX_PER_SESSION", "max_per_session"))
@@ -67,6 +77,17 @@ class OnlineSettings(BaseSettings):
         "ML_ONLINE_DRIFT_MIN_INTERVAL_SECONDS", "drift_min_interval_seconds"))
     redis_prefix: str = Field("precache:online:", max_length=64,
                               validation_alias=_env("ML_ONLINE_REDIS_PREFIX", "redis_prefix"))
+
+    @field_validator("calibrate", mode="before")
+    @classmethod
+    def _calibrate_mode(cls, value: Any) -> Any:
+        """``true`` (the default way to calibrate) is ``online``; ``false``/``0``/``off`` is ``false``."""
+        text = str(value).strip().lower()
+        return "online" if text in _TRUE else "false" if text in _FALSE else text
+
+    def calibrator(self) -> OnlineCalibrator | None:
+        """The online calibrator a layer runs (``ML_ONLINE_CALIBRATE=online``), refit off the request path."""
+        return OnlineCalibrator(inline=False) if self.calibrate == "online" else None
 
     @property
     def half_life(self) -> float | None:

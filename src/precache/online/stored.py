@@ -11,9 +11,10 @@ Precedence (:func:`resolve`), field by field: an ``ML_ONLINE_WEIGHT`` / ``ML_ONL
 ``ML_ONLINE_HALF_LIFE_SECONDS`` that is set in the environment wins; otherwise the active model's stored
 value; otherwise the built-in default (a model trained before the settings were stored has none). The
 stored calibration map is used only with the stored merge: it was fit on that merge's answers, so when an
-environment variable overrides weight, evidence or half-life, the answers go unmapped; ``ML_ONLINE_CALIBRATE=false``
-leaves them unmapped too (the map is fit on the validation walk, and the benchmark shows where it does not
-carry over to later traffic: docs/online.md).
+environment variable overrides weight, evidence or half-life, it is not used. It is used only with
+``ML_ONLINE_CALIBRATE=stored``: by default (``online``) the layer learns its map from live outcomes instead
+(:class:`precache.online.calibration.OnlineCalibrator`), because a map fit on the selection copy's validation
+answers carries a train/serve skew (docs/online.md, "Calibration of the online answers").
 """
 
 from __future__ import annotations
@@ -106,21 +107,21 @@ def _listed(root: Path) -> ModelFiles:
 
 def resolve(stored: MergeParams | None, env: OnlineSettings) -> tuple[MergeParams, dict[str, str]]:
     """The merge the online layer uses (see the module doc for the precedence) and where each value came
-    from (``env``, ``model`` or ``default``)."""
+    from (``env``, ``model`` or ``default``; the calibration: ``online`` -- the layer's online calibrator --,
+    ``model`` -- the stored map --, or ``none``)."""
     defaults = env.merge_params()
+    online = "online" if env.calibrate == "online" else "none"
     if stored is None:
         source = {field: "env" if name in env.model_fields_set else "default" for name, field in MERGE_FIELDS.items()}
-        return defaults, {**source, "calibration": "none"}
+        return defaults, {**source, "calibration": online}
     overridden = {field for name, field in MERGE_FIELDS.items() if name in env.model_fields_set}
     params = MergeParams(
         defaults.weight if "weight" in overridden else stored.weight,
         defaults.evidence if "evidence" in overridden else stored.evidence,
         defaults.half_life if "half_life" in overridden else stored.half_life,
-        None if overridden or not env.calibrate else stored.calibration)
+        None if overridden or env.calibrate != "stored" else stored.calibration)
     source = {field: "env" if field in overridden else "model" for field in MERGE_FIELDS.values()}
-    source["calibration"] = "none" if params.calibration is None else "model"
-    if stored.calibration is not None and not env.calibrate:
-        source["calibration"] = "off (ML_ONLINE_CALIBRATE=false)"
+    source["calibration"] = online if params.calibration is None else "model"
     return params, source
 
 

@@ -91,6 +91,7 @@ SERIES_OF: dict[str, tuple[str, dict[str, str]]] = {
     "onlineDroppedIncrements": ("precache_online_dropped_increments_total", {}),
     "onlineContexts": ("precache_online_contexts", {}),
     "onlineBacklog": ("precache_online_backlog", {}),
+    "onlineCalibrationOutcomes": ("precache_online_calibration_outcomes_total", {}),
     **{f"edgeRefresh{r.title().replace('_', '')}": ("precache_edge_refreshes_total", {"result": r})
        for r in ("published", "unchanged", "skipped", "not_leader", "failed")},
     "driftTriggers": ("precache_drift_retrains_total", {"result": "started"}),

@@ -148,7 +148,7 @@ def online_layer(settings: Settings, redis: RedisClient) -> OnlineLayer | None:
                         max_successors=online.max_successors)
     return OnlineLayer(online.merge_params(), store=store, guard=online.guard(), max_contexts=online.max_contexts,
                        max_successors=online.max_successors, flush_seconds=online.flush_ms / 1000,
-                       refresh_seconds=online.refresh_ms / 1000)
+                       refresh_seconds=online.refresh_ms / 1000, calibrator=online.calibrator())
 
 
 def add_gauges(state: ServiceState) -> None:
