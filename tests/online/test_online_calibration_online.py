@@ -148,3 +148,20 @@ def test_the_library_warmer_learns_its_calibration_from_what_visitors_did_next(
     assert stack.online.calibrator.outcomes == 64 and stack.online.calibrator.refits == 2  # inline: no task
     again, after = ranker.predict(["/b3"], 3)[0]
     assert again == page and after < before
+
+
+async def test_a_crawlers_next_page_teaches_the_service_calibrator_nothing() -> None:
+    from precache.online.guards import ContributionGuard
+    from precache.online.hook import OnlineHook
+    from precache.online.layer import OnlineLayer
+    from precache.online.merge import MergeParams
+    from precache.types import RequestContext
+
+    layer = OnlineLayer(MergeParams(), guard=ContributionGuard(bot_filter=lambda agent: "bot" in agent),
+                        calibrator=OnlineCalibrator())
+    hook = OnlineHook(layer)
+    assert layer.calibrator is not None
+    for session, agent in (("visitor", "Firefox"), ("crawler", "Googlebot")):
+        await hook.rerank(session, ["/a"], [("/b", 0.6), ("/c", 0.3)], 2)  # the answer waits
+        await hook.observe(session, ["/c"], ["/a", "/c"], RequestContext(f"10.0.0.{len(session)}", agent))
+    assert layer.calibrator.outcomes == 1 and not layer.calibrator.waiting  # the visitor's outcome only

@@ -53,9 +53,14 @@ class OnlineHook:
 
     async def observe(self, session_id: str, pages: Sequence[str], history: Sequence[str],
                       context: RequestContext) -> None:
-        if pages and self.layer.calibrator is not None:  # the outcome of the answer served to this session
-            self.layer.calibrator.outcome(session_id, pages[0])
+        guard = self.layer.guard
+        bots = guard.refused["bot"] if guard is not None else 0
         learn(self.layer, session_id, pages, history, context)
+        if pages and self.layer.calibrator is not None:  # the outcome of the answer served to this session,
+            if guard is not None and guard.refused["bot"] > bots:  # unless a crawler's (the guard just said so)
+                self.layer.calibrator.forget(session_id)
+            else:
+                self.layer.calibrator.outcome(session_id, pages[0])
 
     async def rerank(self, session_id: str, history: Sequence[str], ranked: Prediction, k: int) -> Prediction:
         return (await self.layer.rerank([history], [ranked], k, [session_id]))[0]
