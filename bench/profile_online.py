@@ -7,7 +7,7 @@ Run: ``nice -n 10 .venv/bin/python bench/profile_online.py`` (about 1 minute; it
 rounds); this one says where it comes from, with numbers that do not depend on how busy the machine is (CPU
 time of this thread, Redis's own ``INFO commandstats``): the same request sequence as ``bench_service`` (NASA
 1 Aug test sessions, 200 interleaved, PPM trained on the 80% split) goes through the service's online hook --
-``observe`` (guard, local counts, aggregation for Redis) and ``rerank`` (merge of PPM's top 5 with the live
+``observe`` (guard, local counts, aggregation for Redis) and ``rerank`` (merge of PPM's top 50 with the live
 row) -- with the layer's background task (flush every 100 ms, row refresh) running against the redis-server,
 paced at about 1,000 views per second. Reported per view: the hook's CPU (p50, p99), the background task's
 CPU and its longest synchronous step (a step blocks the event loop), Redis's time for the online commands
@@ -81,8 +81,8 @@ async def run(redis_url: str, sequence: list[tuple[str, str]], model: Any) -> di
     store = RedisCounts(client, s.half_life, max_contexts=s.max_contexts, max_successors=s.max_successors)
     layer = OnlineLayer(s.merge_params(), store=store, guard=s.guard(), max_contexts=s.max_contexts,
                         max_successors=s.max_successors, flush_seconds=s.flush_ms / 1000,
-                        refresh_seconds=s.refresh_ms / 1000)
-    hook = OnlineHook(layer)
+                        refresh_seconds=s.refresh_ms / 1000, calibrator=s.calibrator())
+    hook = OnlineHook(layer)  # as the service builds it: the online calibrator on, the model's top 50 merged
     steps: list[float] = []
     background = asyncio.get_running_loop().create_task(_timed(layer, steps))
     histories: dict[str, list[str]] = {}
@@ -106,7 +106,7 @@ async def run(redis_url: str, sequence: list[tuple[str, str]], model: Any) -> di
             history.append(page)
             del history[:-50]
             t0 = time.thread_time()
-            ranked = model.predict(history, 5)
+            ranked = model.predict(history, hook.depth)
             t1 = time.thread_time()
             await hook.observe(sid, [page], history, visitor)
             t2 = time.thread_time()
