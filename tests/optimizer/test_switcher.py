@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from policy_replay import replay_hits
 from precache.cache.policy import EntryInfo, EvictionPolicy, LRUPolicy, S3FIFOPolicy
 from precache.models.optimizer.heuristics import DoorkeeperPolicy, GDSFPolicy, SievePolicy
 from precache.models.optimizer.minisim import Shards, key_hash
@@ -12,28 +13,10 @@ from precache.models.optimizer.switcher import CHECK_EVERY, HALF_LIFE, MARGIN, M
 
 def replay(policy: EvictionPolicy, trace: list[tuple[str, int]], capacity: int, start: int = 0) -> float:
     """Byte miss ratio of ``trace[start:]`` through a byte-capacity cache (evict, then insert)."""
-    resident: dict[str, EntryInfo] = {}
-    used = missed = requested = 0
-    for i, (key, size) in enumerate(trace):
-        counted = i >= start
-        requested += size if counted else 0
-        e = resident.get(key)
-        if e is not None:
-            policy.on_hit(e)
-            continue
-        missed += size if counted else 0
-        info = EntryInfo(key=key, size=size)
-        if size > capacity or not policy.admit(info):
-            continue
-        while used + size > capacity:
-            v = policy.victim()
-            assert v is not None
-            used -= resident.pop(v).size
-        resident[key] = info
-        used += size
-        policy.on_insert(info)
-    assert used <= capacity
-    return missed / max(requested, 1)
+    hits, _ = replay_hits(policy, trace, capacity)
+    measured = list(zip(trace[start:], hits[start:], strict=True))
+    missed = sum(size for (_, size), hit in measured if not hit)
+    return missed / max(sum(size for (_, size), _ in measured), 1)
 
 
 def test_constants_are_the_documented_ones() -> None:
