@@ -31,12 +31,14 @@ def header_timeout() -> float:
 class HeaderTimeoutProtocol(HttpToolsProtocol):
     _header_timer: asyncio.TimerHandle | None = None
     _last_request: bool = False
+    _fresh: bool = True  # accepted, and no byte of a first request read yet
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._arm()
 
     def on_message_begin(self) -> None:
+        self._fresh = False
         super().on_message_begin()
         if self._header_timer is None:  # the next request of a kept-alive connection
             self._arm()
@@ -50,8 +52,11 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown closes a connection with no request in progress; one whose request bytes
         the loop has not read yet would then be reset (a client that sent a request and got no answer, issue
-        28). Such a connection is answered first and closed after its response."""
-        if self.cycle is None and _unread_bytes(self.transport) > 0:
+        28), and so would one accepted a moment ago whose first request is still on its way (the client sends
+        it into a closed socket). Such a connection is answered first and closed after its response; one
+        whose request never comes is bounded by the header timeout and the graceful-shutdown deadline. An
+        idle kept-alive connection is closed at once, as HTTP allows."""
+        if self.cycle is None and (self._fresh or _unread_bytes(self.transport) > 0):
             self._last_request = True
             return
         super().shutdown()
