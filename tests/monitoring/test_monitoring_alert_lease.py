@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))  # the service tests' process helpers
-from serve_harness import running_service, service_env, train_model
+from serve_harness import running_services, service_env, train_model
 
 from conftest import free_port
 
@@ -51,15 +51,15 @@ def test_two_replicas_of_two_workers_send_one_webhook_per_transition(
     env = service_env(redis_server.url, model, PRECACHE_REDIS_PREFIX=f"t{free_port()}:", ML_ALERT_WEBHOOK=url,
                       PRECACHE_ALERTS__FOR_SECONDS="0", PRECACHE_ALERTS__INTERVAL_SECONDS="0.5",
                       PRECACHE_ALERTS__MEMORY_THRESHOLD_MB="0.001")  # the loaded model alone is above it
-    with running_service(env, "--workers", "2") as first:
-        with running_service(env, "--workers", "2"):
-            deadline = time.monotonic() + 30
-            while not received and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(4.0)  # eight more evaluation rounds in each of the four workers
-            memory = [e for e in received if e["alert"] == "PrecacheMemoryHigh"]
-            assert [e["status"] for e in memory] == ["firing"], received
-            assert memory[0]["unit"] == "bytes" and memory[0]["value"] > memory[0]["threshold"]
+    with running_services((env, ("--workers", "2")), (env, ("--workers", "2"))) as (first, second):
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(4.0)  # eight more evaluation rounds in each of the four workers
+        memory = [e for e in received if e["alert"] == "PrecacheMemoryHigh"]
+        assert [e["status"] for e in memory] == ["firing"], received
+        assert memory[0]["unit"] == "bytes" and memory[0]["value"] > memory[0]["threshold"]
+        second.stop()
         # the second replica stopped (its lease handed back if it led): the first continues, silently
         time.sleep(3.0)
         with first.client() as api:

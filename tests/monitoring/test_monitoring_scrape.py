@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))  # the service tests' process helpers
-from serve_harness import TOKEN, running_service, service_env, train_model
+from serve_harness import TOKEN, running_service, running_services, service_env, train_model
 
 from conftest import free_port
 
@@ -55,13 +54,9 @@ def test_two_replicas_of_two_workers_count_each_prediction_once(redis_server: An
     model = train_model(tmp_path / "ppm")
     prefix = f"t{free_port()}:"  # one deployment: both replicas on the same Redis keys
     metrics_port = free_port()
-    with ExitStack() as stack:
-        replicas = []
-        for i in range(2):
-            env = service_env(redis_server.url, model, PRECACHE_REDIS_PREFIX=prefix,
-                              PRECACHE_METRICS_TOKEN=METRICS_TOKEN)
-            extra = ("--metrics-port", str(metrics_port)) if i == 0 else ()
-            replicas.append(stack.enter_context(running_service(env, "--workers", "2", *extra)))
+    env = service_env(redis_server.url, model, PRECACHE_REDIS_PREFIX=prefix, PRECACHE_METRICS_TOKEN=METRICS_TOKEN)
+    with running_services((env, ("--workers", "2", "--metrics-port", str(metrics_port))),
+                          (env, ("--workers", "2"))) as replicas:
         made = [0, 0]
         previous: list[dict[str, float]] = [{}, {}]
         for round_ in range(6):

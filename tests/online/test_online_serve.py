@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-from serve_harness import running_service, service_env, train_model
+from serve_harness import running_service, running_services, service_env, train_model
 
 from conftest import RedisProcess, free_port
 
@@ -37,7 +37,7 @@ def online_env(redis_url: str, model_dir: Path, **extra: str) -> dict[str, str]:
 def test_a_transition_learned_on_replica_a_changes_replica_bs_answer_within_a_second(
         redis_server: RedisProcess, model_dir: Path) -> None:
     env = online_env(redis_server.url, model_dir)
-    with running_service(env) as a, running_service(env) as b, a.client() as ca, b.client() as cb:
+    with running_services((env, ()), (env, ())) as (a, b), a.client() as ca, b.client() as cb:
         assert top(cb, "before", "/b3") != "/new-page"  # the frozen model has never seen /new-page
         for i in range(5):  # five visitors go /b3 -> /new-page, on replica A only
             top(ca, f"teach-{i}", "/b3")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -65,34 +67,73 @@ class Service:
     def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
         self.proc, self.port = proc, port
         self.url = f"http://127.0.0.1:{port}"
+        self.stopped = False
 
     def client(self, token: str | None = TOKEN) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=10.0)
 
+    def stop(self) -> None:
+        """End the whole process group (uvicorn's workers must not outlive a parent killed after a timeout);
+        a second call does nothing."""
+        if self.stopped:
+            return
+        self.stopped = True
+        end_process_group(self.proc)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def _start(env: dict[str, str], args: tuple[str, ...], port: int | None) -> Service:
+    port = port or free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "precache"), "serve", "--port", str(port), *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    return Service(proc, port)
+
+
+def _wait_ready(service: Service, deadline: float) -> None:
+    proc = service.proc
+    while True:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise RuntimeError(f"precache serve exited with {proc.returncode}: {out}")
+        try:
+            if httpx.get(f"{service.url}/healthz", timeout=0.5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("precache serve did not answer /healthz within 30 s")
+        time.sleep(0.1)
+
+
+@contextmanager
+def running_services(*specs: tuple[dict[str, str], tuple[str, ...]]) -> Iterator[list[Service]]:
+    """One ``precache serve`` per ``(env, args)``, all started before any is waited for (their start-ups
+    overlap: a two-replica test pays about one start-up), each until the block ends or its ``stop()``."""
+    services: list[Service] = []
+    try:
+        for env, args in specs:
+            services.append(_start(env, args, None))
+        deadline = time.monotonic() + 30
+        for service in services:
+            _wait_ready(service, deadline)
+        yield services
+    finally:
+        for service in services:  # all asked to stop first: their graceful stops overlap too
+            if not service.stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(service.proc.pid, signal.SIGTERM)
+        for service in services:
+            service.stop()
+
 
 @contextmanager
 def running_service(env: dict[str, str], *args: str, port: int | None = None) -> Iterator[Service]:
     """``precache serve`` in its own process until the block ends; waits for /healthz."""
-    port = port or free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "precache"), "serve", "--port", str(port), *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    service = _start(env, args, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise RuntimeError(f"precache serve exited with {proc.returncode}: {out}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("precache serve did not answer /healthz within 30 s")
-            time.sleep(0.1)
-        yield Service(proc, port)
-    finally:  # the whole process group: uvicorn's workers must not outlive a parent killed after a timeout
-        end_process_group(proc)
-        if proc.stdout:
-            proc.stdout.close()
+        _wait_ready(service, time.monotonic() + 30)
+        yield service
+    finally:
+        service.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from serve_harness import ROOT, running_service, service_env, train_model
+from serve_harness import ROOT, running_service, running_services, service_env, train_model
 
 from conftest import RedisProcess, free_port
 
@@ -58,19 +58,21 @@ def test_insecure_local_serves_loopback_without_auth_and_warns(redis_server: Red
 
 @pytest.mark.slow
 def test_ml_disabled_and_missing_model_answer_503(redis_server: RedisProcess, model_dir: Path) -> None:
-    with running_service(service_env(redis_server.url, model_dir, ML_ENABLED="false")) as svc, svc.client() as c:
-        r = page(c, "off", "/a1")
-        assert r.status_code == 503 and r.json() == {"error": "ml_disabled", "detail": r.json()["detail"]}
-        ready = httpx.get(f"{svc.url}/readyz")
-        assert ready.status_code == 503 and ready.json()["error"] == "not_ready"
-        cache = c.post("/api/ml/predict", json={"sessionId": "x", "type": "cache", "context": {"key": "k"}})
-        assert cache.status_code == 503 and cache.json()["error"] == "ml_disabled"
-    with running_service(service_env(redis_server.url, None)) as svc, svc.client() as c:
-        r = page(c, "none", "/a1")
-        assert r.status_code == 503 and r.json()["error"] == "no_model"
-        assert "PRECACHE_MODEL_DIR" in r.json()["detail"]
-        cache = c.post("/api/ml/predict", json={"sessionId": "x", "type": "cache", "context": {"key": "k"}})
-        assert cache.status_code == 503 and "PRECACHE_OPTIMIZER_DIR" in cache.json()["detail"]
+    disabled = service_env(redis_server.url, model_dir, ML_ENABLED="false")
+    with running_services((disabled, ()), (service_env(redis_server.url, None), ())) as (svc, without):
+        with svc.client() as c:
+            r = page(c, "off", "/a1")
+            assert r.status_code == 503 and r.json() == {"error": "ml_disabled", "detail": r.json()["detail"]}
+            ready = httpx.get(f"{svc.url}/readyz")
+            assert ready.status_code == 503 and ready.json()["error"] == "not_ready"
+            cache = c.post("/api/ml/predict", json={"sessionId": "x", "type": "cache", "context": {"key": "k"}})
+            assert cache.status_code == 503 and cache.json()["error"] == "ml_disabled"
+        with without.client() as c:
+            r = page(c, "none", "/a1")
+            assert r.status_code == 503 and r.json()["error"] == "no_model"
+            assert "PRECACHE_MODEL_DIR" in r.json()["detail"]
+            cache = c.post("/api/ml/predict", json={"sessionId": "x", "type": "cache", "context": {"key": "k"}})
+            assert cache.status_code == 503 and "PRECACHE_OPTIMIZER_DIR" in cache.json()["detail"]
 
 
 @pytest.mark.slow
@@ -102,7 +104,7 @@ def test_without_redis_histories_stay_in_memory(model_dir: Path) -> None:
 @pytest.mark.slow
 def test_two_replicas_share_sessions_through_redis(redis_server: RedisProcess, model_dir: Path) -> None:
     env = service_env(redis_server.url, model_dir, PRECACHE_PREDICTION_CACHE_SIZE="0")
-    with running_service(env) as a, running_service(env) as b, a.client() as ca, b.client() as cb:
+    with running_services((env, ()), (env, ())) as (a, b), a.client() as ca, b.client() as cb:
         # the session alternates between replicas; each answer must rest on the whole history
         for j in (1, 4):
             session = f"shared-{j}"
@@ -155,7 +157,7 @@ def test_on_redis_cluster_histories_and_events_work(redis_cluster: str, model_di
 def test_the_event_rate_limit_holds_across_replicas(redis_server: RedisProcess, model_dir: Path) -> None:
     env = service_env(redis_server.url, model_dir, PRECACHE_EVENTS_PER_SECOND="1", PRECACHE_EVENTS_BURST="10")
     batch = {"events": [{"sessionId": "rl", "page": f"/p{i}"} for i in range(7)]}
-    with running_service(env) as a, running_service(env) as b, a.client() as ca, b.client() as cb:
+    with running_services((env, ()), (env, ())) as (a, b), a.client() as ca, b.client() as cb:
         assert ca.post("/api/ml/events", json=batch).status_code == 200
         # per replica, b's own bucket would take these 7 as well; the token's one limit does not
         refused = cb.post("/api/ml/events", json=batch)

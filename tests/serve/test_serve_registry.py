@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serve_harness import TOKEN, TRAINING_KEY, Service, running_service, service_env, train_model
+from serve_harness import TOKEN, TRAINING_KEY, Service, running_service, running_services, service_env, train_model
 
 from conftest import SHARED_DATA, RedisProcess, hub_sessions, shared_file
 
@@ -44,7 +44,7 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def replicas(redis_server: RedisProcess, storage: Path) -> Iterator[tuple[Service, Service]]:
     env = registry_env(redis_server.url, storage, PRECACHE_REDIS_PREFIX="reg:")
-    with running_service(env) as a, running_service(env) as b:
+    with running_services((env, ()), (env, ())) as (a, b):
         yield a, b
 
 
@@ -224,7 +224,7 @@ def test_train_gate_activate_predict_cycle(redis_server: RedisProcess, tmp_path:
     storage = tmp_path / "models"
     env = registry_env(redis_server.url, storage, PRECACHE_TRAINING_DATA_DIR=str(SHARED_DATA),
                        PRECACHE_REDIS_PREFIX="cycle:")
-    with running_service(env) as a, running_service(env) as b, a.client(TRAINING_KEY) as admin:
+    with running_services((env, ()), (env, ())) as (a, b), a.client(TRAINING_KEY) as admin:
         assert a.client().post("/api/ml/predict", json={"sessionId": "s", "context": {"currentPath": "/"}}
                                ).status_code == 503  # nothing registered yet
         rel = str(trace.relative_to(SHARED_DATA))
