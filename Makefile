@@ -39,8 +39,11 @@ typecheck: venv
 # worker (--dist loadscope), so a module-scoped fixture (a trained model, a running service) is built once,
 # not once per worker. PYTEST_WORKERS=0 runs it in one process.
 # pytest's exit code 5 (no test collected) fails the target like any other failure.
+# Bytecode is cached (__pycache__, git-ignored) even where the environment sets PYTHONDONTWRITEBYTECODE (this
+# machine does): every `precache serve` a test starts, and each of its workers, would otherwise compile
+# precache's sources again (about 0.8 s a process, measured here; the suite starts dozens of them).
 PYTEST_WORKERS ?= logical
-PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope
 
 pytest: venv system edge-deps
 	$(PYTEST) --durations=15 $(PYTEST_ARGS)
