@@ -21,7 +21,7 @@ def ttl_experiment(trace: CacheTrace, start: int, model: OptimizerModel, max_req
     scale factor over the model's predicted time-to-change (per object, at fetch time), optionally with
     revalidation of hits whose invalidation probability passes 0.5."""
     end = min(len(trace), start + max_requests)
-    tr = FeatureTracker()
+    tr = FeatureTracker(stream_counts=model.stream_counts)
     last_v = warm_tracker(tr, trace, start)
     post: list[list[float]] = []
     pre: list[list[float]] = []

@@ -35,7 +35,7 @@ class CacheAdvisor:
         return cls(model, directory, model.version or f"cache-optimizer-{directory.name}")
 
     def decide(self, key: str, accesses: list[tuple[float, int, float, str]], now: float) -> dict[str, float | bool]:
-        tracker = FeatureTracker()
+        tracker = FeatureTracker(stream_counts=self.model.stream_counts)
         size = 0
         for when, size_, latency, client in accesses:
             if when <= now:

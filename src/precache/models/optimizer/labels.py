@@ -175,6 +175,7 @@ class Dataset:
     horizon: float
     cap: float
     change_signal: str
+    stream_counts: bool = False  # the rows carry the distinct-objects count (FeatureTracker's stream_counts)
 
     @property
     def X_priority(self) -> npt.NDArray[np.float32]:
@@ -239,7 +240,8 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
     times = trace.times
     nxt = next_access_index(keys)
     t_end = float(times[end - 1]) if end > 0 else 0.0
-    tr = tracker if tracker is not None else FeatureTracker()
+    # a model trained once on this slice serves later: no count over the whole stream (features.py)
+    tr = tracker if tracker is not None else FeatureTracker(stream_counts=False)
     last_version = _replay_history(trace, start, tr)
     # pointers into each key's change list for the ttl label
     changes = trace.change_times
@@ -294,6 +296,6 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
         X_access=arr(xa), should_cache=labels(ya, np.int8), priority_access=labels(pa, np.float32),
         ttl=labels(tt, np.float32), X_delayed=arr(xd), priority_delayed=labels(pd, np.float32),
         X_inval=arr(xi), invalidated=labels(yi, np.int8), horizon=horizon, cap=cap,
-        change_signal=trace.change_signal,
+        change_signal=trace.change_signal, stream_counts=tr.stream_counts,
     )
 

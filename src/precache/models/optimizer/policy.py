@@ -122,7 +122,7 @@ class LearnedPolicy:
             raise ValueError(f"max_staleness must be >= 0, got {max_staleness}")
         self.model = model
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.tracker = FeatureTracker(max_objects=max_tracked_objects)
+        self.tracker = FeatureTracker(max_objects=max_tracked_objects, stream_counts=model.stream_counts)
         self.batch_size = batch_size
         self.sample_size = sample_size
         self.evict_batch = min(evict_batch, sample_size)

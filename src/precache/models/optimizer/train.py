@@ -202,6 +202,7 @@ def train(train_set: Dataset, out_dir: str | Path, config: TrainConfig | None = 
         "horizon": train_set.horizon,
         "cap": train_set.cap,
         "change_signal": train_set.change_signal,
+        "stream_counts": train_set.stream_counts,
         "config": {k: getattr(cfg, k) for k in cfg.__slots__},  # type: ignore[attr-defined]
         "metrics": metrics,
         "sha256": {f: sha256_file(out / f) for f in [*files.values(), COMBINED]},
