@@ -1,6 +1,6 @@
 """Issue 26's diagnosis: the learned eviction against SIEVE and S3-FIFO on the validation protocol only.
 
-    nice -n 10 .venv/bin/python bench/policy_diagnose.py --trace nasa-jul-extract --fractions 0.1
+    nice -n 10 .venv/bin/python bench/policy_diagnose.py [--traces nasa-jul-extract] [--fractions 0.1] [--seeds 5]
 
 Never touches the evaluation half: as ``bench_policies.Validation``, the offline model is trained on the
 training part before the validation slice (the first quarter of the trace), the slice (the second
@@ -9,18 +9,23 @@ point's own capacity (a fraction of the evaluation half's working set in bytes: 
 size, as in the benchmark). Prints one row per policy: byte miss ratio, then what it evicted (count,
 share never read while resident, median requests idle at eviction, share whose next request comes
 within LRU's median idle time, share never requested again in the slice); ``--seeds`` repeats the
-learned policy with other sampling seeds (its noise). Writes nothing.
+learned policy with other sampling seeds (its noise). Each learned candidate runs twice: on a model whose rows
+keep the distinct-objects count (``before``, the rows before issue 26's fix) and on the shipped rows
+(``after``). Writes ``bench/results/policy_diagnose.json`` (docs/policy.md quotes it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -29,12 +34,16 @@ from bench_policies import CANDIDATES, cloudphysics_trace, replay  # noqa: E402
 from policy_online import slice_trace, validation_slice  # noqa: E402
 from precache.cache.clock import ManualClock  # noqa: E402
 from precache.cache.policy import EntryInfo, EvictionPolicy, LRUPolicy, S3FIFOPolicy  # noqa: E402
+from precache.models.optimizer.features import FeatureTracker  # noqa: E402
 from precache.models.optimizer.heuristics import DoorkeeperPolicy, SievePolicy  # noqa: E402
 from precache.models.optimizer.labels import CacheTrace, build_dataset, next_access_index  # noqa: E402
 from precache.models.optimizer.model import OptimizerModel  # noqa: E402
 from precache.models.optimizer.policy import LearnedPolicy  # noqa: E402
 from precache.models.optimizer.train import TrainConfig, train  # noqa: E402
 from shared_traces import NASA_AUG, NASA_JUL  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+TRACES = ("nasa-jul-extract", "nasa-1aug", "cloudphysics")
 
 
 def load(name: str) -> CacheTrace:
@@ -90,60 +99,102 @@ def evictions(policy: EvictionPolicy, trace: CacheTrace, warm: int, cap: int,
     return miss_b / max(req_b, 1), out
 
 
-def describe(ev: list[tuple[int, int, int, float]], within: float) -> str:
-    if not ev:
-        return "no evictions"
+def describe(ev: list[tuple[int, int, int, float]], within: float) -> dict[str, float]:
+    """What a policy evicted: count, share never read while resident, median requests idle at eviction,
+    share whose next request comes within LRU's median idle time, share never requested again."""
     n = len(ev)
-    return (f"{n:6d} {sum(e[1] == 0 for e in ev) / n:6.3f} {statistics.median(e[2] for e in ev):8.0f} "
-            f"{sum(e[3] <= within for e in ev) / n:7.3f} {sum(math.isinf(e[3]) for e in ev) / n:6.3f}")
+    if not n:
+        return {"evictions": 0}
+    return {"evictions": n, "unread": sum(e[1] == 0 for e in ev) / n,
+            "median_idle_requests": float(statistics.median(e[2] for e in ev)),
+            "returns_within_lru_idle": sum(e[3] <= within for e in ev) / n,
+            "never_again": sum(math.isinf(e[3]) for e in ev) / n}
+
+
+def validation_model(trace: CacheTrace, name: str, stream_counts: bool, tmp: Path) -> OptimizerModel:
+    """The offline model of ``bench_policies.Validation``: trained on the training part before the slice.
+    ``stream_counts=True`` builds the rows as before issue 26's fix (the distinct-objects count kept)."""
+    start = len(trace) // 2  # bench_policies' --train-fraction 0.5
+    horizon = max(60.0, float(trace.times[-1] - trace.times[0]) / 20.0)
+    _, measured_from = validation_slice(start)
+    rate = min(1.0, 300_000 / len(trace))
+    data = build_dataset(trace, 0, measured_from, horizon=horizon, sample_rate=rate, delayed_rate=rate,
+                         tracker=FeatureTracker(stream_counts=stream_counts))
+    out = tmp / f"{name}-{stream_counts}"
+    train(data, out, TrainConfig(n_estimators=80, seed=0), version=f"{name}-validation")
+    return OptimizerModel.load(out)
+
+
+def diagnose_size(vt: CacheTrace, warm: int, cap: int, models: dict[str, OptimizerModel],
+                  seeds: int) -> dict[str, Any]:
+    """Every heuristic and learned candidate (each model variant) on the slice at one capacity."""
+    lru_bmr, lru_ev = evictions(LRUPolicy(), vt, warm, cap)
+    within = statistics.median(e[2] for e in lru_ev) if lru_ev else 1.0
+    rows: dict[str, dict[str, float]] = {"lru": {"byte_miss_ratio": lru_bmr, **describe(lru_ev, within)}}
+    heuristics: dict[str, Any] = {"sieve": SievePolicy(), "s3fifo": S3FIFOPolicy(capacity_bytes=cap),
+                                  "doorkeeper+s3fifo": DoorkeeperPolicy(S3FIFOPolicy(capacity_bytes=cap)),
+                                  "doorkeeper+sieve": DoorkeeperPolicy(SievePolicy())}
+    for label, pol in heuristics.items():
+        bmr, ev = evictions(pol, vt, warm, cap)
+        rows[label] = {"byte_miss_ratio": bmr, **describe(ev, within)}
+    seed_runs: dict[str, dict[str, float]] = {}
+    for variant, model in models.items():
+        for label, kwargs in CANDIDATES.items():
+            clock = ManualClock(float(vt.times[0]))
+            bmr, ev = evictions(LearnedPolicy(model, clock, **kwargs), vt, warm, cap, clock)
+            rows[f"learned ({label}), {variant}"] = {"byte_miss_ratio": bmr, **describe(ev, within)}
+        if seeds > 1:
+            runs = []
+            for seed in range(seeds):
+                clock = ManualClock(float(vt.times[0]))
+                runs.append(replay(LearnedPolicy(model, clock, seed=seed), vt, warm, cap, clock)["byte_miss_ratio"])
+            seed_runs[f"learned (sampled), {variant}"] = {"seeds": seeds, "mean": statistics.mean(runs),
+                                                         "sd": statistics.pstdev(runs)}
+    return {"capacity_bytes": cap, "lru_median_idle_requests": float(within), "rows": rows, "seeds": seed_runs}
+
+
+def diagnose(name: str, fractions: list[float], seeds: int, tmp: Path) -> dict[str, Any]:
+    trace = load(name)
+    start = len(trace) // 2
+    begin, measured_from = validation_slice(start)
+    models = {variant: validation_model(trace, name, variant == "before", tmp) for variant in ("before", "after")}
+    vt = slice_trace(trace, begin, start)
+    warm = measured_from - begin
+    working_set = sum(dict(zip(trace.keys[start:], trace.sizes[start:].tolist(), strict=True)).values())
+    same_time = float(np.mean(np.diff(trace.times[:start]) == 0)) if start > 1 else 0.0
+    out: dict[str, Any] = {"validation_requests": len(vt) - warm, "consecutive_same_timestamp": same_time,
+                           "sizes": {}}
+    for frac in fractions:
+        out["sizes"][str(frac)] = point = diagnose_size(vt, warm, max(1, int(working_set * frac)), models, seeds)
+        print(f"\n{name} {frac:.1%} (capacity {point['capacity_bytes']} bytes; LRU's median idle at eviction "
+              f"{point['lru_median_idle_requests']:.0f} requests)")
+        print(f"{'policy':42s} {'bmr':>7s} {'evicts':>6s} {'unread':>6s} {'idle':>6s} {'returns':>7s} {'never':>6s}")
+        for label, r in point["rows"].items():
+            print(f"{label:42s} {r['byte_miss_ratio']:7.4f} {r['evictions']:6.0f} {r.get('unread', 0):6.3f} "
+                  f"{r.get('median_idle_requests', 0):6.0f} {r.get('returns_within_lru_idle', 0):7.3f} "
+                  f"{r.get('never_again', 0):6.3f}")
+        for label, r in point["seeds"].items():
+            print(f"{label} over {r['seeds']} seeds: mean {r['mean']:.4f}, sd {r['sd']:.4f}")
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--trace", choices=("nasa-jul-extract", "nasa-1aug", "cloudphysics"), required=True)
+    ap.add_argument("--traces", default=",".join(TRACES), help="comma-separated, of: " + ", ".join(TRACES))
     ap.add_argument("--fractions", type=lambda v: [float(x) for x in v.split(",")], default=[0.001, 0.01, 0.1])
-    ap.add_argument("--seeds", type=int, default=1, help="sampling seeds of the learned policy (its noise)")
+    ap.add_argument("--seeds", type=int, default=5, help="sampling seeds of the learned policy (its noise)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "policy_diagnose.json")
     args = ap.parse_args()
-    trace = load(args.trace)
-    n = len(trace)
-    start = n // 2  # bench_policies' --train-fraction 0.5
-    horizon = max(60.0, float(trace.times[-1] - trace.times[0]) / 20.0)
-    begin, measured_from = validation_slice(start)
-    rate = min(1.0, 300_000 / n)
+    names = [t for t in args.traces.split(",") if t]
+    unknown = sorted(set(names) - set(TRACES))
+    if unknown:
+        ap.error(f"unknown trace(s) {', '.join(unknown)}; choose from {', '.join(TRACES)}")
     with tempfile.TemporaryDirectory(prefix="precache-diag-") as tmp:
-        data = build_dataset(trace, 0, measured_from, horizon=horizon, sample_rate=rate, delayed_rate=rate)
-        train(data, Path(tmp), TrainConfig(n_estimators=80, seed=0), version=f"{args.trace}-validation")
-        model = OptimizerModel.load(Path(tmp))
-    vt = slice_trace(trace, begin, start)
-    warm = measured_from - begin
-    working_set = sum(dict(zip(trace.keys[start:], trace.sizes[start:].tolist(), strict=True)).values())
-    print(f"{args.trace}: validation slice {len(vt)} requests, {len(vt) - warm} measured; horizon {horizon:.0f}s")
-    for frac in args.fractions:
-        cap = max(1, int(working_set * frac))
-        lru_bmr, lru_ev = evictions(LRUPolicy(), vt, warm, cap)
-        within = statistics.median(e[2] for e in lru_ev) if lru_ev else 1.0
-        print(f"\n{frac:.1%} (capacity {cap} bytes; LRU's median idle at eviction {within:.0f} requests)")
-        print(f"{'policy':32s} {'bmr':>7s} {'evicts':>6s} {'unread':>6s} {'idle':>8s} {'returns':>7s} {'never':>6s}")
-        rows: list[tuple[str, float, str]] = [("lru", lru_bmr, describe(lru_ev, within))]
-        heuristics: dict[str, Any] = {"sieve": SievePolicy(), "s3fifo": S3FIFOPolicy(capacity_bytes=cap),
-                                      "doorkeeper+s3fifo": DoorkeeperPolicy(S3FIFOPolicy(capacity_bytes=cap)),
-                                      "doorkeeper+sieve": DoorkeeperPolicy(SievePolicy())}
-        for label, pol in heuristics.items():
-            bmr, ev = evictions(pol, vt, warm, cap)
-            rows.append((label, bmr, describe(ev, within)))
-        for label, kwargs in CANDIDATES.items():
-            clock = ManualClock(float(vt.times[0]))
-            bmr, ev = evictions(LearnedPolicy(model, clock, **kwargs), vt, warm, cap, clock)
-            rows.append((f"learned ({label})", bmr, describe(ev, within)))
-        for label, bmr, text in rows:
-            print(f"{label:32s} {bmr:7.4f} {text}")
-        if args.seeds > 1:
-            runs = []
-            for seed in range(args.seeds):
-                clock = ManualClock(float(vt.times[0]))
-                runs.append(replay(LearnedPolicy(model, clock, seed=seed), vt, warm, cap, clock)["byte_miss_ratio"])
-            print(f"learned (sampled) over {args.seeds} seeds: mean {statistics.mean(runs):.4f}, "
-                  f"sd {statistics.pstdev(runs):.4f}")
+        doc = {"traces": {name: diagnose(name, args.fractions, args.seeds, Path(tmp)) for name in names},
+               "variants": {"before": "rows with the distinct-objects count (the rows before issue 26's fix)",
+                            "after": "rows without it (FeatureTracker(stream_counts=False), what ships)"}}
+    args.out.write_text(json.dumps(doc, indent=1))
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":
