@@ -10,8 +10,9 @@ size, as in the benchmark). Prints one row per policy: byte miss ratio, then wha
 share never read while resident, median requests idle at eviction, share whose next request comes
 within LRU's median idle time, share never requested again in the slice); ``--seeds`` repeats the
 learned policy with other sampling seeds (its noise). Each learned candidate runs twice: on a model whose rows
-keep the distinct-objects count (``before``, the rows before issue 26's fix) and on the shipped rows
-(``after``). Writes ``bench/results/policy_diagnose.json`` (docs/policy.md quotes it).
+keep the distinct-objects count (``with count``, what ships) and on one whose rows write it as 0
+(``without count``, issue 26's tried fix: FeatureTracker(stream_counts=False)). Writes
+``bench/results/policy_diagnose.json`` (docs/policy.md quotes it).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def describe(ev: list[tuple[int, int, int, float]], within: float) -> dict[str, 
 
 def validation_model(trace: CacheTrace, name: str, stream_counts: bool, tmp: Path) -> OptimizerModel:
     """The offline model of ``bench_policies.Validation``: trained on the training part before the slice.
-    ``stream_counts=True`` builds the rows as before issue 26's fix (the distinct-objects count kept)."""
+    ``stream_counts=False`` writes the distinct-objects count as 0 (the fix tried in issue 26)."""
     start = len(trace) // 2  # bench_policies' --train-fraction 0.5
     horizon = max(60.0, float(trace.times[-1] - trace.times[0]) / 20.0)
     _, measured_from = validation_slice(start)
@@ -157,7 +158,8 @@ def diagnose(name: str, fractions: list[float], seeds: int, tmp: Path) -> dict[s
     trace = load(name)
     start = len(trace) // 2
     begin, measured_from = validation_slice(start)
-    models = {variant: validation_model(trace, name, variant == "before", tmp) for variant in ("before", "after")}
+    models = {variant: validation_model(trace, name, variant == "with count", tmp)
+              for variant in ("with count", "without count")}
     vt = slice_trace(trace, begin, start)
     warm = measured_from - begin
     working_set = sum(dict(zip(trace.keys[start:], trace.sizes[start:].tolist(), strict=True)).values())
@@ -191,8 +193,8 @@ def main() -> None:
         ap.error(f"unknown trace(s) {', '.join(unknown)}; choose from {', '.join(TRACES)}")
     with tempfile.TemporaryDirectory(prefix="precache-diag-") as tmp:
         doc = {"traces": {name: diagnose(name, args.fractions, args.seeds, Path(tmp)) for name in names},
-               "variants": {"before": "rows with the distinct-objects count (the rows before issue 26's fix)",
-                            "after": "rows without it (FeatureTracker(stream_counts=False), what ships)"}}
+               "variants": {"with count": "rows with the distinct-objects count (what ships)",
+                            "without count": "rows without it (FeatureTracker(stream_counts=False), tried)"}}
     args.out.write_text(json.dumps(doc, indent=1))
     print(f"\nwrote {args.out}")
 

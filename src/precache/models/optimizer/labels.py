@@ -175,7 +175,7 @@ class Dataset:
     horizon: float
     cap: float
     change_signal: str
-    stream_counts: bool = False  # the rows carry the distinct-objects count (FeatureTracker's stream_counts)
+    stream_counts: bool = True  # the rows carry the distinct-objects count (FeatureTracker's stream_counts)
 
     @property
     def X_priority(self) -> npt.NDArray[np.float32]:
@@ -240,8 +240,9 @@ def build_dataset(trace: CacheTrace, start: int, end: int, *, horizon: float = 3
     times = trace.times
     nxt = next_access_index(keys)
     t_end = float(times[end - 1]) if end > 0 else 0.0
-    # a model trained once on this slice serves later: no count over the whole stream (features.py)
-    tr = tracker if tracker is not None else FeatureTracker(stream_counts=False)
+    # the rows keep the distinct-objects count: dropping it (stream_counts=False) was tried and not adopted
+    # (features.py, docs/policy.md)
+    tr = tracker if tracker is not None else FeatureTracker()
     last_version = _replay_history(trace, start, tr)
     # pointers into each key's change list for the ttl label
     changes = trace.change_times
