@@ -150,3 +150,48 @@ def test_a_killed_job_process_is_failed_by_its_replica_and_frees_the_lock(redis_
     finally:
         for pid in pids:
             kill(pid)
+
+
+class _FinishesDuringTheCheck:
+    """A real Redis client whose ``exists`` lets the job process finish first: it writes the outcome, then
+    deletes its alive key (trainjob.py's order), exactly between the reader's GET and its EXISTS."""
+
+    def __init__(self, client: Any, key: str, finished: dict[str, Any], alive: str) -> None:
+        self.client, self.key, self.finished, self.alive = client, key, finished, alive
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    async def exists(self, *keys: str) -> int:
+        await self.client.set(self.key, json.dumps(self.finished))
+        await self.client.delete(self.alive)
+        return int(await self.client.exists(*keys))
+
+
+async def test_a_job_finishing_while_a_replica_reads_it_keeps_its_outcome(redis_server: RedisProcess) -> None:
+    """The read that checks a running record's alive key must not mark a job that has just succeeded as lost
+    (the cycle test saw 'failed' for a job that succeeded, twice in ~30 runs under load)."""
+    import redis.asyncio as aioredis
+
+    from precache.serve.jobs import JobStore
+
+    client = aioredis.Redis.from_url(redis_server.url)
+    prefix = f"race{os.getpid()}:"
+    try:
+        job = {**new_job({"modelType": "page-predictor"}), "status": "running"}
+        key, alive = job_key(prefix, job["jobId"]), alive_key(prefix, job["jobId"])
+        await client.set(key, json.dumps(job))
+        await client.set(lock_key(prefix), job["jobId"])
+        finished = {**job, "status": "succeeded", "stage": "done"}
+        racing = JobStore(_FinishesDuringTheCheck(client, key, finished, alive), prefix, 60.0)
+        assert (await racing.get(job["jobId"]) or {})["status"] == "succeeded"
+        assert json.loads(await client.get(key))["status"] == "succeeded"
+        # a record whose process is really gone (no alive key, nothing changes) is still marked failed
+        await client.set(key, json.dumps(job))
+        store = JobStore(client, prefix, 60.0)
+        gone = await store.get(job["jobId"]) or {}
+        assert gone["status"] == "failed" and "gone" in gone["error"]
+        assert json.loads(await client.get(key))["status"] == "failed"
+        assert await client.get(lock_key(prefix)) is None  # and the lock is freed
+    finally:
+        await client.aclose()

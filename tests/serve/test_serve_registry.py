@@ -3,6 +3,7 @@ the training-route auth matrix, and a full train -> gate -> activate -> predict 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -237,7 +238,7 @@ def test_train_gate_activate_predict_cycle(redis_server: RedisProcess, tmp_path:
             busy = other.post("/api/ml/train", json=body)
             assert busy.status_code == 409 and job_id in busy.json()["detail"]
             job = wait_job(other, job_id)  # any replica answers for the job
-        assert job["status"] == "succeeded", job
+        assert job["status"] == "succeeded", json.dumps(job)
         outcome = job["outcomes"][0]
         assert outcome["status"] == "activated" and outcome["version"] == "v1"
         assert outcome["gate"]["accepted"] is True

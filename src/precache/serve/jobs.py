@@ -32,6 +32,14 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# Mark a record lost only if it is still the one read and its alive key is still missing. The job process
+# writes its outcome *before* it deletes its alive key, so a reader that finds the key gone a moment after
+# the job finished sees a changed record here and must not overwrite the outcome with "failed".
+_MARK_LOST = """
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
 
 
 def lock_key(prefix: str) -> str:
@@ -114,8 +122,14 @@ class JobStore:
         if not isinstance(data, dict):
             return None
         if data.get("status") in ACTIVE and not await self.redis.exists(alive_key(self.prefix, job_id)):
-            return await self.mark_lost(data, f"no heartbeat for {ALIVE_SECONDS:g} s (killed, or its host is down)")
-        return data
+            failed = lost(data, f"no heartbeat for {ALIVE_SECONDS:g} s (killed, or its host is down)")
+            if await self.redis.eval(_MARK_LOST, 2, job_key(self.prefix, job_id), alive_key(self.prefix, job_id),
+                                     raw, json.dumps(failed), self.retention_ms):
+                await self.release(job_id)
+                return failed
+            raw = await self.redis.get(job_key(self.prefix, job_id))  # it finished (or beat) meanwhile
+            data = json.loads(raw) if raw is not None else None
+        return data if isinstance(data, dict) else None
 
     async def release(self, job_id: str) -> None:
         await self.redis.eval(_RELEASE, 1, lock_key(self.prefix), job_id)
