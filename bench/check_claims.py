@@ -19,7 +19,9 @@ value (a JSON Pointer, RFC 6901)::
 
 Run it as ``python bench/check_claims.py [FILE.md ...]`` (default: README.md and docs/*.md, where finding no
 figure at all is an error too); it prints one line per bad figure (file, line, quoted value, JSON value) and
-exits 1, or 0 with a count of the figures checked. ``make test`` runs it.
+exits 1, or 0 with a count of the figures checked. ``make test`` runs it. ``--fix`` first re-quotes every drifted
+figure in place from its JSON (after a benchmark re-run), keeping how it was written (decimals, separators,
+sign, suffix); the sentences around the figures are the author's to re-read.
 """
 
 from __future__ import annotations
@@ -203,6 +205,51 @@ def check(claim: Claim, cache: dict[Path, Any]) -> str | None:
             f" (would be quoted {shown})")
 
 
+def requoted(claim: Claim, cache: dict[Path, Any]) -> str | None:
+    """The claim's link text with its figure re-quoted from the JSON (the same decimals, thousands separators,
+    sign style and suffix), or None when the figure holds or cannot be checked at all."""
+    if check(claim, cache) is None:
+        return None
+    try:
+        value = resolve(cache[claim.json_file], claim.pointer)
+        quoted = quoted_number(claim)
+    except (ClaimError, KeyError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    match = NUMBER.search(claim.text)
+    assert match is not None  # quoted_number found it
+    scaled = value * quoted.scale
+    # thousands separators as written, or (a figure quoted under 1,000 before) as the docs write them
+    separators = "," in match["digits"] or len(match["digits"].split(".")[0]) < 4
+    body = f"{abs(scaled):{',' if separators else ''}.{quoted.decimals}f}"
+    minus = "−" if "−" in match["sign"] else "-"
+    sign = minus if round(scaled, quoted.decimals) < 0 else "+" if match["sign"] == "+" else ""
+    return claim.text[:match.start()] + sign + body + (match["suffix"] or "") + claim.text[match.end():]
+
+
+def fix(doc: Path, cache: dict[Path, Any]) -> int:
+    """Re-quote every drifted figure of ``doc`` in place (after a benchmark re-run); returns how many. The
+    prose around a figure is not touched: read it again (a "better" may now be a "worse")."""
+    lines = doc.read_text(encoding="utf-8").split("\n")
+    changed = 0
+    for number, claim in ((c.line, c) for c in find_claims(doc) if c.pointer):
+        line = lines[number - 1]
+        text = requoted(claim, cache)
+        if text is None:
+            continue
+        for match in LINK.finditer(line):
+            if match["text"] == claim.text:
+                start, end = match.span("text")
+                lines[number - 1] = line[:start] + text + line[end:]
+                changed += 1
+                print(f"{claim.where()}: {claim.text!r} -> {text!r}")
+                break
+    if changed:
+        doc.write_text("\n".join(lines), encoding="utf-8")
+    return changed
+
+
 def default_docs(root: Path) -> list[Path]:
     return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
 
@@ -211,9 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("docs", nargs="*", type=Path, help="Markdown files (default: README.md and docs/*.md)")
     parser.add_argument("--root", type=Path, default=ROOT, help="where README.md and docs/ are (default: this repo)")
+    parser.add_argument("--fix", action="store_true",
+                        help="re-quote drifted figures in place from their JSON (then read the prose around them)")
     args = parser.parse_args(argv)
     docs = [path.resolve() for path in args.docs] or default_docs(args.root.resolve())
     cache: dict[Path, Any] = {}
+    if args.fix:
+        fixed = sum(fix(doc, cache) for doc in docs if doc.exists())
+        print(f"check_claims --fix: {fixed} figures re-quoted; read the sentences around them again")
     problems: list[str] = []
     checked = 0
     for doc in docs:

@@ -77,3 +77,27 @@ def test_docs_that_quote_nothing_fail(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "no quoted figure found" in proc.stdout
     assert run(tmp_path / "docs" / "benchmarks.md").returncode == 0  # one named file may quote nothing
+
+
+def test_fix_requotes_drifted_figures_as_they_were_written(tmp_path: Path) -> None:
+    """After a benchmark re-run, ``--fix`` rewrites each drifted figure from its JSON, keeping its decimals,
+    separators, sign and suffix, and leaves the text around it alone; the doc then checks clean."""
+    results = RESULTS / f"_fix_test_{tmp_path.name}.json"  # check_claims reads JSON under bench/results only
+    results.write_text(json.dumps({"rps": 2930.4, "delta": -0.01234, "share": 0.2127, "n": 1273, "ok": 0.5}))
+    try:
+        doc = tmp_path / "fix.md"
+        link = f"{RESULTS}/{results.name}"
+        doc.write_text(
+            f"Served [~3,500 req/s]({link}#/rps) and [+0.0100]({link}#/delta) worse; [21.9%]({link}#/share) of"
+            f" misses, [−359 req]({link}#/n), [0.50]({link}#/ok) as it was.\n")
+        assert run(doc).returncode == 1
+        proc = subprocess.run([sys.executable, str(SCRIPT), "--fix", str(doc)], capture_output=True, text=True,
+                              timeout=60, cwd=ROOT)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "4 figures re-quoted" in proc.stdout, proc.stdout
+        text = doc.read_text()
+        for quoted in ("[~2,930 req/s]", "[-0.0123]", "[21.3%]", "[1,273 req]", "[0.50]", "worse;", "as it was."):
+            assert quoted in text, text
+        assert run(doc).returncode == 0
+    finally:
+        results.unlink()
