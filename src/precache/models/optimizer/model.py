@@ -70,7 +70,7 @@ class OptimizerModel:
         self.horizon = float(self.manifest.get("horizon", 3600.0))
         self.cap = float(self.manifest.get("cap", 4 * self.horizon))
         self.change_signal = str(self.manifest.get("change_signal", "unknown"))
-        # whether the rows carried the distinct-objects count (models from before issue 26's fix did)
+        # whether the rows carried the distinct-objects count (a model trained before the field was recorded did)
         self.stream_counts = bool(self.manifest.get("stream_counts", True))
         self.version = str(self.manifest.get("version", ""))
 
