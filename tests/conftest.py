@@ -22,6 +22,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PRECACHE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The heaviest modules first (a slow-marked test counts as 5): under xdist's ``--dist loadscope`` each
+    module runs whole on one worker, so a slow module that starts last runs alone while the other worker
+    idles. The sort is stable: the tests of a module keep their order."""
+    weight: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        weight[module] = weight.get(module, 0) + (5 if item.get_closest_marker("slow") else 1)
+    items.sort(key=lambda item: -weight[item.nodeid.split("::", 1)[0]])
+
+
 def shared_file(relative: str) -> Path:
     """Path to a real trace in ../shared/data: skips the test when absent, fails under CI=true."""
     path = SHARED_DATA / relative
