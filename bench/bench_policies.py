@@ -120,7 +120,7 @@ def write_oracle_general(trace: CacheTrace, start: int, path: Path) -> None:
 # -- replay -----------------------------------------------------------------------------------------------
 def replay(policy: EvictionPolicy, trace: CacheTrace, start: int, capacity: int,
            clock: ManualClock | None = None, order: str = "evict-first", hints: Hints | None = None,
-           bounds: list[int] | None = None) -> dict[str, Any]:
+           bounds: list[int] | None = None, on_evict: Callable[[int, str], None] | None = None) -> dict[str, Any]:
     """Byte-capacity cache driven through the EvictionPolicy protocol (admit, ttl_for, victim, on_insert,
     on_hit). Requests before ``start`` warm the cache and the policy uncounted (every policy alike).
 
@@ -129,7 +129,8 @@ def replay(policy: EvictionPolicy, trace: CacheTrace, start: int, capacity: int,
     never evict the object it is inserting (an admission decision that bypasses ``admit``).
     ``"insert-first"`` is the old order, kept only to measure that bypass (``self_evictions``: misses whose
     object was evicted by its own insertion). Objects larger than the cache are not stored. No expiry.
-    With ``bounds`` (block edges from ``start``), ``block_missed`` holds the missed bytes per block."""
+    With ``bounds`` (block edges from ``start``), ``block_missed`` holds the missed bytes per block.
+    ``on_evict(i, key)`` is told of each eviction made while serving request ``i`` (policy_diagnose.py)."""
     resident: dict[str, EntryInfo] = {}
     used = 0
     reqs = misses = self_evictions = 0
@@ -184,6 +185,8 @@ def replay(policy: EvictionPolicy, trace: CacheTrace, start: int, capacity: int,
                 used -= ev.size
                 if v == k and insert_first and counted:
                     self_evictions += 1
+                if on_evict is not None:
+                    on_evict(i, v)
         if not insert_first:
             resident[k] = info
             used += s

@@ -23,6 +23,7 @@ import math
 import statistics
 import sys
 import tempfile
+from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
@@ -56,48 +57,48 @@ def load(name: str) -> CacheTrace:
     return trace_from_requests(read_requests({"nasa-jul-extract": NASA_JUL, "nasa-1aug": NASA_AUG}[name]))
 
 
+class _ReadCounter:
+    """Wraps a policy to count each resident's reads (what ``evictions`` reports of a victim)."""
+
+    def __init__(self, policy: EvictionPolicy) -> None:
+        self.policy = policy
+        self.reads: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.policy, name)
+
+    def on_hit(self, info: EntryInfo) -> None:
+        self.reads[info.key] = self.reads.get(info.key, 0) + 1
+        self.policy.on_hit(info)
+
+    def on_insert(self, info: EntryInfo) -> None:
+        self.reads[info.key] = 0
+        self.policy.on_insert(info)
+
+
 def evictions(policy: EvictionPolicy, trace: CacheTrace, warm: int, cap: int,
               clock: ManualClock | None = None) -> tuple[float, list[tuple[int, int, int, float]]]:
-    """bench_policies.replay's loop (evict, then insert), recording each measured eviction as
-    (size, reads while resident, requests idle, requests to the key's next request or inf)."""
-    keys, sizes, times = trace.keys, trace.sizes.tolist(), trace.times.tolist()
+    """bench_policies.replay (evict, then insert), recording each measured eviction as (size, reads while
+    resident, requests idle, requests to the key's next request or inf)."""
+    keys, sizes = trace.keys, trace.sizes.tolist()
     nxt = next_access_index(keys)
-    resident: dict[str, EntryInfo] = {}
-    seen: dict[str, list[int]] = {}  # key -> [reads while resident, last request index]
-    used = req_b = miss_b = 0
-    out: list[tuple[int, int, int, float]] = []
+    positions: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
-        if clock is not None:
-            clock.set(times[i])
-        s = sizes[i]
-        req_b += s if i >= warm else 0
-        e = resident.get(k)
-        if e is not None:
-            policy.on_hit(e)
-            seen[k][0] += 1
-            seen[k][1] = i
-            continue
-        miss_b += s if i >= warm else 0
-        if s > cap:
-            continue
-        info = EntryInfo(key=k, size=s, inserted_at=times[i])
-        policy.ttl_for(info, None)
-        if not policy.admit(info):
-            continue
-        while used + s > cap:
-            v = policy.victim()
-            if v is None:
-                break
-            used -= resident.pop(v).size
-            reads, last = seen.pop(v)
-            j = int(nxt[last])
-            if i >= warm:
-                out.append((sizes[last], reads, i - last, float(j - i) if j > i else math.inf))
-        resident[k] = info
-        used += s
-        seen[k] = [0, i]
-        policy.on_insert(info)
-    return miss_b / max(req_b, 1), out
+        positions.setdefault(k, []).append(i)
+    counter = _ReadCounter(policy)
+    out: list[tuple[int, int, int, float]] = []
+
+    def record(i: int, key: str) -> None:
+        reads = counter.reads.pop(key, 0)
+        if i < warm:
+            return
+        seen = positions[key]
+        last = seen[bisect_left(seen, i) - 1]  # the victim's last request before this one
+        j = int(nxt[last])
+        out.append((sizes[last], reads, i - last, float(j - i) if j > i else math.inf))
+
+    result = replay(counter, trace, warm, cap, clock, on_evict=record)  # type: ignore[arg-type]
+    return float(result["byte_miss_ratio"]), out
 
 
 def describe(ev: list[tuple[int, int, int, float]], within: float) -> dict[str, float]:
