@@ -514,17 +514,16 @@ LRB-style sampled eviction with LearnedPolicy's defaults (no admission, no proba
 SHIPPED_DEFAULT = "precache.switch (default)"
 """The policy shipped unless a candidate beats it on validation beyond the noise band: the online
 switcher (models/optimizer/switcher.py), which runs the cache's default heuristic (S3-FIFO, Yang et al.,
-SOSP 2023) and steps aside online for a heuristic its miniature simulations show doing clearly better."""
+SOSP 2023) and steps aside online for a heuristic its shadow caches show doing clearly better."""
 
 
 def run_switch(trace: CacheTrace, start: int, cap: int) -> dict[str, Any]:
     """The online switcher on the evaluation half, warmed (and free to switch) on the training part;
-    its switches as ``[request index, policy]`` (the index is of sampled requests, from the start)."""
+    its switches as ``[request count, policy]`` (requests it has seen, from the start of the trace)."""
     pol = SwitchingPolicy(capacity_bytes=cap)
     r: dict[str, Any] = dict(replay(pol, trace, start, cap))
     r["switches"] = [list(x) for x in pol.switches]
     r["final_policy"] = pol.current
-    r["sample_threshold"] = pol.shards.threshold
     return r
 
 

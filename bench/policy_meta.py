@@ -33,9 +33,10 @@ def meta() -> dict[str, Any]:
                   "before the evaluation half, like every cache here",
         "switch": "precache.switch (default) = SwitchingPolicy (models/optimizer/switcher.py): runs S3-FIFO and "
                   "switches online, test-then-learn, among S3-FIFO, S3-FIFO+doorkeeper, SIEVE and GDSF+doorkeeper "
-                  "when SHARDS miniature simulations (4,096 sampled keys, byte miss ratio decayed with a "
-                  "half-life of 2,048 sampled requests) show one better by more than 0.005; it streams the "
-                  "training part first (it may switch there), its cpu_us_per_request includes the miniatures",
+                  "when their full-size shadow caches (keys and sizes; byte miss ratio decayed with a half-life "
+                  "of 2,048 requests) show one better by more than 0.005; a switch hands the cache to the warm "
+                  "shadow (nothing rebuilt); it streams the training part first (it may switch there), its "
+                  "cpu_us_per_request includes the shadows",
         "shipped": "per point, chosen on the same validation slice among every learned candidate and every "
                    "baseline by the same noise-band rule with the online switcher "
                    "(precache.switch (default)) as the default (learned_selection.shipped.rule holds every "

@@ -207,11 +207,6 @@ class S3FIFOPolicy:
         self._main_bytes = 0
         self._evicted = False
 
-    def set_capacity(self, capacity_bytes: int) -> None:
-        """The cache's byte capacity changed (a miniature simulation that rescales): new queue shares."""
-        self.capacity = capacity_bytes
-        self._small_cap = int(capacity_bytes * self.small_ratio)
-
     def admit(self, info: EntryInfo) -> bool:
         return not self._small_cap or info.size < self._small_cap
 

@@ -1,40 +1,45 @@
-"""The shipped policy that steps aside online: it runs one candidate for real and switches to another
-when miniature simulations (:mod:`.minisim`) show that one doing clearly better on recent traffic.
+"""The shipped policy that steps aside online: the cache follows one candidate policy and hands itself
+to another when that one's shadow cache (:mod:`.shadow`) shows it doing clearly better on recent
+traffic.
 
 Why: a policy chosen once on a validation slice cannot follow a workload that shifts (CloudPhysics'
 slice is scan-heavy, its later half is not), and a short slice cannot tell the candidates apart.
 Scored test-then-learn: every decision uses only requests already served.
 
-The rule, fixed before any benchmark run (docs/policy.md, "The online switcher"):
+The rule (docs/policy.md, "The online switcher"):
 
-- every request is offered to the SHARDS sample (``MAX_KEYS`` distinct keys); sampled requests feed
-  one miniature cache per candidate, each keeping a byte miss ratio decayed with a half-life of
-  ``HALF_LIFE`` sampled requests;
-- every ``CHECK_EVERY`` sampled requests, once ``HALF_LIFE`` sampled requests have been seen since the
-  start or the last switch, the real cache switches to the candidate with the lowest decayed ratio if
-  it beats the running candidate's by more than ``MARGIN`` (hysteresis);
-- a switch rebuilds the new policy's state from the resident entries, oldest insertion first.
+- every request the cache sees (a miss offered for admission, or a hit) is also a request to one shadow
+  cache per candidate, at the real cache's byte capacity, each keeping its byte miss ratio decayed with
+  a half-life of ``HALF_LIFE`` requests;
+- every ``CHECK_EVERY`` requests, once ``HALF_LIFE`` requests have passed since the start or the last
+  switch, the cache switches to the candidate with the lowest decayed ratio if it beats the running
+  candidate's by more than ``MARGIN`` (hysteresis);
+- the running candidate's shadow decides: a miss is admitted when its shadow holds the key afterwards,
+  and the victims are the real cache's entries its shadow no longer holds (oldest first). So the real
+  contents are the shadow's, less the keys it holds that have not been requested since the switch; a
+  switch rebuilds nothing: the new candidate's state is warm, and the contents converge to its own as
+  requests arrive.
 
 The real cache's capacity is given (the benchmark knows it) or, in the memory tier, estimated as the
-largest resident byte count seen (what the tier holds once it evicts).
+largest resident byte count seen (what the tier holds once it evicts); when the tier's budget is below
+the running shadow's (that estimate, or an item budget), the shadow is made to evict too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from precache.cache.policy import EntryInfo, EvictionPolicy, S3FIFOPolicy
-from precache.models.optimizer.heuristics import DOOR_GENERATION, DoorkeeperPolicy, GDSFPolicy, SievePolicy
-from precache.models.optimizer.minisim import Shards
+from precache.models.optimizer.heuristics import DoorkeeperPolicy, GDSFPolicy, SievePolicy
+from precache.models.optimizer.shadow import ShadowCache
 
-MAX_KEYS = 4096
-"""Distinct sampled keys (SHARDS' s_max): Waldspurger et al. report mean absolute miss-ratio errors of
-about 0.01 or less with a few thousand sampled keys; each sampled request costs one step per mini."""
 HALF_LIFE = 2048.0
-"""Half-life of the decayed miss ratios, in sampled requests: about half the sample's distinct keys, so
-a window spans several reuses of a typical sampled key, yet follows a shift within a few thousand."""
+"""Half-life of the decayed miss ratios, in requests: the previous design's window (2,048 sampled
+requests) where its sample held every key, now in every workload; it follows a shift within a few
+thousand requests, and a switch made on a short-lived lead costs little since nothing is rebuilt."""
 CHECK_EVERY = 256
-"""Sampled requests between decisions (each decision is a comparison of a few floats)."""
+"""Requests between decisions (each decision is a comparison of a few floats)."""
 MARGIN = 0.005
 """A candidate must beat the running policy's decayed byte miss ratio by more than this: the goal's own
 tolerance, so a switch is made only for a gain the benchmark would count."""
@@ -44,96 +49,143 @@ Factory = Callable[[int | None], EvictionPolicy]
 """Builds a candidate for a byte capacity (None: unknown, the memory tier owns its budget)."""
 
 
-def candidates(door_generation: int = DOOR_GENERATION) -> dict[str, Factory]:
+def candidates() -> dict[str, Factory]:
     """The switcher's candidates by name, each built for a byte capacity: S3-FIFO (the default, first),
     S3-FIFO behind a doorkeeper, SIEVE and GDSF behind a doorkeeper (the Python forms of the benchmark's
     winning heuristics: S3FIFO, S3FIFO+Bloom, Sieve, GDSF+Bloom)."""
     return {
         "s3fifo": lambda cap: S3FIFOPolicy(capacity_bytes=cap),
-        "s3fifo+door": lambda cap: DoorkeeperPolicy(S3FIFOPolicy(capacity_bytes=cap), door_generation),
+        "s3fifo+door": lambda cap: DoorkeeperPolicy(S3FIFOPolicy(capacity_bytes=cap)),
         "sieve": lambda cap: SievePolicy(),
-        "gdsf+door": lambda cap: DoorkeeperPolicy(GDSFPolicy(), door_generation),
+        "gdsf+door": lambda cap: DoorkeeperPolicy(GDSFPolicy()),
     }
 
 
 class SwitchingPolicy:
-    """An :class:`EvictionPolicy` that runs one of ``factories`` (the first at the start) and switches
-    by the rule above. ``switches`` records ``(sampled request count, new policy)`` per switch."""
+    """An :class:`EvictionPolicy` that follows one of ``factories``' shadows (the first at the start)
+    and switches by the rule above. ``switches`` records ``(request count, new policy)`` per switch."""
 
     name = "switch"
 
-    def __init__(self, capacity_bytes: int | None = None,
-                 factories: dict[str, Factory] | None = None,
-                 max_keys: int = MAX_KEYS, half_life: float = HALF_LIFE, margin: float = MARGIN,
-                 check_every: int = CHECK_EVERY) -> None:
+    def __init__(self, capacity_bytes: int | None = None, factories: dict[str, Factory] | None = None,
+                 half_life: float = HALF_LIFE, margin: float = MARGIN, check_every: int = CHECK_EVERY) -> None:
         self.factories = factories if factories is not None else candidates()
         self.fixed_capacity = capacity_bytes
-        cap = capacity_bytes or 1
+        decay = 0.5 ** (1.0 / half_life)
+        self.shadows = {name: ShadowCache(make(capacity_bytes), float(capacity_bytes or 1), decay,
+                                          partial(self._shadow_evicted, name))
+                        for name, make in self.factories.items()}
         self.current = next(iter(self.factories))
-        self.policy: EvictionPolicy = self.factories[self.current](capacity_bytes)
-        # the minis' doorkeepers see only sampled keys: they remember the whole sample (max_keys keys), as
-        # the real one remembers DOOR_GENERATION keys or more (equal when T * DOOR_GENERATION >= max_keys)
-        mini_factories = self.factories if factories is not None else candidates(max_keys)
-        self.shards = Shards(mini_factories, cap, max_keys, half_life)
         self.half_life, self.margin, self.check_every = half_life, margin, check_every
         self.resident: dict[str, EntryInfo] = {}
         self.used = 0
+        self.requests = 0
         self._since_switch = 0
+        self._extras: dict[str, None] = {}  # resident keys the running shadow does not hold, oldest first
+        self._offered: str | None = None  # the key admit() just fed to the shadows
         self.switches: list[tuple[int, str]] = []
 
-    def _observe(self, info: EntryInfo) -> None:
-        if not self.shards.observe(info.key, info.size):
-            return
+    @property
+    def policy(self) -> EvictionPolicy:
+        """The running candidate (its shadow's policy)."""
+        return self.shadows[self.current].policy
+
+    @property
+    def capacity(self) -> float:
+        """The shadows' byte capacity: the real cache's, given or estimated."""
+        return self.shadows[self.current].capacity
+
+    def _shadow_evicted(self, name: str, key: str) -> None:
+        if name == self.current and key in self.resident:
+            self._extras[key] = None
+
+    def _request(self, key: str, size: int) -> bool:
+        """Feed one request to every shadow; True if the running one holds the key afterwards."""
+        if self.fixed_capacity is None and self.used + size > self.capacity:
+            self._set_capacity(self.used + size)  # the tier holds this much: its budget is at least that
+        for shadow in self.shadows.values():
+            shadow.request(key, size)
+        self.requests += 1
         self._since_switch += 1
-        if self._since_switch >= self.half_life and self.shards.sampled % self.check_every == 0:
+        if self._since_switch >= self.half_life and self.requests % self.check_every == 0:
             self._decide()
+        held = key in self.shadows[self.current].resident
+        if held:
+            self._extras.pop(key, None)
+        elif key in self.resident:
+            self._extras[key] = None
+        return held
+
+    def _set_capacity(self, capacity: int) -> None:
+        for shadow in self.shadows.values():
+            shadow.resize(capacity)
 
     def _decide(self) -> None:
-        ratios = self.shards.ratios()
+        ratios = {name: shadow.byte_miss_ratio() for name, shadow in self.shadows.items()}
         best = min(ratios, key=lambda name: ratios[name])
         if best != self.current and ratios[best] < ratios[self.current] - self.margin:
             self._switch(best)
 
     def _switch(self, name: str) -> None:
-        """Run ``name`` for real from now on, its state rebuilt from the residents (oldest first)."""
-        policy = self.factories[name](self.fixed_capacity)
-        for info in self.resident.values():
-            policy.on_insert(info)
-        self.policy, self.current = policy, name
+        """Follow ``name``'s shadow from now on: what it does not hold is evicted first."""
+        held = self.shadows[name].resident
+        self.current = name
+        self._extras = {key: None for key in self.resident if key not in held}
         self._since_switch = 0
-        self.switches.append((self.shards.sampled, name))
+        self.switches.append((self.requests, name))
 
     def admit(self, info: EntryInfo) -> bool:
-        self._observe(info)  # a miss (the cache asks admission only for what it does not hold)
-        return self.policy.admit(info)
+        self._offered = info.key  # a miss: the cache asks admission only for what it does not hold
+        return self._request(info.key, info.size)
 
     def ttl_for(self, info: EntryInfo, default_ttl: float | None) -> float | None:
         return self.policy.ttl_for(info, default_ttl)
 
     def on_insert(self, info: EntryInfo) -> None:
-        if info.key in self.resident:
-            self.on_remove(info.key)
-        self.resident[info.key] = info
+        key = info.key
+        old = self.resident.pop(key, None)
+        if old is not None:
+            self.used -= old.size
+        if self._offered != key:  # stored without admit() (the tier's fill from L2): a request all the same
+            self._request(key, info.size)
+        self._offered = None
+        self.resident[key] = info
         self.used += info.size
-        if self.fixed_capacity is None and self.used > self.shards.capacity:
-            self.shards.set_capacity(self.used)  # the tier's budget, as far as it has shown it
-        self.policy.on_insert(info)
+        if key not in self.shadows[self.current].resident:
+            self._extras[key] = None  # stored although the running candidate would not hold it
+        if self.fixed_capacity is None and self.used > self.capacity:
+            self._set_capacity(self.used)
 
     def on_hit(self, info: EntryInfo) -> None:
-        self._observe(info)
-        self.policy.on_hit(info)
+        self._offered = None
+        self._request(info.key, info.size)
 
     def on_remove(self, key: str) -> None:
+        self._offered = None
         gone = self.resident.pop(key, None)
         if gone is not None:
             self.used -= gone.size
-        self.policy.on_remove(key)
+        self._extras.pop(key, None)
+        for shadow in self.shadows.values():  # a delete or an expiry ends the key in every candidate
+            shadow.remove(key)
 
     def victim(self) -> str | None:
-        key = self.policy.victim()
-        if key is not None:
-            gone = self.resident.pop(key, None)
-            self.used -= gone.size if gone is not None else 0
+        extras, resident = self._extras, self.resident
+        while extras:
+            key = next(iter(extras))
+            del extras[key]
+            if key in resident:
+                return self._evicted(key)
+        # the real budget is below the running shadow's (an estimate, an item budget): it evicts too
+        shadow = self.shadows[self.current]
+        while (dropped := shadow.evict_one()) is not None:
+            if dropped in resident:
+                return self._evicted(dropped)
+        return self._evicted(next(iter(resident))) if resident else None
+
+    def _evicted(self, key: str) -> str:
+        gone = self.resident.pop(key)
+        self.used -= gone.size
         return key
 
     def __len__(self) -> int:
