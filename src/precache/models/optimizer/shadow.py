@@ -36,7 +36,7 @@ class ShadowCache:
         self.requested = 0.0
 
     def request(self, key: str, size: int) -> bool:
-        """One request for ``key``; True if the key is resident afterwards (a hit, or admitted)."""
+        """One request for ``key``; True if it was a hit."""
         d = self.decay
         self.requested = self.requested * d + size
         e = self.resident.get(key)
@@ -57,7 +57,7 @@ class ShadowCache:
         self.resident[key] = info
         self.used += size
         self.policy.on_insert(info)
-        return True
+        return False
 
     def evict_one(self) -> str | None:
         """The policy's next victim, forgotten (None when it tracks nothing)."""
