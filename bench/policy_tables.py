@@ -1,5 +1,5 @@
-"""Print docs/policy.md's tables from bench/results/replay.json and policies.json, every figure a link to
-its JSON value (so ``bench/check_claims.py`` checks the doc against the results):
+"""Print docs/policy.md's tables from bench/results/replay.json, policies.json and switcher_validation.json,
+every figure a link to its JSON value (so ``bench/check_claims.py`` checks the doc against the results):
 ``.venv/bin/python bench/policy_tables.py``."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from urllib.parse import quote
 RESULTS = Path(__file__).resolve().parent / "results"
 REPLAY = "../bench/results/replay.json#/"
 POLICIES = "../bench/results/policies.json#/"
+SWITCHER = "../bench/results/switcher_validation.json#/"
 
 
 def link(value: float | None, fmt: str, target: str) -> str:
@@ -159,6 +160,28 @@ def switch_table(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def switcher_validation_table(data: dict[str, Any]) -> list[str]:
+    """Per point of the validation slices, the best candidate alone and the switcher at each half-life."""
+    heads = data["half_lives"]
+    out = ["| trace | cache | best candidate alone | " + " | ".join(f"H = {h}: Δ (switches)" for h in heads) + " |",
+           "|---|---|---|" + "---|" * len(heads)]
+    for name, t in data["traces"].items():
+        for i, r in enumerate(t["sizes"]):
+            b = f"{SWITCHER}traces/{name}/sizes/{i}/"
+            best = r["best_alone"]
+            cells = " | ".join(
+                f"{link(r['switcher'][h]['minus_best_alone'], '+.4f', f'{b}switcher/{h}/minus_best_alone')} "
+                f"({r['switcher'][h]['switches']})" for h in heads)
+            out.append(f"| {name} | {r['fraction']:.1%} | {best}: "
+                       f"{link(r['alone'][best], '.4f', f'{b}alone/{quote(best)}')} | {cells} |")
+    means = " | ".join(link(data["summary"][h]["mean_minus_best_alone"], "+.4f",
+                            f"{SWITCHER}summary/{h}/mean_minus_best_alone") for h in heads)
+    worsts = " | ".join(link(data["summary"][h]["worst_minus_best_alone"], "+.4f",
+                             f"{SWITCHER}summary/{h}/worst_minus_best_alone") for h in heads)
+    out += [f"| mean | | | {means} |", f"| worst | | | {worsts} |"]
+    return out
+
+
 def main() -> None:
     replay = json.loads((RESULTS / "replay.json").read_text())
     policies = json.loads((RESULTS / "policies.json").read_text())
@@ -175,6 +198,8 @@ def main() -> None:
     print("\n".join(selection_table(policies)))
     print()
     print("\n".join(switch_table(policies)))
+    print()
+    print("\n".join(switcher_validation_table(json.loads((RESULTS / "switcher_validation.json").read_text()))))
     print(json.dumps(policies.get("goals", {})))
 
 
