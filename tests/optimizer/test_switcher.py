@@ -39,6 +39,40 @@ def test_gdsf_evicts_the_lowest_frequency_per_byte() -> None:
     assert pol.victim() == "big"
 
 
+def test_gdsf_refuses_a_miss_it_would_evict_first_and_ages() -> None:
+    """libCacheSim's GDSF inserts, then evicts the lowest priority: a large object read once, whose
+    priority is below every resident it would displace, is the one evicted (and L rises to it)."""
+    pol = GDSFPolicy(capacity_bytes=100)
+    hot = [(f"h{i}", 10) for i in range(9)]
+    replay_hits(pol, hot + hot, 100)  # nine hot objects of 10 bytes, each read twice: priority 2/10
+    assert not pol.admit(EntryInfo(key="big", size=50))  # priority 1/50: it would go before them
+    assert pol.victim() in {k for k, _ in hot} and abs(pol.age - 2 / 10) < 1e-12
+    free = GDSFPolicy(capacity_bytes=100)
+    replay_hits(free, hot, 100)
+    assert free.admit(EntryInfo(key="small", size=10))  # it fits: nothing to displace
+    assert GDSFPolicy().admit(EntryInfo(key="big", size=50))  # no capacity: no rule
+
+
+def test_gdsf_is_at_parity_with_libcachesim() -> None:
+    import libcachesim as lcs
+
+    for seed in range(3):
+        rng = random.Random(seed)
+        sizes: dict[int, int] = {}
+        keys = [int(rng.paretovariate(0.8)) % 2000 for _ in range(20_000)]
+        trace = [(f"k{k}", sizes.setdefault(k, int(rng.lognormvariate(6, 1.5)) + 1)) for k in keys]
+        total = sum(size for _, size in trace)
+        for cap in (20_000, 200_000):
+            cache = lcs.GDSF(cache_size=cap)
+            theirs = [cache.get(lcs.Request(obj_size=size, obj_id=k + 1))
+                      for k, (_, size) in zip(keys, trace, strict=True)]
+            ours, _ = replay_hits(GDSFPolicy(capacity_bytes=cap), trace, cap)
+            missed = [sum(size for (_, size), hit in zip(trace, hits, strict=True) if not hit) / total
+                      for hits in (theirs, ours)]
+            assert abs(missed[0] - missed[1]) < 0.003
+            assert sum(a != b for a, b in zip(theirs, ours, strict=True)) < 0.01 * len(trace)
+
+
 def test_doorkeeper_admits_on_the_second_miss() -> None:
     door = DoorkeeperPolicy(LRUPolicy(), generation=2)
     info = EntryInfo(key="k", size=1)

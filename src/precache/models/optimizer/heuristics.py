@@ -94,20 +94,66 @@ class SievePolicy:
 
 class GDSFPolicy:
     """GreedyDual-Size-Frequency (Cherkasova 1998), as libCacheSim's GDSF: priority = L + frequency /
-    size, evict the lowest, L rises to the evicted priority (aging). A lazy min-heap: stale heap items
-    (a key hit or removed since) are skipped when popped, and rebuilt when they outnumber live ones."""
+    size, evict the lowest (ties: the least recently requested), L rises to the evicted priority (aging).
+    A lazy min-heap: stale heap items (a key hit or removed since) are skipped when popped, and rebuilt
+    when they outnumber live ones.
+
+    With ``capacity_bytes`` it also refuses what libCacheSim's GDSF never keeps: libCacheSim inserts a miss
+    first and then evicts the lowest priorities, so a new object whose priority is below every resident
+    that would have to go to make room for it is itself the first evicted (one large object read once
+    does not flush the cache). In the evict-first order of this project's caches, :meth:`admit` says no
+    to that object, and L rises to its priority as libCacheSim's would. Without a capacity (the memory
+    tier owns its budget) every miss is admitted."""
 
     name = "gdsf"
 
-    def __init__(self) -> None:
+    def __init__(self, capacity_bytes: int | None = None) -> None:
+        self.capacity = capacity_bytes
         self._prio: dict[str, float] = {}
         self._freq: dict[str, int] = {}
+        self._size: dict[str, int] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._seq = 0
         self._age = 0.0
+        self.used = 0
+
+    @property
+    def age(self) -> float:
+        """L: the priority of the last object evicted (or refused), added to every new priority."""
+        return self._age
 
     def admit(self, info: EntryInfo) -> bool:
-        return True
+        if self.capacity is None:
+            return True
+        need = self.used + info.size - self.capacity
+        if need <= 0:
+            return True
+        incoming = self._age + 1.0 / max(info.size, 1)
+        if self._frees_before(incoming, need):
+            return True
+        self._age = incoming  # libCacheSim evicts the new object itself: its priority is the new L
+        return False
+
+    def _frees_before(self, priority: float, need: int) -> bool:
+        """Do the residents whose priority is at most ``priority`` (lowest first) hold ``need`` bytes?
+        A walk of the heap in order through a frontier of its nodes: O(k log k) for the k items read."""
+        heap, prio, size = self._heap, self._prio, self._size
+        frontier = [(heap[0], 0)] if heap else []
+        freed = 0
+        seen: set[str] = set()
+        while frontier:
+            (p, _, key), i = heapq.heappop(frontier)
+            if p > priority:
+                return False
+            if prio.get(key) == p and key not in seen:
+                seen.add(key)
+                freed += size[key]
+                if freed >= need:
+                    return True
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < len(heap):
+                    heapq.heappush(frontier, (heap[child], child))
+        return False
 
     def ttl_for(self, info: EntryInfo, default_ttl: float | None) -> float | None:
         return default_ttl
@@ -123,15 +169,22 @@ class GDSFPolicy:
 
     def on_insert(self, info: EntryInfo) -> None:
         self._freq[info.key] = 1
+        self._size[info.key] = info.size
+        self.used += info.size
         self._push(info.key, info.size)
 
     def on_hit(self, info: EntryInfo) -> None:
         self._freq[info.key] = self._freq.get(info.key, 0) + 1
         self._push(info.key, info.size)
 
+    def _forget(self, key: str) -> None:
+        del self._prio[key]
+        del self._freq[key]
+        self.used -= self._size.pop(key)
+
     def on_remove(self, key: str) -> None:
-        self._prio.pop(key, None)
-        self._freq.pop(key, None)
+        if key in self._prio:
+            self._forget(key)
 
     def victim(self) -> str | None:
         heap, prio = self._heap, self._prio
@@ -139,8 +192,7 @@ class GDSFPolicy:
             p, _, key = heapq.heappop(heap)
             if prio.get(key) == p:
                 self._age = p
-                del prio[key]
-                del self._freq[key]
+                self._forget(key)
                 return key
         return None
 

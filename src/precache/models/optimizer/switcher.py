@@ -57,7 +57,7 @@ def candidates() -> dict[str, Factory]:
         "s3fifo": lambda cap: S3FIFOPolicy(capacity_bytes=cap),
         "s3fifo+door": lambda cap: DoorkeeperPolicy(S3FIFOPolicy(capacity_bytes=cap)),
         "sieve": lambda cap: SievePolicy(),
-        "gdsf+door": lambda cap: DoorkeeperPolicy(GDSFPolicy()),
+        "gdsf+door": lambda cap: DoorkeeperPolicy(GDSFPolicy(capacity_bytes=cap)),
     }
 
 
