@@ -101,8 +101,8 @@ class SwitchingPolicy:
 
     def _request(self, key: str, size: int) -> bool:
         """Feed one request to every shadow; True if the running one holds the key afterwards."""
-        if self.fixed_capacity is None and self.used + size > self.capacity:
-            self._set_capacity(self.used + size)  # the tier holds this much: its budget is at least that
+        if self.fixed_capacity is None and key not in self.resident and self.used + size > self.capacity:
+            self._set_capacity(self.used + size)  # the tier is storing this much: its budget is at least that
         for shadow in self.shadows.values():
             shadow.request(key, size)
         self.requests += 1
