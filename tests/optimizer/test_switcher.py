@@ -183,16 +183,19 @@ def test_without_a_capacity_it_learns_the_tier_budget() -> None:
 
 
 def test_in_the_memory_tier_it_keeps_the_budgets_and_the_fills_from_l2() -> None:
-    """The tier stores first and evicts after, stores L2 fills without asking admission, and has an item
-    budget the shadows do not know: the switcher keeps its books equal to the tier's through all of it."""
-    sw = SwitchingPolicy()
-    tier = MemoryTier(max_bytes=20_000, max_items=60, policy=sw)
-    for i, (key, _) in enumerate(scan_then_hot(20_000, 13)):
-        if tier.get(key) is None:
-            if i % 3:
-                tier.set(key, "v" * 50, 50)
-            else:
-                tier.fill_one(key, "v" * 50, 50, None, 0.0)
-        assert set(sw.resident) == set(tier.data) and sw.used == tier.bytes
-        assert tier.bytes <= 20_000 and len(tier.data) <= 60
-    assert tier.evictions > 0
+    """The tier gives its byte budget, stores first and evicts after, stores L2 fills without asking
+    admission, and may have an item budget the shadows do not know (the first tier here): the switcher
+    keeps its books equal to the tier's through all of it."""
+    for max_items in (60, 100_000):
+        sw = SwitchingPolicy()
+        tier = MemoryTier(max_bytes=20_000, max_items=max_items, policy=sw)
+        assert sw.fixed_capacity == 20_000 and sw.capacity == 20_000
+        for i, (key, _) in enumerate(scan_then_hot(20_000, 13)):
+            if tier.get(key) is None:
+                if i % 3:
+                    tier.set(key, "v" * 50, 50)
+                else:
+                    tier.fill_one(key, "v" * 50, 50, None, 0.0)
+            assert set(sw.resident) == set(tier.data) and sw.used == tier.bytes
+            assert tier.bytes <= 20_000 and len(tier.data) <= max_items
+        assert tier.evictions > 0 and sw.switches

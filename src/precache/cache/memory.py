@@ -18,6 +18,7 @@ from precache.cache.clock import Clock, SystemClock
 from precache.cache.policy import (
     BatchEvictPolicy,
     BatchInsertPolicy,
+    BudgetAwarePolicy,
     EntryInfo,
     EvictionPolicy,
     LRUPolicy,
@@ -69,6 +70,8 @@ class MemoryTier:
         self.max_bytes = int(max_bytes)
         self.max_items = int(max_items)
         self.policy: EvictionPolicy = policy if policy is not None else S3FIFOPolicy()
+        if isinstance(self.policy, BudgetAwarePolicy):
+            self.policy.use_budget(self.max_bytes)
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.default_ttl = default_ttl
         self.data: dict[str, Entry] = {}

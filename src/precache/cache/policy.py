@@ -84,6 +84,15 @@ class BatchInsertPolicy(Protocol):
 
 
 @runtime_checkable
+class BudgetAwarePolicy(Protocol):
+    """Optional hook: a policy that decides better knowing the tier's byte budget (the online switcher's
+    shadow caches run at it). :class:`MemoryTier` calls ``use_budget`` once, when it takes the policy,
+    before any entry is announced."""
+
+    def use_budget(self, max_bytes: int) -> None: ...
+
+
+@runtime_checkable
 class BatchEvictPolicy(Protocol):
     """Optional batch hook: the tier asks for all victims of an overflow in one call. ``evict`` must
     choose and forget victims, in ``victim()`` order, until their sizes sum to at least ``bytes_over``

@@ -20,9 +20,9 @@ The rule (docs/policy.md, "The online switcher"):
   switch rebuilds nothing: the new candidate's state is warm, and the contents converge to its own as
   requests arrive.
 
-The real cache's capacity is given (the benchmark knows it) or, in the memory tier, estimated as the
-largest resident byte count seen (what the tier holds once it evicts); when the tier's budget is below
-the running shadow's (that estimate, or an item budget), the shadow is made to evict too.
+The real cache's byte capacity is given: by the benchmark, or by the memory tier (``use_budget``, its
+``max_bytes``). Without one it is estimated as the largest byte count the cache has held. When the real
+budget is below the running shadow's (an estimate, or the tier's item budget), the shadow evicts too.
 """
 
 from __future__ import annotations
@@ -70,11 +70,9 @@ class SwitchingPolicy:
     def __init__(self, capacity_bytes: int | None = None, factories: dict[str, Factory] | None = None,
                  half_life: float = HALF_LIFE, margin: float = MARGIN, check_every: int = CHECK_EVERY) -> None:
         self.factories = factories if factories is not None else candidates()
+        self._decay = 0.5 ** (1.0 / half_life)
         self.fixed_capacity = capacity_bytes
-        decay = 0.5 ** (1.0 / half_life)
-        self.shadows = {name: ShadowCache(make(capacity_bytes), float(capacity_bytes or 1), decay,
-                                          partial(self._shadow_evicted, name))
-                        for name, make in self.factories.items()}
+        self.shadows = self._build_shadows(capacity_bytes)
         self.current = next(iter(self.factories))
         self.half_life, self.margin, self.check_every = half_life, margin, check_every
         self.resident: dict[str, EntryInfo] = {}
@@ -84,6 +82,21 @@ class SwitchingPolicy:
         self._extras: dict[str, None] = {}  # resident keys the running shadow does not hold, oldest first
         self._offered: str | None = None  # the key admit() just fed to the shadows
         self.switches: list[tuple[int, str]] = []
+
+    def _build_shadows(self, capacity: int | None) -> dict[str, ShadowCache]:
+        return {name: ShadowCache(make(capacity), float(capacity or 1), self._decay,
+                                  partial(self._shadow_evicted, name))
+                for name, make in self.factories.items()}
+
+    def use_budget(self, max_bytes: int) -> None:
+        """The memory tier's byte budget (:class:`~precache.cache.policy.BudgetAwarePolicy`): before any
+        request the shadows are built for it, as in the benchmark; later (a tier given a used policy) it
+        only becomes the shadows' capacity, as the estimate would."""
+        if self.requests == 0 and not self.resident:
+            self.fixed_capacity = max_bytes
+            self.shadows = self._build_shadows(max_bytes)
+        else:
+            self._set_capacity(max(max_bytes, int(self.capacity)))
 
     @property
     def policy(self) -> EvictionPolicy:
