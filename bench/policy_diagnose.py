@@ -42,7 +42,7 @@ from precache.models.optimizer.labels import CacheTrace, build_dataset, next_acc
 from precache.models.optimizer.model import OptimizerModel  # noqa: E402
 from precache.models.optimizer.policy import LearnedPolicy  # noqa: E402
 from precache.models.optimizer.train import TrainConfig, train  # noqa: E402
-from shared_traces import NASA_AUG, NASA_JUL  # noqa: E402
+from shared_traces import NASA_AUG, NASA_JUL, trace_names  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TRACES = ("nasa-jul-extract", "nasa-1aug", "cloudphysics")
@@ -188,10 +188,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="sampling seeds of the learned policy (its noise)")
     ap.add_argument("--out", type=Path, default=RESULTS / "policy_diagnose.json")
     args = ap.parse_args()
-    names = [t for t in args.traces.split(",") if t]
-    unknown = sorted(set(names) - set(TRACES))
-    if unknown:
-        ap.error(f"unknown trace(s) {', '.join(unknown)}; choose from {', '.join(TRACES)}")
+    names = trace_names(ap, args.traces, TRACES)
     with tempfile.TemporaryDirectory(prefix="precache-diag-") as tmp:
         doc = {"traces": {name: diagnose(name, args.fractions, args.seeds, Path(tmp)) for name in names},
                "variants": {"with count": "rows with the distinct-objects count (what ships)",

@@ -3,6 +3,7 @@ copied), or ``PRECACHE_SHARED_DATA``. One catalogue, so every benchmark names th
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -22,3 +23,12 @@ SESSION_TRACES = {
     "msnbc": MSNBC,
     "diginetica": SHARED_DATA / "diginetica-sample/sample_train-item-views.csv.gz",
 }
+
+
+def trace_names(ap: argparse.ArgumentParser, value: str, allowed: tuple[str, ...]) -> list[str]:
+    """The comma-separated trace names of a ``--traces`` option; an unknown one is a usage error (exit 2)."""
+    names = [t for t in value.split(",") if t]
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        ap.error(f"unknown trace(s) {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return names

@@ -26,6 +26,7 @@ from bench_policies import FRACTIONS, load_traces, replay  # noqa: E402
 from policy_online import slice_trace, validation_slice  # noqa: E402
 from precache.models.optimizer.labels import CacheTrace  # noqa: E402
 from precache.models.optimizer.switcher import HALF_LIFE, SwitchingPolicy, candidates  # noqa: E402
+from shared_traces import trace_names  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TRACES = ("nasa-jul-extract", "nasa-1aug", "cloudphysics", "synthetic-1000000")
@@ -55,10 +56,7 @@ def main() -> None:
                     default=[HALF_LIFE, 512.0, 8192.0], help="the switcher's half-lives, in requests")
     ap.add_argument("--out", type=Path, default=RESULTS / "switcher_validation.json")
     args = ap.parse_args()
-    names = [t for t in args.traces.split(",") if t]
-    unknown = sorted(set(names) - set(TRACES))
-    if unknown:
-        ap.error(f"unknown trace(s) {', '.join(unknown)}; choose from {', '.join(TRACES)}")
+    names = trace_names(ap, args.traces, TRACES)
     traces = load_traces(1_000_000 if "synthetic-1000000" in names else 0)
     doc: dict[str, Any] = {"half_lives": [f"{h:g}" for h in args.half_lives], "traces": {}}
     heads = " ".join(f"{'H=' + f'{h:g}':>16s}" for h in args.half_lives)

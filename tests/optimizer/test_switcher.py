@@ -130,42 +130,18 @@ def test_a_switcher_that_never_switches_is_its_first_candidate() -> None:
 def test_after_a_switch_the_cache_holds_only_what_the_new_candidate_holds() -> None:
     """A switch hands the cache to a warm shadow: the keys it does not hold go first, and from then on the
     real contents are the running shadow's, less what has not been requested since the switch."""
-    trace = scan_then_hot(30_000, 9)
     sw = SwitchingPolicy(capacity_bytes=3000)
-    resident: set[str] = set()
-    for i in range(0, len(trace), 1000):
-        _, resident = replay_hits_from(sw, trace[: i + 1000], resident, i)
-        shadow = sw.shadows[sw.current].resident
-        extras = resident - set(shadow)
-        assert sw.used <= 3000 and set(sw.resident) == resident
-        recent = [n for n, _ in sw.switches if n > i + 1000 - 3000]
+
+    def checkpoint(i: int, resident: dict[str, EntryInfo]) -> None:
+        if i % 1000 != 999:
+            return
+        extras = set(resident) - set(sw.shadows[sw.current].resident)
+        assert sw.used <= 3000 and set(sw.resident) == set(resident)
+        recent = [n for n, _ in sw.switches if n > i + 1 - 3000]
         assert not extras or recent  # what the new candidate does not hold leaves within ~3,000 requests
+
+    replay_hits(sw, scan_then_hot(30_000, 9), 3000, after=checkpoint)
     assert len(sw.switches) >= 2
-
-
-def replay_hits_from(policy: SwitchingPolicy, trace: list[tuple[str, int]], resident: set[str],
-                     start: int) -> tuple[list[bool], set[str]]:
-    """replay_hits continued from ``start`` with the real cache's ``resident`` keys (sizes from the policy)."""
-    held = {k: policy.resident[k] for k in resident}
-    used = sum(e.size for e in held.values())
-    hits: list[bool] = []
-    for key, size in trace[start:]:
-        e = held.get(key)
-        hits.append(e is not None)
-        if e is not None:
-            policy.on_hit(e)
-            continue
-        info = EntryInfo(key=key, size=size)
-        if not policy.admit(info):
-            continue
-        while used + size > 3000:
-            v = policy.victim()
-            assert v is not None
-            used -= held.pop(v).size
-        held[key] = info
-        used += size
-        policy.on_insert(info)
-    return hits, set(held)
 
 
 def test_decisions_use_only_the_past() -> None:
