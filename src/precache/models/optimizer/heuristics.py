@@ -140,13 +140,11 @@ class GDSFPolicy:
         heap, prio, size = self._heap, self._prio, self._size
         frontier = [(heap[0], 0)] if heap else []
         freed = 0
-        seen: set[str] = set()
         while frontier:
             (p, _, key), i = heapq.heappop(frontier)
             if p > priority:
                 return False
-            if prio.get(key) == p and key not in seen:
-                seen.add(key)
+            if prio.get(key) == p:  # the live item (priorities only rise: one per key, as victim() assumes)
                 freed += size[key]
                 if freed >= need:
                     return True

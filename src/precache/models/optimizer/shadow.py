@@ -74,13 +74,5 @@ class ShadowCache:
             self.used -= gone.size
             self.policy.on_remove(key)
 
-    def resize(self, capacity: float) -> None:
-        """A new byte capacity (the switcher's estimate of the tier's budget grew). The policy is not told:
-        one built without a capacity keeps its rules for an unknown budget (S3-FIFO's shares of the
-        resident bytes), as in the tier alone."""
-        self.capacity = capacity
-        while self.used > capacity and self.evict_one() is not None:
-            pass
-
     def byte_miss_ratio(self) -> float:
         return self.missed / self.requested if self.requested > 0 else 1.0

@@ -130,8 +130,10 @@ class SwitchingPolicy:
         return held
 
     def _set_capacity(self, capacity: int) -> None:
+        """A larger estimate of the budget (it only grows). The policies are not told: one built without
+        a capacity keeps its rules for an unknown budget (S3-FIFO's shares of the resident bytes)."""
         for shadow in self.shadows.values():
-            shadow.resize(capacity)
+            shadow.capacity = capacity
 
     def _decide(self) -> None:
         ratios = {name: shadow.byte_miss_ratio() for name, shadow in self.shadows.items()}
